@@ -1,0 +1,34 @@
+//! The language of license-ledger: what the ledger records and how it decides.
+//!
+//! Everything here is deterministic. There is no I/O, no clock and no randomness: the current time,
+//! new ids and freshly generated key material arrive inside commands, stamped by the write side
+//! (`commands`). That is what lets the same code decide a command, rebuild a read model, and fold a
+//! license "as of" any past instant with identical results.
+//!
+//! # Layout
+//! - [`ids`]: typed UUID identifiers (`LicenseId`, `AppId`, ...).
+//! - [`values`]: validated value types (`Name`, `SeatCount`, `FeatureSet`, ...): parse, don't validate.
+//! - [`keys`]: the license-key and API-token formats, and their hashes.
+//! - [`event`]: the stored-event contract: encoding, decoding with upcasting, metadata, envelopes.
+//! - [`integrity`]: the canonical bytes of an event and the per-stream hash chain.
+//! - [`error`]: [`DomainError`], every refusal a command can meet, with its stable `code`.
+//! - Aggregates (cqrs-es `Aggregate`): [`organization`], [`product`], [`policy`], [`license`],
+//!   [`api_token`]; [`status`] derives a license's status from its state and the clock.
+
+pub mod api_token;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod integrity;
+pub mod keys;
+pub mod license;
+pub mod organization;
+pub mod policy;
+pub mod product;
+pub mod status;
+pub mod values;
+
+pub use error::DomainError;
+
+/// Instants are UTC everywhere in the ledger.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

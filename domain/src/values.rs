@@ -1,0 +1,464 @@
+//! Validated value types: a value of these types cannot be invalid, so the aggregates never re-check.
+//!
+//! Each type has a private field and a `parse` constructor; `serde` goes through the same
+//! constructor (`try_from`), so a malformed request body or a corrupted event payload is refused
+//! with the same message.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a value was refused. The message is safe to show to an API caller.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidValue {
+    message: String,
+}
+
+impl InvalidValue {
+    /// A refusal with a human-readable reason.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// The reason, for error responses.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+fn bounded_text(raw: &str, what: &str, max: usize) -> Result<String, InvalidValue> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(InvalidValue::new(format!("{what} must not be empty")));
+    }
+    let chars = trimmed.chars().count();
+    if chars > max {
+        return Err(InvalidValue::new(format!(
+            "{what} must be at most {max} characters (got {chars})"
+        )));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(InvalidValue::new(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A display name (organization, product, policy): 1 to 200 characters, trimmed, no control
+/// characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+impl Name {
+    /// # Errors
+    /// When the trimmed text is empty, longer than 200 characters or holds control characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw, "name", 200).map(Self)
+    }
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<Name> for String {
+    fn from(v: Name) -> String {
+        v.0
+    }
+}
+
+/// Why an administrator acted (suspension, revocation): 1 to 500 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Reason(String);
+
+impl Reason {
+    /// # Errors
+    /// When the trimmed text is empty, longer than 500 characters or holds control characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw, "reason", 500).map(Self)
+    }
+    /// The reason.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Reason {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<Reason> for String {
+    fn from(v: Reason) -> String {
+        v.0
+    }
+}
+
+/// An entitlement code (`pro`, `export.pdf`, `FeatureX`): 1 to 64 characters of ASCII letters,
+/// digits and `_ . : -`, starting with a letter or digit. Case-sensitive.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FeatureCode(String);
+
+impl FeatureCode {
+    /// # Errors
+    /// When the code is empty, too long, or uses other characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok_first = raw
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+        let ok_rest = raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+        if !ok_first || !ok_rest || raw.len() > 64 {
+            return Err(InvalidValue::new(format!(
+                "feature code {raw:?} must be 1-64 ASCII letters, digits or _.:- starting with a letter or digit"
+            )));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FeatureCode {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<FeatureCode> for String {
+    fn from(v: FeatureCode) -> String {
+        v.0
+    }
+}
+
+/// A set of entitlement codes, at most 256, kept sorted so equal sets serialize identically.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<FeatureCode>", into = "Vec<FeatureCode>")]
+pub struct FeatureSet(BTreeSet<FeatureCode>);
+
+impl FeatureSet {
+    /// The largest number of codes one license or policy may carry.
+    pub const MAX: usize = 256;
+
+    /// Builds a set; duplicates collapse.
+    ///
+    /// # Errors
+    /// When more than [`FeatureSet::MAX`] distinct codes are given.
+    pub fn new(codes: impl IntoIterator<Item = FeatureCode>) -> Result<Self, InvalidValue> {
+        let set: BTreeSet<FeatureCode> = codes.into_iter().collect();
+        if set.len() > Self::MAX {
+            return Err(InvalidValue::new(format!(
+                "at most {} features are allowed (got {})",
+                Self::MAX,
+                set.len()
+            )));
+        }
+        Ok(Self(set))
+    }
+
+    /// Parses codes from text.
+    ///
+    /// # Errors
+    /// When a code is malformed or there are too many.
+    pub fn parse<S: AsRef<str>>(codes: &[S]) -> Result<Self, InvalidValue> {
+        let parsed = codes
+            .iter()
+            .map(|c| FeatureCode::parse(c.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(parsed)
+    }
+
+    /// Whether the set holds `code`.
+    pub fn contains(&self, code: &FeatureCode) -> bool {
+        self.0.contains(code)
+    }
+    /// The codes, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &FeatureCode> {
+        self.0.iter()
+    }
+    /// Number of codes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<Vec<FeatureCode>> for FeatureSet {
+    type Error = InvalidValue;
+    fn try_from(codes: Vec<FeatureCode>) -> Result<Self, Self::Error> {
+        Self::new(codes)
+    }
+}
+impl From<FeatureSet> for Vec<FeatureCode> {
+    fn from(v: FeatureSet) -> Vec<FeatureCode> {
+        v.0.into_iter().collect()
+    }
+}
+
+/// A number of seats (maximum concurrent activations): 1 to 1,000,000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct SeatCount(u32);
+
+impl SeatCount {
+    /// The largest seat count a license may have.
+    pub const MAX: u32 = 1_000_000;
+
+    /// # Errors
+    /// When `seats` is 0 or above [`SeatCount::MAX`].
+    pub fn new(seats: u32) -> Result<Self, InvalidValue> {
+        if seats == 0 || seats > Self::MAX {
+            return Err(InvalidValue::new(format!(
+                "seats must be between 1 and {} (got {seats})",
+                Self::MAX
+            )));
+        }
+        Ok(Self(seats))
+    }
+    /// The count.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for SeatCount {
+    type Error = InvalidValue;
+    fn try_from(v: u32) -> Result<Self, Self::Error> {
+        Self::new(v)
+    }
+}
+impl From<SeatCount> for u32 {
+    fn from(v: SeatCount) -> u32 {
+        v.0
+    }
+}
+
+/// The readable prefix of a product's license keys: 2 to 8 upper-case ASCII letters or digits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    /// # Errors
+    /// When the prefix is not 2-8 upper-case letters or digits.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = (2..=8).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if !ok {
+            return Err(InvalidValue::new(format!(
+                "key prefix {raw:?} must be 2-8 upper-case letters or digits"
+            )));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The default prefix for a product: the first letters and digits of its name, upper-cased
+    /// (`"Acme Studio"` -> `"ACMEST"`), or `"LIC"` when the name has too few.
+    pub fn from_product_name(name: &Name) -> Self {
+        let derived: String = name
+            .as_str()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_uppercase())
+            .take(6)
+            .collect();
+        Self::parse(&derived).unwrap_or_else(|_| Self("LIC".to_owned()))
+    }
+
+    /// The prefix.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for KeyPrefix {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<KeyPrefix> for String {
+    fn from(v: KeyPrefix) -> String {
+        v.0
+    }
+}
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every accepted spelling, for error messages.
+            pub const ALL: &'static [&'static str] = &[$($text),+];
+
+            /// The stable text of this value (API and events).
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            /// # Errors
+            /// When `raw` is not one of [`Self::ALL`].
+            pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+                match raw {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(InvalidValue::new(format!(
+                        "{other:?} is not one of {}", Self::ALL.join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// What an organization is to the vendor.
+    OrganizationKind { Customer => "customer", Partner => "partner", Vendor => "vendor" }
+);
+text_enum!(
+    /// What a product is.
+    ProductKind {
+        Application => "application",
+        Plugin => "plugin",
+        Feature => "feature",
+        CloudService => "cloud_service",
+    }
+);
+text_enum!(
+    /// How a license's seats are counted.
+    LicenseModel { NodeLocked => "node_locked", Floating => "floating", NamedUser => "named_user" }
+);
+text_enum!(
+    /// Where an installation runs; some licenses allow extra test instances.
+    Environment { Production => "production", Test => "test" }
+);
+text_enum!(
+    /// Roles a bearer of an administration token can hold (vendor staff).
+    Role {
+        VendorAdmin => "vendor_admin",
+        VendorSupport => "vendor_support",
+        VendorAuditor => "vendor_auditor",
+    }
+);
+text_enum!(
+    /// How a license came to be.
+    LicenseSource { Admin => "admin", Stripe => "stripe", Import => "import" }
+);
+
+impl ProductKind {
+    /// Plugins and features extend a parent product and must name it.
+    pub const fn requires_parent(self) -> bool {
+        matches!(self, Self::Plugin | Self::Feature)
+    }
+    /// Only applications and cloud services can be parents.
+    pub const fn can_be_parent(self) -> bool {
+        matches!(self, Self::Application | Self::CloudService)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(Name::parse("  Acme  ").unwrap().as_str(), "Acme");
+        assert!(Name::parse("   ").is_err());
+        assert!(Name::parse(&"x".repeat(201)).is_err());
+        assert!(Name::parse("a\u{0}b").is_err());
+        assert!(Name::parse(&"é".repeat(200)).is_ok());
+    }
+
+    #[test]
+    fn seat_counts_refuse_zero_and_absurd_values() {
+        assert!(SeatCount::new(0).is_err());
+        assert!(SeatCount::new(SeatCount::MAX + 1).is_err());
+        assert_eq!(SeatCount::new(5).unwrap().get(), 5);
+        assert!(serde_json::from_str::<SeatCount>("0").is_err());
+    }
+
+    #[test]
+    fn feature_sets_are_sorted_and_deduplicated() {
+        let set = FeatureSet::parse(&["pro", "export", "pro"]).unwrap();
+        let codes: Vec<&str> = set.iter().map(FeatureCode::as_str).collect();
+        assert_eq!(codes, ["export", "pro"]);
+        assert!(FeatureSet::parse(&["bad code"]).is_err());
+        let too_many: Vec<String> = (0..257).map(|i| format!("f{i}")).collect();
+        assert!(FeatureSet::parse(&too_many).is_err());
+    }
+
+    #[test]
+    fn key_prefixes_derive_from_product_names() {
+        let name = Name::parse("Acme Studio Pro").unwrap();
+        assert_eq!(KeyPrefix::from_product_name(&name).as_str(), "ACMEST");
+        let name = Name::parse("é").unwrap();
+        assert_eq!(KeyPrefix::from_product_name(&name).as_str(), "LIC");
+        assert!(KeyPrefix::parse("acme").is_err());
+    }
+
+    #[test]
+    fn text_enums_parse_only_their_spellings() {
+        assert_eq!(
+            LicenseModel::parse("floating").unwrap(),
+            LicenseModel::Floating
+        );
+        let err = LicenseModel::parse("usage").unwrap_err();
+        assert!(err.message().contains("node_locked"));
+        assert_eq!(
+            serde_json::to_string(&ProductKind::CloudService).unwrap(),
+            "\"cloud_service\""
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_accepted_feature_code_round_trips(code in "[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}") {
+            let parsed = FeatureCode::parse(&code).unwrap();
+            let json = serde_json::to_string(&parsed).unwrap();
+            prop_assert_eq!(serde_json::from_str::<FeatureCode>(&json).unwrap(), parsed);
+        }
+
+        #[test]
+        fn names_never_hold_surrounding_whitespace(raw in "\\PC{0,220}") {
+            if let Ok(name) = Name::parse(&raw) {
+                prop_assert_eq!(name.as_str(), name.as_str().trim());
+                prop_assert!(!name.as_str().is_empty());
+                prop_assert!(name.as_str().chars().count() <= 200);
+            }
+        }
+    }
+}

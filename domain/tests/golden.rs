@@ -1,0 +1,326 @@
+//! Golden fixtures: history written today must load forever.
+//!
+//! `domain/tests/golden/<AggregateType>/<EventType>.v<version>.json` holds one stored event per
+//! event type and version ever written. This test:
+//! - decodes every fixture (through upcasters for old versions) — a fixture that stops loading is a
+//!   broken promise to every database in the field;
+//! - checks that every current `(event_type, event_version)` has a fixture, and that a current
+//!   fixture re-encodes to exactly its stored payload;
+//! - checks that each event enum's serde tags, `event_type()`s and `VERSIONS` agree.
+//!
+//! A new event type or version: run `LEDGER_WRITE_MISSING_GOLDEN=1 cargo test -p domain --test
+//! golden`, review the new file, commit it. Existing fixtures are never rewritten by the test; they
+//! are edited by hand never.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use domain::api_token::ApiTokenEvent;
+use domain::event::{VersionedEvent, decode_payload, encode_payload};
+use domain::ids::*;
+use domain::keys::KeyHash;
+use domain::license::{LicenseEvent, LicenseIssued};
+use domain::organization::OrganizationEvent;
+use domain::policy::{PolicyEvent, PolicyTerms, PolicyTermsInput};
+use domain::product::ProductEvent;
+use domain::values::*;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn t(s: &str) -> domain::Timestamp {
+    s.parse().unwrap()
+}
+
+fn uuid(n: u128) -> Uuid {
+    Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n)
+}
+
+fn terms() -> PolicyTerms {
+    PolicyTerms::new(PolicyTermsInput {
+        model: LicenseModel::Floating,
+        seats: SeatCount::new(5).unwrap(),
+        duration_days: Some(365),
+        trial_days: Some(14),
+        features: FeatureSet::parse(&["export.pdf", "pro"]).unwrap(),
+        offline_allowed: true,
+        offline_grace_days: 14,
+        payment_grace_days: 7,
+        maintenance_months: Some(12),
+        lease_seconds: Some(600),
+    })
+    .unwrap()
+}
+
+fn organization_samples() -> Vec<OrganizationEvent> {
+    let partner = OrganizationId::from_uuid(uuid(2));
+    vec![
+        OrganizationEvent::Registered {
+            name: Name::parse("Acme Corporation").unwrap(),
+            kind: OrganizationKind::Customer,
+            parent_id: Some(OrganizationId::from_uuid(uuid(1))),
+        },
+        OrganizationEvent::Renamed {
+            name: Name::parse("Acme AG").unwrap(),
+        },
+        OrganizationEvent::Moved {
+            new_parent_id: None,
+        },
+        OrganizationEvent::PartnerDelegationGranted {
+            partner_id: partner,
+        },
+        OrganizationEvent::PartnerDelegationRevoked {
+            partner_id: partner,
+        },
+        OrganizationEvent::Closed {},
+    ]
+}
+
+fn product_samples() -> Vec<ProductEvent> {
+    vec![ProductEvent::Defined {
+        name: Name::parse("Acme Studio").unwrap(),
+        kind: ProductKind::Plugin,
+        app_id: AppId::parse(uuid(10)).unwrap(),
+        parent_product_id: Some(ProductId::from_uuid(uuid(11))),
+        key_prefix: KeyPrefix::parse("ACME").unwrap(),
+    }]
+}
+
+fn policy_samples() -> Vec<PolicyEvent> {
+    vec![
+        PolicyEvent::Defined {
+            product_id: ProductId::from_uuid(uuid(11)),
+            name: Name::parse("Pro").unwrap(),
+            version: 1,
+            terms: terms(),
+        },
+        PolicyEvent::Revised {
+            version: 2,
+            name: Name::parse("Pro 2026").unwrap(),
+            terms: terms(),
+        },
+        PolicyEvent::Retired {},
+    ]
+}
+
+fn license_samples() -> Vec<LicenseEvent> {
+    vec![
+        LicenseEvent::Issued(Box::new(LicenseIssued {
+            product_id: ProductId::from_uuid(uuid(11)),
+            app_id: AppId::parse(uuid(10)).unwrap(),
+            policy_id: PolicyId::from_uuid(uuid(20)),
+            policy_version: 2,
+            organization_id: OrganizationId::from_uuid(uuid(1)),
+            key_hash: KeyHash::from_bytes([0xA5; 32]),
+            key_prefix: "ACME-7K3Q".into(),
+            seats: SeatCount::new(5).unwrap(),
+            features: FeatureSet::parse(&["pro"]).unwrap(),
+            starts_at: t("2026-03-01T10:00:00Z"),
+            expires_at: Some(t("2027-03-01T10:00:00Z")),
+            trial_ends_at: Some(t("2026-03-15T10:00:00Z")),
+            maintenance_until: Some(t("2027-03-01T10:00:00Z")),
+            source: LicenseSource::Admin,
+            terms: terms(),
+        })),
+        LicenseEvent::Suspended {
+            reason: Reason::parse("chargeback under review").unwrap(),
+        },
+        LicenseEvent::Reinstated {},
+        LicenseEvent::Renewed {
+            expires_at: t("2028-03-01T10:00:00Z"),
+        },
+        LicenseEvent::Transferred {
+            organization_id: OrganizationId::from_uuid(uuid(3)),
+        },
+        LicenseEvent::EntitlementsChanged {
+            features: FeatureSet::parse(&["pro", "export.pdf"]).unwrap(),
+        },
+        LicenseEvent::SeatsChanged {
+            seats: SeatCount::new(10).unwrap(),
+        },
+        LicenseEvent::MaintenanceExtended {
+            until: t("2028-03-01T10:00:00Z"),
+        },
+        LicenseEvent::KeyRotated {
+            key_hash: KeyHash::from_bytes([0x5A; 32]),
+            key_prefix: "ACME-M2X8".into(),
+        },
+        LicenseEvent::Revoked {
+            reason: Reason::parse("contract terminated").unwrap(),
+        },
+    ]
+}
+
+fn api_token_samples() -> Vec<ApiTokenEvent> {
+    vec![
+        ApiTokenEvent::Issued {
+            role: Role::VendorSupport,
+            label: Some(Name::parse("helpdesk").unwrap()),
+            token_hash: KeyHash::from_bytes([0x11; 32]),
+            issued_at: t("2026-03-01T10:00:00Z"),
+            expires_at: Some(t("2026-03-02T10:00:00Z")),
+        },
+        ApiTokenEvent::Revoked {
+            revoked_at: t("2026-03-01T12:00:00Z"),
+        },
+    ]
+}
+
+/// One aggregate's contract under test.
+struct Contract {
+    aggregate_type: &'static str,
+    versions: &'static [(&'static str, &'static str)],
+    /// (event_type, event_version, payload) of each sample.
+    samples: Vec<(String, String, Value)>,
+    decode: fn(&str, &str, Value) -> Result<Value, String>,
+}
+
+fn contract<E: VersionedEvent>(samples: Vec<E>) -> Contract {
+    fn decode_as<E: VersionedEvent>(ty: &str, ver: &str, payload: Value) -> Result<Value, String> {
+        let event: E = decode_payload(ty, ver, payload).map_err(|e| e.to_string())?;
+        encode_payload(&event).map_err(|e| e.to_string())
+    }
+    Contract {
+        aggregate_type: E::AGGREGATE_TYPE,
+        versions: E::VERSIONS,
+        samples: samples
+            .iter()
+            .map(|e| {
+                let payload = encode_payload(e).unwrap_or_else(|err| panic!("{err}"));
+                (e.event_type(), e.event_version(), payload)
+            })
+            .collect(),
+        decode: decode_as::<E>,
+    }
+}
+
+fn contracts() -> Vec<Contract> {
+    vec![
+        contract(organization_samples()),
+        contract(product_samples()),
+        contract(policy_samples()),
+        contract(license_samples()),
+        contract(api_token_samples()),
+    ]
+}
+
+fn fixture_path(aggregate_type: &str, event_type: &str, version: &str) -> PathBuf {
+    golden_dir()
+        .join(aggregate_type)
+        .join(format!("{event_type}.v{version}.json"))
+}
+
+#[test]
+fn samples_cover_every_event_type_exactly_at_its_current_version() {
+    for c in contracts() {
+        let declared: BTreeMap<&str, &str> = c.versions.iter().copied().collect();
+        assert_eq!(
+            declared.len(),
+            c.versions.len(),
+            "{}: duplicate VERSIONS entry",
+            c.aggregate_type
+        );
+        let sampled: BTreeSet<&str> = c.samples.iter().map(|(t, _, _)| t.as_str()).collect();
+        let declared_types: BTreeSet<&str> = declared.keys().copied().collect();
+        assert_eq!(
+            sampled, declared_types,
+            "{}: samples and VERSIONS disagree",
+            c.aggregate_type
+        );
+        for (ty, ver, _) in &c.samples {
+            assert_eq!(
+                declared[ty.as_str()],
+                ver,
+                "{}: {ty} version",
+                c.aggregate_type
+            );
+        }
+    }
+}
+
+#[test]
+fn every_current_event_version_has_a_golden_fixture() {
+    let write_missing = std::env::var_os("LEDGER_WRITE_MISSING_GOLDEN").is_some();
+    let mut missing = Vec::new();
+    for c in contracts() {
+        for (ty, ver, payload) in &c.samples {
+            let path = fixture_path(c.aggregate_type, ty, ver);
+            if path.exists() {
+                continue;
+            }
+            if write_missing {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let fixture = json!({
+                    "aggregate_type": c.aggregate_type,
+                    "event_type": ty,
+                    "event_version": ver,
+                    "payload": payload,
+                });
+                let text = serde_json::to_string_pretty(&fixture).unwrap() + "\n";
+                std::fs::write(&path, text).unwrap();
+            } else {
+                missing.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "missing golden fixtures (write them with LEDGER_WRITE_MISSING_GOLDEN=1, review, commit):\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn every_golden_fixture_ever_written_still_loads() {
+    let contracts = contracts();
+    let mut loaded = 0;
+    for entry in walk(&golden_dir()) {
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let fixture: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: not JSON: {e}", entry.display()));
+        let aggregate_type = fixture["aggregate_type"].as_str().unwrap();
+        let event_type = fixture["event_type"].as_str().unwrap();
+        let event_version = fixture["event_version"].as_str().unwrap();
+        let payload = fixture["payload"].clone();
+        let c = contracts
+            .iter()
+            .find(|c| c.aggregate_type == aggregate_type)
+            .unwrap_or_else(|| panic!("{}: unknown aggregate {aggregate_type}", entry.display()));
+        let reencoded = (c.decode)(event_type, event_version, payload.clone())
+            .unwrap_or_else(|e| panic!("{} no longer loads: {e}", entry.display()));
+        let is_current = c
+            .versions
+            .iter()
+            .any(|(t, v)| *t == event_type && *v == event_version);
+        if is_current {
+            assert_eq!(
+                reencoded,
+                payload,
+                "{}: a current event must re-encode to exactly its stored payload",
+                entry.display()
+            );
+        }
+        loaded += 1;
+    }
+    assert!(loaded >= contracts.iter().map(|c| c.versions.len()).sum::<usize>());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
