@@ -1,1 +1,26 @@
-//! placeholder
+//! The write side of license-ledger: the PostgreSQL event store and the command services.
+//!
+//! # Layout
+//! - [`store`]: append-only, hash-chained event log; one-statement appends with optimistic
+//!   concurrency and unique claims.
+//! - [`executor`]: load, decide, append, retry; idempotency keys; as-of loads.
+//! - [`ledger`]: the command services the API calls ([`ledger::Ledger`]).
+//! - [`keys`]: key material from the OS CSPRNG and the keyed hash of license keys.
+//! - [`clock`]: the time stamped into commands.
+//! - [`cqrs_repository`]: our store as a cqrs-es `PersistedEventRepository`.
+//! - [`db`]: connecting and migrating.
+//!
+//! Architecture invariant: `commands` never depends on `projections`; it only appends and reads
+//! streams.
+
+pub mod clock;
+pub mod cqrs_repository;
+pub mod db;
+pub mod executor;
+pub mod keys;
+pub mod ledger;
+pub mod store;
+
+pub use executor::{CommandContext, CommandError, Idempotency, Outcome};
+pub use ledger::{Ledger, LedgerError};
+pub use store::EventStore;

@@ -60,6 +60,13 @@ pub trait VersionedEvent: DomainEvent + DeserializeOwned {
     ///
     /// # Errors
     /// The default knows no older versions and refuses them.
+    /// Values this event makes unique across every stream (an App GUID, a key hash). The write
+    /// side claims them in the same statement that appends the event, so a duplicate refuses the
+    /// whole command.
+    fn unique_claims(&self) -> Vec<UniqueClaim> {
+        Vec::new()
+    }
+
     fn upcast(
         event_type: &str,
         event_version: &str,
@@ -71,6 +78,14 @@ pub trait VersionedEvent: DomainEvent + DeserializeOwned {
             event_version: event_version.to_owned(),
         })
     }
+}
+
+/// A value that must be unique within its scope across all streams.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UniqueClaim {
+    /// What kind of value (`app_id`, `license_key`); also the error code's subject.
+    pub scope: &'static str,
+    pub value: String,
 }
 
 /// The payload to store for `event`: its fields without the enum tag.

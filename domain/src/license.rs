@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 use crate::error::DomainError;
-use crate::event::VersionedEvent;
+use crate::event::{UniqueClaim, VersionedEvent};
 use crate::ids::{AppId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId};
 use crate::keys::KeyHash;
 use crate::organization::OrganizationRef;
@@ -168,6 +168,19 @@ impl VersionedEvent for LicenseEvent {
         ("LicenseKeyRotated", "1"),
         ("LicenseRevoked", "1"),
     ];
+
+    /// A key hash opens exactly one license, forever (a rotated-away key is never reused).
+    fn unique_claims(&self) -> Vec<UniqueClaim> {
+        let key_hash = match self {
+            Self::Issued(issued) => &issued.key_hash,
+            Self::KeyRotated { key_hash, .. } => key_hash,
+            _ => return Vec::new(),
+        };
+        vec![UniqueClaim {
+            scope: "license_key",
+            value: key_hash.to_hex(),
+        }]
+    }
 }
 
 /// One active installation of a license.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 use crate::error::DomainError;
-use crate::event::VersionedEvent;
+use crate::event::{UniqueClaim, VersionedEvent};
 use crate::ids::{AppId, ProductId};
 use crate::values::{KeyPrefix, Name, ProductKind};
 
@@ -90,6 +90,16 @@ impl DomainEvent for ProductEvent {
 impl VersionedEvent for ProductEvent {
     const AGGREGATE_TYPE: &'static str = "Product";
     const VERSIONS: &'static [(&'static str, &'static str)] = &[("ProductDefined", "1")];
+
+    /// An App GUID identifies exactly one product.
+    fn unique_claims(&self) -> Vec<UniqueClaim> {
+        match self {
+            Self::Defined { app_id, .. } => vec![UniqueClaim {
+                scope: "app_id",
+                value: app_id.to_string(),
+            }],
+        }
+    }
 }
 
 /// The state of a defined product.

@@ -1,0 +1,104 @@
+//! Connecting to PostgreSQL and applying migrations.
+//!
+//! Migrations run on a connection of their own as the configured user (the schema owner). Every
+//! pooled connection then switches to the role `ledger_app` (`SET ROLE`), which may insert into
+//! `events` but never update or delete: even an application bug cannot rewrite history.
+
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor};
+
+/// The SQL migrations in `migrations/`, compiled in.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// The role application connections act as.
+pub const APP_ROLE: &str = "ledger_app";
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot reach PostgreSQL at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Other(#[from] sqlx::Error),
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparsable database URL>".to_owned(),
+    }
+}
+
+fn options(url: &str) -> Result<PgConnectOptions, DbError> {
+    let options: PgConnectOptions = url.parse().map_err(|source| DbError::Unreachable {
+        url: redact_url(url),
+        source,
+    })?;
+    Ok(options.application_name("license-ledger"))
+}
+
+/// Applies all pending migrations as the configured user.
+///
+/// # Errors
+/// When the database is unreachable or a migration fails.
+pub async fn migrate(url: &str) -> Result<(), DbError> {
+    let mut conn = options(url)?
+        .connect()
+        .await
+        .map_err(|source| DbError::Unreachable {
+            url: redact_url(url),
+            source,
+        })?;
+    MIGRATOR.run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// A pool whose connections act as [`APP_ROLE`]. A session that stays idle inside a transaction
+/// is ended after 30 s, because an open writing transaction holds back every projector.
+///
+/// # Errors
+/// When the database is unreachable or the role cannot be assumed (run `ledger migrate`).
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "SET idle_in_transaction_session_timeout = '30s'; SET ROLE ledger_app",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options(url)?)
+        .await
+        .map_err(|source| DbError::Unreachable {
+            url: redact_url(url),
+            source,
+        })?;
+    Ok(pool)
+}
+
+/// Whether the database answers (for `/readyz`).
+pub async fn ping(pool: &PgPool) -> bool {
+    match pool.acquire().await {
+        Ok(mut conn) => conn.ping().await.is_ok(),
+        Err(_) => false,
+    }
+}

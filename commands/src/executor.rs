@@ -1,0 +1,323 @@
+//! Runs a command against an aggregate: load the stream, let the aggregate decide (cqrs-es
+//! `Aggregate::handle`), append the events in one statement, and on a concurrency conflict reload
+//! and decide again — a bounded number of times, then give up with [`CommandError::Conflict`].
+//!
+//! Two commands racing on one aggregate can therefore never both succeed on stale state: the
+//! loser's append is refused by the database and its command is re-decided on the winner's state.
+//! Re-deciding is safe because aggregates are deterministic and side-effect free.
+//!
+//! Idempotency: a command carrying a client's `Idempotency-Key` records the key on its first event
+//! (unique per actor, enforced by an index). A repeat of the same request replays the recorded
+//! outcome instead of deciding again; a different request with the same key is refused.
+
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use domain::DomainError;
+use domain::Timestamp;
+use domain::event::{
+    Actor, EventCodecError, EventMetadata, RecordedEvent, VersionedEvent, encode_payload,
+};
+use uuid::Uuid;
+
+use crate::store::{AppendBatch, AppendError, AppendedEvent, EventStore, NewEvent};
+
+/// How many times a command is decided before a conflict is reported to the caller.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Who is acting and why: stamped into every event's metadata.
+#[derive(Clone, Debug)]
+pub struct CommandContext {
+    pub actor: Actor,
+    /// The request id (`X-Request-Id`).
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub effective_at: Option<Timestamp>,
+    pub idempotency: Option<Idempotency>,
+}
+
+impl CommandContext {
+    /// A context for `actor` in request `correlation_id`.
+    pub fn new(actor: Actor, correlation_id: impl Into<String>) -> Self {
+        Self {
+            actor,
+            correlation_id: correlation_id.into(),
+            causation_id: None,
+            effective_at: None,
+            idempotency: None,
+        }
+    }
+
+    fn metadata(&self, first: bool) -> EventMetadata {
+        let mut meta = EventMetadata::new(self.actor.clone(), self.correlation_id.clone());
+        meta.causation_id.clone_from(&self.causation_id);
+        meta.effective_at = self.effective_at;
+        if first && let Some(idem) = &self.idempotency {
+            meta.idempotency_key = Some(idem.key.clone());
+            meta.request_hash = Some(idem.request_hash.clone());
+        }
+        meta
+    }
+}
+
+/// A client's idempotency key and a digest of the request it came with.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// The result of a command.
+#[derive(Debug)]
+pub struct Outcome<A> {
+    /// The stream the command acted on (for a replayed creation: the one created the first time).
+    pub aggregate_id: String,
+    /// The aggregate after the command.
+    pub aggregate: A,
+    /// The stream's version after the command.
+    pub version: i64,
+    /// The events the command appended (or, replayed, had appended).
+    pub appended: Vec<AppendedEvent>,
+    /// Whether this is the replay of an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// Why a command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The aggregate refused it.
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// Other writers kept winning the race for this stream.
+    #[error("the {aggregate_type} changed concurrently {attempts} times; retry the request")]
+    Conflict {
+        aggregate_type: &'static str,
+        attempts: u32,
+    },
+    /// A value the command would claim (an App GUID) belongs to another stream.
+    #[error("{scope} {value} is already taken")]
+    ClaimTaken { scope: String, value: String },
+    /// The idempotency key was first used with a different request.
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    /// A stored event could not be read: corruption or a newer schema.
+    #[error("stored event could not be read: {0}")]
+    Corrupt(#[from] EventCodecError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<AppendError> for CommandError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::ClaimTaken { scope, value } => Self::ClaimTaken { scope, value },
+            AppendError::Database(e) => Self::Database(e),
+            // Handled by the retry loop; reaching here means it was not retried.
+            AppendError::Conflict | AppendError::IdempotencyKeyTaken => Self::Conflict {
+                aggregate_type: "stream",
+                attempts: 1,
+            },
+        }
+    }
+}
+
+/// Folds recorded events into an aggregate.
+///
+/// # Errors
+/// When an event cannot be decoded.
+pub fn fold<A>(events: &[RecordedEvent]) -> Result<(A, i64), EventCodecError>
+where
+    A: Aggregate,
+    A::Event: VersionedEvent,
+{
+    let mut aggregate = A::default();
+    let mut version = 0;
+    for event in events {
+        aggregate.apply(event.decode::<A::Event>()?);
+        version = event.sequence;
+    }
+    Ok((aggregate, version))
+}
+
+impl EventStore {
+    /// The current state of an aggregate and its version (0 when the stream is empty).
+    ///
+    /// # Errors
+    /// Database errors, or an event that cannot be decoded.
+    pub async fn load<A>(&self, aggregate_id: &str) -> Result<(A, i64), CommandError>
+    where
+        A: Aggregate,
+        A::Event: VersionedEvent,
+    {
+        let events = self.load_stream(A::TYPE, aggregate_id, 0).await?;
+        Ok(fold::<A>(&events)?)
+    }
+
+    /// The state of an aggregate as of instant `at`, with the events that produced it.
+    ///
+    /// # Errors
+    /// Database errors, or an event that cannot be decoded.
+    pub async fn load_as_of<A>(
+        &self,
+        aggregate_id: &str,
+        at: Timestamp,
+    ) -> Result<(A, i64, Vec<RecordedEvent>), CommandError>
+    where
+        A: Aggregate,
+        A::Event: VersionedEvent,
+    {
+        let events = self.load_stream_as_of(A::TYPE, aggregate_id, at).await?;
+        let (aggregate, version) = fold::<A>(&events)?;
+        Ok((aggregate, version, events))
+    }
+
+    /// Decides and records `command` on stream `aggregate_id`; see the module documentation.
+    ///
+    /// # Errors
+    /// [`CommandError`]: refused by the aggregate, lost every race, duplicate claim, reused
+    /// idempotency key, or infrastructure.
+    pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Outcome<A>, CommandError>
+    where
+        A: Aggregate<Error = DomainError, Services = ()>,
+        A::Event: VersionedEvent,
+        A::Command: Clone,
+    {
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Some(idem) = &ctx.idempotency
+                && let Some(first) = self
+                    .find_idempotent(&ctx.actor.to_string(), &idem.key)
+                    .await?
+            {
+                return self.replay::<A>(&first, idem).await;
+            }
+            let (mut aggregate, version) = self.load::<A>(aggregate_id).await?;
+            let sink = EventSink::default();
+            aggregate.handle(command.clone(), &(), &sink).await?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Outcome {
+                    aggregate_id: aggregate_id.to_owned(),
+                    aggregate,
+                    version,
+                    appended: Vec::new(),
+                    replayed: false,
+                });
+            }
+            let batch = AppendBatch {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                expected_version: version,
+                claims: events
+                    .iter()
+                    .flat_map(VersionedEvent::unique_claims)
+                    .collect(),
+                events: events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, event)| {
+                        Ok(NewEvent {
+                            event_id: Uuid::now_v7(),
+                            event_type: event.event_type(),
+                            event_version: event.event_version(),
+                            payload: encode_payload(event)?,
+                            metadata: serde_json::to_value(ctx.metadata(i == 0))
+                                .expect("metadata serializes"),
+                        })
+                    })
+                    .collect::<Result<_, EventCodecError>>()?,
+            };
+            match self.append(&batch).await {
+                Ok(appended) => {
+                    let version = appended.last().map_or(version, |e| e.sequence);
+                    return Ok(Outcome {
+                        aggregate_id: aggregate_id.to_owned(),
+                        aggregate,
+                        version,
+                        appended,
+                        replayed: false,
+                    });
+                }
+                Err(AppendError::Conflict | AppendError::IdempotencyKeyTaken) => {
+                    tracing::debug!(
+                        aggregate_type = A::TYPE,
+                        aggregate_id,
+                        attempt,
+                        "concurrent append; deciding again on fresh state"
+                    );
+                    backoff(attempt).await;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CommandError::Conflict {
+            aggregate_type: A::TYPE,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// The outcome of the request that first recorded `first`'s idempotency key: the stream as it
+    /// stood after that request's events.
+    async fn replay<A>(
+        &self,
+        first: &RecordedEvent,
+        idem: &Idempotency,
+    ) -> Result<Outcome<A>, CommandError>
+    where
+        A: Aggregate,
+        A::Event: VersionedEvent,
+    {
+        let recorded_hash = first.metadata.get("request_hash").and_then(|v| v.as_str());
+        if first.aggregate_type != A::TYPE || recorded_hash != Some(idem.request_hash.as_str()) {
+            return Err(CommandError::IdempotencyKeyReused);
+        }
+        let correlation = first.metadata.get("correlation_id").cloned();
+        let stream = self
+            .load_stream(&first.aggregate_type, &first.aggregate_id, 0)
+            .await?;
+        // The request's events are `first` and those right after it from the same request.
+        let end = stream
+            .iter()
+            .skip_while(|e| e.sequence < first.sequence)
+            .take_while(|e| e.metadata.get("correlation_id") == correlation.as_ref())
+            .map(|e| e.sequence)
+            .last()
+            .unwrap_or(first.sequence);
+        let upto: Vec<RecordedEvent> = stream.into_iter().filter(|e| e.sequence <= end).collect();
+        let (aggregate, version) = fold::<A>(&upto)?;
+        let appended = upto
+            .iter()
+            .filter(|e| e.sequence >= first.sequence)
+            .map(|e| AppendedEvent {
+                event_id: e.event_id,
+                global_position: e.global_position,
+                sequence: e.sequence,
+                recorded_at: e.recorded_at,
+                hash: e.hash.clone(),
+            })
+            .collect();
+        Ok(Outcome {
+            aggregate_id: first.aggregate_id.clone(),
+            aggregate,
+            version,
+            appended,
+            replayed: true,
+        })
+    }
+}
+
+/// Sleeps a random 0..2^attempt milliseconds (capped at 64): racing writers spread out instead of
+/// colliding again in lockstep.
+async fn backoff(attempt: u32) {
+    let mut bytes = [0u8; 2];
+    // If the OS cannot give randomness, retrying without a pause is still correct.
+    let _ = getrandom::fill(&mut bytes);
+    let ceiling = 1u64 << attempt.min(6);
+    let millis = u64::from(u16::from_le_bytes(bytes)) % ceiling;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+}

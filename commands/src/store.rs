@@ -1,0 +1,329 @@
+//! The event store on PostgreSQL: load a stream, append to it with optimistic concurrency.
+//!
+//! One table (`events`, migration 0001) holds every stream. An append is **one SQL statement**:
+//! the unique claims and all of a command's events go in together, so a command's events are
+//! written entirely or not at all without a `BEGIN`/`COMMIT` round trip (docs/adr/0002). The
+//! database refuses a stale append (primary key on `(aggregate_type, aggregate_id, sequence)`, or
+//! the trigger's gap check), sets `recorded_at`, `tx_id` and the chained `hash`, and refuses any
+//! later change to the row.
+
+use std::sync::Arc;
+
+use domain::event::{RecordedEvent, UniqueClaim};
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{PgExecutor, Row};
+use uuid::Uuid;
+
+use domain::Timestamp;
+
+/// Columns of `events` as a [`RecordedEvent`] reads them, in order.
+pub const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, event_id, \
+     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
+     recorded_at, hash";
+
+/// Reads a row selected with [`EVENT_COLUMNS`].
+///
+/// # Errors
+/// When a column is missing or of another type.
+pub fn recorded_event_from_row(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    Ok(RecordedEvent {
+        global_position: row.try_get("global_position")?,
+        tx_id: row.try_get("tx_id")?,
+        event_id: row.try_get("event_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// One event to append.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+/// Events to append to one stream, after `expected_version`.
+#[derive(Clone, Debug)]
+pub struct AppendBatch {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// The stream's version the events were decided on (0 for a new stream).
+    pub expected_version: i64,
+    pub events: Vec<NewEvent>,
+    pub claims: Vec<UniqueClaim>,
+}
+
+/// What the store assigned to an appended event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendedEvent {
+    pub event_id: Uuid,
+    pub global_position: i64,
+    pub sequence: i64,
+    pub recorded_at: Timestamp,
+    pub hash: Vec<u8>,
+}
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to the stream since it was loaded: reload and decide again.
+    #[error("the stream changed since it was loaded")]
+    Conflict,
+    /// A value the events claim is already claimed by another stream.
+    #[error("{scope} {value} is already taken")]
+    ClaimTaken { scope: String, value: String },
+    /// The idempotency key was recorded by a concurrent request.
+    #[error("the idempotency key was used concurrently")]
+    IdempotencyKeyTaken,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Called after every successful append (wakes projectors; see `projections::notify`).
+pub type AppendHook = Arc<dyn Fn() + Send + Sync>;
+
+/// The PostgreSQL event store.
+#[derive(Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    on_append: Option<AppendHook>,
+}
+
+impl std::fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore").finish_non_exhaustive()
+    }
+}
+
+const APPEND_SQL: &str = "
+WITH claims AS (
+    INSERT INTO unique_claims (scope, value, stream_id)
+    SELECT c.scope, c.value, c.stream_id
+    FROM UNNEST($9::text[], $10::text[], $11::text[]) AS c(scope, value, stream_id)
+)
+INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+SELECT e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
+FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[], $8::jsonb[])
+    AS e(event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+ORDER BY e.sequence
+RETURNING event_id, global_position, sequence, recorded_at, hash";
+
+impl EventStore {
+    /// A store over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            on_append: None,
+        }
+    }
+
+    /// Calls `hook` after every successful append through this store.
+    #[must_use]
+    pub fn with_append_hook(mut self, hook: AppendHook) -> Self {
+        self.on_append = Some(hook);
+        self
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The events of one stream after `after_sequence`, in order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn load_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_sequence: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after_sequence)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(recorded_event_from_row).collect()
+    }
+
+    /// The events of one stream recorded at or before `at`, in order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn load_stream_as_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        at: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3 ORDER BY sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(at)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(recorded_event_from_row).collect()
+    }
+
+    /// Appends a batch through the pool (autocommit: the statement is its own transaction).
+    ///
+    /// # Errors
+    /// [`AppendError::Conflict`] when the stream moved on, [`AppendError::ClaimTaken`] for a
+    /// duplicate unique value, [`AppendError::IdempotencyKeyTaken`], or a database error.
+    pub async fn append(&self, batch: &AppendBatch) -> Result<Vec<AppendedEvent>, AppendError> {
+        let appended = append_with(&self.pool, batch).await?;
+        if let Some(hook) = &self.on_append {
+            hook();
+        }
+        Ok(appended)
+    }
+
+    /// The first event a client's idempotency key was recorded on.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn find_idempotent(
+        &self,
+        actor: &str,
+        key: &str,
+    ) -> Result<Option<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE metadata ? 'idempotency_key' \
+               AND metadata ->> 'actor' = $1 AND metadata ->> 'idempotency_key' = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(actor)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(recorded_event_from_row).transpose()
+    }
+}
+
+/// Appends a batch with any executor: the pool (autocommit) or a caller's open transaction.
+///
+/// # Errors
+/// See [`EventStore::append`].
+pub async fn append_with<'e, E: PgExecutor<'e>>(
+    executor: E,
+    batch: &AppendBatch,
+) -> Result<Vec<AppendedEvent>, AppendError> {
+    let n = batch.events.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut sequences = Vec::with_capacity(n);
+    for (i, event) in batch.events.iter().enumerate() {
+        ids.push(event.event_id);
+        types.push(event.event_type.as_str());
+        versions.push(event.event_version.as_str());
+        payloads.push(&event.payload);
+        metadata.push(&event.metadata);
+        sequences.push(batch.expected_version + 1 + i as i64);
+    }
+    let claim_scopes: Vec<&str> = batch.claims.iter().map(|c| c.scope).collect();
+    let claim_values: Vec<&str> = batch.claims.iter().map(|c| c.value.as_str()).collect();
+    let claim_streams: Vec<String> = batch
+        .claims
+        .iter()
+        .map(|_| format!("{}/{}", batch.aggregate_type, batch.aggregate_id))
+        .collect();
+    let rows = sqlx::query(APPEND_SQL)
+        .bind(&ids)
+        .bind(vec![batch.aggregate_type.as_str(); n])
+        .bind(vec![batch.aggregate_id.as_str(); n])
+        .bind(&sequences)
+        .bind(&types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .bind(&claim_scopes)
+        .bind(&claim_values)
+        .bind(&claim_streams)
+        .fetch_all(executor)
+        .await
+        .map_err(classify)?;
+    let mut appended = rows
+        .iter()
+        .map(|row| {
+            Ok(AppendedEvent {
+                event_id: row.try_get("event_id")?,
+                global_position: row.try_get("global_position")?,
+                sequence: row.try_get("sequence")?,
+                recorded_at: row.try_get("recorded_at")?,
+                hash: row.try_get("hash")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    appended.sort_by_key(|e| e.sequence);
+    Ok(appended)
+}
+
+/// Turns the database's refusals into what they mean for a writer.
+fn classify(error: sqlx::Error) -> AppendError {
+    let sqlx::Error::Database(db) = &error else {
+        return AppendError::Database(error);
+    };
+    let code = db.code().unwrap_or_default();
+    match (code.as_ref(), db.constraint()) {
+        ("23505", Some("events_pkey")) | ("LLG01", _) => AppendError::Conflict,
+        // Serialization failures and deadlocks are also "someone else got there first".
+        ("40001" | "40P01", _) => AppendError::Conflict,
+        ("23505", Some("events_idempotency_key")) => AppendError::IdempotencyKeyTaken,
+        ("23505", Some("unique_claims_pkey")) => {
+            let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+            let (scope, value) = pg
+                .and_then(|e| e.detail())
+                .and_then(parse_claim_detail)
+                .unwrap_or_else(|| ("unique value".to_owned(), String::new()));
+            AppendError::ClaimTaken { scope, value }
+        }
+        _ => AppendError::Database(error),
+    }
+}
+
+/// Reads `Key (scope, value)=(app_id, 1234...) already exists.`
+fn parse_claim_detail(detail: &str) -> Option<(String, String)> {
+    let inner = detail.split_once(")=(")?.1;
+    let inner = inner.rsplit_once(") already exists")?.0;
+    let (scope, value) = inner.split_once(", ")?;
+    Some((scope.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_details_name_scope_and_value() {
+        assert_eq!(
+            parse_claim_detail("Key (scope, value)=(app_id, 6f1c) already exists."),
+            Some(("app_id".into(), "6f1c".into()))
+        );
+        assert_eq!(parse_claim_detail("something else"), None);
+    }
+}
