@@ -1,1 +1,31 @@
-//! placeholder
+//! The read side of license-ledger: the projector engine and the read models it maintains.
+//!
+//! # Layout
+//! - [`engine`]: exactly-once, commit-ordered catch-up projectors; one active instance per
+//!   projector; lag; rebuild.
+//! - [`notify`]: waking projectors on appends (in-process signal and coalesced `NOTIFY`).
+//! - [`catalogue`], [`licenses`]: the read models (`rm_*` tables).
+//! - [`queries`]: readers of the read models for the API's list endpoints.
+//!
+//! Architecture invariant: `projections` never depends on `commands`; it only reads `events` and
+//! writes its own tables.
+
+use std::sync::Arc;
+
+pub mod catalogue;
+pub mod engine;
+pub mod licenses;
+pub mod notify;
+pub mod queries;
+
+pub use engine::{Projection, ProjectionError, ProjectorRunner, ReplaySafe, RunnerConfig};
+
+/// Every projection the server keeps current, in the order they are started.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(catalogue::OrganizationsProjection),
+        Arc::new(catalogue::ProductsProjection),
+        Arc::new(catalogue::PoliciesProjection),
+        Arc::new(licenses::LicensesProjection),
+    ]
+}
