@@ -9,12 +9,14 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> Timestamp;
 }
 
-/// The system's wall clock.
+/// The system's wall clock, truncated to microseconds: PostgreSQL keeps microseconds, so an
+/// instant stamped here reads back exactly as it was decided on.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        chrono::Utc::now()
+        use chrono::SubsecRound;
+        chrono::Utc::now().trunc_subsecs(6)
     }
 }

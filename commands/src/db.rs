@@ -51,6 +51,27 @@ fn options(url: &str) -> Result<PgConnectOptions, DbError> {
     Ok(options.application_name("license-ledger"))
 }
 
+/// Creates the database named in `url` when it does not exist yet (needs the CREATEDB privilege;
+/// without it, create the database yourself).
+///
+/// # Errors
+/// When the server is unreachable or the database cannot be created.
+pub async fn create_database_if_missing(url: &str) -> Result<(), DbError> {
+    use sqlx::migrate::MigrateDatabase;
+    let unreachable = |source| DbError::Unreachable {
+        url: redact_url(url),
+        source,
+    };
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .map_err(unreachable)?
+    {
+        sqlx::Postgres::create_database(url).await?;
+        tracing::info!(url = %redact_url(url), "created database");
+    }
+    Ok(())
+}
+
 /// Applies all pending migrations as the configured user.
 ///
 /// # Errors

@@ -81,6 +81,27 @@ pub struct Outcome<A> {
     pub appended: Vec<AppendedEvent>,
     /// Whether this is the replay of an earlier request with the same idempotency key.
     pub replayed: bool,
+    /// When the stream's first event was recorded.
+    pub created_at: Option<Timestamp>,
+    /// When the stream's last event (as of this outcome) was recorded.
+    pub updated_at: Option<Timestamp>,
+}
+
+/// An aggregate read from its stream, with the events behind it.
+#[derive(Debug)]
+pub struct Loaded<A> {
+    pub aggregate: A,
+    pub version: i64,
+    pub created_at: Option<Timestamp>,
+    pub updated_at: Option<Timestamp>,
+    pub events: Vec<RecordedEvent>,
+}
+
+impl<A> Loaded<A> {
+    /// Whether the stream has any event (the aggregate exists, or existed at the instant read).
+    pub fn exists(&self) -> bool {
+        !self.events.is_empty()
+    }
 }
 
 /// Why a command did not take effect.
@@ -122,6 +143,21 @@ impl From<AppendError> for CommandError {
     }
 }
 
+fn loaded<A>(events: Vec<RecordedEvent>) -> Result<Loaded<A>, CommandError>
+where
+    A: Aggregate,
+    A::Event: VersionedEvent,
+{
+    let (aggregate, version) = fold::<A>(&events)?;
+    Ok(Loaded {
+        aggregate,
+        version,
+        created_at: events.first().map(|e| e.recorded_at),
+        updated_at: events.last().map(|e| e.recorded_at),
+        events,
+    })
+}
+
 /// Folds recorded events into an aggregate.
 ///
 /// # Errors
@@ -141,6 +177,36 @@ where
 }
 
 impl EventStore {
+    /// The current state of an aggregate with the events behind it.
+    ///
+    /// # Errors
+    /// Database errors, or an event that cannot be decoded.
+    pub async fn read<A>(&self, aggregate_id: &str) -> Result<Loaded<A>, CommandError>
+    where
+        A: Aggregate,
+        A::Event: VersionedEvent,
+    {
+        let events = self.load_stream(A::TYPE, aggregate_id, 0).await?;
+        loaded(events)
+    }
+
+    /// The state of an aggregate as of instant `at` (events recorded at or before it).
+    ///
+    /// # Errors
+    /// Database errors, or an event that cannot be decoded.
+    pub async fn read_as_of<A>(
+        &self,
+        aggregate_id: &str,
+        at: Timestamp,
+    ) -> Result<Loaded<A>, CommandError>
+    where
+        A: Aggregate,
+        A::Event: VersionedEvent,
+    {
+        let events = self.load_stream_as_of(A::TYPE, aggregate_id, at).await?;
+        loaded(events)
+    }
+
     /// The current state of an aggregate and its version (0 when the stream is empty).
     ///
     /// # Errors
@@ -152,24 +218,6 @@ impl EventStore {
     {
         let events = self.load_stream(A::TYPE, aggregate_id, 0).await?;
         Ok(fold::<A>(&events)?)
-    }
-
-    /// The state of an aggregate as of instant `at`, with the events that produced it.
-    ///
-    /// # Errors
-    /// Database errors, or an event that cannot be decoded.
-    pub async fn load_as_of<A>(
-        &self,
-        aggregate_id: &str,
-        at: Timestamp,
-    ) -> Result<(A, i64, Vec<RecordedEvent>), CommandError>
-    where
-        A: Aggregate,
-        A::Event: VersionedEvent,
-    {
-        let events = self.load_stream_as_of(A::TYPE, aggregate_id, at).await?;
-        let (aggregate, version) = fold::<A>(&events)?;
-        Ok((aggregate, version, events))
     }
 
     /// Decides and records `command` on stream `aggregate_id`; see the module documentation.
@@ -196,7 +244,10 @@ impl EventStore {
             {
                 return self.replay::<A>(&first, idem).await;
             }
-            let (mut aggregate, version) = self.load::<A>(aggregate_id).await?;
+            let history = self.load_stream(A::TYPE, aggregate_id, 0).await?;
+            let (mut aggregate, version) = fold::<A>(&history)?;
+            let created_at = history.first().map(|e| e.recorded_at);
+            let last_at = history.last().map(|e| e.recorded_at);
             let sink = EventSink::default();
             aggregate.handle(command.clone(), &(), &sink).await?;
             let events = sink.collect().await;
@@ -207,6 +258,8 @@ impl EventStore {
                     version,
                     appended: Vec::new(),
                     replayed: false,
+                    created_at,
+                    updated_at: last_at,
                 });
             }
             let batch = AppendBatch {
@@ -239,6 +292,8 @@ impl EventStore {
                         aggregate_id: aggregate_id.to_owned(),
                         aggregate,
                         version,
+                        created_at: created_at.or_else(|| appended.first().map(|e| e.recorded_at)),
+                        updated_at: appended.last().map(|e| e.recorded_at).or(last_at),
                         appended,
                         replayed: false,
                     });
@@ -290,6 +345,8 @@ impl EventStore {
             .unwrap_or(first.sequence);
         let upto: Vec<RecordedEvent> = stream.into_iter().filter(|e| e.sequence <= end).collect();
         let (aggregate, version) = fold::<A>(&upto)?;
+        let created_at = upto.first().map(|e| e.recorded_at);
+        let updated_at = upto.last().map(|e| e.recorded_at);
         let appended = upto
             .iter()
             .filter(|e| e.sequence >= first.sequence)
@@ -307,6 +364,8 @@ impl EventStore {
             version,
             appended,
             replayed: true,
+            created_at,
+            updated_at,
         })
     }
 }

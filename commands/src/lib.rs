@@ -21,6 +21,6 @@ pub mod keys;
 pub mod ledger;
 pub mod store;
 
-pub use executor::{CommandContext, CommandError, Idempotency, Outcome};
+pub use executor::{CommandContext, CommandError, Idempotency, Loaded, Outcome};
 pub use ledger::{Ledger, LedgerError};
 pub use store::EventStore;

@@ -1,1 +1,327 @@
-//! placeholder
+//! The end-to-end test harness: a fresh PostgreSQL database per test, the real server started on
+//! `127.0.0.1:0` (in process, or as a child process for crash tests), and an HTTP client.
+//!
+//! The database server comes from `DATABASE_URL` (`.cargo/config.toml` sets the local default).
+//! When it is unreachable the tests fail with instructions; they never skip.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use api::server::{RunningServer, ServeConfig};
+use commands::CommandContext;
+use domain::event::Actor;
+use domain::values::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// The server's base URL (`DATABASE_URL`), or the local default.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database path");
+    format!("{base}/{name}")
+}
+
+/// A database of its own for one test, dropped by [`TestDb::drop_db`].
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates an empty database. Panics with instructions when PostgreSQL is unreachable.
+    pub async fn create() -> Self {
+        let admin_url = server_url();
+        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at DATABASE_URL={admin_url}: {e}\n\
+                 Start it (on these machines: `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`) \
+                 or point DATABASE_URL at a server where this user may create databases."
+            )
+        });
+        drop_stale(&mut admin).await;
+        let millis = chrono::Utc::now().timestamp_millis();
+        let name = format!(
+            "ledger_e2e_{millis}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = with_database(&admin_url, &name);
+        Self { name, url }
+    }
+
+    /// A superuser pool on the test database (for inspecting the log and read models).
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.url)
+            .await
+            .expect("connect to test database")
+    }
+
+    /// Drops the database (forcing out leftover connections).
+    pub async fn drop_db(self) {
+        if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+/// Drops test databases left by crashed runs more than an hour ago (their name holds the time).
+async fn drop_stale(admin: &mut PgConnection) {
+    let cutoff = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'ledger_e2e_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let millis = name.split('_').nth(2).and_then(|m| m.parse::<i64>().ok());
+        if millis.is_some_and(|m| m < cutoff) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
+
+/// A fresh, private data directory.
+pub fn temp_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("ledger-e2e-{}", uuid::Uuid::now_v7()))
+}
+
+/// The configuration tests run the server with: loopback port 0, no rate limit unless asked,
+/// fast projector polling.
+pub fn test_config(db: &TestDb) -> ServeConfig {
+    ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rate_limit_per_second: 0,
+        projector_poll_interval: Duration::from_millis(50),
+        ..ServeConfig::new(db.url.clone(), temp_data_dir())
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `code` of a problem answer.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+    /// A header's text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The server under test, with a client and an administrator token.
+pub struct TestApp {
+    pub db: TestDb,
+    pub server: RunningServer,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+}
+
+impl TestApp {
+    /// A server on a fresh database.
+    pub async fn start() -> Self {
+        let db = TestDb::create().await;
+        let config = test_config(&db);
+        Self::start_with(db, config).await
+    }
+
+    /// A server on `db` with `config`.
+    pub async fn start_with(db: TestDb, config: ServeConfig) -> Self {
+        let server = api::server::start(config).await.expect("server starts");
+        let base = format!("http://{}", server.addr);
+        let admin_token = Self::mint(&server, Role::VendorAdmin).await;
+        Self {
+            db,
+            server,
+            base,
+            client: reqwest::Client::new(),
+            admin_token,
+        }
+    }
+
+    async fn mint(server: &RunningServer, role: Role) -> String {
+        let ctx = CommandContext::new(Actor::Operator, "test-setup");
+        let (_, secret) = server
+            .state
+            .ledger
+            .issue_api_token(&ctx, role, None, Some(chrono::Duration::hours(1)))
+            .await
+            .expect("mint token");
+        secret.expose().to_owned()
+    }
+
+    /// A token with `role`.
+    pub async fn token(&self, role: Role) -> String {
+        Self::mint(&self.server, role).await
+    }
+
+    /// Sends a request with the administrator token.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.call_as(&self.admin_token, method, path, body, &[])
+            .await
+    }
+
+    /// Sends a request with `token` and extra headers.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body read");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// POST with the administrator token.
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// GET with the administrator token.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// PUT with the administrator token.
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// Waits until every projector has applied every committed event.
+    pub async fn projected(&self) {
+        let pool = self.server.state.ledger.store().pool().clone();
+        for p in projections::all() {
+            for attempt in 0.. {
+                let lag = projections::engine::lag(&pool, p.as_ref())
+                    .await
+                    .expect("lag");
+                if lag.pending_events == 0 {
+                    break;
+                }
+                assert!(attempt < 400, "projector {} stuck: {lag:?}", p.name());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// Number of events in the log.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(self.server.state.ledger.store().pool())
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server and drops its database.
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+        self.db.drop_db().await;
+    }
+}
+
+/// A small catalogue: an organization, an application product and a policy.
+pub struct Catalogue {
+    pub organization_id: String,
+    pub product_id: String,
+    pub app_id: String,
+    pub policy_id: String,
+}
+
+impl TestApp {
+    /// Creates a customer organization, an application and a node-locked policy (3 seats, 365
+    /// days, feature `pro`, offline 14 days).
+    pub async fn catalogue(&self) -> Catalogue {
+        let org = self
+            .post(
+                "/v1/organizations",
+                serde_json::json!({"name": "Acme GmbH", "kind": "customer"}),
+            )
+            .await;
+        assert_eq!(org.status, StatusCode::CREATED, "{:?}", org.body);
+        let product = self
+            .post(
+                "/v1/products",
+                serde_json::json!({"name": "Acme Studio", "kind": "application"}),
+            )
+            .await;
+        assert_eq!(product.status, StatusCode::CREATED, "{:?}", product.body);
+        let policy = self
+            .post(
+                "/v1/policies",
+                serde_json::json!({
+                    "product_id": product.body["id"], "name": "Pro", "model": "node_locked", "seats": 3,
+                    "duration_days": 365, "features": ["pro"], "offline_allowed": true,
+                    "offline_grace_days": 14, "payment_grace_days": 7
+                }),
+            )
+            .await;
+        assert_eq!(policy.status, StatusCode::CREATED, "{:?}", policy.body);
+        Catalogue {
+            organization_id: org.body["id"].as_str().unwrap().to_owned(),
+            product_id: product.body["id"].as_str().unwrap().to_owned(),
+            app_id: product.body["app_id"].as_str().unwrap().to_owned(),
+            policy_id: policy.body["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Issues a license under the catalogue's policy; returns its body (with `key`).
+    pub async fn issue(&self, c: &Catalogue) -> Value {
+        let answer = self
+            .post(
+                "/v1/licenses",
+                serde_json::json!({"policy_id": c.policy_id, "organization_id": c.organization_id}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+        answer.body
+    }
+}

@@ -1,0 +1,286 @@
+//! The `ledger` command line: `serve`, `migrate`, `token`.
+//!
+//! Every command exits 0 on success and otherwise prints one line, `error: <reason>`, on stderr
+//! and exits 1. Logs go to stderr; stdout carries only a command's result (the token of
+//! `ledger token`), so scripts can capture it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use commands::clock::SystemClock;
+use commands::keys::KeyHasher;
+use commands::{CommandContext, EventStore, Ledger};
+use domain::event::Actor;
+use domain::ids::ApiTokenId;
+use domain::values::{Name, Role};
+
+use crate::server::{self, ServeConfig};
+
+/// license-ledger: an event-sourced software-license ledger.
+#[derive(Debug, Parser)]
+#[command(name = "ledger", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (applies migrations first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Mint an administration bearer token and print it alone on stdout, or revoke one.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/license_ledger
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Directory of the server's secrets (key pepper, signing keys); created 0700 on first start.
+    #[arg(long, env = "LEDGER_DATA_DIR", default_value = "./ledger-data")]
+    data_dir: PathBuf,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Requests per second per client IP on the API (0: no limit).
+    #[arg(long, env = "LEDGER_RATE_LIMIT_RPS", default_value_t = 50)]
+    rate_limit_rps: u32,
+    /// Burst allowance per client IP.
+    #[arg(long, env = "LEDGER_RATE_LIMIT_BURST", default_value_t = 100)]
+    rate_limit_burst: u32,
+    /// Seconds a request may run before it is answered 503.
+    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// Database connections in the pool.
+    #[arg(long, env = "LEDGER_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    db_max_connections: u32,
+    /// `/readyz` fails when a projector lags by more than this many seconds.
+    #[arg(long, env = "LEDGER_MAX_PROJECTOR_LAG_SECS", default_value_t = 30)]
+    max_projector_lag_secs: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct TokenArgs {
+    #[command(subcommand)]
+    action: Option<TokenAction>,
+    /// Role of the new token: vendor_admin, vendor_support or vendor_auditor.
+    #[arg(long, value_parser = parse_role)]
+    role: Option<Role>,
+    /// Lifetime: e.g. 30m, 24h, 7d (at most 365d).
+    #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+    ttl: chrono::Duration,
+    /// A label to recognise the token by.
+    #[arg(long)]
+    label: Option<String>,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Revoke a token by id; it stops working immediately.
+    Revoke {
+        id: ApiTokenId,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).map_err(|e| e.to_string())
+}
+
+/// Parses `90s`, `30m`, `24h`, `7d` (1 second to 365 days).
+fn parse_ttl(s: &str) -> Result<chrono::Duration, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 24h or 7d"))?;
+    let ttl = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" | "" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    if ttl < chrono::Duration::seconds(1) || ttl > chrono::Duration::days(365) {
+        return Err("the lifetime must be between 1s and 365d".into());
+    }
+    Ok(ttl)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The entry point of the `ledger` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let config = ServeConfig {
+                listen: args.listen,
+                key_pepper: std::env::var("LEDGER_KEY_PEPPER").ok(),
+                max_body_bytes: args.max_body_bytes,
+                rate_limit_per_second: args.rate_limit_rps,
+                rate_limit_burst: args.rate_limit_burst,
+                request_timeout: Duration::from_secs(args.request_timeout_secs),
+                db_max_connections: args.db_max_connections,
+                max_projector_lag: Duration::from_secs(args.max_projector_lag_secs),
+                ..ServeConfig::new(args.db.database_url, args.data_dir)
+            };
+            server::serve(config).await
+        }
+        Command::Migrate(db) => {
+            commands::db::create_database_if_missing(&db.database_url).await?;
+            commands::db::migrate(&db.database_url).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Token(args) => token(args).await,
+    }
+}
+
+/// A ledger for operator commands; they never touch license keys, so no pepper is needed.
+async fn operator_ledger(database_url: &str) -> anyhow::Result<Ledger> {
+    commands::db::create_database_if_missing(database_url).await?;
+    commands::db::migrate(database_url).await?;
+    let pool = commands::db::connect(database_url, 2).await?;
+    Ok(Ledger::new(
+        EventStore::new(pool),
+        KeyHasher::new([0; 32]),
+        std::sync::Arc::new(SystemClock),
+    ))
+}
+
+fn operator_context() -> CommandContext {
+    CommandContext::new(Actor::Operator, format!("cli-{}", uuid::Uuid::now_v7()))
+}
+
+async fn token(args: TokenArgs) -> anyhow::Result<()> {
+    match args.action {
+        Some(TokenAction::Revoke { id, db }) => {
+            let ledger = operator_ledger(&db.database_url).await?;
+            ledger
+                .revoke_api_token(&operator_context(), id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("token {id} revoked");
+            Ok(())
+        }
+        None => {
+            let Some(role) = args.role else {
+                bail!("--role is required (vendor_admin, vendor_support or vendor_auditor)");
+            };
+            let database_url = args
+                .database_url
+                .context("--database-url or DATABASE_URL is required")?;
+            let label = args
+                .label
+                .as_deref()
+                .map(Name::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--label: {e}"))?;
+            let ledger = operator_ledger(&database_url).await?;
+            let (id, secret) = ledger
+                .issue_api_token(&operator_context(), role, label, Some(args.ttl))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "minted token {id} with role {} valid for {}",
+                role.as_str(),
+                humanize(args.ttl)
+            );
+            println!("{}", secret.expose());
+            Ok(())
+        }
+    }
+}
+
+fn humanize(d: chrono::Duration) -> String {
+    if d.num_seconds() % 86_400 == 0 {
+        format!("{}d", d.num_days())
+    } else if d.num_seconds() % 3600 == 0 {
+        format!("{}h", d.num_hours())
+    } else {
+        format!("{}s", d.num_seconds())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_parse_with_units_and_bounds() {
+        assert_eq!(parse_ttl("24h").unwrap(), chrono::Duration::hours(24));
+        assert_eq!(parse_ttl("7d").unwrap(), chrono::Duration::days(7));
+        assert_eq!(parse_ttl("90s").unwrap(), chrono::Duration::seconds(90));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("400d").is_err());
+        assert!(parse_ttl("soon").is_err());
+        assert!(parse_ttl("5y").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,227 @@
+//! Every error the API answers, as RFC 9457 `application/problem+json`:
+//! `{type, title, status, detail, code[, field]}` with a stable UPPER_SNAKE `code`.
+//!
+//! The status mapping is exhaustive and lives here only. 5xx bodies are opaque ("internal
+//! error"); their cause is logged once, with the request's id, and never sent to the caller.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use commands::{CommandError, LedgerError};
+use domain::error::RejectionKind;
+use serde::Serialize;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    field: Option<String>,
+    retry_after_seconds: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// 400 for a malformed request, naming the field when known.
+    pub fn bad_request(
+        code: &'static str,
+        detail: impl Into<String>,
+        field: Option<String>,
+    ) -> Self {
+        Self {
+            field,
+            ..Self::new(StatusCode::BAD_REQUEST, code, detail)
+        }
+    }
+
+    /// 404 for a resource that does not exist.
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    /// 401: no or no valid credentials.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", detail)
+    }
+
+    /// 403: authenticated but not allowed.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", detail)
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many_requests(retry_after_seconds: u64) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests; slow down and retry after the indicated delay",
+            )
+        }
+    }
+
+    /// 500: logs `cause` and answers opaquely.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+        )
+    }
+
+    /// 503: a dependency (the database) is unavailable; logs `cause`.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "service unavailable");
+        Self {
+            retry_after_seconds: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the service is temporarily unavailable; retry shortly",
+            )
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The field a 400 names, when it names one.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let problem = Problem {
+            kind: format!(
+                "https://license-ledger.dev/problems/{}",
+                self.code.to_ascii_lowercase().replace('_', "-")
+            ),
+            title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            field: self.field.as_deref(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(seconds) = self.retry_after_seconds {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"license-ledger\""),
+            );
+        }
+        response
+    }
+}
+
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            Self::unavailable(&e)
+        } else {
+            Self::internal(&e)
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Rejected(rejection) => {
+                let status = match rejection.kind() {
+                    RejectionKind::NotFound => StatusCode::NOT_FOUND,
+                    RejectionKind::Conflict => StatusCode::CONFLICT,
+                    RejectionKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                Self::new(status, rejection.code(), rejection.to_string())
+            }
+            CommandError::Conflict { .. } => {
+                Self::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
+            }
+            CommandError::ClaimTaken { ref scope, .. } => {
+                let code = match scope.as_str() {
+                    "app_id" => "APP_ID_TAKEN",
+                    _ => "ALREADY_EXISTS",
+                };
+                Self::new(StatusCode::CONFLICT, code, e.to_string())
+            }
+            CommandError::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                e.to_string(),
+            ),
+            CommandError::Corrupt(ref cause) => Self::internal(cause),
+            CommandError::Database(db) => db.into(),
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Command(c) => c.into(),
+            LedgerError::Entropy(cause) => Self::internal(&cause),
+        }
+    }
+}
+
+impl From<projections::ProjectionError> for ApiError {
+    fn from(e: projections::ProjectionError) -> Self {
+        match e {
+            projections::ProjectionError::Database(db) => db.into(),
+            other => Self::internal(&other),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Request extractors that fail with problem+json naming what is wrong.
+//!
+//! [`Command`] is what every state-changing route takes: the authenticated principal, the request
+//! id, an optional `Idempotency-Key`, and the JSON body parsed into domain types (so a bad value is
+//! refused with its field's name before any handler runs).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use commands::{CommandContext, Idempotency};
+use domain::event::Actor;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::request_id::RequestId;
+use crate::state::AppState;
+
+/// Parses a JSON body into `T`, naming the offending field on failure.
+///
+/// # Errors
+/// 400 `MALFORMED_JSON` for syntax errors, 400 `INVALID_FIELD` (with `field`) for a missing,
+/// unknown or invalid field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    if parsed.is_ok() {
+        de.end().map_err(|e| {
+            ApiError::bad_request(
+                "MALFORMED_JSON",
+                format!("the body is not valid JSON: {e}"),
+                None,
+            )
+        })?;
+    }
+    parsed.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ApiError::bad_request(
+                    "MALFORMED_JSON",
+                    format!("the body is not valid JSON: {message}"),
+                    None,
+                )
+            }
+            serde_json::error::Category::Data | serde_json::error::Category::Io => {
+                // A missing field is reported at its parent's path, named in backticks; an
+                // unknown field's path already ends with its name.
+                let field = match message.split('`').nth(1) {
+                    Some(name) if message.starts_with("missing field") => {
+                        if path == "." {
+                            name.to_owned()
+                        } else {
+                            format!("{path}.{name}")
+                        }
+                    }
+                    _ => path.clone(),
+                };
+                let reason = message
+                    .rsplit_once(" at line ")
+                    .map_or(message.as_str(), |(head, _)| head);
+                ApiError::bad_request("INVALID_FIELD", format!("{field}: {reason}"), Some(field))
+            }
+        }
+    })
+}
+
+/// A body that must be absent or an empty JSON object (`reinstate`, `rotate-key`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoBody {}
+
+/// A state-changing request: who, which request, idempotency, and the parsed body.
+#[derive(Debug)]
+pub struct Command<T> {
+    pub principal: Principal,
+    pub context: CommandContext,
+    pub body: T,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let principal = Principal::from_request_parts(&mut parts, state).await?;
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map_or_else(|| "unknown".to_owned(), |r| r.0.clone());
+        let idempotency_key = match parts.headers.get("idempotency-key") {
+            None => None,
+            Some(v) => {
+                let key = v.to_str().ok().filter(|k| {
+                    !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())
+                });
+                Some(
+                    key.ok_or_else(|| {
+                        ApiError::bad_request(
+                            "INVALID_IDEMPOTENCY_KEY",
+                            "Idempotency-Key must be 1-255 visible ASCII characters",
+                            Some("Idempotency-Key".to_owned()),
+                        )
+                    })?
+                    .to_owned(),
+                )
+            }
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let method = parts.method.clone();
+        let path = parts.uri.path().to_owned();
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                        format!(
+                            "the body is larger than {} bytes",
+                            state.config.max_body_bytes
+                        ),
+                    )
+                } else {
+                    ApiError::bad_request("MALFORMED_BODY", rejection.body_text(), None)
+                }
+            })?;
+        let empty = bytes.iter().all(u8::is_ascii_whitespace);
+        if !empty
+            && let Some(ct) = &content_type
+            && !(ct.starts_with("application/json") || ct.contains("+json"))
+        {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let body: T = parse_json(if empty { b"{}" } else { &bytes })?;
+        let mut context = CommandContext::new(Actor::ApiToken(principal.token_id), request_id);
+        if let Some(key) = idempotency_key {
+            let mut hash = Sha256::new();
+            hash.update(method.as_str().as_bytes());
+            hash.update(b"\n");
+            hash.update(path.as_bytes());
+            hash.update(b"\n");
+            hash.update(&bytes);
+            context.idempotency = Some(Idempotency {
+                key,
+                request_hash: hex::encode(hash.finalize()),
+            });
+        }
+        Ok(Self {
+            principal,
+            context,
+            body,
+        })
+    }
+}
+
+/// Parses a path id; a malformed id names no resource, so it is 404 like an unknown one.
+///
+/// # Errors
+/// 404 with `code`.
+pub fn path_id<T: std::str::FromStr>(
+    raw: &str,
+    code: &'static str,
+    what: &str,
+) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found(code, format!("{what} {raw:?} does not exist")))
+}
+
+/// Request parts: the request id.
+pub struct ReqId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReqId {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<RequestId>()
+                .map_or_else(|| "unknown".to_owned(), |r| r.0.clone()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: domain::values::Name,
+        seats: domain::values::SeatCount,
+        features: Option<domain::values::FeatureSet>,
+    }
+
+    fn field_of(json: &str) -> (StatusCode, &'static str, Option<String>) {
+        let err = parse_json::<Body>(json.as_bytes()).unwrap_err();
+        (err.status(), err.code(), err.field().map(str::to_owned))
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(r#"{"seats": 1}"#).2.as_deref(), Some("name"));
+        assert_eq!(
+            field_of(r#"{"name": "", "seats": 1}"#).2.as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            field_of(r#"{"name": "a", "seats": 0}"#).2.as_deref(),
+            Some("seats")
+        );
+        assert_eq!(
+            field_of(r#"{"name": "a", "seats": 1, "features": ["ok", "not ok"]}"#)
+                .2
+                .as_deref(),
+            Some("features[1]")
+        );
+        assert_eq!(
+            field_of(r#"{"name": "a", "seats": 1, "sets": 2}"#)
+                .2
+                .as_deref(),
+            Some("sets")
+        );
+        let (status, code, _) = field_of(r#"{"name": "#);
+        assert_eq!((status, code), (StatusCode::BAD_REQUEST, "MALFORMED_JSON"));
+        let (_, code, _) = field_of(r#"{"name": "a", "seats": 1} trailing"#);
+        assert_eq!(code, "MALFORMED_JSON");
+    }
+}

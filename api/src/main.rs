@@ -1,0 +1,5 @@
+//! `ledger`: see [`api::cli`].
+
+fn main() -> std::process::ExitCode {
+    api::cli::main()
+}

@@ -1,0 +1,327 @@
+//! Response bodies. One builder per resource, used by command responses, single reads (folded
+//! from the log, also "as of" an instant) and lists (read models), so all three answer the same
+//! shape with the same values.
+
+use domain::Timestamp;
+use domain::license::LicenseState;
+use domain::organization::OrganizationState;
+use domain::policy::PolicyState;
+use domain::product::ProductState;
+use domain::status::{days_remaining, status_at};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// An organization.
+#[derive(Clone, Debug, Serialize)]
+pub struct OrganizationView {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub parent_id: Option<Uuid>,
+    pub delegated_partners: Vec<Uuid>,
+    pub closed: bool,
+    pub created_at: Option<Timestamp>,
+    pub updated_at: Option<Timestamp>,
+    pub version: i64,
+}
+
+impl OrganizationView {
+    /// From the aggregate's state.
+    pub fn new(
+        id: Uuid,
+        s: &OrganizationState,
+        created_at: Option<Timestamp>,
+        updated_at: Option<Timestamp>,
+        version: i64,
+    ) -> Self {
+        Self {
+            id,
+            name: s.name.as_str().to_owned(),
+            kind: s.kind.as_str().to_owned(),
+            parent_id: s.parent_id.map(Uuid::from),
+            delegated_partners: s
+                .delegated_partners
+                .iter()
+                .copied()
+                .map(Uuid::from)
+                .collect(),
+            closed: s.closed,
+            created_at,
+            updated_at,
+            version,
+        }
+    }
+
+    /// From a read-model row.
+    pub fn from_row(r: projections::queries::OrganizationRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            kind: r.kind,
+            parent_id: r.parent_id,
+            delegated_partners: r.delegated_partners,
+            closed: r.closed,
+            created_at: Some(r.created_at),
+            updated_at: Some(r.updated_at),
+            version: r.version,
+        }
+    }
+}
+
+/// A product.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProductView {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub app_id: Uuid,
+    pub parent_product_id: Option<Uuid>,
+    pub key_prefix: String,
+    pub created_at: Option<Timestamp>,
+    pub updated_at: Option<Timestamp>,
+    pub version: i64,
+}
+
+impl ProductView {
+    /// From the aggregate's state.
+    pub fn new(
+        id: Uuid,
+        s: &ProductState,
+        created_at: Option<Timestamp>,
+        updated_at: Option<Timestamp>,
+        version: i64,
+    ) -> Self {
+        Self {
+            id,
+            name: s.name.as_str().to_owned(),
+            kind: s.kind.as_str().to_owned(),
+            app_id: *s.app_id.as_uuid(),
+            parent_product_id: s.parent_product_id.map(Uuid::from),
+            key_prefix: s.key_prefix.as_str().to_owned(),
+            created_at,
+            updated_at,
+            version,
+        }
+    }
+
+    /// From a read-model row.
+    pub fn from_row(r: projections::queries::ProductRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            kind: r.kind,
+            app_id: r.app_id,
+            parent_product_id: r.parent_product_id,
+            key_prefix: r.key_prefix,
+            created_at: Some(r.created_at),
+            updated_at: Some(r.updated_at),
+            version: r.version,
+        }
+    }
+}
+
+/// A policy at its current version. `version` is the policy's version (1, 2, ...), which licenses
+/// record as `policy_version`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyView {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub name: String,
+    pub version: u32,
+    pub retired: bool,
+    #[serde(flatten)]
+    pub terms: serde_json::Value,
+    pub created_at: Option<Timestamp>,
+    pub updated_at: Option<Timestamp>,
+}
+
+impl PolicyView {
+    /// From the aggregate's state.
+    pub fn new(
+        id: Uuid,
+        s: &PolicyState,
+        created_at: Option<Timestamp>,
+        updated_at: Option<Timestamp>,
+    ) -> Self {
+        Self {
+            id,
+            product_id: s.product_id.into(),
+            name: s.name.as_str().to_owned(),
+            version: s.version,
+            retired: s.retired,
+            terms: serde_json::to_value(&s.terms).unwrap_or_default(),
+            created_at,
+            updated_at,
+        }
+    }
+
+    /// From a read-model row.
+    pub fn from_row(r: projections::queries::PolicyRow) -> Self {
+        Self {
+            id: r.id,
+            product_id: r.product_id,
+            name: r.name,
+            version: u32::try_from(r.policy_version).unwrap_or_default(),
+            retired: r.retired,
+            terms: r.terms,
+            created_at: Some(r.created_at),
+            updated_at: Some(r.updated_at),
+        }
+    }
+}
+
+/// An active installation of a license.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActivationView {
+    pub installation_id: Uuid,
+    pub fingerprint: String,
+    pub environment: String,
+    pub hostname: Option<String>,
+    pub platform: Option<String>,
+    pub activated_at: Timestamp,
+}
+
+/// A license as the administration API shows it. `status` is derived at `at` (now, or the
+/// `as_of` instant).
+#[derive(Clone, Debug, Serialize)]
+pub struct LicenseView {
+    pub id: Uuid,
+    pub key_prefix: String,
+    pub product_id: Uuid,
+    pub app_id: Uuid,
+    pub policy_id: Uuid,
+    pub policy_version: u32,
+    pub organization_id: Uuid,
+    pub status: &'static str,
+    pub seats: u32,
+    pub features: Vec<String>,
+    pub activations: Vec<ActivationView>,
+    pub starts_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub trial_ends_at: Option<Timestamp>,
+    pub trial_days_remaining: Option<u32>,
+    pub maintenance_until: Option<Timestamp>,
+    pub suspension_reason: Option<String>,
+    pub revocation_reason: Option<String>,
+    pub model: &'static str,
+    pub source: &'static str,
+    pub created_at: Option<Timestamp>,
+    pub updated_at: Option<Timestamp>,
+    pub version: i64,
+    /// The instant the status was derived at.
+    pub as_of: Timestamp,
+}
+
+impl LicenseView {
+    /// From the aggregate's state, with the status at `at`.
+    pub fn new(
+        id: Uuid,
+        s: &LicenseState,
+        created_at: Option<Timestamp>,
+        updated_at: Option<Timestamp>,
+        version: i64,
+        at: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            key_prefix: s.key_prefix.clone(),
+            product_id: s.product_id.into(),
+            app_id: *s.app_id.as_uuid(),
+            policy_id: s.policy_id.into(),
+            policy_version: s.policy_version,
+            organization_id: s.organization_id.into(),
+            status: status_at(s, at).as_str(),
+            seats: s.seats.get(),
+            features: s.features.iter().map(|f| f.as_str().to_owned()).collect(),
+            activations: s
+                .activations
+                .iter()
+                .map(|(installation_id, a)| ActivationView {
+                    installation_id: (*installation_id).into(),
+                    fingerprint: a.fingerprint.clone(),
+                    environment: a.environment.as_str().to_owned(),
+                    hostname: a.hostname.clone(),
+                    platform: a.platform.clone(),
+                    activated_at: a.activated_at,
+                })
+                .collect(),
+            starts_at: s.starts_at,
+            expires_at: s.expires_at,
+            trial_ends_at: s.trial_ends_at,
+            trial_days_remaining: s.trial_ends_at.map(|end| days_remaining(at, end)),
+            maintenance_until: s.maintenance_until,
+            suspension_reason: s.suspension.as_ref().map(|r| r.as_str().to_owned()),
+            revocation_reason: s.revocation.as_ref().map(|r| r.as_str().to_owned()),
+            model: s.terms.model.as_str(),
+            source: s.source.as_str(),
+            created_at,
+            updated_at,
+            version,
+            as_of: at,
+        }
+    }
+}
+
+/// A license just issued or re-keyed: the view and the key, shown this once.
+#[derive(Clone, Debug, Serialize)]
+pub struct LicenseWithKey {
+    #[serde(flatten)]
+    pub license: LicenseView,
+    /// The license key. `null` when this response replays an earlier request (same
+    /// `Idempotency-Key`): the key was shown to that request and is not stored anywhere.
+    pub key: Option<String>,
+}
+
+/// One event of a stream, as `GET /v1/licenses/{id}/events` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventView {
+    pub position: i64,
+    pub sequence: i64,
+    pub event_id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: String,
+    pub data: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: Timestamp,
+    /// sha256(previous_hash || canonical event), hex.
+    pub hash: String,
+    /// The hash of the event before it in the stream (64 zeros for the first), hex.
+    pub previous_hash: String,
+}
+
+impl EventView {
+    /// Views of a stream's events, each linked to the one before.
+    pub fn chain(events: &[domain::event::RecordedEvent]) -> Vec<Self> {
+        let mut previous = hex::encode(domain::integrity::GENESIS_HASH);
+        events
+            .iter()
+            .map(|e| {
+                let hash = hex::encode(&e.hash);
+                let view = Self {
+                    position: e.global_position,
+                    sequence: e.sequence,
+                    event_id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    version: e.event_version.clone(),
+                    data: e.payload.clone(),
+                    metadata: e.metadata.clone(),
+                    recorded_at: e.recorded_at,
+                    hash: hash.clone(),
+                    previous_hash: std::mem::replace(&mut previous, hash),
+                };
+                view
+            })
+            .collect()
+    }
+}
+
+/// A page of a list.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    #[serde(flatten)]
+    pub items: T,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Uuid>,
+}
