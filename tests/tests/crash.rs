@@ -1,0 +1,369 @@
+//! Crash safety: `kill -9` the real server process while clients send commands, restart it, and
+//! check that
+//! - every command answered 2xx is in the log exactly once, and every refused one not at all;
+//! - every stream's hash chain still verifies;
+//! - the read models the restarted projectors finished equal a rebuild from position 0.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use domain::integrity::{CanonicalFields, GENESIS_HASH, chain_hash};
+use serde_json::{Value, json};
+use sqlx::{PgPool, Row};
+use tests::{TestDb, temp_data_dir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ledger-e2e-server");
+
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+/// Starts `ledger serve` on a free loopback port and waits for its "listening" log line.
+fn spawn_server(db: &TestDb, data_dir: &std::path::Path) -> ServerProcess {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-rps", "0"])
+        .arg("--database-url")
+        .arg(&db.url)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("LEDGER_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,sqlx=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the server binary");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent
+                && let Ok(log) = serde_json::from_str::<Value>(&line)
+                && log["fields"]["message"] == "license-ledger listening"
+            {
+                let _ = tx.send(
+                    log["fields"]["addr"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server reports its address");
+    ServerProcess {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn mint_token(db: &TestDb) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "--role",
+            "vendor_admin",
+            "--ttl",
+            "1h",
+            "--database-url",
+            &db.url,
+        ])
+        .output()
+        .expect("run ledger token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// What a client saw for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Answered(u16),
+    NoAnswer,
+}
+
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+    body: Value,
+    request_id: &str,
+) -> (Seen, Value) {
+    let result = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .header("x-request-id", request_id)
+        .json(&body)
+        .send()
+        .await;
+    match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match response.json::<Value>().await {
+                Ok(body) => (Seen::Answered(status), body),
+                Err(_) => (Seen::NoAnswer, Value::Null),
+            }
+        }
+        Err(_) => (Seen::NoAnswer, Value::Null),
+    }
+}
+
+async fn dump(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT row_to_json(t)::text FROM {table} t ORDER BY id"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn verify_chains(pool: &PgPool) -> usize {
+    let rows = sqlx::query(
+        "SELECT event_id, global_position, aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         recorded_at, payload::text AS p, metadata::text AS m, hash FROM events ORDER BY aggregate_type, aggregate_id, sequence",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut previous = GENESIS_HASH;
+    let mut expected_sequence = 1;
+    let mut stream = (String::new(), String::new());
+    for row in &rows {
+        let key = (
+            row.get::<String, _>("aggregate_type"),
+            row.get::<String, _>("aggregate_id"),
+        );
+        if key != stream {
+            previous = GENESIS_HASH;
+            expected_sequence = 1;
+            stream = key.clone();
+        }
+        let sequence: i64 = row.get("sequence");
+        assert_eq!(
+            sequence, expected_sequence,
+            "contiguous sequences in {key:?}"
+        );
+        expected_sequence += 1;
+        let (p, m): (String, String) = (row.get("p"), row.get("m"));
+        let fields = CanonicalFields {
+            event_id: row.get("event_id"),
+            global_position: row.get("global_position"),
+            aggregate_type: &key.0,
+            aggregate_id: &key.1,
+            sequence,
+            event_type: &row.get::<String, _>("event_type"),
+            event_version: &row.get::<String, _>("event_version"),
+            recorded_at: row.get("recorded_at"),
+            payload_text: &p,
+            metadata_text: &m,
+        };
+        let expected = chain_hash(&previous, &fields);
+        assert_eq!(
+            row.get::<Vec<u8>, _>("hash"),
+            expected.to_vec(),
+            "chain of {key:?} at {sequence}"
+        );
+        previous = expected;
+    }
+    rows.len()
+}
+
+#[tokio::test]
+async fn killing_the_server_mid_write_loses_and_duplicates_nothing() {
+    let db = TestDb::create().await;
+    let data_dir = temp_data_dir();
+    let mut server = spawn_server(&db, &data_dir);
+    let token = mint_token(&db);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let base = server.base.clone();
+
+    let (_, org) = send(
+        &client,
+        &base,
+        &token,
+        "/v1/organizations",
+        json!({"name": "Acme", "kind": "customer"}),
+        "setup-org",
+    )
+    .await;
+    let (_, product) = send(
+        &client,
+        &base,
+        &token,
+        "/v1/products",
+        json!({"name": "Studio", "kind": "application"}),
+        "setup-product",
+    )
+    .await;
+    let (_, policy) = send(
+        &client, &base, &token, "/v1/policies",
+        json!({"product_id": product["id"], "name": "Pro", "model": "node_locked", "seats": 3, "duration_days": 365,
+               "features": ["pro"], "offline_allowed": false, "offline_grace_days": 0, "payment_grace_days": 7}),
+        "setup-policy",
+    )
+    .await;
+    let issue_body = json!({"policy_id": policy["id"], "organization_id": org["id"]});
+
+    // Eight clients issue licenses and suspend/reinstate them as fast as they can.
+    let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (client, base, token, seen, issue_body) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            seen.clone(),
+            issue_body.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut mine: Vec<String> = Vec::new();
+            for n in 0.. {
+                let request_id = format!("w{w}-{n}");
+                let (path, body) = match (n % 3, mine.last()) {
+                    (1, Some(license)) => (
+                        format!("/v1/licenses/{license}/suspend"),
+                        json!({"reason": "load test"}),
+                    ),
+                    (2, Some(license)) => (format!("/v1/licenses/{license}/reinstate"), json!({})),
+                    _ => ("/v1/licenses".to_owned(), issue_body.clone()),
+                };
+                let (outcome, answer) =
+                    send(&client, &base, &token, &path, body, &request_id).await;
+                seen.lock().unwrap().insert(request_id, outcome);
+                if outcome == Seen::NoAnswer {
+                    return; // the server is gone
+                }
+                if path == "/v1/licenses"
+                    && let Some(id) = answer["id"].as_str()
+                {
+                    mine.push(id.to_owned());
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().expect("kill -9 the server");
+    server.child.wait().unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let seen = Arc::try_unwrap(seen).unwrap().into_inner().unwrap();
+    let answered_ok = seen
+        .values()
+        .filter(|s| matches!(s, Seen::Answered(200 | 201)))
+        .count();
+    assert!(
+        answered_ok > 50,
+        "the clients got real work done before the kill ({answered_ok})"
+    );
+
+    // Restart on the same database and data directory; the projectors resume where they stopped.
+    let restarted = spawn_server(&db, &data_dir);
+    let pool = db.pool().await;
+    let counts: HashMap<String, i64> = sqlx::query(
+        "SELECT metadata->>'correlation_id' AS id, count(*) AS n FROM events GROUP BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("id"), r.get("n")))
+    .collect();
+    for (request_id, outcome) in &seen {
+        let recorded = counts.get(request_id).copied().unwrap_or(0);
+        match outcome {
+            Seen::Answered(200 | 201) => assert_eq!(
+                recorded, 1,
+                "{request_id} was acknowledged, so it is in the log exactly once"
+            ),
+            Seen::Answered(status) => assert_eq!(
+                recorded, 0,
+                "{request_id} was refused ({status}), so nothing was written"
+            ),
+            Seen::NoAnswer => assert!(recorded <= 1, "{request_id} unanswered: at most once"),
+        }
+    }
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "no request recorded twice"
+    );
+    let events = verify_chains(&pool).await;
+    assert!(events as i64 >= answered_ok as i64);
+
+    // Wait for the restarted projectors to reach the head, then compare with a rebuild.
+    for attempt in 0.. {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM projector_checkpoints c \
+             WHERE c.name = CASE e.aggregate_type WHEN 'Organization' THEN 'organizations' WHEN 'Product' THEN 'products' \
+                                 WHEN 'Policy' THEN 'policies' WHEN 'License' THEN 'licenses' END \
+               AND (e.tx_id, e.global_position) <= (c.last_tx_id, c.last_position)) AND e.aggregate_type <> 'ApiToken'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            attempt < 600,
+            "projectors did not catch up after the restart ({pending} pending)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tables = [
+        "rm_organizations",
+        "rm_products",
+        "rm_policies",
+        "rm_licenses",
+    ];
+    let mut live = Vec::new();
+    for table in tables {
+        live.push(dump(&pool, table).await);
+    }
+    // A graceful stop this time: SIGTERM, exit 0.
+    let mut restarted = restarted;
+    let status = Command::new("kill")
+        .args(["-TERM", &restarted.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = restarted.child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+
+    use projections::engine::rebuild;
+    rebuild(&pool, &projections::catalogue::OrganizationsProjection, 500)
+        .await
+        .unwrap();
+    rebuild(&pool, &projections::catalogue::ProductsProjection, 500)
+        .await
+        .unwrap();
+    rebuild(&pool, &projections::catalogue::PoliciesProjection, 500)
+        .await
+        .unwrap();
+    rebuild(&pool, &projections::licenses::LicensesProjection, 500)
+        .await
+        .unwrap();
+    for (i, table) in tables.iter().enumerate() {
+        let rebuilt = dump(&pool, table).await;
+        assert_eq!(rebuilt.len(), live[i].len(), "{table}: row count");
+        assert_eq!(rebuilt, live[i], "{table}: live rows equal a rebuild");
+    }
+    assert!(live[3].len() >= 20, "licenses were projected");
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    db.drop_db().await;
+}
