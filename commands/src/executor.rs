@@ -6,9 +6,15 @@
 //! loser's append is refused by the database and its command is re-decided on the winner's state.
 //! Re-deciding is safe because aggregates are deterministic and side-effect free.
 //!
+//! One round trip in the common case: the command is decided on the aggregate's cached state (or,
+//! for a stream id just generated, on the empty state) and appended at that version. A stale cache
+//! only costs a refused append and a reload of the stream's tail; a refusal or no-op decided on a
+//! cached state is re-checked against the tail before it is answered.
+//!
 //! Idempotency: a command carrying a client's `Idempotency-Key` records the key on its first event
-//! (unique per actor, enforced by an index). A repeat of the same request replays the recorded
-//! outcome instead of deciding again; a different request with the same key is refused.
+//! (unique per actor, enforced by an index). A repeat of the same request finds the key recorded —
+//! its append collides with the index, or its decision is refused on the state the first request
+//! left — and replays the recorded outcome; a different request with the same key is refused.
 
 use std::time::Duration;
 
@@ -21,6 +27,7 @@ use domain::event::{
 };
 use uuid::Uuid;
 
+use crate::cache::Cached;
 use crate::store::{AppendBatch, AppendError, AppendedEvent, EventStore, NewEvent};
 
 /// How many times a command is decided before a conflict is reported to the caller.
@@ -220,7 +227,8 @@ impl EventStore {
         Ok(fold::<A>(&events)?)
     }
 
-    /// Decides and records `command` on stream `aggregate_id`; see the module documentation.
+    /// Decides and records `command` on the existing stream `aggregate_id`; see the module
+    /// documentation.
     ///
     /// # Errors
     /// [`CommandError`]: refused by the aggregate, lost every race, duplicate claim, reused
@@ -232,40 +240,88 @@ impl EventStore {
         ctx: &CommandContext,
     ) -> Result<Outcome<A>, CommandError>
     where
-        A: Aggregate<Error = DomainError, Services = ()>,
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
+        A::Event: VersionedEvent,
+        A::Command: Clone,
+    {
+        let cached = self.cache().get::<A>(A::TYPE, aggregate_id);
+        self.run(aggregate_id, command, ctx, cached, false).await
+    }
+
+    /// Like [`EventStore::execute`], for a stream id the caller has just generated (a UUID v7):
+    /// the stream is known to be empty, so nothing is loaded. Should it exist after all, the
+    /// append is refused and the stream is loaded as usual.
+    ///
+    /// # Errors
+    /// See [`EventStore::execute`].
+    pub async fn execute_new<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Outcome<A>, CommandError>
+    where
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
+        A::Event: VersionedEvent,
+        A::Command: Clone,
+    {
+        self.run(aggregate_id, command, ctx, Some(Cached::empty()), true)
+            .await
+    }
+
+    /// The command loop. `base` is the state to decide on (from the cache, or empty for a new
+    /// stream); `verified` says whether it is known to be current.
+    async fn run<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        ctx: &CommandContext,
+        mut base: Option<Cached<A>>,
+        mut verified: bool,
+    ) -> Result<Outcome<A>, CommandError>
+    where
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
         A::Event: VersionedEvent,
         A::Command: Clone,
     {
         for attempt in 0..MAX_ATTEMPTS {
-            if let Some(idem) = &ctx.idempotency
-                && let Some(first) = self
-                    .find_idempotent(&ctx.actor.to_string(), &idem.key)
-                    .await?
-            {
-                return self.replay::<A>(&first, idem).await;
-            }
-            let history = self.load_stream(A::TYPE, aggregate_id, 0).await?;
-            let (mut aggregate, version) = fold::<A>(&history)?;
-            let created_at = history.first().map(|e| e.recorded_at);
-            let last_at = history.last().map(|e| e.recorded_at);
+            let current = match base.take() {
+                Some(current) => current,
+                None => {
+                    verified = true;
+                    self.catch_up(aggregate_id, Cached::empty()).await?
+                }
+            };
+            let mut aggregate = current.aggregate.clone();
             let sink = EventSink::default();
-            aggregate.handle(command.clone(), &(), &sink).await?;
+            let decided = aggregate.handle(command.clone(), &(), &sink).await;
             let events = sink.collect().await;
-            if events.is_empty() {
+            if decided.is_err() || events.is_empty() {
+                if !verified {
+                    // Refused or no-op on a cached state: the state may be stale; read the
+                    // stream's tail and decide again rather than answer from old news.
+                    base = Some(self.catch_up(aggregate_id, current).await?);
+                    verified = true;
+                    continue;
+                }
+                if let Some(replay) = self.replay_recorded::<A>(ctx).await? {
+                    return Ok(replay);
+                }
+                decided?;
                 return Ok(Outcome {
                     aggregate_id: aggregate_id.to_owned(),
                     aggregate,
-                    version,
+                    version: current.version,
                     appended: Vec::new(),
                     replayed: false,
-                    created_at,
-                    updated_at: last_at,
+                    created_at: current.created_at,
+                    updated_at: current.updated_at,
                 });
             }
             let batch = AppendBatch {
                 aggregate_type: A::TYPE.to_owned(),
                 aggregate_id: aggregate_id.to_owned(),
-                expected_version: version,
+                expected_version: current.version,
                 claims: events
                     .iter()
                     .flat_map(VersionedEvent::unique_claims)
@@ -287,33 +343,117 @@ impl EventStore {
             };
             match self.append(&batch).await {
                 Ok(appended) => {
-                    let version = appended.last().map_or(version, |e| e.sequence);
+                    let version = appended.last().map_or(current.version, |e| e.sequence);
+                    let created_at = current
+                        .created_at
+                        .or_else(|| appended.first().map(|e| e.recorded_at));
+                    let updated_at = appended
+                        .last()
+                        .map(|e| e.recorded_at)
+                        .or(current.updated_at);
+                    self.cache().put(
+                        A::TYPE,
+                        aggregate_id,
+                        Cached {
+                            aggregate: aggregate.clone(),
+                            version,
+                            created_at,
+                            updated_at,
+                        },
+                    );
                     return Ok(Outcome {
                         aggregate_id: aggregate_id.to_owned(),
                         aggregate,
                         version,
-                        created_at: created_at.or_else(|| appended.first().map(|e| e.recorded_at)),
-                        updated_at: appended.last().map(|e| e.recorded_at).or(last_at),
+                        created_at,
+                        updated_at,
                         appended,
                         replayed: false,
                     });
                 }
-                Err(AppendError::Conflict | AppendError::IdempotencyKeyTaken) => {
+                Err(AppendError::Conflict) => {
                     tracing::debug!(
                         aggregate_type = A::TYPE,
                         aggregate_id,
                         attempt,
                         "concurrent append; deciding again on fresh state"
                     );
+                    base = Some(self.catch_up(aggregate_id, current).await?);
+                    verified = true;
                     backoff(attempt).await;
                 }
-                Err(other) => return Err(other.into()),
+                Err(AppendError::IdempotencyKeyTaken) => {
+                    return match self.replay_recorded::<A>(ctx).await? {
+                        Some(replay) => Ok(replay),
+                        // The key's first use rolled back after all: decide again.
+                        None => continue,
+                    };
+                }
+                Err(AppendError::ClaimTaken { scope, value }) => {
+                    // A retried creation claims its value again: that is a replay, not a clash.
+                    if let Some(replay) = self.replay_recorded::<A>(ctx).await? {
+                        return Ok(replay);
+                    }
+                    return Err(CommandError::ClaimTaken { scope, value });
+                }
+                Err(AppendError::Database(e)) => return Err(e.into()),
             }
         }
         Err(CommandError::Conflict {
             aggregate_type: A::TYPE,
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// Brings `from` up to the stream's current end (one query for the tail) and caches it.
+    async fn catch_up<A>(
+        &self,
+        aggregate_id: &str,
+        from: Cached<A>,
+    ) -> Result<Cached<A>, CommandError>
+    where
+        A: Aggregate + Clone + 'static,
+        A::Event: VersionedEvent,
+    {
+        let tail = self
+            .load_stream(A::TYPE, aggregate_id, from.version)
+            .await?;
+        let mut current = from;
+        for event in &tail {
+            match event.decode::<A::Event>() {
+                Ok(decoded) => current.aggregate.apply(decoded),
+                Err(e) => {
+                    self.cache().remove(A::TYPE, aggregate_id);
+                    return Err(e.into());
+                }
+            }
+            current.version = event.sequence;
+            current.created_at = current.created_at.or(Some(event.recorded_at));
+            current.updated_at = Some(event.recorded_at);
+        }
+        self.cache().put(A::TYPE, aggregate_id, current.clone());
+        Ok(current)
+    }
+
+    /// The recorded outcome of this request's idempotency key, if it was recorded before.
+    async fn replay_recorded<A>(
+        &self,
+        ctx: &CommandContext,
+    ) -> Result<Option<Outcome<A>>, CommandError>
+    where
+        A: Aggregate,
+        A::Event: VersionedEvent,
+    {
+        let Some(idem) = &ctx.idempotency else {
+            return Ok(None);
+        };
+        match self
+            .find_idempotent(&ctx.actor.to_string(), &idem.key)
+            .await?
+        {
+            Some(first) => self.replay::<A>(&first, idem).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The outcome of the request that first recorded `first`'s idempotency key: the stream as it

@@ -219,7 +219,10 @@ impl Ledger {
                 parent,
             },
         };
-        Ok(self.store.execute(&id.to_string(), command, ctx).await?)
+        Ok(self
+            .store
+            .execute_new(&id.to_string(), command, ctx)
+            .await?)
     }
 
     // ----- products -----
@@ -256,7 +259,10 @@ impl Ledger {
                 key_prefix,
             },
         };
-        Ok(self.store.execute(&id.to_string(), command, ctx).await?)
+        Ok(self
+            .store
+            .execute_new(&id.to_string(), command, ctx)
+            .await?)
     }
 
     // ----- policies -----
@@ -283,7 +289,10 @@ impl Ledger {
                 terms,
             },
         };
-        Ok(self.store.execute(&id.to_string(), command, ctx).await?)
+        Ok(self
+            .store
+            .execute_new(&id.to_string(), command, ctx)
+            .await?)
     }
 
     /// Revises a policy (next version) or retires it.
@@ -347,7 +356,10 @@ impl Ledger {
                 source: input.source,
             })),
         };
-        let outcome = self.store.execute(&id.to_string(), command, ctx).await?;
+        let outcome = self
+            .store
+            .execute_new(&id.to_string(), command, ctx)
+            .await?;
         let key = (!outcome.replayed).then_some(key);
         Ok((outcome, key))
     }
@@ -445,7 +457,7 @@ impl Ledger {
             },
         };
         self.store
-            .execute::<ApiToken>(&id.to_string(), command, ctx)
+            .execute_new::<ApiToken>(&id.to_string(), command, ctx)
             .await?;
         Ok((id, secret))
     }

@@ -5,6 +5,7 @@
 //!   concurrency and unique claims.
 //! - [`executor`]: load, decide, append, retry; idempotency keys; as-of loads.
 //! - [`ledger`]: the command services the API calls ([`ledger::Ledger`]).
+//! - [`cache`]: per-process aggregate cache (never trusted for correctness).
 //! - [`keys`]: key material from the OS CSPRNG and the keyed hash of license keys.
 //! - [`clock`]: the time stamped into commands.
 //! - [`cqrs_repository`]: our store as a cqrs-es `PersistedEventRepository`.
@@ -13,6 +14,7 @@
 //! Architecture invariant: `commands` never depends on `projections`; it only appends and reads
 //! streams.
 
+pub mod cache;
 pub mod clock;
 pub mod cqrs_repository;
 pub mod db;

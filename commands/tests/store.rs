@@ -526,3 +526,94 @@ async fn cqrs_es_framework_runs_on_our_store(pool: PgPool) {
     let rows = sqlx::query(&sql).fetch_all(&pool).await.unwrap();
     assert_eq!(rows.len(), 2);
 }
+
+/// Two server nodes, each with its own aggregate cache, act on one license. A node's cache goes
+/// stale whenever the other node writes; every decision must still be taken on the current state:
+/// a stale "active" must not refuse a reinstatement, nor allow a second suspension.
+#[sqlx::test(migrations = "../migrations")]
+async fn nodes_with_stale_caches_still_decide_on_the_current_state(pool: PgPool) {
+    let node_a = ledger(&pool);
+    let node_b = ledger(&pool);
+    let (org, policy) = catalogue(&node_a).await;
+    let (issued, _) = node_a
+        .issue_license(&ctx(), new_license(org, policy))
+        .await
+        .unwrap();
+    let id: LicenseId = issued.aggregate_id.parse().unwrap();
+    let suspend = || LicenseChange::Suspend {
+        reason: Reason::parse("audit").unwrap(),
+    };
+    // Node A has the license cached as active; node B suspends it.
+    assert!(
+        node_a
+            .store()
+            .cache()
+            .get::<domain::license::License>("License", &id.to_string())
+            .is_some()
+    );
+    node_b.change_license(&ctx(), id, suspend()).await.unwrap();
+    // A's stale cache says "active": reinstating must not be refused as "not suspended".
+    let reinstated = node_a
+        .change_license(&ctx(), id, LicenseChange::Reinstate)
+        .await
+        .unwrap();
+    assert_eq!(reinstated.version, 3);
+    // B's cache still says "suspended": suspending again must succeed, not be refused.
+    node_b.change_license(&ctx(), id, suspend()).await.unwrap();
+    // A's cache says "active" again (stale): a second suspension must be refused, not recorded.
+    let err = node_a
+        .change_license(&ctx(), id, suspend())
+        .await
+        .unwrap_err();
+    match err {
+        commands::LedgerError::Command(CommandError::Rejected(e)) => {
+            assert_eq!(e.code(), "LICENSE_ALREADY_SUSPENDED")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A no-op decided on a stale cache is re-checked too: A still caches 2 seats when B sets 5,
+    // so A setting 2 looks like a no-op to A but is a real change to record.
+    node_b
+        .change_license(
+            &ctx(),
+            id,
+            LicenseChange::ChangeSeats {
+                seats: SeatCount::new(5).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let same = node_a
+        .change_license(
+            &ctx(),
+            id,
+            LicenseChange::ChangeSeats {
+                seats: SeatCount::new(2).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        same.appended.len(),
+        1,
+        "2 differs from the current 5, so it is recorded"
+    );
+    let events = node_a
+        .store()
+        .load_stream("License", &id.to_string(), 0)
+        .await
+        .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "LicenseIssued",
+            "LicenseSuspended",
+            "LicenseReinstated",
+            "LicenseSuspended",
+            "SeatsChanged",
+            "SeatsChanged"
+        ]
+    );
+    assert_chains_verify(&pool).await;
+}
