@@ -6,7 +6,7 @@
 --   * (aggregate_type, aggregate_id, sequence) is the optimistic-concurrency key: sequences of a
 --     stream start at 1 and are contiguous (the insert trigger refuses a gap);
 --   * recorded_at and tx_id are set by the database, whatever the writer sends;
---   * hash = sha256(previous hash in the stream || ledger_event_canonical(row)), set by the
+--   * hash = sha256(previous hash in the stream || canonical bytes of the row), set by the
 --     insert trigger, so every writer (ours, postgres-es, psql) produces the same chain;
 --   * readers take rows in (tx_id, global_position) order below the commit horizon
 --     pg_snapshot_xmin(pg_current_snapshot()), never by global_position alone.
@@ -44,8 +44,11 @@ CREATE TABLE events
     sequence        bigint      NOT NULL CHECK (sequence >= 1),
     event_type      text        NOT NULL CHECK (event_type ~ '^[A-Za-z][A-Za-z0-9_]{0,127}$'),
     event_version   text        NOT NULL CHECK (event_version ~ '^[0-9]+(\.[0-9]+){0,2}$'),
-    payload         jsonb       NOT NULL,
-    metadata        jsonb       NOT NULL CHECK (jsonb_typeof(metadata) = 'object'),
+    -- json, not jsonb: the exact bytes the writer sent are stored, and they are what the hash
+    -- covers (no re-encoding between what was written, hashed and exported); it is also cheaper
+    -- to insert. Read models use jsonb where they need to query.
+    payload         json        NOT NULL,
+    metadata        json        NOT NULL CHECK (json_typeof(metadata) = 'object'),
     recorded_at     timestamptz NOT NULL DEFAULT statement_timestamp(),
     tx_id           xid8        NOT NULL DEFAULT pg_current_xact_id(),
     hash            bytea       NOT NULL DEFAULT '\x'::bytea,
@@ -59,32 +62,8 @@ CREATE INDEX events_commit_order ON events (tx_id, global_position);
 -- Exactly-once commands: a client's Idempotency-Key is recorded on the first event of the command.
 CREATE UNIQUE INDEX events_idempotency_key
     ON events ((metadata ->> 'actor'), (metadata ->> 'idempotency_key'))
-    WHERE metadata ? 'idempotency_key';
+    WHERE (metadata ->> 'idempotency_key') IS NOT NULL;
 CREATE INDEX events_recorded_at ON events (recorded_at);
-
--- The canonical bytes an event's hash covers. Fields are separated by newlines; none of the text
--- fields may contain one (CHECK constraints above), and jsonb::text escapes them, so the encoding is
--- unambiguous. Reproduced in Rust by domain::integrity::canonical_event (keep the two identical).
-CREATE FUNCTION ledger_event_canonical(
-    p_event_id uuid, p_global_position bigint, p_aggregate_type text, p_aggregate_id text,
-    p_sequence bigint, p_event_type text, p_event_version text, p_recorded_at timestamptz,
-    p_payload jsonb, p_metadata jsonb) RETURNS bytea
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$
-SELECT convert_to(
-    'ledger-event/1' || E'\n' ||
-    p_event_id::text || E'\n' ||
-    p_global_position::text || E'\n' ||
-    p_aggregate_type || E'\n' ||
-    p_aggregate_id || E'\n' ||
-    p_sequence::text || E'\n' ||
-    p_event_type || E'\n' ||
-    p_event_version || E'\n' ||
-    to_char(p_recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || E'\n' ||
-    p_payload::text || E'\n' ||
-    p_metadata::text,
-    'UTF8')
-$$;
 
 CREATE FUNCTION ledger_events_before_insert() RETURNS trigger
     LANGUAGE plpgsql
@@ -110,9 +89,25 @@ BEGIN
                 USING ERRCODE = 'LLG01';
         END IF;
     END IF;
-    NEW.hash := sha256(previous || ledger_event_canonical(
-        NEW.event_id, NEW.global_position, NEW.aggregate_type, NEW.aggregate_id, NEW.sequence,
-        NEW.event_type, NEW.event_version, NEW.recorded_at, NEW.payload, NEW.metadata));
+    -- The canonical bytes of the event: fields separated by newlines. No text field before the
+    -- payload may contain one (CHECK constraints above), so the encoding is unambiguous; payload
+    -- and metadata are the stored json text, byte for byte. recorded_at is integer microseconds
+    -- since the Unix epoch. Written inline (not as a function, not with to_char): this runs for every
+    -- event and is the largest cost of an append. Reproduced in Rust by
+    -- domain::integrity::canonical_event; keep the two identical.
+    NEW.hash := sha256(previous || convert_to(
+        'ledger-event/1' || E'\n' ||
+        NEW.event_id::text || E'\n' ||
+        NEW.global_position::text || E'\n' ||
+        NEW.aggregate_type || E'\n' ||
+        NEW.aggregate_id || E'\n' ||
+        NEW.sequence::text || E'\n' ||
+        NEW.event_type || E'\n' ||
+        NEW.event_version || E'\n' ||
+        (extract(epoch FROM NEW.recorded_at) * 1000000)::bigint::text || E'\n' ||
+        NEW.payload::text || E'\n' ||
+        NEW.metadata::text,
+        'UTF8'));
     RETURN NEW;
 END
 $$;

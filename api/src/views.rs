@@ -298,7 +298,7 @@ impl EventView {
             .iter()
             .map(|e| {
                 let hash = hex::encode(&e.hash);
-                let view = Self {
+                Self {
                     position: e.global_position,
                     sequence: e.sequence,
                     event_id: e.event_id,
@@ -309,8 +309,7 @@ impl EventView {
                     recorded_at: e.recorded_at,
                     hash: hash.clone(),
                     previous_hash: std::mem::replace(&mut previous, hash),
-                };
-                view
+                }
             })
             .collect()
     }

@@ -1,10 +1,15 @@
 //! Tamper evidence: the canonical bytes of an event and the per-stream hash chain.
 //!
 //! `hash(event) = sha256(hash(previous event in its stream) || canonical(event))`, with 32 zero
-//! bytes before the first event. The database computes it on insert (migration 0001,
-//! `ledger_event_canonical`); this module computes the same bytes independently so a verifier does
-//! not have to trust functions stored in the database it is checking. The payload and metadata are
-//! hashed in PostgreSQL's `jsonb` text form, which is deterministic for a given value.
+//! bytes before the first event. The database computes it on insert (migration 0001, trigger
+//! `events_before_insert`); this module computes the same bytes independently so a verifier does
+//! not have to trust functions stored in the database it is checking.
+//!
+//! The canonical bytes are UTF-8 lines joined by `\n`:
+//! `ledger-event/1`, event id (hyphenated, lower case), global position, aggregate type,
+//! aggregate id, sequence, event type, event version, `recorded_at` as integer microseconds since
+//! the Unix epoch, then the payload and the metadata exactly as stored (`json` columns keep the
+//! writer's bytes).
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -25,15 +30,15 @@ pub struct CanonicalFields<'a> {
     pub event_type: &'a str,
     pub event_version: &'a str,
     pub recorded_at: Timestamp,
-    /// The payload exactly as `payload::text` prints it.
+    /// The payload exactly as stored (`payload::text`).
     pub payload_text: &'a str,
-    /// The metadata exactly as `metadata::text` prints it.
+    /// The metadata exactly as stored (`metadata::text`).
     pub metadata_text: &'a str,
 }
 
-/// The canonical bytes of an event, identical to SQL `ledger_event_canonical`.
+/// The canonical bytes of an event, identical to what the insert trigger hashes.
 pub fn canonical_event(f: &CanonicalFields<'_>) -> Vec<u8> {
-    let recorded_at = f.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    let recorded_at = f.recorded_at.timestamp_micros();
     format!(
         "ledger-event/1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         f.event_id.hyphenated(),
@@ -87,7 +92,7 @@ mod tests {
         let text = String::from_utf8(canonical_event(&fields())).unwrap();
         let lines: Vec<&str> = text.split('\n').collect();
         assert_eq!(lines[0], "ledger-event/1");
-        assert_eq!(lines[8], "2026-03-01T10:00:00.000007Z");
+        assert_eq!(lines[8], "1772359200000007");
         assert_eq!(lines.len(), 11);
     }
 

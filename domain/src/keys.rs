@@ -114,9 +114,16 @@ impl fmt::Debug for LicenseKey {
 
 /// A 32-byte digest of a secret (license key or API token), stored and compared instead of it.
 /// Serialized as lower-case hex.
-#[derive(Clone, Copy, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct KeyHash([u8; 32]);
+
+// Equality is the constant-time comparison below; hashing the same bytes keeps Hash consistent.
+impl std::hash::Hash for KeyHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl KeyHash {
     /// Wraps a digest.
