@@ -179,6 +179,7 @@ pub struct ActivationView {
     pub hostname: Option<String>,
     pub platform: Option<String>,
     pub activated_at: Timestamp,
+    pub lease_expires_at: Option<Timestamp>,
 }
 
 /// A license as the administration API shows it. `status` is derived at `at` (now, or the
@@ -238,11 +239,12 @@ impl LicenseView {
                 .iter()
                 .map(|(installation_id, a)| ActivationView {
                     installation_id: (*installation_id).into(),
-                    fingerprint: a.fingerprint.clone(),
+                    fingerprint: a.fingerprint.as_str().to_owned(),
                     environment: a.environment.as_str().to_owned(),
-                    hostname: a.hostname.clone(),
-                    platform: a.platform.clone(),
+                    hostname: a.hostname.as_ref().map(|h| h.as_str().to_owned()),
+                    platform: a.platform.as_ref().map(|p| p.as_str().to_owned()),
                     activated_at: a.activated_at,
+                    lease_expires_at: a.lease_expires_at,
                 })
                 .collect(),
             starts_at: s.starts_at,

@@ -1,7 +1,8 @@
 //! Every refusal a command can meet, each with a stable `code` (the public contract of error
 //! responses) and a [`RejectionKind`] that the API maps to an HTTP status in one place.
 
-use crate::ids::{ApiTokenId, LicenseId, OrganizationId, PolicyId, ProductId};
+use crate::ids::{ApiTokenId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId};
+use crate::validation::ValidationCode;
 
 /// How a refusal should be understood by a caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +73,19 @@ pub enum DomainError {
     )]
     SeatsBelowActivations { seats: u32, active: u32 },
 
+    #[error("{}", .0.detail())]
+    LicenseNotValid(ValidationCode),
+    #[error("all {seats} seats of the license are in use; deactivate an installation first")]
+    TooManyActivations { seats: u32 },
+    #[error("installation {0} is not active on this license")]
+    InstallationNotFound(InstallationId),
+    #[error("the license is not floating; only floating installations hold leases")]
+    NotFloating,
+    #[error("the lease of installation {0} has expired; activate again")]
+    LeaseExpired(InstallationId),
+    #[error("the license's policy does not allow offline use")]
+    OfflineNotAllowed,
+
     #[error("API token {0} does not exist")]
     ApiTokenNotFound(ApiTokenId),
     #[error("API token {0} already exists")]
@@ -109,6 +123,12 @@ impl DomainError {
             Self::LicensePerpetual(_) => "LICENSE_PERPETUAL",
             Self::SameOrganization(_) => "SAME_ORGANIZATION",
             Self::SeatsBelowActivations { .. } => "SEATS_BELOW_ACTIVATIONS",
+            Self::LicenseNotValid(code) => code.as_str(),
+            Self::TooManyActivations { .. } => "TOO_MANY_ACTIVATIONS",
+            Self::InstallationNotFound(_) => "INSTALLATION_NOT_FOUND",
+            Self::NotFloating => "NOT_FLOATING",
+            Self::LeaseExpired(_) => "LEASE_EXPIRED",
+            Self::OfflineNotAllowed => "OFFLINE_NOT_ALLOWED",
             Self::ApiTokenNotFound(_) => "TOKEN_NOT_FOUND",
             Self::ApiTokenAlreadyRevoked(_) => "TOKEN_ALREADY_REVOKED",
         }
@@ -121,12 +141,15 @@ impl DomainError {
             | Self::ProductNotFound(_)
             | Self::PolicyNotFound(_)
             | Self::LicenseNotFound(_)
+            | Self::InstallationNotFound(_)
             | Self::ApiTokenNotFound(_) => RejectionKind::NotFound,
             Self::OrganizationAlreadyRegistered(_)
             | Self::ProductAlreadyDefined(_)
             | Self::PolicyAlreadyDefined(_)
             | Self::LicenseAlreadyIssued(_)
-            | Self::ApiTokenAlreadyIssued(_) => RejectionKind::Conflict,
+            | Self::ApiTokenAlreadyIssued(_)
+            | Self::TooManyActivations { .. }
+            | Self::LeaseExpired(_) => RejectionKind::Conflict,
             Self::OrganizationClosed(_)
             | Self::OrganizationCycle(_)
             | Self::NotAPartner(_)
@@ -143,6 +166,9 @@ impl DomainError {
             | Self::LicensePerpetual(_)
             | Self::SameOrganization(_)
             | Self::SeatsBelowActivations { .. }
+            | Self::LicenseNotValid(_)
+            | Self::NotFloating
+            | Self::OfflineNotAllowed
             | Self::ApiTokenAlreadyRevoked(_) => RejectionKind::Unprocessable,
         }
     }

@@ -13,7 +13,8 @@
 //! - [`integrity`]: the canonical bytes of an event and the per-stream hash chain.
 //! - [`error`]: [`DomainError`], every refusal a command can meet, with its stable `code`.
 //! - Aggregates (cqrs-es `Aggregate`): [`organization`], [`product`], [`policy`], [`license`],
-//!   [`api_token`]; [`status`] derives a license's status from its state and the clock.
+//!   [`api_token`]; [`status`] derives a license's status from its state and the clock;
+//!   [`validation`] is the validation decision every client check goes through.
 
 pub mod api_token;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod organization;
 pub mod policy;
 pub mod product;
 pub mod status;
+pub mod validation;
 pub mod values;
 
 pub use error::DomainError;

@@ -3,8 +3,12 @@
 //! entitlements, seats, key rotation, maintenance).
 //!
 //! Status is never stored: [`crate::status::status_at`] derives it from the state and the clock.
-//! The *use* of the right (installations) lives in the same state so seat limits are decided
-//! against one consistent stream.
+//! The *use* of the right (installations, floating leases) lives in the same stream, so seat limits
+//! are decided against one consistent state: two activations racing for the last seat append at
+//! the same sequence and the database lets only one of them through.
+//!
+//! Billing facts (subscription linked, payment failed, paused, canceled) are recorded by the
+//! Stripe integration; the validation decision reads them through [`LicenseFacts`].
 
 use std::collections::BTreeMap;
 
@@ -21,7 +25,11 @@ use crate::keys::KeyHash;
 use crate::organization::OrganizationRef;
 use crate::policy::{PolicyRef, PolicyTerms};
 use crate::product::ProductRef;
-use crate::values::{Environment, FeatureSet, LicenseSource, Reason, SeatCount};
+use crate::validation::{self, LicenseFacts, ValidationCode};
+use crate::values::{
+    DeactivationReason, Environment, FeatureSet, Fingerprint, Label, LicenseModel, LicenseSource,
+    OfflineTokenKind, Reason, SeatCount,
+};
 
 /// A command to a license.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +69,31 @@ pub enum LicenseAction {
     },
     ExtendMaintenance {
         until: Timestamp,
+    },
+    /// Use a seat on a device. Activating an already active fingerprint changes nothing.
+    Activate {
+        installation_id: InstallationId,
+        fingerprint: Fingerprint,
+        hostname: Option<Label>,
+        platform: Option<Label>,
+        environment: Environment,
+    },
+    /// Free a seat.
+    Deactivate {
+        installation_id: InstallationId,
+        reason: DeactivationReason,
+    },
+    /// A floating installation is still in use: extend its lease.
+    Heartbeat {
+        installation_id: InstallationId,
+    },
+    /// Record the floating leases that have lapsed (run by the ledger itself).
+    ExpireLeases,
+    /// Record an offline token; the decision fixes its expiry.
+    IssueOfflineToken {
+        jti: uuid::Uuid,
+        kind: OfflineTokenKind,
+        fingerprint: Option<Fingerprint>,
     },
 }
 
@@ -110,6 +143,56 @@ pub enum LicenseEvent {
     },
     #[serde(rename = "LicenseRevoked")]
     Revoked { reason: Reason },
+    #[serde(rename = "InstallationActivated")]
+    InstallationActivated {
+        installation_id: InstallationId,
+        fingerprint: Fingerprint,
+        hostname: Option<Label>,
+        platform: Option<Label>,
+        environment: Environment,
+        activated_at: Timestamp,
+    },
+    #[serde(rename = "InstallationDeactivated")]
+    InstallationDeactivated {
+        installation_id: InstallationId,
+        reason: DeactivationReason,
+    },
+    #[serde(rename = "FloatingLeaseGranted")]
+    FloatingLeaseGranted {
+        installation_id: InstallationId,
+        expires_at: Timestamp,
+    },
+    #[serde(rename = "FloatingLeaseReleased")]
+    FloatingLeaseReleased { installation_id: InstallationId },
+    #[serde(rename = "FloatingLeaseExpired")]
+    FloatingLeaseExpired { installation_id: InstallationId },
+    #[serde(rename = "OfflineTokenIssued")]
+    OfflineTokenIssued {
+        jti: uuid::Uuid,
+        kind: OfflineTokenKind,
+        installation_id: Option<InstallationId>,
+        fingerprint: Option<Fingerprint>,
+        issued_at: Timestamp,
+        expires_at: Timestamp,
+    },
+    #[serde(rename = "SubscriptionLinked")]
+    SubscriptionLinked {
+        gateway: String,
+        subscription_id: String,
+        customer_id: String,
+    },
+    #[serde(rename = "PaymentFailed")]
+    PaymentFailed { grace_until: Timestamp },
+    #[serde(rename = "PaymentRecovered")]
+    PaymentRecovered {},
+    #[serde(rename = "SubscriptionPaused")]
+    SubscriptionPaused {},
+    #[serde(rename = "SubscriptionResumed")]
+    SubscriptionResumed {},
+    #[serde(rename = "CancellationScheduled")]
+    CancellationScheduled { at: Timestamp },
+    #[serde(rename = "SubscriptionCanceled")]
+    SubscriptionCanceled {},
 }
 
 /// The payload of `LicenseIssued`: the license's terms at issue, self-contained (the policy terms
@@ -146,6 +229,19 @@ impl DomainEvent for LicenseEvent {
             Self::MaintenanceExtended { .. } => "MaintenanceExtended",
             Self::KeyRotated { .. } => "LicenseKeyRotated",
             Self::Revoked { .. } => "LicenseRevoked",
+            Self::InstallationActivated { .. } => "InstallationActivated",
+            Self::InstallationDeactivated { .. } => "InstallationDeactivated",
+            Self::FloatingLeaseGranted { .. } => "FloatingLeaseGranted",
+            Self::FloatingLeaseReleased { .. } => "FloatingLeaseReleased",
+            Self::FloatingLeaseExpired { .. } => "FloatingLeaseExpired",
+            Self::OfflineTokenIssued { .. } => "OfflineTokenIssued",
+            Self::SubscriptionLinked { .. } => "SubscriptionLinked",
+            Self::PaymentFailed { .. } => "PaymentFailed",
+            Self::PaymentRecovered {} => "PaymentRecovered",
+            Self::SubscriptionPaused {} => "SubscriptionPaused",
+            Self::SubscriptionResumed {} => "SubscriptionResumed",
+            Self::CancellationScheduled { .. } => "CancellationScheduled",
+            Self::SubscriptionCanceled {} => "SubscriptionCanceled",
         }
         .to_owned()
     }
@@ -167,6 +263,19 @@ impl VersionedEvent for LicenseEvent {
         ("MaintenanceExtended", "1"),
         ("LicenseKeyRotated", "1"),
         ("LicenseRevoked", "1"),
+        ("InstallationActivated", "1"),
+        ("InstallationDeactivated", "1"),
+        ("FloatingLeaseGranted", "1"),
+        ("FloatingLeaseReleased", "1"),
+        ("FloatingLeaseExpired", "1"),
+        ("OfflineTokenIssued", "1"),
+        ("SubscriptionLinked", "1"),
+        ("PaymentFailed", "1"),
+        ("PaymentRecovered", "1"),
+        ("SubscriptionPaused", "1"),
+        ("SubscriptionResumed", "1"),
+        ("CancellationScheduled", "1"),
+        ("SubscriptionCanceled", "1"),
     ];
 
     /// A key hash opens exactly one license, forever (a rotated-away key is never reused).
@@ -186,11 +295,33 @@ impl VersionedEvent for LicenseEvent {
 /// One active installation of a license.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activation {
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub environment: Environment,
-    pub hostname: Option<String>,
-    pub platform: Option<String>,
+    pub hostname: Option<Label>,
+    pub platform: Option<Label>,
     pub activated_at: Timestamp,
+    /// For a floating license: the seat is held until then, unless renewed.
+    #[serde(default)]
+    pub lease_expires_at: Option<Timestamp>,
+}
+
+impl Activation {
+    /// Whether it holds a seat at `now` (a lapsed floating lease does not, even before its
+    /// expiry is recorded).
+    pub fn active_at(&self, now: Timestamp) -> bool {
+        self.lease_expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// The billing side of a license, mirrored from the payment gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Billing {
+    /// A paid subscription is linked (`gateway`, `subscription_id`).
+    pub subscription: Option<(String, String)>,
+    pub payment_grace_until: Option<Timestamp>,
+    pub paused: bool,
+    pub cancel_at: Option<Timestamp>,
+    pub canceled: bool,
 }
 
 /// The state of an issued license. Stored as JSON in the license read model, so fields added
@@ -219,12 +350,76 @@ pub struct LicenseState {
     /// Active installations by id.
     #[serde(default)]
     pub activations: BTreeMap<InstallationId, Activation>,
+    #[serde(default)]
+    pub billing: Billing,
 }
 
 impl LicenseState {
-    /// Number of active installations (what seats limit).
-    pub fn active_installations(&self) -> u32 {
-        u32::try_from(self.activations.len()).unwrap_or(u32::MAX)
+    /// The active installation of `fingerprint` at `now`.
+    pub fn installation_of(&self, fingerprint: &str, now: Timestamp) -> Option<InstallationId> {
+        self.activations
+            .iter()
+            .find(|(_, a)| a.fingerprint.as_str() == fingerprint && a.active_at(now))
+            .map(|(id, _)| *id)
+    }
+
+    /// Floating installations whose lease has lapsed at `now`.
+    pub fn lapsed_leases(&self, now: Timestamp) -> Vec<InstallationId> {
+        self.activations
+            .iter()
+            .filter(|(_, a)| !a.active_at(now))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+impl LicenseFacts for LicenseState {
+    fn revoked(&self) -> bool {
+        self.revocation.is_some()
+    }
+    fn suspended(&self) -> bool {
+        self.suspension.is_some()
+    }
+    fn paused(&self) -> bool {
+        self.billing.paused
+    }
+    fn payment_grace_until(&self) -> Option<Timestamp> {
+        self.billing.payment_grace_until
+    }
+    fn canceled(&self) -> bool {
+        self.billing.canceled
+    }
+    fn cancel_at(&self) -> Option<Timestamp> {
+        self.billing.cancel_at
+    }
+    fn subscribed(&self) -> bool {
+        self.billing.subscription.is_some()
+    }
+    fn trial_ends_at(&self) -> Option<Timestamp> {
+        self.trial_ends_at
+    }
+    fn expires_at(&self) -> Option<Timestamp> {
+        self.expires_at
+    }
+    fn seats(&self) -> u32 {
+        self.seats.get()
+    }
+    fn model(&self) -> LicenseModel {
+        self.terms.model
+    }
+    fn features(&self) -> &FeatureSet {
+        &self.features
+    }
+    fn active_installations(&self, now: Timestamp) -> u32 {
+        let n = self
+            .activations
+            .values()
+            .filter(|a| a.active_at(now))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+    fn is_activated(&self, fingerprint: &str, now: Timestamp) -> bool {
+        self.installation_of(fingerprint, now).is_some()
     }
 }
 
@@ -265,12 +460,54 @@ impl License {
             (Self::NotIssued, _) => return Err(DomainError::LicenseNotFound(id)),
             (Self::Issued(state), _) => state,
         };
-        // Revocation is final: nothing changes a revoked license.
+        // Freeing seats is housekeeping, allowed whatever the license's state.
+        match &cmd.action {
+            LicenseAction::Deactivate {
+                installation_id,
+                reason,
+            } => return Self::deactivate(state, *installation_id, *reason),
+            LicenseAction::ExpireLeases => {
+                return Ok(state
+                    .lapsed_leases(cmd.at)
+                    .into_iter()
+                    .map(|installation_id| LicenseEvent::FloatingLeaseExpired { installation_id })
+                    .collect());
+            }
+            _ => {}
+        }
+        // Revocation is final: nothing else changes a revoked license.
         if state.revocation.is_some() {
             return Err(DomainError::LicenseRevoked(id));
         }
         let events = match &cmd.action {
-            LicenseAction::Issue(_) => unreachable!("handled above"),
+            LicenseAction::Issue(_)
+            | LicenseAction::Deactivate { .. }
+            | LicenseAction::ExpireLeases => unreachable!("handled above"),
+            LicenseAction::Activate {
+                installation_id,
+                fingerprint,
+                hostname,
+                platform,
+                environment,
+            } => {
+                return Self::activate(
+                    state,
+                    cmd.at,
+                    *installation_id,
+                    fingerprint,
+                    hostname,
+                    platform,
+                    *environment,
+                );
+            }
+            LicenseAction::Heartbeat { installation_id } => {
+                return Self::heartbeat(state, cmd.at, *installation_id);
+            }
+            LicenseAction::IssueOfflineToken {
+                jti,
+                kind,
+                fingerprint,
+            } => return Self::offline_token(state, cmd.at, *jti, *kind, fingerprint.as_ref()),
             LicenseAction::Suspend { reason } => {
                 if state.suspension.is_some() {
                     return Err(DomainError::LicenseAlreadySuspended(id));
@@ -326,7 +563,7 @@ impl License {
                 }
             }
             LicenseAction::ChangeSeats { seats } => {
-                let active = state.active_installations();
+                let active = state.active_installations(cmd.at);
                 if seats.get() < active {
                     return Err(DomainError::SeatsBelowActivations {
                         seats: seats.get(),
@@ -356,6 +593,147 @@ impl License {
             }
         };
         Ok(events)
+    }
+
+    /// The refusal for a license that is not valid at `at` (ignoring devices and features).
+    fn require_valid(state: &LicenseState, at: Timestamp) -> Result<(), DomainError> {
+        let decision = validation::decide(state, at, None, &[]);
+        match decision.code {
+            ValidationCode::Valid | ValidationCode::TooManyActivations => Ok(()),
+            code => Err(DomainError::LicenseNotValid(code)),
+        }
+    }
+
+    fn activate(
+        state: &LicenseState,
+        at: Timestamp,
+        installation_id: InstallationId,
+        fingerprint: &Fingerprint,
+        hostname: &Option<Label>,
+        platform: &Option<Label>,
+        environment: Environment,
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
+        Self::require_valid(state, at)?;
+        if state.installation_of(fingerprint.as_str(), at).is_some() {
+            return Ok(vec![]); // already active: the caller answers with that installation
+        }
+        // Lapsed leases free their seats now, recorded before the new activation.
+        let mut events: Vec<LicenseEvent> = state
+            .lapsed_leases(at)
+            .into_iter()
+            .map(|installation_id| LicenseEvent::FloatingLeaseExpired { installation_id })
+            .collect();
+        if state.active_installations(at) >= state.seats.get() {
+            return Err(DomainError::TooManyActivations {
+                seats: state.seats.get(),
+            });
+        }
+        events.push(LicenseEvent::InstallationActivated {
+            installation_id,
+            fingerprint: fingerprint.clone(),
+            hostname: hostname.clone(),
+            platform: platform.clone(),
+            environment,
+            activated_at: at,
+        });
+        if let (LicenseModel::Floating, Some(lease)) =
+            (state.terms.model, state.terms.lease_seconds)
+        {
+            events.push(LicenseEvent::FloatingLeaseGranted {
+                installation_id,
+                expires_at: at + Duration::seconds(i64::from(lease)),
+            });
+        }
+        Ok(events)
+    }
+
+    fn deactivate(
+        state: &LicenseState,
+        installation_id: InstallationId,
+        reason: DeactivationReason,
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
+        let activation = state
+            .activations
+            .get(&installation_id)
+            .ok_or(DomainError::InstallationNotFound(installation_id))?;
+        Ok(vec![if activation.lease_expires_at.is_some() {
+            LicenseEvent::FloatingLeaseReleased { installation_id }
+        } else {
+            LicenseEvent::InstallationDeactivated {
+                installation_id,
+                reason,
+            }
+        }])
+    }
+
+    fn heartbeat(
+        state: &LicenseState,
+        at: Timestamp,
+        installation_id: InstallationId,
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
+        let activation = state
+            .activations
+            .get(&installation_id)
+            .ok_or(DomainError::InstallationNotFound(installation_id))?;
+        let (Some(lease_end), Some(lease)) =
+            (activation.lease_expires_at, state.terms.lease_seconds)
+        else {
+            return Err(DomainError::NotFloating);
+        };
+        if at >= lease_end {
+            return Err(DomainError::LeaseExpired(installation_id));
+        }
+        Self::require_valid(state, at)?;
+        let lease = Duration::seconds(i64::from(lease));
+        // Renew once half the lease is used: a client beating every few seconds records an
+        // event per half lease, not per beat.
+        if lease_end - at > lease / 2 {
+            return Ok(vec![]);
+        }
+        Ok(vec![LicenseEvent::FloatingLeaseGranted {
+            installation_id,
+            expires_at: at + lease,
+        }])
+    }
+
+    fn offline_token(
+        state: &LicenseState,
+        at: Timestamp,
+        jti: uuid::Uuid,
+        kind: OfflineTokenKind,
+        fingerprint: Option<&Fingerprint>,
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
+        if !state.terms.offline_allowed {
+            return Err(DomainError::OfflineNotAllowed);
+        }
+        let decision = validation::decide(state, at, fingerprint.map(Fingerprint::as_str), &[]);
+        if !decision.valid() {
+            return Err(DomainError::LicenseNotValid(decision.code));
+        }
+        let installation_id = fingerprint.and_then(|fp| state.installation_of(fp.as_str(), at));
+        let limit = validation::usable_until(state);
+        let expires_at = match kind {
+            OfflineTokenKind::Offline => {
+                let grace = at + days(state.terms.offline_grace_days);
+                limit.map_or(grace, |l| l.min(grace))
+            }
+            // An air-gapped machine cannot come back for a new token: it runs to the license's
+            // end, or ten years for a perpetual license.
+            OfflineTokenKind::OfflineActivation => {
+                if fingerprint.is_none() {
+                    return Err(DomainError::LicenseNotValid(ValidationCode::NotActivated));
+                }
+                limit.unwrap_or(at + days(3650))
+            }
+        };
+        Ok(vec![LicenseEvent::OfflineTokenIssued {
+            jti,
+            kind,
+            installation_id,
+            fingerprint: fingerprint.cloned(),
+            issued_at: at,
+            expires_at,
+        }])
     }
 
     fn issue(at: Timestamp, issue: &IssueLicense) -> Result<Vec<LicenseEvent>, DomainError> {
@@ -441,6 +819,7 @@ impl License {
                 suspension: None,
                 revocation: None,
                 activations: BTreeMap::new(),
+                billing: Billing::default(),
             }));
             return;
         }
@@ -466,6 +845,55 @@ impl License {
                 state.key_prefix = key_prefix;
             }
             LicenseEvent::Revoked { reason } => state.revocation = Some(reason),
+            LicenseEvent::InstallationActivated {
+                installation_id,
+                fingerprint,
+                hostname,
+                platform,
+                environment,
+                activated_at,
+            } => {
+                state.activations.insert(
+                    installation_id,
+                    Activation {
+                        fingerprint,
+                        environment,
+                        hostname,
+                        platform,
+                        activated_at,
+                        lease_expires_at: None,
+                    },
+                );
+            }
+            LicenseEvent::FloatingLeaseGranted {
+                installation_id,
+                expires_at,
+            } => {
+                if let Some(a) = state.activations.get_mut(&installation_id) {
+                    a.lease_expires_at = Some(expires_at);
+                }
+            }
+            LicenseEvent::InstallationDeactivated {
+                installation_id, ..
+            }
+            | LicenseEvent::FloatingLeaseReleased { installation_id }
+            | LicenseEvent::FloatingLeaseExpired { installation_id } => {
+                state.activations.remove(&installation_id);
+            }
+            LicenseEvent::OfflineTokenIssued { .. } => {}
+            LicenseEvent::SubscriptionLinked {
+                gateway,
+                subscription_id,
+                ..
+            } => state.billing.subscription = Some((gateway, subscription_id)),
+            LicenseEvent::PaymentFailed { grace_until } => {
+                state.billing.payment_grace_until = Some(grace_until);
+            }
+            LicenseEvent::PaymentRecovered {} => state.billing.payment_grace_until = None,
+            LicenseEvent::SubscriptionPaused {} => state.billing.paused = true,
+            LicenseEvent::SubscriptionResumed {} => state.billing.paused = false,
+            LicenseEvent::CancellationScheduled { at } => state.billing.cancel_at = Some(at),
+            LicenseEvent::SubscriptionCanceled {} => state.billing.canceled = true,
         }
     }
 }
@@ -913,11 +1341,12 @@ pub(crate) mod tests {
             state.activations.insert(
                 InstallationId::from_uuid(Uuid::from_u128(100 + n)),
                 Activation {
-                    fingerprint: format!("fp-{n}"),
+                    fingerprint: Fingerprint::parse(&format!("fp-{n}")).unwrap(),
                     environment: Environment::Production,
                     hostname: None,
                     platform: None,
                     activated_at: now(),
+                    lease_expires_at: None,
                 },
             );
         }
@@ -992,5 +1421,361 @@ pub(crate) mod tests {
             license.fold(e);
         }
         assert_eq!(license.state().unwrap().terms.lease_seconds, Some(900));
+    }
+
+    // ----- activations, leases, offline tokens -----
+
+    fn iid(n: u128) -> InstallationId {
+        InstallationId::from_uuid(Uuid::from_u128(1000 + n))
+    }
+    fn fp(s: &str) -> Fingerprint {
+        Fingerprint::parse(s).unwrap()
+    }
+    fn activate(n: u128, fingerprint: &str) -> LicenseAction {
+        LicenseAction::Activate {
+            installation_id: iid(n),
+            fingerprint: fp(fingerprint),
+            hostname: None,
+            platform: None,
+            environment: Environment::Production,
+        }
+    }
+    fn activated(n: u128, fingerprint: &str) -> LicenseEvent {
+        LicenseEvent::InstallationActivated {
+            installation_id: iid(n),
+            fingerprint: fp(fingerprint),
+            hostname: None,
+            platform: None,
+            environment: Environment::Production,
+            activated_at: now(),
+        }
+    }
+    fn floating_issued(seats: u32, lease: u32) -> LicenseEvent {
+        let mut terms = terms();
+        terms.model = LicenseModel::Floating;
+        terms.lease_seconds = Some(lease);
+        terms.seats = SeatCount::new(seats).unwrap();
+        License::NotIssued
+            .decide(&cmd(LicenseAction::Issue(Box::new(issue_with(
+                terms, None,
+            )))))
+            .unwrap()
+            .remove(0)
+    }
+    fn at(offset_seconds: i64, action: LicenseAction) -> LicenseCommand {
+        LicenseCommand {
+            license_id: lid(),
+            at: now() + Duration::seconds(offset_seconds),
+            action,
+        }
+    }
+
+    #[test]
+    fn activating_a_new_device_takes_a_seat() {
+        Fw::with(())
+            .given(vec![issued()])
+            .when(cmd(activate(1, "fp-1")))
+            .then_expect_events(vec![activated(1, "fp-1")]);
+    }
+
+    #[test]
+    fn activating_an_active_fingerprint_again_changes_nothing() {
+        Fw::with(())
+            .given(vec![issued(), activated(1, "fp-1")])
+            .when(cmd(activate(2, "fp-1")))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn activating_beyond_the_seat_limit_is_refused() {
+        let full = vec![
+            issued(),
+            activated(1, "a"),
+            activated(2, "b"),
+            activated(3, "c"),
+        ];
+        Fw::with(())
+            .given(full)
+            .when(cmd(activate(4, "d")))
+            .then_expect_error(DomainError::TooManyActivations { seats: 3 });
+    }
+
+    #[test]
+    fn a_license_that_is_not_valid_cannot_be_activated() {
+        Fw::with(())
+            .given(vec![issued(), suspended()])
+            .when(cmd(activate(1, "a")))
+            .then_expect_error(DomainError::LicenseNotValid(ValidationCode::Suspended));
+        Fw::with(())
+            .given(vec![issued()])
+            .when(at(400 * 86_400, activate(1, "a")))
+            .then_expect_error(DomainError::LicenseNotValid(ValidationCode::Expired));
+        Fw::with(())
+            .given(vec![issued(), revoked()])
+            .when(cmd(activate(1, "a")))
+            .then_expect_error(DomainError::LicenseRevoked(lid()));
+    }
+
+    #[test]
+    fn deactivating_frees_the_seat_even_on_a_revoked_license() {
+        Fw::with(())
+            .given(vec![issued(), activated(1, "a"), revoked()])
+            .when(cmd(LicenseAction::Deactivate {
+                installation_id: iid(1),
+                reason: DeactivationReason::Client,
+            }))
+            .then_expect_events(vec![LicenseEvent::InstallationDeactivated {
+                installation_id: iid(1),
+                reason: DeactivationReason::Client,
+            }]);
+        Fw::with(())
+            .given(vec![issued()])
+            .when(cmd(LicenseAction::Deactivate {
+                installation_id: iid(9),
+                reason: DeactivationReason::Client,
+            }))
+            .then_expect_error(DomainError::InstallationNotFound(iid(9)));
+    }
+
+    #[test]
+    fn a_floating_activation_holds_a_lease_renewed_by_heartbeats_past_half_time() {
+        let lease_end = now() + Duration::seconds(600);
+        Fw::with(())
+            .given(vec![floating_issued(2, 600)])
+            .when(cmd(activate(1, "a")))
+            .then_expect_events(vec![
+                activated(1, "a"),
+                LicenseEvent::FloatingLeaseGranted {
+                    installation_id: iid(1),
+                    expires_at: lease_end,
+                },
+            ]);
+        let history = vec![
+            floating_issued(2, 600),
+            activated(1, "a"),
+            LicenseEvent::FloatingLeaseGranted {
+                installation_id: iid(1),
+                expires_at: lease_end,
+            },
+        ];
+        // Early beat: nothing to record.
+        Fw::with(())
+            .given(history.clone())
+            .when(at(
+                60,
+                LicenseAction::Heartbeat {
+                    installation_id: iid(1),
+                },
+            ))
+            .then_expect_events(vec![]);
+        // Past half the lease: renewed from now.
+        Fw::with(())
+            .given(history.clone())
+            .when(at(
+                400,
+                LicenseAction::Heartbeat {
+                    installation_id: iid(1),
+                },
+            ))
+            .then_expect_events(vec![LicenseEvent::FloatingLeaseGranted {
+                installation_id: iid(1),
+                expires_at: now() + Duration::seconds(1000),
+            }]);
+        // Too late: the seat is gone.
+        Fw::with(())
+            .given(history)
+            .when(at(
+                600,
+                LicenseAction::Heartbeat {
+                    installation_id: iid(1),
+                },
+            ))
+            .then_expect_error(DomainError::LeaseExpired(iid(1)));
+        // A node-locked installation has no lease.
+        Fw::with(())
+            .given(vec![issued(), activated(1, "a")])
+            .when(cmd(LicenseAction::Heartbeat {
+                installation_id: iid(1),
+            }))
+            .then_expect_error(DomainError::NotFloating);
+    }
+
+    #[test]
+    fn lapsed_leases_free_their_seats_and_are_recorded() {
+        let history = vec![
+            floating_issued(1, 600),
+            activated(1, "a"),
+            LicenseEvent::FloatingLeaseGranted {
+                installation_id: iid(1),
+                expires_at: now() + Duration::seconds(600),
+            },
+        ];
+        // While the lease runs, the only seat is taken.
+        Fw::with(())
+            .given(history.clone())
+            .when(at(10, activate(2, "b")))
+            .then_expect_error(DomainError::TooManyActivations { seats: 1 });
+        // After it lapsed, a new device gets the seat and the expiry is recorded first.
+        Fw::with(())
+            .given(history.clone())
+            .when(at(601, activate(2, "b")))
+            .then_expect_events(vec![
+                LicenseEvent::FloatingLeaseExpired {
+                    installation_id: iid(1),
+                },
+                LicenseEvent::InstallationActivated {
+                    installation_id: iid(2),
+                    fingerprint: fp("b"),
+                    hostname: None,
+                    platform: None,
+                    environment: Environment::Production,
+                    activated_at: now() + Duration::seconds(601),
+                },
+                LicenseEvent::FloatingLeaseGranted {
+                    installation_id: iid(2),
+                    expires_at: now() + Duration::seconds(1201),
+                },
+            ]);
+        Fw::with(())
+            .given(history.clone())
+            .when(at(601, LicenseAction::ExpireLeases))
+            .then_expect_events(vec![LicenseEvent::FloatingLeaseExpired {
+                installation_id: iid(1),
+            }]);
+        Fw::with(())
+            .given(history)
+            .when(at(10, LicenseAction::ExpireLeases))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn offline_tokens_need_an_offline_policy_and_a_valid_license_and_never_outlive_it() {
+        let jti = Uuid::from_u128(77);
+        let token = |kind, fingerprint: Option<&str>| LicenseAction::IssueOfflineToken {
+            jti,
+            kind,
+            fingerprint: fingerprint.map(fp),
+        };
+        // 14 days of offline grace inside a 365-day license.
+        Fw::with(())
+            .given(vec![issued()])
+            .when(cmd(token(OfflineTokenKind::Offline, None)))
+            .then_expect_events(vec![LicenseEvent::OfflineTokenIssued {
+                jti,
+                kind: OfflineTokenKind::Offline,
+                installation_id: None,
+                fingerprint: None,
+                issued_at: now(),
+                expires_at: now() + Duration::days(14),
+            }]);
+        // Five days before expiry the token ends with the license.
+        let late = now() + Duration::days(360);
+        let events = License::default()
+            .decide(&cmd(LicenseAction::Issue(Box::new(issue_with(
+                terms(),
+                None,
+            )))))
+            .unwrap();
+        let mut license = License::default();
+        for e in events {
+            license.fold(e);
+        }
+        let issued_late = license
+            .decide(&LicenseCommand {
+                license_id: lid(),
+                at: late,
+                action: token(OfflineTokenKind::Offline, None),
+            })
+            .unwrap();
+        let LicenseEvent::OfflineTokenIssued { expires_at, .. } = &issued_late[0] else {
+            panic!()
+        };
+        assert_eq!(Some(*expires_at), license.state().unwrap().expires_at);
+        // Bound to an activated device: the installation is named.
+        Fw::with(())
+            .given(vec![issued(), activated(1, "a")])
+            .when(cmd(token(OfflineTokenKind::OfflineActivation, Some("a"))))
+            .then_expect_events(vec![LicenseEvent::OfflineTokenIssued {
+                jti,
+                kind: OfflineTokenKind::OfflineActivation,
+                installation_id: Some(iid(1)),
+                fingerprint: Some(fp("a")),
+                issued_at: now(),
+                expires_at: now() + Duration::days(365),
+            }]);
+        Fw::with(())
+            .given(vec![issued()])
+            .when(cmd(token(OfflineTokenKind::Offline, Some("not-activated"))))
+            .then_expect_error(DomainError::LicenseNotValid(ValidationCode::NotActivated));
+        Fw::with(())
+            .given(vec![issued(), suspended()])
+            .when(cmd(token(OfflineTokenKind::Offline, None)))
+            .then_expect_error(DomainError::LicenseNotValid(ValidationCode::Suspended));
+        let mut online_only = terms();
+        online_only.offline_allowed = false;
+        let events = License::NotIssued
+            .decide(&cmd(LicenseAction::Issue(Box::new(issue_with(
+                online_only,
+                None,
+            )))))
+            .unwrap();
+        Fw::with(())
+            .given(events)
+            .when(cmd(token(OfflineTokenKind::Offline, None)))
+            .then_expect_error(DomainError::OfflineNotAllowed);
+    }
+
+    #[test]
+    fn billing_facts_drive_status_and_validation() {
+        use crate::status::{LicenseStatus, status_at};
+        let fold = |events: Vec<LicenseEvent>| {
+            let mut l = License::default();
+            for e in events {
+                l.fold(e);
+            }
+            l.state().unwrap().clone()
+        };
+        let grace = fold(vec![
+            issued(),
+            LicenseEvent::PaymentFailed {
+                grace_until: now() + Duration::days(3),
+            },
+        ]);
+        assert_eq!(status_at(&grace, now()), LicenseStatus::PastDue);
+        assert!(validation::decide(&grace, now(), None, &[]).valid());
+        assert_eq!(
+            validation::decide(&grace, now() + Duration::days(3), None, &[]).code,
+            ValidationCode::Overdue
+        );
+        let recovered = fold(vec![
+            issued(),
+            LicenseEvent::PaymentFailed { grace_until: now() },
+            LicenseEvent::PaymentRecovered {},
+        ]);
+        assert_eq!(status_at(&recovered, now()), LicenseStatus::Active);
+        let paused = fold(vec![issued(), LicenseEvent::SubscriptionPaused {}]);
+        assert_eq!(
+            validation::decide(&paused, now(), None, &[]).code,
+            ValidationCode::Paused
+        );
+        let resumed = fold(vec![
+            issued(),
+            LicenseEvent::SubscriptionPaused {},
+            LicenseEvent::SubscriptionResumed {},
+        ]);
+        assert!(validation::decide(&resumed, now(), None, &[]).valid());
+        let period_end = now() + Duration::days(10);
+        let canceled = fold(vec![
+            issued(),
+            LicenseEvent::CancellationScheduled { at: period_end },
+            LicenseEvent::SubscriptionCanceled {},
+        ]);
+        assert_eq!(status_at(&canceled, now()), LicenseStatus::Active);
+        assert!(validation::decide(&canceled, now(), None, &[]).valid());
+        assert_eq!(status_at(&canceled, period_end), LicenseStatus::Canceled);
+        assert_eq!(
+            validation::decide(&canceled, period_end, None, &[]).code,
+            ValidationCode::Revoked
+        );
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
-use crate::license::LicenseState;
+use crate::validation::LicenseFacts;
 
 /// The status of a license at an instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,22 +37,31 @@ impl LicenseStatus {
     }
 }
 
-/// The status of `state` at `now`. The precedence follows the validation codes of DOMAIN.md:
-/// revoked, then suspended, then trial and expiry.
-pub fn status_at(state: &LicenseState, now: Timestamp) -> LicenseStatus {
-    if state.revocation.is_some() {
+/// The status of a license at `now`. The precedence follows the validation codes of DOMAIN.md:
+/// revoked, canceled, suspended, paused, past due, then trial and expiry.
+pub fn status_at(l: &impl LicenseFacts, now: Timestamp) -> LicenseStatus {
+    if l.revoked() {
         return LicenseStatus::Revoked;
     }
-    if state.suspension.is_some() {
+    if l.canceled() && l.cancel_at().is_none_or(|end| now >= end) {
+        return LicenseStatus::Canceled;
+    }
+    if l.suspended() {
         return LicenseStatus::Suspended;
     }
-    if let Some(trial_end) = state.trial_ends_at {
+    if l.paused() {
+        return LicenseStatus::Paused;
+    }
+    if l.payment_grace_until().is_some() {
+        return LicenseStatus::PastDue;
+    }
+    if let Some(trial_end) = l.trial_ends_at().filter(|_| !l.subscribed()) {
         if now < trial_end {
             return LicenseStatus::Trialing;
         }
         return LicenseStatus::Expired;
     }
-    if state.expires_at.is_some_and(|e| now >= e) {
+    if l.expires_at().is_some_and(|e| now >= e) {
         return LicenseStatus::Expired;
     }
     LicenseStatus::Active
@@ -72,7 +81,7 @@ pub fn days_remaining(now: Timestamp, end: Timestamp) -> u32 {
 mod tests {
     use super::*;
     use crate::license::tests::{issued, now, t};
-    use crate::license::{License, LicenseEvent};
+    use crate::license::{License, LicenseEvent, LicenseState};
     use crate::values::Reason;
     use chrono::Duration;
 

@@ -307,6 +307,76 @@ impl From<KeyPrefix> for String {
     }
 }
 
+/// A device, VM, container or tenant identifier chosen by the client application: 1 to 256 ASCII
+/// letters, digits and `- _ . : + / =` (hashes in hex or base64 fit).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// # Errors
+    /// When the text is empty, longer than 256 characters, or uses other characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 256
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(&b));
+        if !ok {
+            return Err(InvalidValue::new(
+                "a fingerprint is 1-256 ASCII letters, digits or - _ . : + / =",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    /// The fingerprint.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Fingerprint {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<Fingerprint> for String {
+    fn from(v: Fingerprint) -> String {
+        v.0
+    }
+}
+
+/// A short free text from a client (hostname, platform): 1 to 255 characters, no control
+/// characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Label(String);
+
+impl Label {
+    /// # Errors
+    /// When the trimmed text is empty, longer than 255 characters or holds control characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        bounded_text(raw, "the value", 255).map(Self)
+    }
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Label {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<Label> for String {
+    fn from(v: Label) -> String {
+        v.0
+    }
+}
+
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -374,6 +444,18 @@ text_enum!(
     }
 );
 text_enum!(
+    /// Why an installation stopped using a seat.
+    DeactivationReason {
+        Client => "client",
+        Admin => "admin",
+        OfflineRequest => "offline_request",
+    }
+);
+text_enum!(
+    /// What an offline token is for.
+    OfflineTokenKind { Offline => "offline", OfflineActivation => "offline_activation" }
+);
+text_enum!(
     /// How a license came to be.
     LicenseSource { Admin => "admin", Stripe => "stripe", Import => "import" }
 );
@@ -428,6 +510,16 @@ mod tests {
         let name = Name::parse("é").unwrap();
         assert_eq!(KeyPrefix::from_product_name(&name).as_str(), "LIC");
         assert!(KeyPrefix::parse("acme").is_err());
+    }
+
+    #[test]
+    fn fingerprints_accept_hashes_and_refuse_the_rest() {
+        assert!(Fingerprint::parse("a1b2:c3/d4+e5==").is_ok());
+        assert!(Fingerprint::parse("").is_err());
+        assert!(Fingerprint::parse("has space").is_err());
+        assert!(Fingerprint::parse(&"f".repeat(257)).is_err());
+        assert!(Label::parse("build-server-01").is_ok());
+        assert!(Label::parse("bad\nline").is_err());
     }
 
     #[test]

@@ -151,6 +151,51 @@ fn license_samples() -> Vec<LicenseEvent> {
         LicenseEvent::Revoked {
             reason: Reason::parse("contract terminated").unwrap(),
         },
+        LicenseEvent::InstallationActivated {
+            installation_id: InstallationId::from_uuid(uuid(40)),
+            fingerprint: Fingerprint::parse("9f86d081884c7d65").unwrap(),
+            hostname: Some(Label::parse("build-01").unwrap()),
+            platform: Some(Label::parse("linux-x86_64").unwrap()),
+            environment: Environment::Production,
+            activated_at: t("2026-03-02T08:00:00Z"),
+        },
+        LicenseEvent::InstallationDeactivated {
+            installation_id: InstallationId::from_uuid(uuid(40)),
+            reason: DeactivationReason::Client,
+        },
+        LicenseEvent::FloatingLeaseGranted {
+            installation_id: InstallationId::from_uuid(uuid(41)),
+            expires_at: t("2026-03-02T08:10:00Z"),
+        },
+        LicenseEvent::FloatingLeaseReleased {
+            installation_id: InstallationId::from_uuid(uuid(41)),
+        },
+        LicenseEvent::FloatingLeaseExpired {
+            installation_id: InstallationId::from_uuid(uuid(42)),
+        },
+        LicenseEvent::OfflineTokenIssued {
+            jti: uuid(50),
+            kind: OfflineTokenKind::Offline,
+            installation_id: Some(InstallationId::from_uuid(uuid(40))),
+            fingerprint: Some(Fingerprint::parse("9f86d081884c7d65").unwrap()),
+            issued_at: t("2026-03-02T08:00:00Z"),
+            expires_at: t("2026-03-16T08:00:00Z"),
+        },
+        LicenseEvent::SubscriptionLinked {
+            gateway: "stripe".into(),
+            subscription_id: "sub_1MowQVLkdIwHu7ixeRlqHVzs".into(),
+            customer_id: "cus_NffrFeUfNV2Hib".into(),
+        },
+        LicenseEvent::PaymentFailed {
+            grace_until: t("2026-04-08T00:00:00Z"),
+        },
+        LicenseEvent::PaymentRecovered {},
+        LicenseEvent::SubscriptionPaused {},
+        LicenseEvent::SubscriptionResumed {},
+        LicenseEvent::CancellationScheduled {
+            at: t("2026-05-01T00:00:00Z"),
+        },
+        LicenseEvent::SubscriptionCanceled {},
     ]
 }
 
