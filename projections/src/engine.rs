@@ -87,7 +87,7 @@ pub trait Projection: Send + Sync + 'static {
 pub trait ReplaySafe: Projection {}
 
 /// Where a projector stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     pub tx_id: i64,
     pub position: i64,
@@ -146,29 +146,14 @@ pub async fn run_batch<P: Projection + ?Sized>(
         tx_id: row.try_get("tx")?,
         position: row.try_get("last_position")?,
     };
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-           AND aggregate_type = ANY($3) \
-         ORDER BY tx_id, global_position LIMIT $4"
-    );
-    let types: Vec<&str> = projection.aggregate_types().to_vec();
-    let rows = sqlx::query(&sql)
-        .bind(checkpoint.tx_id.to_string())
-        .bind(checkpoint.position)
-        .bind(&types)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-    if rows.is_empty() {
+    let events = read_events(&mut tx, &checkpoint, projection.aggregate_types(), limit).await?;
+    if events.is_empty() {
         tx.rollback().await?;
         return Ok(0);
     }
     let mut last = checkpoint;
-    for row in &rows {
-        let event = recorded_event(row)?;
-        projection.apply(&mut tx, &event).await?;
+    for event in &events {
+        projection.apply(&mut tx, event).await?;
         last = Checkpoint {
             tx_id: event.tx_id,
             position: event.global_position,
@@ -181,11 +166,59 @@ pub async fn run_batch<P: Projection + ?Sized>(
     .bind(projection.name())
     .bind(last.tx_id.to_string())
     .bind(last.position)
-    .bind(rows.len() as i64)
+    .bind(events.len() as i64)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(rows.len())
+    Ok(events.len())
+}
+
+/// The next events of `types` after `after`, in commit order, only from transactions older than
+/// every transaction still running (see the module documentation).
+///
+/// # Errors
+/// Database errors.
+pub async fn read_events(
+    conn: &mut PgConnection,
+    after: &Checkpoint,
+    types: &[&str],
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND aggregate_type = ANY($3) \
+         ORDER BY tx_id, global_position LIMIT $4"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .bind(types)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(recorded_event).collect()
+}
+
+/// The checkpoint of projector `name` (zero when it has none yet).
+///
+/// # Errors
+/// Database errors.
+pub async fn checkpoint(conn: &mut PgConnection, name: &str) -> Result<Checkpoint, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT last_tx_id::text::bigint AS tx, last_position FROM projector_checkpoints WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(row) => Checkpoint {
+            tx_id: row.try_get("tx")?,
+            position: row.try_get("last_position")?,
+        },
+        None => Checkpoint::default(),
+    })
 }
 
 /// Applies batches until the projector has reached the commit horizon; returns the total.

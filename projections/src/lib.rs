@@ -5,6 +5,7 @@
 //!   projector; lag; rebuild.
 //! - [`notify`]: waking projectors on appends (in-process signal and coalesced `NOTIFY`).
 //! - [`catalogue`], [`licenses`]: the read models (`rm_*` tables).
+//! - [`validation`]: the validation read model, in a table and in each process's memory.
 //! - [`queries`]: readers of the read models for the API's list endpoints.
 //!
 //! Architecture invariant: `projections` never depends on `commands`; it only reads `events` and
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod licenses;
 pub mod notify;
 pub mod queries;
+pub mod validation;
 
 pub use engine::{Projection, ProjectionError, ProjectorRunner, ReplaySafe, RunnerConfig};
 
@@ -27,5 +29,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(catalogue::ProductsProjection),
         Arc::new(catalogue::PoliciesProjection),
         Arc::new(licenses::LicensesProjection),
+        Arc::new(validation::ValidationProjection),
     ]
 }
