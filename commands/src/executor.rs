@@ -77,7 +77,7 @@ pub struct Idempotency {
 
 /// The result of a command.
 #[derive(Debug)]
-pub struct Outcome<A> {
+pub struct Outcome<A: Aggregate> {
     /// The stream the command acted on (for a replayed creation: the one created the first time).
     pub aggregate_id: String,
     /// The aggregate after the command.
@@ -92,6 +92,8 @@ pub struct Outcome<A> {
     pub created_at: Option<Timestamp>,
     /// When the stream's last event (as of this outcome) was recorded.
     pub updated_at: Option<Timestamp>,
+    /// The events the command decided (or, replayed, had decided).
+    pub events: Vec<A::Event>,
 }
 
 /// An aggregate read from its stream, with the events behind it.
@@ -284,6 +286,12 @@ impl EventStore {
         A::Event: VersionedEvent,
         A::Command: Clone,
     {
+        // Queue behind commands to the same aggregate in this process (see `locks`).
+        let _queued = self.locks().lock(A::TYPE, aggregate_id).await;
+        if !verified && base.is_none() {
+            // While queued, another command may have refreshed the cache.
+            base = self.cache().get::<A>(A::TYPE, aggregate_id);
+        }
         for attempt in 0..MAX_ATTEMPTS {
             let current = match base.take() {
                 Some(current) => current,
@@ -316,6 +324,7 @@ impl EventStore {
                     replayed: false,
                     created_at: current.created_at,
                     updated_at: current.updated_at,
+                    events: Vec::new(),
                 });
             }
             let batch = AppendBatch {
@@ -369,6 +378,7 @@ impl EventStore {
                         updated_at,
                         appended,
                         replayed: false,
+                        events,
                     });
                 }
                 Err(AppendError::Conflict) => {
@@ -487,6 +497,11 @@ impl EventStore {
         let (aggregate, version) = fold::<A>(&upto)?;
         let created_at = upto.first().map(|e| e.recorded_at);
         let updated_at = upto.last().map(|e| e.recorded_at);
+        let events = upto
+            .iter()
+            .filter(|e| e.sequence >= first.sequence)
+            .map(RecordedEvent::decode::<A::Event>)
+            .collect::<Result<Vec<_>, _>>()?;
         let appended = upto
             .iter()
             .filter(|e| e.sequence >= first.sequence)
@@ -506,6 +521,7 @@ impl EventStore {
             replayed: true,
             created_at,
             updated_at,
+            events,
         })
     }
 }

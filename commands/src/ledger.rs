@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use domain::api_token::{ApiToken, ApiTokenAction, ApiTokenCommand, TokenRejection};
-use domain::ids::{ApiTokenId, LicenseId, OrganizationId, PolicyId, ProductId};
-use domain::keys::{ApiTokenSecret, LicenseKey};
+use domain::ids::{ApiTokenId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId};
+use domain::keys::{ApiTokenSecret, KeyHash, LicenseKey};
 use domain::license::{IssueLicense, License, LicenseAction, LicenseCommand};
 use domain::organization::{
     Organization, OrganizationAction, OrganizationCommand, OrganizationFacts, OrganizationRef,
@@ -18,7 +18,8 @@ use domain::organization::{
 use domain::policy::{Policy, PolicyAction, PolicyCommand, PolicyRef, PolicyTerms};
 use domain::product::{Product, ProductAction, ProductCommand, ProductRef};
 use domain::values::{
-    FeatureSet, KeyPrefix, LicenseSource, Name, OrganizationKind, ProductKind, Role, SeatCount,
+    DeactivationReason, Environment, FeatureSet, Fingerprint, KeyPrefix, Label, LicenseSource,
+    Name, OfflineTokenKind, OrganizationKind, ProductKind, Role, SeatCount,
 };
 use domain::{DomainError, Timestamp};
 use uuid::Uuid;
@@ -428,6 +429,144 @@ impl Ledger {
         let outcome = self.store.execute(&id.to_string(), command, ctx).await?;
         let key = (!outcome.replayed).then_some(key);
         Ok((outcome, key))
+    }
+
+    // ----- client applications: activations, leases, offline tokens -----
+
+    /// The license a key hash opens, from the claim recorded with the key (written in the same
+    /// statement as the license, so never stale). The caller must still compare the license's
+    /// current key hash: a rotated-away key keeps its claim.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn license_by_key_hash(
+        &self,
+        key_hash: &KeyHash,
+    ) -> Result<Option<LicenseId>, LedgerError> {
+        let stream: Option<String> = sqlx::query_scalar(
+            "SELECT stream_id FROM unique_claims WHERE scope = 'license_key' AND value = $1",
+        )
+        .bind(key_hash.to_hex())
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(stream
+            .as_deref()
+            .and_then(|s| s.strip_prefix("License/"))
+            .and_then(|id| id.parse().ok()))
+    }
+
+    /// Activates a device on a license (no-op when that fingerprint is already active).
+    ///
+    /// # Errors
+    /// Refusals (`TOO_MANY_ACTIVATIONS`, the validation code) and infrastructure errors.
+    pub async fn activate(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        fingerprint: Fingerprint,
+        hostname: Option<Label>,
+        platform: Option<Label>,
+        environment: Environment,
+    ) -> Result<Outcome<License>, LedgerError> {
+        let action = LicenseAction::Activate {
+            installation_id: InstallationId::from_uuid(Uuid::now_v7()),
+            fingerprint,
+            hostname,
+            platform,
+            environment,
+        };
+        self.license_command(ctx, license_id, action).await
+    }
+
+    /// Ends an installation (node-locked: deactivated; floating: lease released).
+    ///
+    /// # Errors
+    /// `INSTALLATION_NOT_FOUND` and infrastructure errors.
+    pub async fn deactivate(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        installation_id: InstallationId,
+        reason: DeactivationReason,
+    ) -> Result<Outcome<License>, LedgerError> {
+        self.license_command(
+            ctx,
+            license_id,
+            LicenseAction::Deactivate {
+                installation_id,
+                reason,
+            },
+        )
+        .await
+    }
+
+    /// Extends a floating installation's lease.
+    ///
+    /// # Errors
+    /// `LEASE_EXPIRED`, `NOT_FLOATING`, the validation code, infrastructure errors.
+    pub async fn heartbeat(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        installation_id: InstallationId,
+    ) -> Result<Outcome<License>, LedgerError> {
+        self.license_command(
+            ctx,
+            license_id,
+            LicenseAction::Heartbeat { installation_id },
+        )
+        .await
+    }
+
+    /// Records the lapsed floating leases of a license (safe to run on several nodes at once: a
+    /// lease expired by one is simply no longer lapsed for the other).
+    ///
+    /// # Errors
+    /// Infrastructure errors.
+    pub async fn expire_leases(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+    ) -> Result<Outcome<License>, LedgerError> {
+        self.license_command(ctx, license_id, LicenseAction::ExpireLeases)
+            .await
+    }
+
+    /// Records an offline token; the returned outcome's event carries its id and expiry, which the
+    /// caller signs.
+    ///
+    /// # Errors
+    /// `OFFLINE_NOT_ALLOWED`, the validation code, infrastructure errors.
+    pub async fn record_offline_token(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        kind: OfflineTokenKind,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<Outcome<License>, LedgerError> {
+        let action = LicenseAction::IssueOfflineToken {
+            jti: Uuid::now_v7(),
+            kind,
+            fingerprint,
+        };
+        self.license_command(ctx, license_id, action).await
+    }
+
+    async fn license_command(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        action: LicenseAction,
+    ) -> Result<Outcome<License>, LedgerError> {
+        let command = LicenseCommand {
+            license_id,
+            at: self.now(),
+            action,
+        };
+        Ok(self
+            .store
+            .execute(&license_id.to_string(), command, ctx)
+            .await?)
     }
 
     // ----- administration tokens -----

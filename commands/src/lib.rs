@@ -6,6 +6,7 @@
 //! - [`executor`]: load, decide, append, retry; idempotency keys; as-of loads.
 //! - [`ledger`]: the command services the API calls ([`ledger::Ledger`]).
 //! - [`cache`]: per-process aggregate cache (never trusted for correctness).
+//! - [`locks`]: per-aggregate queues within a process.
 //! - [`keys`]: key material from the OS CSPRNG and the keyed hash of license keys.
 //! - [`clock`]: the time stamped into commands.
 //! - [`cqrs_repository`]: our store as a cqrs-es `PersistedEventRepository`.
@@ -21,6 +22,7 @@ pub mod db;
 pub mod executor;
 pub mod keys;
 pub mod ledger;
+pub mod locks;
 pub mod store;
 
 pub use executor::{CommandContext, CommandError, Idempotency, Loaded, Outcome};

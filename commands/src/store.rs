@@ -12,6 +12,7 @@ use std::sync::Arc;
 use domain::event::{RecordedEvent, UniqueClaim};
 
 use crate::cache::AggregateCache;
+use crate::locks::KeyedLocks;
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgExecutor, Row};
@@ -101,6 +102,7 @@ pub struct EventStore {
     pool: PgPool,
     on_append: Option<AppendHook>,
     cache: Arc<AggregateCache>,
+    locks: Arc<KeyedLocks>,
 }
 
 /// Aggregates cached per process unless configured otherwise.
@@ -139,7 +141,13 @@ impl EventStore {
             pool,
             on_append: None,
             cache: Arc::new(AggregateCache::new(DEFAULT_CACHE_CAPACITY)),
+            locks: Arc::default(),
         }
+    }
+
+    /// The per-aggregate locks of this process.
+    pub fn locks(&self) -> &KeyedLocks {
+        &self.locks
     }
 
     /// Caches at most `capacity` aggregates (0: none).
