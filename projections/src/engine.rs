@@ -201,6 +201,27 @@ pub async fn read_events(
     rows.iter().map(recorded_event).collect()
 }
 
+/// Whether committed events of `types` lie after `after`, horizon or not: when a reader finds
+/// nothing below the horizon but this holds, an open transaction elsewhere is holding it back for
+/// a moment, and retrying shortly beats waiting for the next poll.
+///
+/// # Errors
+/// Database errors.
+pub async fn has_pending(
+    conn: &mut PgConnection,
+    after: &Checkpoint,
+    types: &[&str],
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) AND aggregate_type = ANY($3))",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .bind(types)
+    .fetch_one(conn)
+    .await
+}
+
 /// The checkpoint of projector `name` (zero when it has none yet).
 ///
 /// # Errors
@@ -339,6 +360,9 @@ pub async fn lag<P: Projection + ?Sized>(
     })
 }
 
+/// How soon a reader looks again when committed events wait behind an open transaction.
+pub const HELD_BACK_RETRY: Duration = Duration::from_millis(2);
+
 /// Settings of a runner.
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -406,6 +430,18 @@ impl ProjectorRunner {
         tracing::debug!(projector = name, "projector stopped");
     }
 
+    async fn held_back(&self) -> bool {
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return false;
+        };
+        let Ok(after) = checkpoint(&mut conn, self.projection.name()).await else {
+            return false;
+        };
+        has_pending(&mut conn, &after, self.projection.aggregate_types())
+            .await
+            .unwrap_or(false)
+    }
+
     /// Becomes the active instance (or returns to wait as standby) and projects until cancelled
     /// or the leadership connection is lost.
     async fn lead(&mut self, shutdown: &CancellationToken) -> Result<(), ProjectionError> {
@@ -432,6 +468,11 @@ impl ProjectorRunner {
                     tracing::error!(projector = name, error = %e, "batch failed; will retry");
                     tokio::time::sleep(self.config.poll_interval).await;
                 }
+            }
+            if self.held_back().await {
+                // Committed events wait behind an open transaction: look again in a moment.
+                tokio::time::sleep(HELD_BACK_RETRY).await;
+                continue;
             }
             tokio::select! {
                 () = shutdown.cancelled() => {

@@ -630,6 +630,23 @@ impl ValidationModel {
         }))
     }
 
+    /// Refreshes until no committed License event waits behind an open transaction (bounded:
+    /// gives up after about a second and leaves the rest to the next wake-up).
+    async fn refresh_to_head(&self, pool: &PgPool) -> Result<usize, ProjectionError> {
+        let mut total = 0;
+        for _ in 0..500 {
+            total += self.refresh(pool).await?;
+            let after = self.read().checkpoint.clone();
+            let mut conn = pool.acquire().await?;
+            if !engine::has_pending(&mut conn, &after, &["License"]).await? {
+                break;
+            }
+            drop(conn);
+            tokio::time::sleep(engine::HELD_BACK_RETRY).await;
+        }
+        Ok(total)
+    }
+
     /// Applies the events appended since the last call; returns how many.
     ///
     /// # Errors
@@ -678,7 +695,7 @@ impl ValidationModel {
             Err(_) => None,
         };
         loop {
-            if let Err(e) = self.refresh(&pool).await {
+            if let Err(e) = self.refresh_to_head(&pool).await {
                 tracing::error!(error = %e, "validation model could not follow the log; retrying");
             }
             tokio::select! {
@@ -691,6 +708,39 @@ impl ValidationModel {
                     }
                 } => {}
                 () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// Takes the state a command just left a license in (this process answered the command), so
+    /// validation sees it at once rather than when the follower reads the event. Ignored when the
+    /// model already holds that version or a later one; the follower skips what this covered.
+    pub fn observe(&self, license_id: LicenseId, state: &LicenseState, version: i64) {
+        let mut inner = self.write();
+        let id = Uuid::from(license_id);
+        match inner.slot_of(&id) {
+            None => {
+                let entry =
+                    ValidationEntry::from_state(license_id, state, version, &mut inner.interner);
+                inner.insert(entry);
+            }
+            Some(slot) => {
+                let Inner {
+                    entries,
+                    interner,
+                    by_key,
+                    ..
+                } = &mut *inner;
+                let entry = &mut entries[slot as usize];
+                if version <= entry.version {
+                    return;
+                }
+                let fresh = ValidationEntry::from_state(license_id, state, version, interner);
+                if fresh.key_hash != entry.key_hash {
+                    by_key.remove(entry.key_hash.as_bytes());
+                    by_key.insert(*fresh.key_hash.as_bytes(), slot);
+                }
+                *entry = fresh;
             }
         }
     }
