@@ -1,0 +1,218 @@
+//! `license-check`: verify a license token, or write the request files of an air-gapped machine,
+//! from the command line, without writing code.
+//!
+//! ```text
+//! license-check verify --jwks jwks.json --app-id GUID [--fingerprint FP] TOKEN|@FILE
+//! license-check request activate --app-id GUID --key KEY --fingerprint FP [--hostname H]
+//!                                [--platform P] [--environment production|test] [--out FILE]
+//! license-check request deactivate --app-id GUID --key KEY --fingerprint FP [--out FILE]
+//! ```
+//!
+//! Exit status: 0 when the token is valid (or the file was written), 1 when the token is
+//! refused (`invalid: <reason>` on stderr), 2 when the command cannot run (bad arguments, an
+//! unreadable file, a refused JWKS).
+//!
+//! The license key can come from `LICENSE_LEDGER_KEY` instead of `--key`, so it does not show in
+//! the process list; it is never echoed, not even in an error.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{SecondsFormat, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use client::files::{ActivationRequest, DeactivationRequest, token_from_text};
+use client::jwks::Jwks;
+use client::values::{AppId, Environment, Fingerprint, Label, LicenseKey};
+use client::verify::{Claims, Verifier};
+
+#[derive(Parser)]
+#[command(
+    name = "license-check",
+    version,
+    about = "Check license-ledger tokens and write air-gapped request files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify an offline token or an activation response file against a pinned JWKS.
+    Verify(VerifyArgs),
+    /// Write a request file for an air-gapped machine.
+    #[command(subcommand)]
+    Request(RequestCommand),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The trusted JWKS file (public keys only).
+    #[arg(long, value_name = "FILE")]
+    jwks: PathBuf,
+    /// This application's App GUID.
+    #[arg(long, value_name = "GUID")]
+    app_id: AppId,
+    /// This device's fingerprint (required for device-bound tokens).
+    #[arg(long, value_name = "FP")]
+    fingerprint: Option<String>,
+    /// The compact token, or `@FILE` for a file holding a token or an activation response.
+    #[arg(value_name = "TOKEN")]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum RequestCommand {
+    /// Write an activation request file.
+    Activate(ActivateArgs),
+    /// Write a deactivation request file.
+    Deactivate(Common),
+}
+
+#[derive(Args)]
+struct Common {
+    /// The product's App GUID.
+    #[arg(long, value_name = "GUID")]
+    app_id: AppId,
+    /// The license key (or set LICENSE_LEDGER_KEY).
+    #[arg(
+        long,
+        env = "LICENSE_LEDGER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    key: String,
+    /// This device's fingerprint.
+    #[arg(long, value_name = "FP")]
+    fingerprint: Fingerprint,
+    /// Write the file here (owner-only permissions) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ActivateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The machine's hostname, to show to administrators.
+    #[arg(long)]
+    hostname: Option<Label>,
+    /// The platform, to show to administrators.
+    #[arg(long)]
+    platform: Option<Label>,
+    /// production or test.
+    #[arg(long, default_value = "production")]
+    environment: Environment,
+}
+
+/// A failure that stops the command: `Invalid` is a refused token (exit 1), `Error` anything
+/// else (exit 2).
+enum Failure {
+    Invalid(String),
+    Error(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Verify(args) => verify(&args),
+        Command::Request(RequestCommand::Activate(args)) => request_activation(args),
+        Command::Request(RequestCommand::Deactivate(args)) => request_deactivation(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Invalid(reason)) => {
+            eprintln!("invalid: {reason}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Error(reason)) => {
+            eprintln!("error: {reason}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn verify(args: &VerifyArgs) -> Result<(), Failure> {
+    let jwks_text = read(&args.jwks)?;
+    let jwks = Jwks::from_json(&jwks_text)
+        .map_err(|e| Failure::Error(format!("{}: {e}", args.jwks.display())))?;
+    let text = match args.token.strip_prefix('@') {
+        Some(path) => read(Path::new(path))?,
+        None => args.token.clone(),
+    };
+    let token = token_from_text(&text).map_err(|e| Failure::Invalid(e.to_string()))?;
+    let claims = Verifier::new(jwks)
+        .verify(&token, args.app_id, args.fingerprint.as_deref(), Utc::now())
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    println!("{}", summary(&claims));
+    Ok(())
+}
+
+fn summary(claims: &Claims) -> String {
+    let mut line = format!(
+        "valid: license {} expires {} ({}",
+        claims.license_id(),
+        claims
+            .expires_at()
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        claims.kind
+    );
+    if !claims.features.is_empty() {
+        line.push_str(", features: ");
+        line.push_str(&claims.features.join(" "));
+    }
+    if let Some(fingerprint) = &claims.fingerprint {
+        line.push_str(", device: ");
+        line.push_str(fingerprint);
+    }
+    line.push(')');
+    line
+}
+
+fn request_activation(args: ActivateArgs) -> Result<(), Failure> {
+    let key = parse_key(&args.common.key)?;
+    let mut request =
+        ActivationRequest::new(args.common.app_id, key, args.common.fingerprint, Utc::now());
+    request.hostname = args.hostname;
+    request.platform = args.platform;
+    request.environment = args.environment;
+    emit(&request.to_file_text(), args.common.out.as_deref())
+}
+
+fn request_deactivation(args: Common) -> Result<(), Failure> {
+    let key = parse_key(&args.key)?;
+    let request = DeactivationRequest::new(args.app_id, key, args.fingerprint, Utc::now());
+    emit(&request.to_file_text(), args.out.as_deref())
+}
+
+/// The key, parsed here rather than by clap so a bad key is never echoed in the error.
+fn parse_key(raw: &str) -> Result<LicenseKey, Failure> {
+    LicenseKey::parse(raw).map_err(|e| Failure::Error(format!("--key: {e}")))
+}
+
+fn emit(text: &str, out: Option<&Path>) -> Result<(), Failure> {
+    let Some(path) = out else {
+        print!("{text}");
+        return Ok(());
+    };
+    // The file holds the license key: owner-only, like a credential.
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(
+        &mut options
+            .open(path)
+            .map_err(|e| Failure::Error(format!("{}: {e}", path.display())))?,
+        text.as_bytes(),
+    )
+    .map_err(|e| Failure::Error(format!("{}: {e}", path.display())))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String, Failure> {
+    fs::read_to_string(path).map_err(|e| Failure::Error(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,220 @@
+//! The `license-check` binary, run as a user would: exit codes, output, and the files it writes.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::process::{Command, Output};
+
+use serde_json::json;
+
+use client::files::{ActivationRequest, ActivationResponse, DeactivationRequest};
+use support::TempDir;
+use support::testkit::{self, APP_ID, FINGERPRINT, OTHER_APP_ID, TestKey};
+
+const KEY: &str = "ACME-SECRET-KEY-0001";
+
+fn license_check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_license-check"))
+        .args(args)
+        .env_remove("LICENSE_LEDGER_KEY")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+struct Fixture {
+    dir: TempDir,
+    key: TestKey,
+    jwks: String,
+    token: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = TempDir::new("cli");
+    let key = TestKey::generate();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, key.jwks_json()).unwrap();
+    let token = key.token(&testkit::claims(chrono::Utc::now().timestamp()));
+    Fixture {
+        jwks: jwks.to_str().unwrap().to_owned(),
+        dir,
+        key,
+        token,
+    }
+}
+
+fn verify(f: &Fixture, extra: &[&str], token: &str) -> Output {
+    let mut args = vec!["verify", "--jwks", &f.jwks, "--app-id", APP_ID];
+    args.extend_from_slice(extra);
+    args.push(token);
+    license_check(&args)
+}
+
+#[test]
+fn a_valid_token_exits_0_with_a_one_line_summary() {
+    let f = fixture();
+    let out = verify(&f, &["--fingerprint", FINGERPRINT], &f.token);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("valid: license 0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b expires 20"));
+    assert!(stdout.contains("features: pro export.pdf"), "{stdout}");
+}
+
+#[test]
+fn a_tampered_token_exits_1_with_the_reason() {
+    let f = fixture();
+    // Change one character in the middle of the claims.
+    let mut bytes = f.token.clone().into_bytes();
+    let middle = f.token.find('.').unwrap() + 10;
+    bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    let out = verify(&f, &["--fingerprint", FINGERPRINT], &tampered);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "invalid: the signature does not verify"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn other_refusals_exit_1_too() {
+    let f = fixture();
+    let out = verify(&f, &[], &f.token);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("invalid: the token is bound to a device fingerprint"));
+
+    let out = verify(&f, &["--fingerprint", "another-device"], &f.token);
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = license_check(&[
+        "verify",
+        "--jwks",
+        &f.jwks,
+        "--app-id",
+        OTHER_APP_ID,
+        "--fingerprint",
+        FINGERPRINT,
+        &f.token,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("invalid: the token is for App GUID"));
+
+    let out = verify(&f, &[], "garbage");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_token_or_a_response_file_can_be_read_with_at() {
+    let f = fixture();
+    let raw = f.dir.join("token.jwt");
+    std::fs::write(&raw, format!("{}\n", f.token)).unwrap();
+    let mut claims = testkit::claims(chrono::Utc::now().timestamp());
+    claims["kind"] = json!("offline_activation");
+    let response = f.dir.join("response.txt");
+    std::fs::write(
+        &response,
+        ActivationResponse::new(f.key.token(&claims)).to_file_text(),
+    )
+    .unwrap();
+    for path in [raw, response] {
+        let arg = format!("@{}", path.display());
+        let out = verify(&f, &["--fingerprint", FINGERPRINT], &arg);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let out = verify(&f, &[], "@/nonexistent/token");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_jwks_with_a_private_key_stops_the_command() {
+    let f = fixture();
+    let mut jwk = f.key.public_jwk();
+    jwk["d"] = json!(testkit::b64(&f.key.signing.to_bytes()));
+    std::fs::write(&f.jwks, json!({"keys": [jwk]}).to_string()).unwrap();
+    let out = verify(&f, &["--fingerprint", FINGERPRINT], &f.token);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("private key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn request_files_are_written_for_air_gapped_machines() {
+    let f = fixture();
+    let out_path = f.dir.join("activate.req");
+    let out = license_check(&[
+        "request",
+        "activate",
+        "--app-id",
+        APP_ID,
+        "--key",
+        KEY,
+        "--fingerprint",
+        FINGERPRINT,
+        "--hostname",
+        "build-07",
+        "--platform",
+        "linux-x86_64",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&out_path).unwrap();
+    let request = ActivationRequest::parse_file_text(&written).unwrap();
+    assert_eq!(request.app_id.to_string(), APP_ID);
+    assert_eq!(request.key.expose(), KEY);
+    assert_eq!(request.fingerprint.as_str(), FINGERPRINT);
+    assert_eq!(request.hostname.unwrap().as_str(), "build-07");
+    assert_eq!(request.platform.unwrap().as_str(), "linux-x86_64");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Deactivation to standard output, with the key from the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_license-check"))
+        .args([
+            "request",
+            "deactivate",
+            "--app-id",
+            APP_ID,
+            "--fingerprint",
+            FINGERPRINT,
+        ])
+        .env("LICENSE_LEDGER_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let request = DeactivationRequest::parse_file_text(&text(&out.stdout)).unwrap();
+    assert_eq!(request.key.expose(), KEY);
+}
+
+#[test]
+fn a_bad_key_is_refused_without_being_echoed() {
+    let secret = "SECRET PART";
+    let out = license_check(&[
+        "request",
+        "deactivate",
+        "--app-id",
+        APP_ID,
+        "--key",
+        secret,
+        "--fingerprint",
+        FINGERPRINT,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !text(&out.stderr).contains("SECRET"),
+        "{}",
+        text(&out.stderr)
+    );
+}
