@@ -1,4 +1,4 @@
-//! The `ledger` command line: `serve`, `migrate`, `token`.
+//! The `ledger` command line: `serve`, `migrate`, `token`, `keys`.
 //!
 //! Every command exits 0 on success and otherwise prints one line, `error: <reason>`, on stderr
 //! and exits 1. Logs go to stderr; stdout carries only a command's result (the token of
@@ -45,6 +45,33 @@ enum Command {
     Migrate(DbArgs),
     /// Mint an administration bearer token and print it alone on stdout, or revoke one.
     Token(TokenArgs),
+    /// Manage the offline-token signing keys in the data directory.
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeysArgs {
+    /// Directory of the server's secrets.
+    #[arg(
+        long,
+        env = "LEDGER_DATA_DIR",
+        default_value = "./ledger-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    action: KeysAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Make a new key current; earlier keys stay in the JWKS, so their tokens keep verifying.
+    /// Prints the new key id.
+    Rotate,
+    /// Remove a key from the JWKS: tokens it signed stop verifying. Not the current key.
+    Retire { kid: String },
+    /// List the keys and their state (current, published, retired).
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +109,16 @@ struct ServeArgs {
     /// `/readyz` fails when a projector lags by more than this many seconds.
     #[arg(long, env = "LEDGER_MAX_PROJECTOR_LAG_SECS", default_value_t = 30)]
     max_projector_lag_secs: u64,
+    /// Requests per second per client IP on the client endpoints (validate, activations,
+    /// offline tokens); 0: no limit.
+    #[arg(long, env = "LEDGER_CLIENT_RATE_LIMIT_RPS", default_value_t = 500)]
+    client_rate_limit_rps: u32,
+    /// Burst allowance per client IP on the client endpoints.
+    #[arg(long, env = "LEDGER_CLIENT_RATE_LIMIT_BURST", default_value_t = 1000)]
+    client_rate_limit_burst: u32,
+    /// The `iss` claim of the offline tokens this server signs.
+    #[arg(long, env = "LEDGER_ISSUER", default_value = "license-ledger")]
+    issuer: String,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +220,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
                 db_max_connections: args.db_max_connections,
                 max_projector_lag: Duration::from_secs(args.max_projector_lag_secs),
+                client_rate_limit_per_second: args.client_rate_limit_rps,
+                client_rate_limit_burst: args.client_rate_limit_burst,
+                issuer: args.issuer,
                 ..ServeConfig::new(args.db.database_url, args.data_dir)
             };
             server::serve(config).await
@@ -194,7 +234,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(args) => token(args).await,
+        Command::Keys(args) => keys(args),
     }
+}
+
+fn keys(args: KeysArgs) -> anyhow::Result<()> {
+    match args.action {
+        KeysAction::Rotate => {
+            let kid = crate::signing::rotate(&args.data_dir)?;
+            eprintln!("new current signing key {kid}; running servers pick it up within seconds");
+            println!("{kid}");
+        }
+        KeysAction::Retire { kid } => {
+            crate::signing::retire(&args.data_dir, &kid)?;
+            eprintln!("key {kid} retired: tokens it signed no longer verify");
+        }
+        KeysAction::List => {
+            for (kid, state) in crate::signing::list(&args.data_dir)? {
+                println!("{kid}\t{state}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A ledger for operator commands; they never touch license keys, so no pepper is needed.

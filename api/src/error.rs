@@ -116,6 +116,11 @@ impl ApiError {
         self.code
     }
 
+    /// The human-readable detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// The field a 400 names, when it names one.
     pub fn field(&self) -> Option<&str> {
         self.field.as_deref()

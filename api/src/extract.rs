@@ -69,6 +69,34 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// A raw request body, refused as problem+json when too large or unreadable.
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                        format!(
+                            "the body is larger than {} bytes",
+                            state.config.max_body_bytes
+                        ),
+                    )
+                } else {
+                    ApiError::bad_request("MALFORMED_BODY", rejection.body_text(), None)
+                }
+            })
+    }
+}
+
 /// A body that must be absent or an empty JSON object (`reinstate`, `rotate-key`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

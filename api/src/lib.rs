@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`server`]: the router and its layers ([`server::app`]), and starting/stopping the whole
 //!   server ([`server::start`], [`server::serve`]).
-//! - [`routes`]: handlers, one module per audience (administration, health).
+//! - [`routes`]: handlers, one module per audience (administration, client applications,
+//!   air-gapped files, health).
+//! - [`signing`]: offline-token signing keys and the JWKS.
 //! - [`extract`]: body, path and command extractors answering problem+json that names the field.
 //! - [`auth`]: bearer tokens and role permissions.
 //! - [`error`]: [`error::ApiError`], the single mapping of every failure to a status and code.
@@ -21,5 +23,6 @@ pub mod limits;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod signing;
 pub mod state;
 pub mod views;

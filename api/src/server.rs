@@ -27,7 +27,9 @@ use crate::error::ApiError;
 use crate::limits::{self, RateLimit};
 use crate::request_id::{self, RequestId};
 use crate::routes;
+use crate::signing::SigningKeys;
 use crate::state::{AppState, RuntimeConfig};
+use projections::validation::ValidationModel;
 
 /// Everything `ledger serve` is configured with.
 #[derive(Clone, Debug)]
@@ -46,6 +48,15 @@ pub struct ServeConfig {
     pub max_projector_lag: Duration,
     /// How often projectors look for events when no notification arrives.
     pub projector_poll_interval: Duration,
+    /// Client endpoints' requests per second per client IP; 0 disables the limit.
+    pub client_rate_limit_per_second: u32,
+    pub client_rate_limit_burst: u32,
+    /// The `iss` of the tokens this server signs.
+    pub issuer: String,
+    /// How often lapsed floating leases are looked for.
+    pub lease_check_interval: Duration,
+    /// The clock stamped into commands (the system clock; tests move time with an offset clock).
+    pub clock: Arc<dyn commands::clock::Clock>,
 }
 
 impl ServeConfig {
@@ -63,6 +74,11 @@ impl ServeConfig {
             db_max_connections: 16,
             max_projector_lag: Duration::from_secs(30),
             projector_poll_interval: Duration::from_millis(250),
+            client_rate_limit_per_second: 500,
+            client_rate_limit_burst: 1000,
+            issuer: "license-ledger".to_owned(),
+            lease_check_interval: Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -82,10 +98,18 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// The HTTP application with all its layers.
-pub fn app(state: AppState, rate_limit: Option<RateLimit>, request_timeout: Duration) -> Router {
+/// The HTTP application with all its layers. Administration and client routes have rate limits
+/// of their own (client applications behind one NAT share an address); client requests are logged
+/// at DEBUG (thousands of validations a second would drown the log), everything else at INFO.
+pub fn app(
+    state: AppState,
+    rate_limit: Option<RateLimit>,
+    client_rate_limit: Option<RateLimit>,
+    request_timeout: Duration,
+) -> Router {
     let max_body = state.config.max_body_bytes;
     let mut api = routes::admin::routes()
+        .merge(routes::offline::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,
@@ -94,31 +118,53 @@ pub fn app(state: AppState, rate_limit: Option<RateLimit>, request_timeout: Dura
     if let Some(limit) = rate_limit {
         api = api.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
     }
+    let mut client = routes::client::routes()
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            limits::deadline,
+        ));
+    if let Some(limit) = client_rate_limit {
+        client = client.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
+    }
     Router::new()
         .merge(routes::health::routes())
-        .merge(api)
+        .merge(routes::client::jwks_routes())
+        .merge(api.layer(trace_layer(Level::INFO)))
+        .merge(client.layer(trace_layer(Level::DEBUG)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let id = req
-                        .extensions()
-                        .get::<RequestId>()
-                        .map_or("", |r| r.0.as_str());
-                    // Path only: query strings and headers (Authorization) never reach the logs.
-                    tracing::info_span!(
-                        "http",
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        request_id = %id,
-                        actor = tracing::field::Empty,
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
+}
+
+type SpanMaker = fn(&Request) -> tracing::Span;
+
+fn trace_layer(
+    level: Level,
+) -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    SpanMaker,
+    tower_http::trace::DefaultOnRequest,
+    DefaultOnResponse,
+> {
+    fn span(req: &Request) -> tracing::Span {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .map_or("", |r| r.0.as_str());
+        // Path only: query strings, headers (Authorization) and bodies (keys) never reach the logs.
+        tracing::info_span!(
+            "http",
+            method = %req.method(),
+            path = %req.uri().path(),
+            request_id = %id,
+            actor = tracing::field::Empty,
+        )
+    }
+    TraceLayer::new_for_http()
+        .make_span_with(span as SpanMaker)
+        .on_response(DefaultOnResponse::new().level(level))
 }
 
 /// A started server.
@@ -163,8 +209,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
 
     let signal = ChangeSignal::new();
     let store = EventStore::new(pool.clone()).with_append_hook(signal.hook());
-    let ledger = Ledger::new(store, KeyHasher::new(pepper), Arc::new(SystemClock));
+    let ledger = Ledger::new(store, KeyHasher::new(pepper), config.clock.clone());
     let projections = Arc::new(projections::all());
+    let signing = Arc::new(SigningKeys::open(&config.data_dir)?);
+    let validation = ValidationModel::load(&pool).await?;
     let state = AppState {
         ledger,
         projections: projections.clone(),
@@ -172,6 +220,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             max_body_bytes: config.max_body_bytes,
             max_projector_lag: config.max_projector_lag,
         }),
+        validation: validation.clone(),
+        signing: signing.clone(),
+        issuer: config.issuer.clone().into(),
     };
 
     let shutdown = CancellationToken::new();
@@ -193,8 +244,37 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         Duration::from_millis(5),
         shutdown.clone(),
     ));
+    tasks.spawn(validation.clone().follow(
+        pool.clone(),
+        signal.subscribe(),
+        config.projector_poll_interval,
+        shutdown.clone(),
+    ));
+    tasks.spawn(expire_leases(
+        state.clone(),
+        config.lease_check_interval,
+        shutdown.clone(),
+    ));
+    {
+        let (signing, token) = (signing.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => signing.reload_if_changed(),
+                }
+            }
+        });
+    }
     let rate_limit = RateLimit::new(config.rate_limit_per_second, config.rate_limit_burst);
-    if let Some(limit) = rate_limit.clone() {
+    let client_rate_limit = RateLimit::new(
+        config.client_rate_limit_per_second,
+        config.client_rate_limit_burst,
+    );
+    for limit in [rate_limit.clone(), client_rate_limit.clone()]
+        .into_iter()
+        .flatten()
+    {
         let token = shutdown.clone();
         tasks.spawn(async move {
             loop {
@@ -210,7 +290,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let router = app(state.clone(), rate_limit, config.request_timeout);
+    let router = app(
+        state.clone(),
+        rate_limit,
+        client_rate_limit,
+        config.request_timeout,
+    );
     let token = shutdown.clone();
     tasks.spawn(async move {
         let served = axum::serve(
@@ -230,6 +315,30 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         shutdown,
         tasks,
     })
+}
+
+/// Records lapsed floating leases every `interval`. Safe on several nodes at once: a lease one
+/// node expired is no longer lapsed for the others, whose commands then record nothing.
+async fn expire_leases(state: AppState, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let now = state.ledger.now();
+        for license_id in state.validation.lapsed_leases(now) {
+            let ctx = commands::CommandContext::new(
+                domain::event::Actor::System,
+                format!("lease-expiry-{}", uuid::Uuid::now_v7()),
+            );
+            match state.ledger.expire_leases(&ctx, license_id).await {
+                Ok(outcome) => state.observe(&outcome),
+                Err(e) => {
+                    tracing::warn!(%license_id, error = %e, "could not record lapsed leases; will retry")
+                }
+            }
+        }
+    }
 }
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

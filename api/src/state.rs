@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use commands::Ledger;
 use projections::Projection;
+use projections::validation::ValidationModel;
+
+use crate::signing::SigningKeys;
 
 /// Settings handlers need at run time.
 #[derive(Clone, Debug)]
@@ -15,10 +18,25 @@ pub struct RuntimeConfig {
     pub max_projector_lag: Duration,
 }
 
+impl AppState {
+    /// Shows a License command's result to validation at once (see `ValidationModel::observe`).
+    pub fn observe(&self, outcome: &commands::Outcome<domain::license::License>) {
+        if let (Some(state), Ok(id)) = (outcome.aggregate.state(), outcome.aggregate_id.parse()) {
+            self.validation.observe(id, state, outcome.version);
+        }
+    }
+}
+
 /// Shared state of the HTTP application.
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Ledger,
     pub projections: Arc<Vec<Arc<dyn Projection>>>,
     pub config: Arc<RuntimeConfig>,
+    /// Every license's validation facts, in memory, following the log.
+    pub validation: Arc<ValidationModel>,
+    /// Offline-token signing keys.
+    pub signing: Arc<SigningKeys>,
+    /// The `iss` of tokens this server signs.
+    pub issuer: Arc<str>,
 }

@@ -108,7 +108,9 @@ pub fn test_config(db: &TestDb) -> ServeConfig {
     ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         rate_limit_per_second: 0,
+        client_rate_limit_per_second: 0,
         projector_poll_interval: Duration::from_millis(50),
+        lease_check_interval: Duration::from_millis(200),
         ..ServeConfig::new(db.url.clone(), temp_data_dir())
     }
 }
@@ -236,6 +238,27 @@ impl TestApp {
         self.call(Method::PUT, path, Some(body)).await
     }
 
+    /// A client-application request: `X-App-Id` header, JSON body, no bearer token.
+    pub async fn client_call(&self, path: &str, app_id: &str, body: Value) -> Answer {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("x-app-id", app_id)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body read");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
     /// Waits until every projector has applied every committed event.
     pub async fn projected(&self) {
         let pool = self.server.state.ledger.store().pool().clone();
@@ -280,6 +303,15 @@ impl TestApp {
     /// Creates a customer organization, an application and a node-locked policy (3 seats, 365
     /// days, feature `pro`, offline 14 days).
     pub async fn catalogue(&self) -> Catalogue {
+        self.catalogue_with(serde_json::json!({
+            "name": "Pro", "model": "node_locked", "seats": 3, "duration_days": 365, "features": ["pro"],
+            "offline_allowed": true, "offline_grace_days": 14, "payment_grace_days": 7
+        }))
+        .await
+    }
+
+    /// Like [`TestApp::catalogue`] with the given policy body (without `product_id`).
+    pub async fn catalogue_with(&self, policy_body: Value) -> Catalogue {
         let org = self
             .post(
                 "/v1/organizations",
@@ -294,16 +326,9 @@ impl TestApp {
             )
             .await;
         assert_eq!(product.status, StatusCode::CREATED, "{:?}", product.body);
-        let policy = self
-            .post(
-                "/v1/policies",
-                serde_json::json!({
-                    "product_id": product.body["id"], "name": "Pro", "model": "node_locked", "seats": 3,
-                    "duration_days": 365, "features": ["pro"], "offline_allowed": true,
-                    "offline_grace_days": 14, "payment_grace_days": 7
-                }),
-            )
-            .await;
+        let mut policy_body = policy_body;
+        policy_body["product_id"] = product.body["id"].clone();
+        let policy = self.post("/v1/policies", policy_body).await;
         assert_eq!(policy.status, StatusCode::CREATED, "{:?}", policy.body);
         Catalogue {
             organization_id: org.body["id"].as_str().unwrap().to_owned(),
@@ -311,6 +336,18 @@ impl TestApp {
             app_id: product.body["app_id"].as_str().unwrap().to_owned(),
             policy_id: policy.body["id"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Issues a license under `policy_id` with `seats`; returns its body (with `key`).
+    pub async fn issue_with(&self, c: &Catalogue, seats: u32) -> Value {
+        let answer = self
+            .post(
+                "/v1/licenses",
+                serde_json::json!({"policy_id": c.policy_id, "organization_id": c.organization_id, "seats": seats}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+        answer.body
     }
 
     /// Issues a license under the catalogue's policy; returns its body (with `key`).

@@ -121,7 +121,7 @@ async fn send(
 
 async fn dump(pool: &PgPool, table: &str) -> Vec<String> {
     sqlx::query_scalar(&format!(
-        "SELECT row_to_json(t)::text FROM {table} t ORDER BY id"
+        "SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"
     ))
     .fetch_all(pool)
     .await
@@ -304,31 +304,27 @@ async fn killing_the_server_mid_write_loses_and_duplicates_nothing() {
     let events = verify_chains(&pool).await;
     assert!(events as i64 >= answered_ok as i64);
 
-    // Wait for the restarted projectors to reach the head, then compare with a rebuild.
-    for attempt in 0.. {
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM projector_checkpoints c \
-             WHERE c.name = CASE e.aggregate_type WHEN 'Organization' THEN 'organizations' WHEN 'Product' THEN 'products' \
-                                 WHEN 'Policy' THEN 'policies' WHEN 'License' THEN 'licenses' END \
-               AND (e.tx_id, e.global_position) <= (c.last_tx_id, c.last_position)) AND e.aggregate_type <> 'ApiToken'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if pending == 0 {
-            break;
+    // Wait for every restarted projector to reach the head, then compare with a rebuild.
+    for p in projections::all() {
+        for attempt in 0.. {
+            let lag = projections::engine::lag(&pool, p.as_ref()).await.unwrap();
+            if lag.pending_events == 0 {
+                break;
+            }
+            assert!(
+                attempt < 600,
+                "projector {} did not catch up after the restart: {lag:?}",
+                p.name()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(
-            attempt < 600,
-            "projectors did not catch up after the restart ({pending} pending)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let tables = [
         "rm_organizations",
         "rm_products",
         "rm_policies",
         "rm_licenses",
+        "rm_validation",
     ];
     let mut live = Vec::new();
     for table in tables {
@@ -355,6 +351,9 @@ async fn killing_the_server_mid_write_loses_and_duplicates_nothing() {
         .await
         .unwrap();
     rebuild(&pool, &projections::licenses::LicensesProjection, 500)
+        .await
+        .unwrap();
+    rebuild(&pool, &projections::validation::ValidationProjection, 500)
         .await
         .unwrap();
     for (i, table) in tables.iter().enumerate() {

@@ -619,6 +619,7 @@ async fn issue_license(
             },
         )
         .await?;
+    state.observe(&outcome);
     let view = license_view(&state, &outcome)?;
     let location = format!("/v1/licenses/{}", view.id);
     let body = LicenseWithKey {
@@ -721,6 +722,7 @@ async fn change(
         .ledger
         .change_license(&cmd.context, id, change)
         .await?;
+    state.observe(&outcome);
     Ok(answer(
         StatusCode::OK,
         None,
@@ -900,6 +902,7 @@ async fn rotate_license_key(
     cmd.principal.require(Permission::Admin)?;
     let id: LicenseId = path_id(&raw, "LICENSE_NOT_FOUND", "license")?;
     let (outcome, key) = state.ledger.rotate_license_key(&cmd.context, id).await?;
+    state.observe(&outcome);
     let body = LicenseWithKey {
         license: license_view(&state, &outcome)?,
         key: key.map(|k| k.expose().to_owned()),

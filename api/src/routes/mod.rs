@@ -1,4 +1,6 @@
 //! HTTP routes, one module per audience.
 
 pub mod admin;
+pub mod client;
 pub mod health;
+pub mod offline;
