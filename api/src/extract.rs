@@ -24,6 +24,10 @@ use crate::state::AppState;
 /// 400 `MALFORMED_JSON` for syntax errors, 400 `INVALID_FIELD` (with `field`) for a missing,
 /// unknown or invalid field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // The common case costs plain serde; the path-tracking parser only runs to explain a failure.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     if parsed.is_ok() {

@@ -28,7 +28,7 @@ use crate::limits::{self, RateLimit};
 use crate::request_id::{self, RequestId};
 use crate::routes;
 use crate::signing::SigningKeys;
-use crate::state::{AppState, RuntimeConfig};
+use crate::state::{AppState, AppStateInner, RuntimeConfig};
 use projections::validation::ValidationModel;
 
 /// Everything `ledger serve` is configured with.
@@ -73,7 +73,7 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(30),
             db_max_connections: 16,
             max_projector_lag: Duration::from_secs(30),
-            projector_poll_interval: Duration::from_millis(250),
+            projector_poll_interval: Duration::from_secs(1),
             client_rate_limit_per_second: 500,
             client_rate_limit_burst: 1000,
             issuer: "license-ledger".to_owned(),
@@ -140,6 +140,31 @@ pub fn app(
 
 type SpanMaker = fn(&Request) -> tracing::Span;
 
+fn http_span(req: &Request, level: Level) -> tracing::Span {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", |r| r.0.as_str());
+    // Path only: query strings, headers (Authorization) and bodies (keys) never reach the logs.
+    macro_rules! span {
+        ($lvl:expr) => {
+            tracing::span!(
+                $lvl,
+                "http",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id = %id,
+                actor = tracing::field::Empty,
+            )
+        };
+    }
+    if level == Level::DEBUG {
+        span!(Level::DEBUG)
+    } else {
+        span!(Level::INFO)
+    }
+}
+
 fn trace_layer(
     level: Level,
 ) -> TraceLayer<
@@ -148,22 +173,17 @@ fn trace_layer(
     tower_http::trace::DefaultOnRequest,
     DefaultOnResponse,
 > {
-    fn span(req: &Request) -> tracing::Span {
-        let id = req
-            .extensions()
-            .get::<RequestId>()
-            .map_or("", |r| r.0.as_str());
-        // Path only: query strings, headers (Authorization) and bodies (keys) never reach the logs.
-        tracing::info_span!(
-            "http",
-            method = %req.method(),
-            path = %req.uri().path(),
-            request_id = %id,
-            actor = tracing::field::Empty,
-        )
+    fn info(req: &Request) -> tracing::Span {
+        http_span(req, Level::INFO)
     }
+    fn debug(req: &Request) -> tracing::Span {
+        http_span(req, Level::DEBUG)
+    }
+    // Client requests get their span at DEBUG too: at the default INFO level nothing per
+    // validation is formatted at all.
+    let make: SpanMaker = if level == Level::DEBUG { debug } else { info };
     TraceLayer::new_for_http()
-        .make_span_with(span as SpanMaker)
+        .make_span_with(make)
         .on_response(DefaultOnResponse::new().level(level))
 }
 
@@ -213,7 +233,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let projections = Arc::new(projections::all());
     let signing = Arc::new(SigningKeys::open(&config.data_dir)?);
     let validation = ValidationModel::load(&pool).await?;
-    let state = AppState {
+    let state = AppState::new(AppStateInner {
         ledger,
         projections: projections.clone(),
         config: Arc::new(RuntimeConfig {
@@ -223,7 +243,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         validation: validation.clone(),
         signing: signing.clone(),
         issuer: config.issuer.clone().into(),
-    };
+    });
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();

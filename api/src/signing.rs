@@ -4,7 +4,7 @@
 //! P-256 scalar in hex (mode 0600), and `keys.json` saying which key signs now (`current`) and
 //! which are retired. Every key not retired is published in the JWKS, so tokens signed before a
 //! rotation keep verifying until their key is retired. `ledger keys rotate|retire` edit the files;
-//! a running server notices the change (it re-reads `keys.json` when it is modified) without a
+//! a running server notices the change (it re-reads `keys.json` when its content changes) without a
 //! restart. Private keys never leave the directory: the JWKS and the logs carry public keys and
 //! key ids only.
 //!
@@ -15,7 +15,6 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -112,7 +111,15 @@ struct KeyRecord {
 struct Loaded {
     current: Arc<KeyPair>,
     published: Vec<Arc<KeyPair>>,
-    modified: Option<SystemTime>,
+    /// Digest of `keys.json` as loaded (modification times are too coarse: two edits within one
+    /// filesystem tick would look like none).
+    digest: [u8; 32],
+}
+
+fn list_digest(dir: &Path) -> [u8; 32] {
+    fs::read(list_path(dir))
+        .map(|bytes| Sha256::digest(&bytes).into())
+        .unwrap_or([0; 32])
 }
 
 /// The server's signing keys.
@@ -280,8 +287,8 @@ pub fn list(data_dir: &Path) -> anyhow::Result<Vec<(String, &'static str)>> {
 }
 
 fn load(dir: &Path) -> anyhow::Result<Loaded> {
+    let digest = list_digest(dir);
     let list = read_list(dir)?;
-    let modified = fs::metadata(list_path(dir)).and_then(|m| m.modified()).ok();
     let current_kid = list.current.clone().context("no current signing key")?;
     let mut published = Vec::new();
     let mut current = None;
@@ -295,7 +302,7 @@ fn load(dir: &Path) -> anyhow::Result<Loaded> {
     Ok(Loaded {
         current: current.context("the current signing key is retired or missing")?,
         published,
-        modified,
+        digest,
     })
 }
 
@@ -318,13 +325,11 @@ impl SigningKeys {
 
     /// Re-reads the keys when `keys.json` changed (after `ledger keys rotate|retire`).
     pub fn reload_if_changed(&self) {
-        let modified = fs::metadata(list_path(&self.dir))
-            .and_then(|m| m.modified())
-            .ok();
+        let digest = list_digest(&self.dir);
         let stale = self
             .loaded
             .read()
-            .map(|l| l.modified != modified)
+            .map(|l| l.digest != digest)
             .unwrap_or(true);
         if !stale {
             return;

@@ -27,9 +27,28 @@ impl AppState {
     }
 }
 
-/// Shared state of the HTTP application.
+/// Shared state of the HTTP application: one `Arc`, because axum clones the state for every
+/// request and a struct of many `Arc`s would bump every one of their counters, on cache lines
+/// shared by all worker threads.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppStateInner {
     pub ledger: Ledger,
     pub projections: Arc<Vec<Arc<dyn Projection>>>,
     pub config: Arc<RuntimeConfig>,

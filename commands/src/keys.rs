@@ -58,7 +58,9 @@ pub fn generate_pepper() -> Result<[u8; 32], EntropyError> {
 /// Computes the stored form of license keys.
 #[derive(Clone)]
 pub struct KeyHasher {
-    pepper: [u8; 32],
+    /// HMAC already keyed with the pepper: each hash clones it instead of re-deriving the key
+    /// schedule (every validation hashes a key).
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for KeyHasher {
@@ -69,14 +71,16 @@ impl std::fmt::Debug for KeyHasher {
 
 impl KeyHasher {
     /// A hasher keyed with `pepper`.
-    pub const fn new(pepper: [u8; 32]) -> Self {
-        Self { pepper }
+    pub fn new(pepper: [u8; 32]) -> Self {
+        Self {
+            keyed: <Hmac<Sha256> as KeyInit>::new_from_slice(&pepper)
+                .expect("HMAC takes any key length"),
+        }
     }
 
     /// HMAC-SHA256(pepper, canonical key).
     pub fn hash(&self, key: &LicenseKey) -> KeyHash {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.pepper)
-            .expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(key.expose().as_bytes());
         KeyHash::from_bytes(mac.finalize().into_bytes().into())
     }

@@ -87,14 +87,29 @@ pub struct NewLicense {
 /// A license command as the API states it (before facts are looked up).
 #[derive(Clone, Debug)]
 pub enum LicenseChange {
-    Suspend { reason: domain::values::Reason },
+    Suspend {
+        reason: domain::values::Reason,
+    },
     Reinstate,
-    Renew { expires_at: Timestamp },
-    Transfer { organization_id: OrganizationId },
-    Revoke { reason: domain::values::Reason },
-    ChangeEntitlements { features: FeatureSet },
-    ChangeSeats { seats: SeatCount },
-    ExtendMaintenance { until: Timestamp },
+    Renew {
+        expires_at: Timestamp,
+    },
+    Transfer {
+        organization_id: OrganizationId,
+    },
+    Revoke {
+        reason: domain::values::Reason,
+        category: domain::values::RevocationCategory,
+    },
+    ChangeEntitlements {
+        features: FeatureSet,
+    },
+    ChangeSeats {
+        seats: SeatCount,
+    },
+    ExtendMaintenance {
+        until: Timestamp,
+    },
 }
 
 /// The write side of the ledger.
@@ -382,7 +397,9 @@ impl Ledger {
             LicenseChange::Transfer { organization_id } => LicenseAction::Transfer {
                 organization: self.organization_ref(organization_id).await?,
             },
-            LicenseChange::Revoke { reason } => LicenseAction::Revoke { reason },
+            LicenseChange::Revoke { reason, category } => {
+                LicenseAction::Revoke { reason, category }
+            }
             LicenseChange::ChangeEntitlements { features } => {
                 LicenseAction::ChangeEntitlements { features }
             }

@@ -78,19 +78,30 @@ impl LicenseKey {
             return Err(malformed());
         }
         let (prefix, rest) = raw.split_once('-').ok_or_else(malformed)?;
-        let prefix = KeyPrefix::parse(&prefix.to_ascii_uppercase()).map_err(|_| malformed())?;
-        let mut body = String::with_capacity(32);
+        if !(2..=8).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(malformed());
+        }
+        // One allocation: the canonical text is built in place (this runs on every validation).
+        let mut text = String::with_capacity(prefix.len() + 36);
+        text.extend(prefix.chars().map(|c| c.to_ascii_uppercase()));
+        let mut count = 0;
         for c in rest.chars() {
             if c == '-' {
                 continue;
             }
-            body.push(crockford_normalize(c).ok_or_else(malformed)?);
+            if count == 32 {
+                return Err(malformed());
+            }
+            if count % 8 == 0 {
+                text.push('-');
+            }
+            text.push(crockford_normalize(c).ok_or_else(malformed)?);
+            count += 1;
         }
-        if body.len() != 32 {
+        if count != 32 {
             return Err(malformed());
         }
-        let groups: Vec<&str> = (0..4).map(|i| &body[i * 8..i * 8 + 8]).collect();
-        Ok(Self(format!("{}-{}", prefix.as_str(), groups.join("-"))))
+        Ok(Self(text))
     }
 
     /// The canonical text, to show to the customer once. Handle with care: this is the secret.

@@ -22,7 +22,7 @@ use domain::policy::{Policy, PolicyAction, PolicyTerms, PolicyTermsInput};
 use domain::product::Product;
 use domain::values::{
     FeatureSet, KeyPrefix, LicenseModel, LicenseSource, Name, OrganizationKind, ProductKind,
-    Reason, Role, SeatCount,
+    Reason, RevocationCategory, Role, SeatCount,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -768,18 +768,28 @@ async fn reinstate_license(
     .await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    reason: Reason,
+    /// `fraud`, `refund`, `contract_ended` or `unspecified` (the default).
+    #[serde(default)]
+    category: Option<RevocationCategory>,
+}
+
 async fn revoke_license(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    cmd: Command<ReasonBody>,
+    cmd: Command<RevokeBody>,
 ) -> Result<Response, ApiError> {
     let reason = cmd.body.reason.clone();
+    let category = cmd.body.category.unwrap_or(RevocationCategory::Unspecified);
     change(
         &state,
         &raw,
         &cmd,
         Permission::Admin,
-        LicenseChange::Revoke { reason },
+        LicenseChange::Revoke { reason, category },
     )
     .await
 }

@@ -166,23 +166,95 @@ struct ValidateBody {
     features: Vec<FeatureCode>,
 }
 
-fn license_json<L: LicenseFacts>(
+/// Feature codes as a JSON array, straight from the set (no copy).
+struct Codes<'a>(&'a domain::values::FeatureSet);
+
+impl serde::Serialize for Codes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(FeatureCode::as_str))
+    }
+}
+
+#[derive(serde::Serialize)]
+struct PolicyInfo {
+    id: domain::ids::PolicyId,
+    version: u32,
+    model: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct LicenseInfo<'a> {
     id: LicenseId,
-    l: &L,
-    policy: Value,
+    status: &'static str,
+    product_id: domain::ids::ProductId,
+    policy: PolicyInfo,
+    features: Codes<'a>,
+    seats: u32,
+    activations: u32,
+    expires_at: Option<domain::Timestamp>,
+    trial_days_remaining: Option<u32>,
+}
+
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    valid: bool,
+    code: &'static str,
+    detail: std::borrow::Cow<'static, str>,
+    license: LicenseInfo<'a>,
+    warnings: &'a [validation::Warning],
+}
+
+/// The validation answer for `e`, serialized while the model's entry is borrowed.
+fn answer_json(
+    e: &projections::validation::ValidationEntry,
+    body: &ValidateBody,
     now: domain::Timestamp,
-) -> Value {
-    json!({
-        "id": id,
-        "status": status_at(l, now).as_str(),
-        "product_id": policy["product_id"],
-        "policy": {"id": policy["id"], "version": policy["version"], "model": l.model().as_str()},
-        "features": l.features().iter().map(|f| f.as_str()).collect::<Vec<_>>(),
-        "seats": l.seats(),
-        "activations": l.active_installations(now),
-        "expires_at": l.expires_at(),
-        "trial_days_remaining": l.trial_ends_at().filter(|_| !l.subscribed()).map(|end| days_remaining(now, end)),
-    })
+) -> Vec<u8> {
+    let decision = validation::decide(
+        e,
+        now,
+        body.fingerprint.as_ref().map(Fingerprint::as_str),
+        &body.features,
+    );
+    let detail = if decision.missing_features.is_empty() {
+        std::borrow::Cow::Borrowed(decision.code.detail())
+    } else {
+        let missing: Vec<&str> = decision
+            .missing_features
+            .iter()
+            .map(FeatureCode::as_str)
+            .collect();
+        std::borrow::Cow::Owned(format!(
+            "{}: {}",
+            decision.code.detail(),
+            missing.join(", ")
+        ))
+    };
+    let answer = Answer {
+        valid: decision.valid(),
+        code: decision.code.as_str(),
+        detail,
+        license: LicenseInfo {
+            id: e.license_id,
+            status: status_at(e, now).as_str(),
+            product_id: e.class.product_id,
+            policy: PolicyInfo {
+                id: e.class.policy_id,
+                version: e.class.policy_version,
+                model: e.model().as_str(),
+            },
+            features: Codes(&e.features),
+            seats: e.seats(),
+            activations: e.active_installations(now),
+            expires_at: e.expires_at(),
+            trial_days_remaining: e
+                .trial_ends_at()
+                .filter(|_| !e.subscribed())
+                .map(|end| days_remaining(now, end)),
+        },
+        warnings: &decision.warnings,
+    };
+    serde_json::to_vec(&answer).unwrap_or_default()
 }
 
 async fn validate(
@@ -197,28 +269,17 @@ async fn validate(
     let answer = state.validation.with_key(&hash, |entry| {
         let (found, same) = same_app(entry.map(|e| &e.class.app_id), &app);
         match entry {
-            Some(e) if found && same => {
-                let decision = validation::decide(e, now, body.fingerprint.as_ref().map(Fingerprint::as_str), &body.features);
-                let detail = if decision.missing_features.is_empty() {
-                    decision.code.detail().to_owned()
-                } else {
-                    let missing: Vec<&str> = decision.missing_features.iter().map(FeatureCode::as_str).collect();
-                    format!("{}: {}", decision.code.detail(), missing.join(", "))
-                };
-                let policy = json!({"id": e.class.policy_id, "version": e.class.policy_version, "product_id": e.class.product_id});
-                Ok(json!({
-                    "valid": decision.valid(),
-                    "code": decision.code.as_str(),
-                    "detail": detail,
-                    "license": license_json(e.license_id, e, policy, now),
-                    "warnings": decision.warnings,
-                }))
-            }
+            Some(e) if found && same => Ok(answer_json(e, &body, now)),
             Some(_) => Err(app_mismatch()),
             None => Err(not_found()),
         }
     })?;
-    Ok(Json(answer).into_response())
+    let mut response = answer.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 // ----- activations -----

@@ -1,0 +1,145 @@
+//! Issue #2: the command path against a raw INSERT of a comparable event row and against
+//! cqrs-es + postgres-es as shipped, with 1 and 16 writers.
+//!
+//! - **raw**: single-row autocommit `INSERT`s into `bench_raw_events`, a copy of `events` with the
+//!   same columns, constraints and indexes and no triggers (no hash chain);
+//! - **cqrs-es + postgres-es** as shipped: `CqrsFramework` over `PostgresEventRepository` (its own
+//!   tables), registering a new organization per command;
+//! - **ours**: `Ledger::register_organization`, the full command path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commands::clock::SystemClock;
+use commands::keys::KeyHasher;
+use commands::ledger::NewOrganization;
+use commands::{CommandContext, EventStore, Ledger};
+use cqrs_es::CqrsFramework;
+use cqrs_es::persist::PersistedEventStore;
+use domain::event::Actor;
+use domain::ids::OrganizationId;
+use domain::organization::{Organization, OrganizationAction, OrganizationCommand};
+use domain::values::{Name, OrganizationKind};
+use postgres_es::PostgresEventRepository;
+use sqlx::postgres::PgPool;
+
+use crate::harness::{Op, interleave, median, op, ratio_cell, ratios};
+
+/// The raw baseline's table (`LIKE` never copies triggers) and postgres-es's own tables.
+pub const BASELINE_TABLES: &str = "
+CREATE TABLE bench_raw_events (LIKE events INCLUDING ALL);
+CREATE TABLE pges_events (
+    aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint CHECK (sequence >= 0) NOT NULL,
+    event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
+    PRIMARY KEY (aggregate_type, aggregate_id, sequence));
+CREATE TABLE pges_snapshots (
+    aggregate_type text NOT NULL, aggregate_id text NOT NULL, last_sequence bigint CHECK (last_sequence >= 0) NOT NULL,
+    current_snapshot bigint CHECK (current_snapshot >= 0) NOT NULL, payload json NOT NULL,
+    PRIMARY KEY (aggregate_type, aggregate_id, last_sequence));
+";
+
+/// A raw single-row INSERT of an event row, autocommit.
+pub fn raw_insert(pool: PgPool) -> Op {
+    op(move || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO bench_raw_events (event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                 VALUES ($1, 'Organization', $2, 1, 'OrganizationRegistered', '1', $3, $4)",
+            )
+            .bind(uuid::Uuid::now_v7())
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(serde_json::json!({"kind": "customer", "name": "Benchmark Organization", "parent_id": null}))
+            .bind(serde_json::json!({"actor": "system", "correlation_id": "bench"}))
+            .execute(&pool)
+            .await?;
+            Ok(())
+        }
+    })
+}
+
+/// Runs the benchmark and prints a Markdown table.
+///
+/// # Errors
+/// Database errors.
+pub async fn run(
+    pool: PgPool,
+    slice: Duration,
+    cycles: usize,
+    writers: &[usize],
+) -> anyhow::Result<()> {
+    sqlx::raw_sql(BASELINE_TABLES).execute(&pool).await?;
+    let pges = Arc::new(CqrsFramework::new(
+        PersistedEventStore::<PostgresEventRepository, Organization>::new_event_store(
+            PostgresEventRepository::new(pool.clone()).with_tables("pges_events", "pges_snapshots"),
+        ),
+        vec![],
+        (),
+    ));
+    let ledger = Ledger::new(
+        EventStore::new(pool.clone()),
+        KeyHasher::new([1; 32]),
+        Arc::new(SystemClock),
+    );
+    let name = || Name::parse("Benchmark Organization").expect("valid");
+    let pges_op = op(move || {
+        let pges = pges.clone();
+        async move {
+            let id = OrganizationId::from_uuid(uuid::Uuid::now_v7());
+            let command = OrganizationCommand {
+                organization_id: id,
+                at: chrono::Utc::now(),
+                action: OrganizationAction::Register {
+                    name: name(),
+                    kind: OrganizationKind::Customer,
+                    parent: None,
+                },
+            };
+            pges.execute(&id.to_string(), command)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    });
+    let ours = op(move || {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .register_organization(
+                    &CommandContext::new(Actor::System, "bench"),
+                    NewOrganization {
+                        name: name(),
+                        kind: OrganizationKind::Customer,
+                        parent_id: None,
+                    },
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    });
+    let scenarios = [
+        ("raw", raw_insert(pool.clone())),
+        ("postgres-es", pges_op),
+        ("ours", ours),
+    ];
+    for (_, o) in &scenarios {
+        crate::harness::rate(o, 4, Duration::from_millis(500)).await?; // warm up
+    }
+    println!(
+        "\n| writers | raw INSERT /s | cqrs-es + postgres-es /s | ours /s | ours / raw (median, min-max) | ours / postgres-es (median) | target ours / raw |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &w in writers {
+        let r = interleave(&scenarios, w, slice, cycles).await?;
+        let target = if w == 1 { "≥ 0.90" } else { "≥ 0.70" };
+        println!(
+            "| {w} | {:.0} | {:.0} | {:.0} | {} | {:.2} | {target} |",
+            median(&r[0]),
+            median(&r[1]),
+            median(&r[2]),
+            ratio_cell(&ratios(&r[2], &r[0])),
+            median(&ratios(&r[2], &r[1]))
+        );
+    }
+    Ok(())
+}
