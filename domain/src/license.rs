@@ -28,7 +28,7 @@ use crate::product::ProductRef;
 use crate::validation::{self, LicenseFacts, ValidationCode};
 use crate::values::{
     DeactivationReason, Environment, FeatureSet, Fingerprint, Label, LicenseModel, LicenseSource,
-    OfflineTokenKind, Reason, SeatCount,
+    OfflineTokenKind, Reason, RevocationCategory, SeatCount,
 };
 
 /// A command to a license.
@@ -56,6 +56,7 @@ pub enum LicenseAction {
     },
     Revoke {
         reason: Reason,
+        category: RevocationCategory,
     },
     ChangeEntitlements {
         features: FeatureSet,
@@ -141,8 +142,12 @@ pub enum LicenseEvent {
         key_hash: KeyHash,
         key_prefix: String,
     },
+    /// Version 2 added `category`; version 1 events are upcast with `unspecified`.
     #[serde(rename = "LicenseRevoked")]
-    Revoked { reason: Reason },
+    Revoked {
+        reason: Reason,
+        category: RevocationCategory,
+    },
     #[serde(rename = "InstallationActivated")]
     InstallationActivated {
         installation_id: InstallationId,
@@ -246,7 +251,11 @@ impl DomainEvent for LicenseEvent {
         .to_owned()
     }
     fn event_version(&self) -> String {
-        "1".to_owned()
+        match self {
+            Self::Revoked { .. } => "2",
+            _ => "1",
+        }
+        .to_owned()
     }
 }
 
@@ -262,7 +271,7 @@ impl VersionedEvent for LicenseEvent {
         ("SeatsChanged", "1"),
         ("MaintenanceExtended", "1"),
         ("LicenseKeyRotated", "1"),
-        ("LicenseRevoked", "1"),
+        ("LicenseRevoked", "2"),
         ("InstallationActivated", "1"),
         ("InstallationDeactivated", "1"),
         ("FloatingLeaseGranted", "1"),
@@ -277,6 +286,30 @@ impl VersionedEvent for LicenseEvent {
         ("CancellationScheduled", "1"),
         ("SubscriptionCanceled", "1"),
     ];
+
+    /// LicenseRevoked v1 `{reason}` became v2 `{reason, category}`: old revocations read as
+    /// `unspecified`. Stored v1 events are never rewritten.
+    fn upcast(
+        event_type: &str,
+        event_version: &str,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::event::EventCodecError> {
+        match (event_type, event_version, payload) {
+            ("LicenseRevoked", "1", serde_json::Value::Object(mut fields)) => {
+                fields.insert(
+                    "category".to_owned(),
+                    serde_json::Value::from("unspecified"),
+                );
+                Ok(serde_json::Value::Object(fields))
+            }
+            (event_type, event_version, _) => {
+                Err(crate::event::EventCodecError::UnsupportedVersion {
+                    event_type: event_type.to_owned(),
+                    event_version: event_version.to_owned(),
+                })
+            }
+        }
+    }
 
     /// A key hash opens exactly one license, forever (a rotated-away key is never reused).
     fn unique_claims(&self) -> Vec<UniqueClaim> {
@@ -347,6 +380,9 @@ pub struct LicenseState {
     pub suspension: Option<Reason>,
     /// Why it was revoked; revocation is final.
     pub revocation: Option<Reason>,
+    /// The revocation's category (`unspecified` for revocations recorded before categories).
+    #[serde(default)]
+    pub revocation_category: Option<RevocationCategory>,
     /// Active installations by id.
     #[serde(default)]
     pub activations: BTreeMap<InstallationId, Activation>,
@@ -550,8 +586,9 @@ impl License {
                     organization_id: organization.id,
                 }]
             }
-            LicenseAction::Revoke { reason } => vec![LicenseEvent::Revoked {
+            LicenseAction::Revoke { reason, category } => vec![LicenseEvent::Revoked {
                 reason: reason.clone(),
+                category: *category,
             }],
             LicenseAction::ChangeEntitlements { features } => {
                 if *features == state.features {
@@ -818,6 +855,7 @@ impl License {
                 maintenance_until,
                 suspension: None,
                 revocation: None,
+                revocation_category: None,
                 activations: BTreeMap::new(),
                 billing: Billing::default(),
             }));
@@ -844,7 +882,10 @@ impl License {
                 state.key_hash = key_hash;
                 state.key_prefix = key_prefix;
             }
-            LicenseEvent::Revoked { reason } => state.revocation = Some(reason),
+            LicenseEvent::Revoked { reason, category } => {
+                state.revocation = Some(reason);
+                state.revocation_category = Some(category);
+            }
             LicenseEvent::InstallationActivated {
                 installation_id,
                 fingerprint,
@@ -1017,6 +1058,7 @@ pub(crate) mod tests {
     fn revoked() -> LicenseEvent {
         LicenseEvent::Revoked {
             reason: reason("fraud"),
+            category: RevocationCategory::Fraud,
         }
     }
 
@@ -1147,6 +1189,7 @@ pub(crate) mod tests {
             },
             LicenseAction::Revoke {
                 reason: reason("x"),
+                category: RevocationCategory::Unspecified,
             },
             LicenseAction::ChangeEntitlements {
                 features: FeatureSet::default(),
@@ -1295,8 +1338,36 @@ pub(crate) mod tests {
             .given(vec![issued(), suspended()])
             .when(cmd(LicenseAction::Revoke {
                 reason: reason("fraud"),
+                category: RevocationCategory::Fraud,
             }))
             .then_expect_events(vec![revoked()]);
+    }
+
+    #[test]
+    fn a_version_1_revocation_reads_as_unspecified_through_the_upcaster() {
+        let v1 = serde_json::json!({"reason": "contract terminated"});
+        let event: LicenseEvent = crate::event::decode_payload("LicenseRevoked", "1", v1).unwrap();
+        assert_eq!(
+            event,
+            LicenseEvent::Revoked {
+                reason: reason("contract terminated"),
+                category: RevocationCategory::Unspecified,
+            }
+        );
+        assert_eq!(
+            event.event_version(),
+            "2",
+            "written anew, it would be version 2"
+        );
+        let unknown = crate::event::decode_payload::<LicenseEvent>(
+            "LicenseRevoked",
+            "3",
+            serde_json::json!({}),
+        );
+        assert!(
+            unknown.is_err(),
+            "a version from the future is refused, not guessed"
+        );
     }
 
     #[test]

@@ -123,7 +123,10 @@ mod tests {
             LicenseEvent::Suspended {
                 reason: reason.clone(),
             },
-            LicenseEvent::Revoked { reason },
+            LicenseEvent::Revoked {
+                reason,
+                category: crate::values::RevocationCategory::Unspecified,
+            },
         ]);
         assert_eq!(status_at(&revoked, now()), LicenseStatus::Revoked);
     }

@@ -452,6 +452,16 @@ text_enum!(
     }
 );
 text_enum!(
+    /// Why a license was revoked, for reporting (LicenseRevoked v2; v1 events read as
+    /// `unspecified`).
+    RevocationCategory {
+        Fraud => "fraud",
+        Refund => "refund",
+        ContractEnded => "contract_ended",
+        Unspecified => "unspecified",
+    }
+);
+text_enum!(
     /// What an offline token is for.
     OfflineTokenKind { Offline => "offline", OfflineActivation => "offline_activation" }
 );

@@ -150,6 +150,7 @@ fn license_samples() -> Vec<LicenseEvent> {
         },
         LicenseEvent::Revoked {
             reason: Reason::parse("contract terminated").unwrap(),
+            category: RevocationCategory::ContractEnded,
         },
         LicenseEvent::InstallationActivated {
             installation_id: InstallationId::from_uuid(uuid(40)),

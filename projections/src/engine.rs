@@ -31,11 +31,15 @@ use crate::notify::CHANNEL;
 
 /// Columns of `events` as a [`RecordedEvent`] reads them (kept identical to
 /// `commands::store::EVENT_COLUMNS`; `projections` does not depend on `commands`).
-pub(crate) const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, event_id, \
+pub const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, event_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
      recorded_at, hash";
 
-pub(crate) fn recorded_event(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
+/// Reads a row selected with [`EVENT_COLUMNS`].
+///
+/// # Errors
+/// When a column is missing or of another type.
+pub fn recorded_event(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
     Ok(RecordedEvent {
         global_position: row.try_get("global_position")?,
         tx_id: row.try_get("tx_id")?,
@@ -71,7 +75,7 @@ pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The tables it owns and alone writes (emptied on rebuild).
     fn tables(&self) -> &'static [&'static str];
-    /// The aggregate types whose events it reads.
+    /// The aggregate types whose events it reads; empty for every type.
     fn aggregate_types(&self) -> &'static [&'static str];
     /// Applies one event inside the batch's transaction.
     async fn apply(
@@ -79,6 +83,20 @@ pub trait Projection: Send + Sync + 'static {
         conn: &mut PgConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError>;
+
+    /// Applies consecutive events (commit order) inside one transaction. The default applies them
+    /// one by one; projections with many rows override it to read and write each table once per
+    /// batch (a rebuild of a million events would otherwise cost a million round trips).
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            self.apply(conn, event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A projection whose `apply` only writes its own tables: no e-mail, no webhook, nothing outside
@@ -151,14 +169,11 @@ pub async fn run_batch<P: Projection + ?Sized>(
         tx.rollback().await?;
         return Ok(0);
     }
-    let mut last = checkpoint;
-    for event in &events {
-        projection.apply(&mut tx, event).await?;
-        last = Checkpoint {
-            tx_id: event.tx_id,
-            position: event.global_position,
-        };
-    }
+    projection.apply_batch(&mut tx, &events).await?;
+    let last = events.last().map_or(checkpoint, |e| Checkpoint {
+        tx_id: e.tx_id,
+        position: e.global_position,
+    });
     sqlx::query(
         "UPDATE projector_checkpoints SET last_tx_id = $2::text::xid8, last_position = $3, \
          events_applied = events_applied + $4, updated_at = now() WHERE name = $1",
@@ -173,7 +188,7 @@ pub async fn run_batch<P: Projection + ?Sized>(
     Ok(events.len())
 }
 
-/// The next events of `types` after `after`, in commit order, only from transactions older than
+/// The next events of `types` (every type when empty) after `after`, in commit order, only from transactions older than
 /// every transaction still running (see the module documentation).
 ///
 /// # Errors
@@ -188,7 +203,7 @@ pub async fn read_events(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-           AND aggregate_type = ANY($3) \
+           AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
          ORDER BY tx_id, global_position LIMIT $4"
     );
     let rows = sqlx::query(&sql)
@@ -213,7 +228,7 @@ pub async fn has_pending(
     types: &[&str],
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) AND aggregate_type = ANY($3))",
+        "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)))",
     )
     .bind(after.tx_id.to_string())
     .bind(after.position)
@@ -240,6 +255,27 @@ pub async fn checkpoint(conn: &mut PgConnection, name: &str) -> Result<Checkpoin
         },
         None => Checkpoint::default(),
     })
+}
+
+/// Whether any committed event of the projection's types lies after its checkpoint (horizon or
+/// not). One indexed query: the idle check that keeps a waiting projector cheap.
+///
+/// # Errors
+/// Database errors.
+pub async fn pending<P: Projection + ?Sized>(
+    pool: &PgPool,
+    projection: &P,
+) -> Result<bool, sqlx::Error> {
+    let types: Vec<&str> = projection.aggregate_types().to_vec();
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events e, projector_checkpoints c \
+         WHERE c.name = $1 AND (e.tx_id, e.global_position) > (c.last_tx_id, c.last_position) \
+           AND (cardinality($2::text[]) = 0 OR e.aggregate_type = ANY($2)))",
+    )
+    .bind(projection.name())
+    .bind(&types)
+    .fetch_one(pool)
+    .await
 }
 
 /// Applies batches until the projector has reached the commit horizon; returns the total.
@@ -338,7 +374,7 @@ pub async fn lag<P: Projection + ?Sized>(
         "WITH cp AS (SELECT last_tx_id, last_position, events_applied FROM projector_checkpoints WHERE name = $1), \
          pending AS (SELECT e.recorded_at FROM events e, cp \
                      WHERE (e.tx_id, e.global_position) > (cp.last_tx_id, cp.last_position) \
-                       AND e.aggregate_type = ANY($2) \
+                       AND (cardinality($2::text[]) = 0 OR e.aggregate_type = ANY($2)) \
                      ORDER BY e.tx_id, e.global_position LIMIT 100000) \
          SELECT (SELECT last_position FROM cp) AS last_position, \
                 (SELECT events_applied FROM cp) AS events_applied, \
@@ -378,7 +414,7 @@ impl Default for RunnerConfig {
     fn default() -> Self {
         Self {
             batch_size: 500,
-            poll_interval: Duration::from_millis(250),
+            poll_interval: Duration::from_secs(1),
             standby_interval: Duration::from_secs(2),
         }
     }
@@ -430,18 +466,6 @@ impl ProjectorRunner {
         tracing::debug!(projector = name, "projector stopped");
     }
 
-    async fn held_back(&self) -> bool {
-        let Ok(mut conn) = self.pool.acquire().await else {
-            return false;
-        };
-        let Ok(after) = checkpoint(&mut conn, self.projection.name()).await else {
-            return false;
-        };
-        has_pending(&mut conn, &after, self.projection.aggregate_types())
-            .await
-            .unwrap_or(false)
-    }
-
     /// Becomes the active instance (or returns to wait as standby) and projects until cancelled
     /// or the leadership connection is lost.
     async fn lead(&mut self, shutdown: &CancellationToken) -> Result<(), ProjectionError> {
@@ -460,19 +484,37 @@ impl ProjectorRunner {
         tracing::info!(projector = name, "projector active");
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANNEL).await?;
+        let mut held_back = Duration::ZERO;
         loop {
-            match catch_up(&self.pool, self.projection.as_ref(), self.config.batch_size).await {
-                Ok(n) if n > 0 => tracing::debug!(projector = name, events = n, "applied"),
-                Ok(_) => {}
+            // Idle is one cheap query; a batch transaction only when there is something to read.
+            match pending(&self.pool, self.projection.as_ref()).await {
+                Ok(false) => held_back = Duration::ZERO,
+                Ok(true) => {
+                    match catch_up(&self.pool, self.projection.as_ref(), self.config.batch_size)
+                        .await
+                    {
+                        Ok(n) if n > 0 => {
+                            tracing::debug!(projector = name, events = n, "applied");
+                            held_back = Duration::ZERO;
+                        }
+                        Ok(_) => {
+                            // Committed events wait behind an open transaction: look again soon,
+                            // backing off up to the poll interval while it stays open.
+                            held_back =
+                                (held_back * 2).clamp(HELD_BACK_RETRY, self.config.poll_interval);
+                            tokio::time::sleep(held_back).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(projector = name, error = %e, "batch failed; will retry");
+                            tokio::time::sleep(self.config.poll_interval).await;
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    tracing::error!(projector = name, error = %e, "batch failed; will retry");
+                    tracing::error!(projector = name, error = %e, "cannot read the log; will retry");
                     tokio::time::sleep(self.config.poll_interval).await;
                 }
-            }
-            if self.held_back().await {
-                // Committed events wait behind an open transaction: look again in a moment.
-                tokio::time::sleep(HELD_BACK_RETRY).await;
-                continue;
             }
             tokio::select! {
                 () = shutdown.cancelled() => {

@@ -6,6 +6,9 @@
 //! - [`notify`]: waking projectors on appends (in-process signal and coalesced `NOTIFY`).
 //! - [`catalogue`], [`licenses`]: the read models (`rm_*` tables).
 //! - [`validation`]: the validation read model, in a table and in each process's memory.
+//! - [`audit`]: one row per event, for auditors.
+//! - [`history`]: licenses "as of" an instant (snapshot plus the events after it).
+//! - [`checkpoints`]: what the next signed checkpoint of the log covers.
 //! - [`queries`]: readers of the read models for the API's list endpoints.
 //!
 //! Architecture invariant: `projections` never depends on `commands`; it only reads `events` and
@@ -13,8 +16,11 @@
 
 use std::sync::Arc;
 
+pub mod audit;
 pub mod catalogue;
+pub mod checkpoints;
 pub mod engine;
+pub mod history;
 pub mod licenses;
 pub mod notify;
 pub mod queries;
@@ -30,5 +36,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(catalogue::PoliciesProjection),
         Arc::new(licenses::LicensesProjection),
         Arc::new(validation::ValidationProjection),
+        Arc::new(audit::AuditProjection),
     ]
 }

@@ -207,3 +207,74 @@ pub async fn policies(
         })
         .collect()
 }
+
+/// One audit row.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AuditRow {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub recorded_at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub subject_type: String,
+    pub subject_id: String,
+    pub sequence: i64,
+    pub license_id: Option<Uuid>,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+}
+
+/// A filter of the audit trail.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub license_id: Option<Uuid>,
+    pub actor: Option<String>,
+    /// Rows after this position (the cursor of the previous page).
+    pub after: Option<i64>,
+}
+
+/// Audit rows, oldest first (log position).
+///
+/// # Errors
+/// Database errors.
+pub async fn audit(
+    pool: &PgPool,
+    filter: &AuditFilter,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT position, event_id, recorded_at, actor, action, subject_type, subject_id, sequence, license_id, \
+                correlation_id, causation_id FROM rm_audit \
+         WHERE ($1::timestamptz IS NULL OR recorded_at >= $1) AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
+           AND ($3::uuid IS NULL OR license_id = $3) AND ($4::text IS NULL OR actor = $4) \
+           AND ($5::bigint IS NULL OR position > $5) \
+         ORDER BY position LIMIT $6",
+    )
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(filter.license_id)
+    .bind(&filter.actor)
+    .bind(filter.after)
+    .bind(page(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditRow {
+                position: r.try_get("position")?,
+                event_id: r.try_get("event_id")?,
+                recorded_at: r.try_get("recorded_at")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                subject_type: r.try_get("subject_type")?,
+                subject_id: r.try_get("subject_id")?,
+                sequence: r.try_get("sequence")?,
+                license_id: r.try_get("license_id")?,
+                correlation_id: r.try_get("correlation_id")?,
+                causation_id: r.try_get("causation_id")?,
+            })
+        })
+        .collect()
+}

@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cqrs_es::DomainEvent;
 use domain::Timestamp;
 use domain::event::RecordedEvent;
 use domain::ids::{AppId, InstallationId, LicenseId, PolicyId, ProductId};
@@ -409,35 +410,77 @@ fn entry_from_row(
     })
 }
 
-async fn write_row(conn: &mut PgConnection, e: &ValidationEntry) -> Result<(), ProjectionError> {
-    let features: Vec<&str> = e.features.iter().map(|f| f.as_str()).collect();
-    let activations = serde_json::to_value(e.activations.as_deref().unwrap_or(&[]))
-        .map_err(|err| ProjectionError::Inconsistent(err.to_string()))?;
+/// Writes entries in one statement. (A feature list travels as one JSON array per row: arrays of
+/// arrays do not unnest.)
+async fn write_rows(
+    conn: &mut PgConnection,
+    entries: &[&ValidationEntry],
+) -> Result<(), ProjectionError> {
+    let inconsistent = |err: serde_json::Error| ProjectionError::Inconsistent(err.to_string());
+    let (mut license_id, mut key_hash, mut app_id, mut product_id, mut policy_id) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut policy_version, mut model, mut offline_allowed, mut seats, mut flags) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut expires_at, mut trial_ends_at, mut grace_until, mut cancel_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut features, mut activations, mut version) = (Vec::new(), Vec::new(), Vec::new());
+    for e in entries {
+        license_id.push(Uuid::from(e.license_id));
+        key_hash.push(e.key_hash.as_bytes().to_vec());
+        app_id.push(Uuid::from(e.class.app_id));
+        product_id.push(Uuid::from(e.class.product_id));
+        policy_id.push(Uuid::from(e.class.policy_id));
+        policy_version.push(i32::try_from(e.class.policy_version).unwrap_or(i32::MAX));
+        model.push(e.class.model.as_str());
+        offline_allowed.push(e.class.offline_allowed);
+        seats.push(i32::try_from(e.seats).unwrap_or(i32::MAX));
+        flags.push(i16::from(e.flags));
+        expires_at.push(instant(e.expires_at));
+        trial_ends_at.push(instant(e.trial_ends_at));
+        grace_until.push(instant(e.grace_until));
+        cancel_at.push(instant(e.cancel_at));
+        let codes: Vec<&str> = e.features.iter().map(|f| f.as_str()).collect();
+        features.push(serde_json::to_string(&codes).map_err(inconsistent)?);
+        activations.push(
+            serde_json::to_value(e.activations.as_deref().unwrap_or(&[])).map_err(inconsistent)?,
+        );
+        version.push(e.version);
+    }
     sqlx::query(
         "INSERT INTO rm_validation (license_id, key_hash, app_id, product_id, policy_id, policy_version, model, \
            offline_allowed, seats, flags, expires_at, trial_ends_at, grace_until, cancel_at, features, activations, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (license_id) DO UPDATE SET key_hash = $2, app_id = $3, product_id = $4, policy_id = $5, \
-           policy_version = $6, model = $7, offline_allowed = $8, seats = $9, flags = $10, expires_at = $11, \
-           trial_ends_at = $12, grace_until = $13, cancel_at = $14, features = $15, activations = $16, version = $17",
+         SELECT u.license_id, u.key_hash, u.app_id, u.product_id, u.policy_id, u.policy_version, u.model, u.offline_allowed, \
+                u.seats, u.flags, u.expires_at, u.trial_ends_at, u.grace_until, u.cancel_at, \
+                ARRAY(SELECT jsonb_array_elements_text(u.features::jsonb)), u.activations, u.version \
+         FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int[], $7::text[], $8::bool[], \
+                     $9::int[], $10::int2[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
+                     $15::text[], $16::jsonb[], $17::bigint[]) \
+           AS u(license_id, key_hash, app_id, product_id, policy_id, policy_version, model, offline_allowed, seats, flags, \
+                expires_at, trial_ends_at, grace_until, cancel_at, features, activations, version) \
+         ON CONFLICT (license_id) DO UPDATE SET key_hash = EXCLUDED.key_hash, app_id = EXCLUDED.app_id, \
+           product_id = EXCLUDED.product_id, policy_id = EXCLUDED.policy_id, policy_version = EXCLUDED.policy_version, \
+           model = EXCLUDED.model, offline_allowed = EXCLUDED.offline_allowed, seats = EXCLUDED.seats, flags = EXCLUDED.flags, \
+           expires_at = EXCLUDED.expires_at, trial_ends_at = EXCLUDED.trial_ends_at, grace_until = EXCLUDED.grace_until, \
+           cancel_at = EXCLUDED.cancel_at, features = EXCLUDED.features, activations = EXCLUDED.activations, \
+           version = EXCLUDED.version",
     )
-    .bind(Uuid::from(e.license_id))
-    .bind(&e.key_hash.as_bytes()[..])
-    .bind(Uuid::from(e.class.app_id))
-    .bind(Uuid::from(e.class.product_id))
-    .bind(Uuid::from(e.class.policy_id))
-    .bind(i32::try_from(e.class.policy_version).unwrap_or(i32::MAX))
-    .bind(e.class.model.as_str())
-    .bind(e.class.offline_allowed)
-    .bind(i32::try_from(e.seats).unwrap_or(i32::MAX))
-    .bind(i16::from(e.flags))
-    .bind(instant(e.expires_at))
-    .bind(instant(e.trial_ends_at))
-    .bind(instant(e.grace_until))
-    .bind(instant(e.cancel_at))
+    .bind(&license_id)
+    .bind(&key_hash)
+    .bind(&app_id)
+    .bind(&product_id)
+    .bind(&policy_id)
+    .bind(&policy_version)
+    .bind(&model)
+    .bind(&offline_allowed)
+    .bind(&seats)
+    .bind(&flags)
+    .bind(&expires_at)
+    .bind(&trial_ends_at)
+    .bind(&grace_until)
+    .bind(&cancel_at)
     .bind(&features)
-    .bind(activations)
-    .bind(e.version)
+    .bind(&activations)
+    .bind(&version)
     .execute(conn)
     .await?;
     Ok(())
@@ -471,30 +514,52 @@ impl Projection for ValidationProjection {
         conn: &mut PgConnection,
         e: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        let license_id = license_id_of(e)?;
-        let event = e.decode::<LicenseEvent>()?;
+        self.apply_batch(conn, std::slice::from_ref(e)).await
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
         let mut interner = Interner::default();
-        let entry = match &event {
-            LicenseEvent::Issued(issued) => {
-                ValidationEntry::issued(license_id, issued, e.sequence, &mut interner)
+        let mut ids: Vec<Uuid> = Vec::new();
+        let mut decoded = Vec::with_capacity(events.len());
+        for e in events {
+            let id = license_id_of(e)?;
+            ids.push(id.into());
+            decoded.push((id, e.sequence, e.decode::<LicenseEvent>()?));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut entries: HashMap<LicenseId, ValidationEntry> = HashMap::with_capacity(ids.len());
+        for row in sqlx::query("SELECT * FROM rm_validation WHERE license_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let entry = entry_from_row(&row, &mut interner)?;
+            entries.insert(entry.license_id, entry);
+        }
+        for (id, sequence, event) in &decoded {
+            if let LicenseEvent::Issued(issued) = event {
+                entries.insert(
+                    *id,
+                    ValidationEntry::issued(*id, issued, *sequence, &mut interner),
+                );
+                continue;
             }
-            other => {
-                let row = sqlx::query("SELECT * FROM rm_validation WHERE license_id = $1")
-                    .bind(Uuid::from(license_id))
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| {
-                        ProjectionError::Inconsistent(format!(
-                            "{} before LicenseIssued for {license_id}",
-                            e.event_type
-                        ))
-                    })?;
-                let mut entry = entry_from_row(&row, &mut interner)?;
-                entry.apply(other, e.sequence, &mut interner);
-                entry
-            }
-        };
-        write_row(conn, &entry).await
+            let entry = entries.get_mut(id).ok_or_else(|| {
+                ProjectionError::Inconsistent(format!(
+                    "{} before LicenseIssued for {id}",
+                    event.event_type()
+                ))
+            })?;
+            entry.apply(event, *sequence, &mut interner);
+        }
+        let touched: HashSet<LicenseId> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let rows: Vec<&ValidationEntry> = touched.iter().filter_map(|id| entries.get(id)).collect();
+        write_rows(conn, &rows).await
     }
 }
 
@@ -502,10 +567,33 @@ impl ReplaySafe for ValidationProjection {}
 
 // ----- the in-memory model -----
 
+/// Hashes a key hash by its first eight bytes. Key hashes are HMAC outputs under the server's
+/// pepper: uniformly distributed and not choosable by anyone without the pepper, so SipHash's
+/// protection against crafted collisions buys nothing here and costs every validation.
+#[derive(Clone, Copy, Default)]
+struct KeyHashHasher(u64);
+
+impl std::hash::Hasher for KeyHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its length (via write_usize) and then its bytes.
+        if bytes.len() >= 8 {
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&bytes[..8]);
+            self.0 ^= u64::from_le_bytes(first);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+type KeyMap = HashMap<[u8; 32], u32, std::hash::BuildHasherDefault<KeyHashHasher>>;
+
 #[derive(Default)]
 struct Inner {
     entries: Vec<ValidationEntry>,
-    by_key: HashMap<[u8; 32], u32>,
+    by_key: KeyMap,
     /// (license id, slot), sorted by id: ids are time-ordered, so new licenses append.
     by_id: Vec<(Uuid, u32)>,
     interner: Interner,
@@ -610,7 +698,7 @@ impl ValidationModel {
         let n = usize::try_from(count).unwrap_or(0);
         let mut inner = Inner {
             entries: Vec::with_capacity(n),
-            by_key: HashMap::with_capacity(n),
+            by_key: KeyMap::with_capacity_and_hasher(n, Default::default()),
             by_id: Vec::with_capacity(n),
             interner: Interner::default(),
             checkpoint,
@@ -634,15 +722,26 @@ impl ValidationModel {
     /// gives up after about a second and leaves the rest to the next wake-up).
     async fn refresh_to_head(&self, pool: &PgPool) -> Result<usize, ProjectionError> {
         let mut total = 0;
+        let mut held_back = Duration::ZERO;
         for _ in 0..500 {
-            total += self.refresh(pool).await?;
             let after = self.read().checkpoint.clone();
             let mut conn = pool.acquire().await?;
+            // Idle is this one query.
             if !engine::has_pending(&mut conn, &after, &["License"]).await? {
                 break;
             }
             drop(conn);
-            tokio::time::sleep(engine::HELD_BACK_RETRY).await;
+            let applied = self.refresh(pool).await?;
+            total += applied;
+            if applied == 0 {
+                // Committed events wait behind an open transaction: look again soon, backing off
+                // while it stays open.
+                held_back =
+                    (held_back * 2).clamp(engine::HELD_BACK_RETRY, Duration::from_millis(250));
+                tokio::time::sleep(held_back).await;
+            } else {
+                held_back = Duration::ZERO;
+            }
         }
         Ok(total)
     }
@@ -853,7 +952,8 @@ mod tests {
             }),
             Just(LicenseEvent::Reinstated {}),
             Just(LicenseEvent::Revoked {
-                reason: Reason::parse("x").unwrap()
+                reason: Reason::parse("x").unwrap(),
+                category: RevocationCategory::Fraud,
             }),
             when.clone()
                 .prop_map(|expires_at| LicenseEvent::Renewed { expires_at }),

@@ -1,0 +1,91 @@
+//! Reading the log for signed checkpoints: what the next checkpoint covers. Signing and storing
+//! is the server's (it holds the keys); verifying is the replay tool's.
+//!
+//! A checkpoint commits to every event up to a point in commit order: the accumulator
+//! (`domain::integrity::LogAccumulator`) continues from the previous checkpoint's state over the
+//! events after its boundary, below the commit horizon (so a late-committing transaction can never
+//! slip in behind a checkpoint), and the checkpoint also keeps those events' leaves.
+
+use domain::integrity::LogAccumulator;
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+
+use crate::engine::{self, Checkpoint, ProjectionError};
+
+/// The next checkpoint to sign, before signing.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub accumulator: LogAccumulator,
+    /// The last event covered.
+    pub boundary: Checkpoint,
+    /// `(position, event hash)` of the events added since the previous checkpoint.
+    pub leaves: Vec<(i64, Vec<u8>)>,
+}
+
+impl Pending {
+    /// The leaves as stored: 40 bytes each, position big-endian then hash.
+    pub fn leaves_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.leaves.len() * 40);
+        for (position, hash) in &self.leaves {
+            out.extend_from_slice(&position.to_be_bytes());
+            out.extend_from_slice(hash);
+        }
+        out
+    }
+}
+
+/// The previous checkpoint's accumulator and boundary (empty when there is none).
+///
+/// # Errors
+/// Database errors or an unreadable accumulator.
+pub async fn last(pool: &PgPool) -> Result<(LogAccumulator, Checkpoint), ProjectionError> {
+    let row = sqlx::query(
+        "SELECT accumulator, tx_id::text::bigint AS tx, global_position FROM log_checkpoints \
+         ORDER BY event_count DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        None => Ok((LogAccumulator::default(), Checkpoint::default())),
+        Some(row) => {
+            let accumulator = serde_json::from_value(row.try_get("accumulator")?).map_err(|e| {
+                ProjectionError::Inconsistent(format!("checkpoint accumulator: {e}"))
+            })?;
+            Ok((
+                accumulator,
+                Checkpoint {
+                    tx_id: row.try_get("tx")?,
+                    position: row.try_get("global_position")?,
+                },
+            ))
+        }
+    }
+}
+
+/// What the next checkpoint would cover: at most `max_events` events after the previous one;
+/// `None` when no event was committed since.
+///
+/// # Errors
+/// Database errors.
+pub async fn next(pool: &PgPool, max_events: i64) -> Result<Option<Pending>, ProjectionError> {
+    let (mut accumulator, boundary) = last(pool).await?;
+    let mut conn = pool.acquire().await?;
+    let events = engine::read_events(&mut conn, &boundary, &[], max_events).await?;
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    let boundary = Checkpoint {
+        tx_id: last.tx_id,
+        position: last.global_position,
+    };
+    let mut leaves = Vec::with_capacity(events.len());
+    for e in &events {
+        accumulator.push(e.global_position, &e.hash);
+        leaves.push((e.global_position, e.hash.clone()));
+    }
+    Ok(Some(Pending {
+        accumulator,
+        boundary,
+        leaves,
+    }))
+}
