@@ -72,6 +72,12 @@ enum KeysAction {
     Retire { kid: String },
     /// List the keys and their state (current, published, retired).
     List,
+    /// Print a JWKS of the public keys, for auditors (`ledger-replay verify-export --jwks`) and
+    /// clients. `--all` includes retired keys: checkpoints they signed stay verifiable.
+    Jwks {
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +254,14 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
         KeysAction::Retire { kid } => {
             crate::signing::retire(&args.data_dir, &kid)?;
             eprintln!("key {kid} retired: tokens it signed no longer verify");
+        }
+        KeysAction::Jwks { all } => {
+            let jwks = if all {
+                crate::signing::all_public_keys(&args.data_dir)?
+            } else {
+                crate::signing::published_public_keys(&args.data_dir)?
+            };
+            println!("{}", serde_json::to_string_pretty(&jwks)?);
         }
         KeysAction::List => {
             for (kid, state) in crate::signing::list(&args.data_dir)? {

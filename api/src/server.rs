@@ -55,6 +55,10 @@ pub struct ServeConfig {
     pub issuer: String,
     /// How often lapsed floating leases are looked for.
     pub lease_check_interval: Duration,
+    /// Sign a checkpoint of the log every this many events…
+    pub checkpoint_every_events: usize,
+    /// …or this often, when any event is pending.
+    pub checkpoint_every: Duration,
     /// The clock stamped into commands (the system clock; tests move time with an offset clock).
     pub clock: Arc<dyn commands::clock::Clock>,
 }
@@ -79,6 +83,8 @@ impl ServeConfig {
             issuer: "license-ledger".to_owned(),
             lease_check_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
+            checkpoint_every_events: 1000,
+            checkpoint_every: Duration::from_secs(60),
         }
     }
 }
@@ -110,6 +116,7 @@ pub fn app(
     let max_body = state.config.max_body_bytes;
     let mut api = routes::admin::routes()
         .merge(routes::offline::routes())
+        .merge(routes::audit::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,

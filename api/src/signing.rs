@@ -60,7 +60,8 @@ impl KeyPair {
         })
     }
 
-    fn generate() -> anyhow::Result<Self> {
+    /// A fresh key pair from the OS CSPRNG.
+    pub fn generate() -> anyhow::Result<Self> {
         // Not every 32 random bytes are a valid scalar (zero, or at least the group order).
         loop {
             let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
@@ -76,6 +77,12 @@ impl KeyPair {
     pub fn jwk(&self) -> Value {
         json!({"kty": "EC", "crv": "P-256", "x": self.xy.0, "y": self.xy.1,
                "kid": self.kid, "use": "sig", "alg": "ES256"})
+    }
+
+    /// An ES256 signature (`r || s`) of `bytes` (checkpoint statements).
+    pub fn sign_bytes(&self, bytes: &[u8]) -> [u8; 64] {
+        let signature: Signature = self.signing.sign(bytes);
+        signature.to_bytes().into()
     }
 
     /// A compact ES256 JWS of `claims`, with this key's `kid`.
@@ -262,6 +269,35 @@ pub fn retire(data_dir: &Path, kid: &str) -> anyhow::Result<()> {
     }
     record.retired_at = Some(chrono::Utc::now());
     write_list(&dir, &list)
+}
+
+/// Every public key, published and retired, as a JWKS: what an auditor needs to verify old
+/// checkpoints (the served JWKS leaves retired keys out, so their tokens stop verifying).
+///
+/// # Errors
+/// When the keys cannot be read.
+pub fn all_public_keys(data_dir: &Path) -> anyhow::Result<Value> {
+    public_keys(data_dir, true)
+}
+
+/// The published public keys as a JWKS: what `/.well-known/jwks.json` serves.
+///
+/// # Errors
+/// When the keys cannot be read.
+pub fn published_public_keys(data_dir: &Path) -> anyhow::Result<Value> {
+    public_keys(data_dir, false)
+}
+
+fn public_keys(data_dir: &Path, include_retired: bool) -> anyhow::Result<Value> {
+    let dir = keys_dir(data_dir);
+    let list = read_list(&dir)?;
+    let keys = list
+        .keys
+        .iter()
+        .filter(|k| include_retired || k.retired_at.is_none())
+        .map(|k| read_key(&dir, &k.kid).map(|pair| pair.jwk()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(json!({ "keys": keys }))
 }
 
 /// The keys with their state, for `ledger keys list`.

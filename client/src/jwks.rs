@@ -173,7 +173,9 @@ impl Jwks {
         Ok(self.keys.len() - before)
     }
 
-    pub(crate) fn key(&self, kid: &str) -> Option<&VerifyingKey> {
+    /// The public key trusted under `kid` (also what `ledger-replay verify-export` checks
+    /// checkpoint signatures with).
+    pub fn key(&self, kid: &str) -> Option<&VerifyingKey> {
         self.keys.get(kid)
     }
 }

@@ -7,8 +7,8 @@
 //! slip in behind a checkpoint), and the checkpoint also keeps those events' leaves.
 
 use domain::integrity::LogAccumulator;
+use sqlx::PgConnection;
 use sqlx::Row;
-use sqlx::postgres::PgPool;
 
 use crate::engine::{self, Checkpoint, ProjectionError};
 
@@ -38,12 +38,14 @@ impl Pending {
 ///
 /// # Errors
 /// Database errors or an unreadable accumulator.
-pub async fn last(pool: &PgPool) -> Result<(LogAccumulator, Checkpoint), ProjectionError> {
+pub async fn last(
+    conn: &mut PgConnection,
+) -> Result<(LogAccumulator, Checkpoint), ProjectionError> {
     let row = sqlx::query(
         "SELECT accumulator, tx_id::text::bigint AS tx, global_position FROM log_checkpoints \
          ORDER BY event_count DESC LIMIT 1",
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     match row {
         None => Ok((LogAccumulator::default(), Checkpoint::default())),
@@ -67,10 +69,14 @@ pub async fn last(pool: &PgPool) -> Result<(LogAccumulator, Checkpoint), Project
 ///
 /// # Errors
 /// Database errors.
-pub async fn next(pool: &PgPool, max_events: i64) -> Result<Option<Pending>, ProjectionError> {
-    let (mut accumulator, boundary) = last(pool).await?;
-    let mut conn = pool.acquire().await?;
-    let events = engine::read_events(&mut conn, &boundary, &[], max_events).await?;
+/// Run it inside the transaction that inserts the checkpoint, holding the signer's lock, so two
+/// signers can never both continue from the same previous checkpoint.
+pub async fn next(
+    conn: &mut PgConnection,
+    max_events: i64,
+) -> Result<Option<Pending>, ProjectionError> {
+    let (mut accumulator, boundary) = last(conn).await?;
+    let events = engine::read_events(conn, &boundary, &[], max_events).await?;
     let Some(last) = events.last() else {
         return Ok(None);
     };

@@ -39,3 +39,41 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(audit::AuditProjection),
     ]
 }
+
+/// The projections that can be rebuilt by replaying the log (`ledger-replay rebuild`): every one
+/// here is [`ReplaySafe`]. The element type is the guard: a projection with side effects does not
+/// implement [`ReplaySafe`], so it cannot be registered here — the compiler refuses it:
+///
+/// ```compile_fail
+/// use std::sync::Arc;
+/// use projections::{Projection, ProjectionError, ReplaySafe};
+///
+/// /// Sends an e-mail per event: replaying it would send them all again.
+/// struct Mailer;
+///
+/// #[async_trait::async_trait]
+/// impl Projection for Mailer {
+///     fn name(&self) -> &'static str { "mailer" }
+///     fn tables(&self) -> &'static [&'static str] { &[] }
+///     fn aggregate_types(&self) -> &'static [&'static str] { &[] }
+///     async fn apply(
+///         &self,
+///         _conn: &mut sqlx::PgConnection,
+///         _event: &domain::event::RecordedEvent,
+///     ) -> Result<(), ProjectionError> {
+///         Ok(())
+///     }
+/// }
+///
+/// let registry: Vec<Arc<dyn ReplaySafe>> = vec![Arc::new(Mailer)];
+/// ```
+pub fn replayable() -> Vec<Arc<dyn ReplaySafe>> {
+    vec![
+        Arc::new(catalogue::OrganizationsProjection),
+        Arc::new(catalogue::ProductsProjection),
+        Arc::new(catalogue::PoliciesProjection),
+        Arc::new(licenses::LicensesProjection),
+        Arc::new(validation::ValidationProjection),
+        Arc::new(audit::AuditProjection),
+    ]
+}

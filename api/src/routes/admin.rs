@@ -664,17 +664,21 @@ async fn get_license(
                 })
         })
         .transpose()?;
-    let store = state.ledger.store();
-    let (loaded, at): (Loaded<License>, Timestamp) = match as_of {
-        Some(at) => (store.read_as_of(&id.to_string(), at).await?, at),
-        None => (store.read(&id.to_string()).await?, state.ledger.now()),
-    };
+    if let Some(at) = as_of {
+        // The same fold as `ledger-replay state --license ID --at T` (crate::timetravel).
+        let view = crate::timetravel::license_view_as_of(state.ledger.store().pool(), id, at)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "LICENSE_NOT_FOUND",
+                    format!("license {id} does not exist at {}", at.to_rfc3339()),
+                )
+            })?;
+        return Ok(Json(view));
+    }
+    let loaded: Loaded<License> = state.ledger.store().read(&id.to_string()).await?;
     let license = loaded.aggregate.state().ok_or_else(|| {
-        let when = as_of.map_or(String::new(), |t| format!(" at {}", t.to_rfc3339()));
-        ApiError::not_found(
-            "LICENSE_NOT_FOUND",
-            format!("license {id} does not exist{when}"),
-        )
+        ApiError::not_found("LICENSE_NOT_FOUND", format!("license {id} does not exist"))
     })?;
     Ok(Json(LicenseView::new(
         id.into(),
@@ -682,7 +686,7 @@ async fn get_license(
         loaded.created_at,
         loaded.updated_at,
         loaded.version,
-        at,
+        state.ledger.now(),
     )))
 }
 
