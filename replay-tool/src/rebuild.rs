@@ -1,0 +1,436 @@
+//! `ledger-replay rebuild`: replays the log into fresh tables and swaps them in, while the live
+//! server keeps serving from the old ones.
+//!
+//! # How
+//! 1. One rebuild at a time: a session advisory lock ([`REBUILD_LOCK`]). A shadow schema left by
+//!    an earlier run that was killed is dropped first; the live tables were never touched by it.
+//! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`]
+//!    (`LIKE … INCLUDING ALL`, same grants). Its worker runs on a connection whose `search_path`
+//!    puts that schema first, so the projection's own unqualified SQL writes the copies and reads
+//!    `events` from `public`.
+//! 3. One reader walks the log once, in commit order and below the commit horizon (the projector
+//!    engine's order), and hands each batch to every worker through a small bounded channel: the
+//!    log is read once however many projections are rebuilt, and the slowest worker sets the pace.
+//! 4. Swap, one transaction per projection: lock its checkpoint row (the live projector waits),
+//!    apply what was committed since the walk into the copies, drop the live tables, move the
+//!    copies into `public` under the old index names, and set the checkpoint to where the copies
+//!    stand. Readers see either the old tables or the new ones, never a mix or an empty table; a
+//!    crash before the commit leaves the old ones in place.
+//!
+//! Only [`projections::ReplaySafe`] projections are in the registry ([`projections::replayable`]):
+//! a projection with side effects cannot be replayed, by construction.
+//!
+//! Runs as the schema owner (the migration user), not as `ledger_app`, which may not create or
+//! drop tables.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use domain::event::RecordedEvent;
+use projections::ReplaySafe;
+use projections::engine::{Checkpoint, read_events};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
+use tokio::sync::mpsc;
+
+use crate::progress::Progress;
+
+/// Where the copies are built.
+pub const SHADOW_SCHEMA: &str = "ledger_rebuild";
+/// Advisory-lock key: one rebuild at a time.
+pub const REBUILD_LOCK: i64 = 5_173;
+/// Events read per batch.
+pub const BATCH: i64 = 5_000;
+/// Batches a worker may have queued before the reader waits for it.
+const QUEUE: usize = 4;
+
+/// What a rebuild did, per projection.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Rebuilt {
+    pub projection: &'static str,
+    pub events_applied: u64,
+    pub position: i64,
+}
+
+/// The result of a rebuild.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub events_read: u64,
+    pub seconds: f64,
+    pub projections: Vec<Rebuilt>,
+}
+
+/// The projections named (all when `names` is empty).
+///
+/// # Errors
+/// An unknown name, with the list of known ones.
+pub fn select(names: &[String]) -> anyhow::Result<Vec<Arc<dyn ReplaySafe>>> {
+    let all = projections::replayable();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|p| p.name() == name)
+                .cloned()
+                .with_context(|| {
+                    format!(
+                        "no replayable projection named {name:?}; known: {}",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A pool for the rebuild: the URL's own role (the schema owner), no `SET ROLE`.
+///
+/// # Errors
+/// When the database is unreachable.
+pub async fn owner_pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url)
+        .await
+        .with_context(|| "cannot connect to the database (check --database-url)".to_owned())
+}
+
+/// Rebuilds `selected` from the log and swaps the results in.
+///
+/// # Errors
+/// Another rebuild running, database errors, an event a projection cannot apply (nothing live is
+/// changed in that case).
+pub async fn rebuild(
+    url: &str,
+    selected: Vec<Arc<dyn ReplaySafe>>,
+    progress: &Progress,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let pool = owner_pool(url, u32::try_from(selected.len()).unwrap_or(8) + 3).await?;
+    let mut guard = pool.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(REBUILD_LOCK)
+        .fetch_one(&mut guard)
+        .await?;
+    if !locked {
+        bail!("another ledger-replay rebuild is running on this database");
+    }
+    let result = rebuild_locked(&pool, &selected, progress).await;
+    // Dropping the shadow schema is tidy-up; the next run does it anyway.
+    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE"))
+        .execute(&pool)
+        .await;
+    let _ = guard.close().await;
+    let mut report = result?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn rebuild_locked(
+    pool: &PgPool,
+    selected: &[Arc<dyn ReplaySafe>],
+    progress: &Progress,
+) -> anyhow::Result<Report> {
+    prepare_shadow(pool, selected).await?;
+
+    // The workers: one per projection, each on its own connection into the shadow schema.
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for projection in selected {
+        let (tx, rx) = mpsc::channel::<Arc<Vec<RecordedEvent>>>(QUEUE);
+        let mut conn = shadow_connection(pool).await?;
+        let projection = Arc::clone(projection);
+        senders.push(tx);
+        workers.push(tokio::spawn(async move {
+            let applied = worker(&mut conn, projection.as_ref(), rx).await;
+            let _ = conn.close().await;
+            applied
+        }));
+    }
+
+    // The reader: the log once, in commit order below the horizon.
+    let mut reader = pool.acquire().await?;
+    let mut at = Checkpoint::default();
+    let mut read = 0_u64;
+    let mut failed = None;
+    'walk: loop {
+        let events = read_events(&mut reader, &at, &[], BATCH).await?;
+        let Some(last) = events.last() else { break };
+        at = Checkpoint {
+            tx_id: last.tx_id,
+            position: last.global_position,
+        };
+        read += events.len() as u64;
+        let n = events.len() as u64;
+        let batch = Arc::new(events);
+        for sender in &senders {
+            if sender.send(Arc::clone(&batch)).await.is_err() {
+                // A worker stopped on an error; its join handle says which.
+                failed = Some(());
+                break 'walk;
+            }
+        }
+        progress.inc(n);
+    }
+    drop(reader);
+    drop(senders);
+    let mut counts = Vec::new();
+    for (projection, handle) in selected.iter().zip(workers) {
+        let applied = handle
+            .await
+            .context("a rebuild worker panicked")?
+            .with_context(|| format!("rebuilding projection {}", projection.name()))?;
+        counts.push(applied);
+    }
+    if failed.is_some() {
+        bail!("a rebuild worker stopped early");
+    }
+    progress.finish();
+
+    let mut rebuilt = Vec::new();
+    // Every worker has applied every batch: the copies stand where the reader stopped.
+    for (projection, applied) in selected.iter().zip(counts) {
+        let done = swap(pool, projection.as_ref(), applied, at.clone()).await?;
+        rebuilt.push(done);
+    }
+    Ok(Report {
+        events_read: read,
+        seconds: 0.0,
+        projections: rebuilt,
+    })
+}
+
+/// Empty copies of every table of `selected` in the shadow schema, with the live grants.
+async fn prepare_shadow(pool: &PgPool, selected: &[Arc<dyn ReplaySafe>]) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA {SHADOW_SCHEMA}"))
+        .execute(&mut *tx)
+        .await?;
+    for projection in selected {
+        for table in projection.tables() {
+            sqlx::query(&format!(
+                "CREATE TABLE {SHADOW_SCHEMA}.{table} (LIKE public.{table} INCLUDING ALL)"
+            ))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("copying the definition of table {table}"))?;
+            // The same privileges as the live table, so the swapped-in table serves the server.
+            let grants: Vec<(String, String)> = sqlx::query_as(
+                "SELECT grantee, string_agg(privilege_type, ', ') FROM information_schema.role_table_grants \
+                 WHERE table_schema = 'public' AND table_name = $1 \
+                   AND grantee <> (SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename = $1) \
+                 GROUP BY grantee",
+            )
+            .bind(table)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (grantee, privileges) in grants {
+                sqlx::query(&format!(
+                    "GRANT {privileges} ON {SHADOW_SCHEMA}.{table} TO {}",
+                    quote_ident(&grantee)
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A connection whose unqualified table names resolve to the shadow copies first.
+async fn shadow_connection(pool: &PgPool) -> anyhow::Result<PgConnection> {
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query(&format!("SET search_path TO {SHADOW_SCHEMA}, public"))
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+/// Applies every batch it receives (the events of its types) to the copies, one transaction per
+/// batch; returns the number applied.
+async fn worker(
+    conn: &mut PgConnection,
+    projection: &dyn ReplaySafe,
+    mut rx: mpsc::Receiver<Arc<Vec<RecordedEvent>>>,
+) -> anyhow::Result<u64> {
+    let types = projection.aggregate_types();
+    let mut applied = 0_u64;
+    while let Some(batch) = rx.recv().await {
+        let mut tx = conn.begin().await?;
+        if types.is_empty() {
+            projection.apply_batch(&mut tx, &batch).await?;
+            applied += batch.len() as u64;
+        } else {
+            let mine: Vec<RecordedEvent> = batch
+                .iter()
+                .filter(|e| types.contains(&e.aggregate_type.as_str()))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                projection.apply_batch(&mut tx, &mine).await?;
+                applied += mine.len() as u64;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(applied)
+}
+
+/// Catches the copies up to the commit horizon and puts them in place of the live tables, in one
+/// transaction that holds the projector's checkpoint row.
+async fn swap(
+    pool: &PgPool,
+    projection: &dyn ReplaySafe,
+    mut applied: u64,
+    walked: Checkpoint,
+) -> anyhow::Result<Rebuilt> {
+    let name = projection.name();
+    projections::engine::ensure_checkpoint(pool, name).await?;
+    let mut tx = pool.begin().await?;
+    // Live readers hold their table locks for one statement; waiting longer than this means
+    // something else is wrong, and giving up leaves the live tables as they were.
+    sqlx::query("SET LOCAL lock_timeout = '30s'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT 1 FROM projector_checkpoints WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("SET LOCAL search_path TO {SHADOW_SCHEMA}, public"))
+        .execute(&mut *tx)
+        .await?;
+    let mut at = walked;
+    loop {
+        let events = read_events(&mut tx, &at, projection.aggregate_types(), BATCH).await?;
+        let Some(last) = events.last() else { break };
+        at = Checkpoint {
+            tx_id: last.tx_id,
+            position: last.global_position,
+        };
+        projection.apply_batch(&mut tx, &events).await?;
+        applied += events.len() as u64;
+    }
+    sqlx::query("SET LOCAL search_path TO public")
+        .execute(&mut *tx)
+        .await?;
+    for table in projection.tables() {
+        replace_table(&mut tx, table).await?;
+    }
+    sqlx::query(
+        "UPDATE projector_checkpoints SET last_tx_id = $2::text::xid8, last_position = $3, \
+         events_applied = $4, updated_at = now() WHERE name = $1",
+    )
+    .bind(name)
+    .bind(at.tx_id.to_string())
+    .bind(at.position)
+    .bind(i64::try_from(applied)?)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        projection = name,
+        events = applied,
+        position = at.position,
+        "rebuilt and swapped in"
+    );
+    Ok(Rebuilt {
+        projection: name,
+        events_applied: applied,
+        position: at.position,
+    })
+}
+
+/// Drops `public.table` and moves the shadow copy into its place, renaming the copy's indexes
+/// (and so its constraints) to the live names, which migrations and operators refer to.
+async fn replace_table(conn: &mut PgConnection, table: &str) -> anyhow::Result<()> {
+    let live = indexes(conn, "public", table).await?;
+    let owner: String = sqlx::query_scalar(
+        "SELECT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename = $1",
+    )
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await
+    .with_context(|| format!("live table {table} is missing"))?;
+    sqlx::query(&format!("DROP TABLE public.{table}"))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(&format!(
+        "ALTER TABLE {SHADOW_SCHEMA}.{table} SET SCHEMA public"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "ALTER TABLE public.{table} OWNER TO {}",
+        quote_ident(&owner)
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let moved = indexes(conn, "public", table).await?;
+    // Two steps, so that no rename collides with a name still held by another moved index.
+    let mut renames = Vec::new();
+    for (definition, name) in &moved {
+        let Some(wanted) = live.get(definition) else {
+            bail!("index {name} of the rebuilt {table} has no live counterpart ({definition})");
+        };
+        if wanted != name {
+            let temporary = format!("ledger_rebuild_tmp_{}", renames.len());
+            sqlx::query(&format!(
+                "ALTER INDEX public.{} RENAME TO {temporary}",
+                quote_ident(name)
+            ))
+            .execute(&mut *conn)
+            .await?;
+            renames.push((temporary, wanted.clone()));
+        }
+    }
+    for (temporary, wanted) in renames {
+        sqlx::query(&format!(
+            "ALTER INDEX public.{temporary} RENAME TO {}",
+            quote_ident(&wanted)
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The indexes of `schema.table`: definition (from `USING` on, which names no table) to name.
+async fn indexes(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> anyhow::Result<HashMap<String, String>> {
+    let rows = sqlx::query("SELECT indexname::text AS name, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2")
+        .bind(schema)
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let name: String = row.try_get("name")?;
+        let definition: String = row.try_get("indexdef")?;
+        let unique = definition.starts_with("CREATE UNIQUE");
+        let tail = definition
+            .split_once(" USING ")
+            .map_or(definition.as_str(), |(_, t)| t);
+        let key = format!("{}{tail}", if unique { "UNIQUE " } else { "" });
+        if out.insert(key.clone(), name).is_some() {
+            bail!("table {schema}.{table} has two identical indexes ({key})");
+        }
+    }
+    Ok(out)
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
