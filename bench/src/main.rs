@@ -7,10 +7,13 @@
 //! - `bench activations`: activations vs raw INSERT (issue #3).
 //! - `bench tokens`: offline-token minting vs raw p256 signing (issue #3).
 //! - `bench validation`: `POST /v1/validate` vs a minimal HashMap server, with wrk (issue #3).
+//! - `bench replay`: rebuild, as-of reads and verify vs plain reads of the log (issue #4); on a
+//!   database of its own name (`bench_replay`), recreated at the start.
 
 mod activations;
 mod command_path;
 mod harness;
+mod replay;
 mod tokens;
 mod validation;
 
@@ -80,6 +83,8 @@ enum Which {
         #[arg(long, default_value_t = 3)]
         cycles: usize,
     },
+    /// Rebuild, as-of reads and verify on one seeded log, each next to a plain read.
+    Replay(replay::Options),
     /// (internal) Seeds DATABASE_URL itself (migrated, not dropped) with licenses and writes the
     /// wrk script, for profiling a server by hand.
     #[command(hide = true)]
@@ -193,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Which::Replay(options) => replay::run(&url, &options).await,
         Which::Seed { licenses, script } => {
             commands::db::create_database_if_missing(&url).await?;
             commands::db::migrate(&url).await?;
