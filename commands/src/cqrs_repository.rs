@@ -157,7 +157,7 @@ impl PersistedEventRepository for EventStore {
         // Commit order, not sequence order: see ARCHITECTURE.md.
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 \
-             AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx_id, global_position"
+             AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY events.tx_id, events.global_position"
         );
         self.feed(sql, vec![A::TYPE.to_owned()]).await
     }

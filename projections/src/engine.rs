@@ -199,12 +199,16 @@ pub async fn read_events(
     types: &[&str],
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    // `ORDER BY events.tx_id`, qualified: EVENT_COLUMNS outputs `tx_id::text::bigint AS tx_id`,
+    // and a bare `tx_id` in ORDER BY would name that output column, which no index provides —
+    // PostgreSQL would sort every remaining row for each page instead of walking
+    // `events_commit_order`.
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
            AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
-         ORDER BY tx_id, global_position LIMIT $4"
+         ORDER BY events.tx_id, events.global_position LIMIT $4"
     );
     let rows = sqlx::query(&sql)
         .bind(after.tx_id.to_string())

@@ -149,7 +149,7 @@ pub async fn export(
     // checked from there (and, where a checkpoint signed the event, against the signature).
     let sql = if complete {
         format!(
-            "SELECT {EVENT_TEXT_COLUMNS}, NULL::bytea AS previous_hash FROM events ORDER BY tx_id, global_position"
+            "SELECT {EVENT_TEXT_COLUMNS}, NULL::bytea AS previous_hash FROM events ORDER BY events.tx_id, events.global_position"
         )
     } else {
         format!(
@@ -158,7 +158,7 @@ pub async fn export(
                   AND p.aggregate_id = e.aggregate_id AND p.sequence = e.sequence - 1) AS previous_hash \
              FROM events e WHERE ($1::timestamptz IS NULL OR recorded_at >= $1) \
                AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
-             ORDER BY tx_id, global_position"
+             ORDER BY e.tx_id, e.global_position"
         )
     };
     let mut events = 0_u64;

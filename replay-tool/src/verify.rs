@@ -607,7 +607,9 @@ pub async fn verify_database(
         }
         verifier.finish()
     });
-    let sql = format!("SELECT {EVENT_TEXT_COLUMNS} FROM events ORDER BY tx_id, global_position");
+    let sql = format!(
+        "SELECT {EVENT_TEXT_COLUMNS} FROM events ORDER BY events.tx_id, events.global_position"
+    );
     let mut read_error = None;
     {
         let mut rows = sqlx::query(&sql).fetch(&mut *tx);
