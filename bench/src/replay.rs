@@ -417,22 +417,6 @@ async fn verify(pool: &PgPool, expected: u64) -> anyhow::Result<(u64, f64)> {
     }
 }
 
-/// splitmix64, fixed seed: the same instants every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-}
-
 /// The baseline of (c): the stream up to `at`, read, decoded and folded, no snapshot;
 /// (state, version).
 async fn full_fold(pool: &PgPool, id: LicenseId, at: Timestamp) -> anyhow::Result<(License, i64)> {
@@ -501,7 +485,8 @@ async fn as_of(pool: &PgPool, id: LicenseId, o: &Options) -> anyhow::Result<()> 
         "long license {id}: {first} .. {last}, {distinct} distinct recorded_at, {snapshots} snapshots"
     );
     let span = u64::try_from((last - first).num_microseconds().unwrap_or(0)).unwrap_or(0);
-    let mut rng = Rng(0xA50F_2026);
+    // Fixed seed: the same instants every run.
+    let mut rng = replay_tool::seed::Rng(0xA50F_2026);
     let random: Vec<Timestamp> = (0..o.instants)
         .map(|_| {
             let offset = i64::try_from(rng.below(span + 1)).unwrap_or(0);
@@ -714,16 +699,7 @@ async fn apply_only(
         (tx_id, position) = (last.tx_id, last.global_position);
         read += events.len() as u64;
         for projection in selected {
-            let types = projection.aggregate_types();
-            let mine: Vec<_> = if types.is_empty() {
-                events.clone()
-            } else {
-                events
-                    .iter()
-                    .filter(|e| types.contains(&e.aggregate_type.as_str()))
-                    .cloned()
-                    .collect()
-            };
+            let mine = replay_tool::rebuild::events_for(projection.as_ref(), &events);
             if mine.is_empty() {
                 continue;
             }

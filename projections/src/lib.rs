@@ -28,16 +28,15 @@ pub mod validation;
 
 pub use engine::{Projection, ProjectionError, ProjectorRunner, ReplaySafe, RunnerConfig};
 
-/// Every projection the server keeps current, in the order they are started.
+/// Every projection the server keeps current, in the order they are started. Today every one is
+/// replay-safe, so this is [`replayable`] seen as plain projections: one list, so a projection
+/// added for the server cannot be forgotten by `ledger-replay rebuild`. A projection with side
+/// effects would be appended here only.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![
-        Arc::new(catalogue::OrganizationsProjection),
-        Arc::new(catalogue::ProductsProjection),
-        Arc::new(catalogue::PoliciesProjection),
-        Arc::new(licenses::LicensesProjection),
-        Arc::new(validation::ValidationProjection),
-        Arc::new(audit::AuditProjection),
-    ]
+    replayable()
+        .into_iter()
+        .map(|p| -> Arc<dyn Projection> { p })
+        .collect()
 }
 
 /// The projections that can be rebuilt by replaying the log (`ledger-replay rebuild`): every one

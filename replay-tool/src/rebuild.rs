@@ -23,6 +23,7 @@
 //! Runs as the schema owner (the migration user), not as `ledger_app`, which may not create or
 //! drop tables.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -121,21 +122,20 @@ pub async fn rebuild(
     if !locked {
         bail!("another ledger-replay rebuild is running on this database");
     }
-    let result = rebuild_locked(&pool, &selected, progress).await;
+    let result = rebuild_locked(&pool, &selected, progress, started).await;
     // Dropping the shadow schema is tidy-up; the next run does it anyway.
     let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE"))
         .execute(&pool)
         .await;
     let _ = guard.close().await;
-    let mut report = result?;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    result
 }
 
 async fn rebuild_locked(
     pool: &PgPool,
     selected: &[Arc<dyn ReplaySafe>],
     progress: &Progress,
+    started: Instant,
 ) -> anyhow::Result<Report> {
     prepare_shadow(pool, selected).await?;
 
@@ -158,7 +158,7 @@ async fn rebuild_locked(
     let mut reader = pool.acquire().await?;
     let mut at = Checkpoint::default();
     let mut read = 0_u64;
-    let mut failed = None;
+    let mut worker_stopped = false;
     'walk: loop {
         let events = read_events(&mut reader, &at, &[], BATCH).await?;
         let Some(last) = events.last() else { break };
@@ -172,7 +172,7 @@ async fn rebuild_locked(
         for sender in &senders {
             if sender.send(Arc::clone(&batch)).await.is_err() {
                 // A worker stopped on an error; its join handle says which.
-                failed = Some(());
+                worker_stopped = true;
                 break 'walk;
             }
         }
@@ -188,7 +188,7 @@ async fn rebuild_locked(
             .with_context(|| format!("rebuilding projection {}", projection.name()))?;
         counts.push(applied);
     }
-    if failed.is_some() {
+    if worker_stopped {
         bail!("a rebuild worker stopped early");
     }
     progress.finish();
@@ -201,7 +201,7 @@ async fn rebuild_locked(
     }
     Ok(Report {
         events_read: read,
-        seconds: 0.0,
+        seconds: started.elapsed().as_secs_f64(),
         projections: rebuilt,
     })
 }
@@ -263,27 +263,38 @@ async fn worker(
     projection: &dyn ReplaySafe,
     mut rx: mpsc::Receiver<Arc<Vec<RecordedEvent>>>,
 ) -> anyhow::Result<u64> {
-    let types = projection.aggregate_types();
     let mut applied = 0_u64;
     while let Some(batch) = rx.recv().await {
-        let mut tx = conn.begin().await?;
-        if types.is_empty() {
-            projection.apply_batch(&mut tx, &batch).await?;
-            applied += batch.len() as u64;
-        } else {
-            let mine: Vec<RecordedEvent> = batch
-                .iter()
-                .filter(|e| types.contains(&e.aggregate_type.as_str()))
-                .cloned()
-                .collect();
-            if !mine.is_empty() {
-                projection.apply_batch(&mut tx, &mine).await?;
-                applied += mine.len() as u64;
-            }
+        let mine = events_for(projection, &batch);
+        if mine.is_empty() {
+            continue;
         }
+        let mut tx = conn.begin().await?;
+        projection.apply_batch(&mut tx, &mine).await?;
+        applied += mine.len() as u64;
         tx.commit().await?;
     }
     Ok(applied)
+}
+
+/// The events of `batch` that `projection` reads (its aggregate types; all when it names none),
+/// borrowed when that is all of them.
+pub fn events_for<'a>(
+    projection: &dyn ReplaySafe,
+    batch: &'a [RecordedEvent],
+) -> Cow<'a, [RecordedEvent]> {
+    let types = projection.aggregate_types();
+    if types.is_empty() {
+        Cow::Borrowed(batch)
+    } else {
+        Cow::Owned(
+            batch
+                .iter()
+                .filter(|e| types.contains(&e.aggregate_type.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 /// Catches the copies up to the commit horizon and puts them in place of the live tables, in one

@@ -27,13 +27,14 @@
 //! the insert trigger's hash chain relies on when one statement holds several events of a stream.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail, ensure};
 use chrono::{DateTime, Duration, Months};
 use commands::keys::KeyHasher;
+use cqrs_es::Aggregate as _;
 use domain::Timestamp;
 use domain::api_token::{ApiToken, ApiTokenAction, ApiTokenCommand};
 use domain::event::{Actor, EventMetadata, VersionedEvent, encode_payload};
@@ -44,7 +45,7 @@ use domain::keys::{ApiTokenSecret, LicenseKey};
 use domain::license::{IssueLicense, License, LicenseAction, LicenseCommand, LicenseState};
 use domain::organization::{
     Organization, OrganizationAction, OrganizationCommand, OrganizationEvent, OrganizationFacts,
-    OrganizationRef, OrganizationState,
+    OrganizationRef,
 };
 use domain::policy::{
     Policy, PolicyAction, PolicyCommand, PolicyEvent, PolicyRef, PolicyState, PolicyTerms,
@@ -241,11 +242,12 @@ async fn insert(pool: &PgPool, b: &Batch) -> anyhow::Result<()> {
 // ----- randomness and ids -----
 
 /// splitmix64: tiny, fast, and good enough for synthetic data; the same seed gives the same
-/// history on every platform.
-struct Rng(u64);
+/// history on every platform. Public for the benchmarks that sample the seeded history.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -253,7 +255,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `0..n` (`n > 0`), without modulo bias worth mentioning (Lemire's multiply).
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
     fn index(&mut self, n: usize) -> usize {
@@ -1231,7 +1233,7 @@ impl Generator {
         self.policy_events(p, events, at)
     }
 
-    /// Writes a policy's events and applies them to its state (as `Policy`'s own `apply`).
+    /// Writes a policy's events and folds them into its state with `Policy`'s own `apply`.
     fn policy_events(
         &mut self,
         p: usize,
@@ -1242,39 +1244,7 @@ impl Generator {
         let sim = &mut self.policies[p];
         self.out.emit(&mut sim.stream, &events, &meta, at)?;
         for event in events {
-            match (event, &mut sim.state) {
-                (
-                    PolicyEvent::Defined {
-                        product_id,
-                        name,
-                        version,
-                        terms,
-                    },
-                    state,
-                ) => {
-                    *state = Policy::Defined(PolicyState {
-                        product_id,
-                        name,
-                        version,
-                        terms,
-                        retired: false,
-                    });
-                }
-                (
-                    PolicyEvent::Revised {
-                        version,
-                        name,
-                        terms,
-                    },
-                    Policy::Defined(state),
-                ) => {
-                    state.version = version;
-                    state.name = name;
-                    state.terms = terms;
-                }
-                (PolicyEvent::Retired {}, Policy::Defined(state)) => state.retired = true,
-                (_, Policy::Undefined) => bail!("a policy event before PolicyDefined"),
-            }
+            sim.state.apply(event);
         }
         Ok(())
     }
@@ -1438,8 +1408,8 @@ impl Generator {
         self.org_events(k, events, at)
     }
 
-    /// Writes an organization's events and applies them to its state (as `Organization`'s own
-    /// `apply`).
+    /// Writes an organization's events and folds them into its state with `Organization`'s own
+    /// `apply`.
     fn org_events(
         &mut self,
         k: usize,
@@ -1450,46 +1420,7 @@ impl Generator {
         let org = &mut self.orgs[k];
         self.out.emit(&mut org.stream, &events, &meta, at)?;
         for event in events {
-            match (event, &mut org.state) {
-                (
-                    OrganizationEvent::Registered {
-                        name,
-                        kind,
-                        parent_id,
-                    },
-                    state,
-                ) => {
-                    *state = Organization::Registered(OrganizationState {
-                        name,
-                        kind,
-                        parent_id,
-                        delegated_partners: BTreeSet::new(),
-                        closed: false,
-                    });
-                }
-                (OrganizationEvent::Renamed { name }, Organization::Registered(s)) => {
-                    s.name = name;
-                }
-                (OrganizationEvent::Moved { new_parent_id }, Organization::Registered(s)) => {
-                    s.parent_id = new_parent_id;
-                }
-                (
-                    OrganizationEvent::PartnerDelegationGranted { partner_id },
-                    Organization::Registered(s),
-                ) => {
-                    s.delegated_partners.insert(partner_id);
-                }
-                (
-                    OrganizationEvent::PartnerDelegationRevoked { partner_id },
-                    Organization::Registered(s),
-                ) => {
-                    s.delegated_partners.remove(&partner_id);
-                }
-                (OrganizationEvent::Closed {}, Organization::Registered(s)) => s.closed = true,
-                (_, Organization::Unregistered) => {
-                    bail!("an organization event before OrganizationRegistered")
-                }
-            }
+            org.state.apply(event);
         }
         Ok(())
     }
