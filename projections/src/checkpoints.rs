@@ -10,7 +10,7 @@ use domain::integrity::LogAccumulator;
 use sqlx::PgConnection;
 use sqlx::Row;
 
-use crate::engine::{self, Checkpoint, ProjectionError};
+use crate::engine::{AFTER_BELOW_HORIZON, COMMIT_ORDER, Checkpoint, ProjectionError};
 
 /// The next checkpoint to sign, before signing.
 #[derive(Clone, Debug)]
@@ -76,18 +76,30 @@ pub async fn next(
     max_events: i64,
 ) -> Result<Option<Pending>, ProjectionError> {
     let (mut accumulator, boundary) = last(conn).await?;
-    let events = engine::read_events(conn, &boundary, &[], max_events).await?;
-    let Some(last) = events.last() else {
+    // Only what a leaf needs: the signer looks every second, and payloads are most of a row.
+    let sql = format!(
+        "SELECT events.tx_id::text::bigint AS tx, global_position, hash FROM events \
+         WHERE {AFTER_BELOW_HORIZON} {COMMIT_ORDER} LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(boundary.tx_id.to_string())
+        .bind(boundary.position)
+        .bind(max_events)
+        .fetch_all(&mut *conn)
+        .await?;
+    let Some(last) = rows.last() else {
         return Ok(None);
     };
     let boundary = Checkpoint {
-        tx_id: last.tx_id,
-        position: last.global_position,
+        tx_id: last.try_get("tx")?,
+        position: last.try_get("global_position")?,
     };
-    let mut leaves = Vec::with_capacity(events.len());
-    for e in &events {
-        accumulator.push(e.global_position, &e.hash);
-        leaves.push((e.global_position, e.hash.clone()));
+    let mut leaves = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let position: i64 = row.try_get("global_position")?;
+        let hash: Vec<u8> = row.try_get("hash")?;
+        accumulator.push(position, &hash);
+        leaves.push((position, hash));
     }
     Ok(Some(Pending {
         accumulator,

@@ -35,6 +35,17 @@ pub const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, 
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
      recorded_at, hash";
 
+/// The log's reading order, for every reader (projectors, rebuild, checkpoints, verify,
+/// export). Qualified on purpose: [`EVENT_COLUMNS`] outputs `tx_id::text::bigint AS tx_id`, and a
+/// bare `tx_id` in `ORDER BY` would name that output column, which no index provides —
+/// PostgreSQL would sort the rest of the log instead of walking `events_commit_order`.
+pub const COMMIT_ORDER: &str = "ORDER BY events.tx_id, events.global_position";
+
+/// Events after checkpoint `($1 tx_id as text, $2 position)` and committed before every
+/// transaction still running: what a reader may take now without ever skipping one later.
+pub const AFTER_BELOW_HORIZON: &str = "(events.tx_id, events.global_position) > ($1::text::xid8, $2) \
+     AND events.tx_id < pg_snapshot_xmin(pg_current_snapshot())";
+
 /// Reads a row selected with [`EVENT_COLUMNS`].
 ///
 /// # Errors
@@ -199,16 +210,10 @@ pub async fn read_events(
     types: &[&str],
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    // `ORDER BY events.tx_id`, qualified: EVENT_COLUMNS outputs `tx_id::text::bigint AS tx_id`,
-    // and a bare `tx_id` in ORDER BY would name that output column, which no index provides —
-    // PostgreSQL would sort every remaining row for each page instead of walking
-    // `events_commit_order`.
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {AFTER_BELOW_HORIZON} \
            AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
-         ORDER BY events.tx_id, events.global_position LIMIT $4"
+         {COMMIT_ORDER} LIMIT $4"
     );
     let rows = sqlx::query(&sql)
         .bind(after.tx_id.to_string())

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use projections::engine::COMMIT_ORDER;
+
 use crate::progress::Progress;
 use crate::verify::{
     CheckpointRecord, Coverage, EVENT_TEXT_COLUMNS, EventRecord, Failure, Summary, Verifier,
@@ -149,16 +151,16 @@ pub async fn export(
     // checked from there (and, where a checkpoint signed the event, against the signature).
     let sql = if complete {
         format!(
-            "SELECT {EVENT_TEXT_COLUMNS}, NULL::bytea AS previous_hash FROM events ORDER BY events.tx_id, events.global_position"
+            "SELECT {EVENT_TEXT_COLUMNS}, NULL::bytea AS previous_hash FROM events {COMMIT_ORDER}"
         )
     } else {
         format!(
             "SELECT {EVENT_TEXT_COLUMNS}, \
-               (SELECT p.hash FROM events p WHERE p.aggregate_type = e.aggregate_type \
-                  AND p.aggregate_id = e.aggregate_id AND p.sequence = e.sequence - 1) AS previous_hash \
-             FROM events e WHERE ($1::timestamptz IS NULL OR recorded_at >= $1) \
+               (SELECT p.hash FROM events p WHERE p.aggregate_type = events.aggregate_type \
+                  AND p.aggregate_id = events.aggregate_id AND p.sequence = events.sequence - 1) AS previous_hash \
+             FROM events WHERE ($1::timestamptz IS NULL OR recorded_at >= $1) \
                AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
-             ORDER BY e.tx_id, e.global_position"
+             {COMMIT_ORDER}"
         )
     };
     let mut events = 0_u64;
@@ -214,8 +216,7 @@ pub async fn export(
 }
 
 fn parse_time(text: &str, what: &str) -> Result<Timestamp, String> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&chrono::Utc))
+    domain::parse_instant(text)
         .map_err(|e| format!("{what} {text:?} is not an RFC 3339 instant: {e}"))
 }
 

@@ -33,6 +33,8 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use projections::engine::COMMIT_ORDER;
+
 use crate::progress::Progress;
 
 /// One event as stored: the fields its hash covers, with payload and metadata as exact text.
@@ -607,9 +609,7 @@ pub async fn verify_database(
         }
         verifier.finish()
     });
-    let sql = format!(
-        "SELECT {EVENT_TEXT_COLUMNS} FROM events ORDER BY events.tx_id, events.global_position"
-    );
+    let sql = format!("SELECT {EVENT_TEXT_COLUMNS} FROM events {COMMIT_ORDER}");
     let mut read_error = None;
     {
         let mut rows = sqlx::query(&sql).fetch(&mut *tx);
