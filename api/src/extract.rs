@@ -226,6 +226,43 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqId {
     }
 }
 
+/// An optional RFC 3339 instant from the query string; 400 `INVALID_QUERY` naming `field`.
+///
+/// # Errors
+/// When present and not RFC 3339.
+pub fn query_instant(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<domain::Timestamp>, ApiError> {
+    value
+        .map(|t| {
+            domain::parse_instant(t).map_err(|_| {
+                ApiError::bad_request(
+                    "INVALID_QUERY",
+                    format!("{field} must be an RFC 3339 instant, e.g. 2026-03-01T10:00:00Z"),
+                    Some(field.to_owned()),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A page size from the query string, within `1..=MAX_PAGE`; 400 `INVALID_QUERY` naming `limit`.
+///
+/// # Errors
+/// When present and out of range.
+pub fn page_limit(limit: Option<i64>) -> Result<Option<i64>, ApiError> {
+    let max = projections::queries::MAX_PAGE;
+    match limit {
+        Some(n) if !(1..=max).contains(&n) => Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("limit must be between 1 and {max}"),
+            Some("limit".into()),
+        )),
+        _ => Ok(limit),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,7 +143,8 @@ impl std::fmt::Debug for SigningKeys {
     }
 }
 
-fn keys_dir(data_dir: &Path) -> PathBuf {
+/// Where the signing keys live inside a data directory.
+pub fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("signing-keys")
 }
 

@@ -34,3 +34,12 @@ pub use error::DomainError;
 
 /// Instants are UTC everywhere in the ledger.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// Parses an RFC 3339 instant (any offset) into a [`Timestamp`]: the one spelling of an instant
+/// the API (`?as_of=`, `from`, `to`), the replay tool (`--at`) and exports accept.
+///
+/// # Errors
+/// When `text` is not RFC 3339.
+pub fn parse_instant(text: &str) -> Result<Timestamp, chrono::ParseError> {
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&chrono::Utc))
+}

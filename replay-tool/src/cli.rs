@@ -157,8 +157,7 @@ struct SeedArgs {
 }
 
 fn parse_instant(s: &str) -> Result<Timestamp, String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
+    domain::parse_instant(s)
         .map_err(|_| format!("{s:?} is not an RFC 3339 instant, e.g. 2026-11-22T10:00:00Z"))
 }
 
@@ -300,13 +299,16 @@ fn keys(keys: &Keys) -> anyhow::Result<Option<client::jwks::Jwks>> {
     if let Some(path) = &keys.jwks {
         return crate::export::read_jwks(path).map(Some);
     }
-    if !keys.data_dir.join("signing-keys").exists() && !keys.data_dir.exists() {
+    if !api::signing::keys_dir(&keys.data_dir).exists() {
+        // No keys to check with: a log with signed checkpoints then fails, asking for --jwks.
         return Ok(None);
     }
-    let jwks = match api::signing::all_public_keys(&keys.data_dir) {
-        Ok(jwks) => jwks,
-        Err(_) => return Ok(None),
-    };
+    let jwks = api::signing::all_public_keys(&keys.data_dir).with_context(|| {
+        format!(
+            "cannot read the signing keys in {}",
+            keys.data_dir.display()
+        )
+    })?;
     let jwks = client::jwks::Jwks::from_json(&jwks.to_string())
         .map_err(|e| anyhow::anyhow!("the data directory's public keys are not usable: {e}"))?;
     eprintln!(

@@ -107,18 +107,7 @@ fn list_query(
 ) -> Result<ListQuery, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text(), None))?;
-    if let Some(limit) = q.limit
-        && !(1..=projections::queries::MAX_PAGE).contains(&limit)
-    {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!(
-                "limit must be between 1 and {}",
-                projections::queries::MAX_PAGE
-            ),
-            Some("limit".into()),
-        ));
-    }
+    crate::extract::page_limit(q.limit)?;
     Ok(q)
 }
 
@@ -650,20 +639,7 @@ async fn get_license(
     let id: LicenseId = path_id(&raw, "LICENSE_NOT_FOUND", "license")?;
     let Query(q) =
         query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text(), None))?;
-    let as_of = q
-        .as_of
-        .map(|t| {
-            chrono::DateTime::parse_from_rfc3339(&t)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "INVALID_QUERY",
-                        "as_of must be an RFC 3339 instant, e.g. 2026-03-01T10:00:00Z",
-                        Some("as_of".into()),
-                    )
-                })
-        })
-        .transpose()?;
+    let as_of = crate::extract::query_instant("as_of", q.as_of.as_deref())?;
     if let Some(at) = as_of {
         // The same fold as `ledger-replay state --license ID --at T` (crate::timetravel).
         let view = crate::timetravel::license_view_as_of(state.ledger.store().pool(), id, at)

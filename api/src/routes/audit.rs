@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
+use crate::extract::{page_limit, query_instant};
 use crate::state::AppState;
 
 /// The audit routes.
@@ -31,22 +32,6 @@ struct AuditQuery {
     limit: Option<i64>,
 }
 
-fn instant(field: &str, value: Option<String>) -> Result<Option<domain::Timestamp>, ApiError> {
-    value
-        .map(|t| {
-            chrono::DateTime::parse_from_rfc3339(&t)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "INVALID_QUERY",
-                        format!("{field} must be an RFC 3339 instant"),
-                        Some(field.to_owned()),
-                    )
-                })
-        })
-        .transpose()
-}
-
 async fn audit(
     State(state): State<AppState>,
     principal: Principal,
@@ -55,20 +40,10 @@ async fn audit(
     principal.require(Permission::Read)?;
     let Query(q) =
         query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text(), None))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=projections::queries::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!(
-                "limit must be between 1 and {}",
-                projections::queries::MAX_PAGE
-            ),
-            Some("limit".into()),
-        ));
-    }
+    let limit = page_limit(q.limit)?.unwrap_or(100);
     let filter = projections::queries::AuditFilter {
-        from: instant("from", q.from)?,
-        to: instant("to", q.to)?,
+        from: query_instant("from", q.from.as_deref())?,
+        to: query_instant("to", q.to.as_deref())?,
         license_id: q.license_id,
         actor: q.actor,
         after: q.cursor,
