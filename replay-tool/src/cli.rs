@@ -156,6 +156,23 @@ struct SeedArgs {
     organizations: u64,
 }
 
+/// Prints a result line on stdout. A closed pipe (`ledger-replay state … | head`) ends the output
+/// quietly instead of panicking; any other write error is reported.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_out(&format!($($arg)*))?
+    };
+}
+
+fn write_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
 fn parse_instant(s: &str) -> Result<Timestamp, String> {
     domain::parse_instant(s)
         .map_err(|_| format!("{s:?} is not an RFC 3339 instant, e.g. 2026-11-22T10:00:00Z"))
@@ -242,15 +259,17 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
     let progress = Progress::new("rebuild", total);
     let report = crate::rebuild::rebuild(&args.db.database_url, selected, &progress).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for p in &report.projections {
-            println!(
+            out!(
                 "{:<14} {:>10} events applied, at position {}",
-                p.projection, p.events_applied, p.position
+                p.projection,
+                p.events_applied,
+                p.position
             );
         }
-        println!(
+        out!(
             "rebuilt {} projection(s) from {} events in {:.1} s ({:.0} events/s)",
             report.projections.len(),
             report.events_read,
@@ -284,7 +303,7 @@ async fn state(args: StateArgs) -> anyhow::Result<Outcome> {
     };
     match rendered {
         Ok(text) => {
-            println!("{}", text?);
+            out!("{}", text?);
             Ok(Outcome::Ok)
         }
         Err(StateError::NotFound(message)) => {
@@ -326,9 +345,9 @@ fn report_summary(
     match outcome {
         Ok(summary) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                out!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
-                println!("{summary}");
+                out!("{summary}");
             }
             Ok(Outcome::Ok)
         }
@@ -418,6 +437,6 @@ async fn seed(args: SeedArgs) -> anyhow::Result<Outcome> {
     })
     .await?;
     progress.finish();
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out!("{}", serde_json::to_string_pretty(&report)?);
     Ok(Outcome::Ok)
 }
