@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use domain::api_token::ApiTokenEvent;
-use domain::event::{VersionedEvent, decode_payload, encode_payload};
+use domain::event::{RecordedEvent, VersionedEvent, decode_payload, encode_payload};
 use domain::ids::*;
 use domain::keys::KeyHash;
 use domain::license::{LicenseEvent, LicenseIssued};
@@ -225,9 +225,34 @@ struct Contract {
 }
 
 fn contract<E: VersionedEvent>(samples: Vec<E>) -> Contract {
+    /// Decodes through both readers — `decode_payload` (owned payload) and
+    /// `RecordedEvent::decode` (borrows the payload when it is the current version) — which must
+    /// agree on every fixture.
     fn decode_as<E: VersionedEvent>(ty: &str, ver: &str, payload: Value) -> Result<Value, String> {
+        let recorded = RecordedEvent {
+            global_position: 1,
+            tx_id: 1,
+            event_id: uuid::Uuid::nil(),
+            aggregate_type: E::AGGREGATE_TYPE.to_owned(),
+            aggregate_id: "fixture".to_owned(),
+            sequence: 1,
+            event_type: ty.to_owned(),
+            event_version: ver.to_owned(),
+            payload: payload.clone(),
+            metadata: Value::Null,
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            hash: Vec::new(),
+        };
         let event: E = decode_payload(ty, ver, payload).map_err(|e| e.to_string())?;
-        encode_payload(&event).map_err(|e| e.to_string())
+        let borrowed: E = recorded.decode().map_err(|e| e.to_string())?;
+        let encoded = encode_payload(&event).map_err(|e| e.to_string())?;
+        let encoded_borrowed = encode_payload(&borrowed).map_err(|e| e.to_string())?;
+        if encoded != encoded_borrowed {
+            return Err(format!(
+                "RecordedEvent::decode disagrees with decode_payload: {encoded_borrowed} vs {encoded}"
+            ));
+        }
+        Ok(encoded)
     }
     Contract {
         aggregate_type: E::AGGREGATE_TYPE,
