@@ -6,17 +6,15 @@ use domain::event::RecordedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::engine::{Projection, ProjectionError, ReplaySafe};
+use crate::copy::CopyRows;
+use crate::engine::{BulkApply, Projection, ProjectionError, ReplaySafe, WRITE_CHUNK};
 
 /// `rm_audit`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AuditProjection;
 
-fn text(metadata: &serde_json::Value, key: &str) -> Option<String> {
-    metadata
-        .get(key)
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
+fn text<'a>(metadata: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    metadata.get(key).and_then(|v| v.as_str())
 }
 
 #[async_trait]
@@ -39,67 +37,82 @@ impl Projection for AuditProjection {
         self.apply_batch(conn, std::slice::from_ref(e)).await
     }
 
-    /// One multi-row insert per batch.
+    /// One binary `COPY` per batch: the table only ever gains rows.
     async fn apply_batch(
         &self,
         conn: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let (mut position, mut event_id, mut recorded_at, mut actor, mut action) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (
-            mut subject_type,
-            mut subject_id,
-            mut sequence,
-            mut license_id,
-            mut correlation,
-            mut causation,
-        ) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
+        let mut rows = CopyRows::new(11);
         for e in events {
-            position.push(e.global_position);
-            event_id.push(e.event_id);
-            recorded_at.push(e.recorded_at);
-            actor.push(text(&e.metadata, "actor").unwrap_or_else(|| "unknown".to_owned()));
-            action.push(e.event_type.as_str());
-            subject_type.push(e.aggregate_type.as_str());
-            subject_id.push(e.aggregate_id.as_str());
-            sequence.push(e.sequence);
-            license_id.push(
-                (e.aggregate_type == "License")
-                    .then(|| Uuid::parse_str(&e.aggregate_id).ok())
-                    .flatten(),
-            );
-            correlation.push(text(&e.metadata, "correlation_id"));
-            causation.push(text(&e.metadata, "causation_id"));
+            add_row(&mut rows, e)?;
         }
-        sqlx::query(
-            "INSERT INTO rm_audit (position, event_id, recorded_at, actor, action, subject_type, subject_id, sequence, \
-               license_id, correlation_id, causation_id) \
-             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
-                                  $7::text[], $8::bigint[], $9::uuid[], $10::text[], $11::text[])",
-        )
-        .bind(&position)
-        .bind(&event_id)
-        .bind(&recorded_at)
-        .bind(&actor)
-        .bind(&action)
-        .bind(&subject_type)
-        .bind(&subject_id)
-        .bind(&sequence)
-        .bind(&license_id)
-        .bind(&correlation)
-        .bind(&causation)
-        .execute(conn)
-        .await?;
-        Ok(())
+        rows.send(conn, COPY).await
     }
 }
 
-impl ReplaySafe for AuditProjection {}
+/// The columns, in the order [`add_row`] writes them.
+const COPY: &str = "COPY rm_audit (position, event_id, recorded_at, actor, action, subject_type, subject_id, \
+     sequence, license_id, correlation_id, causation_id) FROM STDIN (FORMAT binary)";
+
+/// The audit row of one event.
+fn add_row(rows: &mut CopyRows, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    rows.row()
+        .i64(e.global_position)
+        .uuid(e.event_id)
+        .timestamptz(e.recorded_at)?
+        .text(text(&e.metadata, "actor").unwrap_or("unknown"))
+        .text(&e.event_type)
+        .text(&e.aggregate_type)
+        .text(&e.aggregate_id)
+        .i64(e.sequence)
+        .opt_uuid(
+            (e.aggregate_type == "License")
+                .then(|| Uuid::parse_str(&e.aggregate_id).ok())
+                .flatten(),
+        )
+        .opt_text(text(&e.metadata, "correlation_id"))
+        .opt_text(text(&e.metadata, "causation_id"));
+    Ok(())
+}
+
+/// The rebuild's applier: the same rows in `COPY`s of `send_at` rows or more (at most
+/// [`WRITE_CHUNK`]), with no transaction per batch.
+struct Bulk {
+    rows: CopyRows,
+    send_at: usize,
+}
+
+#[async_trait]
+impl BulkApply for Bulk {
+    async fn feed(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for e in events {
+            add_row(&mut self.rows, e)?;
+        }
+        if self.rows.len() >= self.send_at {
+            std::mem::replace(&mut self.rows, CopyRows::new(11))
+                .send(conn, COPY)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        std::mem::replace(&mut self.rows, CopyRows::new(11))
+            .send(conn, COPY)
+            .await
+    }
+}
+
+impl ReplaySafe for AuditProjection {
+    fn bulk(&self, hold: usize) -> Option<Box<dyn BulkApply>> {
+        Some(Box::new(Bulk {
+            rows: CopyRows::new(11),
+            send_at: hold.clamp(1, WRITE_CHUNK),
+        }))
+    }
+}

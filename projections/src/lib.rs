@@ -9,6 +9,7 @@
 //! - [`audit`]: one row per event, for auditors.
 //! - [`history`]: licenses "as of" an instant (snapshot plus the events after it).
 //! - [`checkpoints`]: what the next signed checkpoint of the log covers.
+//! - [`copy`]: rows for binary `COPY`, the cheapest way to add many rows.
 //! - [`queries`]: readers of the read models for the API's list endpoints.
 //!
 //! Architecture invariant: `projections` never depends on `commands`; it only reads `events` and
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub mod audit;
 pub mod catalogue;
 pub mod checkpoints;
+pub mod copy;
 pub mod engine;
 pub mod history;
 pub mod licenses;

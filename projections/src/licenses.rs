@@ -4,7 +4,8 @@
 //! ([`crate::history`]).
 //!
 //! A batch reads every license it touches in one query, folds in memory and writes back in one
-//! statement per table, so a rebuild costs a few round trips per thousand events.
+//! statement per table. A rebuild keeps the fold across batches ([`ReplaySafe::bulk`]) and so
+//! writes each license once, not once per batch that touches it.
 
 use std::collections::HashMap;
 
@@ -12,10 +13,12 @@ use async_trait::async_trait;
 use domain::Timestamp;
 use domain::event::RecordedEvent;
 use domain::license::{License, LicenseEvent, LicenseState};
+use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::engine::{Projection, ProjectionError, ReplaySafe};
+use crate::copy::{CopyRows, copy_all};
+use crate::engine::{BulkApply, Projection, ProjectionError, ReplaySafe, WRITE_CHUNK};
 
 /// A snapshot of a license's state is kept every this many events (see [`crate::history`]).
 pub const SNAPSHOT_EVERY: i64 = 100;
@@ -24,7 +27,7 @@ pub const SNAPSHOT_EVERY: i64 = 100;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LicensesProjection;
 
-/// A license as the batch folds it.
+/// A license as the fold holds it.
 struct Row_ {
     license: License,
     version: i64,
@@ -32,8 +35,216 @@ struct Row_ {
     updated_at: Option<Timestamp>,
 }
 
-fn json(state: &LicenseState) -> Result<serde_json::Value, ProjectionError> {
-    serde_json::to_value(state).map_err(|err| ProjectionError::Inconsistent(err.to_string()))
+/// Licenses folded in memory and the snapshots taken on the way, until [`Fold::write`]. One
+/// batch of the live projector uses one; a rebuild keeps one across batches ([`Bulk`]).
+#[derive(Default)]
+struct Fold {
+    rows: HashMap<Uuid, Row_>,
+    snapshots: Vec<(Uuid, i64, Timestamp, LicenseState)>,
+}
+
+impl Fold {
+    /// Loads the stored rows of the licenses of `events` that it does not hold yet.
+    async fn load(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut ids = Vec::new();
+        for e in events {
+            let id = license_id(e)?;
+            if !self.rows.contains_key(&id) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for row in
+            sqlx::query("SELECT id, state, version, created_at FROM rm_licenses WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?
+        {
+            let id: Uuid = row.try_get("id")?;
+            let state: LicenseState =
+                serde_json::from_value(row.try_get("state")?).map_err(|err| {
+                    ProjectionError::Inconsistent(format!("stored state of {id}: {err}"))
+                })?;
+            self.rows.insert(
+                id,
+                Row_ {
+                    license: License::Issued(Box::new(state)),
+                    version: row.try_get("version")?,
+                    created_at: Some(row.try_get("created_at")?),
+                    updated_at: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Folds `events` into the licenses held (absent ones start not issued).
+    fn fold(&mut self, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
+        for e in events {
+            let id = license_id(e)?;
+            let event = e.decode::<LicenseEvent>()?;
+            let row = self.rows.entry(id).or_insert(Row_ {
+                license: License::NotIssued,
+                version: 0,
+                created_at: None,
+                updated_at: None,
+            });
+            if row.version + 1 != e.sequence {
+                return Err(ProjectionError::Inconsistent(format!(
+                    "license {id} is at version {} but event {} has sequence {}",
+                    row.version, e.event_id, e.sequence
+                )));
+            }
+            row.license.fold(event);
+            row.version = e.sequence;
+            row.created_at = row.created_at.or(Some(e.recorded_at));
+            row.updated_at = Some(e.recorded_at);
+            let Some(state) = row.license.state() else {
+                return Err(ProjectionError::Inconsistent(format!(
+                    "{} at position {} precedes LicenseIssued",
+                    e.event_type, e.global_position
+                )));
+            };
+            if e.sequence % SNAPSHOT_EVERY == 0 {
+                self.snapshots
+                    .push((id, e.sequence, e.recorded_at, state.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every license folded since it was loaded and every snapshot taken, and forgets
+    /// them all. `fresh`: none of these licenses has a row yet (a rebuild's first write), so
+    /// they are copied in rather than upserted.
+    async fn write(&mut self, conn: &mut PgConnection, fresh: bool) -> Result<(), ProjectionError> {
+        let touched: Vec<(Uuid, Row_)> = self
+            .rows
+            .drain()
+            .filter(|(_, r)| r.updated_at.is_some())
+            .collect();
+        if fresh {
+            copy_all(conn, COPY_LICENSES, 11, &touched, |rows, (id, row)| {
+                copy_license(rows, *id, row)
+            })
+            .await?;
+        } else {
+            for chunk in touched.chunks(WRITE_CHUNK) {
+                write_licenses(conn, chunk).await?;
+            }
+        }
+        let snapshots = std::mem::take(&mut self.snapshots);
+        copy_all(
+            conn,
+            "COPY rm_license_snapshots (license_id, sequence, recorded_at, state) FROM STDIN (FORMAT binary)",
+            4,
+            &snapshots,
+            |rows, (id, sequence, at, state)| {
+                rows.row()
+                    .uuid(*id)
+                    .i64(*sequence)
+                    .timestamptz(*at)?
+                    .jsonb(state)?;
+                Ok(())
+            },
+        )
+        .await
+    }
+}
+
+fn license_id(e: &RecordedEvent) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(&e.aggregate_id)
+        .map_err(|_| ProjectionError::Inconsistent(format!("license id {:?}", e.aggregate_id)))
+}
+
+/// Upserts `rows` into `rm_licenses` in one statement.
+async fn write_licenses(
+    conn: &mut PgConnection,
+    rows: &[(Uuid, Row_)],
+) -> Result<(), ProjectionError> {
+    let n = rows.len();
+    let (mut id_col, mut org, mut product, mut app, mut policy) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut key_hash, mut key_prefix, mut state_col, mut created, mut updated, mut version) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (id, row) in rows {
+        let state = row.license.state().expect("checked while folding");
+        id_col.push(*id);
+        org.push(Uuid::from(state.organization_id));
+        product.push(Uuid::from(state.product_id));
+        app.push(Uuid::from(state.app_id));
+        policy.push(Uuid::from(state.policy_id));
+        key_hash.push(state.key_hash.as_bytes().to_vec());
+        key_prefix.push(state.key_prefix.clone());
+        // Serialized straight into the statement, not through a `serde_json::Value`.
+        state_col.push(Json(state));
+        created.push(row.created_at.expect("set while folding"));
+        updated.push(row.updated_at.expect("touched"));
+        version.push(row.version);
+    }
+    sqlx::query(
+        "INSERT INTO rm_licenses (id, organization_id, product_id, app_id, policy_id, key_hash, key_prefix, state, created_at, updated_at, version) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[], $7::text[], $8::jsonb[], \
+                              $9::timestamptz[], $10::timestamptz[], $11::bigint[]) \
+         ON CONFLICT (id) DO UPDATE SET organization_id = EXCLUDED.organization_id, product_id = EXCLUDED.product_id, \
+           app_id = EXCLUDED.app_id, policy_id = EXCLUDED.policy_id, key_hash = EXCLUDED.key_hash, \
+           key_prefix = EXCLUDED.key_prefix, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, \
+           version = EXCLUDED.version",
+    )
+    .bind(&id_col)
+    .bind(&org)
+    .bind(&product)
+    .bind(&app)
+    .bind(&policy)
+    .bind(&key_hash)
+    .bind(&key_prefix)
+    .bind(&state_col)
+    .bind(&created)
+    .bind(&updated)
+    .bind(&version)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The columns [`copy_license`] writes, for licenses that have no row yet.
+const COPY_LICENSES: &str = "COPY rm_licenses (id, organization_id, product_id, app_id, policy_id, key_hash, \
+     key_prefix, state, created_at, updated_at, version) FROM STDIN (FORMAT binary)";
+
+/// One license as [`COPY_LICENSES`] takes it: the same values as [`write_licenses`] upserts.
+fn copy_license(rows: &mut CopyRows, id: Uuid, row: &Row_) -> Result<(), ProjectionError> {
+    let state = row.license.state().expect("checked while folding");
+    rows.row()
+        .uuid(id)
+        .uuid(state.organization_id.into())
+        .uuid(state.product_id.into())
+        .uuid(state.app_id.into())
+        .uuid(state.policy_id.into())
+        .bytea(state.key_hash.as_bytes())
+        .text(&state.key_prefix)
+        .jsonb(state)?
+        .timestamptz(row.created_at.expect("set while folding"))?
+        .timestamptz(row.updated_at.expect("touched"))?
+        .i64(row.version);
+    Ok(())
 }
 
 #[async_trait]
@@ -61,145 +272,55 @@ impl Projection for LicensesProjection {
         conn: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let mut ids = Vec::new();
-        let mut decoded = Vec::with_capacity(events.len());
-        for e in events {
-            let id = Uuid::parse_str(&e.aggregate_id).map_err(|_| {
-                ProjectionError::Inconsistent(format!("license id {:?}", e.aggregate_id))
-            })?;
-            ids.push(id);
-            decoded.push((id, e, e.decode::<LicenseEvent>()?));
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        let mut rows: HashMap<Uuid, Row_> = HashMap::with_capacity(ids.len());
-        for row in
-            sqlx::query("SELECT id, state, version, created_at FROM rm_licenses WHERE id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *conn)
-                .await?
-        {
-            let id: Uuid = row.try_get("id")?;
-            let state: LicenseState =
-                serde_json::from_value(row.try_get("state")?).map_err(|err| {
-                    ProjectionError::Inconsistent(format!("stored state of {id}: {err}"))
-                })?;
-            rows.insert(
-                id,
-                Row_ {
-                    license: License::Issued(Box::new(state)),
-                    version: row.try_get("version")?,
-                    created_at: Some(row.try_get("created_at")?),
-                    updated_at: None,
-                },
-            );
-        }
-        let mut snapshots: Vec<(Uuid, i64, Timestamp, serde_json::Value)> = Vec::new();
-        for (id, e, event) in decoded {
-            let row = rows.entry(id).or_insert(Row_ {
-                license: License::NotIssued,
-                version: 0,
-                created_at: None,
-                updated_at: None,
-            });
-            if row.version + 1 != e.sequence {
-                return Err(ProjectionError::Inconsistent(format!(
-                    "license {id} is at version {} but event {} has sequence {}",
-                    row.version, e.event_id, e.sequence
-                )));
-            }
-            row.license.fold(event);
-            row.version = e.sequence;
-            row.created_at = row.created_at.or(Some(e.recorded_at));
-            row.updated_at = Some(e.recorded_at);
-            let Some(state) = row.license.state() else {
-                return Err(ProjectionError::Inconsistent(format!(
-                    "{} at position {} precedes LicenseIssued",
-                    e.event_type, e.global_position
-                )));
-            };
-            if e.sequence % SNAPSHOT_EVERY == 0 {
-                snapshots.push((id, e.sequence, e.recorded_at, json(state)?));
-            }
-        }
-        let touched: Vec<(&Uuid, &Row_)> = rows
-            .iter()
-            .filter(|(_, r)| r.updated_at.is_some())
-            .collect();
-        let n = touched.len();
-        let (mut id_col, mut org, mut product, mut app, mut policy) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut key_hash, mut key_prefix, mut state_col, mut created, mut updated, mut version) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (id, row) in touched {
-            let state = row.license.state().expect("checked while folding");
-            id_col.push(*id);
-            org.push(Uuid::from(state.organization_id));
-            product.push(Uuid::from(state.product_id));
-            app.push(Uuid::from(state.app_id));
-            policy.push(Uuid::from(state.policy_id));
-            key_hash.push(state.key_hash.as_bytes().to_vec());
-            key_prefix.push(state.key_prefix.clone());
-            state_col.push(json(state)?);
-            created.push(row.created_at.expect("set while folding"));
-            updated.push(row.updated_at.expect("touched"));
-            version.push(row.version);
-        }
-        sqlx::query(
-            "INSERT INTO rm_licenses (id, organization_id, product_id, app_id, policy_id, key_hash, key_prefix, state, created_at, updated_at, version) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[], $7::text[], $8::jsonb[], \
-                                  $9::timestamptz[], $10::timestamptz[], $11::bigint[]) \
-             ON CONFLICT (id) DO UPDATE SET organization_id = EXCLUDED.organization_id, product_id = EXCLUDED.product_id, \
-               app_id = EXCLUDED.app_id, policy_id = EXCLUDED.policy_id, key_hash = EXCLUDED.key_hash, \
-               key_prefix = EXCLUDED.key_prefix, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, \
-               version = EXCLUDED.version",
-        )
-        .bind(&id_col)
-        .bind(&org)
-        .bind(&product)
-        .bind(&app)
-        .bind(&policy)
-        .bind(&key_hash)
-        .bind(&key_prefix)
-        .bind(&state_col)
-        .bind(&created)
-        .bind(&updated)
-        .bind(&version)
-        .execute(&mut *conn)
-        .await?;
-        if !snapshots.is_empty() {
-            let (mut ids, mut seqs, mut times, mut states) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (id, seq, at, state) in snapshots {
-                ids.push(id);
-                seqs.push(seq);
-                times.push(at);
-                states.push(state);
-            }
-            sqlx::query(
-                "INSERT INTO rm_license_snapshots (license_id, sequence, recorded_at, state) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[], $4::jsonb[])",
-            )
-            .bind(&ids)
-            .bind(&seqs)
-            .bind(&times)
-            .bind(&states)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
+        let events: Vec<&RecordedEvent> = events.iter().collect();
+        let mut fold = Fold::default();
+        fold.load(conn, &events).await?;
+        fold.fold(&events)?;
+        fold.write(conn, false).await
     }
 }
 
-impl ReplaySafe for LicensesProjection {}
+/// The rebuild's applier: one [`Fold`] across batches, written out whenever it holds as many licenses as it may
+/// and at the end, so that each license row is written once per rebuild instead of once per
+/// batch that touches it.
+struct Bulk {
+    fold: Fold,
+    /// Rows held before they are written out.
+    hold: usize,
+    /// Whether anything was written yet: until then the copies are empty and there is nothing
+    /// to load.
+    wrote: bool,
+}
+
+#[async_trait]
+impl BulkApply for Bulk {
+    async fn feed(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        if self.wrote {
+            self.fold.load(conn, events).await?;
+        }
+        self.fold.fold(events)?;
+        if self.fold.rows.len() >= self.hold {
+            self.fold.write(conn, !self.wrote).await?;
+            self.wrote = true;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        self.fold.write(conn, !self.wrote).await
+    }
+}
+
+impl ReplaySafe for LicensesProjection {
+    fn bulk(&self, hold: usize) -> Option<Box<dyn BulkApply>> {
+        Some(Box::new(Bulk {
+            fold: Fold::default(),
+            hold: hold.max(1),
+            wrote: false,
+        }))
+    }
+}

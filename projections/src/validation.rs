@@ -31,12 +31,16 @@ use domain::values::{FeatureSet, LicenseModel};
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgPool, PgRow};
+use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::engine::{self, Checkpoint, Projection, ProjectionError, ReplaySafe};
+use crate::copy::{CopyRows, copy_all};
+use crate::engine::{
+    self, BulkApply, Checkpoint, Projection, ProjectionError, ReplaySafe, WRITE_CHUNK,
+};
 
 /// What licenses of one policy version share.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -441,9 +445,7 @@ async fn write_rows(
         cancel_at.push(instant(e.cancel_at));
         let codes: Vec<&str> = e.features.iter().map(|f| f.as_str()).collect();
         features.push(serde_json::to_string(&codes).map_err(inconsistent)?);
-        activations.push(
-            serde_json::to_value(e.activations.as_deref().unwrap_or(&[])).map_err(inconsistent)?,
-        );
+        activations.push(Json(e.activations.as_deref().unwrap_or(&[])));
         version.push(e.version);
     }
     sqlx::query(
@@ -486,6 +488,35 @@ async fn write_rows(
     Ok(())
 }
 
+/// The columns [`copy_row`] writes, for licenses that have no row yet.
+const COPY_ROWS: &str = "COPY rm_validation (license_id, key_hash, app_id, product_id, policy_id, policy_version, \
+     model, offline_allowed, seats, flags, expires_at, trial_ends_at, grace_until, cancel_at, features, activations, \
+     version) FROM STDIN (FORMAT binary)";
+
+/// One entry as [`COPY_ROWS`] takes it: the same values as [`write_rows`] upserts.
+fn copy_row(rows: &mut CopyRows, e: &ValidationEntry) -> Result<(), ProjectionError> {
+    let features: Vec<&str> = e.features.iter().map(|f| f.as_str()).collect();
+    rows.row()
+        .uuid(e.license_id.into())
+        .bytea(e.key_hash.as_bytes())
+        .uuid(e.class.app_id.into())
+        .uuid(e.class.product_id.into())
+        .uuid(e.class.policy_id.into())
+        .i32(i32::try_from(e.class.policy_version).unwrap_or(i32::MAX))
+        .text(e.class.model.as_str())
+        .bool(e.class.offline_allowed)
+        .i32(i32::try_from(e.seats).unwrap_or(i32::MAX))
+        .i16(i16::from(e.flags))
+        .opt_timestamptz(instant(e.expires_at))?
+        .opt_timestamptz(instant(e.trial_ends_at))?
+        .opt_timestamptz(instant(e.grace_until))?
+        .opt_timestamptz(instant(e.cancel_at))?
+        .text_array(&features)
+        .jsonb(&e.activations.as_deref().unwrap_or(&[]))?
+        .i64(e.version);
+    Ok(())
+}
+
 fn license_id_of(event: &RecordedEvent) -> Result<LicenseId, ProjectionError> {
     event
         .aggregate_id
@@ -522,48 +553,134 @@ impl Projection for ValidationProjection {
         conn: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let mut interner = Interner::default();
+        let events: Vec<&RecordedEvent> = events.iter().collect();
+        let mut fold = Fold::default();
+        fold.load(conn, &events).await?;
+        fold.fold(&events)?;
+        fold.write(conn, false).await
+    }
+}
+
+/// Entries folded in memory until [`Fold::write`]. One batch of the live projector uses one; a
+/// rebuild keeps one across batches ([`Bulk`]).
+#[derive(Default)]
+struct Fold {
+    interner: Interner,
+    /// Every entry held was loaded for, or created by, an event folded since the last write.
+    entries: HashMap<LicenseId, ValidationEntry>,
+}
+
+impl Fold {
+    /// Loads the stored rows of the licenses of `events` that it does not hold yet.
+    async fn load(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
         let mut ids: Vec<Uuid> = Vec::new();
-        let mut decoded = Vec::with_capacity(events.len());
         for e in events {
             let id = license_id_of(e)?;
-            ids.push(id.into());
-            decoded.push((id, e.sequence, e.decode::<LicenseEvent>()?));
+            if !self.entries.contains_key(&id) {
+                ids.push(id.into());
+            }
         }
         ids.sort_unstable();
         ids.dedup();
-        let mut entries: HashMap<LicenseId, ValidationEntry> = HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(());
+        }
         for row in sqlx::query("SELECT * FROM rm_validation WHERE license_id = ANY($1)")
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await?
         {
-            let entry = entry_from_row(&row, &mut interner)?;
-            entries.insert(entry.license_id, entry);
+            let entry = entry_from_row(&row, &mut self.interner)?;
+            self.entries.insert(entry.license_id, entry);
         }
-        for (id, sequence, event) in &decoded {
-            if let LicenseEvent::Issued(issued) = event {
-                entries.insert(
-                    *id,
-                    ValidationEntry::issued(*id, issued, *sequence, &mut interner),
+        Ok(())
+    }
+
+    fn fold(&mut self, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
+        for e in events {
+            let id = license_id_of(e)?;
+            let event = e.decode::<LicenseEvent>()?;
+            if let LicenseEvent::Issued(issued) = &event {
+                self.entries.insert(
+                    id,
+                    ValidationEntry::issued(id, issued, e.sequence, &mut self.interner),
                 );
                 continue;
             }
-            let entry = entries.get_mut(id).ok_or_else(|| {
+            let entry = self.entries.get_mut(&id).ok_or_else(|| {
                 ProjectionError::Inconsistent(format!(
                     "{} before LicenseIssued for {id}",
                     event.event_type()
                 ))
             })?;
-            entry.apply(event, *sequence, &mut interner);
+            entry.apply(&event, e.sequence, &mut self.interner);
         }
-        let touched: HashSet<LicenseId> = decoded.iter().map(|(id, _, _)| *id).collect();
-        let rows: Vec<&ValidationEntry> = touched.iter().filter_map(|id| entries.get(id)).collect();
-        write_rows(conn, &rows).await
+        Ok(())
+    }
+
+    /// Writes every entry held and forgets them (the interner stays: classes and feature sets
+    /// recur). `fresh`: none of them has a row yet (a rebuild's first write), so they are
+    /// copied in rather than upserted.
+    async fn write(&mut self, conn: &mut PgConnection, fresh: bool) -> Result<(), ProjectionError> {
+        let entries: Vec<ValidationEntry> = self.entries.drain().map(|(_, e)| e).collect();
+        if fresh {
+            return copy_all(conn, COPY_ROWS, 17, &entries, copy_row).await;
+        }
+        for chunk in entries.chunks(WRITE_CHUNK) {
+            let rows: Vec<&ValidationEntry> = chunk.iter().collect();
+            write_rows(conn, &rows).await?;
+        }
+        Ok(())
     }
 }
 
-impl ReplaySafe for ValidationProjection {}
+/// The rebuild's applier: one [`Fold`] across batches, written out whenever it holds as many entries as it may
+/// and at the end, so that each row is written once per rebuild.
+struct Bulk {
+    fold: Fold,
+    /// Rows held before they are written out.
+    hold: usize,
+    /// Whether anything was written yet: until then the copy is empty and there is nothing to
+    /// load.
+    wrote: bool,
+}
+
+#[async_trait]
+impl BulkApply for Bulk {
+    async fn feed(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        if self.wrote {
+            self.fold.load(conn, events).await?;
+        }
+        self.fold.fold(events)?;
+        if self.fold.entries.len() >= self.hold {
+            self.fold.write(conn, !self.wrote).await?;
+            self.wrote = true;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        self.fold.write(conn, !self.wrote).await
+    }
+}
+
+impl ReplaySafe for ValidationProjection {
+    fn bulk(&self, hold: usize) -> Option<Box<dyn BulkApply>> {
+        Some(Box::new(Bulk {
+            fold: Fold::default(),
+            hold: hold.max(1),
+            wrote: false,
+        }))
+    }
+}
 
 // ----- the in-memory model -----
 

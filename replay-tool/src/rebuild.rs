@@ -137,18 +137,18 @@ async fn rebuild_locked(
     progress: &Progress,
     started: Instant,
 ) -> anyhow::Result<Report> {
-    prepare_shadow(pool, selected).await?;
+    let deferred = prepare_shadow(pool, selected).await?;
 
     // The workers: one per projection, each on its own connection into the shadow schema.
     let mut senders = Vec::new();
     let mut workers = Vec::new();
-    for projection in selected {
+    for (projection, deferred) in selected.iter().zip(deferred) {
         let (tx, rx) = mpsc::channel::<Arc<Vec<RecordedEvent>>>(QUEUE);
         let mut conn = shadow_connection(pool).await?;
         let projection = Arc::clone(projection);
         senders.push(tx);
         workers.push(tokio::spawn(async move {
-            let applied = worker(&mut conn, projection.as_ref(), rx).await;
+            let applied = worker(&mut conn, projection.as_ref(), &deferred, rx).await;
             let _ = conn.close().await;
             applied
         }));
@@ -206,8 +206,14 @@ async fn rebuild_locked(
     })
 }
 
-/// Empty copies of every table of `selected` in the shadow schema, with the live grants.
-async fn prepare_shadow(pool: &PgPool, selected: &[Arc<dyn ReplaySafe>]) -> anyhow::Result<()> {
+/// Empty copies of every table of `selected` in the shadow schema, with the live grants. The
+/// copies keep their primary keys and unique indexes (upserts need them) but not the others:
+/// filling a table and then building an index is several times cheaper than keeping the index
+/// current row by row. Returns, per projection, the statements that build the ones left out.
+async fn prepare_shadow(
+    pool: &PgPool,
+    selected: &[Arc<dyn ReplaySafe>],
+) -> anyhow::Result<Vec<Vec<String>>> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE"))
         .execute(&mut *tx)
@@ -215,7 +221,9 @@ async fn prepare_shadow(pool: &PgPool, selected: &[Arc<dyn ReplaySafe>]) -> anyh
     sqlx::query(&format!("CREATE SCHEMA {SHADOW_SCHEMA}"))
         .execute(&mut *tx)
         .await?;
+    let mut deferred = Vec::new();
     for projection in selected {
+        let mut later = Vec::new();
         for table in projection.tables() {
             sqlx::query(&format!(
                 "CREATE TABLE {SHADOW_SCHEMA}.{table} (LIKE public.{table} INCLUDING ALL)"
@@ -223,6 +231,24 @@ async fn prepare_shadow(pool: &PgPool, selected: &[Arc<dyn ReplaySafe>]) -> anyh
             .execute(&mut *tx)
             .await
             .with_context(|| format!("copying the definition of table {table}"))?;
+            for (name, _) in plain_indexes(&mut tx, SHADOW_SCHEMA, table).await? {
+                sqlx::query(&format!(
+                    "DROP INDEX {SHADOW_SCHEMA}.{}",
+                    quote_ident(&name)
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Built under the live names: the swap then has nothing to rename.
+            for (name, definition) in plain_indexes(&mut tx, "public", table).await? {
+                let Some((_, tail)) = definition.split_once(" USING ") else {
+                    bail!("cannot read the definition of index {name}: {definition}");
+                };
+                later.push(format!(
+                    "CREATE INDEX {} ON {SHADOW_SCHEMA}.{table} USING {tail}",
+                    quote_ident(&name)
+                ));
+            }
             // The same privileges as the live table, so the swapped-in table serves the server.
             let grants: Vec<(String, String)> = sqlx::query_as(
                 "SELECT grantee, string_agg(privilege_type, ', ') FROM information_schema.role_table_grants \
@@ -242,9 +268,31 @@ async fn prepare_shadow(pool: &PgPool, selected: &[Arc<dyn ReplaySafe>]) -> anyh
                 .await?;
             }
         }
+        deferred.push(later);
     }
     tx.commit().await?;
-    Ok(())
+    Ok(deferred)
+}
+
+/// The indexes of `schema.table` that are neither unique nor behind a constraint: name and
+/// definition.
+async fn plain_indexes(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = $1 AND t.relname = $2 AND NOT i.indisunique \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
+         ORDER BY c.relname",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 /// A connection whose unqualified table names resolve to the shadow copies first.
@@ -253,26 +301,70 @@ async fn shadow_connection(pool: &PgPool) -> anyhow::Result<PgConnection> {
     sqlx::query(&format!("SET search_path TO {SHADOW_SCHEMA}, public"))
         .execute(&mut conn)
         .await?;
+    // Nobody reads the copies before the swap, and a crash discards them: their commits need
+    // not wait for the disk. Index builds get room to sort in memory.
+    sqlx::query("SET synchronous_commit TO off")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("SET maintenance_work_mem TO '128MB'")
+        .execute(&mut conn)
+        .await?;
     Ok(conn)
 }
 
-/// Applies every batch it receives (the events of its types) to the copies, one transaction per
-/// batch; returns the number applied.
+/// Applies every batch it receives (the events of its types) to the copies — through the
+/// projection's [`ReplaySafe::bulk`] applier when it has one, else one transaction per batch —
+/// then builds the indexes [`prepare_shadow`] left out. Returns the number of events applied.
 async fn worker(
     conn: &mut PgConnection,
     projection: &dyn ReplaySafe,
+    deferred: &[String],
     mut rx: mpsc::Receiver<Arc<Vec<RecordedEvent>>>,
 ) -> anyhow::Result<u64> {
     let mut applied = 0_u64;
-    while let Some(batch) = rx.recv().await {
-        let mine = events_for(projection, &batch);
-        if mine.is_empty() {
-            continue;
+    if let Some(mut bulk) = projection.bulk(projections::engine::BULK_ROWS) {
+        let types = projection.aggregate_types();
+        while let Some(batch) = rx.recv().await {
+            let mine: Vec<&RecordedEvent> = batch
+                .iter()
+                .filter(|e| types.is_empty() || types.contains(&e.aggregate_type.as_str()))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            bulk.feed(conn, &mine).await?;
+            applied += mine.len() as u64;
         }
-        let mut tx = conn.begin().await?;
-        projection.apply_batch(&mut tx, &mine).await?;
-        applied += mine.len() as u64;
-        tx.commit().await?;
+        let writing = Instant::now();
+        bulk.finish(conn).await?;
+        tracing::info!(
+            projection = projection.name(),
+            seconds = writing.elapsed().as_secs_f64(),
+            "wrote what the fold held"
+        );
+    } else {
+        while let Some(batch) = rx.recv().await {
+            let mine = events_for(projection, &batch);
+            if mine.is_empty() {
+                continue;
+            }
+            let mut tx = conn.begin().await?;
+            projection.apply_batch(&mut tx, &mine).await?;
+            applied += mine.len() as u64;
+            tx.commit().await?;
+        }
+    }
+    for sql in deferred {
+        let building = Instant::now();
+        sqlx::query(sql)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("building index: {sql}"))?;
+        tracing::info!(
+            projection = projection.name(),
+            seconds = building.elapsed().as_secs_f64(),
+            "{sql}"
+        );
     }
     Ok(applied)
 }

@@ -10,7 +10,7 @@
 //!   untouched log verifies clean; the same through an export verified with the JWKS alone;
 //! - crash: `kill -9` a rebuild midway; the live read models are untouched and a rerun completes.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -733,21 +733,49 @@ async fn a_rebuild_killed_midway_leaves_the_live_read_models_untouched_and_a_rer
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the first progress line: the rebuild is under way, shadow tables half full.
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().expect("a progress line").unwrap();
-    assert!(line.contains("rebuild"), "{line}");
-    let shadow_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_rebuild.rm_audit")
+    // Stop the rebuild midway, deterministically: once its shadow tables exist, hold an
+    // exclusive lock on the audit copy. The audit worker then waits at its next write, the
+    // reader at its full queue, and the other copies stay half written.
+    let waiting = std::time::Instant::now();
+    while sqlx::query_scalar::<_, Option<String>>(
+        "SELECT to_regclass('ledger_rebuild.rm_audit')::text",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap()
+    .is_none()
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "no shadow tables after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut hold = owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE ledger_rebuild.rm_audit IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let shadow_rows = loop {
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM ledger_rebuild.rm_organizations) \
+                  + (SELECT count(*) FROM ledger_rebuild.rm_policies)",
+        )
         .fetch_one(&owner)
         .await
         .unwrap();
+        if rows > 0 || waiting.elapsed() > Duration::from_secs(60) {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert!(
         child.try_wait().unwrap().is_none(),
-        "the rebuild finished before it could be killed; seed more events"
+        "the rebuild finished although its audit copy was locked"
     );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    hold.rollback().await.unwrap();
     assert!(
         shadow_rows > 0,
         "the rebuild had written into its shadow tables"
