@@ -10,6 +10,12 @@
 //! - `bench replay`: rebuild, as-of reads and verify vs plain reads of the log (issue #4); on a
 //!   database of its own name (`bench_replay`), recreated at the start.
 
+// Every binary of the workspace allocates with mimalloc: the ledger folds and serves JSON through
+// many short-lived allocations on several threads, where glibc's allocator spent a third of a
+// rebuild's client time in malloc/free (perf, 2026-11-23; BENCHMARKS.md, issue #4).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod activations;
 mod command_path;
 mod harness;
