@@ -5,12 +5,17 @@
 //! 1. One rebuild at a time: a session advisory lock ([`REBUILD_LOCK`]). A shadow schema left by
 //!    an earlier run that was killed is dropped first; the live tables were never touched by it.
 //! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`]
-//!    (`LIKE … INCLUDING ALL`, same grants). Its worker runs on a connection whose `search_path`
-//!    puts that schema first, so the projection's own unqualified SQL writes the copies and reads
-//!    `events` from `public`.
+//!    (`LIKE … INCLUDING ALL`, same grants), without their non-unique indexes: those are built
+//!    after the walk, under their live names, which costs a fraction of keeping them current row
+//!    by row. Its worker runs on a connection whose `search_path` puts that schema first, so the
+//!    projection's own unqualified SQL writes the copies and reads `events` from `public`; it
+//!    commits without waiting for the disk (a crash discards the copies anyway).
 //! 3. One reader walks the log once, in commit order and below the commit horizon (the projector
-//!    engine's order), and hands each batch to every worker through a small bounded channel: the
-//!    log is read once however many projections are rebuilt, and the slowest worker sets the pace.
+//!    engine's order), and hands each batch to every worker through a bounded channel: the log
+//!    is read once however many projections are rebuilt, and the slowest worker sets the pace.
+//!    A projection with a [`ReplaySafe::bulk`] applier folds the whole walk in memory and writes
+//!    each row once, copied in (licenses, validation, audit); the others apply batch by batch,
+//!    as the live projector does.
 //! 4. Swap, one transaction per projection: lock its checkpoint row (the live projector waits),
 //!    apply what was committed since the walk into the copies, drop the live tables, move the
 //!    copies into `public` under the old index names, and set the checkpoint to where the copies
@@ -44,8 +49,9 @@ pub const SHADOW_SCHEMA: &str = "ledger_rebuild";
 pub const REBUILD_LOCK: i64 = 5_173;
 /// Events read per batch.
 pub const BATCH: i64 = 5_000;
-/// Batches a worker may have queued before the reader waits for it.
-const QUEUE: usize = 4;
+/// Batches a worker may have queued before the reader waits for it: room for the reader to run
+/// ahead while a worker writes, at the price of up to 80,000 events held in memory.
+const QUEUE: usize = 16;
 
 /// What a rebuild did, per projection.
 #[derive(Clone, Debug, serde::Serialize)]
