@@ -131,10 +131,10 @@ pub trait ReplaySafe: Projection {
 }
 
 /// A rebuild's applier: keeps what it folds in memory across batches and writes each row once
-/// (or whenever it holds the rows it was allowed), instead of reading and rewriting every row a batch
-/// touches. Only for tables that start empty and that nothing else writes meanwhile — the
-/// shadow copies of a rebuild — so it needs no transaction of its own: a crash discards the
-/// copies.
+/// (or whenever it holds as many rows as it was allowed), instead of reading and rewriting every
+/// row a batch touches. Only for tables that start empty and that nothing else writes meanwhile —
+/// the shadow copies of a rebuild — so it needs no transaction of its own: a crash discards the
+/// copies. After an error it must be dropped, not fed again: what it held may be half written.
 #[async_trait]
 pub trait BulkApply: Send {
     /// Folds the next events (commit order, of the projection's aggregate types).
@@ -147,8 +147,10 @@ pub trait BulkApply: Send {
     async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError>;
 }
 
-/// Rows a [`BulkApply`] holds in memory before it writes them out and starts over; bounds a
-/// rebuild's memory whatever the size of the log (a row is a few hundred bytes to a few KB).
+/// Rows a [`BulkApply`] holds in memory before it writes them out and starts over, per kind of
+/// row (licenses, snapshots, validation entries): what bounds a rebuild's memory whatever the
+/// size of the log. A license's state is one to a few KB (more with many activations), so the
+/// licenses projection may hold a few hundred MB to a GB.
 pub const BULK_ROWS: usize = 250_000;
 
 /// Rows per statement when a projection writes many at once: keeps each statement's parameters

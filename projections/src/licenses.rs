@@ -140,6 +140,12 @@ impl Fold {
                 write_licenses(conn, chunk).await?;
             }
         }
+        self.write_snapshots(conn).await
+    }
+
+    /// Copies the snapshots taken so far and forgets them (the table only gains rows, so this
+    /// may happen at any time).
+    async fn write_snapshots(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
         let snapshots = std::mem::take(&mut self.snapshots);
         copy_all(
             conn,
@@ -306,6 +312,9 @@ impl BulkApply for Bulk {
         if self.fold.rows.len() >= self.hold {
             self.fold.write(conn, !self.wrote).await?;
             self.wrote = true;
+        } else if self.fold.snapshots.len() >= self.hold {
+            // A few long streams can take many snapshots while the licenses held stay few.
+            self.fold.write_snapshots(conn).await?;
         }
         Ok(())
     }

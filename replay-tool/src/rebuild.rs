@@ -13,9 +13,11 @@
 //! 3. One reader walks the log once, in commit order and below the commit horizon (the projector
 //!    engine's order), and hands each batch to every worker through a bounded channel: the log
 //!    is read once however many projections are rebuilt, and the slowest worker sets the pace.
-//!    A projection with a [`ReplaySafe::bulk`] applier folds the whole walk in memory and writes
-//!    each row once, copied in (licenses, validation, audit); the others apply batch by batch,
-//!    as the live projector does.
+//!    A projection with a [`ReplaySafe::bulk`] applier keeps its fold across batches and
+//!    copies rows in: licenses and validation write each row once (up to
+//!    [`projections::engine::BULK_ROWS`] held), audit in chunks; the others apply batch by
+//!    batch, as the live projector does. Each worker sets `maintenance_work_mem` to 128 MB for
+//!    its index builds, and six may build at once: mind it on a small host.
 //! 4. Swap, one transaction per projection: lock its checkpoint row (the live projector waits),
 //!    apply what was committed since the walk into the copies, drop the live tables, move the
 //!    copies into `public` under the old index names, and set the checkpoint to where the copies
@@ -50,7 +52,8 @@ pub const REBUILD_LOCK: i64 = 5_173;
 /// Events read per batch.
 pub const BATCH: i64 = 5_000;
 /// Batches a worker may have queued before the reader waits for it: room for the reader to run
-/// ahead while a worker writes, at the price of up to 80,000 events held in memory.
+/// ahead while a worker writes, at the price of up to about 90,000 events held in memory (the
+/// queued batches, one being sent and one being applied).
 const QUEUE: usize = 16;
 
 /// What a rebuild did, per projection.
@@ -147,17 +150,17 @@ async fn rebuild_locked(
 
     // The workers: one per projection, each on its own connection into the shadow schema.
     let mut senders = Vec::new();
-    let mut workers = Vec::new();
-    for (projection, deferred) in selected.iter().zip(deferred) {
+    let mut workers = tokio::task::JoinSet::new();
+    for (i, (projection, deferred)) in selected.iter().zip(deferred).enumerate() {
         let (tx, rx) = mpsc::channel::<Arc<Vec<RecordedEvent>>>(QUEUE);
         let mut conn = shadow_connection(pool).await?;
         let projection = Arc::clone(projection);
         senders.push(tx);
-        workers.push(tokio::spawn(async move {
+        workers.spawn(async move {
             let applied = worker(&mut conn, projection.as_ref(), &deferred, rx).await;
             let _ = conn.close().await;
-            applied
-        }));
+            (i, applied)
+        });
     }
 
     // The reader: the log once, in commit order below the horizon.
@@ -186,13 +189,24 @@ async fn rebuild_locked(
     }
     drop(reader);
     drop(senders);
-    let mut counts = Vec::new();
-    for (projection, handle) in selected.iter().zip(workers) {
-        let applied = handle
-            .await
-            .context("a rebuild worker panicked")?
-            .with_context(|| format!("rebuilding projection {}", projection.name()))?;
-        counts.push(applied);
+    // In the order they finish: the first error stops the others at once, rather than after
+    // their own final writes and index builds.
+    let mut counts = vec![0_u64; selected.len()];
+    while let Some(joined) = workers.join_next().await {
+        let (i, applied) = match joined {
+            Ok(done) => done,
+            Err(err) => {
+                workers.abort_all();
+                return Err(anyhow::anyhow!("a rebuild worker panicked: {err}"));
+            }
+        };
+        match applied {
+            Ok(n) => counts[i] = n,
+            Err(err) => {
+                workers.abort_all();
+                return Err(err.context(format!("rebuilding projection {}", selected[i].name())));
+            }
+        }
     }
     if worker_stopped {
         bail!("a rebuild worker stopped early");
@@ -485,6 +499,11 @@ async fn replace_table(conn: &mut PgConnection, table: &str) -> anyhow::Result<(
     .execute(&mut *conn)
     .await?;
     let moved = indexes(conn, "public", table).await?;
+    // The copy's indexes were partly built by this tool (see `prepare_shadow`): one missing would
+    // silently leave production without it.
+    if let Some((definition, name)) = live.iter().find(|(d, _)| !moved.contains_key(*d)) {
+        bail!("the rebuilt {table} lacks index {name} ({definition})");
+    }
     // Two steps, so that no rename collides with a name still held by another moved index.
     let mut renames = Vec::new();
     for (definition, name) in &moved {

@@ -435,17 +435,20 @@ async fn seeding_is_deterministic_and_refuses_a_log_that_is_not_empty() {
     assert!(first == second, "two seeds wrote different histories");
 }
 
-/// Every table of `projection` as one digest over its rows in a fixed order.
-async fn digests(pool: &PgPool, projection: &dyn projections::ReplaySafe) -> Vec<(String, String)> {
+/// Every table of `projection` as its row count and one digest over its rows in a fixed order.
+async fn digests(
+    pool: &PgPool,
+    projection: &dyn projections::ReplaySafe,
+) -> Vec<(String, i64, String)> {
     let mut out = Vec::new();
     for table in projection.tables() {
-        let digest: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM {table} t"
+        let (rows, digest): (i64, Option<String>) = sqlx::query_as(&format!(
+            "SELECT count(*), md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM {table} t"
         ))
         .fetch_one(pool)
         .await
         .unwrap();
-        out.push(((*table).to_owned(), digest.unwrap_or_default()));
+        out.push(((*table).to_owned(), rows, digest.unwrap_or_default()));
     }
     out
 }
@@ -476,6 +479,12 @@ async fn bulk_appliers_write_the_rows_the_live_projectors_write_whatever_they_ho
             .await
             .unwrap();
             let live = digests(&pool, projection.as_ref()).await;
+            for (table, rows, _) in &live {
+                assert!(
+                    *rows > 0,
+                    "the seeded history leaves {table} empty: nothing compared"
+                );
+            }
             if projection.bulk(1).is_none() {
                 continue;
             }
