@@ -147,6 +147,94 @@ pub trait BulkApply: Send {
     async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError>;
 }
 
+/// What a projection with many rows keeps in memory while it applies events: the rows the events
+/// touch, loaded from its tables, folded, written back. The live projector uses one per batch
+/// ([`apply_folded`]); a rebuild keeps one across the whole walk ([`HeldFold`]).
+#[async_trait]
+pub(crate) trait RowFold: Default + Send + 'static {
+    /// Loads the stored rows of the events' streams that it does not hold yet.
+    async fn load(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError>;
+    /// Folds the events into the rows held (an absent row starts empty).
+    fn fold(&mut self, events: &[&RecordedEvent]) -> Result<(), ProjectionError>;
+    /// Rows held.
+    fn held(&self) -> usize;
+    /// Writes every row held and forgets them. `fresh`: none of them has a stored row yet (a
+    /// rebuild's first write), so they may be copied in rather than upserted.
+    async fn write(&mut self, conn: &mut PgConnection, fresh: bool) -> Result<(), ProjectionError>;
+    /// Writes what may be written at any time (rows that are only ever inserted) when it holds
+    /// `hold` or more of them. None by default.
+    async fn write_inserts(
+        &mut self,
+        conn: &mut PgConnection,
+        hold: usize,
+    ) -> Result<(), ProjectionError> {
+        let _ = (conn, hold);
+        Ok(())
+    }
+}
+
+/// One batch of the live projector through a [`RowFold`]: load, fold, upsert.
+pub(crate) async fn apply_folded<F: RowFold>(
+    conn: &mut PgConnection,
+    events: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
+    let events: Vec<&RecordedEvent> = events.iter().collect();
+    let mut fold = F::default();
+    fold.load(conn, &events).await?;
+    fold.fold(&events)?;
+    fold.write(conn, false).await
+}
+
+/// A rebuild's [`BulkApply`] over one [`RowFold`] kept across batches: written out whenever it
+/// holds `hold` rows, and at the end, so that each row is written once per rebuild instead of
+/// once per batch that touches it.
+pub(crate) struct HeldFold<F> {
+    fold: F,
+    hold: usize,
+    /// Whether anything was written yet: until then the copies are empty and there is nothing
+    /// to load.
+    wrote: bool,
+}
+
+impl<F: RowFold> HeldFold<F> {
+    pub(crate) fn boxed(hold: usize) -> Box<dyn BulkApply> {
+        Box::new(Self {
+            fold: F::default(),
+            hold: hold.max(1),
+            wrote: false,
+        })
+    }
+}
+
+#[async_trait]
+impl<F: RowFold> BulkApply for HeldFold<F> {
+    async fn feed(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        if self.wrote {
+            self.fold.load(conn, events).await?;
+        }
+        self.fold.fold(events)?;
+        if self.fold.held() >= self.hold {
+            self.fold.write(conn, !self.wrote).await?;
+            self.wrote = true;
+        } else {
+            self.fold.write_inserts(conn, self.hold).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        self.fold.write(conn, !self.wrote).await
+    }
+}
+
 /// Rows a [`BulkApply`] holds in memory before it writes them out and starts over, per kind of
 /// row (licenses, snapshots, validation entries): what bounds a rebuild's memory whatever the
 /// size of the log. A license's state is one to a few KB (more with many activations), so the

@@ -18,7 +18,10 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::copy::{CopyRows, copy_all};
-use crate::engine::{BulkApply, Projection, ProjectionError, ReplaySafe, WRITE_CHUNK};
+use crate::engine::{
+    BulkApply, HeldFold, Projection, ProjectionError, ReplaySafe, RowFold, WRITE_CHUNK,
+    apply_folded,
+};
 
 /// A snapshot of a license's state is kept every this many events (see [`crate::history`]).
 pub const SNAPSHOT_EVERY: i64 = 100;
@@ -35,16 +38,16 @@ struct Row_ {
     updated_at: Option<Timestamp>,
 }
 
-/// Licenses folded in memory and the snapshots taken on the way, until [`Fold::write`]. One
-/// batch of the live projector uses one; a rebuild keeps one across batches ([`Bulk`]).
+/// Licenses folded in memory and the snapshots taken on the way, until they are written (a
+/// [`RowFold`]).
 #[derive(Default)]
 struct Fold {
     rows: HashMap<Uuid, Row_>,
     snapshots: Vec<(Uuid, i64, Timestamp, LicenseState)>,
 }
 
-impl Fold {
-    /// Loads the stored rows of the licenses of `events` that it does not hold yet.
+#[async_trait]
+impl RowFold for Fold {
     async fn load(
         &mut self,
         conn: &mut PgConnection,
@@ -86,7 +89,7 @@ impl Fold {
         Ok(())
     }
 
-    /// Folds `events` into the licenses held (absent ones start not issued).
+    /// An absent license starts not issued.
     fn fold(&mut self, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
         for e in events {
             let id = license_id(e)?;
@@ -121,9 +124,11 @@ impl Fold {
         Ok(())
     }
 
-    /// Writes every license folded since it was loaded and every snapshot taken, and forgets
-    /// them all. `fresh`: none of these licenses has a row yet (a rebuild's first write), so
-    /// they are copied in rather than upserted.
+    fn held(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Every license folded since it was loaded, and every snapshot taken.
     async fn write(&mut self, conn: &mut PgConnection, fresh: bool) -> Result<(), ProjectionError> {
         let touched: Vec<(Uuid, Row_)> = self
             .rows
@@ -143,6 +148,21 @@ impl Fold {
         self.write_snapshots(conn).await
     }
 
+    /// Snapshots are only ever inserted: a few long streams can take many while the licenses
+    /// held stay few.
+    async fn write_inserts(
+        &mut self,
+        conn: &mut PgConnection,
+        hold: usize,
+    ) -> Result<(), ProjectionError> {
+        if self.snapshots.len() >= hold {
+            self.write_snapshots(conn).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Fold {
     /// Copies the snapshots taken so far and forgets them (the table only gains rows, so this
     /// may happen at any time).
     async fn write_snapshots(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
@@ -278,58 +298,12 @@ impl Projection for LicensesProjection {
         conn: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let events: Vec<&RecordedEvent> = events.iter().collect();
-        let mut fold = Fold::default();
-        fold.load(conn, &events).await?;
-        fold.fold(&events)?;
-        fold.write(conn, false).await
-    }
-}
-
-/// The rebuild's applier: one [`Fold`] across batches, written out whenever it holds as many licenses as it may
-/// and at the end, so that each license row is written once per rebuild instead of once per
-/// batch that touches it.
-struct Bulk {
-    fold: Fold,
-    /// Rows held before they are written out.
-    hold: usize,
-    /// Whether anything was written yet: until then the copies are empty and there is nothing
-    /// to load.
-    wrote: bool,
-}
-
-#[async_trait]
-impl BulkApply for Bulk {
-    async fn feed(
-        &mut self,
-        conn: &mut PgConnection,
-        events: &[&RecordedEvent],
-    ) -> Result<(), ProjectionError> {
-        if self.wrote {
-            self.fold.load(conn, events).await?;
-        }
-        self.fold.fold(events)?;
-        if self.fold.rows.len() >= self.hold {
-            self.fold.write(conn, !self.wrote).await?;
-            self.wrote = true;
-        } else if self.fold.snapshots.len() >= self.hold {
-            // A few long streams can take many snapshots while the licenses held stay few.
-            self.fold.write_snapshots(conn).await?;
-        }
-        Ok(())
-    }
-
-    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        self.fold.write(conn, !self.wrote).await
+        apply_folded::<Fold>(conn, events).await
     }
 }
 
 impl ReplaySafe for LicensesProjection {
     fn bulk(&self, hold: usize) -> Option<Box<dyn BulkApply>> {
-        Some(Box::new(Bulk {
-            fold: Fold::default(),
-            hold: hold.max(1),
-            wrote: false,
-        }))
+        Some(HeldFold::<Fold>::boxed(hold))
     }
 }

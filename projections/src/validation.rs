@@ -39,7 +39,8 @@ use uuid::Uuid;
 
 use crate::copy::{CopyRows, copy_all};
 use crate::engine::{
-    self, BulkApply, Checkpoint, Projection, ProjectionError, ReplaySafe, WRITE_CHUNK,
+    self, BulkApply, Checkpoint, HeldFold, Projection, ProjectionError, ReplaySafe, RowFold,
+    WRITE_CHUNK, apply_folded,
 };
 
 /// What licenses of one policy version share.
@@ -553,16 +554,11 @@ impl Projection for ValidationProjection {
         conn: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let events: Vec<&RecordedEvent> = events.iter().collect();
-        let mut fold = Fold::default();
-        fold.load(conn, &events).await?;
-        fold.fold(&events)?;
-        fold.write(conn, false).await
+        apply_folded::<Fold>(conn, events).await
     }
 }
 
-/// Entries folded in memory until [`Fold::write`]. One batch of the live projector uses one; a
-/// rebuild keeps one across batches ([`Bulk`]).
+/// Entries folded in memory until they are written (a [`RowFold`]).
 #[derive(Default)]
 struct Fold {
     interner: Interner,
@@ -570,8 +566,8 @@ struct Fold {
     entries: HashMap<LicenseId, ValidationEntry>,
 }
 
-impl Fold {
-    /// Loads the stored rows of the licenses of `events` that it does not hold yet.
+#[async_trait]
+impl RowFold for Fold {
     async fn load(
         &mut self,
         conn: &mut PgConnection,
@@ -622,9 +618,11 @@ impl Fold {
         Ok(())
     }
 
-    /// Writes every entry held and forgets them (the interner stays: classes and feature sets
-    /// recur). `fresh`: none of them has a row yet (a rebuild's first write), so they are
-    /// copied in rather than upserted.
+    fn held(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The interner stays: classes and feature sets recur.
     async fn write(&mut self, conn: &mut PgConnection, fresh: bool) -> Result<(), ProjectionError> {
         let entries: Vec<ValidationEntry> = self.entries.drain().map(|(_, e)| e).collect();
         if fresh {
@@ -638,47 +636,9 @@ impl Fold {
     }
 }
 
-/// The rebuild's applier: one [`Fold`] across batches, written out whenever it holds as many entries as it may
-/// and at the end, so that each row is written once per rebuild.
-struct Bulk {
-    fold: Fold,
-    /// Rows held before they are written out.
-    hold: usize,
-    /// Whether anything was written yet: until then the copy is empty and there is nothing to
-    /// load.
-    wrote: bool,
-}
-
-#[async_trait]
-impl BulkApply for Bulk {
-    async fn feed(
-        &mut self,
-        conn: &mut PgConnection,
-        events: &[&RecordedEvent],
-    ) -> Result<(), ProjectionError> {
-        if self.wrote {
-            self.fold.load(conn, events).await?;
-        }
-        self.fold.fold(events)?;
-        if self.fold.entries.len() >= self.hold {
-            self.fold.write(conn, !self.wrote).await?;
-            self.wrote = true;
-        }
-        Ok(())
-    }
-
-    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        self.fold.write(conn, !self.wrote).await
-    }
-}
-
 impl ReplaySafe for ValidationProjection {
     fn bulk(&self, hold: usize) -> Option<Box<dyn BulkApply>> {
-        Some(Box::new(Bulk {
-            fold: Fold::default(),
-            hold: hold.max(1),
-            wrote: false,
-        }))
+        Some(HeldFold::<Fold>::boxed(hold))
     }
 }
 
