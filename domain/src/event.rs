@@ -12,7 +12,7 @@ use std::str::FromStr;
 use cqrs_es::DomainEvent;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::Timestamp;
@@ -119,6 +119,20 @@ pub fn decode_payload<E: VersionedEvent>(
     event_version: &str,
     payload: Value,
 ) -> Result<E, EventCodecError> {
+    decode_payload_ref(event_type, event_version, &payload)
+}
+
+/// [`decode_payload`] from a borrowed payload: the current version is read in place, only an
+/// older one is copied (to be upcast). A rebuild decodes every event once per projection that
+/// reads it, and the copy used to cost more than the decoding.
+///
+/// # Errors
+/// See [`decode_payload`].
+pub fn decode_payload_ref<E: VersionedEvent>(
+    event_type: &str,
+    event_version: &str,
+    payload: &Value,
+) -> Result<E, EventCodecError> {
     let (_, current) = E::VERSIONS
         .iter()
         .find(|(t, _)| *t == event_type)
@@ -126,16 +140,23 @@ pub fn decode_payload<E: VersionedEvent>(
             aggregate_type: E::AGGREGATE_TYPE,
             event_type: event_type.to_owned(),
         })?;
+    let upcast;
     let payload = if event_version == *current {
         payload
     } else {
-        E::upcast(event_type, event_version, payload)?
+        upcast = E::upcast(event_type, event_version, payload.clone())?;
+        &upcast
     };
-    let mut tagged = Map::with_capacity(1);
-    tagged.insert(event_type.to_owned(), payload);
-    serde_json::from_value(Value::Object(tagged)).map_err(|e| EventCodecError::Payload {
-        event_type: event_type.to_owned(),
-        source: e,
+    // `E` is externally tagged: it reads the one-entry map `{event_type: payload}`, given here
+    // without building it.
+    let tagged = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(std::iter::once((
+        event_type, payload,
+    )));
+    E::deserialize(serde::de::value::MapAccessDeserializer::new(tagged)).map_err(|e| {
+        EventCodecError::Payload {
+            event_type: event_type.to_owned(),
+            source: e,
+        }
     })
 }
 
@@ -276,26 +297,7 @@ impl RecordedEvent {
     /// # Errors
     /// See [`decode_payload`].
     pub fn decode<E: VersionedEvent>(&self) -> Result<E, EventCodecError> {
-        let current = E::VERSIONS
-            .iter()
-            .find(|(t, _)| *t == self.event_type)
-            .map(|(_, v)| *v);
-        if current != Some(self.event_version.as_str()) {
-            return decode_payload(&self.event_type, &self.event_version, self.payload.clone());
-        }
-        // The current version reads straight from the stored payload, as the one-entry map
-        // `{event_type: payload}` that `E`'s externally tagged form expects, without the copy
-        // `decode_payload` makes: a rebuild decodes every event once per projection that reads
-        // it. `tests/golden.rs` holds both readers equal on every fixture.
-        let tagged = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(
-            std::iter::once((self.event_type.as_str(), &self.payload)),
-        );
-        E::deserialize(serde::de::value::MapAccessDeserializer::new(tagged)).map_err(|e| {
-            EventCodecError::Payload {
-                event_type: self.event_type.clone(),
-                source: e,
-            }
-        })
+        decode_payload_ref(&self.event_type, &self.event_version, &self.payload)
     }
 
     /// The metadata decoded, when it has the ledger's shape.
