@@ -6,8 +6,8 @@ use domain::event::RecordedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::copy::CopyRows;
-use crate::engine::{BulkApply, Projection, ProjectionError, ReplaySafe, WRITE_CHUNK};
+use crate::copy::{CopyRows, copy_all};
+use crate::engine::{Projection, ProjectionError, ReplaySafe};
 
 /// `rm_audit`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,11 +43,7 @@ impl Projection for AuditProjection {
         conn: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let mut rows = CopyRows::new(11);
-        for e in events {
-            add_row(&mut rows, e)?;
-        }
-        rows.send(conn, COPY).await
+        copy_all(conn, COPY, 11, events, add_row).await
     }
 }
 
@@ -76,43 +72,6 @@ fn add_row(rows: &mut CopyRows, e: &RecordedEvent) -> Result<(), ProjectionError
     Ok(())
 }
 
-/// The rebuild's applier: the same rows in `COPY`s of `send_at` rows or more (at most
-/// [`WRITE_CHUNK`]), with no transaction per batch.
-struct Bulk {
-    rows: CopyRows,
-    send_at: usize,
-}
-
-#[async_trait]
-impl BulkApply for Bulk {
-    async fn feed(
-        &mut self,
-        conn: &mut PgConnection,
-        events: &[&RecordedEvent],
-    ) -> Result<(), ProjectionError> {
-        for e in events {
-            add_row(&mut self.rows, e)?;
-        }
-        if self.rows.len() >= self.send_at {
-            std::mem::replace(&mut self.rows, CopyRows::new(11))
-                .send(conn, COPY)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        std::mem::replace(&mut self.rows, CopyRows::new(11))
-            .send(conn, COPY)
-            .await
-    }
-}
-
-impl ReplaySafe for AuditProjection {
-    fn bulk(&self, hold: usize) -> Option<Box<dyn BulkApply>> {
-        Some(Box::new(Bulk {
-            rows: CopyRows::new(11),
-            send_at: hold.clamp(1, WRITE_CHUNK),
-        }))
-    }
-}
+/// Its rows depend on one event each and are only ever inserted: the rebuild applies it batch
+/// by batch like the live projector (no `bulk` applier to keep).
+impl ReplaySafe for AuditProjection {}

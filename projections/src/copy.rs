@@ -1,7 +1,8 @@
 //! Rows for `COPY table (columns) FROM STDIN (FORMAT binary)`: the cheapest way to add many new
 //! rows. No SQL text to parse, no parameter arrays to unpack: PostgreSQL reads each value in its
 //! binary wire form, the same form a bound parameter has. Used by the audit projection for every
-//! batch and by the rebuild's bulk writers for rows that are new ([`crate::engine::BulkApply`]).
+//! batch, for snapshots, and by the rebuild's bulk writers for rows that are new
+//! ([`crate::engine::BulkApply`]). [`copy_all`] is the one way in.
 //!
 //! The caller names the columns in the statement and writes, for each row, exactly those values in
 //! that order and of those types; PostgreSQL refuses a row that does not fit (a wrong column count
@@ -30,7 +31,7 @@ pub struct CopyRows {
 
 impl CopyRows {
     /// Rows of `columns` values each.
-    pub fn new(columns: i16) -> Self {
+    fn new(columns: i16) -> Self {
         let mut buf = Vec::with_capacity(1 << 16);
         buf.extend_from_slice(HEADER);
         Self {
@@ -38,16 +39,6 @@ impl CopyRows {
             columns,
             rows: 0,
         }
-    }
-
-    /// Rows started so far.
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    /// Whether no row was started.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
     }
 
     /// Starts a row; its values follow.
@@ -192,27 +183,6 @@ impl CopyRows {
             }
         })
     }
-
-    /// Sends the rows with `statement` (`COPY t (c, …) FROM STDIN (FORMAT binary)`), in the
-    /// connection's current transaction. Nothing is sent when there are no rows.
-    ///
-    /// # Errors
-    /// Database errors, among them a row that does not fit the columns.
-    pub async fn send(
-        self,
-        conn: &mut PgConnection,
-        statement: &str,
-    ) -> Result<(), ProjectionError> {
-        let rows = self.rows;
-        if rows == 0 {
-            return Ok(());
-        }
-        let mut copy = conn.copy_in_raw(statement).await?;
-        let mut this = self;
-        this.buf.extend_from_slice(&(-1_i16).to_be_bytes());
-        let sent = copy.send(this.buf).await.map(|_| ());
-        finish(copy, sent, rows).await
-    }
 }
 
 /// Copies `items` in one binary `COPY` with `statement`, `columns` values per row written by
@@ -254,21 +224,14 @@ pub async fn copy_all<T>(
         rows.buf.extend_from_slice(&(-1_i16).to_be_bytes());
         sent = copy.send(rows.buf).await.map(|_| ()).map_err(Into::into);
     }
-    finish(copy, sent, rows.rows).await
-}
-
-/// Ends a `COPY`: completes it when everything was sent, else makes the server give it up (it
-/// would otherwise keep waiting for data), and checks the row count.
-async fn finish(
-    copy: sqlx::postgres::PgCopyIn<&mut PgConnection>,
-    sent: Result<(), impl Into<ProjectionError>>,
-    rows: usize,
-) -> Result<(), ProjectionError> {
+    let rows = rows.rows;
+    // Everything sent: complete the COPY; else make the server give it up (it would otherwise
+    // keep waiting for data).
     if let Err(err) = sent {
         let _ = copy
             .abort("license-ledger: encoding or sending rows failed")
             .await;
-        return Err(err.into());
+        return Err(err);
     }
     let copied = copy.finish().await?;
     if copied != rows as u64 {

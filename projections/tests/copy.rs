@@ -4,7 +4,7 @@
 //! before 2000 and with nanoseconds, non-ASCII and escape-worthy text, empty arrays).
 
 use domain::Timestamp;
-use projections::copy::{CopyRows, copy_all};
+use projections::copy::copy_all;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -162,29 +162,28 @@ async fn copied_rows_read_back_as_the_rows_sqlx_inserts(pool: PgPool) {
             "case {k}"
         );
     }
-    // And the small-batch path, as the audit projector sends each batch.
+    // And one row alone, as a live projector's small batch sends it.
     let mut conn = pool.acquire().await.unwrap();
-    let mut rows = CopyRows::new(14);
-    let v = &cases[1];
-    rows.row()
-        .i32(201)
-        .i64(v.a)
-        .i32(v.b)
-        .i16(v.c)
-        .bool(v.d)
-        .uuid(v.e)
-        .timestamptz(v.f)
-        .unwrap()
-        .text(v.g)
-        .bytea(&v.h)
-        .jsonb(&v.i)
-        .unwrap()
-        .text_array(&v.j)
-        .opt_uuid(v.l)
-        .opt_timestamptz(v.m)
-        .unwrap()
-        .opt_text(v.n);
-    rows.send(&mut conn, &statement).await.unwrap();
+    copy_all(&mut conn, &statement, 14, [&cases[1]], |rows, v| {
+        rows.row()
+            .i32(201)
+            .i64(v.a)
+            .i32(v.b)
+            .i16(v.c)
+            .bool(v.d)
+            .uuid(v.e)
+            .timestamptz(v.f)?
+            .text(v.g)
+            .bytea(&v.h)
+            .jsonb(&v.i)?
+            .text_array(&v.j)
+            .opt_uuid(v.l)
+            .opt_timestamptz(v.m)?
+            .opt_text(v.n);
+        Ok(())
+    })
+    .await
+    .unwrap();
     drop(conn);
     assert_eq!(as_text(&pool, 201).await, as_text(&pool, 1).await);
 }
@@ -197,12 +196,18 @@ async fn a_row_that_does_not_fit_fails_the_copy_and_leaves_the_connection_usable
         .unwrap();
     let mut conn = pool.acquire().await.unwrap();
     // An integer where a bigint belongs: PostgreSQL refuses it rather than storing anything.
-    let mut rows = CopyRows::new(2);
-    rows.row().i32(1).text("x");
-    let err = rows
-        .send(&mut conn, "COPY narrow (a, b) FROM STDIN (FORMAT binary)")
-        .await
-        .unwrap_err();
+    let err = copy_all(
+        &mut conn,
+        "COPY narrow (a, b) FROM STDIN (FORMAT binary)",
+        2,
+        [1_i32],
+        |rows, a| {
+            rows.row().i32(a).text("x");
+            Ok(())
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, projections::ProjectionError::Database(_)),
         "{err}"
