@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use domain::Timestamp;
 use domain::event::RecordedEvent;
+use domain::ids::LicenseId;
 use domain::license::{License, LicenseEvent, LicenseState};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
@@ -55,7 +56,7 @@ impl RowFold for Fold {
     ) -> Result<(), ProjectionError> {
         let mut ids = Vec::new();
         for e in events {
-            let id = license_id(e)?;
+            let id = Uuid::from(license_id_of(e)?);
             if !self.rows.contains_key(&id) {
                 ids.push(id);
             }
@@ -92,7 +93,7 @@ impl RowFold for Fold {
     /// An absent license starts not issued.
     fn fold(&mut self, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
         for e in events {
-            let id = license_id(e)?;
+            let id = Uuid::from(license_id_of(e)?);
             let event = e.decode::<LicenseEvent>()?;
             let row = self.rows.entry(id).or_insert(Row_ {
                 license: License::NotIssued,
@@ -185,9 +186,13 @@ impl Fold {
     }
 }
 
-fn license_id(e: &RecordedEvent) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(&e.aggregate_id)
-        .map_err(|_| ProjectionError::Inconsistent(format!("license id {:?}", e.aggregate_id)))
+/// The license a License event belongs to (its stream id); the validation projection reads it
+/// the same way.
+pub(crate) fn license_id_of(event: &RecordedEvent) -> Result<LicenseId, ProjectionError> {
+    event
+        .aggregate_id
+        .parse()
+        .map_err(|_| ProjectionError::Inconsistent(format!("license id {:?}", event.aggregate_id)))
 }
 
 /// Upserts `rows` into `rm_licenses` in one statement.

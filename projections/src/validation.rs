@@ -42,6 +42,7 @@ use crate::engine::{
     self, BulkApply, Checkpoint, HeldFold, Projection, ProjectionError, ReplaySafe, RowFold,
     WRITE_CHUNK, apply_folded,
 };
+use crate::licenses::license_id_of;
 
 /// What licenses of one policy version share.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -516,13 +517,6 @@ fn copy_row(rows: &mut CopyRows, e: &ValidationEntry) -> Result<(), ProjectionEr
         .jsonb(&e.activations.as_deref().unwrap_or(&[]))?
         .i64(e.version);
     Ok(())
-}
-
-fn license_id_of(event: &RecordedEvent) -> Result<LicenseId, ProjectionError> {
-    event
-        .aggregate_id
-        .parse()
-        .map_err(|_| ProjectionError::Inconsistent(format!("license id {:?}", event.aggregate_id)))
 }
 
 /// Keeps `rm_validation` current.

@@ -15,7 +15,7 @@
 //!    is read once however many projections are rebuilt, and the slowest worker sets the pace.
 //!    A projection with a [`ReplaySafe::bulk`] applier keeps its fold across batches and
 //!    copies rows in: licenses and validation write each row once (up to
-//!    [`projections::engine::BULK_ROWS`] held), audit in chunks; the others apply batch by
+//!    [`projections::engine::BULK_ROWS`] held); the others (catalogue, audit) apply batch by
 //!    batch, as the live projector does. Each worker sets `maintenance_work_mem` to 128 MB for
 //!    its index builds, and six may build at once: mind it on a small host.
 //! 4. Swap, one transaction per projection: lock its checkpoint row (the live projector waits),
@@ -343,12 +343,8 @@ async fn worker(
 ) -> anyhow::Result<u64> {
     let mut applied = 0_u64;
     if let Some(mut bulk) = projection.bulk(projections::engine::BULK_ROWS) {
-        let types = projection.aggregate_types();
         while let Some(batch) = rx.recv().await {
-            let mine: Vec<&RecordedEvent> = batch
-                .iter()
-                .filter(|e| types.is_empty() || types.contains(&e.aggregate_type.as_str()))
-                .collect();
+            let mine: Vec<&RecordedEvent> = batch.iter().filter(|e| reads(projection, e)).collect();
             if mine.is_empty() {
                 continue;
             }
@@ -395,18 +391,24 @@ pub fn events_for<'a>(
     projection: &dyn ReplaySafe,
     batch: &'a [RecordedEvent],
 ) -> Cow<'a, [RecordedEvent]> {
-    let types = projection.aggregate_types();
-    if types.is_empty() {
+    if projection.aggregate_types().is_empty() {
         Cow::Borrowed(batch)
     } else {
         Cow::Owned(
             batch
                 .iter()
-                .filter(|e| types.contains(&e.aggregate_type.as_str()))
+                .filter(|e| reads(projection, e))
                 .cloned()
                 .collect(),
         )
     }
+}
+
+/// Whether `projection` reads `e`: one of its aggregate types, or any when it names none (as
+/// `engine::read_events` selects).
+fn reads(projection: &dyn ReplaySafe, e: &RecordedEvent) -> bool {
+    let types = projection.aggregate_types();
+    types.is_empty() || types.contains(&e.aggregate_type.as_str())
 }
 
 /// Catches the copies up to the commit horizon and puts them in place of the live tables, in one
