@@ -93,6 +93,31 @@ async fn as_text(pool: &PgPool, k: i32) -> String {
     .unwrap()
 }
 
+/// Copies `rows` (key, values) with `statement`.
+async fn copy(pool: &PgPool, statement: &str, rows: &[(i32, &Values)]) {
+    let mut conn = pool.acquire().await.unwrap();
+    copy_all(&mut conn, statement, 14, rows, |out, (k, v)| {
+        out.row()
+            .i32(*k)
+            .i64(v.a)
+            .i32(v.b)
+            .i16(v.c)
+            .bool(v.d)
+            .uuid(v.e)
+            .timestamptz(v.f)?
+            .text(v.g)
+            .bytea(&v.h)
+            .jsonb(&v.i)?
+            .text_array(&v.j)
+            .opt_uuid(v.l)
+            .opt_timestamptz(v.m)?
+            .opt_text(v.n);
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
 #[sqlx::test]
 async fn copied_rows_read_back_as_the_rows_sqlx_inserts(pool: PgPool) {
     sqlx::query(
@@ -125,35 +150,13 @@ async fn copied_rows_read_back_as_the_rows_sqlx_inserts(pool: PgPool) {
         .await
         .unwrap();
     }
-    let mut conn = pool.acquire().await.unwrap();
     let statement = format!("COPY copied (k, {COLUMNS}) FROM STDIN (FORMAT binary)");
-    copy_all(
-        &mut conn,
-        &statement,
-        14,
-        cases.iter().enumerate(),
-        |rows, (k, v)| {
-            rows.row()
-                .i32(100 + i32::try_from(k).unwrap())
-                .i64(v.a)
-                .i32(v.b)
-                .i16(v.c)
-                .bool(v.d)
-                .uuid(v.e)
-                .timestamptz(v.f)?
-                .text(v.g)
-                .bytea(&v.h)
-                .jsonb(&v.i)?
-                .text_array(&v.j)
-                .opt_uuid(v.l)
-                .opt_timestamptz(v.m)?
-                .opt_text(v.n);
-            Ok(())
-        },
-    )
-    .await
-    .unwrap();
-    drop(conn);
+    let keyed: Vec<(i32, &Values)> = cases
+        .iter()
+        .enumerate()
+        .map(|(k, v)| (100 + i32::try_from(k).unwrap(), v))
+        .collect();
+    copy(&pool, &statement, &keyed).await;
     for k in 0..cases.len() {
         let k = i32::try_from(k).unwrap();
         assert_eq!(
@@ -163,28 +166,7 @@ async fn copied_rows_read_back_as_the_rows_sqlx_inserts(pool: PgPool) {
         );
     }
     // And one row alone, as a live projector's small batch sends it.
-    let mut conn = pool.acquire().await.unwrap();
-    copy_all(&mut conn, &statement, 14, [&cases[1]], |rows, v| {
-        rows.row()
-            .i32(201)
-            .i64(v.a)
-            .i32(v.b)
-            .i16(v.c)
-            .bool(v.d)
-            .uuid(v.e)
-            .timestamptz(v.f)?
-            .text(v.g)
-            .bytea(&v.h)
-            .jsonb(&v.i)?
-            .text_array(&v.j)
-            .opt_uuid(v.l)
-            .opt_timestamptz(v.m)?
-            .opt_text(v.n);
-        Ok(())
-    })
-    .await
-    .unwrap();
-    drop(conn);
+    copy(&pool, &statement, &[(201, &cases[1])]).await;
     assert_eq!(as_text(&pool, 201).await, as_text(&pool, 1).await);
 }
 
