@@ -251,6 +251,7 @@ async fn prepare_shadow(
             .execute(&mut *tx)
             .await
             .with_context(|| format!("copying the definition of table {table}"))?;
+            copy_storage_parameters(&mut tx, table).await?;
             for (name, _) in plain_indexes(&mut tx, SHADOW_SCHEMA, table).await? {
                 sqlx::query(&format!(
                     "DROP INDEX {SHADOW_SCHEMA}.{}",
@@ -292,6 +293,41 @@ async fn prepare_shadow(
     }
     tx.commit().await?;
     Ok(deferred)
+}
+
+/// Gives the shadow copy of `table` the live table's storage parameters (`fillfactor`,
+/// `toast_tuple_target`, autovacuum settings, and those of its TOAST table), which `LIKE` leaves
+/// behind: the swapped-in table must be stored as the migrations and the operator set it.
+async fn copy_storage_parameters(conn: &mut PgConnection, table: &str) -> anyhow::Result<()> {
+    let (own, toast): (Option<Vec<String>>, Option<Vec<String>>) = sqlx::query_as(
+        "SELECT c.reloptions::text[], t.reloptions::text[] FROM pg_class c \
+         LEFT JOIN pg_class t ON t.oid = c.reltoastrelid WHERE c.oid = $1::regclass",
+    )
+    .bind(format!("public.{table}"))
+    .fetch_one(&mut *conn)
+    .await
+    .with_context(|| format!("reading the storage parameters of table {table}"))?;
+    // Each option reads `name=value`, as PostgreSQL itself wrote it into the catalog.
+    let options: Vec<String> = own
+        .unwrap_or_default()
+        .into_iter()
+        .chain(
+            toast
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| format!("toast.{o}")),
+        )
+        .collect();
+    if !options.is_empty() {
+        sqlx::query(&format!(
+            "ALTER TABLE {SHADOW_SCHEMA}.{table} SET ({})",
+            options.join(", ")
+        ))
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("copying the storage parameters of table {table}"))?;
+    }
+    Ok(())
 }
 
 /// The indexes of `schema.table` that are neither unique nor behind a constraint: name and

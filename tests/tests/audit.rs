@@ -241,6 +241,22 @@ async fn as_of_reads_equal_snapshots_and_a_rebuild_equals_the_live_read_models()
     app.projected().await;
     let live = read_models(&pool).await;
     assert!(live.iter().any(|(t, n, _)| t == "rm_audit" && *n > 100));
+    // Storage parameters, the migrations' and an operator's, must survive the swap.
+    sqlx::query("ALTER TABLE rm_audit SET (fillfactor = 90, toast.autovacuum_enabled = false)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let parameters = storage_parameters(&pool).await;
+    assert!(parameters.contains(&(
+        "rm_licenses".to_owned(),
+        Some(vec!["toast_tuple_target=8160".to_owned()]),
+        None
+    )));
+    assert!(parameters.contains(&(
+        "rm_audit".to_owned(),
+        Some(vec!["fillfactor=90".to_owned()]),
+        Some(vec!["autovacuum_enabled=false".to_owned()])
+    )));
     let report = replay_tool::rebuild::rebuild(
         &app.db.url,
         projections::replayable(),
@@ -254,6 +270,7 @@ async fn as_of_reads_equal_snapshots_and_a_rebuild_equals_the_live_read_models()
         rebuilt, live,
         "the rebuilt read models differ from the live ones"
     );
+    assert_eq!(storage_parameters(&pool).await, parameters);
     // The swapped-in tables kept their index names and serve the server (as ledger_app).
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE tablename = 'rm_licenses' ORDER BY 1",
@@ -290,6 +307,21 @@ async fn as_of_reads_equal_snapshots_and_a_rebuild_equals_the_live_read_models()
 
     pool.close().await;
     app.stop().await;
+}
+
+/// Per read-model table: its storage parameters and its TOAST table's.
+type StorageParameters = Vec<(String, Option<Vec<String>>, Option<Vec<String>>)>;
+
+async fn storage_parameters(pool: &PgPool) -> StorageParameters {
+    sqlx::query_as(
+        "SELECT c.relname::text, c.reloptions::text[], t.reloptions::text[] FROM pg_class c \
+         LEFT JOIN pg_class t ON t.oid = c.reltoastrelid \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' \
+           AND c.relname LIKE 'rm\\_%' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
