@@ -13,15 +13,15 @@ use async_trait::async_trait;
 use domain::Timestamp;
 use domain::event::RecordedEvent;
 use domain::ids::LicenseId;
-use domain::license::{License, LicenseEvent, LicenseState};
+use domain::license::{License, LicenseState};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::copy::{CopyRows, copy_all};
 use crate::engine::{
-    BulkApply, HeldFold, Projection, ProjectionError, ReplaySafe, RowFold, WRITE_CHUNK,
-    apply_folded,
+    BulkApply, HeldFold, LicenseRecord, Projection, ProjectionError, ReplaySafe, RowFold,
+    WRITE_CHUNK, apply_folded,
 };
 
 /// A snapshot of a license's state is kept every this many events (see [`crate::history`]).
@@ -52,11 +52,11 @@ impl RowFold for Fold {
     async fn load(
         &mut self,
         conn: &mut PgConnection,
-        events: &[&RecordedEvent],
+        events: &[LicenseRecord<'_>],
     ) -> Result<(), ProjectionError> {
         let mut ids = Vec::new();
         for e in events {
-            let id = Uuid::from(license_id_of(e)?);
+            let id = Uuid::from(license_id_of(e.record)?);
             if !self.rows.contains_key(&id) {
                 ids.push(id);
             }
@@ -91,10 +91,9 @@ impl RowFold for Fold {
     }
 
     /// An absent license starts not issued.
-    fn fold(&mut self, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
-        for e in events {
+    fn fold(&mut self, events: &[LicenseRecord<'_>]) -> Result<(), ProjectionError> {
+        for &LicenseRecord { record: e, event } in events {
             let id = Uuid::from(license_id_of(e)?);
-            let event = e.decode::<LicenseEvent>()?;
             let row = self.rows.entry(id).or_insert(Row_ {
                 license: License::NotIssued,
                 version: 0,
@@ -107,7 +106,9 @@ impl RowFold for Fold {
                     row.version, e.event_id, e.sequence
                 )));
             }
-            row.license.fold(event);
+            // The batch's decoded event is shared with the validation fold; the state takes
+            // its own copy.
+            row.license.fold(event.clone());
             row.version = e.sequence;
             row.created_at = row.created_at.or(Some(e.recorded_at));
             row.updated_at = Some(e.recorded_at);

@@ -39,8 +39,8 @@ use uuid::Uuid;
 
 use crate::copy::{CopyRows, copy_all};
 use crate::engine::{
-    self, BulkApply, Checkpoint, HeldFold, Projection, ProjectionError, ReplaySafe, RowFold,
-    WRITE_CHUNK, apply_folded,
+    self, BulkApply, Checkpoint, HeldFold, LicenseRecord, Projection, ProjectionError, ReplaySafe,
+    RowFold, WRITE_CHUNK, apply_folded,
 };
 use crate::licenses::license_id_of;
 
@@ -565,11 +565,11 @@ impl RowFold for Fold {
     async fn load(
         &mut self,
         conn: &mut PgConnection,
-        events: &[&RecordedEvent],
+        events: &[LicenseRecord<'_>],
     ) -> Result<(), ProjectionError> {
         let mut ids: Vec<Uuid> = Vec::new();
         for e in events {
-            let id = license_id_of(e)?;
+            let id = license_id_of(e.record)?;
             if !self.entries.contains_key(&id) {
                 ids.push(id.into());
             }
@@ -590,11 +590,10 @@ impl RowFold for Fold {
         Ok(())
     }
 
-    fn fold(&mut self, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
-        for e in events {
+    fn fold(&mut self, events: &[LicenseRecord<'_>]) -> Result<(), ProjectionError> {
+        for &LicenseRecord { record: e, event } in events {
             let id = license_id_of(e)?;
-            let event = e.decode::<LicenseEvent>()?;
-            if let LicenseEvent::Issued(issued) = &event {
+            if let LicenseEvent::Issued(issued) = event {
                 self.entries.insert(
                     id,
                     ValidationEntry::issued(id, issued, e.sequence, &mut self.interner),
@@ -607,7 +606,7 @@ impl RowFold for Fold {
                     event.event_type()
                 ))
             })?;
-            entry.apply(&event, e.sequence, &mut self.interner);
+            entry.apply(event, e.sequence, &mut self.interner);
         }
         Ok(())
     }

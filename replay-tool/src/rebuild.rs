@@ -5,16 +5,18 @@
 //! 1. One rebuild at a time: a session advisory lock ([`REBUILD_LOCK`]). A shadow schema left by
 //!    an earlier run that was killed is dropped first; the live tables were never touched by it.
 //! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`]
-//!    (`LIKE … INCLUDING ALL`, same grants), without their non-unique indexes: those are built
-//!    after the walk, under their live names, which costs a fraction of keeping them current row
-//!    by row. Its worker runs on a connection whose `search_path` puts that schema first, so the
-//!    projection's own unqualified SQL writes the copies and reads `events` from `public`; it
-//!    commits without waiting for the disk (a crash discards the copies anyway).
+//!    (`LIKE … INCLUDING ALL`, same grants and storage parameters), without their non-unique
+//!    indexes: those are built after the walk, under their live names, which costs a fraction of
+//!    keeping them current row by row. Its worker runs on a connection whose `search_path` puts
+//!    that schema first, so the projection's own unqualified SQL writes the copies and reads
+//!    `events` from `public`; it commits without waiting for the disk (a crash discards the
+//!    copies anyway).
 //! 3. One reader walks the log once, in commit order and below the commit horizon (the projector
-//!    engine's order), and hands each batch to every worker through a bounded channel: the log
-//!    is read once however many projections are rebuilt, and the slowest worker sets the pace.
-//!    A projection with a [`ReplaySafe::bulk`] applier keeps its fold across batches and
-//!    copies rows in: licenses and validation write each row once (up to
+//!    engine's order); a decoder task decodes each batch's License events once
+//!    ([`ReplayBatch`]) and hands the batch to every worker through a bounded channel: the log
+//!    is read and decoded once however many projections are rebuilt, and the slowest worker
+//!    sets the pace. A projection with a [`ReplaySafe::bulk`] applier keeps its fold across
+//!    batches and copies rows in: licenses and validation write each row once (up to
 //!    [`projections::engine::BULK_ROWS`] held); the others (catalogue, audit) apply batch by
 //!    batch, as the live projector does. Each worker sets `maintenance_work_mem` to 128 MB for
 //!    its index builds, and six may build at once: mind it on a small host.
@@ -37,8 +39,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use domain::event::RecordedEvent;
-use projections::ReplaySafe;
-use projections::engine::{Checkpoint, read_events};
+use projections::engine::{Checkpoint, ReplayBatch, read_events};
+use projections::{ProjectionError, ReplaySafe};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 use tokio::sync::mpsc;
@@ -55,6 +57,8 @@ pub const BATCH: i64 = 5_000;
 /// ahead while a worker writes, at the price of up to about 90,000 events held in memory (the
 /// queued batches, one being sent and one being applied).
 const QUEUE: usize = 16;
+/// Batches read ahead of the decoder.
+const DECODE_QUEUE: usize = 4;
 
 /// What a rebuild did, per projection.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -152,7 +156,7 @@ async fn rebuild_locked(
     let mut senders = Vec::new();
     let mut workers = tokio::task::JoinSet::new();
     for (i, (projection, deferred)) in selected.iter().zip(deferred).enumerate() {
-        let (tx, rx) = mpsc::channel::<Arc<Vec<RecordedEvent>>>(QUEUE);
+        let (tx, rx) = mpsc::channel::<Arc<ReplayBatch>>(QUEUE);
         let mut conn = shadow_connection(pool).await?;
         let projection = Arc::clone(projection);
         senders.push(tx);
@@ -163,32 +167,54 @@ async fn rebuild_locked(
         });
     }
 
+    // The decoder, between the reader and the workers: decodes each batch's License events once
+    // for every worker that folds them, on a thread of its own while the reader fetches the next
+    // batch. Returns whether every worker took every batch.
+    let (to_decoder, mut decoder_rx) = mpsc::channel::<Vec<RecordedEvent>>(DECODE_QUEUE);
+    let decoder = tokio::spawn(async move {
+        while let Some(events) = decoder_rx.recv().await {
+            let batch = Arc::new(ReplayBatch::decode(events)?);
+            for sender in &senders {
+                if sender.send(Arc::clone(&batch)).await.is_err() {
+                    // A worker stopped on an error; its join handle says which.
+                    return Ok(false);
+                }
+            }
+        }
+        Ok::<_, ProjectionError>(true)
+    });
+
     // The reader: the log once, in commit order below the horizon.
     let mut reader = pool.acquire().await?;
     let mut at = Checkpoint::default();
     let mut read = 0_u64;
-    let mut worker_stopped = false;
-    'walk: loop {
+    loop {
         let events = read_events(&mut reader, &at, &[], BATCH).await?;
         let Some(last) = events.last() else { break };
         at = Checkpoint {
             tx_id: last.tx_id,
             position: last.global_position,
         };
-        read += events.len() as u64;
         let n = events.len() as u64;
-        let batch = Arc::new(events);
-        for sender in &senders {
-            if sender.send(Arc::clone(&batch)).await.is_err() {
-                // A worker stopped on an error; its join handle says which.
-                worker_stopped = true;
-                break 'walk;
-            }
+        read += n;
+        if to_decoder.send(events).await.is_err() {
+            break; // the decoder stopped: it says why below
         }
         progress.inc(n);
     }
     drop(reader);
-    drop(senders);
+    drop(to_decoder);
+    let handed_over = match decoder.await {
+        Ok(Ok(all)) => all,
+        Ok(Err(err)) => {
+            workers.abort_all();
+            return Err(anyhow::Error::new(err).context("decoding the log for the rebuild"));
+        }
+        Err(err) => {
+            workers.abort_all();
+            return Err(anyhow::anyhow!("the rebuild's decoder panicked: {err}"));
+        }
+    };
     // In the order they finish: the first error stops the others at once, rather than after
     // their own final writes and index builds.
     let mut counts = vec![0_u64; selected.len()];
@@ -208,7 +234,7 @@ async fn rebuild_locked(
             }
         }
     }
-    if worker_stopped {
+    if !handed_over {
         bail!("a rebuild worker stopped early");
     }
     progress.finish();
@@ -375,17 +401,17 @@ async fn worker(
     conn: &mut PgConnection,
     projection: &dyn ReplaySafe,
     deferred: &[String],
-    mut rx: mpsc::Receiver<Arc<Vec<RecordedEvent>>>,
+    mut rx: mpsc::Receiver<Arc<ReplayBatch>>,
 ) -> anyhow::Result<u64> {
     let mut applied = 0_u64;
     if let Some(mut bulk) = projection.bulk(projections::engine::BULK_ROWS) {
         while let Some(batch) = rx.recv().await {
-            let mine: Vec<&RecordedEvent> = batch.iter().filter(|e| reads(projection, e)).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            bulk.feed(conn, &mine).await?;
-            applied += mine.len() as u64;
+            bulk.feed(conn, &batch).await?;
+            applied += batch
+                .events()
+                .iter()
+                .filter(|e| reads(projection, e))
+                .count() as u64;
         }
         let writing = Instant::now();
         bulk.finish(conn).await?;
@@ -396,7 +422,7 @@ async fn worker(
         );
     } else {
         while let Some(batch) = rx.recv().await {
-            let mine = events_for(projection, &batch);
+            let mine = events_for(projection, batch.events());
             if mine.is_empty() {
                 continue;
             }

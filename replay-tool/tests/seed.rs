@@ -514,8 +514,8 @@ async fn bulk_appliers_write_the_rows_the_live_projectors_write_whatever_they_ho
                         tx_id: last.tx_id,
                         position: last.global_position,
                     };
-                    let refs: Vec<&domain::event::RecordedEvent> = events.iter().collect();
-                    bulk.feed(&mut conn, &refs).await.unwrap();
+                    let batch = projections::engine::ReplayBatch::decode(events).unwrap();
+                    bulk.feed(&mut conn, &batch).await.unwrap();
                 }
                 bulk.finish(&mut conn).await.unwrap();
                 drop(conn);
@@ -529,6 +529,73 @@ async fn bulk_appliers_write_the_rows_the_live_projectors_write_whatever_they_ho
             checked += 1;
         }
         assert_eq!(checked, 2, "licenses and validation have bulk appliers");
+        pool.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_stops_at_an_event_it_cannot_decode_and_leaves_the_live_tables_alone() {
+    with_db(|url| async move {
+        let options = SeedOptions {
+            licenses: 200,
+            events: 2_000,
+            long_license_events: 100,
+            organizations: 10,
+        };
+        seed_into(&url, &options).await;
+        let pool = PgPool::connect(&url).await.unwrap();
+        let mut live = Vec::new();
+        for projection in projections::replayable() {
+            projections::engine::ensure_checkpoint(&pool, projection.name())
+                .await
+                .unwrap();
+            projections::engine::catch_up_to_head(
+                &pool,
+                projection.as_ref(),
+                500,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+            live.push(digests(&pool, projection.as_ref()).await);
+        }
+        // The next event of one license, of a type no release of the ledger ever wrote.
+        sqlx::query(
+            "INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             SELECT $1, 'License', aggregate_id, max(sequence) + 1, 'LicenseFrobnicated', '1', '{}'::json, '{}'::json \
+             FROM events WHERE aggregate_type = 'License' GROUP BY aggregate_id ORDER BY aggregate_id LIMIT 1",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .execute(&pool)
+        .await
+        .unwrap();
+
+        let err = replay_tool::rebuild::rebuild(
+            &url,
+            projections::replayable(),
+            &replay_tool::progress::Progress::quiet("rebuild", 0),
+        )
+        .await
+        .expect_err("an event that does not decode stops the rebuild");
+        let message = format!("{err:#}");
+        assert!(message.contains("decoding the log"), "{message}");
+        assert!(message.contains("LicenseFrobnicated"), "{message}");
+        for (projection, before) in projections::replayable().iter().zip(&live) {
+            assert_eq!(
+                &digests(&pool, projection.as_ref()).await,
+                before,
+                "{} was changed by a failed rebuild",
+                projection.name()
+            );
+        }
+        let shadow: Option<String> = sqlx::query_scalar(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname = 'ledger_rebuild'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        assert_eq!(shadow, None, "the shadow schema is dropped");
         pool.close().await;
     })
     .await;
