@@ -19,7 +19,8 @@
 //!    batches and copies rows in: licenses and validation write each row once (up to
 //!    [`projections::engine::BULK_ROWS`] held); the others (catalogue, audit) apply batch by
 //!    batch, as the live projector does. Each worker sets `maintenance_work_mem` to 128 MB for
-//!    its index builds, and six may build at once: mind it on a small host.
+//!    its index builds, which are not parallel, and six may build at once: mind it on a small
+//!    host.
 //! 4. Swap, one transaction per projection: lock its checkpoint row (the live projector waits),
 //!    apply what was committed since the walk into the copies, drop the live tables, move the
 //!    copies into `public` under the old index names, and set the checkpoint to where the copies
@@ -389,6 +390,13 @@ async fn shadow_connection(pool: &PgPool) -> anyhow::Result<PgConnection> {
         .execute(&mut conn)
         .await?;
     sqlx::query("SET maintenance_work_mem TO '128MB'")
+        .execute(&mut conn)
+        .await?;
+    // The workers already build their indexes side by side; a parallel build on top splits
+    // `maintenance_work_mem` among its participants (the audit indexes then sort on disk) and
+    // costs more CPU for the same index. Its one gain, on a host with idle cores, is wall time
+    // on audit's three builds, which take about as long as the licenses' final write (ADR 0008).
+    sqlx::query("SET max_parallel_maintenance_workers TO 0")
         .execute(&mut conn)
         .await?;
     Ok(conn)
