@@ -42,8 +42,8 @@ use anyhow::{Context, bail};
 use domain::event::RecordedEvent;
 use projections::engine::{Checkpoint, ReplayBatch, read_events};
 use projections::{ProjectionError, ReplaySafe};
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::mpsc;
 
 use crate::progress::Progress;
@@ -108,10 +108,16 @@ pub fn select(names: &[String]) -> anyhow::Result<Vec<Arc<dyn ReplaySafe>>> {
 /// # Errors
 /// When the database is unreachable.
 pub async fn owner_pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse()
+        .with_context(|| "cannot read --database-url".to_owned())?;
+    // Index builds and copies of a million rows are meant to take seconds: sqlx's "slow
+    // statement" warnings would only alarm the operator. The rebuild logs its own timings.
+    let options = options.disable_statement_logging();
     PgPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(url)
+        .connect_with(options)
         .await
         .with_context(|| "cannot connect to the database (check --database-url)".to_owned())
 }
@@ -142,6 +148,8 @@ pub async fn rebuild(
         .execute(&pool)
         .await;
     let _ = guard.close().await;
+    // Say goodbye to the server rather than drop the sockets (which it logs as errors).
+    pool.close().await;
     result
 }
 
