@@ -17,6 +17,11 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use crate::engine::{EVENT_COLUMNS, ProjectionError, recorded_event};
+use crate::licenses::SNAPSHOT_EVERY;
+
+/// Events read per query after a snapshot: one more than lie between two snapshots, so that one
+/// query reaches the first event past the instant whenever the snapshots are current.
+const TAIL_PAGE: i64 = SNAPSHOT_EVERY + 1;
 
 /// A license as of an instant.
 #[derive(Clone, Debug)]
@@ -61,22 +66,36 @@ pub async fn license_as_of(
         },
         None => (License::NotIssued, 0),
     };
+    // The events after the snapshot, a page at a time, up to the first one recorded after the
+    // instant. A stream's events are recorded in sequence order (ADR 0008), so that one ends the
+    // fold — and the scan: filtering the rest of the stream by `recorded_at` instead read every
+    // later event of it (10,000 rows for a long license, hundreds of ms from a cold cache).
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = 'License' AND aggregate_id = $1 \
-         AND sequence > $2 AND recorded_at <= $3 ORDER BY sequence"
+         AND sequence > $2 ORDER BY sequence LIMIT $3"
     );
-    let rows = sqlx::query(&sql)
-        .bind(id.to_string())
-        .bind(version)
-        .bind(at)
-        .fetch_all(pool)
-        .await?;
     let mut updated_at = None;
-    for row in &rows {
-        let event = recorded_event(row)?;
-        license.fold(event.decode::<LicenseEvent>()?);
-        version = event.sequence;
-        updated_at = Some(event.recorded_at);
+    let mut folded = 0_usize;
+    'tail: loop {
+        let rows = sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(version)
+            .bind(TAIL_PAGE)
+            .fetch_all(pool)
+            .await?;
+        for row in &rows {
+            let event = recorded_event(row)?;
+            if event.recorded_at > at {
+                break 'tail;
+            }
+            license.fold(event.decode::<LicenseEvent>()?);
+            version = event.sequence;
+            updated_at = Some(event.recorded_at);
+            folded += 1;
+        }
+        if i64::try_from(rows.len()).unwrap_or(i64::MAX) < TAIL_PAGE {
+            break;
+        }
     }
     let Some(state) = license.state().cloned() else {
         return Ok(None);
@@ -99,7 +118,7 @@ pub async fn license_as_of(
         updated_at: updated_at
             .or(times.try_get("updated")?)
             .unwrap_or(created_at),
-        events_folded: rows.len(),
+        events_folded: folded,
     }))
 }
 

@@ -600,3 +600,112 @@ async fn a_rebuild_stops_at_an_event_it_cannot_decode_and_leaves_the_live_tables
     })
     .await;
 }
+
+/// The long license folded from its whole stream as of `at`, without snapshots: the reference
+/// `history::license_as_of` must equal.
+async fn full_fold(
+    pool: &PgPool,
+    id: &str,
+    at: domain::Timestamp,
+) -> Option<(domain::license::LicenseState, i64)> {
+    let events = projections::history::stream_as_of(pool, "License", id, at)
+        .await
+        .unwrap();
+    let mut license = domain::license::License::NotIssued;
+    for e in &events {
+        license.fold(e.decode::<domain::license::LicenseEvent>().unwrap());
+    }
+    license
+        .state()
+        .cloned()
+        .map(|s| (s, events.last().unwrap().sequence))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_reads_of_a_long_license_equal_the_full_fold_with_and_without_snapshots() {
+    with_db(|url| async move {
+        let options = SeedOptions {
+            licenses: 500,
+            events: 10_000,
+            long_license_events: 1_000,
+            organizations: 5,
+        };
+        let (report, _) = seed_into(&url, &options).await;
+        let long = report.long_license_id.expect("a long license");
+        let id = domain::ids::LicenseId::from_uuid(long);
+        let pool = PgPool::connect(&url).await.unwrap();
+        let licenses = projections::licenses::LicensesProjection;
+        projections::engine::ensure_checkpoint(&pool, "licenses")
+            .await
+            .unwrap();
+        projections::engine::catch_up_to_head(&pool, &licenses, 500, Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Every instant an event of the stream was recorded at, a microsecond before each, and
+        // one before the license and one after its last event.
+        let times: Vec<domain::Timestamp> = sqlx::query_scalar(
+            "SELECT DISTINCT recorded_at FROM events WHERE aggregate_type = 'License' \
+             AND aggregate_id = $1 ORDER BY 1",
+        )
+        .bind(long.to_string())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(
+            times.len() > 3,
+            "the seed spreads the long license over {} instants",
+            times.len()
+        );
+        let micro = chrono::Duration::microseconds(1);
+        let mut instants = vec![times[0] - micro, *times.last().unwrap() + micro];
+        for t in &times {
+            instants.extend([*t - micro, *t]);
+        }
+        // With the snapshots, then with none (a licenses projector far behind, or a rebuild's
+        // first moments): the tail is then read from the first event, page after page.
+        for with_snapshots in [true, false] {
+            if !with_snapshots {
+                sqlx::query("DELETE FROM rm_license_snapshots")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            let mut folded_most = 0;
+            for at in &instants {
+                let found = projections::history::license_as_of(&pool, id, *at)
+                    .await
+                    .unwrap();
+                let expected = full_fold(&pool, &long.to_string(), *at).await;
+                match (found, expected) {
+                    (None, None) => {}
+                    (Some(found), Some((state, version))) => {
+                        assert_eq!(
+                            (&found.state, found.version),
+                            (&state, version),
+                            "as of {at}, snapshots: {with_snapshots}"
+                        );
+                        folded_most = folded_most.max(found.events_folded);
+                    }
+                    (found, expected) => panic!(
+                        "as of {at}: found {:?}, expected {:?}",
+                        found.map(|f| f.version),
+                        expected.map(|e| e.1)
+                    ),
+                }
+            }
+            if with_snapshots {
+                assert!(
+                    folded_most < 100,
+                    "folded {folded_most} events on a snapshot"
+                );
+            } else {
+                assert_eq!(
+                    folded_most, 1_000,
+                    "the last instant folds the whole stream"
+                );
+            }
+        }
+        pool.close().await;
+    })
+    .await;
+}
