@@ -453,6 +453,17 @@ async fn digests(
     out
 }
 
+/// Runs the live projector of `projection` over the whole log, batch by batch (small batches:
+/// many reads of stored rows).
+async fn project(pool: &PgPool, projection: &dyn projections::Projection) {
+    projections::engine::ensure_checkpoint(pool, projection.name())
+        .await
+        .unwrap();
+    projections::engine::catch_up_to_head(pool, projection, 500, Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("projector {}: {e}", projection.name()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_appliers_write_the_rows_the_live_projectors_write_whatever_they_hold() {
     with_db(|url| async move {
@@ -466,18 +477,7 @@ async fn bulk_appliers_write_the_rows_the_live_projectors_write_whatever_they_ho
         let pool = PgPool::connect(&url).await.unwrap();
         let mut checked = 0;
         for projection in projections::replayable() {
-            // The live projector, batch by batch (small batches: many reads of stored rows).
-            projections::engine::ensure_checkpoint(&pool, projection.name())
-                .await
-                .unwrap();
-            projections::engine::catch_up_to_head(
-                &pool,
-                projection.as_ref(),
-                500,
-                Duration::from_secs(120),
-            )
-            .await
-            .unwrap();
+            project(&pool, projection.as_ref()).await;
             let live = digests(&pool, projection.as_ref()).await;
             for (table, rows, _) in &live {
                 assert!(
@@ -547,17 +547,7 @@ async fn a_rebuild_stops_at_an_event_it_cannot_decode_and_leaves_the_live_tables
         let pool = PgPool::connect(&url).await.unwrap();
         let mut live = Vec::new();
         for projection in projections::replayable() {
-            projections::engine::ensure_checkpoint(&pool, projection.name())
-                .await
-                .unwrap();
-            projections::engine::catch_up_to_head(
-                &pool,
-                projection.as_ref(),
-                500,
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap();
+            project(&pool, projection.as_ref()).await;
             live.push(digests(&pool, projection.as_ref()).await);
         }
         // The next event of one license, of a type no release of the ledger ever wrote.
@@ -634,13 +624,7 @@ async fn as_of_reads_of_a_long_license_equal_the_full_fold_with_and_without_snap
         let long = report.long_license_id.expect("a long license");
         let id = domain::ids::LicenseId::from_uuid(long);
         let pool = PgPool::connect(&url).await.unwrap();
-        let licenses = projections::licenses::LicensesProjection;
-        projections::engine::ensure_checkpoint(&pool, "licenses")
-            .await
-            .unwrap();
-        projections::engine::catch_up_to_head(&pool, &licenses, 500, Duration::from_secs(60))
-            .await
-            .unwrap();
+        project(&pool, &projections::licenses::LicensesProjection).await;
         // Every instant an event of the stream was recorded at, a microsecond before each, and
         // one before the license and one after its last event.
         let times: Vec<domain::Timestamp> = sqlx::query_scalar(
