@@ -154,24 +154,45 @@ pub trait BulkApply: Send {
 /// twice was an eighth of the rebuild's own work).
 pub struct ReplayBatch {
     events: Vec<RecordedEvent>,
-    /// The License events of `events`, in order: index into `events` and the event decoded.
-    licenses: Vec<(usize, LicenseEvent)>,
+    /// The License events of `events`, in order: index into `events` and the event decoded;
+    /// `None` when the rebuild has no applier that folds them.
+    licenses: Option<Vec<(usize, LicenseEvent)>>,
 }
 
 impl ReplayBatch {
-    /// Decodes the License events of `events` (consecutive events in commit order).
+    /// Decodes the License events of `events` (consecutive events in commit order), for the
+    /// [`BulkApply`] appliers.
     ///
     /// # Errors
-    /// An event that does not decode (unknown type or version, bad payload): no projection could
-    /// apply it.
-    pub fn decode(events: Vec<RecordedEvent>) -> Result<Self, ProjectionError> {
+    /// A License event that does not decode (unknown type or version, bad payload): the License
+    /// folds could not apply it. The error names the event.
+    pub fn decoded(events: Vec<RecordedEvent>) -> Result<Self, ProjectionError> {
         let licenses = events
             .iter()
             .enumerate()
             .filter(|(_, e)| e.aggregate_type == LicenseEvent::AGGREGATE_TYPE)
-            .map(|(i, e)| Ok((i, e.decode::<LicenseEvent>()?)))
+            .map(|(i, e)| {
+                let event = e.decode::<LicenseEvent>().map_err(|err| {
+                    ProjectionError::Inconsistent(format!(
+                        "event {} at position {} (License {}, sequence {}): {err}",
+                        e.event_id, e.global_position, e.aggregate_id, e.sequence
+                    ))
+                })?;
+                Ok((i, event))
+            })
             .collect::<Result<_, ProjectionError>>()?;
-        Ok(Self { events, licenses })
+        Ok(Self {
+            events,
+            licenses: Some(licenses),
+        })
+    }
+
+    /// The events alone, for a rebuild none of whose projections has a [`BulkApply`] applier.
+    pub fn undecoded(events: Vec<RecordedEvent>) -> Self {
+        Self {
+            events,
+            licenses: None,
+        }
     }
 
     /// Every event of the batch.
@@ -180,14 +201,23 @@ impl ReplayBatch {
     }
 
     /// The License events, each with its record.
-    pub(crate) fn licenses(&self) -> Vec<LicenseRecord<'_>> {
-        self.licenses
+    ///
+    /// # Errors
+    /// When the batch was built [`undecoded`](Self::undecoded): a rebuild that feeds a bulk
+    /// applier must decode.
+    pub(crate) fn licenses(&self) -> Result<Vec<LicenseRecord<'_>>, ProjectionError> {
+        let Some(licenses) = &self.licenses else {
+            return Err(ProjectionError::Inconsistent(
+                "a rebuild fed a bulk applier a batch without its License events decoded".into(),
+            ));
+        };
+        Ok(licenses
             .iter()
             .map(|(i, event)| LicenseRecord {
                 record: &self.events[*i],
                 event,
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -277,7 +307,7 @@ impl<F: RowFold> BulkApply for HeldFold<F> {
         conn: &mut PgConnection,
         batch: &ReplayBatch,
     ) -> Result<(), ProjectionError> {
-        let events = batch.licenses();
+        let events = batch.licenses()?;
         if events.is_empty() {
             return Ok(());
         }

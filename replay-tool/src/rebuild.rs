@@ -54,9 +54,10 @@ pub const SHADOW_SCHEMA: &str = "ledger_rebuild";
 pub const REBUILD_LOCK: i64 = 5_173;
 /// Events read per batch.
 pub const BATCH: i64 = 5_000;
-/// Batches a worker may have queued before the reader waits for it: room for the reader to run
-/// ahead while a worker writes, at the price of up to about 90,000 events held in memory (the
-/// queued batches, one being sent and one being applied).
+/// Batches a worker may have queued before the decoder waits for it: room for the reader to run
+/// ahead while a worker writes. With [`DECODE_QUEUE`], up to about 125,000 events are held in
+/// memory (the queued batches, one read, one decoded, one being applied by each worker), their
+/// License events also decoded.
 const QUEUE: usize = 16;
 /// Batches read ahead of the decoder.
 const DECODE_QUEUE: usize = 4;
@@ -177,12 +178,18 @@ async fn rebuild_locked(
     }
 
     // The decoder, between the reader and the workers: decodes each batch's License events once
-    // for every worker that folds them, on a thread of its own while the reader fetches the next
-    // batch. Returns whether every worker took every batch.
+    // for every worker that folds them (only when one does: audit or the catalogue alone need
+    // none), as a task on the runtime's threads while the reader, on the caller's, fetches the
+    // next batch. Returns whether every worker took every batch.
+    let decode = selected.iter().any(|p| p.bulk(1).is_some());
     let (to_decoder, mut decoder_rx) = mpsc::channel::<Vec<RecordedEvent>>(DECODE_QUEUE);
     let decoder = tokio::spawn(async move {
         while let Some(events) = decoder_rx.recv().await {
-            let batch = Arc::new(ReplayBatch::decode(events)?);
+            let batch = Arc::new(if decode {
+                ReplayBatch::decoded(events)?
+            } else {
+                ReplayBatch::undecoded(events)
+            });
             for sender in &senders {
                 if sender.send(Arc::clone(&batch)).await.is_err() {
                     // A worker stopped on an error; its join handle says which.
@@ -342,17 +349,30 @@ async fn copy_storage_parameters(conn: &mut PgConnection, table: &str) -> anyhow
     .fetch_one(&mut *conn)
     .await
     .with_context(|| format!("reading the storage parameters of table {table}"))?;
-    // Each option reads `name=value`, as PostgreSQL itself wrote it into the catalog.
-    let options: Vec<String> = own
+    // The catalog keeps each option as `name=value` with the value as the operator wrote it
+    // (`fillfactor='0x5A'` is stored as `fillfactor=0x5A`, which does not parse back): each part
+    // goes back quoted, the value as a string, which PostgreSQL parses as it did the first time.
+    let quoted = |prefix: &str, option: &str| -> anyhow::Result<String> {
+        let Some((name, value)) = option.split_once('=') else {
+            bail!("cannot read storage parameter {option:?} of table {table}");
+        };
+        Ok(format!(
+            "{prefix}{} = '{}'",
+            quote_ident(name),
+            value.replace('\'', "''")
+        ))
+    };
+    let options = own
         .unwrap_or_default()
-        .into_iter()
+        .iter()
+        .map(|o| quoted("", o))
         .chain(
             toast
                 .unwrap_or_default()
-                .into_iter()
-                .map(|o| format!("toast.{o}")),
+                .iter()
+                .map(|o| quoted("toast.", o)),
         )
-        .collect();
+        .collect::<anyhow::Result<Vec<String>>>()?;
     if !options.is_empty() {
         sqlx::query(&format!(
             "ALTER TABLE {SHADOW_SCHEMA}.{table} SET ({})",
