@@ -171,15 +171,7 @@ impl ReplayBatch {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.aggregate_type == LicenseEvent::AGGREGATE_TYPE)
-            .map(|(i, e)| {
-                let event = e.decode::<LicenseEvent>().map_err(|err| {
-                    ProjectionError::Inconsistent(format!(
-                        "event {} at position {} (License {}, sequence {}): {err}",
-                        e.event_id, e.global_position, e.aggregate_id, e.sequence
-                    ))
-                })?;
-                Ok((i, event))
-            })
+            .map(|(i, e)| Ok((i, decode_license(e)?)))
             .collect::<Result<_, ProjectionError>>()?;
         Ok(Self {
             events,
@@ -219,6 +211,17 @@ impl ReplayBatch {
             })
             .collect())
     }
+}
+
+/// A License event decoded; the error names the event (a projector stops at it, and the
+/// operator must find it).
+pub(crate) fn decode_license(e: &RecordedEvent) -> Result<LicenseEvent, ProjectionError> {
+    e.decode::<LicenseEvent>().map_err(|err| {
+        ProjectionError::Inconsistent(format!(
+            "event {} at position {} (License {}, sequence {}): {err}",
+            e.event_id, e.global_position, e.aggregate_id, e.sequence
+        ))
+    })
 }
 
 /// A License event decoded, with its record: what a [`RowFold`] folds.
@@ -266,7 +269,7 @@ pub(crate) async fn apply_folded<F: RowFold>(
 ) -> Result<(), ProjectionError> {
     let decoded = events
         .iter()
-        .map(RecordedEvent::decode::<LicenseEvent>)
+        .map(decode_license)
         .collect::<Result<Vec<_>, _>>()?;
     let events: Vec<LicenseRecord<'_>> = events
         .iter()

@@ -258,7 +258,9 @@ async fn rebuild_locked(
     let mut rebuilt = Vec::new();
     // Every worker has applied every batch: the copies stand where the reader stopped.
     for (projection, applied) in selected.iter().zip(counts) {
-        let done = swap(pool, projection.as_ref(), applied, at.clone()).await?;
+        let done = swap(pool, projection.as_ref(), applied, at.clone())
+            .await
+            .with_context(|| format!("swapping in projection {}", projection.name()))?;
         rebuilt.push(done);
     }
     Ok(Report {

@@ -560,6 +560,24 @@ async fn a_rebuild_stops_at_an_event_it_cannot_decode_and_leaves_the_live_tables
         .execute(&pool)
         .await
         .unwrap();
+        // The walk reads below the commit horizon, which any open transaction on the server (a
+        // test running beside this one) holds back; an event above it is applied by the swap
+        // instead. Wait until the walk will read it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let below: bool = sqlx::query_scalar(
+                "SELECT tx_id < pg_snapshot_xmin(pg_current_snapshot()) FROM events \
+                 WHERE event_type = 'LicenseFrobnicated'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if below {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the horizon never passed the event");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         let err = replay_tool::rebuild::rebuild(
             &url,
