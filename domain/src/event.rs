@@ -119,12 +119,16 @@ pub fn decode_payload<E: VersionedEvent>(
     event_version: &str,
     payload: Value,
 ) -> Result<E, EventCodecError> {
-    decode_payload_ref(event_type, event_version, &payload)
+    if is_current::<E>(event_type, event_version)? {
+        read_tagged(event_type, &payload)
+    } else {
+        read_tagged(event_type, &E::upcast(event_type, event_version, payload)?)
+    }
 }
 
 /// [`decode_payload`] from a borrowed payload: the current version is read in place, only an
-/// older one is copied (to be upcast). A rebuild decodes every event once per projection that
-/// reads it, and the copy used to cost more than the decoding.
+/// older one is copied (to be upcast). A rebuild decodes every event it folds, and the copy used
+/// to cost more than the decoding.
 ///
 /// # Errors
 /// See [`decode_payload`].
@@ -133,6 +137,21 @@ pub fn decode_payload_ref<E: VersionedEvent>(
     event_version: &str,
     payload: &Value,
 ) -> Result<E, EventCodecError> {
+    if is_current::<E>(event_type, event_version)? {
+        read_tagged(event_type, payload)
+    } else {
+        read_tagged(
+            event_type,
+            &E::upcast(event_type, event_version, payload.clone())?,
+        )
+    }
+}
+
+/// Whether `event_version` is the version `E` writes today for `event_type`.
+fn is_current<E: VersionedEvent>(
+    event_type: &str,
+    event_version: &str,
+) -> Result<bool, EventCodecError> {
     let (_, current) = E::VERSIONS
         .iter()
         .find(|(t, _)| *t == event_type)
@@ -140,15 +159,12 @@ pub fn decode_payload_ref<E: VersionedEvent>(
             aggregate_type: E::AGGREGATE_TYPE,
             event_type: event_type.to_owned(),
         })?;
-    let upcast;
-    let payload = if event_version == *current {
-        payload
-    } else {
-        upcast = E::upcast(event_type, event_version, payload.clone())?;
-        &upcast
-    };
-    // `E` is externally tagged: it reads the one-entry map `{event_type: payload}`, given here
-    // without building it.
+    Ok(event_version == *current)
+}
+
+/// `E` from a payload of the current version. `E` is externally tagged: it reads the one-entry
+/// map `{event_type: payload}`, given here without building it.
+fn read_tagged<E: VersionedEvent>(event_type: &str, payload: &Value) -> Result<E, EventCodecError> {
     let tagged = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(std::iter::once((
         event_type, payload,
     )));
