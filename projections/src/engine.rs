@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::event::{EventCodecError, RecordedEvent, VersionedEvent};
+use domain::ids::LicenseId;
 use domain::license::LicenseEvent;
 use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Connection, PgConnection, Row};
@@ -154,9 +155,9 @@ pub trait BulkApply: Send {
 /// twice was an eighth of the rebuild's own work).
 pub struct ReplayBatch {
     events: Vec<RecordedEvent>,
-    /// The License events of `events`, in order: index into `events` and the event decoded;
-    /// `None` when the rebuild has no applier that folds them.
-    licenses: Option<Vec<(usize, LicenseEvent)>>,
+    /// The License events of `events`, in order: index into `events`, the license and the event
+    /// decoded; `None` when the rebuild has no applier that folds them.
+    licenses: Option<Vec<(usize, LicenseId, LicenseEvent)>>,
 }
 
 impl ReplayBatch {
@@ -171,7 +172,10 @@ impl ReplayBatch {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.aggregate_type == LicenseEvent::AGGREGATE_TYPE)
-            .map(|(i, e)| Ok((i, decode_license(e)?)))
+            .map(|(i, e)| {
+                let (license, event) = decode_license(e)?;
+                Ok((i, license, event))
+            })
             .collect::<Result<_, ProjectionError>>()?;
         Ok(Self {
             events,
@@ -205,29 +209,40 @@ impl ReplayBatch {
         };
         Ok(licenses
             .iter()
-            .map(|(i, event)| LicenseRecord {
+            .map(|(i, license, event)| LicenseRecord {
                 record: &self.events[*i],
+                license: *license,
                 event,
             })
             .collect())
     }
 }
 
-/// A License event decoded; the error names the event (a projector stops at it, and the
-/// operator must find it).
-pub(crate) fn decode_license(e: &RecordedEvent) -> Result<LicenseEvent, ProjectionError> {
-    e.decode::<LicenseEvent>().map_err(|err| {
+/// A License event read from its record: the license (its stream id) and the event decoded,
+/// for every projection that folds License events. The error names the event (a projector stops
+/// at it, and the operator must find it).
+pub(crate) fn decode_license(
+    e: &RecordedEvent,
+) -> Result<(LicenseId, LicenseEvent), ProjectionError> {
+    let named = |err: &dyn std::fmt::Display| {
         ProjectionError::Inconsistent(format!(
-            "event {} at position {} (License {}, sequence {}): {err}",
+            "event {} at position {} (License {:?}, sequence {}): {err}",
             e.event_id, e.global_position, e.aggregate_id, e.sequence
         ))
-    })
+    };
+    let license = e
+        .aggregate_id
+        .parse()
+        .map_err(|_| named(&"the stream id is not a license id"))?;
+    let event = e.decode::<LicenseEvent>().map_err(|err| named(&err))?;
+    Ok((license, event))
 }
 
-/// A License event decoded, with its record: what a [`RowFold`] folds.
+/// A License event decoded, with its license and its record: what a [`RowFold`] folds.
 #[derive(Clone, Copy)]
 pub(crate) struct LicenseRecord<'a> {
     pub(crate) record: &'a RecordedEvent,
+    pub(crate) license: LicenseId,
     pub(crate) event: &'a LicenseEvent,
 }
 
@@ -274,7 +289,11 @@ pub(crate) async fn apply_folded<F: RowFold>(
     let events: Vec<LicenseRecord<'_>> = events
         .iter()
         .zip(&decoded)
-        .map(|(record, event)| LicenseRecord { record, event })
+        .map(|(record, (license, event))| LicenseRecord {
+            record,
+            license: *license,
+            event,
+        })
         .collect();
     let mut fold = F::default();
     fold.load(conn, &events).await?;

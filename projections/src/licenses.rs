@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use domain::Timestamp;
 use domain::event::RecordedEvent;
-use domain::ids::LicenseId;
 use domain::license::{License, LicenseState};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
@@ -56,7 +55,7 @@ impl RowFold for Fold {
     ) -> Result<(), ProjectionError> {
         let mut ids = Vec::new();
         for e in events {
-            let id = Uuid::from(license_id_of(e.record)?);
+            let id = Uuid::from(e.license);
             if !self.rows.contains_key(&id) {
                 ids.push(id);
             }
@@ -92,8 +91,13 @@ impl RowFold for Fold {
 
     /// An absent license starts not issued.
     fn fold(&mut self, events: &[LicenseRecord<'_>]) -> Result<(), ProjectionError> {
-        for &LicenseRecord { record: e, event } in events {
-            let id = Uuid::from(license_id_of(e)?);
+        for &LicenseRecord {
+            record: e,
+            license,
+            event,
+        } in events
+        {
+            let id = Uuid::from(license);
             let row = self.rows.entry(id).or_insert(Row_ {
                 license: License::NotIssued,
                 version: 0,
@@ -185,15 +189,6 @@ impl Fold {
         )
         .await
     }
-}
-
-/// The license a License event belongs to (its stream id); the validation projection reads it
-/// the same way.
-pub(crate) fn license_id_of(event: &RecordedEvent) -> Result<LicenseId, ProjectionError> {
-    event
-        .aggregate_id
-        .parse()
-        .map_err(|_| ProjectionError::Inconsistent(format!("license id {:?}", event.aggregate_id)))
 }
 
 /// Upserts `rows` into `rm_licenses` in one statement.

@@ -42,7 +42,6 @@ use crate::engine::{
     self, BulkApply, Checkpoint, HeldFold, LicenseRecord, Projection, ProjectionError, ReplaySafe,
     RowFold, WRITE_CHUNK, apply_folded,
 };
-use crate::licenses::license_id_of;
 
 /// What licenses of one policy version share.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -569,7 +568,7 @@ impl RowFold for Fold {
     ) -> Result<(), ProjectionError> {
         let mut ids: Vec<Uuid> = Vec::new();
         for e in events {
-            let id = license_id_of(e.record)?;
+            let id = e.license;
             if !self.entries.contains_key(&id) {
                 ids.push(id.into());
             }
@@ -591,8 +590,12 @@ impl RowFold for Fold {
     }
 
     fn fold(&mut self, events: &[LicenseRecord<'_>]) -> Result<(), ProjectionError> {
-        for &LicenseRecord { record: e, event } in events {
-            let id = license_id_of(e)?;
+        for &LicenseRecord {
+            record: e,
+            license: id,
+            event,
+        } in events
+        {
             if let LicenseEvent::Issued(issued) = event {
                 self.entries.insert(
                     id,
@@ -691,8 +694,7 @@ impl Inner {
     }
 
     fn apply(&mut self, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        let license_id = license_id_of(e)?;
-        let event = e.decode::<LicenseEvent>()?;
+        let (license_id, event) = engine::decode_license(e)?;
         let id = Uuid::from(license_id);
         match self.slot_of(&id) {
             None => {

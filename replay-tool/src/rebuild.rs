@@ -40,7 +40,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use domain::event::RecordedEvent;
-use projections::engine::{Checkpoint, ReplayBatch, read_events};
+use projections::engine::{BulkApply, Checkpoint, ReplayBatch, read_events};
 use projections::{ProjectionError, ReplaySafe};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Row};
@@ -165,23 +165,25 @@ async fn rebuild_locked(
     // The workers: one per projection, each on its own connection into the shadow schema.
     let mut senders = Vec::new();
     let mut workers = tokio::task::JoinSet::new();
+    let mut decode = false;
     for (i, (projection, deferred)) in selected.iter().zip(deferred).enumerate() {
         let (tx, rx) = mpsc::channel::<Arc<ReplayBatch>>(QUEUE);
         let mut conn = shadow_connection(pool).await?;
         let projection = Arc::clone(projection);
+        let bulk = projection.bulk(projections::engine::BULK_ROWS);
+        decode |= bulk.is_some();
         senders.push(tx);
         workers.spawn(async move {
-            let applied = worker(&mut conn, projection.as_ref(), &deferred, rx).await;
+            let applied = worker(&mut conn, projection.as_ref(), bulk, &deferred, rx).await;
             let _ = conn.close().await;
             (i, applied)
         });
     }
 
     // The decoder, between the reader and the workers: decodes each batch's License events once
-    // for every worker that folds them (only when one does: audit or the catalogue alone need
-    // none), as a task on the runtime's threads while the reader, on the caller's, fetches the
-    // next batch. Returns whether every worker took every batch.
-    let decode = selected.iter().any(|p| p.bulk(1).is_some());
+    // for every bulk applier that folds them (only when there is one: audit or the catalogue
+    // alone need none), as a task on the runtime's threads while the reader, on the caller's,
+    // fetches the next batch. Returns whether every worker took every batch.
     let (to_decoder, mut decoder_rx) = mpsc::channel::<Vec<RecordedEvent>>(DECODE_QUEUE);
     let decoder = tokio::spawn(async move {
         while let Some(events) = decoder_rx.recv().await {
@@ -433,16 +435,18 @@ async fn shadow_connection(pool: &PgPool) -> anyhow::Result<PgConnection> {
 }
 
 /// Applies every batch it receives (the events of its types) to the copies — through the
-/// projection's [`ReplaySafe::bulk`] applier when it has one, else one transaction per batch —
-/// then builds the indexes [`prepare_shadow`] left out. Returns the number of events applied.
+/// projection's [`ReplaySafe::bulk`] applier `bulk` when it has one, else one transaction per
+/// batch — then builds the indexes [`prepare_shadow`] left out. Returns the number of events
+/// applied.
 async fn worker(
     conn: &mut PgConnection,
     projection: &dyn ReplaySafe,
+    bulk: Option<Box<dyn BulkApply>>,
     deferred: &[String],
     mut rx: mpsc::Receiver<Arc<ReplayBatch>>,
 ) -> anyhow::Result<u64> {
     let mut applied = 0_u64;
-    if let Some(mut bulk) = projection.bulk(projections::engine::BULK_ROWS) {
+    if let Some(mut bulk) = bulk {
         while let Some(batch) = rx.recv().await {
             bulk.feed(conn, &batch).await?;
             applied += batch
