@@ -19,8 +19,8 @@ use uuid::Uuid;
 use crate::engine::{EVENT_COLUMNS, ProjectionError, recorded_event};
 use crate::licenses::SNAPSHOT_EVERY;
 
-/// Events read per query after a snapshot: one more than lie between two snapshots, so that one
-/// query reaches the first event past the instant whenever the snapshots are current.
+/// Events read by the first query after a snapshot: one more than lie between two snapshots, so
+/// that one query reaches the first event past the instant whenever the snapshots are current.
 const TAIL_PAGE: i64 = SNAPSHOT_EVERY + 1;
 
 /// A license as of an instant.
@@ -66,36 +66,12 @@ pub async fn license_as_of(
         },
         None => (License::NotIssued, 0),
     };
-    // The events after the snapshot, a page at a time, up to the first one recorded after the
-    // instant. A stream's events are recorded in sequence order (ADR 0008), so that one ends the
-    // fold — and the scan: filtering the rest of the stream by `recorded_at` instead read every
-    // later event of it (10,000 rows for a long license, hundreds of ms from a cold cache).
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = 'License' AND aggregate_id = $1 \
-         AND sequence > $2 ORDER BY sequence LIMIT $3"
-    );
+    let tail = stream_between(pool, "License", &id.to_string(), version, at).await?;
     let mut updated_at = None;
-    let mut folded = 0_usize;
-    'tail: loop {
-        let rows = sqlx::query(&sql)
-            .bind(id.to_string())
-            .bind(version)
-            .bind(TAIL_PAGE)
-            .fetch_all(pool)
-            .await?;
-        for row in &rows {
-            let event = recorded_event(row)?;
-            if event.recorded_at > at {
-                break 'tail;
-            }
-            license.fold(event.decode::<LicenseEvent>()?);
-            version = event.sequence;
-            updated_at = Some(event.recorded_at);
-            folded += 1;
-        }
-        if i64::try_from(rows.len()).unwrap_or(i64::MAX) < TAIL_PAGE {
-            break;
-        }
+    for event in &tail {
+        license.fold(event.decode::<LicenseEvent>()?);
+        version = event.sequence;
+        updated_at = Some(event.recorded_at);
     }
     let Some(state) = license.state().cloned() else {
         return Ok(None);
@@ -118,7 +94,7 @@ pub async fn license_as_of(
         updated_at: updated_at
             .or(times.try_get("updated")?)
             .unwrap_or(created_at),
-        events_folded: folded,
+        events_folded: tail.len(),
     }))
 }
 
@@ -132,15 +108,50 @@ pub async fn stream_as_of(
     aggregate_id: &str,
     at: Timestamp,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    stream_between(pool, aggregate_type, aggregate_id, 0, at).await
+}
+
+/// The events of a stream after sequence `after` and recorded at or before `at`, in order.
+///
+/// A stream's events are recorded in sequence order (ADR 0008), so the first one recorded after
+/// `at` ends the read: pages of [`TAIL_PAGE`] events, then twice as many each time, until it.
+/// (Filtering the stream by `recorded_at` instead read every later event of it: 10,000 rows for
+/// a long license, hundreds of ms from a cold cache.)
+///
+/// # Errors
+/// Database errors.
+async fn stream_between(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after: i64,
+    at: Timestamp,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-         AND recorded_at <= $3 ORDER BY sequence"
+         AND sequence > $3 ORDER BY sequence LIMIT $4"
     );
-    let rows = sqlx::query(&sql)
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(at)
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(recorded_event).collect()
+    let mut events = Vec::new();
+    let (mut after, mut page) = (after, TAIL_PAGE);
+    loop {
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after)
+            .bind(page)
+            .fetch_all(pool)
+            .await?;
+        for row in &rows {
+            let event = recorded_event(row)?;
+            if event.recorded_at > at {
+                return Ok(events);
+            }
+            after = event.sequence;
+            events.push(event);
+        }
+        if i64::try_from(rows.len()).unwrap_or(i64::MAX) < page {
+            return Ok(events);
+        }
+        page = page.saturating_mul(2);
+    }
 }

@@ -627,16 +627,35 @@ async fn a_rebuild_stops_at_an_event_it_cannot_decode_and_leaves_the_live_tables
     .await;
 }
 
-/// The long license folded from its whole stream as of `at`, without snapshots: the reference
-/// `history::license_as_of` must equal.
+/// The long license folded from its whole stream as of `at`, without snapshots and read with a
+/// query of its own (every event filtered by `recorded_at`): the reference
+/// `history::license_as_of` and `history::stream_as_of` must equal.
 async fn full_fold(
     pool: &PgPool,
     id: &str,
     at: domain::Timestamp,
 ) -> Option<(domain::license::LicenseState, i64)> {
-    let events = projections::history::stream_as_of(pool, "License", id, at)
+    let events: Vec<domain::event::RecordedEvent> = sqlx::query(&format!(
+        "SELECT {} FROM events WHERE aggregate_type = 'License' AND aggregate_id = $1 \
+         AND recorded_at <= $2 ORDER BY sequence",
+        projections::engine::EVENT_COLUMNS
+    ))
+    .bind(id)
+    .bind(at)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| projections::engine::recorded_event(row).unwrap())
+    .collect();
+    let listed = projections::history::stream_as_of(pool, "License", id, at)
         .await
         .unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.global_position).collect::<Vec<_>>(),
+        events.iter().map(|e| e.global_position).collect::<Vec<_>>(),
+        "the events behind the state as of {at}"
+    );
     let mut license = domain::license::License::NotIssued;
     for e in &events {
         license.fold(e.decode::<domain::license::LicenseEvent>().unwrap());
