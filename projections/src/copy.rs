@@ -152,9 +152,26 @@ impl CopyRows {
     /// # Errors
     /// A value that does not serialize.
     pub fn jsonb(&mut self, v: &impl Serialize) -> Result<&mut Self, ProjectionError> {
+        self.serialized(Some(1), v)
+    }
+
+    /// `json`: the JSON text alone (PostgreSQL checks it and stores it as written).
+    ///
+    /// # Errors
+    /// A value that does not serialize.
+    pub fn json(&mut self, v: &impl Serialize) -> Result<&mut Self, ProjectionError> {
+        self.serialized(None, v)
+    }
+
+    /// `v` serialized by serde_json, after the format's version byte if it has one.
+    fn serialized(
+        &mut self,
+        version: Option<u8>,
+        v: &impl Serialize,
+    ) -> Result<&mut Self, ProjectionError> {
         let mut failed = None;
         self.sized(|buf| {
-            buf.push(1);
+            buf.extend(version);
             if let Err(err) = serde_json::to_writer(&mut *buf, v) {
                 failed = Some(err);
             }

@@ -14,6 +14,7 @@ use domain::ids::LicenseId;
 use domain::license::{License, LicenseEvent, LicenseState};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::engine::{EVENT_COLUMNS, ProjectionError, recorded_event};
@@ -54,8 +55,8 @@ pub async fn license_as_of(
     .fetch_optional(pool)
     .await?;
     let (mut license, mut version) = match snapshot {
-        Some(row) => match serde_json::from_value::<LicenseState>(row.try_get("state")?) {
-            Ok(state) => (
+        Some(row) => match row.try_get::<Json<LicenseState>, _>("state") {
+            Ok(Json(state)) => (
                 License::Issued(Box::new(state)),
                 row.try_get::<i64, _>("sequence")?,
             ),

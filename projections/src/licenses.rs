@@ -72,10 +72,10 @@ impl RowFold for Fold {
                 .await?
         {
             let id: Uuid = row.try_get("id")?;
-            let state: LicenseState =
-                serde_json::from_value(row.try_get("state")?).map_err(|err| {
-                    ProjectionError::Inconsistent(format!("stored state of {id}: {err}"))
-                })?;
+            // Straight from the stored text into the state, not through a `serde_json::Value`.
+            let Json(state): Json<LicenseState> = row.try_get("state").map_err(|err| {
+                ProjectionError::Inconsistent(format!("stored state of {id}: {err}"))
+            })?;
             self.rows.insert(
                 id,
                 Row_ {
@@ -183,7 +183,7 @@ impl Fold {
                     .uuid(*id)
                     .i64(*sequence)
                     .timestamptz(*at)?
-                    .jsonb(state)?;
+                    .json(state)?;
                 Ok(())
             },
         )
@@ -221,15 +221,19 @@ async fn write_licenses(
         policy.push(Uuid::from(state.policy_id));
         key_hash.push(state.key_hash.as_bytes().to_vec());
         key_prefix.push(state.key_prefix.clone());
-        // Serialized straight into the statement, not through a `serde_json::Value`.
-        state_col.push(Json(state));
+        // Serialized straight to text, not through a `serde_json::Value`; bound as `text[]`
+        // (sqlx would declare `Json` as jsonb, which the server would parse for nothing).
+        state_col.push(
+            serde_json::to_string(state)
+                .map_err(|err| ProjectionError::Inconsistent(format!("state of {id}: {err}")))?,
+        );
         created.push(row.created_at.expect("set while folding"));
         updated.push(row.updated_at.expect("touched"));
         version.push(row.version);
     }
     sqlx::query(
         "INSERT INTO rm_licenses (id, organization_id, product_id, app_id, policy_id, key_hash, key_prefix, state, created_at, updated_at, version) \
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[], $7::text[], $8::jsonb[], \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[], $7::text[], $8::text[]::json[], \
                               $9::timestamptz[], $10::timestamptz[], $11::bigint[]) \
          ON CONFLICT (id) DO UPDATE SET organization_id = EXCLUDED.organization_id, product_id = EXCLUDED.product_id, \
            app_id = EXCLUDED.app_id, policy_id = EXCLUDED.policy_id, key_hash = EXCLUDED.key_hash, \
@@ -267,7 +271,7 @@ fn copy_license(rows: &mut CopyRows, id: Uuid, row: &Row_) -> Result<(), Project
         .uuid(state.policy_id.into())
         .bytea(state.key_hash.as_bytes())
         .text(&state.key_prefix)
-        .jsonb(state)?
+        .json(state)?
         .timestamptz(row.created_at.expect("set while folding"))?
         .timestamptz(row.updated_at.expect("touched"))?
         .i64(row.version);

@@ -5,6 +5,7 @@ use domain::Timestamp;
 use domain::license::LicenseState;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 /// The largest page a list returns.
@@ -87,8 +88,7 @@ pub async fn organization_licenses(
     .await?;
     rows.iter()
         .map(|row| {
-            let state = serde_json::from_value(row.try_get("state")?)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            let Json(state) = row.try_get("state")?;
             Ok(LicenseRow {
                 id: row.try_get("id")?,
                 state,

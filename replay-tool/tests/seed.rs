@@ -374,7 +374,7 @@ async fn a_seeded_history_is_what_it_reports_and_every_projector_folds_it() {
         );
         assert_eq!(
             count_of(
-                "SELECT count(*) FROM rm_licenses WHERE state -> 'revocation' <> 'null'::jsonb"
+                "SELECT count(*) FROM rm_licenses WHERE state ->> 'revocation' IS NOT NULL"
             )
             .await,
             count_of("SELECT count(*) FROM events WHERE event_type = 'LicenseRevoked'").await
