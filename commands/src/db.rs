@@ -27,6 +27,11 @@ pub enum DbError {
     },
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the database lacks migration(s) {missing:?} that this build needs: run `ledger migrate` \
+         (or start the server, which migrates) with the same binary version first"
+    )]
+    NotMigrated { missing: Vec<i64> },
     #[error("{0}")]
     Other(#[from] sqlx::Error),
 }
@@ -87,6 +92,36 @@ pub async fn migrate(url: &str) -> Result<(), DbError> {
     MIGRATOR.run(&mut conn).await?;
     conn.close().await?;
     Ok(())
+}
+
+/// Fails with [`DbError::NotMigrated`] unless every migration of this build has been applied: a
+/// tool that reads tables directly (`ledger-replay`) must not run against an older schema, where
+/// it would fail later with a less useful error or, worse, write rows of the wrong shape.
+///
+/// # Errors
+/// Database errors, and [`DbError::NotMigrated`].
+pub async fn ensure_migrated(pool: &PgPool) -> Result<(), DbError> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .or_else(|err| match &err {
+                // No migration table at all: nothing applied.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                    Ok(Vec::new())
+                }
+                _ => Err(err),
+            })?;
+    let missing: Vec<i64> = MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| applied.binary_search(v).is_err())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(DbError::NotMigrated { missing })
+    }
 }
 
 /// A pool whose connections act as [`APP_ROLE`]. A session that stays idle inside a transaction

@@ -2,8 +2,11 @@
 //! server keeps serving from the old ones.
 //!
 //! # How
-//! 1. One rebuild at a time: a session advisory lock ([`REBUILD_LOCK`]). A shadow schema left by
-//!    an earlier run that was killed is dropped first; the live tables were never touched by it.
+//! 1. A database that lacks a migration of this build is refused
+//!    ([`commands::db::ensure_migrated`]): the copies are made `LIKE` the live tables, and rows
+//!    written for a newer schema would not fit an older one. One rebuild at a time: a session
+//!    advisory lock ([`REBUILD_LOCK`]). A shadow schema left by an earlier run that was killed
+//!    is dropped first; the live tables were never touched by it.
 //! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`]
 //!    (`LIKE … INCLUDING ALL`, same grants and storage parameters), without their non-unique
 //!    indexes: those are built after the walk, under their live names, which costs a fraction of
@@ -126,7 +129,8 @@ pub async fn owner_pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
 /// Rebuilds `selected` from the log and swaps the results in.
 ///
 /// # Errors
-/// Another rebuild running, database errors, an event a projection cannot apply (nothing live is
+/// A database without every migration of this build, another rebuild running, database errors,
+/// an event a projection cannot apply (nothing live is
 /// changed in that case).
 pub async fn rebuild(
     url: &str,
@@ -135,6 +139,7 @@ pub async fn rebuild(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let pool = owner_pool(url, u32::try_from(selected.len()).unwrap_or(8) + 3).await?;
+    commands::db::ensure_migrated(&pool).await?;
     let mut guard = pool.acquire().await?.detach();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(REBUILD_LOCK)

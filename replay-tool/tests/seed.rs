@@ -748,3 +748,65 @@ async fn as_of_reads_of_a_long_license_equal_the_full_fold_with_and_without_snap
     })
     .await;
 }
+
+/// A database that lacks a migration of this build (migrated by an older binary, or not at all)
+/// is refused before the rebuild touches anything, with an error that says what to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_refuses_a_database_without_every_migration_of_this_build() {
+    with_db(|url| async move {
+        let pool = PgPool::connect(&url).await.unwrap();
+        let last = commands::db::MIGRATOR
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap();
+        // What an older binary would have left: the last migration not recorded (kept aside to
+        // be put back below).
+        for sql in [
+            format!("CREATE TABLE saved_migration AS SELECT * FROM _sqlx_migrations WHERE version = {last}"),
+            format!("DELETE FROM _sqlx_migrations WHERE version = {last}"),
+        ] {
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+        }
+        let progress = replay_tool::progress::Progress::quiet("rebuild", 0);
+        let err = replay_tool::rebuild::rebuild(&url, projections::replayable(), &progress)
+            .await
+            .expect_err("a database without the last migration must be refused");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains(&format!("lacks migration(s) [{last}]"))
+                && message.contains("ledger migrate"),
+            "{message}"
+        );
+        let shadow: Option<String> = sqlx::query_scalar(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname = 'ledger_rebuild'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        assert_eq!(shadow, None, "refused before creating any copy");
+
+        // No migration table at all: every migration is missing.
+        sqlx::query("ALTER TABLE _sqlx_migrations RENAME TO away")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let err = replay_tool::rebuild::rebuild(&url, projections::replayable(), &progress)
+            .await
+            .expect_err("an unmigrated database must be refused");
+        assert!(format!("{err:#}").contains("lacks migration(s) [1, "), "{err:#}");
+
+        // With every migration recorded again, it rebuilds.
+        for sql in [
+            "ALTER TABLE away RENAME TO _sqlx_migrations",
+            "INSERT INTO _sqlx_migrations SELECT * FROM saved_migration",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        replay_tool::rebuild::rebuild(&url, projections::replayable(), &progress)
+            .await
+            .unwrap();
+        pool.close().await;
+    })
+    .await;
+}
