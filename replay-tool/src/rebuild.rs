@@ -21,9 +21,11 @@
 //!    sets the pace. A projection with a [`ReplaySafe::bulk`] applier keeps its fold across
 //!    batches and copies rows in: licenses and validation write each row once (up to
 //!    [`projections::engine::BULK_ROWS`] held); the others (catalogue, audit) apply batch by
-//!    batch, as the live projector does. Each worker sets `maintenance_work_mem` to 128 MB for
-//!    its index builds, which are not parallel, and six may build at once: mind it on a small
-//!    host.
+//!    batch, as the live projector does. A worker done writing builds the indexes left out —
+//!    its own or another projection's, from one queue ([`IndexBuilds`]) — so that audit's three
+//!    big ones do not run one after the other while other cores idle. Each worker sets
+//!    `maintenance_work_mem` to 128 MB for its builds, which are not parallel, and six may build
+//!    at once: mind it on a small host.
 //! 4. Swap, one transaction per projection: lock its checkpoint row (the live projector waits),
 //!    apply what was committed since the walk into the copies, drop the live tables, move the
 //!    copies into `public` under the old index names, and set the checkpoint to where the copies
@@ -171,6 +173,7 @@ async fn rebuild_locked(
     let mut senders = Vec::new();
     let mut workers = tokio::task::JoinSet::new();
     let mut decode = false;
+    let builds = Arc::new(IndexBuilds::new(selected.len()));
     for (i, (projection, deferred)) in selected.iter().zip(deferred).enumerate() {
         let (tx, rx) = mpsc::channel::<Arc<ReplayBatch>>(QUEUE);
         let mut conn = shadow_connection(pool).await?;
@@ -178,8 +181,9 @@ async fn rebuild_locked(
         let bulk = projection.bulk(projections::engine::BULK_ROWS);
         decode |= bulk.is_some();
         senders.push(tx);
+        let builds = Arc::clone(&builds);
         workers.spawn(async move {
-            let applied = worker(&mut conn, projection.as_ref(), bulk, &deferred, rx).await;
+            let applied = worker(&mut conn, projection.as_ref(), bulk, deferred, &builds, rx).await;
             let _ = conn.close().await;
             (i, applied)
         });
@@ -429,10 +433,10 @@ async fn shadow_connection(pool: &PgPool) -> anyhow::Result<PgConnection> {
     sqlx::query("SET maintenance_work_mem TO '128MB'")
         .execute(&mut conn)
         .await?;
-    // The workers already build their indexes side by side; a parallel build on top splits
-    // `maintenance_work_mem` among its participants (the audit indexes then sort on disk) and
-    // costs more CPU for the same index. Its one gain, on a host with idle cores, is wall time
-    // on audit's three builds, which take about as long as the licenses' final write (ADR 0008).
+    // The workers already build indexes side by side, each taking the next from one queue
+    // (`IndexBuilds`); a parallel build on top splits `maintenance_work_mem` among its
+    // participants (the audit indexes then sort on disk) and costs more CPU for the same index
+    // (ADR 0008).
     sqlx::query("SET max_parallel_maintenance_workers TO 0")
         .execute(&mut conn)
         .await?;
@@ -441,13 +445,15 @@ async fn shadow_connection(pool: &PgPool) -> anyhow::Result<PgConnection> {
 
 /// Applies every batch it receives (the events of its types) to the copies — through the
 /// projection's [`ReplaySafe::bulk`] applier `bulk` when it has one, else one transaction per
-/// batch — then builds the indexes [`prepare_shadow`] left out. Returns the number of events
-/// applied.
+/// batch — then hands the indexes [`prepare_shadow`] left out (`deferred`) to `builds` and
+/// builds indexes from there, its own or another projection's, until none is left. Returns the
+/// number of events applied.
 async fn worker(
     conn: &mut PgConnection,
     projection: &dyn ReplaySafe,
     bulk: Option<Box<dyn BulkApply>>,
-    deferred: &[String],
+    deferred: Vec<String>,
+    builds: &IndexBuilds,
     mut rx: mpsc::Receiver<Arc<ReplayBatch>>,
 ) -> anyhow::Result<u64> {
     let mut applied = 0_u64;
@@ -479,19 +485,97 @@ async fn worker(
             tx.commit().await?;
         }
     }
-    for sql in deferred {
+    // Its rows are committed (copies are written in autocommit or per-batch transactions), so
+    // any worker's session may index them.
+    builds.add(projection.name(), deferred);
+    while let Some((owner, sql)) = builds.next().await {
         let building = Instant::now();
-        sqlx::query(sql)
+        sqlx::query(&sql)
             .execute(&mut *conn)
             .await
-            .with_context(|| format!("building index: {sql}"))?;
+            .with_context(|| format!("building index of projection {owner}: {sql}"))?;
         tracing::info!(
-            projection = projection.name(),
+            projection = owner,
+            by = projection.name(),
             seconds = building.elapsed().as_secs_f64(),
             "{sql}"
         );
     }
     Ok(applied)
+}
+
+/// The index builds [`prepare_shadow`] left out, shared by the workers. A worker adds its
+/// projection's once its rows are written, then builds from here — its own or another
+/// projection's — until nothing is queued and no worker is still writing.
+///
+/// Why shared: the builds are the end of a rebuild, and they are not even. Audit's three
+/// (1M rows each) take longer than every other projection's final write and builds together;
+/// built one after the other by audit's own worker, they left a core idle for the last second
+/// of a rebuild on two cores once the licenses' final write got shorter (ADR 0009). Idle
+/// workers now take them, each on its own session, as serial builds (see
+/// [`shadow_connection`]).
+struct IndexBuilds {
+    queue: std::sync::Mutex<BuildQueue>,
+    changed: tokio::sync::Notify,
+}
+
+struct BuildQueue {
+    /// Builds waiting for a worker: owning projection, statement.
+    pending: std::collections::VecDeque<(&'static str, String)>,
+    /// Workers whose rows are not all written yet: their builds are still to come.
+    writing: usize,
+}
+
+impl IndexBuilds {
+    fn new(workers: usize) -> Self {
+        Self {
+            queue: std::sync::Mutex::new(BuildQueue {
+                pending: std::collections::VecDeque::new(),
+                writing: workers,
+            }),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BuildQueue> {
+        // Nothing panics while holding it; a poisoned queue is still consistent.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `projection`'s rows are written: its builds may start.
+    fn add(&self, projection: &'static str, builds: Vec<String>) {
+        {
+            let mut queue = self.lock();
+            queue.writing -= 1;
+            queue
+                .pending
+                .extend(builds.into_iter().map(|sql| (projection, sql)));
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The next build to run; `None` once every worker has written its rows and nothing is
+    /// queued. Waits while nothing is queued but some worker is still writing.
+    async fn next(&self) -> Option<(&'static str, String)> {
+        loop {
+            // Registered before looking, so that an `add` in between is not missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut queue = self.lock();
+                if let Some(build) = queue.pending.pop_front() {
+                    return Some(build);
+                }
+                if queue.writing == 0 {
+                    return None;
+                }
+            }
+            changed.await;
+        }
+    }
 }
 
 /// The events of `batch` that `projection` reads (its aggregate types; all when it names none),
@@ -672,4 +756,59 @@ async fn indexes(
 
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::IndexBuilds;
+
+    /// A worker done early waits for the builds of one still writing, rather than leaving them
+    /// all to it; every build is handed out once; all stop when the last writer is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_workers_wait_for_and_share_the_builds_of_those_still_writing() {
+        let builds = Arc::new(IndexBuilds::new(2));
+        builds.add("catalogue", vec!["c1".to_owned()]);
+        assert_eq!(builds.next().await, Some(("catalogue", "c1".to_owned())));
+
+        // Nothing queued, one writer left: `next` must wait, not return None.
+        let helper = {
+            let builds = Arc::clone(&builds);
+            tokio::spawn(async move {
+                let mut took = Vec::new();
+                while let Some((owner, sql)) = builds.next().await {
+                    took.push(format!("{owner}:{sql}"));
+                    // Slow enough that the other taker gets some.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                took
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!helper.is_finished(), "returned while a worker was writing");
+
+        builds.add(
+            "audit",
+            (1..=4).map(|i| format!("a{i}")).collect::<Vec<_>>(),
+        );
+        let mut mine = Vec::new();
+        while let Some((owner, sql)) = builds.next().await {
+            mine.push(format!("{owner}:{sql}"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let theirs = tokio::time::timeout(Duration::from_secs(5), helper)
+            .await
+            .expect("the helper stops once nothing is left")
+            .unwrap();
+        assert!(
+            !theirs.is_empty(),
+            "the idle worker took none of the builds"
+        );
+        assert!(!mine.is_empty(), "the owner took none of its builds");
+        let mut all = [mine, theirs].concat();
+        all.sort();
+        assert_eq!(all, ["audit:a1", "audit:a2", "audit:a3", "audit:a4"]);
+    }
 }
