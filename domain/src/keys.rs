@@ -125,9 +125,20 @@ impl fmt::Debug for LicenseKey {
 
 /// A 32-byte digest of a secret (license key or API token), stored and compared instead of it.
 /// Serialized as lower-case hex.
-#[derive(Clone, Copy, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct KeyHash([u8; 32]);
+
+/// Lower-case hex, as `String::from` gives, encoded on the stack: every license state and
+/// validation entry carries one, and `#[serde(into = "String")]` allocated a string per value.
+impl Serialize for KeyHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut hex = [0_u8; 64];
+        hex::encode_to_slice(self.0, &mut hex).map_err(serde::ser::Error::custom)?;
+        let hex = std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(hex)
+    }
+}
 
 // Equality is the constant-time comparison below; hashing the same bytes keeps Hash consistent.
 impl std::hash::Hash for KeyHash {
@@ -252,6 +263,21 @@ mod tests {
 
     fn prefix() -> KeyPrefix {
         KeyPrefix::parse("ACME").unwrap()
+    }
+
+    /// The stack-encoded hex is what `String::from` (and so `#[serde(into = "String")]`) gives.
+    #[test]
+    fn a_key_hash_serializes_as_its_lower_case_hex() {
+        for bytes in [[0_u8; 32], [0xAB; 32], std::array::from_fn(|i| i as u8 * 8)] {
+            let hash = KeyHash::from_bytes(bytes);
+            assert_eq!(
+                serde_json::to_string(&hash).unwrap(),
+                serde_json::to_string(&String::from(hash)).unwrap()
+            );
+            let back: KeyHash =
+                serde_json::from_str(&serde_json::to_string(&hash).unwrap()).unwrap();
+            assert_eq!(back, hash);
+        }
     }
 
     #[test]

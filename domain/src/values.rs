@@ -49,10 +49,25 @@ fn bounded_text(raw: &str, what: &str, max: usize) -> Result<String, InvalidValu
     Ok(trimmed.to_owned())
 }
 
+/// `Serialize` as the inner string, as `#[serde(into = "String")]` would, without the clone of
+/// the value it makes first: these values are serialized in every event payload, license state
+/// and response that holds them.
+macro_rules! serialize_as_str {
+    ($($t:ty),+) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+    )+};
+}
+
+serialize_as_str!(Name, Reason, FeatureCode, KeyPrefix, Fingerprint, Label);
+
 /// A display name (organization, product, policy): 1 to 200 characters, trimmed, no control
 /// characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Name(String);
 
 impl Name {
@@ -80,8 +95,8 @@ impl From<Name> for String {
 }
 
 /// Why an administrator acted (suspension, revocation): 1 to 500 characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Reason(String);
 
 impl Reason {
@@ -110,8 +125,8 @@ impl From<Reason> for String {
 
 /// An entitlement code (`pro`, `export.pdf`, `FeatureX`): 1 to 64 characters of ASCII letters,
 /// digits and `_ . : -`, starting with a letter or digit. Case-sensitive.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct FeatureCode(String);
 
 impl FeatureCode {
@@ -151,9 +166,18 @@ impl From<FeatureCode> for String {
 }
 
 /// A set of entitlement codes, at most 256, kept sorted so equal sets serialize identically.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Vec<FeatureCode>", into = "Vec<FeatureCode>")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "Vec<FeatureCode>")]
 pub struct FeatureSet(BTreeSet<FeatureCode>);
+
+/// As the `Vec<FeatureCode>` it deserializes from, in the set's (sorted) order, without the
+/// copy of every code that `#[serde(into = ...)]` makes (serde's `into` clones the value first):
+/// states with features are serialized once per event and once per write of a read model.
+impl Serialize for FeatureSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.0)
+    }
+}
 
 impl FeatureSet {
     /// The largest number of codes one license or policy may carry.
@@ -256,8 +280,8 @@ impl From<SeatCount> for u32 {
 }
 
 /// The readable prefix of a product's license keys: 2 to 8 upper-case ASCII letters or digits.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct KeyPrefix(String);
 
 impl KeyPrefix {
@@ -309,8 +333,8 @@ impl From<KeyPrefix> for String {
 
 /// A device, VM, container or tenant identifier chosen by the client application: 1 to 256 ASCII
 /// letters, digits and `- _ . : + / =` (hashes in hex or base64 fit).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Fingerprint(String);
 
 impl Fingerprint {
@@ -349,8 +373,8 @@ impl From<Fingerprint> for String {
 
 /// A short free text from a client (hostname, platform): 1 to 255 characters, no control
 /// characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Label(String);
 
 impl Label {
@@ -485,6 +509,33 @@ impl ProductKind {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The hand-written `Serialize`s write what `#[serde(into = ...)]` wrote: event payloads are
+    /// hashed as stored, and states written before and after must be the same text. Quotes,
+    /// escapes and non-ASCII go through the same string serializer.
+    #[test]
+    fn values_serialize_as_the_types_they_used_to_go_into() {
+        fn same<T: Serialize + Clone, U: Serialize + From<T>>(v: &T) {
+            assert_eq!(
+                serde_json::to_string(v).unwrap(),
+                serde_json::to_string(&U::from(v.clone())).unwrap()
+            );
+        }
+        same::<_, String>(&Name::parse("Acme \"Québec\" \\ GmbH").unwrap());
+        same::<_, String>(&Reason::parse("chargeback — see ticket #42 \u{1F600}").unwrap());
+        same::<_, String>(&FeatureCode::parse("export.pdf").unwrap());
+        same::<_, String>(&KeyPrefix::parse("ACME").unwrap());
+        same::<_, String>(&Fingerprint::parse("a1b2+/=:_-.").unwrap());
+        same::<_, String>(&Label::parse("Jürgen's \"laptop\"").unwrap());
+        same::<_, Vec<FeatureCode>>(
+            &FeatureSet::parse(&["pro", "export.pdf", "FeatureX"]).unwrap(),
+        );
+        same::<_, Vec<FeatureCode>>(&FeatureSet::default());
+        let set = FeatureSet::parse(&["b", "a"]).unwrap();
+        assert_eq!(serde_json::to_string(&set).unwrap(), r#"["a","b"]"#);
+        let back: FeatureSet = serde_json::from_str(&serde_json::to_string(&set).unwrap()).unwrap();
+        assert_eq!(back, set);
+    }
 
     #[test]
     fn names_are_trimmed_and_bounded() {
