@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::copy::{CopyRows, copy_all};
 use crate::engine::{
     BulkApply, HeldFold, LicenseRecord, Projection, ProjectionError, ReplaySafe, RowFold,
-    WRITE_CHUNK, apply_folded,
+    WRITE_CHUNK, apply_folded, free_elsewhere,
 };
 
 /// A snapshot of a license's state is kept every this many events (see [`crate::history`]).
@@ -146,6 +146,8 @@ impl RowFold for Fold {
                 copy_license(rows, *id, row)
             })
             .await?;
+            // A rebuild's whole fold: freed off this worker.
+            free_elsewhere(touched);
         } else {
             for chunk in touched.chunks(WRITE_CHUNK) {
                 write_licenses(conn, chunk).await?;

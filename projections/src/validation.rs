@@ -622,7 +622,10 @@ impl RowFold for Fold {
     async fn write(&mut self, conn: &mut PgConnection, fresh: bool) -> Result<(), ProjectionError> {
         let entries: Vec<ValidationEntry> = self.entries.drain().map(|(_, e)| e).collect();
         if fresh {
-            return copy_all(conn, COPY_ROWS, 17, &entries, copy_row).await;
+            copy_all(conn, COPY_ROWS, 17, &entries, copy_row).await?;
+            // A rebuild's whole fold: freed off this worker.
+            crate::engine::free_elsewhere(entries);
+            return Ok(());
         }
         for chunk in entries.chunks(WRITE_CHUNK) {
             let rows: Vec<&ValidationEntry> = chunk.iter().collect();
