@@ -33,6 +33,8 @@ pub enum DbError {
     )]
     NotMigrated { missing: Vec<i64> },
     #[error("{0}")]
+    OtherSchema(String),
+    #[error("{0}")]
     Other(#[from] sqlx::Error),
 }
 
@@ -94,15 +96,19 @@ pub async fn migrate(url: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Fails with [`DbError::NotMigrated`] unless every migration of this build has been applied: a
-/// tool that reads tables directly (`ledger-replay`) must not run against an older schema, where
-/// it would fail later with a less useful error or, worse, write rows of the wrong shape.
+/// Fails unless the database's schema is exactly this build's: every migration of this build
+/// applied ([`DbError::NotMigrated`]), none this build does not know and none changed since it
+/// was applied ([`DbError::OtherSchema`]). A tool that writes tables directly
+/// (`ledger-replay rebuild`, whose copies are made `LIKE` the live tables) must not run against
+/// an older schema, where it would fail midway, nor against a newer one, where it would fill new
+/// columns with their defaults and swap wrong read models in. The same checks as sqlx's
+/// `Migrator::run`, without applying anything.
 ///
 /// # Errors
-/// Database errors, and [`DbError::NotMigrated`].
+/// Database errors, [`DbError::NotMigrated`] and [`DbError::OtherSchema`].
 pub async fn ensure_migrated(pool: &PgPool) -> Result<(), DbError> {
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+    let applied: Vec<(i64, bool, Vec<u8>)> =
+        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
             .fetch_all(pool)
             .await
             .or_else(|err| match &err {
@@ -112,10 +118,40 @@ pub async fn ensure_migrated(pool: &PgPool) -> Result<(), DbError> {
                 }
                 _ => Err(err),
             })?;
-    let missing: Vec<i64> = MIGRATOR
+    let ours: Vec<_> = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .collect();
+    let unknown: Vec<i64> = applied
+        .iter()
+        .map(|(v, _, _)| *v)
+        .filter(|v| !ours.iter().any(|m| m.version == *v))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(DbError::OtherSchema(format!(
+            "the database has migration(s) {unknown:?} that this build does not know: it was \
+             migrated by a newer version of the ledger; use that version's tools"
+        )));
+    }
+    let changed: Vec<i64> = ours
+        .iter()
+        .filter(|m| {
+            applied
+                .iter()
+                .any(|(v, _, sum)| *v == m.version && sum.as_slice() != &*m.checksum)
+        })
+        .map(|m| m.version)
+        .collect();
+    if !changed.is_empty() {
+        return Err(DbError::OtherSchema(format!(
+            "migration(s) {changed:?} applied to the database differ from this build's: the \
+             schema is not the one this build was made for"
+        )));
+    }
+    let missing: Vec<i64> = ours
         .iter()
         .map(|m| m.version)
-        .filter(|v| applied.binary_search(v).is_err())
+        .filter(|v| !applied.iter().any(|(a, ok, _)| a == v && *ok))
         .collect();
     if missing.is_empty() {
         Ok(())

@@ -2,9 +2,9 @@
 //! server keeps serving from the old ones.
 //!
 //! # How
-//! 1. A database that lacks a migration of this build is refused
-//!    ([`commands::db::ensure_migrated`]): the copies are made `LIKE` the live tables, and rows
-//!    written for a newer schema would not fit an older one. One rebuild at a time: a session
+//! 1. A database whose schema is not this build's (a migration missing, unknown or changed) is
+//!    refused ([`commands::db::ensure_migrated`]), before the walk and again before the swap:
+//!    the copies are made `LIKE` the live tables and filled by this build's projections. One rebuild at a time: a session
 //!    advisory lock ([`REBUILD_LOCK`]). A shadow schema left by an earlier run that was killed
 //!    is dropped first; the live tables were never touched by it.
 //! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`]
@@ -131,7 +131,7 @@ pub async fn owner_pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
 /// Rebuilds `selected` from the log and swaps the results in.
 ///
 /// # Errors
-/// A database without every migration of this build, another rebuild running, database errors,
+/// A database whose schema is not this build's, another rebuild running, database errors,
 /// an event a projection cannot apply (nothing live is
 /// changed in that case).
 pub async fn rebuild(
@@ -266,6 +266,11 @@ async fn rebuild_locked(
     }
     progress.finish();
 
+    // The server may have been upgraded (and migrated) meanwhile: copies made for the schema
+    // this rebuild began with must not replace tables of another.
+    commands::db::ensure_migrated(pool)
+        .await
+        .context("the schema changed during the rebuild; nothing was swapped in")?;
     let mut rebuilt = Vec::new();
     // Every worker has applied every batch: the copies stand where the reader stopped.
     for (projection, applied) in selected.iter().zip(counts) {

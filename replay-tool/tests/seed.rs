@@ -754,10 +754,11 @@ async fn as_of_reads_of_a_long_license_equal_the_full_fold_with_and_without_snap
     .await;
 }
 
-/// A database that lacks a migration of this build (migrated by an older binary, or not at all)
-/// is refused before the rebuild touches anything, with an error that says what to run.
+/// A database whose schema is not this build's — a migration missing (migrated by an older
+/// binary, or not at all), unknown (migrated by a newer one) or changed — is refused before the
+/// rebuild touches anything, with an error that says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuild_refuses_a_database_without_every_migration_of_this_build() {
+async fn a_rebuild_refuses_a_database_whose_schema_is_not_its_builds() {
     with_db(|url| async move {
         let pool = PgPool::connect(&url).await.unwrap();
         let last = commands::db::MIGRATOR
@@ -787,6 +788,42 @@ async fn a_rebuild_refuses_a_database_without_every_migration_of_this_build() {
             !has_shadow_schema(&pool).await,
             "refused before creating any copy"
         );
+
+        // A newer version's migration, unknown to this build: refused too (its copies would
+        // leave the newer columns at their defaults).
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99999999, 'from the future', true, '\\x00'::bytea, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let err = replay_tool::rebuild::rebuild(&url, projections::replayable(), &progress)
+            .await
+            .expect_err("a database migrated by a newer version must be refused");
+        assert!(
+            format!("{err:#}").contains("[99999999] that this build does not know"),
+            "{err:#}"
+        );
+        // The last migration recorded again, but not as this build has it: refused.
+        for sql in [
+            "DELETE FROM _sqlx_migrations WHERE version = 99999999",
+            "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+             SELECT version, description, installed_on, success, '\\x00'::bytea, execution_time FROM saved_migration",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        let err = replay_tool::rebuild::rebuild(&url, projections::replayable(), &progress)
+            .await
+            .expect_err("a changed migration must be refused");
+        assert!(
+            format!("{err:#}").contains(&format!("[{last}] applied to the database differ")),
+            "{err:#}"
+        );
+        sqlx::query(&format!("DELETE FROM _sqlx_migrations WHERE version = {last}"))
+            .execute(&pool)
+            .await
+            .unwrap();
 
         // No migration table at all: every migration is missing.
         sqlx::query("ALTER TABLE _sqlx_migrations RENAME TO away")
