@@ -771,48 +771,56 @@ mod tests {
     use super::IndexBuilds;
 
     /// A worker done early waits for the builds of one still writing, rather than leaving them
-    /// all to it; every build is handed out once; all stop when the last writer is done.
+    /// all to it; both take some; every build is handed out once; all stop when the last writer
+    /// is done.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idle_workers_wait_for_and_share_the_builds_of_those_still_writing() {
         let builds = Arc::new(IndexBuilds::new(2));
         builds.add("catalogue", vec!["c1".to_owned()]);
         assert_eq!(builds.next().await, Some(("catalogue", "c1".to_owned())));
 
-        // Nothing queued, one writer left: `next` must wait, not return None.
+        // The helper reports each build it takes and waits for a go before the next, so that
+        // the test decides who takes what, whatever the scheduler does.
+        let (took_tx, mut took) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (go, mut go_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let helper = {
             let builds = Arc::clone(&builds);
             tokio::spawn(async move {
-                let mut took = Vec::new();
                 while let Some((owner, sql)) = builds.next().await {
-                    took.push(format!("{owner}:{sql}"));
-                    // Slow enough that the other taker gets some.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    took_tx.send(format!("{owner}:{sql}")).unwrap();
+                    if go_rx.recv().await.is_none() {
+                        break;
+                    }
                 }
-                took
             })
         };
+        // Nothing queued, one writer left: the helper must wait, not stop.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!helper.is_finished(), "returned while a worker was writing");
 
-        builds.add(
-            "audit",
-            (1..=4).map(|i| format!("a{i}")).collect::<Vec<_>>(),
-        );
-        let mut mine = Vec::new();
+        builds.add("audit", (1..=4).map(|i| format!("a{i}")).collect());
+        let mut all = Vec::new();
+        // The helper wakes and takes one; this worker takes the others.
+        let first = tokio::time::timeout(Duration::from_secs(5), took.recv())
+            .await
+            .expect("the waiting worker takes a build once one is queued")
+            .unwrap();
+        all.push(first);
+        let mut mine = 0;
         while let Some((owner, sql)) = builds.next().await {
-            mine.push(format!("{owner}:{sql}"));
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            all.push(format!("{owner}:{sql}"));
+            mine += 1;
         }
-        let theirs = tokio::time::timeout(Duration::from_secs(5), helper)
+        assert!(mine > 0, "the owner took none of its builds");
+        // Queue empty and nobody writing: the helper's next call ends it.
+        go.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), helper)
             .await
             .expect("the helper stops once nothing is left")
             .unwrap();
-        assert!(
-            !theirs.is_empty(),
-            "the idle worker took none of the builds"
-        );
-        assert!(!mine.is_empty(), "the owner took none of its builds");
-        let mut all = [mine, theirs].concat();
+        while let Ok(more) = took.try_recv() {
+            all.push(more);
+        }
         all.sort();
         assert_eq!(all, ["audit:a1", "audit:a2", "audit:a3", "audit:a4"]);
     }
