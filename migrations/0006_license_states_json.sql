@@ -14,6 +14,9 @@
 -- maps (BTreeMap) sorted, so the same state is always the same text, and the live projector and
 -- a rebuild write the same bytes. json has no equality operator: compare states as text.
 --
--- Rewrites both tables once (the states converted keep jsonb's key order until next written).
+-- Rewrites both tables once. The states it converts keep jsonb's text form (keys ordered by
+-- length, a space after ':' and ','), which serde reads alike, until written again: a license's
+-- row at its next event, its snapshots never (they are only inserted). After upgrading, run
+-- `ledger-replay rebuild --projection licenses` once if you compare rows as text.
 ALTER TABLE rm_licenses ALTER COLUMN state TYPE json USING state::json;
 ALTER TABLE rm_license_snapshots ALTER COLUMN state TYPE json USING state::json;
