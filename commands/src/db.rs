@@ -107,24 +107,26 @@ pub async fn migrate(url: &str) -> Result<(), DbError> {
 /// # Errors
 /// Database errors, [`DbError::NotMigrated`] and [`DbError::OtherSchema`].
 pub async fn ensure_migrated(pool: &PgPool) -> Result<(), DbError> {
-    let applied: Vec<(i64, bool, Vec<u8>)> =
-        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(pool)
-            .await
-            .or_else(|err| match &err {
-                // No migration table at all: nothing applied.
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
-                    Ok(Vec::new())
-                }
-                _ => Err(err),
-            })?;
+    use sqlx::migrate::{Migrate, MigrateError};
+    let mut conn = pool.acquire().await?;
+    // sqlx's own readers of its migration table (the checks `Migrator::run` makes), so that this
+    // follows the table wherever sqlx keeps it. No table at all: nothing applied.
+    let no_table = |err: &MigrateError| {
+        matches!(err, MigrateError::Execute(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("42P01"))
+    };
+    let (applied, failed) = match conn.list_applied_migrations().await {
+        Ok(applied) => (applied, conn.dirty_version().await?),
+        Err(err) if no_table(&err) => (Vec::new(), None),
+        Err(err) => return Err(err.into()),
+    };
     let ours: Vec<_> = MIGRATOR
         .iter()
         .filter(|m| !m.migration_type.is_down_migration())
         .collect();
     let unknown: Vec<i64> = applied
         .iter()
-        .map(|(v, _, _)| *v)
+        .map(|a| a.version)
         .filter(|v| !ours.iter().any(|m| m.version == *v))
         .collect();
     if !unknown.is_empty() {
@@ -138,7 +140,7 @@ pub async fn ensure_migrated(pool: &PgPool) -> Result<(), DbError> {
         .filter(|m| {
             applied
                 .iter()
-                .any(|(v, _, sum)| *v == m.version && sum.as_slice() != &*m.checksum)
+                .any(|a| a.version == m.version && a.checksum != m.checksum)
         })
         .map(|m| m.version)
         .collect();
@@ -148,10 +150,11 @@ pub async fn ensure_migrated(pool: &PgPool) -> Result<(), DbError> {
              schema is not the one this build was made for"
         )));
     }
+    // A migration that failed half-way counts as not applied: `ledger migrate` says why.
     let missing: Vec<i64> = ours
         .iter()
         .map(|m| m.version)
-        .filter(|v| !applied.iter().any(|(a, ok, _)| a == v && *ok))
+        .filter(|v| Some(*v) == failed || !applied.iter().any(|a| a.version == *v))
         .collect();
     if missing.is_empty() {
         Ok(())
