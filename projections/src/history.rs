@@ -11,13 +11,13 @@
 use domain::Timestamp;
 use domain::event::RecordedEvent;
 use domain::ids::LicenseId;
-use domain::license::{License, LicenseEvent, LicenseState};
+use domain::license::{License, LicenseState};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::engine::{EVENT_COLUMNS, ProjectionError, recorded_event};
+use crate::engine::{EVENT_COLUMNS, ProjectionError, decode_license, recorded_event};
 use crate::licenses::SNAPSHOT_EVERY;
 
 /// Events read by the first query after a snapshot: one more than lie between two snapshots, so
@@ -70,7 +70,8 @@ pub async fn license_as_of(
     let tail = stream_between(pool, "License", &id.to_string(), version, at).await?;
     let mut updated_at = None;
     for event in &tail {
-        license.fold(event.decode::<LicenseEvent>()?);
+        // The one reader of License events: a bad one is named as the projectors name it.
+        license.fold(decode_license(event)?.1);
         version = event.sequence;
         updated_at = Some(event.recorded_at);
     }
