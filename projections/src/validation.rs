@@ -624,7 +624,7 @@ impl RowFold for Fold {
         if fresh {
             copy_all(conn, COPY_ROWS, 17, &entries, copy_row).await?;
             // A rebuild's whole fold: freed off this worker.
-            crate::engine::free_elsewhere(entries);
+            engine::free_elsewhere(entries);
             return Ok(());
         }
         for chunk in entries.chunks(WRITE_CHUNK) {

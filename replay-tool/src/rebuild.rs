@@ -4,9 +4,9 @@
 //! # How
 //! 1. A database whose schema is not this build's (a migration missing, unknown or changed) is
 //!    refused ([`commands::db::ensure_migrated`]), before the walk and again before the swap:
-//!    the copies are made `LIKE` the live tables and filled by this build's projections. One rebuild at a time: a session
-//!    advisory lock ([`REBUILD_LOCK`]). A shadow schema left by an earlier run that was killed
-//!    is dropped first; the live tables were never touched by it.
+//!    the copies are made `LIKE` the live tables and filled by this build's projections. One
+//!    rebuild at a time: a session advisory lock ([`REBUILD_LOCK`]). A shadow schema left by an
+//!    earlier run that was killed is dropped first; the live tables were never touched by it.
 //! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`]
 //!    (`LIKE … INCLUDING ALL`, same grants and storage parameters), without their non-unique
 //!    indexes: those are built after the walk, under their live names, which costs a fraction of
@@ -131,9 +131,8 @@ pub async fn owner_pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
 /// Rebuilds `selected` from the log and swaps the results in.
 ///
 /// # Errors
-/// A database whose schema is not this build's, another rebuild running, database errors,
-/// an event a projection cannot apply (nothing live is
-/// changed in that case).
+/// A database whose schema is not this build's, another rebuild running, database errors, an
+/// event a projection cannot apply (nothing live is changed in that case).
 pub async fn rebuild(
     url: &str,
     selected: Vec<Arc<dyn ReplaySafe>>,
