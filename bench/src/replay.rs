@@ -11,7 +11,8 @@
 //!   events.tx_id, events.global_position`, qualified: [`EVENT_COLUMNS`] outputs
 //!   `tx_id::text::bigint AS tx_id`, and a bare `ORDER BY tx_id` names that output column, which
 //!   no index provides, so PostgreSQL would sort the whole remaining log for every page).
-//! - **(a-r)**, **(a-v)**: the reads of the rebuild (`projections::engine::read_events` in a loop)
+//! - **(a-r)**, **(a-v)**: the reads of the rebuild (`projections::engine::read_replay_events` in a
+//!   loop: payload and metadata kept as JSON text)
 //!   and of verify (its query and row decoder) exactly as those tools phrase them, with nothing
 //!   done with the events: where their time goes.
 //! - **(b) `rebuild --all`**: `replay_tool::rebuild::rebuild` of every replayable projection,
@@ -43,7 +44,7 @@ use domain::Timestamp;
 use domain::ids::LicenseId;
 use domain::license::{License, LicenseEvent};
 use futures_util::TryStreamExt;
-use projections::engine::{Checkpoint, EVENT_COLUMNS, read_events, recorded_event};
+use projections::engine::{Checkpoint, EVENT_COLUMNS, read_replay_events, recorded_event};
 use replay_tool::progress::Progress;
 use replay_tool::verify::{EVENT_TEXT_COLUMNS, event_record};
 use sqlx::postgres::PgPoolOptions;
@@ -64,7 +65,7 @@ const STEPS: [(&str, &str, &str); 6] = [
     ("(a')", "plain read, one streamed query in index order", "—"),
     (
         "(a-r)",
-        "the rebuild's reader alone: `projections::engine::read_events` pages of 5,000",
+        "the rebuild's reader alone: `projections::engine::read_replay_events` pages of 5,000",
         "—",
     ),
     (
@@ -350,7 +351,7 @@ async fn read_streamed(pool: &PgPool) -> anyhow::Result<(u64, f64)> {
     Ok((n, started.elapsed().as_secs_f64()))
 }
 
-/// (a-r): every event through `projections::engine::read_events`, the rebuild reader's own call
+/// (a-r): every event through `projections::engine::read_replay_events`, the rebuild reader's own call
 /// (all types, pages of `replay_tool::rebuild::BATCH`); (events, seconds).
 async fn read_as_rebuild(pool: &PgPool) -> anyhow::Result<(u64, f64)> {
     let mut conn = pool.acquire().await?;
@@ -358,7 +359,7 @@ async fn read_as_rebuild(pool: &PgPool) -> anyhow::Result<(u64, f64)> {
     let mut at = Checkpoint::default();
     let mut n = 0_u64;
     loop {
-        let events = read_events(&mut conn, &at, &[], PAGE).await?;
+        let events = read_replay_events(&mut conn, &at, PAGE).await?;
         let Some(last) = events.last() else { break };
         at = Checkpoint {
             tx_id: last.tx_id,
@@ -605,7 +606,7 @@ fn print_latency_row(label: &str, l: &Latencies) {
 async fn per_projection(url: &str, owner: &PgPool) -> anyhow::Result<()> {
     println!();
     println!(
-        "Each projection rebuilt alone (every rebuild reads the whole log with `read_events`), \
+        "Each projection rebuilt alone (every rebuild reads the whole log with `read_replay_events`), \
          and applied alone from the log read in index order (`ORDER BY events.tx_id, \
          events.global_position`, pages of 5,000, read then apply, no overlap):"
     );

@@ -147,6 +147,30 @@ pub fn decode_payload_ref<E: VersionedEvent>(
     }
 }
 
+/// [`decode_payload`] from the payload's JSON text as stored: the current version is read straight
+/// from the text, with no [`Value`] built in between; only an older one is parsed into a
+/// [`Value`] (to be upcast). A rebuild reads a million payloads this way: building and freeing
+/// their `Value`s was a quarter of its own work.
+///
+/// # Errors
+/// See [`decode_payload`]; also a payload that is not JSON.
+pub fn decode_payload_raw<E: VersionedEvent>(
+    event_type: &str,
+    event_version: &str,
+    payload: &serde_json::value::RawValue,
+) -> Result<E, EventCodecError> {
+    if is_current::<E>(event_type, event_version)? {
+        read_tagged(event_type, payload)
+    } else {
+        let payload: Value =
+            serde_json::from_str(payload.get()).map_err(|e| EventCodecError::Payload {
+                event_type: event_type.to_owned(),
+                source: e,
+            })?;
+        read_tagged(event_type, &E::upcast(event_type, event_version, payload)?)
+    }
+}
+
 /// Whether `event_version` is the version `E` writes today for `event_type`.
 fn is_current<E: VersionedEvent>(
     event_type: &str,
@@ -164,7 +188,11 @@ fn is_current<E: VersionedEvent>(
 
 /// `E` from a payload of the current version. `E` is externally tagged: it reads the one-entry
 /// map `{event_type: payload}`, given here without building it.
-fn read_tagged<E: VersionedEvent>(event_type: &str, payload: &Value) -> Result<E, EventCodecError> {
+fn read_tagged<'de, E, P>(event_type: &str, payload: P) -> Result<E, EventCodecError>
+where
+    E: VersionedEvent,
+    P: serde::de::IntoDeserializer<'de, serde_json::Error>,
+{
     let tagged = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(std::iter::once((
         event_type, payload,
     )));

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use domain::api_token::ApiTokenEvent;
-use domain::event::{RecordedEvent, VersionedEvent, decode_payload, encode_payload};
+use domain::event::{
+    RecordedEvent, VersionedEvent, decode_payload, decode_payload_raw, encode_payload,
+};
 use domain::ids::*;
 use domain::keys::KeyHash;
 use domain::license::{LicenseEvent, LicenseIssued};
@@ -225,9 +227,10 @@ struct Contract {
 }
 
 fn contract<E: VersionedEvent>(samples: Vec<E>) -> Contract {
-    /// Decodes through both readers — `decode_payload` (owned payload) and
-    /// `RecordedEvent::decode` (borrows the payload when it is the current version) — which must
-    /// agree on every fixture.
+    /// Decodes through the three readers — `decode_payload` (owned payload),
+    /// `RecordedEvent::decode` (borrows the payload when it is the current version) and
+    /// `decode_payload_raw` (the payload's JSON text, as a rebuild reads it) — which must agree
+    /// on every fixture.
     fn decode_as<E: VersionedEvent>(ty: &str, ver: &str, payload: Value) -> Result<Value, String> {
         let recorded = RecordedEvent {
             global_position: 1,
@@ -243,6 +246,9 @@ fn contract<E: VersionedEvent>(samples: Vec<E>) -> Contract {
             recorded_at: chrono::DateTime::UNIX_EPOCH,
             hash: Vec::new(),
         };
+        let text = serde_json::value::RawValue::from_string(payload.to_string())
+            .map_err(|e| e.to_string())?;
+        let from_text: E = decode_payload_raw(ty, ver, &text).map_err(|e| e.to_string())?;
         let event: E = decode_payload(ty, ver, payload).map_err(|e| e.to_string())?;
         let borrowed: E = recorded.decode().map_err(|e| e.to_string())?;
         let encoded = encode_payload(&event).map_err(|e| e.to_string())?;
@@ -250,6 +256,12 @@ fn contract<E: VersionedEvent>(samples: Vec<E>) -> Contract {
         if encoded != encoded_borrowed {
             return Err(format!(
                 "RecordedEvent::decode disagrees with decode_payload: {encoded_borrowed} vs {encoded}"
+            ));
+        }
+        let encoded_from_text = encode_payload(&from_text).map_err(|e| e.to_string())?;
+        if encoded != encoded_from_text {
+            return Err(format!(
+                "decode_payload_raw disagrees with decode_payload: {encoded_from_text} vs {encoded}"
             ));
         }
         Ok(encoded)

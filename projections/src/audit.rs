@@ -1,13 +1,23 @@
 //! `rm_audit`: one row per event — who (actor), what (event type), on what (stream), when, and
 //! which request (correlation) — for `GET /v1/audit`. Every aggregate type, in commit order.
+//!
+//! A row is written from a [`RecordedEvent`] by the live projector and from a [`ReplayEvent`]
+//! (metadata still JSON text) by a rebuild; both go through [`write_row`], and [`Meta`] reads the
+//! three metadata fields from either as `serde_json::Value::as_str` would.
+
+use std::borrow::Cow;
 
 use async_trait::async_trait;
 use domain::event::RecordedEvent;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::copy::{CopyRows, copy_all};
-use crate::engine::{Projection, ProjectionError, ReplaySafe};
+use crate::engine::{
+    BulkApply, Projection, ProjectionError, RecordFields, ReplayBatch, ReplayEvent, ReplaySafe,
+};
 
 /// `rm_audit`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -51,27 +61,179 @@ impl Projection for AuditProjection {
 const COPY: &str = "COPY rm_audit (position, event_id, recorded_at, actor, action, subject_type, subject_id, \
      sequence, license_id, correlation_id, causation_id) FROM STDIN (FORMAT binary)";
 
-/// The audit row of one event.
+/// The audit row of one event, as the live projector reads it.
 fn add_row(rows: &mut CopyRows, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    let meta = Meta {
+        actor: text(&e.metadata, "actor").map(Cow::Borrowed),
+        correlation_id: text(&e.metadata, "correlation_id").map(Cow::Borrowed),
+        causation_id: text(&e.metadata, "causation_id").map(Cow::Borrowed),
+    };
+    write_row(rows, e.into(), &meta)
+}
+
+/// The audit row of one event, as a rebuild reads it.
+fn add_replayed_row(rows: &mut CopyRows, e: &ReplayEvent) -> Result<(), ProjectionError> {
+    let meta = Meta::read(&e.metadata).map_err(|err| {
+        ProjectionError::Inconsistent(format!(
+            "metadata of event {} at position {}: {err}",
+            e.event_id, e.global_position
+        ))
+    })?;
+    write_row(rows, e.into(), &meta)
+}
+
+/// The columns of [`COPY`], in order.
+fn write_row(
+    rows: &mut CopyRows,
+    e: RecordFields<'_>,
+    meta: &Meta<'_>,
+) -> Result<(), ProjectionError> {
     rows.row()
         .i64(e.global_position)
         .uuid(e.event_id)
         .timestamptz(e.recorded_at)?
-        .text(text(&e.metadata, "actor").unwrap_or("unknown"))
-        .text(&e.event_type)
-        .text(&e.aggregate_type)
-        .text(&e.aggregate_id)
+        .text(meta.actor.as_deref().unwrap_or("unknown"))
+        .text(e.event_type)
+        .text(e.aggregate_type)
+        .text(e.aggregate_id)
         .i64(e.sequence)
         .opt_uuid(
             (e.aggregate_type == "License")
-                .then(|| Uuid::parse_str(&e.aggregate_id).ok())
+                .then(|| Uuid::parse_str(e.aggregate_id).ok())
                 .flatten(),
         )
-        .opt_text(text(&e.metadata, "correlation_id"))
-        .opt_text(text(&e.metadata, "causation_id"));
+        .opt_text(meta.correlation_id.as_deref())
+        .opt_text(meta.causation_id.as_deref());
     Ok(())
 }
 
-/// Its rows depend on one event each and are only ever inserted: the rebuild applies it batch
-/// by batch like the live projector (no `bulk` applier to keep).
-impl ReplaySafe for AuditProjection {}
+/// The metadata fields an audit row keeps: each the field's string, or `None` when the field is
+/// absent or not a string, or the metadata not an object (what `Value::get(..)?.as_str()` gives).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Meta<'a> {
+    actor: Option<Cow<'a, str>>,
+    correlation_id: Option<Cow<'a, str>>,
+    causation_id: Option<Cow<'a, str>>,
+}
+
+/// The three fields as they stand in the JSON text, other fields skipped unread.
+#[derive(Deserialize)]
+struct RawMeta<'a> {
+    #[serde(borrow, default)]
+    actor: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    correlation_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    causation_id: Option<&'a RawValue>,
+}
+
+impl<'a> Meta<'a> {
+    /// Reads the fields from metadata stored as JSON text, without building the object. An
+    /// object with a key twice is refused (the store's `jsonb` keeps one of each).
+    fn read(metadata: &'a RawValue) -> Result<Self, serde_json::Error> {
+        let text = metadata.get();
+        // Anything but an object has none of the fields (and a struct would also read an array).
+        if !text.trim_start().starts_with('{') {
+            return Ok(Self::default());
+        }
+        let raw: RawMeta<'a> = serde_json::from_str(text)?;
+        Ok(Self {
+            actor: string(raw.actor)?,
+            correlation_id: string(raw.correlation_id)?,
+            causation_id: string(raw.causation_id)?,
+        })
+    }
+}
+
+/// The string a JSON value holds, borrowed when it has no escapes; `None` for any other value.
+fn string(value: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, serde_json::Error> {
+    let Some(text) = value.map(RawValue::get) else {
+        return Ok(None);
+    };
+    if !text.starts_with('"') {
+        return Ok(None);
+    }
+    if text.contains('\\') {
+        return serde_json::from_str::<String>(text).map(|s| Some(Cow::Owned(s)));
+    }
+    Ok(Some(Cow::Borrowed(&text[1..text.len() - 1])))
+}
+
+/// A rebuild's applier: each batch's rows copied in from the events as read, one `COPY` per
+/// batch as the live projector does, without turning their metadata into `Value`s first.
+struct ReplayRows;
+
+#[async_trait]
+impl BulkApply for ReplayRows {
+    async fn feed(
+        &mut self,
+        conn: &mut PgConnection,
+        batch: &ReplayBatch,
+    ) -> Result<(), ProjectionError> {
+        copy_all(conn, COPY, 11, batch.events(), add_replayed_row).await
+    }
+
+    async fn finish(&mut self, _: &mut PgConnection) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+
+    fn folds_licenses(&self) -> bool {
+        false
+    }
+}
+
+/// Its rows depend on one event each and are only ever inserted: a rebuild copies them in batch
+/// by batch like the live projector, from the events as it reads them.
+impl ReplaySafe for AuditProjection {
+    fn bulk(&self, _hold: usize) -> Option<Box<dyn BulkApply>> {
+        Some(Box::new(ReplayRows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    /// The rebuild's reading of the metadata text gives what the live projector's reading of the
+    /// same metadata as a `Value` gives, for every shape metadata could take.
+    #[test]
+    fn metadata_text_reads_as_the_value_does() {
+        let cases = [
+            r#"{"actor": "api_token:0189", "correlation_id": "req_1", "causation_id": "ev_2"}"#,
+            r#"{"actor": "client"}"#,
+            r#"{"correlation_id": "c", "other": {"actor": "nested"}, "list": [1, "x"]}"#,
+            r#"{"actor": 7, "correlation_id": null, "causation_id": ["a"]}"#,
+            r#"{"actor": {"id": "x"}, "correlation_id": true, "causation_id": 1.5}"#,
+            r#"{"actor": "quote \" and \\ and \u00e9 and \n", "correlation_id": "caf\u00e9"}"#,
+            r#"{"actor": "plain é unicode"}"#,
+            r#"{}"#,
+            r#"  {"actor": "leading space"}"#,
+            r#"["actor", "correlation_id", "causation_id"]"#,
+            r#""actor""#,
+            r#"null"#,
+            r#"42"#,
+        ];
+        for case in cases {
+            let value: Value = serde_json::from_str(case).unwrap();
+            let expected = Meta {
+                actor: text(&value, "actor").map(Cow::Borrowed),
+                correlation_id: text(&value, "correlation_id").map(Cow::Borrowed),
+                causation_id: text(&value, "causation_id").map(Cow::Borrowed),
+            };
+            let raw: Box<RawValue> = serde_json::from_str(case).unwrap();
+            assert_eq!(Meta::read(&raw).unwrap(), expected, "metadata {case}");
+        }
+    }
+
+    /// A string without escapes is borrowed from the text; one with escapes is unescaped.
+    #[test]
+    fn plain_strings_are_borrowed_and_escaped_ones_unescaped() {
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"actor": "client", "correlation_id": "a\/b"}"#).unwrap();
+        let meta = Meta::read(&raw).unwrap();
+        assert!(matches!(meta.actor, Some(Cow::Borrowed("client"))));
+        assert_eq!(meta.correlation_id.as_deref(), Some("a/b"));
+    }
+}

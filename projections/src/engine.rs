@@ -21,13 +21,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::event::{EventCodecError, RecordedEvent, VersionedEvent};
+use domain::Timestamp;
+use domain::event::{EventCodecError, RecordedEvent, VersionedEvent, decode_payload_raw};
 use domain::ids::LicenseId;
 use domain::license::LicenseEvent;
-use sqlx::postgres::{PgListener, PgPool};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::notify::CHANNEL;
 
@@ -64,6 +68,84 @@ pub fn recorded_event(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx
         event_version: row.try_get("event_version")?,
         payload: row.try_get("payload")?,
         metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// An event as a rebuild reads it: the fields of a [`RecordedEvent`], with the payload and the
+/// metadata kept as the JSON text the server sent. A License event's payload is decoded straight
+/// from that text ([`ReplayBatch::decoded`]) and audit reads three metadata fields from it; a
+/// rebuild never needs them as [`serde_json::Value`]s, and building then freeing two of those
+/// per event was a quarter of its own work (ADR 0010).
+#[derive(Clone, Debug)]
+pub struct ReplayEvent {
+    pub global_position: i64,
+    pub tx_id: i64,
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    /// The event's fields, as JSON text.
+    pub payload: Box<RawValue>,
+    /// The event's metadata object, as JSON text.
+    pub metadata: Box<RawValue>,
+    pub recorded_at: Timestamp,
+    pub hash: Vec<u8>,
+}
+
+impl ReplayEvent {
+    /// The same event as every projector reads it, for the projections that apply a rebuild's
+    /// events as the live projector does.
+    ///
+    /// # Errors
+    /// JSON text `serde_json` cannot hold as a value (nested too deep).
+    pub fn to_recorded(&self) -> Result<RecordedEvent, ProjectionError> {
+        let value = |text: &RawValue| {
+            serde_json::from_str(text.get()).map_err(|err| {
+                ProjectionError::Inconsistent(format!(
+                    "event {} at position {}: {err}",
+                    self.event_id, self.global_position
+                ))
+            })
+        };
+        Ok(RecordedEvent {
+            global_position: self.global_position,
+            tx_id: self.tx_id,
+            event_id: self.event_id,
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+            sequence: self.sequence,
+            event_type: self.event_type.clone(),
+            event_version: self.event_version.clone(),
+            payload: value(&self.payload)?,
+            metadata: value(&self.metadata)?,
+            recorded_at: self.recorded_at,
+            hash: self.hash.clone(),
+        })
+    }
+}
+
+/// Reads a row selected with [`EVENT_COLUMNS`] as a rebuild holds it.
+///
+/// # Errors
+/// When a column is missing or of another type, or a JSON column is not JSON.
+pub fn replay_event(row: &PgRow) -> Result<ReplayEvent, sqlx::Error> {
+    let Json(payload) = row.try_get("payload")?;
+    let Json(metadata) = row.try_get("metadata")?;
+    Ok(ReplayEvent {
+        global_position: row.try_get("global_position")?,
+        tx_id: row.try_get("tx_id")?,
+        event_id: row.try_get("event_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload,
+        metadata,
         recorded_at: row.try_get("recorded_at")?,
         hash: row.try_get("hash")?,
     })
@@ -148,13 +230,16 @@ pub trait BulkApply: Send {
     ) -> Result<(), ProjectionError>;
     /// Writes everything still held.
     async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError>;
+    /// Whether it folds License events, which the batches it is fed must then carry decoded
+    /// ([`ReplayBatch::decoded`]).
+    fn folds_licenses(&self) -> bool;
 }
 
 /// A batch of the log as a rebuild hands it to every applier: the events, and each License event
 /// decoded once for all the appliers that fold it (licenses and validation both do: decoding it
 /// twice was an eighth of the rebuild's own work).
 pub struct ReplayBatch {
-    events: Vec<RecordedEvent>,
+    events: Vec<ReplayEvent>,
     /// The License events of `events`, in order: index into `events`, the license and the event
     /// decoded; `None` when the rebuild has no applier that folds them.
     licenses: Option<Vec<(usize, LicenseId, LicenseEvent)>>,
@@ -167,13 +252,15 @@ impl ReplayBatch {
     /// # Errors
     /// A License event that does not decode (unknown type or version, bad payload): the License
     /// folds could not apply it. The error names the event.
-    pub fn decoded(events: Vec<RecordedEvent>) -> Result<Self, ProjectionError> {
+    pub fn decoded(events: Vec<ReplayEvent>) -> Result<Self, ProjectionError> {
         let licenses = events
             .iter()
             .enumerate()
             .filter(|(_, e)| e.aggregate_type == LicenseEvent::AGGREGATE_TYPE)
             .map(|(i, e)| {
-                let (license, event) = decode_license(e)?;
+                let (license, event) = read_license(e.into(), || {
+                    decode_payload_raw(&e.event_type, &e.event_version, &e.payload)
+                })?;
                 Ok((i, license, event))
             })
             .collect::<Result<_, ProjectionError>>()?;
@@ -183,8 +270,8 @@ impl ReplayBatch {
         })
     }
 
-    /// The events alone, for a rebuild none of whose projections has a [`BulkApply`] applier.
-    pub fn undecoded(events: Vec<RecordedEvent>) -> Self {
+    /// The events alone, for a rebuild none of whose projections folds License events.
+    pub fn undecoded(events: Vec<ReplayEvent>) -> Self {
         Self {
             events,
             licenses: None,
@@ -192,25 +279,25 @@ impl ReplayBatch {
     }
 
     /// Every event of the batch.
-    pub fn events(&self) -> &[RecordedEvent] {
+    pub fn events(&self) -> &[ReplayEvent] {
         &self.events
     }
 
     /// The License events, each with its record.
     ///
     /// # Errors
-    /// When the batch was built [`undecoded`](Self::undecoded): a rebuild that feeds a bulk
-    /// applier must decode.
+    /// When the batch was built [`undecoded`](Self::undecoded): a rebuild that feeds a License
+    /// fold must decode.
     pub(crate) fn licenses(&self) -> Result<Vec<LicenseRecord<'_>>, ProjectionError> {
         let Some(licenses) = &self.licenses else {
             return Err(ProjectionError::Inconsistent(
-                "a rebuild fed a bulk applier a batch without its License events decoded".into(),
+                "a rebuild fed a License fold a batch without its License events decoded".into(),
             ));
         };
         Ok(licenses
             .iter()
             .map(|(i, license, event)| LicenseRecord {
-                record: &self.events[*i],
+                record: (&self.events[*i]).into(),
                 license: *license,
                 event,
             })
@@ -224,24 +311,74 @@ impl ReplayBatch {
 pub(crate) fn decode_license(
     e: &RecordedEvent,
 ) -> Result<(LicenseId, LicenseEvent), ProjectionError> {
+    read_license(e.into(), || e.decode::<LicenseEvent>())
+}
+
+/// The license of `record` and its event as `decode` reads it, or an error naming the event.
+fn read_license(
+    record: RecordFields<'_>,
+    decode: impl FnOnce() -> Result<LicenseEvent, EventCodecError>,
+) -> Result<(LicenseId, LicenseEvent), ProjectionError> {
     let named = |err: &dyn std::fmt::Display| {
         ProjectionError::Inconsistent(format!(
             "event {} at position {} (License {:?}, sequence {}): {err}",
-            e.event_id, e.global_position, e.aggregate_id, e.sequence
+            record.event_id, record.global_position, record.aggregate_id, record.sequence
         ))
     };
-    let license = e
+    let license = record
         .aggregate_id
         .parse()
         .map_err(|_| named(&"the stream id is not a license id"))?;
-    let event = e.decode::<LicenseEvent>().map_err(|err| named(&err))?;
+    let event = decode().map_err(|err| named(&err))?;
     Ok((license, event))
+}
+
+/// An event's record without its payload and metadata, from a [`RecordedEvent`] (live) or a
+/// [`ReplayEvent`] (rebuild): what the License folds read besides the event itself, and audit
+/// besides three metadata fields.
+#[derive(Clone, Copy)]
+pub(crate) struct RecordFields<'a> {
+    pub(crate) event_id: Uuid,
+    pub(crate) global_position: i64,
+    pub(crate) aggregate_type: &'a str,
+    pub(crate) aggregate_id: &'a str,
+    pub(crate) sequence: i64,
+    pub(crate) event_type: &'a str,
+    pub(crate) recorded_at: Timestamp,
+}
+
+impl<'a> From<&'a RecordedEvent> for RecordFields<'a> {
+    fn from(e: &'a RecordedEvent) -> Self {
+        Self {
+            event_id: e.event_id,
+            global_position: e.global_position,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence,
+            event_type: &e.event_type,
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
+impl<'a> From<&'a ReplayEvent> for RecordFields<'a> {
+    fn from(e: &'a ReplayEvent) -> Self {
+        Self {
+            event_id: e.event_id,
+            global_position: e.global_position,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence,
+            event_type: &e.event_type,
+            recorded_at: e.recorded_at,
+        }
+    }
 }
 
 /// A License event decoded, with its license and its record: what a [`RowFold`] folds.
 #[derive(Clone, Copy)]
 pub(crate) struct LicenseRecord<'a> {
-    pub(crate) record: &'a RecordedEvent,
+    pub(crate) record: RecordFields<'a>,
     pub(crate) license: LicenseId,
     pub(crate) event: &'a LicenseEvent,
 }
@@ -290,7 +427,7 @@ pub(crate) async fn apply_folded<F: RowFold>(
         .iter()
         .zip(&decoded)
         .map(|(record, (license, event))| LicenseRecord {
-            record,
+            record: record.into(),
             license: *license,
             event,
         })
@@ -348,6 +485,10 @@ impl<F: RowFold> BulkApply for HeldFold<F> {
 
     async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
         self.fold.write(conn, !self.wrote).await
+    }
+
+    fn folds_licenses(&self) -> bool {
+        true
     }
 }
 
@@ -469,19 +610,42 @@ pub async fn read_events(
     types: &[&str],
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let rows = fetch_after(conn, after, types, limit).await?;
+    rows.iter().map(recorded_event).collect()
+}
+
+/// [`read_events`] of every type as a rebuild reads them: the same rows, as [`ReplayEvent`]s.
+///
+/// # Errors
+/// Database errors.
+pub async fn read_replay_events(
+    conn: &mut PgConnection,
+    after: &Checkpoint,
+    limit: i64,
+) -> Result<Vec<ReplayEvent>, sqlx::Error> {
+    let rows = fetch_after(conn, after, &[], limit).await?;
+    rows.iter().map(replay_event).collect()
+}
+
+/// The rows [`read_events`] reads.
+async fn fetch_after(
+    conn: &mut PgConnection,
+    after: &Checkpoint,
+    types: &[&str],
+    limit: i64,
+) -> Result<Vec<PgRow>, sqlx::Error> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE {AFTER_BELOW_HORIZON} \
            AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
          {COMMIT_ORDER} LIMIT $4"
     );
-    let rows = sqlx::query(&sql)
+    sqlx::query(&sql)
         .bind(after.tx_id.to_string())
         .bind(after.position)
         .bind(types)
         .bind(limit)
         .fetch_all(conn)
-        .await?;
-    rows.iter().map(recorded_event).collect()
+        .await
 }
 
 /// Whether committed events of `types` lie after `after`, horizon or not: when a reader finds

@@ -15,13 +15,15 @@
 //!    `events` from `public`; it commits without waiting for the disk (a crash discards the
 //!    copies anyway).
 //! 3. One reader walks the log once, in commit order and below the commit horizon (the projector
-//!    engine's order); a decoder task decodes each batch's License events once
-//!    ([`ReplayBatch`]) and hands the batch to every worker through a bounded channel: the log
+//!    engine's order), keeping payloads and metadata as JSON text ([`ReplayEvent`]); a decoder
+//!    task decodes each batch's License events once, straight from that text
+//!    ([`ReplayBatch`]), and hands the batch to every worker through a bounded channel: the log
 //!    is read and decoded once however many projections are rebuilt, and the slowest worker
-//!    sets the pace. A projection with a [`ReplaySafe::bulk`] applier keeps its fold across
-//!    batches and copies rows in: licenses and validation write each row once (up to
-//!    [`projections::engine::BULK_ROWS`] held); the others (catalogue, audit) apply batch by
-//!    batch, as the live projector does. A worker done writing builds the indexes left out —
+//!    sets the pace. A projection with a [`ReplaySafe::bulk`] applier takes the batches as they
+//!    are: licenses and validation keep their folds across batches and write each row once (up
+//!    to [`projections::engine::BULK_ROWS`] held); audit copies each batch's rows in, as the
+//!    live projector does, reading three metadata fields from the text. The catalogue's few
+//!    events are read as every projector reads them and applied batch by batch. A worker done writing builds the indexes left out —
 //!    its own or another projection's, from one queue ([`IndexBuilds`]) — so that audit's three
 //!    big ones do not run one after the other while other cores idle. Each worker sets
 //!    `maintenance_work_mem` to 128 MB for its builds, which are not parallel, and six may build
@@ -45,7 +47,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use domain::event::RecordedEvent;
-use projections::engine::{BulkApply, Checkpoint, ReplayBatch, read_events};
+use projections::engine::{
+    BulkApply, Checkpoint, ReplayBatch, ReplayEvent, read_events, read_replay_events,
+};
 use projections::{ProjectionError, ReplaySafe};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Row};
@@ -178,7 +182,7 @@ async fn rebuild_locked(
         let mut conn = shadow_connection(pool).await?;
         let projection = Arc::clone(projection);
         let bulk = projection.bulk(projections::engine::BULK_ROWS);
-        decode |= bulk.is_some();
+        decode |= bulk.as_ref().is_some_and(|b| b.folds_licenses());
         senders.push(tx);
         let builds = Arc::clone(&builds);
         workers.spawn(async move {
@@ -192,7 +196,7 @@ async fn rebuild_locked(
     // for every bulk applier that folds them (only when there is one: audit or the catalogue
     // alone need none), as a task on the runtime's threads while the reader, on the caller's,
     // fetches the next batch. Returns whether every worker took every batch.
-    let (to_decoder, mut decoder_rx) = mpsc::channel::<Vec<RecordedEvent>>(DECODE_QUEUE);
+    let (to_decoder, mut decoder_rx) = mpsc::channel::<Vec<ReplayEvent>>(DECODE_QUEUE);
     let decoder = tokio::spawn(async move {
         while let Some(events) = decoder_rx.recv().await {
             let batch = Arc::new(if decode {
@@ -215,7 +219,7 @@ async fn rebuild_locked(
     let mut at = Checkpoint::default();
     let mut read = 0_u64;
     loop {
-        let events = read_events(&mut reader, &at, &[], BATCH).await?;
+        let events = read_replay_events(&mut reader, &at, BATCH).await?;
         let Some(last) = events.last() else { break };
         at = Checkpoint {
             tx_id: last.tx_id,
@@ -467,7 +471,7 @@ async fn worker(
             applied += batch
                 .events()
                 .iter()
-                .filter(|e| reads(projection, e))
+                .filter(|e| reads(projection, &e.aggregate_type))
                 .count() as u64;
         }
         let writing = Instant::now();
@@ -479,7 +483,14 @@ async fn worker(
         );
     } else {
         while let Some(batch) = rx.recv().await {
-            let mine = events_for(projection, batch.events());
+            // These projections read few events (the catalogue's): each is read as the live
+            // projector reads it.
+            let mine = batch
+                .events()
+                .iter()
+                .filter(|e| reads(projection, &e.aggregate_type))
+                .map(ReplayEvent::to_recorded)
+                .collect::<Result<Vec<_>, _>>()?;
             if mine.is_empty() {
                 continue;
             }
@@ -594,18 +605,18 @@ pub fn events_for<'a>(
         Cow::Owned(
             batch
                 .iter()
-                .filter(|e| reads(projection, e))
+                .filter(|e| reads(projection, &e.aggregate_type))
                 .cloned()
                 .collect(),
         )
     }
 }
 
-/// Whether `projection` reads `e`: one of its aggregate types, or any when it names none (as
-/// `engine::read_events` selects).
-fn reads(projection: &dyn ReplaySafe, e: &RecordedEvent) -> bool {
+/// Whether `projection` reads events of `aggregate_type`: one of its aggregate types, or any
+/// when it names none (as `engine::read_events` selects).
+fn reads(projection: &dyn ReplaySafe, aggregate_type: &str) -> bool {
     let types = projection.aggregate_types();
-    types.is_empty() || types.contains(&e.aggregate_type.as_str())
+    types.is_empty() || types.contains(&aggregate_type)
 }
 
 /// Catches the copies up to the commit horizon and puts them in place of the live tables, in one
