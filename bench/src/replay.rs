@@ -31,6 +31,9 @@
 //!   alternate sample by sample, and each sample is cross-checked (untimed) against
 //!   `projections::history::license_as_of`: same state, same version.
 //!
+//! The process runs without transparent huge pages, as `ledger-replay` does
+//! (`replay_tool::without_huge_pages`): baselines and tools alike.
+//!
 //! `--per-projection` also rebuilds each projection alone, each next to a plain read, and applies
 //! each alone (then all six) to empty copies of its tables from the log read in index order: the
 //! projections' own cost, without the rebuild reader's sort.
@@ -117,6 +120,9 @@ pub struct Options {
 /// # Errors
 /// Database errors, a failed verification, as-of results that disagree with the full fold.
 pub async fn run(server_url: &str, o: &Options) -> anyhow::Result<()> {
+    // As `ledger-replay` runs: the rebuild here is its library call, in this process. The plain
+    // reads it is compared with run in the same process, so under the same setting.
+    replay_tool::without_huge_pages().context("turning transparent huge pages off")?;
     ensure!(
         !o.database.is_empty()
             && o.database

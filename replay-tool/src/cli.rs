@@ -187,6 +187,8 @@ enum Outcome {
 
 /// The entry point of `ledger-replay`.
 pub fn main() -> ExitCode {
+    // Before the first large allocation; a refusal only costs speed.
+    let huge_pages = crate::without_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -204,6 +206,9 @@ pub fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if let Err(err) = huge_pages {
+        tracing::info!(%err, "transparent huge pages stay on");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
