@@ -188,6 +188,11 @@ impl ReplaySafe for AuditProjection {
     fn bulk(&self, _hold: usize) -> Option<Box<dyn BulkApply>> {
         Some(Box::new(ReplayRows))
     }
+
+    /// One `COPY` per batch, nothing else: `rm_audit` only gains rows.
+    fn only_inserts(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -198,6 +198,14 @@ pub trait Projection: Send + Sync + 'static {
 /// the transaction. Only these can be rebuilt by replaying the log; a projection with side effects
 /// does not implement it, so passing one to [`rebuild`] does not compile.
 pub trait ReplaySafe: Projection {
+    /// Whether it only ever adds rows to its tables, in a rebuild and live alike: it never reads,
+    /// updates or upserts a row it wrote. A rebuild then builds the copies' primary keys after
+    /// the walk, from the rows, instead of keeping them current row by row (a duplicate still
+    /// fails the rebuild, when the key is built). `false` by default: an upsert needs its key.
+    fn only_inserts(&self) -> bool {
+        false
+    }
+
     /// How a rebuild into empty copies of [`Projection::tables`] applies the whole log, when the
     /// projection has a faster way than [`Projection::apply_batch`] per batch; `None` (the
     /// default) means batch by batch.
@@ -623,8 +631,34 @@ pub async fn read_replay_events(
     after: &Checkpoint,
     limit: i64,
 ) -> Result<Vec<ReplayEvent>, sqlx::Error> {
-    let rows = fetch_after(conn, after, &[], limit).await?;
+    let rows = read_replay_rows(conn, after, limit).await?;
     rows.iter().map(replay_event).collect()
+}
+
+/// The rows [`read_replay_events`] decodes, undecoded: a rebuild's reader asks for the next page
+/// as soon as it has these ([`row_checkpoint`] of the last one) and leaves the decoding
+/// ([`replay_event`]) to another task, so that the server reads the next page while the client
+/// decodes this one.
+///
+/// # Errors
+/// Database errors.
+pub async fn read_replay_rows(
+    conn: &mut PgConnection,
+    after: &Checkpoint,
+    limit: i64,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    fetch_after(conn, after, &[], limit).await
+}
+
+/// Where a row selected with [`EVENT_COLUMNS`] stands in commit order.
+///
+/// # Errors
+/// When a column is missing or of another type.
+pub fn row_checkpoint(row: &PgRow) -> Result<Checkpoint, sqlx::Error> {
+    Ok(Checkpoint {
+        tx_id: row.try_get("tx_id")?,
+        position: row.try_get("global_position")?,
+    })
 }
 
 /// The rows [`read_events`] reads.

@@ -10,14 +10,17 @@
 //! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`]
 //!    (`LIKE … INCLUDING ALL`, same grants and storage parameters), without their non-unique
 //!    indexes: those are built after the walk, under their live names, which costs a fraction of
-//!    keeping them current row by row. Its worker runs on a connection whose `search_path` puts
+//!    keeping them current row by row. A projection that only inserts
+//!    ([`ReplaySafe::only_inserts`]: audit) loses its primary keys too; they are built as unique
+//!    indexes with the others and made keys again before the swap. Its worker runs on a connection whose `search_path` puts
 //!    that schema first, so the projection's own unqualified SQL writes the copies and reads
 //!    `events` from `public`; it commits without waiting for the disk (a crash discards the
 //!    copies anyway).
 //! 3. One reader walks the log once, in commit order and below the commit horizon (the projector
-//!    engine's order), keeping payloads and metadata as JSON text ([`ReplayEvent`]); a decoder
-//!    task decodes each batch's License events once, straight from that text
-//!    ([`ReplayBatch`]), and hands the batch to every worker through a bounded channel: the log
+//!    engine's order), in keyset pages as every projector reads; it asks for the next page as
+//!    soon as it has a page's rows, and a decoder task decodes them meanwhile: into
+//!    [`ReplayEvent`]s, payloads and metadata kept as JSON text, and each License event once,
+//!    straight from that text ([`ReplayBatch`]). The decoder hands the batch to every worker through a bounded channel: the log
 //!    is read and decoded once however many projections are rebuilt, and the slowest worker
 //!    sets the pace. A projection with a [`ReplaySafe::bulk`] applier takes the batches as they
 //!    are: licenses and validation keep their folds across batches and write each row once (up
@@ -48,9 +51,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use domain::event::RecordedEvent;
 use projections::engine::{
-    BulkApply, Checkpoint, ReplayBatch, ReplayEvent, read_events, read_replay_events,
+    BulkApply, Checkpoint, ReplayBatch, ReplayEvent, read_events, read_replay_rows, replay_event,
+    row_checkpoint,
 };
 use projections::{ProjectionError, ReplaySafe};
+use sqlx::postgres::PgRow;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::mpsc;
@@ -170,7 +175,7 @@ async fn rebuild_locked(
     progress: &Progress,
     started: Instant,
 ) -> anyhow::Result<Report> {
-    let deferred = prepare_shadow(pool, selected).await?;
+    let Shadow { deferred, keys } = prepare_shadow(pool, selected).await?;
 
     // The workers: one per projection, each on its own connection into the shadow schema.
     let mut senders = Vec::new();
@@ -192,13 +197,20 @@ async fn rebuild_locked(
         });
     }
 
-    // The decoder, between the reader and the workers: decodes each batch's License events once
-    // for every bulk applier that folds them (only when there is one: audit or the catalogue
-    // alone need none), as a task on the runtime's threads while the reader, on the caller's,
-    // fetches the next batch. Returns whether every worker took every batch.
-    let (to_decoder, mut decoder_rx) = mpsc::channel::<Vec<ReplayEvent>>(DECODE_QUEUE);
+    // The decoder, between the reader and the workers: decodes each page's rows, and its
+    // License events once for every bulk applier that folds them (only when there is one: audit
+    // or the catalogue alone need none), as a task on the runtime's threads while the reader, on
+    // the caller's, fetches the next page. Decoding the rows in the reader kept the server idle
+    // while the client decoded, and the reader was the walk's slowest stage (ADR 0010). Returns
+    // whether every worker took every batch.
+    let (to_decoder, mut decoder_rx) = mpsc::channel::<Vec<PgRow>>(DECODE_QUEUE);
     let decoder = tokio::spawn(async move {
-        while let Some(events) = decoder_rx.recv().await {
+        while let Some(rows) = decoder_rx.recv().await {
+            let events = rows
+                .iter()
+                .map(replay_event)
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(rows);
             let batch = Arc::new(if decode {
                 ReplayBatch::decoded(events)?
             } else {
@@ -219,12 +231,9 @@ async fn rebuild_locked(
     let mut at = Checkpoint::default();
     let mut read = 0_u64;
     loop {
-        let events = read_replay_events(&mut reader, &at, BATCH).await?;
+        let events = read_replay_rows(&mut reader, &at, BATCH).await?;
         let Some(last) = events.last() else { break };
-        at = Checkpoint {
-            tx_id: last.tx_id,
-            position: last.global_position,
-        };
+        at = row_checkpoint(last)?;
         let n = events.len() as u64;
         read += n;
         if to_decoder.send(events).await.is_err() {
@@ -267,6 +276,13 @@ async fn rebuild_locked(
     if !handed_over {
         bail!("a rebuild worker stopped early");
     }
+    // Every index is built: the primary keys built as plain unique indexes become keys again.
+    for sql in &keys {
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .with_context(|| format!("restoring a primary key: {sql}"))?;
+    }
     progress.finish();
 
     // The server may have been upgraded (and migrated) meanwhile: copies made for the schema
@@ -289,14 +305,21 @@ async fn rebuild_locked(
     })
 }
 
+/// What [`prepare_shadow`] left to do once the copies are filled.
+struct Shadow {
+    /// Per projection, the statements that build the indexes it left out.
+    deferred: Vec<Vec<String>>,
+    /// The statements that make primary keys of the unique indexes among those.
+    keys: Vec<String>,
+}
+
 /// Empty copies of every table of `selected` in the shadow schema, with the live grants. The
 /// copies keep their primary keys and unique indexes (upserts need them) but not the others:
 /// filling a table and then building an index is several times cheaper than keeping the index
-/// current row by row. Returns, per projection, the statements that build the ones left out.
-async fn prepare_shadow(
-    pool: &PgPool,
-    selected: &[Arc<dyn ReplaySafe>],
-) -> anyhow::Result<Vec<Vec<String>>> {
+/// current row by row. The tables of a projection that only inserts
+/// ([`ReplaySafe::only_inserts`]) lose their primary keys too, rebuilt as unique indexes with
+/// the others and made keys again before the swap ([`Shadow::keys`]).
+async fn prepare_shadow(pool: &PgPool, selected: &[Arc<dyn ReplaySafe>]) -> anyhow::Result<Shadow> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE"))
         .execute(&mut *tx)
@@ -305,6 +328,7 @@ async fn prepare_shadow(
         .execute(&mut *tx)
         .await?;
     let mut deferred = Vec::new();
+    let mut keys = Vec::new();
     for projection in selected {
         let mut later = Vec::new();
         for table in projection.tables() {
@@ -322,6 +346,30 @@ async fn prepare_shadow(
                 ))
                 .execute(&mut *tx)
                 .await?;
+            }
+            // A projection that only inserts needs no key to write its rows: its primary key is
+            // built with the other indexes (a unique index, under the constraint's name) and
+            // made the key again before the swap. Keeping it current row by row cost a rebuild
+            // more than building it (ADR 0010).
+            if projection.only_inserts()
+                && let Some((name, definition)) = primary_key(&mut tx, SHADOW_SCHEMA, table).await?
+            {
+                let Some((_, tail)) = definition.split_once(" USING ") else {
+                    bail!("cannot read the definition of index {name}: {definition}");
+                };
+                let name = quote_ident(&name);
+                sqlx::query(&format!(
+                    "ALTER TABLE {SHADOW_SCHEMA}.{table} DROP CONSTRAINT {name}"
+                ))
+                .execute(&mut *tx)
+                .await?;
+                later.push(format!(
+                    "CREATE UNIQUE INDEX {name} ON {SHADOW_SCHEMA}.{table} USING {tail}"
+                ));
+                keys.push(format!(
+                    "ALTER TABLE {SHADOW_SCHEMA}.{table} ADD CONSTRAINT {name} \
+                     PRIMARY KEY USING INDEX {name}"
+                ));
             }
             // Built under the live names: the swap then has nothing to rename.
             for (name, definition) in plain_indexes(&mut tx, "public", table).await? {
@@ -355,7 +403,7 @@ async fn prepare_shadow(
         deferred.push(later);
     }
     tx.commit().await?;
-    Ok(deferred)
+    Ok(Shadow { deferred, keys })
 }
 
 /// Gives the shadow copy of `table` the live table's storage parameters (`fillfactor`,
@@ -424,6 +472,24 @@ async fn plain_indexes(
     .bind(schema)
     .bind(table)
     .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The primary key of `schema.table`, if it has one: constraint name (also its index's) and the
+/// index's definition.
+async fn primary_key(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT k.conname::text, pg_get_indexdef(k.conindid) FROM pg_constraint k \
+         JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = $1 AND t.relname = $2 AND k.contype = 'p'",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_optional(&mut *conn)
     .await?)
 }
 
@@ -687,6 +753,7 @@ async fn swap(
 /// (and so its constraints) to the live names, which migrations and operators refer to.
 async fn replace_table(conn: &mut PgConnection, table: &str) -> anyhow::Result<()> {
     let live = indexes(conn, "public", table).await?;
+    let live_constraints = constraints(conn, "public", table).await?;
     let owner: String = sqlx::query_scalar(
         "SELECT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename = $1",
     )
@@ -739,7 +806,32 @@ async fn replace_table(conn: &mut PgConnection, table: &str) -> anyhow::Result<(
         .execute(&mut *conn)
         .await?;
     }
+    // A unique index is not a primary key (`prepare_shadow` turns some keys into plain unique
+    // indexes while the copies fill): the constraints must be the live ones too.
+    let moved_constraints = constraints(conn, "public", table).await?;
+    if moved_constraints != live_constraints {
+        bail!(
+            "the rebuilt {table} has constraints {moved_constraints:?}, the live one had {live_constraints:?}"
+        );
+    }
     Ok(())
+}
+
+/// The constraints of `schema.table`: name and definition, sorted.
+async fn constraints(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT k.conname::text, pg_get_constraintdef(k.oid) FROM pg_constraint k \
+         JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = $1 AND t.relname = $2 ORDER BY 1, 2",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 /// The indexes of `schema.table`: definition (from `USING` on, which names no table) to name.
