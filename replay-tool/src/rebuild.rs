@@ -475,6 +475,10 @@ async fn plain_indexes(
     .await?)
 }
 
+/// The constraints `k` of table `$2` in schema `$1`.
+const CONSTRAINTS_OF: &str = "FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid \
+     JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = $1 AND t.relname = $2";
+
 /// The primary key of `schema.table`, if it has one: constraint name (also its index's) and the
 /// index's definition.
 async fn primary_key(
@@ -482,11 +486,9 @@ async fn primary_key(
     schema: &str,
     table: &str,
 ) -> anyhow::Result<Option<(String, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT k.conname::text, pg_get_indexdef(k.conindid) FROM pg_constraint k \
-         JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
-         WHERE n.nspname = $1 AND t.relname = $2 AND k.contype = 'p'",
-    )
+    Ok(sqlx::query_as(&format!(
+        "SELECT k.conname::text, pg_get_indexdef(k.conindid) {CONSTRAINTS_OF} AND k.contype = 'p'"
+    ))
     .bind(schema)
     .bind(table)
     .fetch_optional(&mut *conn)
@@ -823,11 +825,9 @@ async fn constraints(
     schema: &str,
     table: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT k.conname::text, pg_get_constraintdef(k.oid) FROM pg_constraint k \
-         JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
-         WHERE n.nspname = $1 AND t.relname = $2 ORDER BY 1, 2",
-    )
+    Ok(sqlx::query_as(&format!(
+        "SELECT k.conname::text, pg_get_constraintdef(k.oid) {CONSTRAINTS_OF} ORDER BY 1, 2"
+    ))
     .bind(schema)
     .bind(table)
     .fetch_all(&mut *conn)
