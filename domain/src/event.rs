@@ -152,6 +152,11 @@ pub fn decode_payload_ref<E: VersionedEvent>(
 /// [`Value`] (to be upcast). A rebuild reads a million payloads this way: building and freeing
 /// their `Value`s was a quarter of its own work.
 ///
+/// Whatever the text, the result is [`decode_payload`]'s: text the direct reading refuses is
+/// read again through a [`Value`]. The store's `json` columns keep the text as written, so a
+/// payload may name a field twice; a `Value` keeps the last, as PostgreSQL's `->>` does, where
+/// a struct read from the text refuses the duplicate.
+///
 /// # Errors
 /// See [`decode_payload`]; also a payload that is not JSON.
 pub fn decode_payload_raw<E: VersionedEvent>(
@@ -159,15 +164,19 @@ pub fn decode_payload_raw<E: VersionedEvent>(
     event_version: &str,
     payload: &serde_json::value::RawValue,
 ) -> Result<E, EventCodecError> {
+    let as_value = || -> Result<Value, EventCodecError> {
+        serde_json::from_str(payload.get()).map_err(|e| EventCodecError::Payload {
+            event_type: event_type.to_owned(),
+            source: e,
+        })
+    };
     if is_current::<E>(event_type, event_version)? {
-        read_tagged(event_type, payload)
+        read_tagged(event_type, payload).or_else(|_| read_tagged(event_type, &as_value()?))
     } else {
-        let payload: Value =
-            serde_json::from_str(payload.get()).map_err(|e| EventCodecError::Payload {
-                event_type: event_type.to_owned(),
-                source: e,
-            })?;
-        read_tagged(event_type, &E::upcast(event_type, event_version, payload)?)
+        read_tagged(
+            event_type,
+            &E::upcast(event_type, event_version, as_value()?)?,
+        )
     }
 }
 

@@ -128,19 +128,31 @@ struct RawMeta<'a> {
 }
 
 impl<'a> Meta<'a> {
-    /// Reads the fields from metadata stored as JSON text, without building the object. An
-    /// object with a key twice is refused (the store's `jsonb` keeps one of each).
+    /// Reads the fields from metadata stored as JSON text, without building the object when it
+    /// can. The store's `json` columns keep the text as written, so an object may name a field
+    /// twice: the struct reading refuses that, and the text is then read as a `Value`, which
+    /// keeps the last (as PostgreSQL's `->>` does). Either way the result is the live reading's.
     fn read(metadata: &'a RawValue) -> Result<Self, serde_json::Error> {
-        let text = metadata.get();
+        let json = metadata.get();
         // Anything but an object has none of the fields (and a struct would also read an array).
-        if !text.trim_start().starts_with('{') {
+        if !json.trim_start().starts_with('{') {
             return Ok(Self::default());
         }
-        let raw: RawMeta<'a> = serde_json::from_str(text)?;
-        Ok(Self {
-            actor: string(raw.actor)?,
-            correlation_id: string(raw.correlation_id)?,
-            causation_id: string(raw.causation_id)?,
+        let direct = serde_json::from_str::<RawMeta<'a>>(json).and_then(|raw| {
+            Ok(Self {
+                actor: string(raw.actor)?,
+                correlation_id: string(raw.correlation_id)?,
+                causation_id: string(raw.causation_id)?,
+            })
+        });
+        direct.or_else(|_| {
+            let value: serde_json::Value = serde_json::from_str(json)?;
+            let owned = |key| text(&value, key).map(|s| Cow::Owned(s.to_owned()));
+            Ok(Self {
+                actor: owned("actor"),
+                correlation_id: owned("correlation_id"),
+                causation_id: owned("causation_id"),
+            })
         })
     }
 }
@@ -213,6 +225,10 @@ mod tests {
             r#"{"actor": {"id": "x"}, "correlation_id": true, "causation_id": 1.5}"#,
             r#"{"actor": "quote \" and \\ and \u00e9 and \n", "correlation_id": "caf\u00e9"}"#,
             r#"{"actor": "plain é unicode"}"#,
+            // `json` keeps a key given twice; the last one counts, as for `->>`.
+            r#"{"actor": "first", "actor": "second", "correlation_id": "c"}"#,
+            r#"{"actor": "first", "actor": 7}"#,
+            r#"{"causation_id": 1, "causation_id": "later", "other": 1, "other": 2}"#,
             r#"{}"#,
             r#"  {"actor": "leading space"}"#,
             r#"["actor", "correlation_id", "causation_id"]"#,

@@ -7,30 +7,29 @@
 //!    the copies are made `LIKE` the live tables and filled by this build's projections. One
 //!    rebuild at a time: a session advisory lock ([`REBUILD_LOCK`]). A shadow schema left by an
 //!    earlier run that was killed is dropped first; the live tables were never touched by it.
-//! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`]
-//!    (`LIKE … INCLUDING ALL`, same grants and storage parameters), without their non-unique
-//!    indexes: those are built after the walk, under their live names, which costs a fraction of
-//!    keeping them current row by row. A projection that only inserts
-//!    ([`ReplaySafe::only_inserts`]: audit) loses its primary keys too; they are built as unique
-//!    indexes with the others and made keys again before the swap. Its worker runs on a connection whose `search_path` puts
-//!    that schema first, so the projection's own unqualified SQL writes the copies and reads
-//!    `events` from `public`; it commits without waiting for the disk (a crash discards the
-//!    copies anyway).
+//! 2. Each projection gets empty copies of its tables in the schema [`SHADOW_SCHEMA`] (`LIKE …
+//!    INCLUDING ALL`, same grants and storage parameters), without their non-unique indexes: those
+//!    are built after the walk, under their live names, which costs a fraction of keeping them
+//!    current row by row. A projection that only inserts ([`ReplaySafe::only_inserts`]: audit)
+//!    loses its primary keys too; they are built as unique indexes with the others and made keys
+//!    again before the swap. Its worker runs on a connection whose `search_path` puts that schema
+//!    first, so the projection's own unqualified SQL writes the copies and reads `events` from
+//!    `public`; it commits without waiting for the disk (a crash discards the copies anyway).
 //! 3. One reader walks the log once, in commit order and below the commit horizon (the projector
-//!    engine's order), in keyset pages as every projector reads; it asks for the next page as
-//!    soon as it has a page's rows, and a decoder task decodes them meanwhile: into
-//!    [`ReplayEvent`]s, payloads and metadata kept as JSON text, and each License event once,
-//!    straight from that text ([`ReplayBatch`]). The decoder hands the batch to every worker through a bounded channel: the log
-//!    is read and decoded once however many projections are rebuilt, and the slowest worker
+//!    engine's order), in keyset pages as every projector reads; it asks for the next page as soon
+//!    as it has a page's rows, and a decoder task decodes them meanwhile: into [`ReplayEvent`]s,
+//!    payloads and metadata kept as JSON text, and each License event once, straight from that text
+//!    ([`ReplayBatch`]). The decoder hands the batch to every worker through a bounded channel: the
+//!    log is read and decoded once however many projections are rebuilt, and the slowest worker
 //!    sets the pace. A projection with a [`ReplaySafe::bulk`] applier takes the batches as they
-//!    are: licenses and validation keep their folds across batches and write each row once (up
-//!    to [`projections::engine::BULK_ROWS`] held); audit copies each batch's rows in, as the
-//!    live projector does, reading three metadata fields from the text. The catalogue's few
-//!    events are read as every projector reads them and applied batch by batch. A worker done writing builds the indexes left out —
-//!    its own or another projection's, from one queue ([`IndexBuilds`]) — so that audit's three
-//!    big ones do not run one after the other while other cores idle. Each worker sets
-//!    `maintenance_work_mem` to 128 MB for its builds, which are not parallel, and six may build
-//!    at once: mind it on a small host.
+//!    are: licenses and validation keep their folds across batches and write each row once (up to
+//!    [`projections::engine::BULK_ROWS`] held); audit copies each batch's rows in, as the live
+//!    projector does, reading three metadata fields from the text. The catalogue's few events are
+//!    read as every projector reads them and applied batch by batch. A worker done writing builds
+//!    the indexes left out — its own or another projection's, from one queue ([`IndexBuilds`]) — so
+//!    that audit's three big ones do not run one after the other while other cores idle. Each
+//!    worker sets `maintenance_work_mem` to 128 MB for its builds, which are not parallel, and six
+//!    may build at once: mind it on a small host.
 //! 4. Swap, one transaction per projection: lock its checkpoint row (the live projector waits),
 //!    apply what was committed since the walk into the copies, drop the live tables, move the
 //!    copies into `public` under the old index names, and set the checkpoint to where the copies
@@ -208,7 +207,7 @@ async fn rebuild_locked(
         while let Some(rows) = decoder_rx.recv().await {
             let events = rows
                 .iter()
-                .map(replay_event)
+                .map(|row| replay_event(row).map_err(|err| undecodable(row, &err)))
                 .collect::<Result<Vec<_>, _>>()?;
             drop(rows);
             let batch = Arc::new(if decode {
@@ -305,6 +304,15 @@ async fn rebuild_locked(
     })
 }
 
+/// A row of the log that does not decode, named by its position when that much can be read.
+fn undecodable(row: &PgRow, err: &sqlx::Error) -> ProjectionError {
+    let at = row.try_get::<i64, _>("global_position").map_or_else(
+        |_| "an unknown position".to_owned(),
+        |p| format!("position {p}"),
+    );
+    ProjectionError::Inconsistent(format!("the event at {at} does not decode: {err}"))
+}
+
 /// What [`prepare_shadow`] left to do once the copies are filled.
 struct Shadow {
     /// Per projection, the statements that build the indexes it left out.
@@ -339,6 +347,16 @@ async fn prepare_shadow(pool: &PgPool, selected: &[Arc<dyn ReplaySafe>]) -> anyh
             .await
             .with_context(|| format!("copying the definition of table {table}"))?;
             copy_storage_parameters(&mut tx, table).await?;
+            // The swap requires the live constraints (`replace_table`); one that `LIKE` does not
+            // copy (a foreign key) would fail every rebuild at its very end: say so now.
+            let live_constraints = constraints(&mut tx, "public", table).await?;
+            let copied = constraints(&mut tx, SHADOW_SCHEMA, table).await?;
+            if copied != live_constraints {
+                bail!(
+                    "cannot copy the constraints of {table}: live {live_constraints:?}, copy \
+                     {copied:?} (a rebuild copies tables with LIKE … INCLUDING ALL)"
+                );
+            }
             for (name, _) in plain_indexes(&mut tx, SHADOW_SCHEMA, table).await? {
                 sqlx::query(&format!(
                     "DROP INDEX {SHADOW_SCHEMA}.{}",
