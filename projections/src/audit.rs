@@ -63,12 +63,7 @@ const COPY: &str = "COPY rm_audit (position, event_id, recorded_at, actor, actio
 
 /// The audit row of one event, as the live projector reads it.
 fn add_row(rows: &mut CopyRows, e: &RecordedEvent) -> Result<(), ProjectionError> {
-    let meta = Meta {
-        actor: text(&e.metadata, "actor").map(Cow::Borrowed),
-        correlation_id: text(&e.metadata, "correlation_id").map(Cow::Borrowed),
-        causation_id: text(&e.metadata, "causation_id").map(Cow::Borrowed),
-    };
-    write_row(rows, e.into(), &meta)
+    write_row(rows, e.into(), &Meta::of_value(&e.metadata))
 }
 
 /// The audit row of one event, as a rebuild reads it.
@@ -128,6 +123,26 @@ struct RawMeta<'a> {
 }
 
 impl<'a> Meta<'a> {
+    /// The fields of metadata read as a `Value`: the live projector's reading, which
+    /// [`Meta::read`] must equal.
+    fn of_value(metadata: &'a serde_json::Value) -> Self {
+        Self {
+            actor: text(metadata, "actor").map(Cow::Borrowed),
+            correlation_id: text(metadata, "correlation_id").map(Cow::Borrowed),
+            causation_id: text(metadata, "causation_id").map(Cow::Borrowed),
+        }
+    }
+
+    /// The same fields, owning their strings.
+    fn into_owned(self) -> Meta<'static> {
+        let own = |field: Option<Cow<'_, str>>| field.map(|s| Cow::Owned(s.into_owned()));
+        Meta {
+            actor: own(self.actor),
+            correlation_id: own(self.correlation_id),
+            causation_id: own(self.causation_id),
+        }
+    }
+
     /// Reads the fields from metadata stored as JSON text, without building the object when it
     /// can. The store's `json` columns keep the text as written, so an object may name a field
     /// twice: the struct reading refuses that, and the text is then read as a `Value`, which
@@ -147,12 +162,7 @@ impl<'a> Meta<'a> {
         });
         direct.or_else(|_| {
             let value: serde_json::Value = serde_json::from_str(json)?;
-            let owned = |key| text(&value, key).map(|s| Cow::Owned(s.to_owned()));
-            Ok(Self {
-                actor: owned("actor"),
-                correlation_id: owned("correlation_id"),
-                causation_id: owned("causation_id"),
-            })
+            Ok(Meta::of_value(&value).into_owned())
         })
     }
 }
@@ -238,11 +248,7 @@ mod tests {
         ];
         for case in cases {
             let value: Value = serde_json::from_str(case).unwrap();
-            let expected = Meta {
-                actor: text(&value, "actor").map(Cow::Borrowed),
-                correlation_id: text(&value, "correlation_id").map(Cow::Borrowed),
-                causation_id: text(&value, "causation_id").map(Cow::Borrowed),
-            };
+            let expected = Meta::of_value(&value);
             let raw: Box<RawValue> = serde_json::from_str(case).unwrap();
             assert_eq!(Meta::read(&raw).unwrap(), expected, "metadata {case}");
         }
