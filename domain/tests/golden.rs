@@ -246,14 +246,15 @@ fn contract<E: VersionedEvent>(samples: Vec<E>) -> Contract {
             recorded_at: chrono::DateTime::UNIX_EPOCH,
             hash: Vec::new(),
         };
-        let text = serde_json::value::RawValue::from_string(payload.to_string())
-            .map_err(|e| e.to_string())?;
-        let from_text: E = decode_payload_raw(ty, ver, &text).map_err(|e| e.to_string())?;
-        // The store's `json` keeps text as written: pretty-printed, or with a field given twice
-        // (the last counts). The text reader must read both as the `Value` reader does.
-        let mut variants = vec![serde_json::to_string_pretty(&payload).map_err(|e| e.to_string())?];
+        // The store's `json` keeps text as written: compact, pretty-printed, or with a field
+        // given twice (the last counts). The text reader must read each as the `Value` reader
+        // does.
+        let compact = payload.to_string();
+        let mut variants = vec![
+            compact.clone(),
+            serde_json::to_string_pretty(&payload).map_err(|e| e.to_string())?,
+        ];
         if let Some(first) = payload.as_object().and_then(|o| o.keys().next()) {
-            let compact = payload.to_string();
             variants.push(format!(
                 "{{{}: null, {}",
                 serde_json::to_string(first).map_err(|e| e.to_string())?,
@@ -283,12 +284,6 @@ fn contract<E: VersionedEvent>(samples: Vec<E>) -> Contract {
         if encoded != encoded_borrowed {
             return Err(format!(
                 "RecordedEvent::decode disagrees with decode_payload: {encoded_borrowed} vs {encoded}"
-            ));
-        }
-        let encoded_from_text = encode_payload(&from_text).map_err(|e| e.to_string())?;
-        if encoded != encoded_from_text {
-            return Err(format!(
-                "decode_payload_raw disagrees with decode_payload: {encoded_from_text} vs {encoded}"
             ));
         }
         Ok(encoded)
