@@ -718,7 +718,7 @@ async fn apply_only(
         (tx_id, position) = (last.tx_id, last.global_position);
         read += events.len() as u64;
         for projection in selected {
-            let mine = replay_tool::rebuild::events_for(projection.as_ref(), &events);
+            let mine = events_for(projection.as_ref(), &events);
             if mine.is_empty() {
                 continue;
             }
@@ -735,4 +735,23 @@ async fn apply_only(
         .await?;
     let _ = conn.close().await;
     Ok((read, applied, seconds))
+}
+
+/// The events of `batch` that `projection` reads (`replay_tool::rebuild::reads`), borrowed when
+/// that is all of them (audit's), as a live projector would get them.
+fn events_for<'a>(
+    projection: &dyn projections::ReplaySafe,
+    batch: &'a [domain::event::RecordedEvent],
+) -> std::borrow::Cow<'a, [domain::event::RecordedEvent]> {
+    if projection.aggregate_types().is_empty() {
+        std::borrow::Cow::Borrowed(batch)
+    } else {
+        std::borrow::Cow::Owned(
+            batch
+                .iter()
+                .filter(|e| replay_tool::rebuild::reads(projection, &e.aggregate_type))
+                .cloned()
+                .collect(),
+        )
+    }
 }

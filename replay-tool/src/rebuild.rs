@@ -42,13 +42,11 @@
 //! Runs as the schema owner (the migration user), not as `ledger_app`, which may not create or
 //! drop tables.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use domain::event::RecordedEvent;
 use projections::engine::{
     BulkApply, Checkpoint, ReplayBatch, ReplayEvent, read_events, read_replay_rows, replay_event,
     row_checkpoint,
@@ -679,28 +677,9 @@ impl IndexBuilds {
     }
 }
 
-/// The events of `batch` that `projection` reads (its aggregate types; all when it names none),
-/// borrowed when that is all of them.
-pub fn events_for<'a>(
-    projection: &dyn ReplaySafe,
-    batch: &'a [RecordedEvent],
-) -> Cow<'a, [RecordedEvent]> {
-    if projection.aggregate_types().is_empty() {
-        Cow::Borrowed(batch)
-    } else {
-        Cow::Owned(
-            batch
-                .iter()
-                .filter(|e| reads(projection, &e.aggregate_type))
-                .cloned()
-                .collect(),
-        )
-    }
-}
-
 /// Whether `projection` reads events of `aggregate_type`: one of its aggregate types, or any
 /// when it names none (as `engine::read_events` selects).
-fn reads(projection: &dyn ReplaySafe, aggregate_type: &str) -> bool {
+pub fn reads(projection: &dyn ReplaySafe, aggregate_type: &str) -> bool {
     let types = projection.aggregate_types();
     types.is_empty() || types.contains(&aggregate_type)
 }
