@@ -11,6 +11,7 @@ use crate::error::DomainError;
 use crate::event::VersionedEvent;
 use crate::ids::ApiTokenId;
 use crate::keys::KeyHash;
+use crate::stream::AggregateType;
 use crate::values::{Name, Role};
 
 /// A command to a token.
@@ -62,7 +63,7 @@ impl DomainEvent for ApiTokenEvent {
 }
 
 impl VersionedEvent for ApiTokenEvent {
-    const AGGREGATE_TYPE: &'static str = "ApiToken";
+    const AGGREGATE_TYPE: &'static str = AggregateType::ApiToken.as_str();
     const VERSIONS: &'static [(&'static str, &'static str)] =
         &[("ApiTokenIssued", "1"), ("ApiTokenRevoked", "1")];
 }
@@ -169,7 +170,7 @@ impl ApiToken {
 }
 
 impl Aggregate for ApiToken {
-    const TYPE: &'static str = "ApiToken";
+    const TYPE: &'static str = AggregateType::ApiToken.as_str();
     type Command = ApiTokenCommand;
     type Event = ApiTokenEvent;
     type Error = DomainError;

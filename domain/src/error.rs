@@ -1,6 +1,7 @@
-//! Every refusal a command can meet, each with a stable `code` (the public contract of error
-//! responses) and a [`RejectionKind`] that the API maps to an HTTP status in one place.
+//! Every refusal a command can meet, each with a stable [`ErrorCode`] (the public contract of
+//! error responses) and a [`RejectionKind`] that the API maps to an HTTP status in one place.
 
+use crate::codes::ErrorCode;
 use crate::ids::{ApiTokenId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId};
 use crate::validation::ValidationCode;
 
@@ -95,42 +96,44 @@ pub enum DomainError {
 }
 
 impl DomainError {
-    /// The stable, UPPER_SNAKE code clients branch on.
-    pub const fn code(&self) -> &'static str {
+    /// The stable code clients branch on.
+    pub const fn code(&self) -> ErrorCode {
         match self {
-            Self::OrganizationNotFound(_) => "ORGANIZATION_NOT_FOUND",
+            Self::OrganizationNotFound(_) => ErrorCode::OrganizationNotFound,
             Self::OrganizationAlreadyRegistered(_)
             | Self::ProductAlreadyDefined(_)
             | Self::PolicyAlreadyDefined(_)
             | Self::LicenseAlreadyIssued(_)
-            | Self::ApiTokenAlreadyIssued(_) => "ALREADY_EXISTS",
-            Self::OrganizationClosed(_) => "ORGANIZATION_CLOSED",
-            Self::OrganizationCycle(_) => "ORGANIZATION_CYCLE",
-            Self::NotAPartner(_) => "NOT_A_PARTNER",
-            Self::DelegationAlreadyGranted(_) => "DELEGATION_ALREADY_GRANTED",
-            Self::DelegationNotGranted(_) => "DELEGATION_NOT_GRANTED",
-            Self::ProductNotFound(_) => "PRODUCT_NOT_FOUND",
-            Self::ParentProductRequired(_) => "PARENT_PRODUCT_REQUIRED",
-            Self::InvalidParentProduct(_) => "INVALID_PARENT_PRODUCT",
-            Self::PolicyNotFound(_) => "POLICY_NOT_FOUND",
-            Self::PolicyRetired(_) => "POLICY_RETIRED",
-            Self::InvalidPolicyTerms(_) => "INVALID_POLICY_TERMS",
-            Self::LicenseNotFound(_) => "LICENSE_NOT_FOUND",
-            Self::LicenseRevoked(_) => "LICENSE_REVOKED",
-            Self::LicenseAlreadySuspended(_) => "LICENSE_ALREADY_SUSPENDED",
-            Self::LicenseNotSuspended(_) => "LICENSE_NOT_SUSPENDED",
-            Self::InvalidExpiry(_) => "INVALID_EXPIRY",
-            Self::LicensePerpetual(_) => "LICENSE_PERPETUAL",
-            Self::SameOrganization(_) => "SAME_ORGANIZATION",
-            Self::SeatsBelowActivations { .. } => "SEATS_BELOW_ACTIVATIONS",
-            Self::LicenseNotValid(code) => code.as_str(),
-            Self::TooManyActivations { .. } => "TOO_MANY_ACTIVATIONS",
-            Self::InstallationNotFound(_) => "INSTALLATION_NOT_FOUND",
-            Self::NotFloating => "NOT_FLOATING",
-            Self::LeaseExpired(_) => "LEASE_EXPIRED",
-            Self::OfflineNotAllowed => "OFFLINE_NOT_ALLOWED",
-            Self::ApiTokenNotFound(_) => "TOKEN_NOT_FOUND",
-            Self::ApiTokenAlreadyRevoked(_) => "TOKEN_ALREADY_REVOKED",
+            | Self::ApiTokenAlreadyIssued(_) => ErrorCode::AlreadyExists,
+            Self::OrganizationClosed(_) => ErrorCode::OrganizationClosed,
+            Self::OrganizationCycle(_) => ErrorCode::OrganizationCycle,
+            Self::NotAPartner(_) => ErrorCode::NotAPartner,
+            Self::DelegationAlreadyGranted(_) => ErrorCode::DelegationAlreadyGranted,
+            Self::DelegationNotGranted(_) => ErrorCode::DelegationNotGranted,
+            Self::ProductNotFound(_) => ErrorCode::ProductNotFound,
+            Self::ParentProductRequired(_) => ErrorCode::ParentProductRequired,
+            Self::InvalidParentProduct(_) => ErrorCode::InvalidParentProduct,
+            Self::PolicyNotFound(_) => ErrorCode::PolicyNotFound,
+            Self::PolicyRetired(_) => ErrorCode::PolicyRetired,
+            Self::InvalidPolicyTerms(_) => ErrorCode::InvalidPolicyTerms,
+            Self::LicenseNotFound(_) => ErrorCode::LicenseNotFound,
+            Self::LicenseRevoked(_) => ErrorCode::LicenseRevoked,
+            Self::LicenseAlreadySuspended(_) => ErrorCode::LicenseAlreadySuspended,
+            Self::LicenseNotSuspended(_) => ErrorCode::LicenseNotSuspended,
+            Self::InvalidExpiry(_) => ErrorCode::InvalidExpiry,
+            Self::LicensePerpetual(_) => ErrorCode::LicensePerpetual,
+            Self::SameOrganization(_) => ErrorCode::SameOrganization,
+            Self::SeatsBelowActivations { .. } => ErrorCode::SeatsBelowActivations,
+            Self::LicenseNotValid(code) => ErrorCode::Validation(*code),
+            Self::TooManyActivations { .. } => {
+                ErrorCode::Validation(ValidationCode::TooManyActivations)
+            }
+            Self::InstallationNotFound(_) => ErrorCode::InstallationNotFound,
+            Self::NotFloating => ErrorCode::NotFloating,
+            Self::LeaseExpired(_) => ErrorCode::LeaseExpired,
+            Self::OfflineNotAllowed => ErrorCode::OfflineNotAllowed,
+            Self::ApiTokenNotFound(_) => ErrorCode::TokenNotFound,
+            Self::ApiTokenAlreadyRevoked(_) => ErrorCode::TokenAlreadyRevoked,
         }
     }
 

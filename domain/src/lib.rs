@@ -11,12 +11,16 @@
 //! - [`keys`]: the license-key and API-token formats, and their hashes.
 //! - [`event`]: the stored-event contract: encoding, decoding with upcasting, metadata, envelopes.
 //! - [`integrity`]: the canonical bytes of an event and the per-stream hash chain.
-//! - [`error`]: [`DomainError`], every refusal a command can meet, with its stable `code`.
+//! - [`error`]: [`DomainError`], every refusal a command can meet, with its stable `code`;
+//!   [`codes`]: [`ErrorCode`], every problem code the ledger answers, spelled once.
+//! - [`stream`]: [`AggregateType`] (the stored `aggregate_type`), claim scopes, and [`Stream`],
+//!   which gives each aggregate its typed id.
 //! - Aggregates (cqrs-es `Aggregate`): [`organization`], [`product`], [`policy`], [`license`],
 //!   [`api_token`]; [`status`] derives a license's status from its state and the clock;
 //!   [`validation`] is the validation decision every client check goes through.
 
 pub mod api_token;
+pub mod codes;
 pub mod error;
 pub mod event;
 pub mod ids;
@@ -27,10 +31,13 @@ pub mod organization;
 pub mod policy;
 pub mod product;
 pub mod status;
+pub mod stream;
 pub mod validation;
 pub mod values;
 
+pub use codes::ErrorCode;
 pub use error::DomainError;
+pub use stream::{AggregateType, Stream, StreamId};
 
 /// Instants are UTC everywhere in the ledger.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

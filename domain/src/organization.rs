@@ -15,6 +15,7 @@ use crate::Timestamp;
 use crate::error::DomainError;
 use crate::event::VersionedEvent;
 use crate::ids::OrganizationId;
+use crate::stream::AggregateType;
 use crate::values::{Name, OrganizationKind};
 
 /// What the write side knows about an organization a command refers to.
@@ -122,7 +123,7 @@ impl DomainEvent for OrganizationEvent {
 }
 
 impl VersionedEvent for OrganizationEvent {
-    const AGGREGATE_TYPE: &'static str = "Organization";
+    const AGGREGATE_TYPE: &'static str = AggregateType::Organization.as_str();
     const VERSIONS: &'static [(&'static str, &'static str)] = &[
         ("OrganizationRegistered", "1"),
         ("OrganizationRenamed", "1"),
@@ -237,7 +238,7 @@ impl Organization {
 }
 
 impl Aggregate for Organization {
-    const TYPE: &'static str = "Organization";
+    const TYPE: &'static str = AggregateType::Organization.as_str();
     type Command = OrganizationCommand;
     type Event = OrganizationEvent;
     type Error = DomainError;

@@ -12,6 +12,7 @@ use crate::error::DomainError;
 use crate::event::VersionedEvent;
 use crate::ids::{PolicyId, ProductId};
 use crate::product::ProductRef;
+use crate::stream::AggregateType;
 use crate::values::{FeatureSet, LicenseModel, Name, SeatCount};
 
 /// A refusal of one field of a request, named so the caller can fix it.
@@ -221,7 +222,7 @@ impl DomainEvent for PolicyEvent {
 }
 
 impl VersionedEvent for PolicyEvent {
-    const AGGREGATE_TYPE: &'static str = "Policy";
+    const AGGREGATE_TYPE: &'static str = AggregateType::Policy.as_str();
     const VERSIONS: &'static [(&'static str, &'static str)] = &[
         ("PolicyDefined", "1"),
         ("PolicyRevised", "1"),
@@ -312,7 +313,7 @@ impl Policy {
 }
 
 impl Aggregate for Policy {
-    const TYPE: &'static str = "Policy";
+    const TYPE: &'static str = AggregateType::Policy.as_str();
     type Command = PolicyCommand;
     type Event = PolicyEvent;
     type Error = DomainError;

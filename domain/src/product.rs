@@ -12,6 +12,7 @@ use crate::Timestamp;
 use crate::error::DomainError;
 use crate::event::{UniqueClaim, VersionedEvent};
 use crate::ids::{AppId, ProductId};
+use crate::stream::{AggregateType, ClaimScope};
 use crate::values::{KeyPrefix, Name, ProductKind};
 
 /// What the write side knows about a product a command refers to.
@@ -88,14 +89,14 @@ impl DomainEvent for ProductEvent {
 }
 
 impl VersionedEvent for ProductEvent {
-    const AGGREGATE_TYPE: &'static str = "Product";
+    const AGGREGATE_TYPE: &'static str = AggregateType::Product.as_str();
     const VERSIONS: &'static [(&'static str, &'static str)] = &[("ProductDefined", "1")];
 
     /// An App GUID identifies exactly one product.
     fn unique_claims(&self) -> Vec<UniqueClaim> {
         match self {
             Self::Defined { app_id, .. } => vec![UniqueClaim {
-                scope: "app_id",
+                scope: ClaimScope::AppId.as_str(),
                 value: app_id.to_string(),
             }],
         }
@@ -194,7 +195,7 @@ impl Product {
 }
 
 impl Aggregate for Product {
-    const TYPE: &'static str = "Product";
+    const TYPE: &'static str = AggregateType::Product.as_str();
     type Command = ProductCommand;
     type Event = ProductEvent;
     type Error = DomainError;

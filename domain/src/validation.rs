@@ -60,6 +60,22 @@ pub enum ValidationCode {
 }
 
 impl ValidationCode {
+    /// Every code, in the order of the decision (first failure wins).
+    pub const ALL: [Self; 12] = [
+        Self::NotFound,
+        Self::AppMismatch,
+        Self::Revoked,
+        Self::Suspended,
+        Self::Paused,
+        Self::Overdue,
+        Self::TrialExpired,
+        Self::Expired,
+        Self::NotActivated,
+        Self::TooManyActivations,
+        Self::FeaturesMissing,
+        Self::Valid,
+    ];
+
     /// The stable code.
     pub const fn as_str(self) -> &'static str {
         match self {

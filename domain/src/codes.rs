@@ -1,0 +1,268 @@
+//! The stable codes of every problem the ledger answers (`code` in problem+json, API.md).
+//!
+//! Clients branch on these strings, so they are a public contract like event types: each is
+//! spelled once, here. A refusal of the domain ([`crate::DomainError`]), a request the API cannot
+//! read, and a failure of the server all name their code through [`ErrorCode`]; the validation
+//! codes a refusal can carry (`NOT_FOUND`, `APP_MISMATCH`, the code of a license that is not
+//! valid) keep their one spelling in [`ValidationCode`]. What status a code is answered with is
+//! the API's business (`api::error`), not this module's.
+
+use std::fmt;
+
+use crate::validation::ValidationCode;
+
+/// A problem's stable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    // ----- the request itself -----
+    /// No route has this path.
+    RouteNotFound,
+    /// The route exists, not with this method.
+    MethodNotAllowed,
+    /// The body is not JSON.
+    MalformedJson,
+    /// The body could not be read.
+    MalformedBody,
+    /// A body field is missing, unknown or invalid (the problem names it).
+    InvalidField,
+    /// A query parameter is invalid.
+    InvalidQuery,
+    /// The body is larger than the server accepts.
+    PayloadTooLarge,
+    /// The body is not JSON by its `Content-Type`.
+    UnsupportedMediaType,
+    /// The `Idempotency-Key` header is malformed.
+    InvalidIdempotencyKey,
+    /// A client request without `X-App-Id`.
+    MissingAppId,
+    /// A client request whose `X-App-Id` is not a UUID.
+    InvalidAppId,
+    /// An air-gapped request file that is not one.
+    MalformedRequestFile,
+
+    // ----- who is asking -----
+    /// No or no valid credentials.
+    Unauthorized,
+    /// Authenticated, not allowed.
+    Forbidden,
+    /// Too many requests.
+    RateLimited,
+
+    // ----- resources -----
+    OrganizationNotFound,
+    ProductNotFound,
+    PolicyNotFound,
+    LicenseNotFound,
+    InstallationNotFound,
+    TokenNotFound,
+    /// No checkpoint of the log has been signed yet.
+    NoCheckpoint,
+    /// The resource exists already.
+    AlreadyExists,
+    /// Another product has this App GUID.
+    AppIdTaken,
+    /// Other writers kept winning the race for a stream.
+    Conflict,
+    /// An `Idempotency-Key` first used with another request.
+    IdempotencyKeyReused,
+
+    // ----- refusals of the domain -----
+    OrganizationClosed,
+    OrganizationCycle,
+    NotAPartner,
+    DelegationAlreadyGranted,
+    DelegationNotGranted,
+    ParentProductRequired,
+    InvalidParentProduct,
+    PolicyRetired,
+    InvalidPolicyTerms,
+    LicenseRevoked,
+    LicenseAlreadySuspended,
+    LicenseNotSuspended,
+    InvalidExpiry,
+    LicensePerpetual,
+    SameOrganization,
+    SeatsBelowActivations,
+    NotFloating,
+    LeaseExpired,
+    OfflineNotAllowed,
+    TokenAlreadyRevoked,
+    /// A validation code: `NOT_FOUND` and `APP_MISMATCH` at the client edge, and the code of a
+    /// license that is not valid for what was asked (`SUSPENDED`, `TOO_MANY_ACTIVATIONS`, ...).
+    Validation(ValidationCode),
+
+    // ----- the server -----
+    /// An unexpected failure (the body says no more).
+    Internal,
+    /// A dependency (the database) is unavailable.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code that is not a [`ErrorCode::Validation`] (those are listed by
+    /// [`ValidationCode::ALL`]).
+    pub const ALL: [Self; 48] = [
+        Self::RouteNotFound,
+        Self::MethodNotAllowed,
+        Self::MalformedJson,
+        Self::MalformedBody,
+        Self::InvalidField,
+        Self::InvalidQuery,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::InvalidIdempotencyKey,
+        Self::MissingAppId,
+        Self::InvalidAppId,
+        Self::MalformedRequestFile,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::RateLimited,
+        Self::OrganizationNotFound,
+        Self::ProductNotFound,
+        Self::PolicyNotFound,
+        Self::LicenseNotFound,
+        Self::InstallationNotFound,
+        Self::TokenNotFound,
+        Self::NoCheckpoint,
+        Self::AlreadyExists,
+        Self::AppIdTaken,
+        Self::Conflict,
+        Self::IdempotencyKeyReused,
+        Self::OrganizationClosed,
+        Self::OrganizationCycle,
+        Self::NotAPartner,
+        Self::DelegationAlreadyGranted,
+        Self::DelegationNotGranted,
+        Self::ParentProductRequired,
+        Self::InvalidParentProduct,
+        Self::PolicyRetired,
+        Self::InvalidPolicyTerms,
+        Self::LicenseRevoked,
+        Self::LicenseAlreadySuspended,
+        Self::LicenseNotSuspended,
+        Self::InvalidExpiry,
+        Self::LicensePerpetual,
+        Self::SameOrganization,
+        Self::SeatsBelowActivations,
+        Self::NotFloating,
+        Self::LeaseExpired,
+        Self::OfflineNotAllowed,
+        Self::TokenAlreadyRevoked,
+        Self::Internal,
+        Self::Unavailable,
+    ];
+
+    /// The stable UPPER_SNAKE spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RouteNotFound => "ROUTE_NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::MalformedJson => "MALFORMED_JSON",
+            Self::MalformedBody => "MALFORMED_BODY",
+            Self::InvalidField => "INVALID_FIELD",
+            Self::InvalidQuery => "INVALID_QUERY",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+            Self::MissingAppId => "MISSING_APP_ID",
+            Self::InvalidAppId => "INVALID_APP_ID",
+            Self::MalformedRequestFile => "MALFORMED_REQUEST_FILE",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::OrganizationNotFound => "ORGANIZATION_NOT_FOUND",
+            Self::ProductNotFound => "PRODUCT_NOT_FOUND",
+            Self::PolicyNotFound => "POLICY_NOT_FOUND",
+            Self::LicenseNotFound => "LICENSE_NOT_FOUND",
+            Self::InstallationNotFound => "INSTALLATION_NOT_FOUND",
+            Self::TokenNotFound => "TOKEN_NOT_FOUND",
+            Self::NoCheckpoint => "NO_CHECKPOINT",
+            Self::AlreadyExists => "ALREADY_EXISTS",
+            Self::AppIdTaken => "APP_ID_TAKEN",
+            Self::Conflict => "CONFLICT",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::OrganizationClosed => "ORGANIZATION_CLOSED",
+            Self::OrganizationCycle => "ORGANIZATION_CYCLE",
+            Self::NotAPartner => "NOT_A_PARTNER",
+            Self::DelegationAlreadyGranted => "DELEGATION_ALREADY_GRANTED",
+            Self::DelegationNotGranted => "DELEGATION_NOT_GRANTED",
+            Self::ParentProductRequired => "PARENT_PRODUCT_REQUIRED",
+            Self::InvalidParentProduct => "INVALID_PARENT_PRODUCT",
+            Self::PolicyRetired => "POLICY_RETIRED",
+            Self::InvalidPolicyTerms => "INVALID_POLICY_TERMS",
+            Self::LicenseRevoked => "LICENSE_REVOKED",
+            Self::LicenseAlreadySuspended => "LICENSE_ALREADY_SUSPENDED",
+            Self::LicenseNotSuspended => "LICENSE_NOT_SUSPENDED",
+            Self::InvalidExpiry => "INVALID_EXPIRY",
+            Self::LicensePerpetual => "LICENSE_PERPETUAL",
+            Self::SameOrganization => "SAME_ORGANIZATION",
+            Self::SeatsBelowActivations => "SEATS_BELOW_ACTIVATIONS",
+            Self::NotFloating => "NOT_FLOATING",
+            Self::LeaseExpired => "LEASE_EXPIRED",
+            Self::OfflineNotAllowed => "OFFLINE_NOT_ALLOWED",
+            Self::TokenAlreadyRevoked => "TOKEN_ALREADY_REVOKED",
+            Self::Validation(code) => code.as_str(),
+            Self::Internal => "INTERNAL",
+            Self::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ValidationCode> for ErrorCode {
+    fn from(code: ValidationCode) -> Self {
+        Self::Validation(code)
+    }
+}
+
+/// So that tests can write `assert_eq!(err.code(), "LICENSE_REVOKED")`.
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_code_is_upper_snake_and_spelled_once() {
+        let all: Vec<&str> = ErrorCode::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .chain(ValidationCode::ALL.iter().map(|c| c.as_str()))
+            .collect();
+        let distinct: HashSet<&str> = all.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            all.len(),
+            "a code is spelled twice: {all:?}"
+        );
+        for code in all {
+            assert!(
+                !code.is_empty()
+                    && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                    && !code.starts_with('_')
+                    && !code.ends_with('_'),
+                "{code} is not UPPER_SNAKE"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_codes_keep_their_spelling() {
+        assert_eq!(
+            ErrorCode::Validation(ValidationCode::AppMismatch).as_str(),
+            "APP_MISMATCH"
+        );
+        assert_eq!(ErrorCode::LicenseNotFound, "LICENSE_NOT_FOUND");
+    }
+}
