@@ -20,11 +20,10 @@ use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
-use domain::DomainError;
-use domain::Timestamp;
 use domain::event::{
     Actor, EventCodecError, EventMetadata, RecordedEvent, VersionedEvent, encode_payload,
 };
+use domain::{DomainError, Stream, Timestamp};
 use uuid::Uuid;
 
 use crate::cache::Cached;
@@ -77,9 +76,9 @@ pub struct Idempotency {
 
 /// The result of a command.
 #[derive(Debug)]
-pub struct Outcome<A: Aggregate> {
+pub struct Outcome<A: Stream> {
     /// The stream the command acted on (for a replayed creation: the one created the first time).
-    pub aggregate_id: String,
+    pub id: A::Id,
     /// The aggregate after the command.
     pub aggregate: A,
     /// The stream's version after the command.
@@ -134,6 +133,12 @@ pub enum CommandError {
     /// A stored event could not be read: corruption or a newer schema.
     #[error("stored event could not be read: {0}")]
     Corrupt(#[from] EventCodecError),
+    /// A stored stream id is not an id of its aggregate type: corruption.
+    #[error("stored stream {aggregate_type}/{aggregate_id} does not name a {aggregate_type}")]
+    CorruptStreamId {
+        aggregate_type: &'static str,
+        aggregate_id: String,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -190,29 +195,12 @@ impl EventStore {
     ///
     /// # Errors
     /// Database errors, or an event that cannot be decoded.
-    pub async fn read<A>(&self, aggregate_id: &str) -> Result<Loaded<A>, CommandError>
+    pub async fn read<A>(&self, id: A::Id) -> Result<Loaded<A>, CommandError>
     where
-        A: Aggregate,
+        A: Stream,
         A::Event: VersionedEvent,
     {
-        let events = self.load_stream(A::TYPE, aggregate_id, 0).await?;
-        loaded(events)
-    }
-
-    /// The state of an aggregate as of instant `at` (events recorded at or before it).
-    ///
-    /// # Errors
-    /// Database errors, or an event that cannot be decoded.
-    pub async fn read_as_of<A>(
-        &self,
-        aggregate_id: &str,
-        at: Timestamp,
-    ) -> Result<Loaded<A>, CommandError>
-    where
-        A: Aggregate,
-        A::Event: VersionedEvent,
-    {
-        let events = self.load_stream_as_of(A::TYPE, aggregate_id, at).await?;
+        let events = self.load_stream(A::KIND, &id.to_string(), 0).await?;
         loaded(events)
     }
 
@@ -220,34 +208,33 @@ impl EventStore {
     ///
     /// # Errors
     /// Database errors, or an event that cannot be decoded.
-    pub async fn load<A>(&self, aggregate_id: &str) -> Result<(A, i64), CommandError>
+    pub async fn load<A>(&self, id: A::Id) -> Result<(A, i64), CommandError>
     where
-        A: Aggregate,
+        A: Stream,
         A::Event: VersionedEvent,
     {
-        let events = self.load_stream(A::TYPE, aggregate_id, 0).await?;
+        let events = self.load_stream(A::KIND, &id.to_string(), 0).await?;
         Ok(fold::<A>(&events)?)
     }
 
-    /// Decides and records `command` on the existing stream `aggregate_id`; see the module
-    /// documentation.
+    /// Decides and records `command` on the existing stream `id`; see the module documentation.
     ///
     /// # Errors
     /// [`CommandError`]: refused by the aggregate, lost every race, duplicate claim, reused
     /// idempotency key, or infrastructure.
     pub async fn execute<A>(
         &self,
-        aggregate_id: &str,
+        id: A::Id,
         command: A::Command,
         ctx: &CommandContext,
     ) -> Result<Outcome<A>, CommandError>
     where
-        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
+        A: Stream<Error = DomainError, Services = ()> + Clone + 'static,
         A::Event: VersionedEvent,
         A::Command: Clone,
     {
-        let cached = self.cache().get::<A>(A::TYPE, aggregate_id);
-        self.run(aggregate_id, command, ctx, cached, false).await
+        let cached = self.cache().get::<A>(A::TYPE, &id.to_string());
+        self.run(id, command, ctx, cached, false).await
     }
 
     /// Like [`EventStore::execute`], for a stream id the caller has just generated (a UUID v7):
@@ -258,16 +245,16 @@ impl EventStore {
     /// See [`EventStore::execute`].
     pub async fn execute_new<A>(
         &self,
-        aggregate_id: &str,
+        id: A::Id,
         command: A::Command,
         ctx: &CommandContext,
     ) -> Result<Outcome<A>, CommandError>
     where
-        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
+        A: Stream<Error = DomainError, Services = ()> + Clone + 'static,
         A::Event: VersionedEvent,
         A::Command: Clone,
     {
-        self.run(aggregate_id, command, ctx, Some(Cached::empty()), true)
+        self.run(id, command, ctx, Some(Cached::empty()), true)
             .await
     }
 
@@ -275,17 +262,19 @@ impl EventStore {
     /// stream); `verified` says whether it is known to be current.
     async fn run<A>(
         &self,
-        aggregate_id: &str,
+        id: A::Id,
         command: A::Command,
         ctx: &CommandContext,
         mut base: Option<Cached<A>>,
         mut verified: bool,
     ) -> Result<Outcome<A>, CommandError>
     where
-        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
+        A: Stream<Error = DomainError, Services = ()> + Clone + 'static,
         A::Event: VersionedEvent,
         A::Command: Clone,
     {
+        // The stream's text, once: the cache, the locks and the log are keyed by it.
+        let aggregate_id = &*id.to_string();
         // Queue behind commands to the same aggregate in this process (see `locks`).
         let _queued = self.locks().lock(A::TYPE, aggregate_id).await;
         if !verified && base.is_none() {
@@ -317,7 +306,7 @@ impl EventStore {
                 }
                 decided?;
                 return Ok(Outcome {
-                    aggregate_id: aggregate_id.to_owned(),
+                    id,
                     aggregate,
                     version: current.version,
                     appended: Vec::new(),
@@ -328,7 +317,7 @@ impl EventStore {
                 });
             }
             let batch = AppendBatch {
-                aggregate_type: A::TYPE.to_owned(),
+                aggregate_type: A::KIND,
                 aggregate_id: aggregate_id.to_owned(),
                 expected_version: current.version,
                 claims: events
@@ -371,7 +360,7 @@ impl EventStore {
                         },
                     );
                     return Ok(Outcome {
-                        aggregate_id: aggregate_id.to_owned(),
+                        id,
                         aggregate,
                         version,
                         created_at,
@@ -422,11 +411,11 @@ impl EventStore {
         from: Cached<A>,
     ) -> Result<Cached<A>, CommandError>
     where
-        A: Aggregate + Clone + 'static,
+        A: Stream + Clone + 'static,
         A::Event: VersionedEvent,
     {
         let tail = self
-            .load_stream(A::TYPE, aggregate_id, from.version)
+            .load_stream(A::KIND, aggregate_id, from.version)
             .await?;
         let mut current = from;
         for event in &tail {
@@ -451,7 +440,7 @@ impl EventStore {
         ctx: &CommandContext,
     ) -> Result<Option<Outcome<A>>, CommandError>
     where
-        A: Aggregate,
+        A: Stream,
         A::Event: VersionedEvent,
     {
         let Some(idem) = &ctx.idempotency else {
@@ -474,7 +463,7 @@ impl EventStore {
         idem: &Idempotency,
     ) -> Result<Outcome<A>, CommandError>
     where
-        A: Aggregate,
+        A: Stream,
         A::Event: VersionedEvent,
     {
         let recorded_hash = first.metadata.get("request_hash").and_then(|v| v.as_str());
@@ -482,9 +471,14 @@ impl EventStore {
             return Err(CommandError::IdempotencyKeyReused);
         }
         let correlation = first.metadata.get("correlation_id").cloned();
-        let stream = self
-            .load_stream(&first.aggregate_type, &first.aggregate_id, 0)
-            .await?;
+        let id: A::Id = first
+            .aggregate_id
+            .parse()
+            .map_err(|_| CommandError::CorruptStreamId {
+                aggregate_type: A::TYPE,
+                aggregate_id: first.aggregate_id.clone(),
+            })?;
+        let stream = self.load_stream(A::KIND, &first.aggregate_id, 0).await?;
         // The request's events are `first` and those right after it from the same request.
         let end = stream
             .iter()
@@ -514,7 +508,7 @@ impl EventStore {
             })
             .collect();
         Ok(Outcome {
-            aggregate_id: first.aggregate_id.clone(),
+            id,
             aggregate,
             version,
             appended,

@@ -3,13 +3,12 @@
 //! # Layout
 //! - [`store`]: append-only, hash-chained event log; one-statement appends with optimistic
 //!   concurrency and unique claims.
-//! - [`executor`]: load, decide, append, retry; idempotency keys; as-of loads.
-//! - [`ledger`]: the command services the API calls ([`ledger::Ledger`]).
+//! - [`executor`]: load, decide, append, retry; idempotency keys.
+//! - [`ledger`]: the command services the application layer calls ([`ledger::Ledger`]).
 //! - [`cache`]: per-process aggregate cache (never trusted for correctness).
 //! - [`locks`]: per-aggregate queues within a process.
 //! - [`keys`]: key material from the OS CSPRNG and the keyed hash of license keys.
 //! - [`clock`]: the time stamped into commands.
-//! - [`cqrs_repository`]: our store as a cqrs-es `PersistedEventRepository`.
 //! - [`db`]: connecting and migrating.
 //!
 //! Architecture invariant: `commands` never depends on `projections`; it only appends and reads
@@ -17,7 +16,6 @@
 
 pub mod cache;
 pub mod clock;
-pub mod cqrs_repository;
 pub mod db;
 pub mod executor;
 pub mod keys;

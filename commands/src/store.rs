@@ -10,6 +10,9 @@
 use std::sync::Arc;
 
 use domain::event::{RecordedEvent, UniqueClaim};
+use domain::stream::claim_stream_id;
+use domain::{AggregateType, Timestamp};
+use eventlog::EVENT_COLUMNS;
 
 use crate::cache::AggregateCache;
 use crate::locks::KeyedLocks;
@@ -17,34 +20,6 @@ use serde_json::Value;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
-
-use domain::Timestamp;
-
-/// Columns of `events` as a [`RecordedEvent`] reads them, in order.
-pub const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, event_id, \
-     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
-     recorded_at, hash";
-
-/// Reads a row selected with [`EVENT_COLUMNS`].
-///
-/// # Errors
-/// When a column is missing or of another type.
-pub fn recorded_event_from_row(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
-    Ok(RecordedEvent {
-        global_position: row.try_get("global_position")?,
-        tx_id: row.try_get("tx_id")?,
-        event_id: row.try_get("event_id")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-        recorded_at: row.try_get("recorded_at")?,
-        hash: row.try_get("hash")?,
-    })
-}
 
 /// One event to append.
 #[derive(Clone, Debug)]
@@ -59,7 +34,7 @@ pub struct NewEvent {
 /// Events to append to one stream, after `expected_version`.
 #[derive(Clone, Debug)]
 pub struct AppendBatch {
-    pub aggregate_type: String,
+    pub aggregate_type: AggregateType,
     pub aggregate_id: String,
     /// The stream's version the events were decided on (0 for a new stream).
     pub expected_version: i64,
@@ -150,13 +125,6 @@ impl EventStore {
         &self.locks
     }
 
-    /// Caches at most `capacity` aggregates (0: none).
-    #[must_use]
-    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
-        self.cache = Arc::new(AggregateCache::new(capacity));
-        self
-    }
-
     /// The aggregate cache.
     pub fn cache(&self) -> &AggregateCache {
         &self.cache
@@ -180,44 +148,11 @@ impl EventStore {
     /// Database errors.
     pub async fn load_stream(
         &self,
-        aggregate_type: &str,
+        aggregate_type: AggregateType,
         aggregate_id: &str,
         after_sequence: i64,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(after_sequence)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(recorded_event_from_row).collect()
-    }
-
-    /// The events of one stream recorded at or before `at`, in order.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn load_stream_as_of(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        at: Timestamp,
-    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3 ORDER BY sequence"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(at)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(recorded_event_from_row).collect()
+        eventlog::load_stream(&self.pool, aggregate_type, aggregate_id, after_sequence).await
     }
 
     /// Appends a batch through the pool (autocommit: the statement is its own transaction).
@@ -252,7 +187,7 @@ impl EventStore {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(recorded_event_from_row).transpose()
+        row.as_ref().map(eventlog::recorded_event).transpose()
     }
 }
 
@@ -267,7 +202,7 @@ pub async fn append_with<'e, E: PgExecutor<'e>>(
     if let ([event], []) = (batch.events.as_slice(), batch.claims.as_slice()) {
         let row = sqlx::query(APPEND_ONE_SQL)
             .bind(event.event_id)
-            .bind(&batch.aggregate_type)
+            .bind(batch.aggregate_type.as_str())
             .bind(&batch.aggregate_id)
             .bind(batch.expected_version + 1)
             .bind(&event.event_type)
@@ -299,7 +234,7 @@ pub async fn append_with<'e, E: PgExecutor<'e>>(
     let claim_streams: Vec<String> = batch
         .claims
         .iter()
-        .map(|_| format!("{}/{}", batch.aggregate_type, batch.aggregate_id))
+        .map(|_| claim_stream_id(batch.aggregate_type, &batch.aggregate_id))
         .collect();
     let rows = sqlx::query(APPEND_SQL)
         .bind(&ids)

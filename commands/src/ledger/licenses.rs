@@ -1,0 +1,308 @@
+//! Licenses: issuing them with a fresh key, their lifecycle, and what client applications do
+//! with them (activations, floating leases, offline tokens).
+
+use domain::DomainError;
+use domain::Timestamp;
+use domain::ids::{InstallationId, LicenseId, OrganizationId, PolicyId};
+use domain::keys::{KeyHash, LicenseKey};
+use domain::license::{IssueLicense, License, LicenseAction, LicenseCommand};
+use domain::stream::{AggregateType, ClaimScope, id_from_claim_stream};
+use domain::values::{
+    DeactivationReason, Environment, FeatureSet, Fingerprint, Label, LicenseSource,
+    OfflineTokenKind, SeatCount,
+};
+use uuid::Uuid;
+
+use super::{Ledger, LedgerError};
+use crate::executor::{CommandContext, Outcome};
+use crate::keys;
+
+/// A new license.
+#[derive(Clone, Debug)]
+pub struct NewLicense {
+    pub policy_id: PolicyId,
+    pub organization_id: OrganizationId,
+    pub seats: Option<SeatCount>,
+    pub features: Option<FeatureSet>,
+    pub expires_at: Option<Timestamp>,
+    pub source: LicenseSource,
+}
+
+/// A license command as the API states it (before facts are looked up).
+#[derive(Clone, Debug)]
+pub enum LicenseChange {
+    Suspend {
+        reason: domain::values::Reason,
+    },
+    Reinstate,
+    Renew {
+        expires_at: Timestamp,
+    },
+    Transfer {
+        organization_id: OrganizationId,
+    },
+    Revoke {
+        reason: domain::values::Reason,
+        category: domain::values::RevocationCategory,
+    },
+    ChangeEntitlements {
+        features: FeatureSet,
+    },
+    ChangeSeats {
+        seats: SeatCount,
+    },
+    ExtendMaintenance {
+        until: Timestamp,
+    },
+}
+
+impl Ledger {
+    /// Issues a license with a fresh key. The key is returned once and stored only as a hash;
+    /// a replayed (idempotent) request gets `None`: the key was shown to the first request.
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn issue_license(
+        &self,
+        ctx: &CommandContext,
+        input: NewLicense,
+    ) -> Result<(Outcome<License>, Option<LicenseKey>), LedgerError> {
+        let id = LicenseId::from_uuid(Uuid::now_v7());
+        let policy = self.policy_ref(input.policy_id).await?;
+        let product_id = policy
+            .facts
+            .as_ref()
+            .ok_or(DomainError::PolicyNotFound(input.policy_id))?
+            .product_id;
+        let product = self.product_ref(product_id).await?;
+        let organization = self.organization_ref(input.organization_id).await?;
+        let prefix = product
+            .facts
+            .as_ref()
+            .ok_or(DomainError::ProductNotFound(product_id))?
+            .key_prefix
+            .clone();
+        let key = keys::generate_license_key(&prefix)?;
+        let command = LicenseCommand {
+            license_id: id,
+            at: self.now(),
+            action: LicenseAction::Issue(Box::new(IssueLicense {
+                policy,
+                product,
+                organization,
+                key_hash: self.hasher.hash(&key),
+                key_prefix: key.support_prefix(),
+                seats: input.seats,
+                features: input.features,
+                expires_at: input.expires_at,
+                source: input.source,
+            })),
+        };
+        let outcome = self.store.execute_new(id, command, ctx).await?;
+        let key = (!outcome.replayed).then_some(key);
+        Ok((outcome, key))
+    }
+
+    /// Applies a lifecycle change to a license.
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn change_license(
+        &self,
+        ctx: &CommandContext,
+        id: LicenseId,
+        change: LicenseChange,
+    ) -> Result<Outcome<License>, LedgerError> {
+        let action = match change {
+            LicenseChange::Suspend { reason } => LicenseAction::Suspend { reason },
+            LicenseChange::Reinstate => LicenseAction::Reinstate,
+            LicenseChange::Renew { expires_at } => LicenseAction::Renew { expires_at },
+            LicenseChange::Transfer { organization_id } => LicenseAction::Transfer {
+                organization: self.organization_ref(organization_id).await?,
+            },
+            LicenseChange::Revoke { reason, category } => {
+                LicenseAction::Revoke { reason, category }
+            }
+            LicenseChange::ChangeEntitlements { features } => {
+                LicenseAction::ChangeEntitlements { features }
+            }
+            LicenseChange::ChangeSeats { seats } => LicenseAction::ChangeSeats { seats },
+            LicenseChange::ExtendMaintenance { until } => {
+                LicenseAction::ExtendMaintenance { until }
+            }
+        };
+        let command = LicenseCommand {
+            license_id: id,
+            at: self.now(),
+            action,
+        };
+        Ok(self.store.execute(id, command, ctx).await?)
+    }
+
+    /// Replaces a license's key with a fresh one (the old key stops working at once).
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn rotate_license_key(
+        &self,
+        ctx: &CommandContext,
+        id: LicenseId,
+    ) -> Result<(Outcome<License>, Option<LicenseKey>), LedgerError> {
+        let (license, _) = self.store.load::<License>(id).await?;
+        let Some(state) = license.state() else {
+            return Err(DomainError::LicenseNotFound(id).into());
+        };
+        let product = self.product_ref(state.product_id).await?;
+        let prefix = product
+            .facts
+            .map(|f| f.key_prefix)
+            .ok_or(DomainError::ProductNotFound(state.product_id))?;
+        let key = keys::generate_license_key(&prefix)?;
+        let command = LicenseCommand {
+            license_id: id,
+            at: self.now(),
+            action: LicenseAction::RotateKey {
+                key_hash: self.hasher.hash(&key),
+                key_prefix: key.support_prefix(),
+            },
+        };
+        let outcome = self.store.execute(id, command, ctx).await?;
+        let key = (!outcome.replayed).then_some(key);
+        Ok((outcome, key))
+    }
+
+    // ----- client applications: activations, leases, offline tokens -----
+
+    /// The license a key hash opens, from the claim recorded with the key (written in the same
+    /// statement as the license, so never stale). The caller must still compare the license's
+    /// current key hash: a rotated-away key keeps its claim.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn license_by_key_hash(
+        &self,
+        key_hash: &KeyHash,
+    ) -> Result<Option<LicenseId>, LedgerError> {
+        let stream: Option<String> = sqlx::query_scalar(
+            "SELECT stream_id FROM unique_claims WHERE scope = $1 AND value = $2",
+        )
+        .bind(ClaimScope::LicenseKey.as_str())
+        .bind(key_hash.to_hex())
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(stream
+            .as_deref()
+            .and_then(|s| id_from_claim_stream(AggregateType::License, s)))
+    }
+
+    /// Activates a device on a license (no-op when that fingerprint is already active).
+    ///
+    /// # Errors
+    /// Refusals (`TOO_MANY_ACTIVATIONS`, the validation code) and infrastructure errors.
+    pub async fn activate(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        fingerprint: Fingerprint,
+        hostname: Option<Label>,
+        platform: Option<Label>,
+        environment: Environment,
+    ) -> Result<Outcome<License>, LedgerError> {
+        let action = LicenseAction::Activate {
+            installation_id: InstallationId::from_uuid(Uuid::now_v7()),
+            fingerprint,
+            hostname,
+            platform,
+            environment,
+        };
+        self.license_command(ctx, license_id, action).await
+    }
+
+    /// Ends an installation (node-locked: deactivated; floating: lease released).
+    ///
+    /// # Errors
+    /// `INSTALLATION_NOT_FOUND` and infrastructure errors.
+    pub async fn deactivate(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        installation_id: InstallationId,
+        reason: DeactivationReason,
+    ) -> Result<Outcome<License>, LedgerError> {
+        self.license_command(
+            ctx,
+            license_id,
+            LicenseAction::Deactivate {
+                installation_id,
+                reason,
+            },
+        )
+        .await
+    }
+
+    /// Extends a floating installation's lease.
+    ///
+    /// # Errors
+    /// `LEASE_EXPIRED`, `NOT_FLOATING`, the validation code, infrastructure errors.
+    pub async fn heartbeat(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        installation_id: InstallationId,
+    ) -> Result<Outcome<License>, LedgerError> {
+        self.license_command(
+            ctx,
+            license_id,
+            LicenseAction::Heartbeat { installation_id },
+        )
+        .await
+    }
+
+    /// Records the lapsed floating leases of a license (safe to run on several nodes at once: a
+    /// lease expired by one is simply no longer lapsed for the other).
+    ///
+    /// # Errors
+    /// Infrastructure errors.
+    pub async fn expire_leases(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+    ) -> Result<Outcome<License>, LedgerError> {
+        self.license_command(ctx, license_id, LicenseAction::ExpireLeases)
+            .await
+    }
+
+    /// Records an offline token; the returned outcome's event carries its id and expiry, which the
+    /// caller signs.
+    ///
+    /// # Errors
+    /// `OFFLINE_NOT_ALLOWED`, the validation code, infrastructure errors.
+    pub async fn record_offline_token(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        kind: OfflineTokenKind,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<Outcome<License>, LedgerError> {
+        let action = LicenseAction::IssueOfflineToken {
+            jti: Uuid::now_v7(),
+            kind,
+            fingerprint,
+        };
+        self.license_command(ctx, license_id, action).await
+    }
+
+    async fn license_command(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        action: LicenseAction,
+    ) -> Result<Outcome<License>, LedgerError> {
+        let command = LicenseCommand {
+            license_id,
+            at: self.now(),
+            action,
+        };
+        Ok(self.store.execute(license_id, command, ctx).await?)
+    }
+}
