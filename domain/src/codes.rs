@@ -96,12 +96,14 @@ pub enum ErrorCode {
     Internal,
     /// A dependency (the database) is unavailable.
     Unavailable,
+    /// The request ran past the server's deadline.
+    Timeout,
 }
 
 impl ErrorCode {
     /// Every code that is not a [`ErrorCode::Validation`] (those are listed by
     /// [`ValidationCode::ALL`]).
-    pub const ALL: [Self; 48] = [
+    pub const ALL: [Self; 49] = [
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::MalformedJson,
@@ -150,6 +152,7 @@ impl ErrorCode {
         Self::TokenAlreadyRevoked,
         Self::Internal,
         Self::Unavailable,
+        Self::Timeout,
     ];
 
     /// The stable UPPER_SNAKE spelling.
@@ -204,6 +207,7 @@ impl ErrorCode {
             Self::Validation(code) => code.as_str(),
             Self::Internal => "INTERNAL",
             Self::Unavailable => "UNAVAILABLE",
+            Self::Timeout => "TIMEOUT",
         }
     }
 }

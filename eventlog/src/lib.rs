@@ -10,7 +10,8 @@
 //! # Layout
 //! - [`EVENT_COLUMNS`] and [`recorded_event`]: the row.
 //! - [`COMMIT_ORDER`] and [`AFTER_BELOW_HORIZON`]: the order every log reader follows.
-//! - [`load_stream`] and [`stream_until`]: one stream, whole or up to an instant.
+//! - [`load_stream`] and [`stream_until`]: one stream, whole or up to an instant;
+//!   [`stream_times`]: when a stream began and reached a version.
 
 use domain::event::RecordedEvent;
 use domain::{AggregateType, Timestamp};
@@ -125,4 +126,27 @@ pub async fn stream_until(
         }
         page = page.saturating_mul(2);
     }
+}
+
+/// When a stream's first event, and its event at `sequence`, were recorded: the `created_at` and
+/// `updated_at` of a state folded up to `sequence`. `None` each when there is no such event.
+///
+/// # Errors
+/// Database errors.
+pub async fn stream_times(
+    pool: &sqlx::PgPool,
+    aggregate_type: AggregateType,
+    aggregate_id: &str,
+    sequence: i64,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT min(recorded_at) AS created, max(recorded_at) AS updated FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence IN (1, $3)",
+    )
+    .bind(aggregate_type.as_str())
+    .bind(aggregate_id)
+    .bind(sequence)
+    .fetch_one(pool)
+    .await?;
+    Ok((row.try_get("created")?, row.try_get("updated")?))
 }

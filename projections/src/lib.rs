@@ -7,7 +7,6 @@
 //! - [`catalogue`], [`licenses`]: the read models (`rm_*` tables).
 //! - [`validation`]: the validation read model, in a table and in each process's memory.
 //! - [`audit`]: one row per event, for auditors.
-//! - [`history`]: licenses "as of" an instant (snapshot plus the events after it).
 //! - [`checkpoints`]: what the next signed checkpoint of the log covers.
 //! - [`copy`]: rows for binary `COPY`, the cheapest way to add many rows.
 //! - [`queries`]: readers of the read models for the API's list endpoints.
@@ -22,7 +21,6 @@ pub mod catalogue;
 pub mod checkpoints;
 pub mod copy;
 pub mod engine;
-pub mod history;
 pub mod licenses;
 pub mod notify;
 pub mod queries;

@@ -1,7 +1,7 @@
 //! `rm_licenses`: every license with the License aggregate's own state, folded with the domain's
 //! own `License::fold` — the read model cannot drift from what the aggregate decides on — and
 //! `rm_license_snapshots`, that state every [`SNAPSHOT_EVERY`] events, for as-of reads
-//! ([`crate::history`]).
+//! (`application::asof`, which reads them back with [`snapshot_at`]).
 //!
 //! A batch reads every license it touches in one query, folds in memory and writes back in one
 //! statement per table. A rebuild keeps the fold across batches ([`ReplaySafe::bulk`]) and so
@@ -23,12 +23,43 @@ use crate::engine::{
     WRITE_CHUNK, apply_folded, free_elsewhere,
 };
 
-/// A snapshot of a license's state is kept every this many events (see [`crate::history`]).
+/// A snapshot of a license's state is kept every this many events (see [`snapshot_at`]).
 pub const SNAPSHOT_EVERY: i64 = 100;
 
 /// `rm_licenses` and `rm_license_snapshots`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LicensesProjection;
+
+/// The latest snapshot of license `id` recorded at or before `at`: its sequence and state.
+/// `None` when there is none, or when this build cannot read it (it is a shortcut, never a source:
+/// the caller then folds the whole stream).
+///
+/// # Errors
+/// Database errors.
+pub async fn snapshot_at(
+    pool: &sqlx::PgPool,
+    id: domain::ids::LicenseId,
+    at: Timestamp,
+) -> Result<Option<(i64, LicenseState)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT sequence, state FROM rm_license_snapshots \
+         WHERE license_id = $1 AND recorded_at <= $2 ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(Uuid::from(id))
+    .bind(at)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    match row.try_get::<Json<LicenseState>, _>("state") {
+        Ok(Json(state)) => Ok(Some((row.try_get("sequence")?, state))),
+        Err(e) => {
+            tracing::warn!(license = %id, error = %e, "unreadable snapshot; folding the whole stream");
+            Ok(None)
+        }
+    }
+}
 
 /// A license as the fold holds it.
 struct Row_ {

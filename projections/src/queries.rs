@@ -278,3 +278,36 @@ pub async fn audit(
         })
         .collect()
 }
+
+/// Every license issued to, or transferred into, organization `id` by `at`: the candidates for
+/// the organization's licenses as of `at` (each must still be folded to `at`: it may have been
+/// transferred away since). Read from the log, not a read model, so it answers for any instant.
+///
+/// # Errors
+/// Database errors, or a License stream whose id is not a license id.
+pub async fn licenses_ever_held(
+    pool: &PgPool,
+    id: domain::ids::OrganizationId,
+    at: Timestamp,
+) -> Result<Vec<domain::ids::LicenseId>, crate::ProjectionError> {
+    let streams: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $3 \
+           AND event_type IN ('LicenseIssued', 'LicenseTransferred') \
+           AND payload ->> 'organization_id' = $1 AND recorded_at <= $2",
+    )
+    .bind(id.to_string())
+    .bind(at)
+    .bind(domain::AggregateType::License.as_str())
+    .fetch_all(pool)
+    .await?;
+    streams
+        .iter()
+        .map(|s| {
+            s.parse().map_err(|_| {
+                crate::ProjectionError::Inconsistent(format!(
+                    "license stream id {s:?} is not a UUID"
+                ))
+            })
+        })
+        .collect()
+}

@@ -328,3 +328,64 @@ pub struct Page<T> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<Uuid>,
 }
+
+/// What a use of a license is: the device and when it was activated.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstallationUse {
+    pub fingerprint: String,
+    pub environment: &'static str,
+    pub hostname: Option<String>,
+    pub platform: Option<String>,
+    pub activated_at: Timestamp,
+    pub lease_expires_at: Option<Timestamp>,
+}
+
+impl InstallationUse {
+    /// The installation `id` of license state `s`, when it is active there.
+    pub fn of(s: &LicenseState, id: domain::ids::InstallationId) -> Option<Self> {
+        let a = s.activations.get(&id)?;
+        Some(Self {
+            fingerprint: a.fingerprint.as_str().to_owned(),
+            environment: a.environment.as_str(),
+            hostname: a.hostname.as_ref().map(|h| h.as_str().to_owned()),
+            platform: a.platform.as_ref().map(|p| p.as_str().to_owned()),
+            activated_at: a.activated_at,
+            lease_expires_at: a.lease_expires_at,
+        })
+    }
+}
+
+/// An installation (activation) as client applications see it (`POST /v1/activations`).
+#[derive(Clone, Debug, Serialize)]
+pub struct InstallationView {
+    pub installation_id: Uuid,
+    pub license_id: Uuid,
+    #[serde(flatten)]
+    pub details: InstallationUse,
+}
+
+/// An installation just deactivated: what it was (when the license still showed it) and when it
+/// ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeactivationView {
+    pub installation_id: Uuid,
+    pub license_id: Uuid,
+    #[serde(flatten)]
+    pub details: Option<InstallationUse>,
+    pub deactivated_at: Option<Timestamp>,
+}
+
+/// A floating installation's lease after a heartbeat.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeaseView {
+    pub installation_id: Uuid,
+    pub lease_expires_at: Option<Timestamp>,
+}
+
+/// A command's answer: the resource as the command left it, and whether this answer replays an
+/// earlier request with the same `Idempotency-Key`.
+#[derive(Clone, Debug)]
+pub struct Written<T> {
+    pub view: T,
+    pub replayed: bool,
+}

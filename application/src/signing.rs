@@ -86,19 +86,23 @@ impl KeyPair {
     }
 
     /// A compact ES256 JWS of `claims`, with this key's `kid`.
-    pub fn sign_jwt(&self, claims: &Value) -> String {
+    ///
+    /// # Errors
+    /// When `claims` does not serialize (a claims type holding a value meant only to be read,
+    /// such as the SDK's `TokenKind::Unknown`).
+    pub fn sign_jwt<T: Serialize + ?Sized>(&self, claims: &T) -> Result<String, serde_json::Error> {
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
         let signing_input = format!(
             "{}.{}",
             Base64UrlUnpadded::encode_string(header.to_string().as_bytes()),
-            Base64UrlUnpadded::encode_string(claims.to_string().as_bytes())
+            Base64UrlUnpadded::encode_string(&serde_json::to_vec(claims)?)
         );
         // RFC 6979 deterministic nonce, SHA-256; r || s.
         let signature: Signature = self.signing.sign(signing_input.as_bytes());
-        format!(
+        Ok(format!(
             "{signing_input}.{}",
             Base64UrlUnpadded::encode_string(&signature.to_bytes())
-        )
+        ))
     }
 }
 
@@ -418,7 +422,7 @@ mod tests {
         let dir = temp();
         let keys = SigningKeys::open(&dir).unwrap();
         let first = keys.current();
-        let token = first.sign_jwt(&json!({"sub": "x"}));
+        let token = first.sign_jwt(&json!({"sub": "x"})).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
         // Verify with the public key from the JWKS alone.
@@ -473,8 +477,8 @@ mod tests {
         );
         // Deterministic signatures (RFC 6979): same input, same token.
         assert_eq!(
-            pair.sign_jwt(&json!({"a": 1})),
-            pair.sign_jwt(&json!({"a": 1}))
+            pair.sign_jwt(&json!({"a": 1})).unwrap(),
+            pair.sign_jwt(&json!({"a": 1})).unwrap()
         );
     }
 }

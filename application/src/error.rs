@@ -1,0 +1,66 @@
+//! [`AppError`]: why a use case did not answer. Front ends map it to what they speak (the HTTP
+//! API to a status and problem+json, in `api::error`, its one status mapping); the codes are
+//! [`ErrorCode`]s, spelled once in `domain`.
+
+use commands::{CommandError, LedgerError};
+use domain::validation::ValidationCode;
+use domain::{DomainError, ErrorCode};
+use projections::ProjectionError;
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A command was refused or could not be recorded.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The OS could not give key material.
+    #[error(transparent)]
+    Entropy(#[from] commands::keys::EntropyError),
+    /// A read model or the log could not be read.
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    /// What was asked for does not exist (or did not at the instant asked about).
+    #[error("{detail}")]
+    NotFound { code: ErrorCode, detail: String },
+    /// Well-formed, but not something this ledger can do with what it was given.
+    #[error("{detail}")]
+    Unprocessable { code: ErrorCode, detail: String },
+    /// A client application's key does not open a license for its application: `NOT_FOUND` or
+    /// `APP_MISMATCH`, refused alike at every client route.
+    #[error("{}", .0.detail())]
+    Edge(ValidationCode),
+    /// An invariant of the ledger does not hold (a command left no state behind): a bug.
+    #[error("{0}")]
+    Invariant(&'static str),
+}
+
+impl AppError {
+    /// A read that found nothing.
+    pub fn not_found(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::NotFound {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<LedgerError> for AppError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Command(c) => Self::Command(c),
+            LedgerError::Entropy(e) => Self::Entropy(e),
+        }
+    }
+}
+
+impl From<DomainError> for AppError {
+    fn from(e: DomainError) -> Self {
+        Self::Command(CommandError::Rejected(e))
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Command(CommandError::Database(e))
+    }
+}

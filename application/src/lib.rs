@@ -1,0 +1,40 @@
+//! The application layer of license-ledger: the use cases every front end calls — the HTTP API
+//! (`api`), the replay tool (`replay-tool`) and the benchmarks (`bench`) — the views they answer
+//! with, and the server's background jobs. It composes the write side (`commands`) and the read
+//! side (`projections`), which never depend on each other, and knows no HTTP: a front end
+//! extracts a request, calls one function here, and renders what it returns.
+//!
+//! # Layout
+//! - [`app`]: [`App`], the ledger opened for serving (database, secrets, validation model,
+//!   signing keys), and [`AppConfig`].
+//! - [`jobs`]: [`jobs::Jobs::start`], the one place every background job starts.
+//! - [`licenses`]: every License command, each showing its result to validation at once.
+//! - [`catalogue`]: organizations, products, policies; [`operations`]: administration tokens,
+//!   audit, checkpoints, readiness.
+//! - [`edge`]: the key-to-license check of every client route; [`validate`]: the validation
+//!   answer.
+//! - [`asof`]: licenses and organizations as of an instant (the API and `ledger-replay state`).
+//! - [`tokens`]: the claims of offline tokens and receipts, the SDK's own types;
+//!   [`signing`]: the keystore and JWKS; [`checkpoints`]: the checkpoint signer.
+//! - [`views`]: response bodies; [`error`]: [`AppError`]; [`datadir`]: secrets on disk.
+//!
+//! Architecture invariant: `application` knows no HTTP (no `axum`, no status codes); `api`,
+//! `replay-tool` and `bench` reach the ledger through it.
+
+pub mod app;
+pub mod asof;
+pub mod catalogue;
+pub mod checkpoints;
+pub mod datadir;
+pub mod edge;
+pub mod error;
+pub mod jobs;
+pub mod licenses;
+pub mod operations;
+pub mod signing;
+pub mod tokens;
+pub mod validate;
+pub mod views;
+
+pub use app::{App, AppConfig};
+pub use error::AppError;

@@ -1,0 +1,438 @@
+//! Licenses as a use case: every License command the ledger runs goes through [`Licenses`],
+//! which shows the state the command left to the in-memory validation model itself — a command
+//! answered by this process is visible to `POST /v1/validate` at once, and no caller can forget
+//! to tell it (the follower reading the log would catch up later, but a client validating right
+//! after an activation must not see old news).
+//!
+//! Reads fold the license's stream (read-your-writes), or fold it "as of" an instant
+//! ([`crate::asof`]).
+
+use commands::ledger::{LicenseChange, NewLicense};
+use commands::{CommandContext, Loaded, Outcome};
+use domain::event::Actor;
+use domain::ids::{AppId, InstallationId, LicenseId};
+use domain::license::{License, LicenseEvent, LicenseState};
+use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
+use domain::{AggregateType, ErrorCode, Timestamp};
+
+use crate::tokens::{self, Issued, SignedToken};
+use crate::views::{
+    DeactivationView, EventView, InstallationUse, InstallationView, LeaseView, LicenseView,
+    LicenseWithKey, Written,
+};
+use crate::{App, AppError};
+
+/// A device asking for a seat.
+#[derive(Clone, Debug)]
+pub struct ActivationRequest {
+    pub fingerprint: Fingerprint,
+    pub hostname: Option<Label>,
+    pub platform: Option<Label>,
+    pub environment: Environment,
+}
+
+/// An activation's answer: the installation, and whether this request created it (a fingerprint
+/// already active gets its installation back).
+#[derive(Clone, Debug)]
+pub struct Activated {
+    pub created: bool,
+    pub installation: InstallationView,
+}
+
+/// The license use cases of an [`App`].
+#[derive(Clone, Copy, Debug)]
+pub struct Licenses<'a> {
+    app: &'a App,
+}
+
+impl App {
+    /// The license use cases.
+    pub fn licenses(&self) -> Licenses<'_> {
+        Licenses { app: self }
+    }
+}
+
+fn license_not_found(id: LicenseId) -> AppError {
+    AppError::not_found(
+        ErrorCode::LicenseNotFound,
+        format!("license {id} does not exist"),
+    )
+}
+
+/// The state a License command left.
+fn state_of(outcome: &Outcome<License>) -> Result<&LicenseState, AppError> {
+    outcome
+        .aggregate
+        .state()
+        .ok_or(AppError::Invariant("a license command left no license"))
+}
+
+impl Licenses<'_> {
+    /// The one place License outcomes reach the validation model.
+    fn observed(&self, outcome: Outcome<License>) -> Outcome<License> {
+        if let Some(state) = outcome.aggregate.state() {
+            self.app
+                .validation()
+                .observe(outcome.id, state, outcome.version);
+        }
+        outcome
+    }
+
+    /// The view of what a command left, with the status derived now.
+    fn view(&self, outcome: &Outcome<License>) -> Result<LicenseView, AppError> {
+        Ok(LicenseView::new(
+            outcome.id.into(),
+            state_of(outcome)?,
+            outcome.created_at,
+            outcome.updated_at,
+            outcome.version,
+            self.app.now(),
+        ))
+    }
+
+    // ----- administration -----
+
+    /// Issues a license; the answer carries its key this once.
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn issue(
+        &self,
+        ctx: &CommandContext,
+        input: NewLicense,
+    ) -> Result<Written<LicenseWithKey>, AppError> {
+        let (outcome, key) = self.app.ledger().issue_license(ctx, input).await?;
+        let outcome = self.observed(outcome);
+        Ok(Written {
+            view: LicenseWithKey {
+                license: self.view(&outcome)?,
+                key: key.map(|k| k.expose().to_owned()),
+            },
+            replayed: outcome.replayed,
+        })
+    }
+
+    /// Applies a lifecycle change.
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn change(
+        &self,
+        ctx: &CommandContext,
+        id: LicenseId,
+        change: LicenseChange,
+    ) -> Result<Written<LicenseView>, AppError> {
+        let outcome = self.app.ledger().change_license(ctx, id, change).await?;
+        let outcome = self.observed(outcome);
+        Ok(Written {
+            view: self.view(&outcome)?,
+            replayed: outcome.replayed,
+        })
+    }
+
+    /// Replaces the license's key; the answer carries the new key this once.
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn rotate_key(
+        &self,
+        ctx: &CommandContext,
+        id: LicenseId,
+    ) -> Result<Written<LicenseWithKey>, AppError> {
+        let (outcome, key) = self.app.ledger().rotate_license_key(ctx, id).await?;
+        let outcome = self.observed(outcome);
+        Ok(Written {
+            view: LicenseWithKey {
+                license: self.view(&outcome)?,
+                key: key.map(|k| k.expose().to_owned()),
+            },
+            replayed: outcome.replayed,
+        })
+    }
+
+    /// The license now, folded from its stream.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND`; database and decoding errors.
+    pub async fn get(&self, id: LicenseId) -> Result<LicenseView, AppError> {
+        let loaded: Loaded<License> = self.app.ledger().store().read(id).await?;
+        let license = loaded
+            .aggregate
+            .state()
+            .ok_or_else(|| license_not_found(id))?;
+        Ok(LicenseView::new(
+            id.into(),
+            license,
+            loaded.created_at,
+            loaded.updated_at,
+            loaded.version,
+            self.app.now(),
+        ))
+    }
+
+    /// The license as it stood at `at` (the fold `ledger-replay state` shows too).
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND` when it did not exist then; database and decoding errors.
+    pub async fn get_as_of(&self, id: LicenseId, at: Timestamp) -> Result<LicenseView, AppError> {
+        crate::asof::license_view(self.app.pool(), id, at)
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found(
+                    ErrorCode::LicenseNotFound,
+                    format!("license {id} does not exist at {}", at.to_rfc3339()),
+                )
+            })
+    }
+
+    /// The license's events, each linked to the hash before it.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND`; database errors.
+    pub async fn events(&self, id: LicenseId) -> Result<Vec<EventView>, AppError> {
+        let events = self
+            .app
+            .ledger()
+            .store()
+            .load_stream(AggregateType::License, &id.to_string(), 0)
+            .await?;
+        if events.is_empty() {
+            return Err(license_not_found(id));
+        }
+        Ok(EventView::chain(&events))
+    }
+
+    // ----- client applications -----
+
+    /// Activates a device (or finds it active).
+    ///
+    /// # Errors
+    /// `TOO_MANY_ACTIVATIONS`, the validation code of a license that is not valid,
+    /// infrastructure errors.
+    pub async fn activate(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        request: ActivationRequest,
+    ) -> Result<Activated, AppError> {
+        let fingerprint = request.fingerprint.clone();
+        let outcome = self
+            .app
+            .ledger()
+            .activate(
+                ctx,
+                license_id,
+                request.fingerprint,
+                request.hostname,
+                request.platform,
+                request.environment,
+            )
+            .await?;
+        let outcome = self.observed(outcome);
+        let license = state_of(&outcome)?;
+        let installation = license
+            .installation_of(fingerprint.as_str(), self.app.now())
+            .ok_or(AppError::Invariant("an activation left no installation"))?;
+        let details = InstallationUse::of(license, installation)
+            .ok_or(AppError::Invariant("an activated installation vanished"))?;
+        Ok(Activated {
+            created: !outcome.appended.is_empty(),
+            installation: InstallationView {
+                installation_id: installation.into(),
+                license_id: license_id.into(),
+                details,
+            },
+        })
+    }
+
+    /// Ends an installation.
+    ///
+    /// # Errors
+    /// `INSTALLATION_NOT_FOUND`, infrastructure errors.
+    pub async fn deactivate(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        installation_id: InstallationId,
+        reason: DeactivationReason,
+    ) -> Result<DeactivationView, AppError> {
+        let before: Loaded<License> = self.app.ledger().store().read(license_id).await?;
+        let details = before
+            .aggregate
+            .state()
+            .and_then(|s| InstallationUse::of(s, installation_id));
+        let outcome = self
+            .app
+            .ledger()
+            .deactivate(ctx, license_id, installation_id, reason)
+            .await?;
+        let outcome = self.observed(outcome);
+        Ok(DeactivationView {
+            installation_id: installation_id.into(),
+            license_id: license_id.into(),
+            details,
+            deactivated_at: outcome.updated_at,
+        })
+    }
+
+    /// Extends a floating installation's lease.
+    ///
+    /// # Errors
+    /// `LEASE_EXPIRED`, `NOT_FLOATING`, the validation code, infrastructure errors.
+    pub async fn heartbeat(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        installation_id: InstallationId,
+    ) -> Result<LeaseView, AppError> {
+        let outcome = self
+            .app
+            .ledger()
+            .heartbeat(ctx, license_id, installation_id)
+            .await?;
+        let outcome = self.observed(outcome);
+        let lease_expires_at = outcome
+            .aggregate
+            .state()
+            .and_then(|s| s.activations.get(&installation_id))
+            .and_then(|a| a.lease_expires_at);
+        Ok(LeaseView {
+            installation_id: installation_id.into(),
+            lease_expires_at,
+        })
+    }
+
+    /// Records the license's lapsed floating leases (the lease-expiry job).
+    ///
+    /// # Errors
+    /// Infrastructure errors.
+    pub async fn expire_leases(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+    ) -> Result<(), AppError> {
+        let outcome = self.app.ledger().expire_leases(ctx, license_id).await?;
+        self.observed(outcome);
+        Ok(())
+    }
+
+    /// Records and signs an offline token of `kind`.
+    ///
+    /// # Errors
+    /// `OFFLINE_NOT_ALLOWED`, the validation code, infrastructure errors.
+    pub async fn offline_token(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        kind: OfflineTokenKind,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<SignedToken, AppError> {
+        let outcome = self
+            .app
+            .ledger()
+            .record_offline_token(ctx, license_id, kind, fingerprint)
+            .await?;
+        let outcome = self.observed(outcome);
+        let license = state_of(&outcome)?;
+        let Some(LicenseEvent::OfflineTokenIssued {
+            jti,
+            kind,
+            installation_id,
+            fingerprint,
+            issued_at,
+            expires_at,
+        }) = outcome
+            .events
+            .iter()
+            .find(|e| matches!(e, LicenseEvent::OfflineTokenIssued { .. }))
+        else {
+            return Err(AppError::Invariant("the offline token was not recorded"));
+        };
+        let issued = Issued {
+            jti: *jti,
+            kind: *kind,
+            installation_id: *installation_id,
+            fingerprint: fingerprint.as_ref(),
+            issued_at: *issued_at,
+            expires_at: *expires_at,
+        };
+        let claims = tokens::license_claims(self.app.issuer(), license_id, license, &issued);
+        tokens::sign(&self.app.signing().current(), &claims, *expires_at)
+    }
+
+    /// Activates an air-gapped machine from its request file and answers with its token of kind
+    /// `offline_activation`.
+    ///
+    /// # Errors
+    /// See [`Licenses::activate`] and [`Licenses::offline_token`].
+    pub async fn activate_offline(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        request: ActivationRequest,
+    ) -> Result<SignedToken, AppError> {
+        let fingerprint = request.fingerprint.clone();
+        self.activate(ctx, license_id, request).await?;
+        self.offline_token(
+            ctx,
+            license_id,
+            OfflineTokenKind::OfflineActivation,
+            Some(fingerprint),
+        )
+        .await
+    }
+
+    /// Frees an air-gapped machine's seat from its request file and answers with a signed receipt.
+    ///
+    /// # Errors
+    /// `INSTALLATION_NOT_FOUND` when the fingerprint is not active; infrastructure errors.
+    pub async fn deactivate_offline(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        app: &AppId,
+        fingerprint: &Fingerprint,
+    ) -> Result<SignedToken, AppError> {
+        let now = self.app.now();
+        let loaded: Loaded<License> = self.app.ledger().store().read(license_id).await?;
+        let installation_id = loaded
+            .aggregate
+            .state()
+            .and_then(|s| s.installation_of(fingerprint.as_str(), now))
+            .ok_or_else(|| {
+                AppError::not_found(
+                    ErrorCode::InstallationNotFound,
+                    "this fingerprint is not activated on the license",
+                )
+            })?;
+        let outcome = self
+            .app
+            .ledger()
+            .deactivate(
+                ctx,
+                license_id,
+                installation_id,
+                DeactivationReason::OfflineRequest,
+            )
+            .await?;
+        let outcome = self.observed(outcome);
+        let at = outcome.updated_at.unwrap_or(now);
+        let claims = tokens::receipt_claims(
+            self.app.issuer(),
+            license_id,
+            app,
+            installation_id,
+            fingerprint,
+            at,
+        );
+        let expires = claims.exp.map_or(at, |exp| {
+            chrono::DateTime::from_timestamp(exp, 0).unwrap_or(at)
+        });
+        tokens::sign(&self.app.signing().current(), &claims, expires)
+    }
+}
+
+/// The context of a command a client application causes (activations, offline tokens).
+pub fn client_context(request_id: impl Into<String>) -> CommandContext {
+    CommandContext::new(Actor::Client, request_id)
+}

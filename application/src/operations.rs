@@ -1,0 +1,211 @@
+//! Running the ledger: administration tokens, the audit trail, the latest signed checkpoint,
+//! projector lag and readiness.
+
+use commands::{CommandContext, Loaded};
+use domain::Timestamp;
+use domain::api_token::ApiToken;
+use domain::ids::ApiTokenId;
+use domain::values::{Name, Role};
+use projections::engine::ProjectorLag;
+use projections::queries::{AuditFilter, AuditRow};
+use serde::Serialize;
+
+use crate::checkpoints::CheckpointView;
+use crate::views::Written;
+use crate::{App, AppError};
+
+/// A token just minted: its secret is shown this once.
+#[derive(Clone, Debug, Serialize)]
+pub struct MintedToken {
+    pub id: ApiTokenId,
+    pub role: Role,
+    /// The bearer secret (`llt_…`).
+    pub token: String,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A token after revocation.
+#[derive(Clone, Debug, Serialize)]
+pub struct RevokedToken {
+    pub id: ApiTokenId,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// One projector's readiness.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProjectorReadiness {
+    pub name: String,
+    #[serde(flatten)]
+    pub lag: Option<LagWithin>,
+    /// Set when the lag could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+/// A projector's lag against the bound.
+#[derive(Clone, Debug, Serialize)]
+pub struct LagWithin {
+    pub pending_events: i64,
+    pub oldest_pending_ms: i64,
+    pub within_bound: bool,
+}
+
+/// Whether the server may take traffic: the database answers and every projector is within
+/// `max_lag` of the log.
+#[derive(Clone, Debug)]
+pub enum Readiness {
+    /// The database does not answer.
+    DatabaseUnreachable,
+    /// Per projector; `ready` when every one is within the bound.
+    Checked {
+        ready: bool,
+        projections: Vec<ProjectorReadiness>,
+    },
+}
+
+impl App {
+    /// The role a presented bearer token holds; `None` when it does not authenticate (unknown,
+    /// revoked, expired or wrong secret: the caller cannot tell which).
+    ///
+    /// # Errors
+    /// Infrastructure errors.
+    pub async fn authenticate(
+        &self,
+        presented: &domain::keys::ApiTokenSecret,
+    ) -> Result<Option<Role>, AppError> {
+        Ok(self.ledger().authenticate(presented).await?.ok())
+    }
+
+    /// Mints an administration token.
+    ///
+    /// # Errors
+    /// Infrastructure errors.
+    pub async fn mint_token(
+        &self,
+        ctx: &CommandContext,
+        role: Role,
+        label: Option<Name>,
+        ttl: chrono::Duration,
+    ) -> Result<Written<MintedToken>, AppError> {
+        let (id, secret) = self
+            .ledger()
+            .issue_api_token(ctx, role, label, Some(ttl))
+            .await?;
+        let loaded: Loaded<ApiToken> = self.ledger().store().read(id).await?;
+        Ok(Written {
+            view: MintedToken {
+                id,
+                role,
+                token: secret.expose().to_owned(),
+                expires_at: loaded.aggregate.state().and_then(|s| s.expires_at),
+            },
+            replayed: false,
+        })
+    }
+
+    /// Revokes an administration token: it stops working on the next request.
+    ///
+    /// # Errors
+    /// `TOKEN_NOT_FOUND`, `TOKEN_ALREADY_REVOKED`, infrastructure errors.
+    pub async fn revoke_token(
+        &self,
+        ctx: &CommandContext,
+        id: ApiTokenId,
+    ) -> Result<Written<RevokedToken>, AppError> {
+        let outcome = self.ledger().revoke_api_token(ctx, id).await?;
+        Ok(Written {
+            view: RevokedToken {
+                id,
+                revoked_at: outcome.aggregate.state().and_then(|s| s.revoked_at),
+            },
+            replayed: outcome.replayed,
+        })
+    }
+
+    /// Audit rows, oldest first, after the filter's cursor.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn audit(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<(Vec<AuditRow>, Option<i64>), AppError> {
+        let rows = projections::queries::audit(self.pool(), filter, limit).await?;
+        let full = usize::try_from(limit).is_ok_and(|l| rows.len() == l);
+        let next = if full {
+            rows.last().map(|r| r.position)
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+
+    /// The latest signed checkpoint of the log.
+    ///
+    /// # Errors
+    /// `NO_CHECKPOINT` before the first; database errors.
+    pub async fn latest_checkpoint(&self) -> Result<CheckpointView, AppError> {
+        crate::checkpoints::latest(self.pool())
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found(
+                    domain::ErrorCode::NoCheckpoint,
+                    "no checkpoint has been signed yet",
+                )
+            })
+    }
+
+    /// How far behind the log each projector is.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn projector_lags(&self) -> Result<Vec<ProjectorLag>, AppError> {
+        let mut lags = Vec::new();
+        for p in self.projections() {
+            lags.push(projections::engine::lag(self.pool(), p.as_ref()).await?);
+        }
+        Ok(lags)
+    }
+
+    /// Whether the server may take traffic (`/readyz`).
+    pub async fn readiness(&self, max_lag: std::time::Duration) -> Readiness {
+        let pool = self.pool();
+        if !commands::db::ping(pool).await {
+            return Readiness::DatabaseUnreachable;
+        }
+        let bound_ms = i64::try_from(max_lag.as_millis()).unwrap_or(i64::MAX);
+        let mut ready = true;
+        let mut report = Vec::new();
+        for p in self.projections() {
+            match projections::engine::lag(pool, p.as_ref()).await {
+                Ok(lag) => {
+                    let within = lag.oldest_pending_ms <= bound_ms;
+                    ready &= within;
+                    report.push(ProjectorReadiness {
+                        name: lag.name,
+                        lag: Some(LagWithin {
+                            pending_events: lag.pending_events,
+                            oldest_pending_ms: lag.oldest_pending_ms,
+                            within_bound: within,
+                        }),
+                        error: None,
+                    });
+                }
+                Err(e) => {
+                    ready = false;
+                    tracing::warn!(projector = p.name(), error = %e, "cannot read projector lag");
+                    report.push(ProjectorReadiness {
+                        name: p.name().to_owned(),
+                        lag: None,
+                        error: Some("lag unavailable"),
+                    });
+                }
+            }
+        }
+        Readiness::Checked {
+            ready,
+            projections: report,
+        }
+    }
+}
