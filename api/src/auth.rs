@@ -86,7 +86,7 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or_else(|| {
                 ApiError::unauthorized("the bearer token is invalid, expired or revoked")
             })?;
-        let role = state.ledger.authenticate(&presented).await?.map_err(|_| {
+        let role = state.app.authenticate(&presented).await?.ok_or_else(|| {
             ApiError::unauthorized("the bearer token is invalid, expired or revoked")
         })?;
         let principal = Self {

@@ -125,6 +125,14 @@ struct ServeArgs {
     /// The `iss` claim of the offline tokens this server signs.
     #[arg(long, env = "LEDGER_ISSUER", default_value = "license-ledger")]
     issuer: String,
+    /// Sign a checkpoint of the log as soon as this many events are pending…
+    #[arg(long, env = "LEDGER_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    checkpoint_every_events: u32,
+    /// …or this many seconds after the last one, when any event is pending.
+    #[arg(long, env = "LEDGER_CHECKPOINT_EVERY_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    checkpoint_every_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -217,20 +225,20 @@ pub fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            let config = ServeConfig {
-                listen: args.listen,
-                key_pepper: std::env::var("LEDGER_KEY_PEPPER").ok(),
-                max_body_bytes: args.max_body_bytes,
-                rate_limit_per_second: args.rate_limit_rps,
-                rate_limit_burst: args.rate_limit_burst,
-                request_timeout: Duration::from_secs(args.request_timeout_secs),
-                db_max_connections: args.db_max_connections,
-                max_projector_lag: Duration::from_secs(args.max_projector_lag_secs),
-                client_rate_limit_per_second: args.client_rate_limit_rps,
-                client_rate_limit_burst: args.client_rate_limit_burst,
-                issuer: args.issuer,
-                ..ServeConfig::new(args.db.database_url, args.data_dir)
-            };
+            let mut config = ServeConfig::new(args.db.database_url, args.data_dir);
+            config.listen = args.listen;
+            config.app.key_pepper = std::env::var("LEDGER_KEY_PEPPER").ok();
+            config.app.db_max_connections = args.db_max_connections;
+            config.app.issuer = args.issuer;
+            config.jobs.checkpoint_every_events = args.checkpoint_every_events as usize;
+            config.jobs.checkpoint_every = Duration::from_secs(args.checkpoint_every_secs);
+            config.max_body_bytes = args.max_body_bytes;
+            config.rate_limit_per_second = args.rate_limit_rps;
+            config.rate_limit_burst = args.rate_limit_burst;
+            config.request_timeout = Duration::from_secs(args.request_timeout_secs);
+            config.max_projector_lag = Duration::from_secs(args.max_projector_lag_secs);
+            config.client_rate_limit_per_second = args.client_rate_limit_rps;
+            config.client_rate_limit_burst = args.client_rate_limit_burst;
             server::serve(config).await
         }
         Command::Migrate(db) => {
@@ -247,24 +255,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
 fn keys(args: KeysArgs) -> anyhow::Result<()> {
     match args.action {
         KeysAction::Rotate => {
-            let kid = crate::signing::rotate(&args.data_dir)?;
+            let kid = application::signing::rotate(&args.data_dir)?;
             eprintln!("new current signing key {kid}; running servers pick it up within seconds");
             println!("{kid}");
         }
         KeysAction::Retire { kid } => {
-            crate::signing::retire(&args.data_dir, &kid)?;
+            application::signing::retire(&args.data_dir, &kid)?;
             eprintln!("key {kid} retired: tokens it signed no longer verify");
         }
         KeysAction::Jwks { all } => {
             let jwks = if all {
-                crate::signing::all_public_keys(&args.data_dir)?
+                application::signing::all_public_keys(&args.data_dir)?
             } else {
-                crate::signing::published_public_keys(&args.data_dir)?
+                application::signing::published_public_keys(&args.data_dir)?
             };
             println!("{}", serde_json::to_string_pretty(&jwks)?);
         }
         KeysAction::List => {
-            for (kid, state) in crate::signing::list(&args.data_dir)? {
+            for (kid, state) in application::signing::list(&args.data_dir)? {
                 println!("{kid}\t{state}");
             }
         }

@@ -4,17 +4,20 @@
 //! The status mapping is exhaustive and lives here only. 5xx bodies are opaque ("internal
 //! error"); their cause is logged once, with the request's id, and never sent to the caller.
 
+use application::AppError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use commands::{CommandError, LedgerError};
+use commands::CommandError;
+use domain::ErrorCode;
 use domain::error::RejectionKind;
+use domain::stream::ClaimScope;
 use serde::Serialize;
 
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     detail: String,
     field: Option<String>,
     retry_after_seconds: Option<u64>,
@@ -34,7 +37,7 @@ struct Problem<'a> {
 
 impl ApiError {
     /// An error with an explicit status and code.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -45,11 +48,7 @@ impl ApiError {
     }
 
     /// 400 for a malformed request, naming the field when known.
-    pub fn bad_request(
-        code: &'static str,
-        detail: impl Into<String>,
-        field: Option<String>,
-    ) -> Self {
+    pub fn bad_request(code: ErrorCode, detail: impl Into<String>, field: Option<String>) -> Self {
         Self {
             field,
             ..Self::new(StatusCode::BAD_REQUEST, code, detail)
@@ -57,18 +56,18 @@ impl ApiError {
     }
 
     /// 404 for a resource that does not exist.
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, detail)
     }
 
     /// 401: no or no valid credentials.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", detail)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail)
     }
 
     /// 403: authenticated but not allowed.
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", detail)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail)
     }
 
     /// 429 with `Retry-After`.
@@ -77,7 +76,7 @@ impl ApiError {
             retry_after_seconds: Some(retry_after_seconds.max(1)),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
+                ErrorCode::RateLimited,
                 "too many requests; slow down and retry after the indicated delay",
             )
         }
@@ -88,7 +87,7 @@ impl ApiError {
         tracing::error!(error = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            ErrorCode::Internal,
             "internal error",
         )
     }
@@ -100,7 +99,7 @@ impl ApiError {
             retry_after_seconds: Some(5),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
+                ErrorCode::Unavailable,
                 "the service is temporarily unavailable; retry shortly",
             )
         }
@@ -113,7 +112,7 @@ impl ApiError {
 
     /// The stable code.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.code.as_str()
     }
 
     /// The human-readable detail.
@@ -133,12 +132,12 @@ impl IntoResponse for ApiError {
         let problem = Problem {
             kind: format!(
                 "https://license-ledger.dev/problems/{}",
-                self.code.to_ascii_lowercase().replace('_', "-")
+                self.code.as_str().to_ascii_lowercase().replace('_', "-")
             ),
             title,
             status: self.status.as_u16(),
             detail: &self.detail,
-            code: self.code,
+            code: self.code.as_str(),
             field: self.field.as_deref(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
@@ -193,31 +192,24 @@ impl From<CommandError> for ApiError {
                 Self::new(status, rejection.code(), rejection.to_string())
             }
             CommandError::Conflict { .. } => {
-                Self::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
+                Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
             }
             CommandError::ClaimTaken { ref scope, .. } => {
-                let code = match scope.as_str() {
-                    "app_id" => "APP_ID_TAKEN",
-                    _ => "ALREADY_EXISTS",
+                let code = if scope == ClaimScope::AppId.as_str() {
+                    ErrorCode::AppIdTaken
+                } else {
+                    ErrorCode::AlreadyExists
                 };
                 Self::new(StatusCode::CONFLICT, code, e.to_string())
             }
             CommandError::IdempotencyKeyReused => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
+                ErrorCode::IdempotencyKeyReused,
                 e.to_string(),
             ),
             CommandError::Corrupt(ref cause) => Self::internal(cause),
+            CommandError::CorruptStreamId { .. } => Self::internal(&e),
             CommandError::Database(db) => db.into(),
-        }
-    }
-}
-
-impl From<LedgerError> for ApiError {
-    fn from(e: LedgerError) -> Self {
-        match e {
-            LedgerError::Command(c) => c.into(),
-            LedgerError::Entropy(cause) => Self::internal(&cause),
         }
     }
 }
@@ -227,6 +219,23 @@ impl From<projections::ProjectionError> for ApiError {
         match e {
             projections::ProjectionError::Database(db) => db.into(),
             other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Command(c) => c.into(),
+            AppError::Entropy(cause) => Self::internal(&cause),
+            AppError::Projection(p) => p.into(),
+            AppError::NotFound { code, detail } => Self::not_found(code, detail),
+            AppError::Unprocessable { code, detail } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+            }
+            // The client edge: an unknown key and another application's key answer alike.
+            AppError::Edge(code) => Self::new(StatusCode::FORBIDDEN, code.into(), code.detail()),
+            AppError::Invariant(what) => Self::internal(&what),
         }
     }
 }

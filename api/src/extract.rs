@@ -9,6 +9,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use commands::{CommandContext, Idempotency};
+use domain::ErrorCode;
 use domain::event::Actor;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -33,7 +34,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if parsed.is_ok() {
         de.end().map_err(|e| {
             ApiError::bad_request(
-                "MALFORMED_JSON",
+                ErrorCode::MalformedJson,
                 format!("the body is not valid JSON: {e}"),
                 None,
             )
@@ -46,7 +47,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         match inner.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 ApiError::bad_request(
-                    "MALFORMED_JSON",
+                    ErrorCode::MalformedJson,
                     format!("the body is not valid JSON: {message}"),
                     None,
                 )
@@ -67,7 +68,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 let reason = message
                     .rsplit_once(" at line ")
                     .map_or(message.as_str(), |(head, _)| head);
-                ApiError::bad_request("INVALID_FIELD", format!("{field}: {reason}"), Some(field))
+                ApiError::bad_request(
+                    ErrorCode::InvalidField,
+                    format!("{field}: {reason}"),
+                    Some(field),
+                )
             }
         }
     })
@@ -88,14 +93,14 @@ impl FromRequest<AppState> for Body {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "PAYLOAD_TOO_LARGE",
+                        ErrorCode::PayloadTooLarge,
                         format!(
                             "the body is larger than {} bytes",
                             state.config.max_body_bytes
                         ),
                     )
                 } else {
-                    ApiError::bad_request("MALFORMED_BODY", rejection.body_text(), None)
+                    ApiError::bad_request(ErrorCode::MalformedBody, rejection.body_text(), None)
                 }
             })
     }
@@ -133,7 +138,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
                 Some(
                     key.ok_or_else(|| {
                         ApiError::bad_request(
-                            "INVALID_IDEMPOTENCY_KEY",
+                            ErrorCode::InvalidIdempotencyKey,
                             "Idempotency-Key must be 1-255 visible ASCII characters",
                             Some("Idempotency-Key".to_owned()),
                         )
@@ -155,14 +160,14 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "PAYLOAD_TOO_LARGE",
+                        ErrorCode::PayloadTooLarge,
                         format!(
                             "the body is larger than {} bytes",
                             state.config.max_body_bytes
                         ),
                     )
                 } else {
-                    ApiError::bad_request("MALFORMED_BODY", rejection.body_text(), None)
+                    ApiError::bad_request(ErrorCode::MalformedBody, rejection.body_text(), None)
                 }
             })?;
         let empty = bytes.iter().all(u8::is_ascii_whitespace);
@@ -172,7 +177,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
         {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
@@ -204,7 +209,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
 /// 404 with `code`.
 pub fn path_id<T: std::str::FromStr>(
     raw: &str,
-    code: &'static str,
+    code: ErrorCode,
     what: &str,
 ) -> Result<T, ApiError> {
     raw.parse()
@@ -238,7 +243,7 @@ pub fn query_instant(
         .map(|t| {
             domain::parse_instant(t).map_err(|_| {
                 ApiError::bad_request(
-                    "INVALID_QUERY",
+                    ErrorCode::InvalidQuery,
                     format!("{field} must be an RFC 3339 instant, e.g. 2026-03-01T10:00:00Z"),
                     Some(field.to_owned()),
                 )
@@ -255,7 +260,7 @@ pub fn page_limit(limit: Option<i64>) -> Result<Option<i64>, ApiError> {
     let max = projections::queries::MAX_PAGE;
     match limit {
         Some(n) if !(1..=max).contains(&n) => Err(ApiError::bad_request(
-            "INVALID_QUERY",
+            ErrorCode::InvalidQuery,
             format!("limit must be between 1 and {max}"),
             Some("limit".into()),
         )),

@@ -1,32 +1,25 @@
-//! The HTTP face of license-ledger and the `ledger` binary. The only crate that knows HTTP.
+//! The HTTP face of license-ledger and the `ledger` binary. The only crate that knows HTTP: a
+//! handler extracts the request, calls one use case of the application layer (`application`),
+//! and renders the answer.
 //!
 //! # Layout
-//! - [`server`]: the router and its layers ([`server::app`]), and starting/stopping the whole
-//!   server ([`server::start`], [`server::serve`]).
-//! - [`routes`]: handlers, one module per audience (administration, client applications,
-//!   air-gapped files, health).
-//! - [`signing`]: offline-token signing keys and the JWKS.
-//! - [`checkpoints`]: signed checkpoints of the log.
+//! - [`server`]: the router and its layers ([`server::app_router`]), and starting/stopping the
+//!   whole server ([`server::start`], [`server::serve`]).
+//! - [`routes`]: handlers, one module per resource (organizations, products, policies, licenses,
+//!   tokens, operations), the client applications' routes, air-gapped files, health.
 //! - [`extract`]: body, path and command extractors answering problem+json that names the field.
 //! - [`auth`]: bearer tokens and role permissions.
 //! - [`error`]: [`error::ApiError`], the single mapping of every failure to a status and code.
-//! - [`views`]: response bodies.
-//! - [`timetravel`]: licenses as of an instant (shared with `ledger-replay state`).
 //! - [`limits`], [`request_id`]: rate limit, deadline, request ids.
-//! - [`datadir`]: the server's secrets on disk.
-//! - [`cli`]: `ledger serve | migrate | token`.
+//! - [`state`]: what handlers reach: the `application::App` and the HTTP settings.
+//! - [`cli`]: `ledger serve | migrate | token | keys`.
 
 pub mod auth;
-pub mod checkpoints;
 pub mod cli;
-pub mod datadir;
 pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod request_id;
 pub mod routes;
 pub mod server;
-pub mod signing;
 pub mod state;
-pub mod timetravel;
-pub mod views;

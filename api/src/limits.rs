@@ -61,7 +61,7 @@ pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -
         Ok(response) => response,
         Err(_) => ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "TIMEOUT",
+            domain::ErrorCode::Timeout,
             "the request took too long; retry it (with the same Idempotency-Key for commands)",
         )
         .into_response(),

@@ -1,66 +1,47 @@
-//! Assembling and running the server: the router with its layers ([`app`]) and the process around
-//! it — migrations, the pool, projector runners, the NOTIFY forwarder ([`start`]).
-//! Tests start the very same server on `127.0.0.1:0`.
+//! Assembling and running the server: the router with its layers ([`app_router`]) and the process around
+//! it ([`start`]): the ledger opened by the application layer (`application::App::open`), its
+//! background jobs started in their one place (`application::jobs::Jobs::start`), the listener.
+//! `ledger serve` runs exactly this, and the tests start the very same server on `127.0.0.1:0`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use application::jobs::{Jobs, JobsConfig, Periodic};
+use application::{App, AppConfig};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware;
-use commands::clock::SystemClock;
-use commands::keys::KeyHasher;
-use commands::{EventStore, Ledger};
-use projections::notify::ChangeSignal;
-use projections::{ProjectorRunner, RunnerConfig};
-use tokio::task::JoinSet;
+use domain::ErrorCode;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::datadir::DataDir;
 use crate::error::ApiError;
 use crate::limits::{self, RateLimit};
 use crate::request_id::{self, RequestId};
 use crate::routes;
-use crate::signing::SigningKeys;
-use crate::state::{AppState, AppStateInner, RuntimeConfig};
-use projections::validation::ValidationModel;
+use crate::state::{AppState, RuntimeConfig};
 
 /// Everything `ledger serve` is configured with.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub database_url: String,
-    pub data_dir: PathBuf,
-    /// `LEDGER_KEY_PEPPER`, when set.
-    pub key_pepper: Option<String>,
+    /// What opening the ledger needs: database, data directory, pepper, pool, issuer, clock.
+    pub app: AppConfig,
+    /// How often the background jobs run (projectors, leases, keys, checkpoints).
+    pub jobs: JobsConfig,
     pub max_body_bytes: usize,
     /// Requests per second per client IP; 0 disables the limit.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     pub request_timeout: Duration,
-    pub db_max_connections: u32,
     pub max_projector_lag: Duration,
-    /// How often projectors look for events when no notification arrives.
-    pub projector_poll_interval: Duration,
     /// Client endpoints' requests per second per client IP; 0 disables the limit.
     pub client_rate_limit_per_second: u32,
     pub client_rate_limit_burst: u32,
-    /// The `iss` of the tokens this server signs.
-    pub issuer: String,
-    /// How often lapsed floating leases are looked for.
-    pub lease_check_interval: Duration,
-    /// Sign a checkpoint of the log every this many events…
-    pub checkpoint_every_events: usize,
-    /// …or this often, when any event is pending.
-    pub checkpoint_every: Duration,
-    /// The clock stamped into commands (the system clock; tests move time with an offset clock).
-    pub clock: Arc<dyn commands::clock::Clock>,
 }
 
 impl ServeConfig {
@@ -68,30 +49,22 @@ impl ServeConfig {
     pub fn new(database_url: String, data_dir: PathBuf) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database_url,
-            data_dir,
-            key_pepper: None,
+            app: AppConfig::new(database_url, data_dir),
+            jobs: JobsConfig::default(),
             max_body_bytes: 64 * 1024,
             rate_limit_per_second: 50,
             rate_limit_burst: 100,
             request_timeout: Duration::from_secs(30),
-            db_max_connections: 16,
             max_projector_lag: Duration::from_secs(30),
-            projector_poll_interval: Duration::from_secs(1),
             client_rate_limit_per_second: 500,
             client_rate_limit_burst: 1000,
-            issuer: "license-ledger".to_owned(),
-            lease_check_interval: Duration::from_secs(5),
-            clock: Arc::new(SystemClock),
-            checkpoint_every_events: 1000,
-            checkpoint_every: Duration::from_secs(60),
         }
     }
 }
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(
-        "ROUTE_NOT_FOUND",
+        ErrorCode::RouteNotFound,
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
 }
@@ -99,7 +72,7 @@ async fn not_found(req: Request) -> ApiError {
 async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
 }
@@ -107,16 +80,20 @@ async fn method_not_allowed(req: Request) -> ApiError {
 /// The HTTP application with all its layers. Administration and client routes have rate limits
 /// of their own (client applications behind one NAT share an address); client requests are logged
 /// at DEBUG (thousands of validations a second would drown the log), everything else at INFO.
-pub fn app(
+pub fn app_router(
     state: AppState,
     rate_limit: Option<RateLimit>,
     client_rate_limit: Option<RateLimit>,
     request_timeout: Duration,
 ) -> Router {
     let max_body = state.config.max_body_bytes;
-    let mut api = routes::admin::routes()
+    let mut api = routes::organizations::routes()
+        .merge(routes::products::routes())
+        .merge(routes::policies::routes())
+        .merge(routes::licenses::routes())
+        .merge(routes::tokens::routes())
         .merge(routes::offline::routes())
-        .merge(routes::audit::routes())
+        .merge(routes::operations::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,
@@ -198,133 +175,80 @@ fn trace_layer(
 pub struct RunningServer {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
-    /// The state it serves (tests reach the ledger through it).
+    /// The state it serves (tests reach the application through it).
     pub state: AppState,
-    shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    jobs: Jobs,
 }
 
 impl RunningServer {
-    /// Stops accepting connections, lets in-flight requests finish, stops the projectors.
-    pub async fn shutdown(mut self) {
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    /// Stops accepting connections, lets in-flight requests finish, stops every background job.
+    pub async fn shutdown(self) {
+        self.jobs.stop().await;
     }
 
     /// A token cancelled when the server begins shutting down.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.jobs.shutdown_token()
+    }
+
+    /// The background jobs it started.
+    pub fn jobs(&self) -> &[application::jobs::Job] {
+        self.jobs.started()
     }
 
     /// Waits until every task has ended (after `shutdown_token()` was cancelled).
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn wait(self) {
+        self.jobs.wait().await;
     }
 }
 
-/// Migrates, connects, starts projectors and the HTTP listener.
+/// Opens the ledger, starts every background job and the HTTP listener.
 ///
 /// # Errors
 /// When the database is unreachable, migrations fail, the data directory is unusable or the
 /// address cannot be bound.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
-    commands::db::create_database_if_missing(&config.database_url).await?;
-    commands::db::migrate(&config.database_url).await?;
-    let pool = commands::db::connect(&config.database_url, config.db_max_connections).await?;
-    let data_dir = DataDir::open(&config.data_dir)?;
-    let pepper = data_dir.key_pepper(config.key_pepper.as_deref())?;
-
-    let signal = ChangeSignal::new();
-    let store = EventStore::new(pool.clone()).with_append_hook(signal.hook());
-    let ledger = Ledger::new(store, KeyHasher::new(pepper), config.clock.clone());
-    let projections = Arc::new(projections::all());
-    let signing = Arc::new(SigningKeys::open(&config.data_dir)?);
-    let validation = ValidationModel::load(&pool).await?;
-    let state = AppState::new(AppStateInner {
-        ledger,
-        projections: projections.clone(),
-        config: Arc::new(RuntimeConfig {
+    let app = App::open(&config.app).await?;
+    let state = AppState::new(
+        app.clone(),
+        RuntimeConfig {
             max_body_bytes: config.max_body_bytes,
             max_projector_lag: config.max_projector_lag,
-        }),
-        validation: validation.clone(),
-        signing: signing.clone(),
-        issuer: config.issuer.clone().into(),
-    });
-
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    for projection in projections.iter() {
-        let runner = ProjectorRunner::new(
-            pool.clone(),
-            projection.clone(),
-            signal.subscribe(),
-            RunnerConfig {
-                poll_interval: config.projector_poll_interval,
-                ..RunnerConfig::default()
-            },
-        );
-        tasks.spawn(runner.run(shutdown.clone()));
-    }
-    tasks.spawn(signal.clone().forward_to_postgres(
-        pool.clone(),
-        Duration::from_millis(5),
-        shutdown.clone(),
-    ));
-    tasks.spawn(validation.clone().follow(
-        pool.clone(),
-        signal.subscribe(),
-        config.projector_poll_interval,
-        shutdown.clone(),
-    ));
-    tasks.spawn(expire_leases(
-        state.clone(),
-        config.lease_check_interval,
-        shutdown.clone(),
-    ));
-    {
-        let (signing, token) = (signing.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => signing.reload_if_changed(),
-                }
-            }
-        });
-    }
+        },
+    );
     let rate_limit = RateLimit::new(config.rate_limit_per_second, config.rate_limit_burst);
     let client_rate_limit = RateLimit::new(
         config.client_rate_limit_per_second,
         config.client_rate_limit_burst,
     );
-    for limit in [rate_limit.clone(), client_rate_limit.clone()]
+    // Idle buckets are forgotten every minute, lest every address ever seen stay in memory.
+    let chores = [rate_limit.clone(), client_rate_limit.clone()]
         .into_iter()
         .flatten()
-    {
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(60)) => limit.prune(),
-                }
-            }
-        });
-    }
+        .map(|limit| Periodic {
+            name: "rate-limit pruner",
+            every: Duration::from_secs(60),
+            run: Box::new(move || limit.prune()),
+        })
+        .collect();
+    let mut jobs = Jobs::start(&app, &config.jobs, chores);
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            jobs.stop().await;
+            return Err(e).with_context(|| format!("cannot listen on {}", config.listen));
+        }
+    };
     let addr = listener.local_addr()?;
-    let router = app(
+    let router = app_router(
         state.clone(),
         rate_limit,
         client_rate_limit,
         config.request_timeout,
     );
-    let token = shutdown.clone();
-    tasks.spawn(async move {
+    let token = jobs.shutdown_token();
+    jobs.spawn(async move {
         let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -335,37 +259,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "license-ledger listening");
-    Ok(RunningServer {
-        addr,
-        state,
-        shutdown,
-        tasks,
-    })
-}
-
-/// Records lapsed floating leases every `interval`. Safe on several nodes at once: a lease one
-/// node expired is no longer lapsed for the others, whose commands then record nothing.
-async fn expire_leases(state: AppState, interval: Duration, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        let now = state.ledger.now();
-        for license_id in state.validation.lapsed_leases(now) {
-            let ctx = commands::CommandContext::new(
-                domain::event::Actor::System,
-                format!("lease-expiry-{}", uuid::Uuid::now_v7()),
-            );
-            match state.ledger.expire_leases(&ctx, license_id).await {
-                Ok(outcome) => state.observe(&outcome),
-                Err(e) => {
-                    tracing::warn!(%license_id, error = %e, "could not record lapsed leases; will retry")
-                }
-            }
-        }
-    }
+    tracing::info!(%addr, data_dir = %config.app.data_dir.display(), "license-ledger listening");
+    Ok(RunningServer { addr, state, jobs })
 }
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

@@ -9,23 +9,23 @@
 //!
 //! Formats: `docs/client-protocol.md`.
 
+use application::AppError;
+use application::licenses::ActivationRequest;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64ct::{Base64, Encoding};
+use domain::ErrorCode;
 use domain::ids::{AppId, LicenseId};
-use domain::keys::LicenseKey;
-use domain::license::License;
-use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
+use domain::validation::ValidationCode;
+use domain::values::{Environment, Fingerprint, Label};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Body, ReqId};
-use crate::routes::client::issue_token;
 use crate::state::AppState;
 
 /// The offline-activation route.
@@ -55,7 +55,7 @@ struct RequestFile {
 }
 
 fn malformed(detail: impl Into<String>) -> ApiError {
-    ApiError::bad_request("MALFORMED_REQUEST_FILE", detail, None)
+    ApiError::bad_request(ErrorCode::MalformedRequestFile, detail, None)
 }
 
 /// The armored payload between `-----BEGIN LICENSE-LEDGER <label>-----` and its END line.
@@ -115,14 +115,19 @@ async fn offline_activation(
             e.detail()
         ))
     })?;
-    let expected_kind = match label.as_str() {
-        "ACTIVATION REQUEST" => "activation",
-        "DEACTIVATION REQUEST" => "deactivation",
+    let activation = match label.as_str() {
+        "ACTIVATION REQUEST" => true,
+        "DEACTIVATION REQUEST" => false,
         other => {
             return Err(malformed(format!(
                 "{other:?} is not a request this server answers"
             )));
         }
+    };
+    let expected_kind = if activation {
+        "activation"
+    } else {
+        "deactivation"
     };
     if request.version != 1 || request.kind != expected_kind {
         return Err(malformed("unsupported request file version or type"));
@@ -133,108 +138,53 @@ async fn offline_activation(
         request_id,
     );
     ctx.causation_id = Some(format!("offline-request:{}", request.nonce));
-    match expected_kind {
-        "activation" => {
-            let activated = state
-                .ledger
-                .activate(
-                    &ctx,
-                    license_id,
-                    request.fingerprint.clone(),
-                    request.hostname.clone(),
-                    request.platform.clone(),
-                    request.environment.unwrap_or(Environment::Production),
-                )
-                .await?;
-            state.observe(&activated);
-            let (token, _, _) = issue_token(
-                &state,
+    let licenses = state.app.licenses();
+    if activation {
+        let signed = licenses
+            .activate_offline(
                 &ctx,
                 license_id,
-                OfflineTokenKind::OfflineActivation,
-                Some(request.fingerprint.clone()),
+                ActivationRequest {
+                    fingerprint: request.fingerprint,
+                    hostname: request.hostname,
+                    platform: request.platform,
+                    environment: request.environment.unwrap_or(Environment::Production),
+                },
             )
             .await?;
-            Ok(text(StatusCode::OK, armor("ACTIVATION RESPONSE", &token)))
-        }
-        _ => {
-            let now = state.ledger.now();
-            let loaded = state
-                .ledger
-                .store()
-                .read::<License>(&license_id.to_string())
-                .await?;
-            let installation_id = loaded
-                .aggregate
-                .state()
-                .and_then(|s| s.installation_of(request.fingerprint.as_str(), now))
-                .ok_or_else(|| {
-                    ApiError::not_found(
-                        "INSTALLATION_NOT_FOUND",
-                        "this fingerprint is not activated on the license",
-                    )
-                })?;
-            let outcome = state
-                .ledger
-                .deactivate(
-                    &ctx,
-                    license_id,
-                    installation_id,
-                    DeactivationReason::OfflineRequest,
-                )
-                .await?;
-            state.observe(&outcome);
-            let at = outcome.updated_at.unwrap_or(now);
-            let receipt = json!({
-                "iss": &*state.issuer,
-                "sub": license_id,
-                "aud": request.app_id.as_uuid().hyphenated().to_string(),
-                "iat": at.timestamp(),
-                "nbf": at.timestamp(),
-                "exp": (at + chrono::Duration::days(3650)).timestamp(),
-                "jti": uuid::Uuid::now_v7(),
-                "kind": "deactivation_receipt",
-                "installation_id": installation_id,
-                "fingerprint": request.fingerprint.as_str(),
-            });
-            let token = state.signing.current().sign_jwt(&receipt);
-            Ok(text(StatusCode::OK, armor("DEACTIVATION RECEIPT", &token)))
-        }
+        Ok(text(
+            StatusCode::OK,
+            armor("ACTIVATION RESPONSE", &signed.token),
+        ))
+    } else {
+        let receipt = licenses
+            .deactivate_offline(&ctx, license_id, &request.app_id, &request.fingerprint)
+            .await?;
+        Ok(text(
+            StatusCode::OK,
+            armor("DEACTIVATION RECEIPT", &receipt.token),
+        ))
     }
 }
 
-/// The license the request's key opens, for the request's application.
+/// The license the request's key opens for the request's application: the client edge's own
+/// check (`App::open_license`), answered as the administration API answers. The caller is an
+/// authenticated administrator, so an unknown key is a 404 and another product's key an
+/// unprocessable request (`docs/client-protocol.md`), not the client edge's 403s.
 async fn license_for(state: &AppState, request: &RequestFile) -> Result<LicenseId, ApiError> {
-    let unknown = || {
-        ApiError::not_found(
-            "LICENSE_NOT_FOUND",
-            "no license has the key in this request file",
-        )
-    };
-    let key = LicenseKey::parse(&request.key).map_err(|_| unknown())?;
-    let hash = state.ledger.hasher().hash(&key);
-    let id = state
-        .ledger
-        .license_by_key_hash(&hash)
-        .await?
-        .ok_or_else(unknown)?;
-    let loaded = state
-        .ledger
-        .store()
-        .read::<License>(&id.to_string())
-        .await?;
-    let license = loaded.aggregate.state().ok_or_else(unknown)?;
-    if !license.key_hash.ct_eq(&hash) {
-        return Err(unknown());
-    }
-    if license.app_id != request.app_id {
-        return Err(ApiError::new(
+    match state.app.open_license(&request.app_id, &request.key).await {
+        Ok(id) => Ok(id),
+        Err(AppError::Edge(ValidationCode::AppMismatch)) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "APP_MISMATCH",
+            ErrorCode::Validation(ValidationCode::AppMismatch),
             "the request file's App GUID is not the license's product",
-        ));
+        )),
+        Err(AppError::Edge(_)) => Err(ApiError::not_found(
+            ErrorCode::LicenseNotFound,
+            "no license has the key in this request file",
+        )),
+        Err(other) => Err(other.into()),
     }
-    Ok(id)
 }
 
 #[cfg(test)]
