@@ -72,12 +72,7 @@ pub async fn setup(pool: &PgPool, seats: u32) -> anyhow::Result<(Ledger, Vec<Lic
         lease_seconds: None,
     })?;
     let policy = ledger
-        .define_policy(
-            &ctx,
-            product.aggregate_id.parse()?,
-            Name::parse("Bench")?,
-            terms,
-        )
+        .define_policy(&ctx, product.id, Name::parse("Bench")?, terms)
         .await
         .map_err(err)?;
     let mut ids = Vec::with_capacity(LICENSES);
@@ -86,8 +81,8 @@ pub async fn setup(pool: &PgPool, seats: u32) -> anyhow::Result<(Ledger, Vec<Lic
             .issue_license(
                 &ctx,
                 NewLicense {
-                    policy_id: policy.aggregate_id.parse()?,
-                    organization_id: org.aggregate_id.parse()?,
+                    policy_id: policy.id,
+                    organization_id: org.id,
                     seats: None,
                     features: None,
                     expires_at: None,
@@ -96,7 +91,7 @@ pub async fn setup(pool: &PgPool, seats: u32) -> anyhow::Result<(Ledger, Vec<Lic
             )
             .await
             .map_err(err)?;
-        ids.push(outcome.aggregate_id.parse()?);
+        ids.push(outcome.id);
     }
     Ok((ledger, ids))
 }

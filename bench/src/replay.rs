@@ -29,7 +29,7 @@
 //!   p99 < 20 ms. Baseline: the same instant folded without snapshots (every event of the stream
 //!   recorded at or before it, read, decoded and folded by `domain::license::License`). The two
 //!   alternate sample by sample, and each sample is cross-checked (untimed) against
-//!   `projections::history::license_as_of`: same state, same version.
+//!   `application::asof::license_as_of`: same state, same version.
 //!
 //! The process runs without transparent huge pages, as `ledger-replay` does
 //! (`replay_tool::without_huge_pages`): baselines and tools alike.
@@ -461,7 +461,7 @@ async fn full_fold(pool: &PgPool, id: LicenseId, at: Timestamp) -> anyhow::Resul
 /// One timed `license_view_as_of`.
 async fn time_view(pool: &PgPool, id: LicenseId, at: Timestamp) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let view = api::timetravel::license_view_as_of(pool, id, at).await?;
+    let view = application::asof::license_view(pool, id, at).await?;
     let took = started.elapsed();
     ensure!(view.is_some(), "license {id} not found as of {at}");
     black_box(view);
@@ -516,7 +516,7 @@ async fn as_of(pool: &PgPool, id: LicenseId, o: &Options) -> anyhow::Result<()> 
 
     // Warm-up: plans and pages into the caches.
     for at in random.iter().take(20) {
-        black_box(api::timetravel::license_view_as_of(pool, id, *at).await?);
+        black_box(application::asof::license_view(pool, id, *at).await?);
         black_box(full_fold(pool, id, *at).await?);
     }
 
@@ -540,7 +540,7 @@ async fn as_of(pool: &PgPool, id: LicenseId, o: &Options) -> anyhow::Result<()> 
                 (time_view(pool, id, *at).await?, (d, f))
             };
             // Untimed cross-check: the snapshot path folds to the same state and version.
-            let found = projections::history::license_as_of(pool, id, *at)
+            let found = application::asof::license_as_of(pool, id, *at)
                 .await?
                 .context("as-of found nothing")?;
             if Some(&found.state) != full.state() || found.version != version {

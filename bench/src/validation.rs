@@ -104,12 +104,7 @@ pub async fn seed(pool: &PgPool, n: u64, seed: u64) -> anyhow::Result<Seeded> {
         lease_seconds: None,
     })?;
     let policy = ledger
-        .define_policy(
-            &ctx,
-            product.aggregate_id.parse()?,
-            Name::parse("Pro")?,
-            terms.clone(),
-        )
+        .define_policy(&ctx, product.id, Name::parse("Pro")?, terms.clone())
         .await
         .map_err(err)?;
     let now = chrono::Utc::now();
@@ -125,11 +120,11 @@ pub async fn seed(pool: &PgPool, n: u64, seed: u64) -> anyhow::Result<Seeded> {
             let hash = hasher.hash(&k);
             let id = uuid::Uuid::now_v7();
             let event = LicenseEvent::Issued(Box::new(LicenseIssued {
-                product_id: product.aggregate_id.parse()?,
+                product_id: product.id,
                 app_id: product_state.app_id,
-                policy_id: policy.aggregate_id.parse()?,
+                policy_id: policy.id,
                 policy_version: 1,
-                organization_id: org.aggregate_id.parse()?,
+                organization_id: org.id,
                 key_hash: hash,
                 key_prefix: k.support_prefix(),
                 seats: SeatCount::new(3)?,

@@ -323,11 +323,11 @@ fn keys(keys: &Keys) -> anyhow::Result<Option<client::jwks::Jwks>> {
     if let Some(path) = &keys.jwks {
         return crate::export::read_jwks(path).map(Some);
     }
-    if !api::signing::keys_dir(&keys.data_dir).exists() {
+    if !application::signing::keys_dir(&keys.data_dir).exists() {
         // No keys to check with: a log with signed checkpoints then fails, asking for --jwks.
         return Ok(None);
     }
-    let jwks = api::signing::all_public_keys(&keys.data_dir).with_context(|| {
+    let jwks = application::signing::all_public_keys(&keys.data_dir).with_context(|| {
         format!(
             "cannot read the signing keys in {}",
             keys.data_dir.display()

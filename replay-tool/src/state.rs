@@ -1,19 +1,16 @@
 //! `ledger-replay state`: a license or an organization as of an instant T — the fold of the events
 //! recorded at or before T — and the events behind it.
 //!
-//! Licenses go through [`api::timetravel`], the very code behind `GET /v1/licenses/{id}?as_of=`,
-//! so the CLI and the API cannot disagree. An organization is its own stream folded to T, plus
-//! the licenses that belonged to it at T (found from `LicenseIssued` / `LicenseTransferred`
-//! payloads, then each folded to T through the same license code).
+//! Both go through `application::asof`, the very code behind `GET /v1/licenses/{id}?as_of=`, so
+//! the CLI and the API cannot disagree. This module only renders what it returns.
 
 use std::fmt::Write as _;
 
 use anyhow::Context;
-use api::views::{EventView, LicenseView, OrganizationView};
-use cqrs_es::Aggregate;
+use application::asof::{self, OrganizationAsOf};
+use application::views::{EventView, LicenseView};
 use domain::Timestamp;
-use domain::ids::LicenseId;
-use domain::organization::{Organization, OrganizationEvent};
+use domain::ids::{LicenseId, OrganizationId};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -27,13 +24,7 @@ pub struct LicenseState {
 }
 
 /// An organization as of an instant, with its events and its licenses then.
-#[derive(Clone, Debug, Serialize)]
-pub struct OrganizationStateAt {
-    pub at: Timestamp,
-    pub organization: OrganizationView,
-    pub licenses: Vec<LicenseView>,
-    pub events: Vec<EventView>,
-}
+pub type OrganizationStateAt = OrganizationAsOf;
 
 /// Why there is no state to show.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +41,13 @@ pub enum StateError {
 /// [`StateError::NotFound`] when it did not exist at `at`; database and decoding errors.
 pub async fn license(pool: &PgPool, id: Uuid, at: Timestamp) -> Result<LicenseState, StateError> {
     let license_id = LicenseId::from_uuid(id);
-    let view = api::timetravel::license_view_as_of(pool, license_id, at)
+    let view = asof::license_view(pool, license_id, at)
         .await
         .context("folding the license")?
         .ok_or_else(|| {
             StateError::NotFound(format!("license {id} did not exist at {}", at.to_rfc3339()))
         })?;
-    let events = api::timetravel::license_events_as_of(pool, license_id, at)
+    let events = asof::license_events(pool, license_id, at)
         .await
         .context("reading the license's events")?;
     Ok(LicenseState {
@@ -75,62 +66,15 @@ pub async fn organization(
     id: Uuid,
     at: Timestamp,
 ) -> Result<OrganizationStateAt, StateError> {
-    let recorded = projections::history::stream_as_of(pool, "Organization", &id.to_string(), at)
+    asof::organization(pool, OrganizationId::from_uuid(id), at)
         .await
-        .context("reading the organization's events")?;
-    let mut organization = Organization::default();
-    for event in &recorded {
-        let decoded = event
-            .decode::<OrganizationEvent>()
-            .with_context(|| format!("decoding event {}", event.event_id))?;
-        organization.apply(decoded);
-    }
-    let state = organization.state().ok_or_else(|| {
-        StateError::NotFound(format!(
-            "organization {id} did not exist at {}",
-            at.to_rfc3339()
-        ))
-    })?;
-    let view = OrganizationView::new(
-        id,
-        state,
-        recorded.first().map(|e| e.recorded_at),
-        recorded.last().map(|e| e.recorded_at),
-        recorded.last().map_or(0, |e| e.sequence),
-    );
-    // Candidates: every license ever issued to or transferred into it by T; each is then folded
-    // to T and kept only if it still belonged to the organization then.
-    let candidates: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'License' \
-           AND event_type IN ('LicenseIssued', 'LicenseTransferred') \
-           AND payload ->> 'organization_id' = $1 AND recorded_at <= $2",
-    )
-    .bind(id.to_string())
-    .bind(at)
-    .fetch_all(pool)
-    .await
-    .context("finding the organization's licenses")?;
-    let mut licenses = Vec::new();
-    for candidate in candidates {
-        let license_id: Uuid = candidate
-            .parse()
-            .with_context(|| format!("license stream id {candidate:?} is not a UUID"))?;
-        if let Some(view) =
-            api::timetravel::license_view_as_of(pool, LicenseId::from_uuid(license_id), at)
-                .await
-                .context("folding a license of the organization")?
-            && view.organization_id == id
-        {
-            licenses.push(view);
-        }
-    }
-    licenses.sort_by_key(|l| l.id);
-    Ok(OrganizationStateAt {
-        at,
-        organization: view,
-        licenses,
-        events: EventView::chain(&recorded),
-    })
+        .context("folding the organization")?
+        .ok_or_else(|| {
+            StateError::NotFound(format!(
+                "organization {id} did not exist at {}",
+                at.to_rfc3339()
+            ))
+        })
 }
 
 /// A readable rendering of a license state.

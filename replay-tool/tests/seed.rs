@@ -633,7 +633,7 @@ async fn a_rebuild_stops_at_an_event_it_cannot_decode_and_leaves_the_live_tables
 
 /// The long license folded from its whole stream as of `at`, without snapshots and read with a
 /// query of its own (every event filtered by `recorded_at`): the reference
-/// `history::license_as_of` and `history::stream_as_of` must equal.
+/// `application::asof::license_as_of` and `stream_as_of` must equal.
 async fn full_fold(
     pool: &PgPool,
     id: &str,
@@ -652,7 +652,7 @@ async fn full_fold(
     .iter()
     .map(|row| projections::engine::recorded_event(row).unwrap())
     .collect();
-    let listed = projections::history::stream_as_of(pool, "License", id, at)
+    let listed = application::asof::stream_as_of(pool, domain::AggregateType::License, id, at)
         .await
         .unwrap();
     assert_eq!(
@@ -715,7 +715,7 @@ async fn as_of_reads_of_a_long_license_equal_the_full_fold_with_and_without_snap
             }
             let mut folded_most = 0;
             for at in &instants {
-                let found = projections::history::license_as_of(&pool, id, *at)
+                let found = application::asof::license_as_of(&pool, id, *at)
                     .await
                     .unwrap();
                 let expected = full_fold(&pool, &long.to_string(), *at).await;
@@ -962,7 +962,7 @@ async fn answers(
     .unwrap();
     let mut as_of = Vec::new();
     for at in instants {
-        let found = projections::history::license_as_of(pool, long, at)
+        let found = application::asof::license_as_of(pool, long, at)
             .await
             .unwrap()
             .expect("the long license exists at its own instants");

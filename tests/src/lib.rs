@@ -105,14 +105,13 @@ pub fn temp_data_dir() -> PathBuf {
 /// The configuration tests run the server with: loopback port 0, no rate limit unless asked,
 /// fast projector polling.
 pub fn test_config(db: &TestDb) -> ServeConfig {
-    ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        rate_limit_per_second: 0,
-        client_rate_limit_per_second: 0,
-        projector_poll_interval: Duration::from_millis(50),
-        lease_check_interval: Duration::from_millis(200),
-        ..ServeConfig::new(db.url.clone(), temp_data_dir())
-    }
+    let mut config = ServeConfig::new(db.url.clone(), temp_data_dir());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.rate_limit_per_second = 0;
+    config.client_rate_limit_per_second = 0;
+    config.jobs.projector_poll_interval = Duration::from_millis(50);
+    config.jobs.lease_check_interval = Duration::from_millis(200);
+    config
 }
 
 /// An HTTP answer.
@@ -169,7 +168,8 @@ impl TestApp {
         let ctx = CommandContext::new(Actor::Operator, "test-setup");
         let (_, secret) = server
             .state
-            .ledger
+            .app
+            .ledger()
             .issue_api_token(&ctx, role, None, Some(chrono::Duration::hours(1)))
             .await
             .expect("mint token");
@@ -261,7 +261,7 @@ impl TestApp {
 
     /// Waits until every projector has applied every committed event.
     pub async fn projected(&self) {
-        let pool = self.server.state.ledger.store().pool().clone();
+        let pool = self.server.state.app.pool().clone();
         for p in projections::all() {
             for attempt in 0.. {
                 let lag = projections::engine::lag(&pool, p.as_ref())
@@ -279,7 +279,7 @@ impl TestApp {
     /// Number of events in the log.
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(self.server.state.ledger.store().pool())
+            .fetch_one(self.server.state.app.pool())
             .await
             .unwrap()
     }
