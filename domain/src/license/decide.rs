@@ -1,0 +1,357 @@
+//! The decisions of a license: for each command, the events it causes or the rule that refuses
+//! it. Deterministic: the time and every outside fact come in the command.
+
+use chrono::{Duration, Months};
+
+use super::{
+    IssueLicense, License, LicenseAction, LicenseCommand, LicenseEvent, LicenseIssued, LicenseState,
+};
+use crate::Timestamp;
+use crate::error::DomainError;
+use crate::ids::InstallationId;
+use crate::validation::{self, LicenseFacts, ValidationCode};
+use crate::values::{
+    DeactivationReason, Environment, Fingerprint, Label, LicenseModel, OfflineTokenKind,
+};
+
+fn days(n: u32) -> Duration {
+    Duration::days(i64::from(n))
+}
+
+impl License {
+    /// Decides a command: the events it causes (none when it changes nothing), or why it is
+    /// refused.
+    ///
+    /// # Errors
+    /// The [`DomainError`] naming the refused rule.
+    pub fn decide(&self, cmd: &LicenseCommand) -> Result<Vec<LicenseEvent>, DomainError> {
+        let id = cmd.license_id;
+        let state = match (self, &cmd.action) {
+            (Self::NotIssued, LicenseAction::Issue(issue)) => return Self::issue(cmd.at, issue),
+            (Self::Issued(_), LicenseAction::Issue(_)) => {
+                return Err(DomainError::LicenseAlreadyIssued(id));
+            }
+            (Self::NotIssued, _) => return Err(DomainError::LicenseNotFound(id)),
+            (Self::Issued(state), _) => state,
+        };
+        // Freeing seats is housekeeping, allowed whatever the license's state.
+        match &cmd.action {
+            LicenseAction::Deactivate {
+                installation_id,
+                reason,
+            } => return Self::deactivate(state, *installation_id, *reason),
+            LicenseAction::ExpireLeases => {
+                return Ok(state
+                    .lapsed_leases(cmd.at)
+                    .into_iter()
+                    .map(|installation_id| LicenseEvent::FloatingLeaseExpired { installation_id })
+                    .collect());
+            }
+            _ => {}
+        }
+        // Revocation is final: nothing else changes a revoked license.
+        if state.revocation.is_some() {
+            return Err(DomainError::LicenseRevoked(id));
+        }
+        let events = match &cmd.action {
+            LicenseAction::Issue(_)
+            | LicenseAction::Deactivate { .. }
+            | LicenseAction::ExpireLeases => unreachable!("handled above"),
+            LicenseAction::Activate {
+                installation_id,
+                fingerprint,
+                hostname,
+                platform,
+                environment,
+            } => {
+                return Self::activate(
+                    state,
+                    cmd.at,
+                    *installation_id,
+                    fingerprint,
+                    hostname,
+                    platform,
+                    *environment,
+                );
+            }
+            LicenseAction::Heartbeat { installation_id } => {
+                return Self::heartbeat(state, cmd.at, *installation_id);
+            }
+            LicenseAction::IssueOfflineToken {
+                jti,
+                kind,
+                fingerprint,
+            } => return Self::offline_token(state, cmd.at, *jti, *kind, fingerprint.as_ref()),
+            LicenseAction::Suspend { reason } => {
+                if state.suspension.is_some() {
+                    return Err(DomainError::LicenseAlreadySuspended(id));
+                }
+                vec![LicenseEvent::Suspended {
+                    reason: reason.clone(),
+                }]
+            }
+            LicenseAction::Reinstate => {
+                if state.suspension.is_none() {
+                    return Err(DomainError::LicenseNotSuspended(id));
+                }
+                vec![LicenseEvent::Reinstated {}]
+            }
+            LicenseAction::Renew { expires_at } => {
+                let Some(current) = state.expires_at else {
+                    return Err(DomainError::LicensePerpetual(id));
+                };
+                if *expires_at <= cmd.at {
+                    return Err(DomainError::InvalidExpiry(
+                        "expires_at must be in the future".into(),
+                    ));
+                }
+                if *expires_at <= current {
+                    return Err(DomainError::InvalidExpiry(format!(
+                        "a renewal must extend the license beyond its current expiry {}",
+                        current.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )));
+                }
+                vec![LicenseEvent::Renewed {
+                    expires_at: *expires_at,
+                }]
+            }
+            LicenseAction::Transfer { organization } => {
+                organization.require_open()?;
+                if organization.id == state.organization_id {
+                    return Err(DomainError::SameOrganization(organization.id));
+                }
+                vec![LicenseEvent::Transferred {
+                    organization_id: organization.id,
+                }]
+            }
+            LicenseAction::Revoke { reason, category } => vec![LicenseEvent::Revoked {
+                reason: reason.clone(),
+                category: *category,
+            }],
+            LicenseAction::ChangeEntitlements { features } => {
+                if *features == state.features {
+                    vec![]
+                } else {
+                    vec![LicenseEvent::EntitlementsChanged {
+                        features: features.clone(),
+                    }]
+                }
+            }
+            LicenseAction::ChangeSeats { seats } => {
+                let active = state.active_installations(cmd.at);
+                if seats.get() < active {
+                    return Err(DomainError::SeatsBelowActivations {
+                        seats: seats.get(),
+                        active,
+                    });
+                }
+                if *seats == state.seats {
+                    vec![]
+                } else {
+                    vec![LicenseEvent::SeatsChanged { seats: *seats }]
+                }
+            }
+            LicenseAction::RotateKey {
+                key_hash,
+                key_prefix,
+            } => vec![LicenseEvent::KeyRotated {
+                key_hash: *key_hash,
+                key_prefix: key_prefix.clone(),
+            }],
+            LicenseAction::ExtendMaintenance { until } => {
+                if *until <= cmd.at || state.maintenance_until.is_some_and(|m| *until <= m) {
+                    return Err(DomainError::InvalidExpiry(
+                        "maintenance can only be extended to a later date".into(),
+                    ));
+                }
+                vec![LicenseEvent::MaintenanceExtended { until: *until }]
+            }
+        };
+        Ok(events)
+    }
+
+    /// The refusal for a license that is not valid at `at` (ignoring devices and features).
+    fn require_valid(state: &LicenseState, at: Timestamp) -> Result<(), DomainError> {
+        let decision = validation::decide(state, at, None, &[]);
+        match decision.code {
+            ValidationCode::Valid | ValidationCode::TooManyActivations => Ok(()),
+            code => Err(DomainError::LicenseNotValid(code)),
+        }
+    }
+
+    fn activate(
+        state: &LicenseState,
+        at: Timestamp,
+        installation_id: InstallationId,
+        fingerprint: &Fingerprint,
+        hostname: &Option<Label>,
+        platform: &Option<Label>,
+        environment: Environment,
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
+        Self::require_valid(state, at)?;
+        if state.installation_of(fingerprint.as_str(), at).is_some() {
+            return Ok(vec![]); // already active: the caller answers with that installation
+        }
+        // Lapsed leases free their seats now, recorded before the new activation.
+        let mut events: Vec<LicenseEvent> = state
+            .lapsed_leases(at)
+            .into_iter()
+            .map(|installation_id| LicenseEvent::FloatingLeaseExpired { installation_id })
+            .collect();
+        if state.active_installations(at) >= state.seats.get() {
+            return Err(DomainError::TooManyActivations {
+                seats: state.seats.get(),
+            });
+        }
+        events.push(LicenseEvent::InstallationActivated {
+            installation_id,
+            fingerprint: fingerprint.clone(),
+            hostname: hostname.clone(),
+            platform: platform.clone(),
+            environment,
+            activated_at: at,
+        });
+        if let (LicenseModel::Floating, Some(lease)) =
+            (state.terms.model, state.terms.lease_seconds)
+        {
+            events.push(LicenseEvent::FloatingLeaseGranted {
+                installation_id,
+                expires_at: at + Duration::seconds(i64::from(lease)),
+            });
+        }
+        Ok(events)
+    }
+
+    fn deactivate(
+        state: &LicenseState,
+        installation_id: InstallationId,
+        reason: DeactivationReason,
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
+        let activation = state
+            .activations
+            .get(&installation_id)
+            .ok_or(DomainError::InstallationNotFound(installation_id))?;
+        Ok(vec![if activation.lease_expires_at.is_some() {
+            LicenseEvent::FloatingLeaseReleased { installation_id }
+        } else {
+            LicenseEvent::InstallationDeactivated {
+                installation_id,
+                reason,
+            }
+        }])
+    }
+
+    fn heartbeat(
+        state: &LicenseState,
+        at: Timestamp,
+        installation_id: InstallationId,
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
+        let activation = state
+            .activations
+            .get(&installation_id)
+            .ok_or(DomainError::InstallationNotFound(installation_id))?;
+        let (Some(lease_end), Some(lease)) =
+            (activation.lease_expires_at, state.terms.lease_seconds)
+        else {
+            return Err(DomainError::NotFloating);
+        };
+        if at >= lease_end {
+            return Err(DomainError::LeaseExpired(installation_id));
+        }
+        Self::require_valid(state, at)?;
+        let lease = Duration::seconds(i64::from(lease));
+        // Renew once half the lease is used: a client beating every few seconds records an
+        // event per half lease, not per beat.
+        if lease_end - at > lease / 2 {
+            return Ok(vec![]);
+        }
+        Ok(vec![LicenseEvent::FloatingLeaseGranted {
+            installation_id,
+            expires_at: at + lease,
+        }])
+    }
+
+    fn offline_token(
+        state: &LicenseState,
+        at: Timestamp,
+        jti: uuid::Uuid,
+        kind: OfflineTokenKind,
+        fingerprint: Option<&Fingerprint>,
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
+        if !state.terms.offline_allowed {
+            return Err(DomainError::OfflineNotAllowed);
+        }
+        let decision = validation::decide(state, at, fingerprint.map(Fingerprint::as_str), &[]);
+        if !decision.valid() {
+            return Err(DomainError::LicenseNotValid(decision.code));
+        }
+        let installation_id = fingerprint.and_then(|fp| state.installation_of(fp.as_str(), at));
+        let limit = validation::usable_until(state);
+        let expires_at = match kind {
+            OfflineTokenKind::Offline => {
+                let grace = at + days(state.terms.offline_grace_days);
+                limit.map_or(grace, |l| l.min(grace))
+            }
+            // An air-gapped machine cannot come back for a new token: it runs to the license's
+            // end, or ten years for a perpetual license.
+            OfflineTokenKind::OfflineActivation => {
+                if fingerprint.is_none() {
+                    return Err(DomainError::LicenseNotValid(ValidationCode::NotActivated));
+                }
+                limit.unwrap_or(at + days(3650))
+            }
+        };
+        Ok(vec![LicenseEvent::OfflineTokenIssued {
+            jti,
+            kind,
+            installation_id,
+            fingerprint: fingerprint.cloned(),
+            issued_at: at,
+            expires_at,
+        }])
+    }
+
+    fn issue(at: Timestamp, issue: &IssueLicense) -> Result<Vec<LicenseEvent>, DomainError> {
+        let policy = issue.policy.require_current()?;
+        let product = issue.product.require()?;
+        if issue.product.id != policy.product_id {
+            return Err(DomainError::ProductNotFound(policy.product_id));
+        }
+        issue.organization.require_open()?;
+        let terms = &policy.terms;
+        let expires_at = match issue.expires_at {
+            Some(explicit) if explicit <= at => {
+                return Err(DomainError::InvalidExpiry(
+                    "expires_at must be in the future".into(),
+                ));
+            }
+            Some(explicit) => Some(explicit),
+            None => terms.duration_days.map(|d| at + days(d)),
+        };
+        let trial_ends_at = (terms.trial_days > 0).then(|| at + days(terms.trial_days));
+        let maintenance_until = terms
+            .maintenance_months
+            .filter(|m| *m > 0)
+            .and_then(|m| at.checked_add_months(Months::new(m)));
+        Ok(vec![LicenseEvent::Issued(Box::new(LicenseIssued {
+            product_id: issue.product.id,
+            app_id: product.app_id,
+            policy_id: issue.policy.id,
+            policy_version: policy.version,
+            organization_id: issue.organization.id,
+            key_hash: issue.key_hash,
+            key_prefix: issue.key_prefix.clone(),
+            seats: issue.seats.unwrap_or(terms.seats),
+            features: issue
+                .features
+                .clone()
+                .unwrap_or_else(|| terms.features.clone()),
+            starts_at: at,
+            expires_at,
+            trial_ends_at,
+            maintenance_until,
+            source: issue.source,
+            terms: terms.clone(),
+        }))])
+    }
+}

@@ -1,0 +1,108 @@
+//! Unit and property tests of the value types: the bounds each `parse` enforces, and the JSON
+//! each one writes, pinned to the plain form it used to go into (a stored contract, ADR 0009).
+
+use super::*;
+use proptest::prelude::*;
+
+/// The hand-written `Serialize`s write what `#[serde(into = ...)]` wrote: event payloads are
+/// hashed as stored, and states written before and after must be the same text. Quotes,
+/// escapes and non-ASCII go through the same string serializer.
+#[test]
+fn values_serialize_as_the_types_they_used_to_go_into() {
+    fn same<T: Serialize + Clone, U: Serialize + From<T>>(v: &T) {
+        assert_eq!(
+            serde_json::to_string(v).unwrap(),
+            serde_json::to_string(&U::from(v.clone())).unwrap()
+        );
+    }
+    same::<_, String>(&Name::parse("Acme \"Québec\" \\ GmbH").unwrap());
+    same::<_, String>(&Reason::parse("chargeback — see ticket #42 \u{1F600}").unwrap());
+    same::<_, String>(&FeatureCode::parse("export.pdf").unwrap());
+    same::<_, String>(&KeyPrefix::parse("ACME").unwrap());
+    same::<_, String>(&Fingerprint::parse("a1b2+/=:_-.").unwrap());
+    same::<_, String>(&Label::parse("Jürgen's \"laptop\"").unwrap());
+    same::<_, Vec<FeatureCode>>(&FeatureSet::parse(&["pro", "export.pdf", "FeatureX"]).unwrap());
+    same::<_, Vec<FeatureCode>>(&FeatureSet::default());
+    let set = FeatureSet::parse(&["b", "a"]).unwrap();
+    assert_eq!(serde_json::to_string(&set).unwrap(), r#"["a","b"]"#);
+    let back: FeatureSet = serde_json::from_str(&serde_json::to_string(&set).unwrap()).unwrap();
+    assert_eq!(back, set);
+}
+
+#[test]
+fn names_are_trimmed_and_bounded() {
+    assert_eq!(Name::parse("  Acme  ").unwrap().as_str(), "Acme");
+    assert!(Name::parse("   ").is_err());
+    assert!(Name::parse(&"x".repeat(201)).is_err());
+    assert!(Name::parse("a\u{0}b").is_err());
+    assert!(Name::parse(&"é".repeat(200)).is_ok());
+}
+
+#[test]
+fn seat_counts_refuse_zero_and_absurd_values() {
+    assert!(SeatCount::new(0).is_err());
+    assert!(SeatCount::new(SeatCount::MAX + 1).is_err());
+    assert_eq!(SeatCount::new(5).unwrap().get(), 5);
+    assert!(serde_json::from_str::<SeatCount>("0").is_err());
+}
+
+#[test]
+fn feature_sets_are_sorted_and_deduplicated() {
+    let set = FeatureSet::parse(&["pro", "export", "pro"]).unwrap();
+    let codes: Vec<&str> = set.iter().map(FeatureCode::as_str).collect();
+    assert_eq!(codes, ["export", "pro"]);
+    assert!(FeatureSet::parse(&["bad code"]).is_err());
+    let too_many: Vec<String> = (0..257).map(|i| format!("f{i}")).collect();
+    assert!(FeatureSet::parse(&too_many).is_err());
+}
+
+#[test]
+fn key_prefixes_derive_from_product_names() {
+    let name = Name::parse("Acme Studio Pro").unwrap();
+    assert_eq!(KeyPrefix::from_product_name(&name).as_str(), "ACMEST");
+    let name = Name::parse("é").unwrap();
+    assert_eq!(KeyPrefix::from_product_name(&name).as_str(), "LIC");
+    assert!(KeyPrefix::parse("acme").is_err());
+}
+
+#[test]
+fn fingerprints_accept_hashes_and_refuse_the_rest() {
+    assert!(Fingerprint::parse("a1b2:c3/d4+e5==").is_ok());
+    assert!(Fingerprint::parse("").is_err());
+    assert!(Fingerprint::parse("has space").is_err());
+    assert!(Fingerprint::parse(&"f".repeat(257)).is_err());
+    assert!(Label::parse("build-server-01").is_ok());
+    assert!(Label::parse("bad\nline").is_err());
+}
+
+#[test]
+fn text_enums_parse_only_their_spellings() {
+    assert_eq!(
+        LicenseModel::parse("floating").unwrap(),
+        LicenseModel::Floating
+    );
+    let err = LicenseModel::parse("usage").unwrap_err();
+    assert!(err.message().contains("node_locked"));
+    assert_eq!(
+        serde_json::to_string(&ProductKind::CloudService).unwrap(),
+        "\"cloud_service\""
+    );
+}
+
+proptest! {
+    #[test]
+    fn any_accepted_feature_code_round_trips(code in "[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}") {
+        let parsed = FeatureCode::parse(&code).unwrap();
+        let json = serde_json::to_string(&parsed).unwrap();
+        prop_assert_eq!(serde_json::from_str::<FeatureCode>(&json).unwrap(), parsed);
+    }
+
+    #[test]
+    fn names_never_hold_surrounding_whitespace(raw in "\\PC{0,220}") {
+        if let Ok(name) = Name::parse(&raw) {
+            prop_assert_eq!(name.as_str(), name.as_str().trim());
+            prop_assert!(!name.as_str().is_empty());
+            prop_assert!(name.as_str().chars().count() <= 200);
+        }
+    }
+}
