@@ -1,0 +1,99 @@
+//! What a caller's request headers do: an `x-request-id` is echoed and recorded as the events'
+//! correlation id, an `idempotency-key` makes a retried issue answer the same license once.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tests::TestApp;
+
+use crate::support::id;
+
+#[tokio::test]
+async fn request_ids_are_echoed_and_recorded_as_the_events_correlation_id() {
+    let app = TestApp::start().await;
+    let answer = app
+        .call_as(
+            &app.admin_token,
+            Method::POST,
+            "/v1/organizations",
+            Some(json!({"name": "Traced", "kind": "partner"})),
+            &[("x-request-id", "support-ticket-4711")],
+        )
+        .await;
+    assert_eq!(answer.header("x-request-id"), Some("support-ticket-4711"));
+    let correlation: String = sqlx::query_scalar(
+        "SELECT metadata->>'correlation_id' FROM events WHERE aggregate_id = $1",
+    )
+    .bind(id(&answer.body))
+    .fetch_one(app.server.state.ledger.store().pool())
+    .await
+    .unwrap();
+    assert_eq!(correlation, "support-ticket-4711");
+    // A missing or unusable id is replaced by a generated one.
+    let generated = app
+        .call_as(
+            &app.admin_token,
+            Method::GET,
+            "/v1/products",
+            None,
+            &[("x-request-id", "bad id with spaces")],
+        )
+        .await;
+    let echoed = generated.header("x-request-id").unwrap();
+    assert!(uuid::Uuid::parse_str(echoed).is_ok(), "{echoed}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retried_issue_answer_the_same_license_once() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let body = json!({"policy_id": c.policy_id, "organization_id": c.organization_id});
+    let key = [("idempotency-key", "order-2026-0042")];
+    let first = app
+        .call_as(
+            &app.admin_token,
+            Method::POST,
+            "/v1/licenses",
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert!(first.body["key"].is_string());
+    let before = app.event_count().await;
+    let again = app
+        .call_as(
+            &app.admin_token,
+            Method::POST,
+            "/v1/licenses",
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(
+        again.body["key"],
+        Value::Null,
+        "the key is shown to the first request only"
+    );
+    assert_eq!(app.event_count().await, before);
+    let mut other = body.clone();
+    other["seats"] = json!(9);
+    let reused = app
+        .call_as(
+            &app.admin_token,
+            Method::POST,
+            "/v1/licenses",
+            Some(other),
+            &key,
+        )
+        .await;
+    assert_eq!(
+        (reused.status, reused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
+    );
+    assert_eq!(app.event_count().await, before);
+    app.stop().await;
+}
