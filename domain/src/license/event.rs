@@ -11,6 +11,7 @@ use crate::event::{UniqueClaim, VersionedEvent};
 use crate::ids::{AppId, InstallationId, OrganizationId, PolicyId, ProductId};
 use crate::keys::KeyHash;
 use crate::policy::PolicyTerms;
+use crate::stream::{AggregateType, ClaimScope};
 use crate::values::{
     DeactivationReason, Environment, FeatureSet, Fingerprint, Label, LicenseSource,
     OfflineTokenKind, Reason, RevocationCategory, SeatCount,
@@ -158,7 +159,7 @@ impl DomainEvent for LicenseEvent {
 }
 
 impl VersionedEvent for LicenseEvent {
-    const AGGREGATE_TYPE: &'static str = "License";
+    const AGGREGATE_TYPE: &'static str = AggregateType::License.as_str();
     const VERSIONS: &'static [(&'static str, &'static str)] = &[
         ("LicenseIssued", "1"),
         ("LicenseSuspended", "1"),
@@ -217,7 +218,7 @@ impl VersionedEvent for LicenseEvent {
             _ => return Vec::new(),
         };
         vec![UniqueClaim {
-            scope: "license_key",
+            scope: ClaimScope::LicenseKey.as_str(),
             value: key_hash.to_hex(),
         }]
     }

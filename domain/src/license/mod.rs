@@ -35,6 +35,7 @@ use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
+use crate::stream::AggregateType;
 
 pub use command::{IssueLicense, LicenseAction, LicenseCommand};
 pub use event::{LicenseEvent, LicenseIssued};
@@ -60,7 +61,7 @@ impl License {
 }
 
 impl Aggregate for License {
-    const TYPE: &'static str = "License";
+    const TYPE: &'static str = AggregateType::License.as_str();
     type Command = LicenseCommand;
     type Event = LicenseEvent;
     type Error = DomainError;

@@ -24,7 +24,7 @@ async fn request_ids_are_echoed_and_recorded_as_the_events_correlation_id() {
         "SELECT metadata->>'correlation_id' FROM events WHERE aggregate_id = $1",
     )
     .bind(id(&answer.body))
-    .fetch_one(app.server.state.ledger.store().pool())
+    .fetch_one(app.server.state.app.pool())
     .await
     .unwrap();
     assert_eq!(correlation, "support-ticket-4711");

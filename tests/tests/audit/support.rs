@@ -45,7 +45,7 @@ pub(crate) async fn read_models(pool: &PgPool) -> Vec<(String, i64, String)> {
 pub(crate) async fn checkpoint_everything(app: &TestApp) -> i64 {
     let count = app.event_count().await;
     for _ in 0..200 {
-        api::checkpoints::sign_next(&app.server.state, 1_000_000, 0, true)
+        application::checkpoints::sign_next(&app.server.state.app, 1_000_000, 0, true)
             .await
             .unwrap();
         let latest = app.get("/v1/checkpoints/latest").await;

@@ -91,7 +91,8 @@ async fn verify_names_every_tampered_event_and_passes_an_untouched_log() {
     // One more event after the checkpoint: covered by its chain only.
     app.post(&format!("{path}/suspend"), json!({"reason": "audit"}))
         .await;
-    let jwks = client::jwks::Jwks::from_json(&app.server.state.signing.jwks().to_string()).unwrap();
+    let jwks =
+        client::jwks::Jwks::from_json(&app.server.state.app.signing().jwks().to_string()).unwrap();
     let export_clean =
         std::env::temp_dir().join(format!("ledger-export-{}.jsonl", uuid::Uuid::now_v7()));
 
@@ -111,7 +112,11 @@ async fn verify_names_every_tampered_event_and_passes_an_untouched_log() {
     );
     assert!(clean.events_after_last_checkpoint >= 1, "{clean:?}");
     let jwks_file = std::env::temp_dir().join(format!("ledger-jwks-{}.json", uuid::Uuid::now_v7()));
-    std::fs::write(&jwks_file, app.server.state.signing.jwks().to_string()).unwrap();
+    std::fs::write(
+        &jwks_file,
+        app.server.state.app.signing().jwks().to_string(),
+    )
+    .unwrap();
     let status = Command::new(REPLAY)
         .args(["verify", "--database-url", &app.db.url, "--jwks"])
         .arg(&jwks_file)
@@ -300,7 +305,7 @@ async fn verify_names_every_tampered_event_and_passes_an_untouched_log() {
     .unwrap()
     .expect_err("an edited export is detected");
     assert_eq!(failure.position, Some(position(2)));
-    let foreign = api::signing::KeyPair::generate().unwrap();
+    let foreign = application::signing::KeyPair::generate().unwrap();
     let foreign =
         client::jwks::Jwks::from_json(&json!({"keys": [foreign.jwk()]}).to_string()).unwrap();
     let failure = replay_tool::export::verify_export(

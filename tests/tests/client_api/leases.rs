@@ -15,7 +15,7 @@ async fn floating_leases_are_renewed_by_heartbeats_and_expire_by_themselves() {
     let db = TestDb::create().await;
     let clock = Arc::new(commands::clock::OffsetClock::default());
     let mut config = test_config(&db);
-    config.clock = clock.clone();
+    config.app.clock = clock.clone();
     let app = TestApp::start_with(db, config).await;
     let c = app
         .catalogue_with(json!({"name": "Team", "model": "floating", "seats": 1, "duration_days": 365, "features": [],

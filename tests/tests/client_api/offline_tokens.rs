@@ -11,7 +11,7 @@ use crate::support::{OTHER_APP, s, verify_with_jsonwebtoken};
 async fn offline_tokens_verify_with_a_standard_jwt_library_and_survive_key_rotation() {
     let db = TestDb::create().await;
     let config = test_config(&db);
-    let data_dir = config.data_dir.clone();
+    let data_dir = config.app.data_dir.clone();
     let app = TestApp::start_with(db, config).await;
     let c = app.catalogue().await;
     let license = app.issue(&c).await;
@@ -71,8 +71,8 @@ async fn offline_tokens_verify_with_a_standard_jwt_library_and_survive_key_rotat
 
     // Rotate: new tokens use the new key, the old token still verifies with the published JWKS.
     let old_kid = s(&issued.body, "kid");
-    let new_kid = api::signing::rotate(&data_dir).unwrap();
-    app.server.state.signing.reload_if_changed();
+    let new_kid = application::signing::rotate(&data_dir).unwrap();
+    app.server.state.app.signing().reload_if_changed();
     let jwks = app.get("/.well-known/jwks.json").await.body;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     verify_with_jsonwebtoken(&token, &jwks, &c.app_id)
@@ -83,8 +83,8 @@ async fn offline_tokens_verify_with_a_standard_jwt_library_and_survive_key_rotat
     assert_eq!(s(&fresh.body, "kid"), new_kid);
     verify_with_jsonwebtoken(&s(&fresh.body, "token"), &jwks, &c.app_id).unwrap();
     // Retire the old key: its tokens stop verifying.
-    api::signing::retire(&data_dir, &old_kid).unwrap();
-    app.server.state.signing.reload_if_changed();
+    application::signing::retire(&data_dir, &old_kid).unwrap();
+    app.server.state.app.signing().reload_if_changed();
     let jwks = app.get("/.well-known/jwks.json").await.body;
     assert!(verify_with_jsonwebtoken(&token, &jwks, &c.app_id).is_err());
     for file in std::fs::read_dir(data_dir.join("signing-keys")).unwrap() {
