@@ -4,7 +4,9 @@
 //! The database server comes from `DATABASE_URL` (`.cargo/config.toml` sets the local default).
 //! When it is unreachable the tests fail with instructions; they never skip.
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use api::server::{RunningServer, ServeConfig};
@@ -361,4 +363,88 @@ impl TestApp {
         assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
         answer.body
     }
+}
+
+// ----- the server as a process of its own -----
+
+/// A `ledger serve` process of the binary under test.
+pub struct ServerProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Drop for ServerProcess {
+    /// A test that fails midway must not leave its server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bin serve` (the `ledger` entry point; integration tests pass
+/// `env!("CARGO_BIN_EXE_ledger-e2e-server")`) exactly as a user would, on a free loopback port,
+/// with `extra` flags, and waits for its "listening" log line.
+pub fn spawn_server(bin: &str, db: &TestDb, data_dir: &Path, extra: &[&str]) -> ServerProcess {
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-rps", "0"])
+        .args(extra)
+        .arg("--database-url")
+        .arg(&db.url)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("LEDGER_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,sqlx=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the server binary");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent
+                && let Ok(log) = serde_json::from_str::<Value>(&line)
+                && log["fields"]["message"] == "license-ledger listening"
+            {
+                let _ = tx.send(
+                    log["fields"]["addr"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server reports its address");
+    ServerProcess {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+/// `bin token --role vendor_admin`: a token minted as an operator mints one.
+pub fn mint_token(bin: &str, db: &TestDb) -> String {
+    let out = Command::new(bin)
+        .args([
+            "token",
+            "--role",
+            "vendor_admin",
+            "--ttl",
+            "1h",
+            "--database-url",
+            &db.url,
+        ])
+        .output()
+        .expect("run ledger token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

@@ -5,85 +5,16 @@
 //! - the read models the restarted projectors finished equal a rebuild from position 0.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use domain::integrity::{CanonicalFields, GENESIS_HASH, chain_hash};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
-use tests::{TestDb, temp_data_dir};
+use tests::{TestDb, mint_token, spawn_server, temp_data_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ledger-e2e-server");
-
-struct ServerProcess {
-    child: Child,
-    base: String,
-}
-
-/// Starts `ledger serve` on a free loopback port and waits for its "listening" log line.
-fn spawn_server(db: &TestDb, data_dir: &std::path::Path) -> ServerProcess {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-rps", "0"])
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("LEDGER_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,sqlx=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the server binary");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent
-                && let Ok(log) = serde_json::from_str::<Value>(&line)
-                && log["fields"]["message"] == "license-ledger listening"
-            {
-                let _ = tx.send(
-                    log["fields"]["addr"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-                sent = true;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server reports its address");
-    ServerProcess {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn mint_token(db: &TestDb) -> String {
-    let out = Command::new(BIN)
-        .args([
-            "token",
-            "--role",
-            "vendor_admin",
-            "--ttl",
-            "1h",
-            "--database-url",
-            &db.url,
-        ])
-        .output()
-        .expect("run ledger token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// What a client saw for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,8 +114,8 @@ async fn verify_chains(pool: &PgPool) -> usize {
 async fn killing_the_server_mid_write_loses_and_duplicates_nothing() {
     let db = TestDb::create().await;
     let data_dir = temp_data_dir();
-    let mut server = spawn_server(&db, &data_dir);
-    let token = mint_token(&db);
+    let mut server = spawn_server(BIN, &db, &data_dir, &[]);
+    let token = mint_token(BIN, &db);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -272,7 +203,7 @@ async fn killing_the_server_mid_write_loses_and_duplicates_nothing() {
     );
 
     // Restart on the same database and data directory; the projectors resume where they stopped.
-    let restarted = spawn_server(&db, &data_dir);
+    let restarted = spawn_server(BIN, &db, &data_dir, &[]);
     let pool = db.pool().await;
     let counts: HashMap<String, i64> = sqlx::query(
         "SELECT metadata->>'correlation_id' AS id, count(*) AS n FROM events GROUP BY 1",
