@@ -314,19 +314,6 @@ impl ValidationModel {
         f(entry)
     }
 
-    /// Runs `f` on the entry of `license_id`.
-    pub fn with_license<R>(
-        &self,
-        license_id: LicenseId,
-        f: impl FnOnce(Option<&ValidationEntry>) -> R,
-    ) -> R {
-        let inner = self.read();
-        let entry = inner
-            .slot_of(license_id.as_uuid())
-            .map(|slot| &inner.entries[slot as usize]);
-        f(entry)
-    }
-
     /// Licenses holding a floating lease that has lapsed at `now`.
     pub fn lapsed_leases(&self, now: Timestamp) -> Vec<LicenseId> {
         self.read()
