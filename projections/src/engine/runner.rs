@@ -1,0 +1,377 @@
+//! Running projectors: one batch as one transaction with its checkpoint ([`run_batch`]), catching
+//! up to the horizon or to the head, rebuilding in place, measuring lag, and
+//! [`ProjectorRunner`], which keeps one projector current as the single active instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool};
+use sqlx::{Connection, PgConnection, Row};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Checkpoint, Projection, ProjectionError, ReplaySafe, read_events};
+use crate::notify::CHANNEL;
+
+/// How far behind the log a projector is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProjectorLag {
+    pub name: String,
+    pub last_position: i64,
+    pub events_applied: i64,
+    /// Events of its types not applied yet (counted up to 100,000).
+    pub pending_events: i64,
+    /// Age of the oldest pending event, in milliseconds (0 when none).
+    pub oldest_pending_ms: i64,
+}
+
+/// Creates the checkpoint row when missing.
+///
+/// # Errors
+/// Database errors.
+pub async fn ensure_checkpoint(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projector_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Applies the next batch of at most `limit` events; returns how many were applied.
+///
+/// # Errors
+/// Database errors and events the projection cannot apply (nothing of the batch is kept).
+pub async fn run_batch<P: Projection + ?Sized>(
+    pool: &PgPool,
+    projection: &P,
+    limit: i64,
+) -> Result<usize, ProjectionError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "SELECT last_tx_id::text::bigint AS tx, last_position FROM projector_checkpoints \
+         WHERE name = $1 FOR UPDATE",
+    )
+    .bind(projection.name())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Err(ProjectionError::Inconsistent(format!(
+            "no checkpoint row for projector {}",
+            projection.name()
+        )));
+    };
+    let checkpoint = Checkpoint {
+        tx_id: row.try_get("tx")?,
+        position: row.try_get("last_position")?,
+    };
+    let events = read_events(&mut tx, &checkpoint, projection.aggregate_types(), limit).await?;
+    if events.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    projection.apply_batch(&mut tx, &events).await?;
+    let last = events.last().map_or(checkpoint, |e| Checkpoint {
+        tx_id: e.tx_id,
+        position: e.global_position,
+    });
+    sqlx::query(
+        "UPDATE projector_checkpoints SET last_tx_id = $2::text::xid8, last_position = $3, \
+         events_applied = events_applied + $4, updated_at = now() WHERE name = $1",
+    )
+    .bind(projection.name())
+    .bind(last.tx_id.to_string())
+    .bind(last.position)
+    .bind(events.len() as i64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(events.len())
+}
+
+/// Whether any committed event of the projection's types lies after its checkpoint (horizon or
+/// not). One indexed query: the idle check that keeps a waiting projector cheap.
+///
+/// # Errors
+/// Database errors.
+pub async fn pending<P: Projection + ?Sized>(
+    pool: &PgPool,
+    projection: &P,
+) -> Result<bool, sqlx::Error> {
+    let types: Vec<&str> = projection.aggregate_types().to_vec();
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events e, projector_checkpoints c \
+         WHERE c.name = $1 AND (e.tx_id, e.global_position) > (c.last_tx_id, c.last_position) \
+           AND (cardinality($2::text[]) = 0 OR e.aggregate_type = ANY($2)))",
+    )
+    .bind(projection.name())
+    .bind(&types)
+    .fetch_one(pool)
+    .await
+}
+
+/// Applies batches until the projector has reached the commit horizon; returns the total.
+///
+/// # Errors
+/// See [`run_batch`].
+pub async fn catch_up<P: Projection + ?Sized>(
+    pool: &PgPool,
+    projection: &P,
+    batch_size: i64,
+) -> Result<usize, ProjectionError> {
+    let mut total = 0;
+    loop {
+        let n = run_batch(pool, projection, batch_size).await?;
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Catches up until every committed event of the projection's types is applied — not only those
+/// below the commit horizon, which a writing transaction anywhere in the cluster (even in another
+/// database) holds back for as long as it stays open. Returns the number applied.
+///
+/// # Errors
+/// See [`run_batch`]; [`ProjectionError::Inconsistent`] when the head is not reached in `timeout`.
+pub async fn catch_up_to_head<P: Projection + ?Sized>(
+    pool: &PgPool,
+    projection: &P,
+    batch_size: i64,
+    timeout: Duration,
+) -> Result<usize, ProjectionError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut total = 0;
+    loop {
+        total += catch_up(pool, projection, batch_size).await?;
+        if lag(pool, projection).await?.pending_events == 0 {
+            return Ok(total);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ProjectionError::Inconsistent(format!(
+                "projector {} did not reach the head of the log within {timeout:?}; \
+                 a long-running writing transaction is holding the commit horizon",
+                projection.name()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Empties the projection's tables and its checkpoint, then replays the whole log into them, in
+/// place. Readers see empty tables until it completes; use the replay tool's table swap on a
+/// serving system.
+///
+/// # Errors
+/// Database errors and events the projection cannot apply.
+pub async fn rebuild<P: ReplaySafe>(
+    pool: &PgPool,
+    projection: &P,
+    batch_size: i64,
+) -> Result<usize, ProjectionError> {
+    ensure_checkpoint(pool, projection.name()).await?;
+    let mut tx = pool.begin().await?;
+    // Holding the checkpoint row keeps a live runner's batches out while the tables are emptied.
+    sqlx::query("SELECT 1 FROM projector_checkpoints WHERE name = $1 FOR UPDATE")
+        .bind(projection.name())
+        .execute(&mut *tx)
+        .await?;
+    for table in projection.tables() {
+        sqlx::query(&format!("TRUNCATE {table}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE projector_checkpoints SET last_tx_id = '0'::xid8, last_position = 0, \
+         events_applied = 0, updated_at = now() WHERE name = $1",
+    )
+    .bind(projection.name())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    catch_up_to_head(pool, projection, batch_size, Duration::from_secs(60)).await
+}
+
+/// How far behind the log `projection` is.
+///
+/// # Errors
+/// Database errors.
+pub async fn lag<P: Projection + ?Sized>(
+    pool: &PgPool,
+    projection: &P,
+) -> Result<ProjectorLag, sqlx::Error> {
+    let types: Vec<&str> = projection.aggregate_types().to_vec();
+    let row = sqlx::query(
+        "WITH cp AS (SELECT last_tx_id, last_position, events_applied FROM projector_checkpoints WHERE name = $1), \
+         pending AS (SELECT e.recorded_at FROM events e, cp \
+                     WHERE (e.tx_id, e.global_position) > (cp.last_tx_id, cp.last_position) \
+                       AND (cardinality($2::text[]) = 0 OR e.aggregate_type = ANY($2)) \
+                     ORDER BY e.tx_id, e.global_position LIMIT 100000) \
+         SELECT (SELECT last_position FROM cp) AS last_position, \
+                (SELECT events_applied FROM cp) AS events_applied, \
+                (SELECT count(*) FROM pending) AS pending, \
+                (SELECT COALESCE((EXTRACT(EPOCH FROM now() - min(recorded_at)) * 1000)::bigint, 0) FROM pending) AS oldest_ms",
+    )
+    .bind(projection.name())
+    .bind(&types)
+    .fetch_one(pool)
+    .await?;
+    Ok(ProjectorLag {
+        name: projection.name().to_owned(),
+        last_position: row.try_get::<Option<i64>, _>("last_position")?.unwrap_or(0),
+        events_applied: row
+            .try_get::<Option<i64>, _>("events_applied")?
+            .unwrap_or(0),
+        pending_events: row.try_get("pending")?,
+        oldest_pending_ms: row.try_get("oldest_ms")?,
+    })
+}
+
+/// How soon a reader looks again when committed events wait behind an open transaction.
+pub const HELD_BACK_RETRY: Duration = Duration::from_millis(2);
+
+/// Settings of a runner.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Events per transaction.
+    pub batch_size: i64,
+    /// How often to look for events when no notification arrives.
+    pub poll_interval: Duration,
+    /// How often a standby instance tries to become the active one.
+    pub standby_interval: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            standby_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Keeps one projection current until cancelled.
+pub struct ProjectorRunner {
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    wake: watch::Receiver<u64>,
+    config: RunnerConfig,
+}
+
+impl ProjectorRunner {
+    /// A runner for `projection`, woken by `wake` (in-process appends) besides `LISTEN`.
+    pub fn new(
+        pool: PgPool,
+        projection: Arc<dyn Projection>,
+        wake: watch::Receiver<u64>,
+        config: RunnerConfig,
+    ) -> Self {
+        Self {
+            pool,
+            projection,
+            wake,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled. Errors are logged and retried after a pause; a
+    /// projector never skips an event.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let name = self.projection.name();
+        if let Err(e) = ensure_checkpoint(&self.pool, name).await {
+            tracing::error!(projector = name, error = %e, "cannot create checkpoint row");
+        }
+        while !shutdown.is_cancelled() {
+            match self.lead(&shutdown).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(projector = name, error = %e, "projector failed; retrying");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.config.standby_interval) => {}
+            }
+        }
+        tracing::debug!(projector = name, "projector stopped");
+    }
+
+    /// Becomes the active instance (or returns to wait as standby) and projects until cancelled
+    /// or the leadership connection is lost.
+    async fn lead(&mut self, shutdown: &CancellationToken) -> Result<(), ProjectionError> {
+        let name = self.projection.name();
+        // A connection of our own: the advisory lock lives exactly as long as this session.
+        let mut leader: PgConnection = self.pool.acquire().await?.detach();
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(5170, hashtext('projector:' || $1))")
+                .bind(name)
+                .fetch_one(&mut leader)
+                .await?;
+        if !locked {
+            tracing::debug!(projector = name, "another instance is active; standing by");
+            return Ok(());
+        }
+        tracing::info!(projector = name, "projector active");
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        let mut held_back = Duration::ZERO;
+        loop {
+            // Idle is one cheap query; a batch transaction only when there is something to read.
+            match pending(&self.pool, self.projection.as_ref()).await {
+                Ok(false) => held_back = Duration::ZERO,
+                Ok(true) => {
+                    match catch_up(&self.pool, self.projection.as_ref(), self.config.batch_size)
+                        .await
+                    {
+                        Ok(n) if n > 0 => {
+                            tracing::debug!(projector = name, events = n, "applied");
+                            held_back = Duration::ZERO;
+                        }
+                        Ok(_) => {
+                            // Committed events wait behind an open transaction: look again soon,
+                            // backing off up to the poll interval while it stays open.
+                            held_back =
+                                (held_back * 2).clamp(HELD_BACK_RETRY, self.config.poll_interval);
+                            tokio::time::sleep(held_back).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(projector = name, error = %e, "batch failed; will retry");
+                            tokio::time::sleep(self.config.poll_interval).await;
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(projector = name, error = %e, "cannot read the log; will retry");
+                    tokio::time::sleep(self.config.poll_interval).await;
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = leader.close().await;
+                    return Ok(());
+                }
+                changed = self.wake.changed() => {
+                    if changed.is_err() {
+                        // The in-process signal is gone; keep going on LISTEN and polling.
+                        tokio::time::sleep(self.config.poll_interval).await;
+                    }
+                }
+                notification = listener.try_recv() => {
+                    if let Err(e) = notification {
+                        tracing::warn!(projector = name, error = %e, "LISTEN connection lost; reconnecting");
+                    }
+                }
+                () = tokio::time::sleep(self.config.poll_interval) => {
+                    if leader.ping().await.is_err() {
+                        tracing::warn!(projector = name, "lost the leadership connection");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
