@@ -1,17 +1,30 @@
 //! What a verified token says: the claims of license tokens and of deactivation receipts, and
 //! the protocol's enumerations they hold (`kind`, `model`).
+//!
+//! These types are the one definition of the claims: the SDK reads them once a signature has
+//! verified, and the server builds the claims of the tokens it signs from them, so what is
+//! written and what is checked cannot drift apart. They are plain data with public fields (a
+//! struct literal builds them; the SDK holds no issuing logic), and serializing one gives exactly
+//! the JSON of `docs/client-protocol.md`:
+//!
+//! - `aud` is the lower-case hyphenated App GUID, `kind` and `model` the protocol's spellings;
+//! - a member that is absent (`None`) is left out, never written as `null`: the protocol says
+//!   when a member is present, and a token of the same shape either way keeps one spelling of
+//!   "not bound to a device";
+//! - [`TokenKind::Unknown`] and [`LicenseModel::Unknown`] only stand for what a newer server may
+//!   send: serializing them is an error, so a token no verifier would accept is never signed.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::unix_time;
 use crate::values::AppId;
 
 /// What a token is for (`kind`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TokenKind {
     /// From `POST /v1/offline-tokens`.
     #[serde(rename = "offline")]
@@ -22,8 +35,9 @@ pub enum TokenKind {
     /// The token of a deactivation receipt file: proof of a deactivation, not a license.
     #[serde(rename = "deactivation_receipt")]
     DeactivationReceipt,
-    /// A kind this SDK does not know; never accepted.
-    #[serde(other)]
+    /// A kind this SDK does not know; never accepted, and never written (serializing it is an
+    /// error).
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 
@@ -46,7 +60,7 @@ impl fmt::Display for TokenKind {
 }
 
 /// How a license's seats are counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LicenseModel {
     /// One seat per device.
     #[serde(rename = "node_locked")]
@@ -57,13 +71,14 @@ pub enum LicenseModel {
     /// One seat per named user.
     #[serde(rename = "named_user")]
     NamedUser,
-    /// A model this SDK does not know (a newer server).
-    #[serde(other)]
+    /// A model this SDK does not know (a newer server); never written (serializing it is an
+    /// error).
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 
 /// The policy a license follows, as tokens and decisions name it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRef {
     /// The policy id.
     pub id: Uuid,
@@ -74,7 +89,7 @@ pub struct PolicyRef {
 }
 
 /// The claims of a verified license token (`offline` or `offline_activation`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The issuer (`license-ledger` by default).
     pub iss: String,
@@ -94,16 +109,16 @@ pub struct Claims {
     #[serde(default)]
     pub features: Vec<String>,
     /// The device the token is bound to, if any.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
     /// The activation the token is bound to, if any.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<Uuid>,
     /// The license's policy.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyRef>,
     /// The license status at issue (`active`, `trialing`, `past_due`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// What the token is for.
     pub kind: TokenKind,
@@ -129,10 +144,10 @@ impl Claims {
 /// The claims of a verified deactivation receipt.
 ///
 /// A receipt records a past fact, so only the members it needs are required.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptClaims {
     /// The issuer.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     /// The license id.
     pub sub: Uuid,
@@ -141,13 +156,13 @@ pub struct ReceiptClaims {
     /// Issued at, Unix seconds: when the deactivation was recorded.
     pub iat: i64,
     /// Not before, Unix seconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     /// Expiry, Unix seconds (informational for a receipt).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
     /// The receipt id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<Uuid>,
     /// The installation that was deactivated.
     pub installation_id: Uuid,
@@ -156,3 +171,6 @@ pub struct ReceiptClaims {
     /// Always [`TokenKind::DeactivationReceipt`] once verified.
     pub kind: TokenKind,
 }
+
+#[cfg(test)]
+mod tests;
