@@ -60,7 +60,7 @@ pub enum ClientError {
     /// A token from the server does not verify against the pinned keys.
     #[error("the token from the license server does not verify: {0}")]
     InvalidToken(#[source] VerifyError),
-    /// The call needs [`Config::fingerprint`].
+    /// The call needs [`Config::fingerprint`](super::Config::fingerprint).
     #[error("this call needs a device fingerprint in the client configuration")]
     FingerprintRequired,
     /// The offline token could not be stored.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::decision::{Decision, DecisionCode};
 use crate::verify::Claims;
 
-/// The result of [`Client::validate`].
+/// The result of [`Client::validate`](super::Client::validate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Validation {
     /// The server decided, just now or within the cache time.
@@ -55,7 +55,7 @@ impl Validation {
     }
 }
 
-/// A verified offline token, as stored by [`Client::fetch_offline_token`].
+/// A verified offline token, as stored by [`Client::fetch_offline_token`](super::Client::fetch_offline_token).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OfflineToken {
     /// The compact token.
