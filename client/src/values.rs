@@ -315,6 +315,20 @@ mod tests {
     }
 
     #[test]
+    fn an_app_id_serializes_as_the_lower_case_hyphenated_guid() {
+        // Tokens' `aud` is written from an `AppId`, whatever case it was parsed from.
+        let upper = AppId::parse("6F1C2A9E-8D4B-4C3A-9E2F-1A2B3C4D5E6F").unwrap();
+        assert_eq!(
+            serde_json::to_string(&upper).unwrap(),
+            r#""6f1c2a9e-8d4b-4c3a-9e2f-1a2b3c4d5e6f""#
+        );
+        assert_eq!(
+            serde_json::from_str::<AppId>(r#""6F1C2A9E-8D4B-4C3A-9E2F-1A2B3C4D5E6F""#).unwrap(),
+            upper
+        );
+    }
+
+    #[test]
     fn fingerprints_follow_the_protocol_alphabet() {
         assert!(Fingerprint::parse("a1b2:c3/d4+e5==").is_ok());
         assert!(Fingerprint::parse(&"f".repeat(256)).is_ok());
