@@ -27,13 +27,16 @@
 //! the insert trigger's hash chain relies on when one statement holds several events of a stream.
 //!
 //! # Layout
-//! - [`generator`]: the plan (every organization's steps, every license's issue instant and event
+//! - `generator`: the plan (every organization's steps, every license's issue instant and event
 //!   budget) and the run in the order of the simulated instants.
-//! - [`token`], [`catalogue`], [`organizations`], [`licenses`], [`lifecycle`]: the commands of
+//! - `token`, `catalogue`, `organizations`, `licenses`, `lifecycle`: the commands of
 //!   each aggregate, as the write side would build them.
-//! - [`random`]: the deterministic random source and the ids drawn from it.
-//! - [`batches`]: events encoded as `commands::store` stores them, in batches per lane, and the
+//! - `random`: the deterministic random source and the ids drawn from it.
+//! - `batches`: events encoded as `commands::store` stores them, in batches per lane, and the
 //!   lanes that insert them.
+//!
+//! [`EventMetadata`]: domain::event::EventMetadata
+//! [`LicenseKey`]: domain::keys::LicenseKey
 
 mod batches;
 mod catalogue;
