@@ -233,9 +233,9 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn start_ours(url: &str, data_dir: &Path) -> anyhow::Result<(Process, Duration)> {
+fn start_ours(ledger: &Path, url: &str, data_dir: &Path) -> anyhow::Result<(Process, Duration)> {
     let started = Instant::now();
-    let mut child = Command::new(sibling("ledger")?)
+    let mut child = Command::new(ledger)
         .args([
             "serve",
             "--listen",
@@ -271,8 +271,8 @@ fn start_ours(url: &str, data_dir: &Path) -> anyhow::Result<(Process, Duration)>
 
 /// Starts `validation-baseline` and hands it the keys of the seeded set on its stdin, one per
 /// line, derived here by [`key`]: the baseline derives nothing, so it cannot hold other keys.
-fn start_baseline(seeded: &Seeded, n: u64, seed: u64) -> anyhow::Result<Process> {
-    let mut child = Command::new(sibling("validation-baseline")?)
+fn start_baseline(exe: &Path, seeded: &Seeded, n: u64, seed: u64) -> anyhow::Result<Process> {
+    let mut child = Command::new(exe)
         .args(["--licenses", &n.to_string()])
         .args(["--app-id", &seeded.app_id])
         .stdin(Stdio::piped())
@@ -395,12 +395,15 @@ pub async fn run(
     seconds: u64,
     cycles: usize,
 ) -> anyhow::Result<()> {
+    // Both servers are found before seeding, which takes minutes at a million licenses.
+    let ledger = sibling("ledger")?;
+    let baseline_exe = sibling("validation-baseline")?;
     let key_seed = 42;
     let seeded = seed(&pool, licenses, key_seed).await?;
     let data_dir = std::env::temp_dir().join(format!("ledger-bench-{}", uuid::Uuid::now_v7()));
-    let (ours, startup) = start_ours(url, &data_dir)?;
+    let (ours, startup) = start_ours(&ledger, url, &data_dir)?;
     let rss_loaded = rss_mib(ours.child.id())?;
-    let baseline = start_baseline(&seeded, licenses, key_seed)?;
+    let baseline = start_baseline(&baseline_exe, &seeded, licenses, key_seed)?;
     let baseline_rss = rss_mib(baseline.child.id())?;
 
     let script = std::env::temp_dir().join(format!("ledger-bench-{}.lua", uuid::Uuid::now_v7()));
