@@ -6,7 +6,8 @@
 //! - `bench commands`: the command path vs raw INSERT vs cqrs-es + postgres-es (issue #2).
 //! - `bench activations`: activations vs raw INSERT (issue #3).
 //! - `bench tokens`: offline-token minting vs raw p256 signing (issue #3).
-//! - `bench validation`: `POST /v1/validate` vs a minimal HashMap server, with wrk (issue #3).
+//! - `bench validation`: `POST /v1/validate` vs a minimal HashMap server, with wrk (issue #3);
+//!   the server is the `validation-baseline` binary of `bench-baseline`, found next to `bench`.
 //! - `bench replay`: rebuild, as-of reads and verify vs plain reads of the log (issue #4); on a
 //!   database of its own name (`bench_replay`), recreated at the start.
 
@@ -23,7 +24,6 @@ mod replay;
 mod tokens;
 mod validation;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -77,7 +77,8 @@ enum Which {
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         threads: Vec<usize>,
     },
-    /// POST /v1/validate of `ledger serve` vs a minimal HashMap server, with wrk -t2 -c64.
+    /// POST /v1/validate of `ledger serve` vs a minimal HashMap server, with wrk -t2 -c64
+    /// (both binaries next to this one: `cargo build --release -p api -p bench -p bench-baseline`).
     Validation {
         /// License counts to measure, each on a fresh database.
         #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
@@ -99,20 +100,6 @@ enum Which {
         licenses: u64,
         #[arg(long)]
         script: std::path::PathBuf,
-    },
-    /// (internal) The baseline server of `bench validation`.
-    #[command(hide = true)]
-    ValidationBaseline {
-        #[arg(long)]
-        licenses: u64,
-        #[arg(long)]
-        seed: u64,
-        #[arg(long)]
-        prefix: String,
-        #[arg(long)]
-        app_id: String,
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
     },
 }
 
@@ -214,12 +201,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             validation::seed_with_script(&pool, licenses, &script).await
         }
-        Which::ValidationBaseline {
-            licenses,
-            seed,
-            prefix,
-            app_id,
-            listen,
-        } => validation::serve_baseline(licenses, seed, &prefix, app_id, listen).await,
     }
 }

@@ -4,7 +4,7 @@
 //!   token's signing input;
 //! - **ours**: what the server does per token besides recording `OfflineTokenIssued`: build the
 //!   claims from the license, encode header and claims, sign, encode the signature
-//!   (`api::signing::KeyPair::sign_jwt`, the code the endpoint runs).
+//!   (`application::signing::KeyPair::sign_jwt`, the code the endpoint runs).
 //!
 //! Recording the token is an event append like any command and is measured by the command and
 //! activation benchmarks; it is deliberately not in this ratio, which isolates the token's own

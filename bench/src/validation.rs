@@ -1,37 +1,34 @@
 //! Issue #3: `POST /v1/validate` of the real server (`ledger serve`, release build, its own
-//! process) against a minimal axum server answering from a `HashMap` of the same size (`bench
-//! validation-baseline`, its own process), both driven by `wrk -t2 -c64` in alternating runs;
-//! plus the server's resident memory.
+//! process) against a minimal axum server answering from a `HashMap` of the same size
+//! (`validation-baseline`, package `bench-baseline`, its own process), both driven by
+//! `wrk -t2 -c64` in alternating runs; plus the server's resident memory.
 //!
 //! Seeding: the catalogue goes through the command services; the licenses are written as real
 //! `LicenseIssued` events in multi-row INSERTs (through the insert trigger, so the hash chain is
 //! the same as for any writer), then every projector runs to the head, so the server loads
-//! `rm_validation` exactly as in production. Keys are derived from a seed, so the baseline server
-//! holds the very same keys.
+//! `rm_validation` exactly as in production. Keys are derived from a seed by [`key`], the one
+//! derivation: the wrk script and the baseline server get them from it, the baseline on its
+//! stdin, so it holds the very same keys.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use commands::clock::SystemClock;
 use commands::keys::KeyHasher;
 use commands::ledger::{NewOrganization, NewProduct};
 use commands::{CommandContext, EventStore, Ledger};
+use domain::AggregateType;
 use domain::event::{Actor, EventMetadata, encode_payload};
 use domain::keys::LicenseKey;
 use domain::license::{LicenseEvent, LicenseIssued};
 use domain::policy::{PolicyTerms, PolicyTermsInput};
+use domain::stream::{ClaimScope, claim_stream_id};
 use domain::values::*;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPool;
 
@@ -141,14 +138,16 @@ pub async fn seed(pool: &PgPool, n: u64, seed: u64) -> anyhow::Result<Seeded> {
             payloads.push(serde_json::to_string(&encode_payload(&event)?)?);
             claims.push(hash.to_hex());
         }
-        let claim_streams: Vec<String> =
-            stream_ids.iter().map(|s| format!("License/{s}")).collect();
+        let claim_streams: Vec<String> = stream_ids
+            .iter()
+            .map(|s| claim_stream_id(AggregateType::License, s))
+            .collect();
         let metadatas = vec![metadata.clone(); stream_ids.len()];
         sqlx::query(
             "WITH c AS (INSERT INTO unique_claims (scope, value, stream_id) \
-                        SELECT 'license_key', v, s FROM UNNEST($5::text[], $6::text[]) AS t(v, s)) \
+                        SELECT $7, v, s FROM UNNEST($5::text[], $6::text[]) AS t(v, s)) \
              INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             SELECT e, 'License', a, 1, 'LicenseIssued', '1', p::json, m::json \
+             SELECT e, $8, a, 1, 'LicenseIssued', '1', p::json, m::json \
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(e, a, p, m)",
         )
         .bind(&event_ids)
@@ -157,6 +156,8 @@ pub async fn seed(pool: &PgPool, n: u64, seed: u64) -> anyhow::Result<Seeded> {
         .bind(&metadatas)
         .bind(&claims)
         .bind(&claim_streams)
+        .bind(ClaimScope::LicenseKey.as_str())
+        .bind(AggregateType::License.as_str())
         .execute(pool)
         .await?;
         i += batch;
@@ -196,68 +197,6 @@ pub async fn seed(pool: &PgPool, n: u64, seed: u64) -> anyhow::Result<Seeded> {
     })
 }
 
-// ----- the baseline server -----
-
-#[derive(Deserialize)]
-struct Body {
-    key: String,
-}
-
-struct Baseline {
-    app_id: String,
-    licenses: std::collections::HashMap<String, Value>,
-}
-
-async fn baseline_validate(
-    State(b): State<Arc<Baseline>>,
-    headers: HeaderMap,
-    Json(body): Json<Body>,
-) -> axum::response::Response {
-    if headers.get("x-app-id").and_then(|v| v.to_str().ok()) != Some(b.app_id.as_str()) {
-        return (StatusCode::FORBIDDEN, Json(json!({"code": "APP_MISMATCH"}))).into_response();
-    }
-    match b.licenses.get(&body.key) {
-        Some(license) => Json(
-            json!({"valid": true, "code": "VALID", "detail": "the license is valid",
-                                     "license": license, "warnings": []}),
-        )
-        .into_response(),
-        None => (StatusCode::FORBIDDEN, Json(json!({"code": "NOT_FOUND"}))).into_response(),
-    }
-}
-
-/// Serves the baseline: `n` keys of `seed` in a `HashMap`, until killed. Prints `listening ADDR`.
-///
-/// # Errors
-/// When the address cannot be bound.
-pub async fn serve_baseline(
-    n: u64,
-    seed: u64,
-    prefix: &str,
-    app_id: String,
-    listen: SocketAddr,
-) -> anyhow::Result<()> {
-    let prefix = KeyPrefix::parse(prefix)?;
-    let mut licenses = std::collections::HashMap::with_capacity(n as usize);
-    let expires = chrono::Utc::now() + chrono::Duration::days(365);
-    for i in 0..n {
-        let license = json!({"id": uuid::Uuid::now_v7(), "status": "active", "product_id": uuid::Uuid::nil(),
-                             "policy": {"id": uuid::Uuid::nil(), "version": 1, "model": "node_locked"},
-                             "features": ["export.pdf", "pro"], "seats": 3, "activations": 0,
-                             "expires_at": expires, "trial_days_remaining": null});
-        licenses.insert(key(&prefix, seed, i).expose().to_owned(), license);
-    }
-    let state = Arc::new(Baseline { app_id, licenses });
-    let app = axum::Router::new()
-        .route("/v1/validate", axum::routing::post(baseline_validate))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("listening {}", listener.local_addr()?);
-    std::io::stdout().flush()?;
-    axum::serve(listener, app).await?;
-    Ok(())
-}
-
 // ----- driving both with wrk -----
 
 struct Process {
@@ -288,16 +227,16 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let path = exe.parent().context("bench has no directory")?.join(name);
     if !path.exists() {
         bail!(
-            "{} is missing: build it with `cargo build --release -p api -p bench`",
+            "{} is missing: build it with `cargo build --release -p api -p bench -p bench-baseline`",
             path.display()
         );
     }
     Ok(path)
 }
 
-fn start_ours(url: &str, data_dir: &Path) -> anyhow::Result<(Process, Duration)> {
+fn start_ours(ledger: &Path, url: &str, data_dir: &Path) -> anyhow::Result<(Process, Duration)> {
     let started = Instant::now();
-    let mut child = Command::new(sibling("ledger")?)
+    let mut child = Command::new(ledger)
         .args([
             "serve",
             "--listen",
@@ -331,28 +270,37 @@ fn start_ours(url: &str, data_dir: &Path) -> anyhow::Result<(Process, Duration)>
     Ok((Process { child, addr }, started.elapsed()))
 }
 
-fn start_baseline(n: u64, seed: u64, prefix: &str, app_id: &str) -> anyhow::Result<Process> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args([
-            "validation-baseline",
-            "--licenses",
-            &n.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .args(["--prefix", prefix, "--app-id", app_id])
+/// Starts `validation-baseline` and hands it the keys of the seeded set on its stdin, one per
+/// line, derived here by [`key`]: the baseline derives nothing, so it cannot hold other keys.
+fn start_baseline(exe: &Path, seeded: &Seeded, n: u64, seed: u64) -> anyhow::Result<Process> {
+    let mut child = Command::new(exe)
+        .args(["--licenses", &n.to_string()])
+        .args(["--app-id", &seeded.app_id])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
+    // Held by `Process` from here on, so an error below still kills the child.
+    let stdin = child.stdin.take().context("stdin")?;
     let stdout = child.stdout.take().context("stdout")?;
+    let mut baseline = Process {
+        child,
+        addr: String::new(),
+    };
+    let mut keys = BufWriter::new(stdin);
+    for i in 0..n {
+        writeln!(keys, "{}", key(&seeded.prefix, seed, i).expose())?;
+    }
+    // Dropping stdin is the end of the list: the baseline starts serving once it sees EOF.
+    drop(keys.into_inner().map_err(|e| e.into_error())?);
     let line = BufReader::new(stdout)
         .lines()
         .next()
         .context("no output")??;
-    let addr = line
+    baseline.addr = line
         .strip_prefix("listening ")
         .context("unexpected output")?
         .to_owned();
-    Ok(Process { child, addr })
+    Ok(baseline)
 }
 
 /// wrk's requests/s and p99 latency (seconds).
@@ -448,12 +396,15 @@ pub async fn run(
     seconds: u64,
     cycles: usize,
 ) -> anyhow::Result<()> {
+    // Both servers are found before seeding, which takes minutes at a million licenses.
+    let ledger = sibling("ledger")?;
+    let baseline_exe = sibling("validation-baseline")?;
     let key_seed = 42;
     let seeded = seed(&pool, licenses, key_seed).await?;
     let data_dir = std::env::temp_dir().join(format!("ledger-bench-{}", uuid::Uuid::now_v7()));
-    let (ours, startup) = start_ours(url, &data_dir)?;
+    let (ours, startup) = start_ours(&ledger, url, &data_dir)?;
     let rss_loaded = rss_mib(ours.child.id())?;
-    let baseline = start_baseline(licenses, key_seed, seeded.prefix.as_str(), &seeded.app_id)?;
+    let baseline = start_baseline(&baseline_exe, &seeded, licenses, key_seed)?;
     let baseline_rss = rss_mib(baseline.child.id())?;
 
     let script = std::env::temp_dir().join(format!("ledger-bench-{}.lua", uuid::Uuid::now_v7()));
