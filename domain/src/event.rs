@@ -352,11 +352,6 @@ impl RecordedEvent {
     pub fn decode<E: VersionedEvent>(&self) -> Result<E, EventCodecError> {
         decode_payload_ref(&self.event_type, &self.event_version, &self.payload)
     }
-
-    /// The metadata decoded, when it has the ledger's shape.
-    pub fn typed_metadata(&self) -> Option<EventMetadata> {
-        serde_json::from_value(self.metadata.clone()).ok()
-    }
 }
 
 #[cfg(test)]

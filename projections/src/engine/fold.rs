@@ -109,9 +109,7 @@ impl ReplayBatch {
 /// A License event read from its record: the license (its stream id) and the event decoded,
 /// for every fold of License events (projections, the validation model, as-of reads). The error
 /// names the event (a projector stops at it, and the operator must find it).
-pub fn decode_license(
-    e: &RecordedEvent,
-) -> Result<(LicenseId, LicenseEvent), ProjectionError> {
+pub fn decode_license(e: &RecordedEvent) -> Result<(LicenseId, LicenseEvent), ProjectionError> {
     read_license(e.into(), || e.decode::<LicenseEvent>())
 }
 
