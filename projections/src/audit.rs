@@ -5,6 +5,7 @@
 //! (metadata still JSON text) by a rebuild; both go through [`write_row`], and [`Meta`] reads the
 //! three metadata fields from either as `serde_json::Value::as_str` would.
 
+use domain::AggregateType;
 use std::borrow::Cow;
 
 use async_trait::async_trait;
@@ -35,7 +36,7 @@ impl Projection for AuditProjection {
     fn tables(&self) -> &'static [&'static str] {
         &["rm_audit"]
     }
-    fn aggregate_types(&self) -> &'static [&'static str] {
+    fn aggregate_types(&self) -> &'static [AggregateType] {
         &[]
     }
 
@@ -93,7 +94,7 @@ fn write_row(
         .text(e.aggregate_id)
         .i64(e.sequence)
         .opt_uuid(
-            (e.aggregate_type == "License")
+            (e.aggregate_type == AggregateType::License.as_str())
                 .then(|| Uuid::parse_str(e.aggregate_id).ok())
                 .flatten(),
         )

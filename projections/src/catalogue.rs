@@ -3,6 +3,7 @@
 //! rebuild writes identical rows.
 
 use async_trait::async_trait;
+use domain::AggregateType;
 use domain::event::RecordedEvent;
 use domain::organization::OrganizationEvent;
 use domain::policy::PolicyEvent;
@@ -47,8 +48,8 @@ impl Projection for OrganizationsProjection {
     fn tables(&self) -> &'static [&'static str] {
         &["rm_organizations"]
     }
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Organization"]
+    fn aggregate_types(&self) -> &'static [AggregateType] {
+        &[AggregateType::Organization]
     }
 
     async fn apply(
@@ -147,8 +148,8 @@ impl Projection for ProductsProjection {
     fn tables(&self) -> &'static [&'static str] {
         &["rm_products"]
     }
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Product"]
+    fn aggregate_types(&self) -> &'static [AggregateType] {
+        &[AggregateType::Product]
     }
 
     async fn apply(
@@ -199,8 +200,8 @@ impl Projection for PoliciesProjection {
     fn tables(&self) -> &'static [&'static str] {
         &["rm_policies"]
     }
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Policy"]
+    fn aggregate_types(&self) -> &'static [AggregateType] {
+        &[AggregateType::Policy]
     }
 
     async fn apply(

@@ -54,7 +54,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
 /// impl Projection for Mailer {
 ///     fn name(&self) -> &'static str { "mailer" }
 ///     fn tables(&self) -> &'static [&'static str] { &[] }
-///     fn aggregate_types(&self) -> &'static [&'static str] { &[] }
+///     fn aggregate_types(&self) -> &'static [domain::AggregateType] { &[] }
 ///     async fn apply(
 ///         &self,
 ///         _conn: &mut sqlx::PgConnection,

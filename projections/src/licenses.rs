@@ -7,6 +7,7 @@
 //! statement per table. A rebuild keeps the fold across batches ([`ReplaySafe::bulk`]) and so
 //! writes each license once, not once per batch that touches it.
 
+use domain::AggregateType;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -319,8 +320,8 @@ impl Projection for LicensesProjection {
     fn tables(&self) -> &'static [&'static str] {
         &["rm_licenses", "rm_license_snapshots"]
     }
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["License"]
+    fn aggregate_types(&self) -> &'static [AggregateType] {
+        &[AggregateType::License]
     }
 
     async fn apply(

@@ -1,6 +1,7 @@
 //! The projector engine against a real PostgreSQL: exactly-once under concurrent, delayed and
 //! rolled-back writers; one active instance across runners; rebuild equals live; lag.
 
+use domain::AggregateType;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +35,8 @@ impl Projection for Seen {
     fn tables(&self) -> &'static [&'static str] {
         &["test_seen"]
     }
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Note"]
+    fn aggregate_types(&self) -> &'static [AggregateType] {
+        &[NOTE]
     }
     async fn apply(
         &self,
@@ -52,6 +53,10 @@ impl Projection for Seen {
 }
 impl ReplaySafe for Seen {}
 
+/// The aggregate type of the `Noted` events these tests write. No projection that decodes
+/// payloads reads it (only audit, which copies any type), so fake events are safe under it.
+const NOTE: AggregateType = AggregateType::ApiToken;
+
 async fn create_seen(pool: &PgPool) {
     sqlx::query("CREATE TABLE test_seen (event_id uuid PRIMARY KEY, position bigint NOT NULL, applied bigserial)")
         .execute(pool)
@@ -64,11 +69,12 @@ async fn insert_note(conn: &mut PgConnection, stream: &str, sequence: i64) -> Uu
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         VALUES ($1, 'Note', $2, $3, 'Noted', '1', '{}', '{}')",
+         VALUES ($1, $4, $2, $3, 'Noted', '1', '{}', '{}')",
     )
     .bind(id)
     .bind(stream)
     .bind(sequence)
+    .bind(NOTE.as_str())
     .execute(conn)
     .await
     .unwrap();
@@ -217,7 +223,9 @@ async fn only_one_runner_is_active_and_a_standby_takes_over(pool: PgPool) {
     let b = run(second.clone());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let holders: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 5170",
+        // This database's locks only: other tests' projectors run on the same server.
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 5170 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .fetch_one(&pool)
     .await

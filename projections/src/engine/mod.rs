@@ -30,6 +30,7 @@
 //! every user names it `engine::X` whichever file holds it.
 
 use async_trait::async_trait;
+use domain::AggregateType;
 use domain::event::{EventCodecError, RecordedEvent};
 use sqlx::PgConnection;
 
@@ -71,7 +72,7 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables it owns and alone writes (emptied on rebuild).
     fn tables(&self) -> &'static [&'static str];
     /// The aggregate types whose events it reads; empty for every type.
-    fn aggregate_types(&self) -> &'static [&'static str];
+    fn aggregate_types(&self) -> &'static [AggregateType];
     /// Applies one event inside the batch's transaction.
     async fn apply(
         &self,

@@ -6,8 +6,8 @@
 //! export) spells its queries with these, not only the projectors. The row decoder, the columns
 //! and the commit order themselves live in `eventlog`, which the store reads with too.
 
-use domain::Timestamp;
 use domain::event::RecordedEvent;
+use domain::{AggregateType, Timestamp};
 use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -106,7 +106,7 @@ pub fn replay_event(row: &PgRow) -> Result<ReplayEvent, sqlx::Error> {
 pub async fn read_events(
     conn: &mut PgConnection,
     after: &Checkpoint,
-    types: &[&str],
+    types: &[AggregateType],
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let rows = fetch_after(conn, after, types, limit).await?;
@@ -156,7 +156,7 @@ pub fn row_checkpoint(row: &PgRow) -> Result<Checkpoint, sqlx::Error> {
 async fn fetch_after(
     conn: &mut PgConnection,
     after: &Checkpoint,
-    types: &[&str],
+    types: &[AggregateType],
     limit: i64,
 ) -> Result<Vec<PgRow>, sqlx::Error> {
     let sql = format!(
@@ -167,7 +167,7 @@ async fn fetch_after(
     sqlx::query(&sql)
         .bind(after.tx_id.to_string())
         .bind(after.position)
-        .bind(types)
+        .bind(type_names(types))
         .bind(limit)
         .fetch_all(conn)
         .await
@@ -182,14 +182,14 @@ async fn fetch_after(
 pub async fn has_pending(
     conn: &mut PgConnection,
     after: &Checkpoint,
-    types: &[&str],
+    types: &[AggregateType],
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)))",
     )
     .bind(after.tx_id.to_string())
     .bind(after.position)
-    .bind(types)
+    .bind(type_names(types))
     .fetch_one(conn)
     .await
 }
@@ -212,4 +212,10 @@ pub async fn checkpoint(conn: &mut PgConnection, name: &str) -> Result<Checkpoin
         },
         None => Checkpoint::default(),
     })
+}
+
+/// Aggregate types as the `aggregate_type` column spells them, for a `= ANY($n)` filter (empty:
+/// every type).
+pub(crate) fn type_names(types: &[AggregateType]) -> Vec<&'static str> {
+    types.iter().map(|t| t.as_str()).collect()
 }

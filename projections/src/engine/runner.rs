@@ -99,7 +99,7 @@ pub async fn pending<P: Projection + ?Sized>(
     pool: &PgPool,
     projection: &P,
 ) -> Result<bool, sqlx::Error> {
-    let types: Vec<&str> = projection.aggregate_types().to_vec();
+    let types = super::reader::type_names(projection.aggregate_types());
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM events e, projector_checkpoints c \
          WHERE c.name = $1 AND (e.tx_id, e.global_position) > (c.last_tx_id, c.last_position) \
@@ -202,7 +202,7 @@ pub async fn lag<P: Projection + ?Sized>(
     pool: &PgPool,
     projection: &P,
 ) -> Result<ProjectorLag, sqlx::Error> {
-    let types: Vec<&str> = projection.aggregate_types().to_vec();
+    let types = super::reader::type_names(projection.aggregate_types());
     let row = sqlx::query(
         "WITH cp AS (SELECT last_tx_id, last_position, events_applied FROM projector_checkpoints WHERE name = $1), \
          pending AS (SELECT e.recorded_at FROM events e, cp \

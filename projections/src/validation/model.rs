@@ -3,6 +3,7 @@
 //! (commit order, below the horizon), and takes the states this process's commands leave
 //! ([`ValidationModel::observe`]); validation reads it by key hash.
 
+use domain::AggregateType;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -181,7 +182,7 @@ impl ValidationModel {
             let after = self.read().checkpoint.clone();
             let mut conn = pool.acquire().await?;
             // Idle is this one query.
-            if !engine::has_pending(&mut conn, &after, &["License"]).await? {
+            if !engine::has_pending(&mut conn, &after, &[AggregateType::License]).await? {
                 break;
             }
             drop(conn);
@@ -209,7 +210,8 @@ impl ValidationModel {
         loop {
             let after = self.read().checkpoint.clone();
             let mut conn = pool.acquire().await?;
-            let events = engine::read_events(&mut conn, &after, &["License"], 1000).await?;
+            let events =
+                engine::read_events(&mut conn, &after, &[AggregateType::License], 1000).await?;
             drop(conn);
             if events.is_empty() {
                 return Ok(total);

@@ -2,6 +2,7 @@
 //! that keeps it current: rows read into entries, entries upserted or copied in, and the fold
 //! ([`RowFold`]) shared by the live projector and a rebuild.
 
+use domain::AggregateType;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -179,8 +180,8 @@ impl Projection for ValidationProjection {
     fn tables(&self) -> &'static [&'static str] {
         &["rm_validation"]
     }
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["License"]
+    fn aggregate_types(&self) -> &'static [AggregateType] {
+        &[AggregateType::License]
     }
 
     async fn apply(

@@ -179,5 +179,5 @@ pub async fn rebuild(
 /// when it names none (as `engine::read_events` selects).
 pub fn reads(projection: &dyn ReplaySafe, aggregate_type: &str) -> bool {
     let types = projection.aggregate_types();
-    types.is_empty() || types.contains(&aggregate_type)
+    types.is_empty() || types.iter().any(|t| t.as_str() == aggregate_type)
 }
