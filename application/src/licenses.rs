@@ -90,6 +90,23 @@ impl Licenses<'_> {
         ))
     }
 
+    /// The answer of a command that minted a key: the view, and the key this once (`None` on
+    /// a replay: the key was shown to the first request and is stored nowhere).
+    fn with_key(
+        &self,
+        outcome: Outcome<License>,
+        key: Option<domain::keys::LicenseKey>,
+    ) -> Result<Written<LicenseWithKey>, AppError> {
+        let outcome = self.observed(outcome);
+        Ok(Written {
+            view: LicenseWithKey {
+                license: self.view(&outcome)?,
+                key: key.map(|k| k.expose().to_owned()),
+            },
+            replayed: outcome.replayed,
+        })
+    }
+
     // ----- administration -----
 
     /// Issues a license; the answer carries its key this once.
@@ -102,14 +119,7 @@ impl Licenses<'_> {
         input: NewLicense,
     ) -> Result<Written<LicenseWithKey>, AppError> {
         let (outcome, key) = self.app.ledger().issue_license(ctx, input).await?;
-        let outcome = self.observed(outcome);
-        Ok(Written {
-            view: LicenseWithKey {
-                license: self.view(&outcome)?,
-                key: key.map(|k| k.expose().to_owned()),
-            },
-            replayed: outcome.replayed,
-        })
+        self.with_key(outcome, key)
     }
 
     /// Applies a lifecycle change.
@@ -140,14 +150,7 @@ impl Licenses<'_> {
         id: LicenseId,
     ) -> Result<Written<LicenseWithKey>, AppError> {
         let (outcome, key) = self.app.ledger().rotate_license_key(ctx, id).await?;
-        let outcome = self.observed(outcome);
-        Ok(Written {
-            view: LicenseWithKey {
-                license: self.view(&outcome)?,
-                key: key.map(|k| k.expose().to_owned()),
-            },
-            replayed: outcome.replayed,
-        })
+        self.with_key(outcome, key)
     }
 
     /// The license now, folded from its stream.
