@@ -230,9 +230,6 @@ impl From<AppError> for ApiError {
             AppError::Entropy(cause) => Self::internal(&cause),
             AppError::Projection(p) => p.into(),
             AppError::NotFound { code, detail } => Self::not_found(code, detail),
-            AppError::Unprocessable { code, detail } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
-            }
             // The client edge: an unknown key and another application's key answer alike.
             AppError::Edge(code) => Self::new(StatusCode::FORBIDDEN, code.into(), code.detail()),
             AppError::Invariant(what) => Self::internal(&what),

@@ -231,16 +231,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             run: Box::new(move || limit.prune()),
         })
         .collect();
-    let mut jobs = Jobs::start(&app, &config.jobs, chores);
-
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            jobs.stop().await;
-            return Err(e).with_context(|| format!("cannot listen on {}", config.listen));
-        }
-    };
+    // Bound before any job starts: a server that cannot listen starts nothing.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let mut jobs = Jobs::start(&app, &config.jobs, chores);
     let router = app_router(
         state.clone(),
         rate_limit,

@@ -102,9 +102,9 @@ impl App {
         })))
     }
 
-    /// The write side. License commands go through [`App::licenses`] instead, which keeps
-    /// validation current; the catalogue through [`App::catalogue`].
-    pub fn ledger(&self) -> &Ledger {
+    /// The write side, for the use cases of this crate only: License commands must go through
+    /// [`App::licenses`], which keeps validation current.
+    pub(crate) fn ledger(&self) -> &Ledger {
         &self.0.ledger
     }
 
@@ -141,10 +141,5 @@ impl App {
     /// The in-process signal of appends (wakes projectors and the validation follower).
     pub(crate) fn signal(&self) -> &ChangeSignal {
         &self.0.signal
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> &std::path::Path {
-        &self.0.data_dir
     }
 }

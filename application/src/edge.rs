@@ -2,10 +2,12 @@
 //! request files): does this license key open a license of the application that presents it?
 //!
 //! Unknown keys and keys of another application are refused alike ([`AppError::Edge`] with
-//! `NOT_FOUND` or `APP_MISMATCH`, one status on every client route) and cost the same work: a
-//! malformed key is hashed like a real one, and the App GUID is compared in constant time whether
-//! or not a license was found, against a decoy when none was. So an answer's timing does not
-//! tell whether a key exists under another product.
+//! `NOT_FOUND` or `APP_MISMATCH`, one status on every client route). A malformed key is hashed
+//! like a real one, and the App GUID is compared in constant time whether or not a license was
+//! found, against a decoy when none was, so on `/v1/validate` an answer's timing does not tell
+//! whether a key exists under another product. The command routes' fallback to the claims table
+//! still costs an unknown key one query that another application's key does not; issue #13
+//! evens that out here, where the one check lives.
 //!
 //! The check reads the in-memory validation model first; a command route falls back to the
 //! claims table for a key the model has not seen yet (a license issued a moment ago on another
@@ -54,6 +56,24 @@ impl App {
         }
     }
 
+    /// The in-memory step of the check, the same for every route: `f` gets the entry when the
+    /// key opens a license of `app`, or whether a license was found at all (another
+    /// application's) when it does not.
+    fn in_memory<R>(
+        &self,
+        hash: &KeyHash,
+        app: &AppId,
+        f: impl FnOnce(Result<&ValidationEntry, bool>) -> R,
+    ) -> R {
+        self.validation().with_key(hash, |entry| {
+            let (found, same) = same_app(entry.map(|e| &e.class.app_id), app);
+            match entry {
+                Some(e) if found && same => f(Ok(e)),
+                _ => f(Err(found)),
+            }
+        })
+    }
+
     /// Runs `f` on the validation entry of the license `raw_key` opens for application `app`,
     /// from memory alone (what `POST /v1/validate` answers from).
     ///
@@ -66,13 +86,7 @@ impl App {
         f: impl FnOnce(&ValidationEntry) -> R,
     ) -> Result<R, AppError> {
         let hash = self.key_hash(raw_key);
-        self.validation().with_key(&hash, |entry| {
-            let (found, same) = same_app(entry.map(|e| &e.class.app_id), app);
-            match entry {
-                Some(e) if found && same => Ok(f(e)),
-                _ => Err(refusal(found)),
-            }
-        })
+        self.in_memory(&hash, app, |entry| entry.map(f).map_err(refusal))
     }
 
     /// The license `raw_key` opens for application `app`, for a command.
@@ -81,14 +95,11 @@ impl App {
     /// [`AppError::Edge`] when the key opens no license of this application; database errors.
     pub async fn open_license(&self, app: &AppId, raw_key: &str) -> Result<LicenseId, AppError> {
         let hash = self.key_hash(raw_key);
-        let in_memory = self.validation().with_key(&hash, |entry| {
-            let (found, same) = same_app(entry.map(|e| &e.class.app_id), app);
-            (found, same, entry.map(|e| e.license_id))
-        });
-        match in_memory {
-            (true, true, Some(id)) => return Ok(id),
-            (true, false, _) => return Err(refusal(true)),
-            _ => {}
+        match self.in_memory(&hash, app, |entry| entry.map(|e| e.license_id)) {
+            Ok(id) => return Ok(id),
+            Err(true) => return Err(refusal(true)),
+            // Not in memory: perhaps issued a moment ago on another node.
+            Err(false) => {}
         }
         let Some(id) = self.ledger().license_by_key_hash(&hash).await? else {
             return Err(refusal(false));

@@ -22,9 +22,6 @@ pub enum AppError {
     /// What was asked for does not exist (or did not at the instant asked about).
     #[error("{detail}")]
     NotFound { code: ErrorCode, detail: String },
-    /// Well-formed, but not something this ledger can do with what it was given.
-    #[error("{detail}")]
-    Unprocessable { code: ErrorCode, detail: String },
     /// A client application's key does not open a license for its application: `NOT_FOUND` or
     /// `APP_MISMATCH`, refused alike at every client route.
     #[error("{}", .0.detail())]

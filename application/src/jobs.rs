@@ -1,8 +1,9 @@
 //! The one place the server's background jobs start: [`Jobs::start`]. A job started anywhere
 //! else is a job some way of running the server forgets — round 1 shipped a checkpoint signer
-//! that `ledger serve` never started. Every job the server needs is listed in [`Job`], and
-//! [`Jobs::start`] starts each one (a test holds it to that, and the end-to-end tests run the
-//! server as `ledger serve` does, through this function).
+//! that `ledger serve` never started. Every job the server needs is a variant of [`Job`];
+//! [`Jobs::start`] starts every variant (`Job::iter()`, which the compiler keeps complete, and a
+//! `match` that must name each), records what it spawned, and the end-to-end tests hold a server
+//! started as `ledger serve` starts it to having started them all.
 //!
 //! Jobs run until the shared cancellation token is cancelled; [`Jobs::stop`] cancels it and
 //! waits for every job (and for what the front end spawned with [`Jobs::spawn`]) to end.
@@ -12,13 +13,14 @@ use std::time::Duration;
 
 use domain::event::Actor;
 use projections::{ProjectorRunner, RunnerConfig};
+use strum::IntoEnumIterator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::App;
 
 /// Every background job of a server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::EnumIter)]
 pub enum Job {
     /// One runner per projection keeps its read model current.
     Projectors,
@@ -32,21 +34,6 @@ pub enum Job {
     KeyReload,
     /// Signs checkpoints of the log.
     CheckpointSigner,
-    /// The front end's own periodic chores (rate-limit buckets, ...), handed in as [`Periodic`].
-    Pruners,
-}
-
-impl Job {
-    /// Every job, in the order they start.
-    pub const ALL: [Self; 7] = [
-        Self::Projectors,
-        Self::NotifyForwarder,
-        Self::ValidationFollower,
-        Self::LeaseExpiry,
-        Self::KeyReload,
-        Self::CheckpointSigner,
-        Self::Pruners,
-    ];
 }
 
 /// How often the jobs run.
@@ -77,7 +64,8 @@ impl Default for JobsConfig {
     }
 }
 
-/// A chore of the front end run every `every` (e.g. forgetting idle rate-limit buckets).
+/// A chore of the front end run every `every` (e.g. forgetting idle rate-limit buckets): started
+/// with the jobs, stopped with them.
 pub struct Periodic {
     pub name: &'static str,
     pub every: Duration,
@@ -92,22 +80,24 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Starts every job of [`Job::ALL`] for `app`, with the front end's `chores`.
+    /// Starts every [`Job`] for `app`, and the front end's `chores`.
     pub fn start(app: &App, config: &JobsConfig, chores: Vec<Periodic>) -> Self {
         let mut jobs = Self {
             shutdown: CancellationToken::new(),
             tasks: JoinSet::new(),
             started: Vec::new(),
         };
-        for job in Job::ALL {
+        for job in Job::iter() {
             jobs.start_one(job, app, config);
         }
         for chore in chores {
+            tracing::debug!(chore = chore.name, every = ?chore.every, "periodic chore started");
             jobs.every(chore.every, move || (chore.run)());
         }
         jobs
     }
 
+    /// Spawns `job` and records it as started.
     fn start_one(&mut self, job: Job, app: &App, config: &JobsConfig) {
         let token = self.shutdown.clone();
         let pool = app.pool().clone();
@@ -162,8 +152,6 @@ impl Jobs {
                     token,
                 ));
             }
-            // The chores are handed in by the caller; `start` starts them after the jobs.
-            Job::Pruners => {}
         }
         self.started.push(job);
     }
@@ -181,7 +169,7 @@ impl Jobs {
         });
     }
 
-    /// The jobs started, in order.
+    /// The jobs started, in the order they started.
     pub fn started(&self) -> &[Job] {
         &self.started
     }

@@ -3,8 +3,9 @@
 //! - **raw**: `p256::ecdsa::SigningKey::sign` (RFC 6979, SHA-256) over a message as long as a
 //!   token's signing input;
 //! - **ours**: what the server does per token besides recording `OfflineTokenIssued`: build the
-//!   claims from the license, encode header and claims, sign, encode the signature
-//!   (`application::signing::KeyPair::sign_jwt`, the code the endpoint runs).
+//!   claims (`client::verify::Claims`, the type the endpoint serializes), encode header and
+//!   claims, sign, encode the signature (`application::signing::KeyPair::sign_jwt`, the code the
+//!   endpoint runs).
 //!
 //! Recording the token is an event append like any command and is measured by the command and
 //! activation benchmarks; it is deliberately not in this ratio, which isolates the token's own
@@ -14,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use client::verify::{Claims, LicenseModel, PolicyRef, TokenKind};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
-use serde_json::json;
 
 use crate::harness::{median, ratio_cell, ratios};
 
@@ -55,14 +56,25 @@ pub fn run(slice: Duration, cycles: usize, threads: &[usize]) -> anyhow::Result<
     let app_id = uuid::Uuid::new_v4();
     let claims = move || {
         let now = chrono::Utc::now().timestamp();
-        json!({
-            "iss": "license-ledger", "sub": license_id, "aud": app_id.hyphenated().to_string(),
-            "iat": now, "nbf": now, "exp": now + 14 * 86_400, "jti": uuid::Uuid::now_v7(),
-            "features": ["pro", "export.pdf"], "fingerprint": "9f86d081884c7d65",
-            "installation_id": license_id,
-            "policy": {"id": license_id, "version": 3, "model": "node_locked"},
-            "status": "active", "kind": "offline",
-        })
+        Claims {
+            iss: "license-ledger".to_owned(),
+            sub: license_id,
+            aud: app_id.into(),
+            iat: now,
+            nbf: now,
+            exp: now + 14 * 86_400,
+            jti: uuid::Uuid::now_v7(),
+            features: vec!["pro".to_owned(), "export.pdf".to_owned()],
+            fingerprint: Some("9f86d081884c7d65".to_owned()),
+            installation_id: Some(license_id),
+            policy: Some(PolicyRef {
+                id: license_id,
+                version: 3,
+                model: LicenseModel::NodeLocked,
+            }),
+            status: Some("active".to_owned()),
+            kind: TokenKind::Offline,
+        }
     };
     let sample = pair.sign_jwt(&claims())?;
     let input_len = sample.rfind('.').unwrap_or(sample.len());

@@ -42,7 +42,7 @@ pub trait LicenseFacts {
 
 /// The code of a validation answer. `NotFound` and `AppMismatch` are decided at the edge (the key
 /// and the App GUID) and answered as 403; the others come from [`decide`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, strum::EnumIter)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ValidationCode {
     NotFound,
@@ -60,22 +60,6 @@ pub enum ValidationCode {
 }
 
 impl ValidationCode {
-    /// Every code, in the order of the decision (first failure wins).
-    pub const ALL: [Self; 12] = [
-        Self::NotFound,
-        Self::AppMismatch,
-        Self::Revoked,
-        Self::Suspended,
-        Self::Paused,
-        Self::Overdue,
-        Self::TrialExpired,
-        Self::Expired,
-        Self::NotActivated,
-        Self::TooManyActivations,
-        Self::FeaturesMissing,
-        Self::Valid,
-    ];
-
     /// The stable code.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -168,14 +168,13 @@ impl TestApp {
 
     async fn mint(server: &RunningServer, role: Role) -> String {
         let ctx = CommandContext::new(Actor::Operator, "test-setup");
-        let (_, secret) = server
+        let minted = server
             .state
             .app
-            .ledger()
-            .issue_api_token(&ctx, role, None, Some(chrono::Duration::hours(1)))
+            .mint_token(&ctx, role, None, chrono::Duration::hours(1))
             .await
             .expect("mint token");
-        secret.expose().to_owned()
+        minted.view.token
     }
 
     /// A token with `role`.

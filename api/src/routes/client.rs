@@ -3,8 +3,8 @@
 //! `docs/client-protocol.md`.
 //!
 //! Every request first passes the edge (`application::edge`): the key must open a license of the
-//! application presenting it. Unknown keys and keys of another application both answer 403 and
-//! cost the same work. Validation answers from the in-memory validation model; activations and
+//! application presenting it. Unknown keys and keys of another application both answer 403, with
+//! the same body. Validation answers from the in-memory validation model; activations and
 //! offline tokens are License commands (`App::licenses`).
 
 use application::licenses::{ActivationRequest, client_context};

@@ -74,15 +74,16 @@ pub(crate) fn list_query(
 }
 
 /// A page of a list under its resource's name: `{"<name>": [...], "next_cursor": ...}`.
-pub(crate) fn page<T: Serialize>(name: &str, listed: Listed<T>) -> Response {
-    let mut items = serde_json::Map::new();
-    items.insert(
-        name.to_owned(),
-        serde_json::to_value(listed.items).unwrap_or_default(),
-    );
-    Json(Page {
-        items: serde_json::Value::Object(items),
+///
+/// # Errors
+/// 500 when a view does not serialize (a bug; never an empty page in its place).
+pub(crate) fn page<T: Serialize>(name: &str, listed: Listed<T>) -> Result<Response, ApiError> {
+    let items = serde_json::to_value(listed.items).map_err(|e| ApiError::internal(&e))?;
+    let mut named = serde_json::Map::new();
+    named.insert(name.to_owned(), items);
+    Ok(Json(Page {
+        items: serde_json::Value::Object(named),
         next_cursor: listed.next_cursor,
     })
-    .into_response()
+    .into_response())
 }

@@ -89,7 +89,7 @@ async fn list_organizations(
         .catalogue()
         .organizations(q.parent_id, q.page())
         .await?;
-    Ok(page("organizations", listed))
+    page("organizations", listed)
 }
 
 async fn organization_licenses(
@@ -106,5 +106,5 @@ async fn organization_licenses(
         .catalogue()
         .organization_licenses(id, q.page())
         .await?;
-    Ok(page("licenses", listed))
+    page("licenses", listed)
 }

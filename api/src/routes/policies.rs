@@ -197,5 +197,5 @@ async fn list_policies(
         .catalogue()
         .policies(q.product_id, q.page())
         .await?;
-    Ok(page("policies", listed))
+    page("policies", listed)
 }

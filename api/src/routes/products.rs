@@ -81,5 +81,5 @@ async fn list_products(
     principal.require(Permission::Read)?;
     let q = list_query(query)?;
     let listed = state.app.catalogue().products(q.page()).await?;
-    Ok(page("products", listed))
+    page("products", listed)
 }
