@@ -321,10 +321,13 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--label: {e}"))?;
             let ledger = operator_ledger(&database_url).await?;
-            let (id, secret) = ledger
+            let (outcome, secret) = ledger
                 .issue_api_token(&operator_context(), role, label, Some(args.ttl))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = outcome.id;
+            // An operator's context carries no idempotency key, so this is never a replay.
+            let secret = secret.context("the new token's secret is missing")?;
             eprintln!(
                 "minted token {id} with role {} valid for {}",
                 role.as_str(),

@@ -1,9 +1,8 @@
 //! Running the ledger: administration tokens, the audit trail, the latest signed checkpoint,
 //! projector lag and readiness.
 
-use commands::{CommandContext, Loaded};
+use commands::CommandContext;
 use domain::Timestamp;
-use domain::api_token::ApiToken;
 use domain::ids::ApiTokenId;
 use domain::values::{Name, Role};
 use projections::engine::ProjectorLag;
@@ -19,8 +18,9 @@ use crate::{App, AppError};
 pub struct MintedToken {
     pub id: ApiTokenId,
     pub role: Role,
-    /// The bearer secret (`llt_…`).
-    pub token: String,
+    /// The bearer secret (`llt_…`); `null` when this answer replays an earlier request with the
+    /// same `Idempotency-Key` (the secret was shown to that request and is stored nowhere).
+    pub token: Option<String>,
     pub expires_at: Option<Timestamp>,
 }
 
@@ -87,19 +87,22 @@ impl App {
         label: Option<Name>,
         ttl: chrono::Duration,
     ) -> Result<Written<MintedToken>, AppError> {
-        let (id, secret) = self
+        let (outcome, secret) = self
             .ledger()
             .issue_api_token(ctx, role, label, Some(ttl))
             .await?;
-        let loaded: Loaded<ApiToken> = self.ledger().store().read(id).await?;
+        let state = outcome
+            .aggregate
+            .state()
+            .ok_or(AppError::Invariant("a token command left no token"))?;
         Ok(Written {
             view: MintedToken {
-                id,
-                role,
-                token: secret.expose().to_owned(),
-                expires_at: loaded.aggregate.state().and_then(|s| s.expires_at),
+                id: outcome.id,
+                role: state.role,
+                token: secret.map(|s| s.expose().to_owned()),
+                expires_at: state.expires_at,
             },
-            replayed: false,
+            replayed: outcome.replayed,
         })
     }
 

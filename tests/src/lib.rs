@@ -174,7 +174,7 @@ impl TestApp {
             .mint_token(&ctx, role, None, chrono::Duration::hours(1))
             .await
             .expect("mint token");
-        minted.view.token
+        minted.view.token.expect("a fresh token shows its secret")
     }
 
     /// A token with `role`.

@@ -50,8 +50,9 @@ struct RequestFile {
     environment: Option<Environment>,
     #[allow(dead_code)] // written by the SDK for the administrator's eyes; not needed here
     created_at: String,
-    /// Recorded as the events' causation, linking them to the file.
-    nonce: String,
+    /// Recorded as the events' causation, linking them to the file. A UUID, as the SDK writes
+    /// it (`docs/client-protocol.md`): anything else would be stored forever in the log.
+    nonce: uuid::Uuid,
 }
 
 fn malformed(detail: impl Into<String>) -> ApiError {

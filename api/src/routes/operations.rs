@@ -46,6 +46,18 @@ async fn audit(
     let Query(q) =
         query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text(), None))?;
     let limit = page_limit(q.limit)?.unwrap_or(100);
+    // Actors are printable (`api_token:<id>`, `operator`, ...); a control character (NUL above
+    // all, which PostgreSQL refuses in text) can match none, so it is a malformed query.
+    if q.actor
+        .as_deref()
+        .is_some_and(|a| a.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "actor must not contain control characters",
+            Some("actor".into()),
+        ));
+    }
     let filter = AuditFilter {
         from: query_instant("from", q.from.as_deref())?,
         to: query_instant("to", q.to.as_deref())?,

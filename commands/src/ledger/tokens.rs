@@ -11,7 +11,10 @@ use crate::executor::{CommandContext, Outcome};
 use crate::keys;
 
 impl Ledger {
-    /// Mints an administration token; the secret is returned once.
+    /// Mints an administration token; the secret is returned once. A replayed request (same
+    /// `Idempotency-Key`) gets the token the first request minted and no secret: that secret was
+    /// shown to the first request and is stored only as a hash, and a fresh one would open
+    /// nothing.
     ///
     /// # Errors
     /// Infrastructure errors.
@@ -21,7 +24,7 @@ impl Ledger {
         role: Role,
         label: Option<Name>,
         ttl: Option<chrono::Duration>,
-    ) -> Result<(ApiTokenId, ApiTokenSecret), LedgerError> {
+    ) -> Result<(Outcome<ApiToken>, Option<ApiTokenSecret>), LedgerError> {
         let id = ApiTokenId::from_uuid(Uuid::now_v7());
         let secret = keys::generate_api_token(id)?;
         let now = self.now();
@@ -35,8 +38,9 @@ impl Ledger {
                 expires_at: ttl.map(|ttl| now + ttl),
             },
         };
-        self.store.execute_new::<ApiToken>(id, command, ctx).await?;
-        Ok((id, secret))
+        let outcome = self.store.execute_new::<ApiToken>(id, command, ctx).await?;
+        let secret = (!outcome.replayed).then_some(secret);
+        Ok((outcome, secret))
     }
 
     /// Revokes an administration token.

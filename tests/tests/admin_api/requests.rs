@@ -97,3 +97,44 @@ async fn an_idempotency_key_makes_a_retried_issue_answer_the_same_license_once()
     assert_eq!(app.event_count().await, before);
     app.stop().await;
 }
+
+/// A retried mint must not hand out a secret that was never recorded: it answers the token the
+/// first request minted, without its secret (shown once, stored only as a hash).
+#[tokio::test]
+async fn a_retried_token_mint_answers_the_first_token_and_no_dead_secret() {
+    let app = TestApp::start().await;
+    let body = json!({"role": "vendor_auditor", "ttl_seconds": 3600});
+    let key = [("idempotency-key", "mint-ci-token-1")];
+    let first = app
+        .call_as(
+            &app.admin_token,
+            Method::POST,
+            "/v1/tokens",
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let secret = first.body["token"].as_str().unwrap().to_owned();
+    let before = app.event_count().await;
+    let again = app
+        .call_as(
+            &app.admin_token,
+            Method::POST,
+            "/v1/tokens",
+            Some(body),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["expires_at"], first.body["expires_at"]);
+    assert_eq!(again.body["token"], Value::Null, "{:?}", again.body);
+    assert_eq!(app.event_count().await, before);
+    let works = app
+        .call_as(&secret, Method::GET, "/v1/projections", None, &[])
+        .await;
+    assert_eq!(works.status, StatusCode::OK, "the first secret still opens");
+    app.stop().await;
+}

@@ -52,6 +52,11 @@ async fn audit_trail_is_filtered_and_paginated_and_checkpoints_are_served() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let bad = app.get("/v1/audit?from=last-week").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let bad = app.get("/v1/audit?actor=%00").await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::BAD_REQUEST, "INVALID_QUERY")
+    );
     let anonymous = app
         .client
         .get(format!("{}/v1/audit", app.base))

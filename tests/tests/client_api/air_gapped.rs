@@ -120,6 +120,17 @@ async fn an_air_gapped_machine_is_activated_and_deactivated_with_files() {
         let answer = post_file(bad.to_owned()).await.unwrap();
         assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{bad:?}");
     }
+    // The nonce is recorded forever as the events' causation: only the UUID the SDK writes.
+    for nonce in [json!("abc\u{0000}def"), json!("x".repeat(40_000)), json!(7)] {
+        let mut odd = request.clone();
+        odd["nonce"] = nonce;
+        let answer = post_file(request_file("ACTIVATION REQUEST", &odd))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        let problem: Value = answer.json().await.unwrap();
+        assert_eq!(problem["code"], "MALFORMED_REQUEST_FILE");
+    }
     let mut wrong_app = request.clone();
     wrong_app["app_id"] = json!(OTHER_APP);
     let answer = post_file(request_file("ACTIVATION REQUEST", &wrong_app))
