@@ -236,3 +236,34 @@ impl From<AppError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::validation::ValidationCode;
+
+    use super::*;
+
+    async fn body_of(e: ApiError) -> Vec<u8> {
+        let response = e.into_response();
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    /// An unknown key and another application's key must cost the same to answer; their bodies
+    /// differ in code and detail, so they must at least be equally long.
+    #[tokio::test]
+    async fn the_two_edge_refusals_answer_bodies_of_one_length() {
+        let not_found = body_of(AppError::Edge(ValidationCode::NotFound).into()).await;
+        let mismatch = body_of(AppError::Edge(ValidationCode::AppMismatch).into()).await;
+        assert_ne!(not_found, mismatch);
+        assert_eq!(
+            not_found.len(),
+            mismatch.len(),
+            "{}\n{}",
+            String::from_utf8_lossy(&not_found),
+            String::from_utf8_lossy(&mismatch)
+        );
+    }
+}

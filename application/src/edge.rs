@@ -3,11 +3,10 @@
 //!
 //! Unknown keys and keys of another application are refused alike ([`AppError::Edge`] with
 //! `NOT_FOUND` or `APP_MISMATCH`, one status on every client route). A malformed key is hashed
-//! like a real one, and the App GUID is compared in constant time whether or not a license was
-//! found, against a decoy when none was, so on `/v1/validate` an answer's timing does not tell
-//! whether a key exists under another product. The command routes' fallback to the claims table
-//! still costs an unknown key one query that another application's key does not; issue #13
-//! evens that out here, where the one check lives.
+//! like a real one, the App GUID is compared in constant time whether or not a license was found
+//! (against a decoy when none was), and on the command routes both refusals ask the claims table
+//! once. So an answer's timing does not tell whether a key exists under another product
+//! (`tests/tests/client_api/timing.rs` classifies 2,000 answers of each kind on every route).
 //!
 //! The check reads the in-memory validation model first; a command route falls back to the
 //! claims table for a key the model has not seen yet (a license issued a moment ago on another
@@ -32,6 +31,9 @@ pub(crate) fn same_app(found: Option<&AppId>, presented: &AppId) -> (bool, bool)
     (found.is_some(), equal)
 }
 
+/// The hash of no license: what a malformed key, and a key refused in memory, are looked up as.
+const NO_LICENSE: KeyHash = KeyHash::from_bytes([0; 32]);
+
 /// The refusal for a key that opens no license of this application.
 const fn refusal(found: bool) -> AppError {
     AppError::Edge(if found {
@@ -51,7 +53,7 @@ impl App {
             Err(_) => {
                 let prefix = KeyPrefix::parse("XX").expect("a valid prefix");
                 let _ = hasher.hash(&LicenseKey::from_entropy(&prefix, &[0; 20]));
-                KeyHash::from_bytes([0; 32])
+                NO_LICENSE
             }
         }
     }
@@ -95,13 +97,22 @@ impl App {
     /// [`AppError::Edge`] when the key opens no license of this application; database errors.
     pub async fn open_license(&self, app: &AppId, raw_key: &str) -> Result<LicenseId, AppError> {
         let hash = self.key_hash(raw_key);
-        match self.in_memory(&hash, app, |entry| entry.map(|e| e.license_id)) {
-            Ok(id) => return Ok(id),
-            Err(true) => return Err(refusal(true)),
-            // Not in memory: perhaps issued a moment ago on another node.
-            Err(false) => {}
+        let in_memory = self.in_memory(&hash, app, |entry| entry.map(|e| e.license_id));
+        if let Ok(id) = in_memory {
+            return Ok(id);
         }
-        let Some(id) = self.ledger().license_by_key_hash(&hash).await? else {
+        // Refused or unknown in memory: ask the claims table either way. An unknown key must
+        // ask it (the license may have been issued a moment ago on another node); another
+        // application's key asks it too, for a hash no license has, so that the database
+        // answers both refusals "nothing" with the same work: the answer's timing must not tell
+        // that a key exists under another product.
+        let mismatch = in_memory == Err(true);
+        let asked = if mismatch { NO_LICENSE } else { hash };
+        let claimed = self.ledger().license_by_key_hash(&asked).await?;
+        if mismatch {
+            return Err(refusal(true));
+        }
+        let Some(id) = claimed else {
             return Err(refusal(false));
         };
         let loaded = self.ledger().store().read::<License>(id).await?;

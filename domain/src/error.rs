@@ -28,6 +28,8 @@ pub enum DomainError {
     OrganizationClosed(OrganizationId),
     #[error("moving the organization under {0} would make it its own ancestor")]
     OrganizationCycle(OrganizationId),
+    #[error("an organization tree may be at most {max} levels deep")]
+    OrganizationTooDeep { max: usize },
     #[error("organization {0} is not a partner")]
     NotAPartner(OrganizationId),
     #[error("partner {0} already administers this organization")]
@@ -107,6 +109,7 @@ impl DomainError {
             | Self::ApiTokenAlreadyIssued(_) => ErrorCode::AlreadyExists,
             Self::OrganizationClosed(_) => ErrorCode::OrganizationClosed,
             Self::OrganizationCycle(_) => ErrorCode::OrganizationCycle,
+            Self::OrganizationTooDeep { .. } => ErrorCode::OrganizationTooDeep,
             Self::NotAPartner(_) => ErrorCode::NotAPartner,
             Self::DelegationAlreadyGranted(_) => ErrorCode::DelegationAlreadyGranted,
             Self::DelegationNotGranted(_) => ErrorCode::DelegationNotGranted,
@@ -155,6 +158,7 @@ impl DomainError {
             | Self::LeaseExpired(_) => RejectionKind::Conflict,
             Self::OrganizationClosed(_)
             | Self::OrganizationCycle(_)
+            | Self::OrganizationTooDeep { .. }
             | Self::NotAPartner(_)
             | Self::DelegationAlreadyGranted(_)
             | Self::DelegationNotGranted(_)

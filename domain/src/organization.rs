@@ -18,6 +18,11 @@ use crate::ids::OrganizationId;
 use crate::stream::AggregateType;
 use crate::values::{Name, OrganizationKind};
 
+/// How deep an organization tree may be (corporate > subsidiary > location needs three): the
+/// write side walks a lineage up to this many organizations, and no organization is placed below
+/// one that is already this deep.
+pub const MAX_DEPTH: usize = 32;
+
 /// What the write side knows about an organization a command refers to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrganizationFacts {
@@ -46,6 +51,21 @@ impl OrganizationRef {
             .ok_or(DomainError::OrganizationNotFound(self.id))?;
         if facts.closed {
             return Err(DomainError::OrganizationClosed(self.id));
+        }
+        Ok(facts)
+    }
+
+    /// This organization's facts, when it is open and an organization may be placed directly
+    /// below it without the tree growing deeper than [`MAX_DEPTH`].
+    ///
+    /// # Errors
+    /// `OrganizationNotFound`, `OrganizationClosed` or `OrganizationTooDeep`.
+    pub fn require_open_parent(&self) -> Result<&OrganizationFacts, DomainError> {
+        let facts = self.require_open()?;
+        // `lineage` holds the parent and its ancestors (at most MAX_DEPTH of them: the write side
+        // stops walking there), so a child would be at depth `lineage.len() + 1`.
+        if facts.lineage.len() >= MAX_DEPTH {
+            return Err(DomainError::OrganizationTooDeep { max: MAX_DEPTH });
         }
         Ok(facts)
     }
@@ -171,7 +191,7 @@ impl Organization {
         let state = match (self, &cmd.action) {
             (Self::Unregistered, OrganizationAction::Register { name, kind, parent }) => {
                 if let Some(parent) = parent {
-                    parent.require_open()?;
+                    parent.require_open_parent()?;
                 }
                 return Ok(vec![OrganizationEvent::Registered {
                     name: name.clone(),
@@ -200,7 +220,10 @@ impl Organization {
                 let new_parent_id = match new_parent {
                     None => None,
                     Some(parent) => {
-                        let facts = parent.require_open()?;
+                        // The organization itself must fit below the new parent; its own
+                        // descendants are not counted here (the write side would have to walk
+                        // the subtree: the move route of the identity issue must).
+                        let facts = parent.require_open_parent()?;
                         if parent.id == id || facts.lineage.contains(&id) {
                             return Err(DomainError::OrganizationCycle(parent.id));
                         }
@@ -360,6 +383,40 @@ mod tests {
                 kind: OrganizationKind::Customer,
                 parent_id: Some(id(2)),
             }]);
+    }
+
+    #[test]
+    fn no_organization_is_placed_deeper_than_the_maximum_depth() {
+        // A parent at depth MAX_DEPTH - 1 (its lineage: itself and its ancestors) takes a child.
+        let lineage: Vec<u128> = (2..).take(MAX_DEPTH - 1).collect();
+        Fw::with(())
+            .given_no_previous_events()
+            .when(cmd(OrganizationAction::Register {
+                name: name("deepest"),
+                kind: OrganizationKind::Customer,
+                parent: Some(open(2, OrganizationKind::Customer, &lineage)),
+            }))
+            .then_expect_events(vec![OrganizationEvent::Registered {
+                name: name("deepest"),
+                kind: OrganizationKind::Customer,
+                parent_id: Some(id(2)),
+            }]);
+        // One at MAX_DEPTH takes none, and nothing moves below it either.
+        let lineage: Vec<u128> = (2..).take(MAX_DEPTH).collect();
+        Fw::with(())
+            .given_no_previous_events()
+            .when(cmd(OrganizationAction::Register {
+                name: name("too deep"),
+                kind: OrganizationKind::Customer,
+                parent: Some(open(2, OrganizationKind::Customer, &lineage)),
+            }))
+            .then_expect_error(DomainError::OrganizationTooDeep { max: MAX_DEPTH });
+        Fw::with(())
+            .given(vec![registered()])
+            .when(cmd(OrganizationAction::Move {
+                new_parent: Some(open(2, OrganizationKind::Customer, &lineage)),
+            }))
+            .then_expect_error(DomainError::OrganizationTooDeep { max: MAX_DEPTH });
     }
 
     #[test]

@@ -31,8 +31,8 @@ mod tokens;
 pub use catalogue::{NewOrganization, NewProduct};
 pub use licenses::{LicenseChange, NewLicense};
 
-/// How deep an organization tree may be (corporate > subsidiary > location needs three).
-pub const MAX_ORGANIZATION_DEPTH: usize = 32;
+/// How deep an organization tree may be (the rule is the domain's).
+pub use domain::organization::MAX_DEPTH as MAX_ORGANIZATION_DEPTH;
 
 /// Why a service call failed.
 #[derive(Debug, thiserror::Error)]

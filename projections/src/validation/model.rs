@@ -301,19 +301,21 @@ impl ValidationModel {
     }
 
     /// Runs `f` on the entry of the license whose key hashes to `key_hash`. The stored hash is
-    /// compared with the presented one in constant time (a rotated-away key finds nothing).
+    /// compared with the presented one in constant time (a rotated-away key finds nothing), and
+    /// against a decoy when no entry was found, so that a hit and a miss do the same work.
     pub fn with_key<R>(
         &self,
         key_hash: &KeyHash,
         f: impl FnOnce(Option<&ValidationEntry>) -> R,
     ) -> R {
+        static DECOY: KeyHash = KeyHash::from_bytes([0xA5; 32]);
         let inner = self.read();
-        let entry = inner
+        let found = inner
             .by_key
             .get(key_hash.as_bytes())
-            .map(|slot| &inner.entries[*slot as usize])
-            .filter(|e| e.key_hash.ct_eq(key_hash));
-        f(entry)
+            .map(|slot| &inner.entries[*slot as usize]);
+        let same = found.map_or(&DECOY, |e| &e.key_hash).ct_eq(key_hash);
+        f(found.filter(|_| same))
     }
 
     /// Licenses holding a floating lease that has lapsed at `now`.

@@ -107,3 +107,40 @@ async fn catalogue_resources_can_be_read_back_and_listed() {
     );
     app.stop().await;
 }
+
+/// Corporate > subsidiary > location needs three levels; the ledger allows 32 and refuses the
+/// 33rd with a clear code, writing nothing.
+#[tokio::test]
+async fn an_organization_tree_deeper_than_32_levels_is_refused() {
+    let app = TestApp::start().await;
+    let mut parent: Option<String> = None;
+    for depth in 1..=32 {
+        let mut body = json!({"name": format!("Level {depth}"), "kind": "customer"});
+        if let Some(p) = &parent {
+            body["parent_id"] = json!(p);
+        }
+        let created = app.post("/v1/organizations", body).await;
+        assert_eq!(
+            created.status,
+            StatusCode::CREATED,
+            "level {depth}: {:?}",
+            created.body
+        );
+        parent = Some(id(&created.body));
+    }
+    let before = app.event_count().await;
+    let deeper = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Level 33", "kind": "customer", "parent_id": parent}),
+        )
+        .await;
+    assert_eq!(
+        (deeper.status, deeper.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "ORGANIZATION_TOO_DEEP"),
+        "{:?}",
+        deeper.body
+    );
+    assert_eq!(app.event_count().await, before);
+    app.stop().await;
+}
