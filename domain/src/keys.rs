@@ -42,17 +42,28 @@ fn crockford_encode(bytes: &[u8]) -> String {
     out
 }
 
-/// Normalizes one character of the random part: upper-case, and the look-alikes Crockford
-/// base32 folds (`O` -> `0`, `I`/`L` -> `1`).
-fn crockford_normalize(c: char) -> Option<char> {
-    let upper = c.to_ascii_uppercase();
-    let folded = match upper {
-        'O' => '0',
-        'I' | 'L' => '1',
-        other => other,
-    };
-    CROCKFORD.contains(&(folded as u8)).then_some(folded)
-}
+/// Each byte of a typed key mapped to its canonical character of the random part: upper-cased,
+/// with the look-alikes Crockford base32 folds (`O` -> `0`, `I`/`L` -> `1`); 0 for a byte that is
+/// no key character (non-ASCII bytes included). A table rather than a search of [`CROCKFORD`]:
+/// this runs for every character of every validated key, and the search was a twentieth of the
+/// validation server's CPU (BENCHMARKS.md, "Validation").
+const NORMALIZED: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < CROCKFORD.len() {
+        let c = CROCKFORD[i];
+        table[c as usize] = c;
+        table[c.to_ascii_lowercase() as usize] = c;
+        i += 1;
+    }
+    table[b'O' as usize] = b'0';
+    table[b'o' as usize] = b'0';
+    table[b'I' as usize] = b'1';
+    table[b'i' as usize] = b'1';
+    table[b'L' as usize] = b'1';
+    table[b'l' as usize] = b'1';
+    table
+};
 
 /// A license key in its canonical form. Shown once, when issued or rotated; never stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,8 +96,8 @@ impl LicenseKey {
         let mut text = String::with_capacity(prefix.len() + 36);
         text.extend(prefix.chars().map(|c| c.to_ascii_uppercase()));
         let mut count = 0;
-        for c in rest.chars() {
-            if c == '-' {
+        for b in rest.bytes() {
+            if b == b'-' {
                 continue;
             }
             if count == 32 {
@@ -95,7 +106,10 @@ impl LicenseKey {
             if count % 8 == 0 {
                 text.push('-');
             }
-            text.push(crockford_normalize(c).ok_or_else(malformed)?);
+            match NORMALIZED[usize::from(b)] {
+                0 => return Err(malformed()),
+                c => text.push(char::from(c)),
+            }
             count += 1;
         }
         if count != 32 {
@@ -304,6 +318,26 @@ mod tests {
         assert_eq!(LicenseKey::parse(&typed).unwrap(), key);
         let with_lookalikes = key.expose().replace('0', "O").replace('1', "l");
         assert_eq!(LicenseKey::parse(&with_lookalikes).unwrap(), key);
+    }
+
+    #[test]
+    fn the_normalizing_table_folds_exactly_the_crockford_alphabet() {
+        for byte in 0..=255u8 {
+            let upper = byte.to_ascii_uppercase();
+            let folded = match upper {
+                b'O' => b'0',
+                b'I' | b'L' => b'1',
+                other => other,
+            };
+            let expected = if CROCKFORD.contains(&folded) {
+                folded
+            } else {
+                0
+            };
+            assert_eq!(NORMALIZED[usize::from(byte)], expected, "byte {byte:#04x}");
+        }
+        // A non-ASCII character (its bytes are all >= 0x80) is no key character.
+        assert!(LicenseKey::parse("ACME-0000000Ö-00000000-00000000-0000000").is_err());
     }
 
     #[test]
