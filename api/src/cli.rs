@@ -109,8 +109,10 @@ struct ServeArgs {
     /// Seconds a request may run before it is answered 503.
     #[arg(long, env = "LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
-    /// Database connections in the pool.
-    #[arg(long, env = "LEDGER_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    /// Database connections for requests (at least 1). Background jobs have a small pool of
+    /// their own besides (one per projector, one LISTEN, three shared).
+    #[arg(long, env = "LEDGER_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = parse_db_max_connections)]
     db_max_connections: u32,
     /// `/readyz` fails when a projector lags by more than this many seconds.
     #[arg(long, env = "LEDGER_MAX_PROJECTOR_LAG_SECS", default_value_t = 30)]
@@ -161,6 +163,22 @@ enum TokenAction {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+/// A request pool's size: a whole number, at least 1 (0 would answer every request 503 after
+/// waiting for a connection that can never come).
+fn parse_db_max_connections(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err(
+            "0 connections cannot answer any request: at least 1 is needed (the \
+                      background jobs have connections of their own)"
+                .into(),
+        ),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "{s:?} is not a number of connections (a whole number, at least 1)"
+        )),
+    }
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -216,10 +234,28 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: an error whose message already quotes
+/// its cause (sqlx's I/O error quotes the OS error, ours quote sqlx's) would otherwise print the
+/// same words once per layer.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -362,6 +398,26 @@ mod tests {
         assert!(parse_ttl("400d").is_err());
         assert!(parse_ttl("soon").is_err());
         assert!(parse_ttl("5y").is_err());
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = anyhow::Error::new(io)
+            .context("error communicating with database: connection refused")
+            .context("cannot start");
+        assert_eq!(
+            one_line(&error),
+            "cannot start: error communicating with database: connection refused"
+        );
+    }
+
+    #[test]
+    fn a_request_pool_of_no_connection_is_refused_with_the_reason() {
+        let zero = parse_db_max_connections("0").unwrap_err();
+        assert!(zero.contains("at least 1"), "{zero}");
+        assert!(parse_db_max_connections("-1").is_err());
+        assert_eq!(parse_db_max_connections("1"), Ok(1));
     }
 
     #[test]

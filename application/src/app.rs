@@ -5,6 +5,11 @@
 //! A front end opens one ([`App::open`]), starts its background jobs once ([`crate::jobs`]) and
 //! calls its use cases ([`App::licenses`], [`App::catalogue`], [`App::edge`], ...). The HTTP API
 //! is one such front end; nothing here knows HTTP.
+//!
+//! Two pools (docs/adr: database pools): [`App::pool`] serves the use cases, that is requests,
+//! and nothing else; [`App::jobs_pool`] serves the background jobs, sized for them
+//! ([`background_connections`]): a job that holds a connection for long (a projector's session,
+//! the one `LISTEN`) can never take one a request is waiting for.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +34,8 @@ pub struct AppConfig {
     pub data_dir: PathBuf,
     /// `LEDGER_KEY_PEPPER`, when set.
     pub key_pepper: Option<String>,
-    /// Connections in the pool.
+    /// Connections in the request pool (the background jobs have a pool of their own, of
+    /// [`background_connections`]).
     pub db_max_connections: u32,
     /// The `iss` of the tokens this server signs.
     pub issuer: String,
@@ -51,13 +57,34 @@ impl AppConfig {
     }
 }
 
+/// The `application_name` of the request pool's connections in `pg_stat_activity`.
+pub const REQUESTS_APPLICATION_NAME: &str = "license-ledger requests";
+
+/// The `application_name` of the background jobs' connections in `pg_stat_activity`.
+pub const JOBS_APPLICATION_NAME: &str = "license-ledger jobs";
+
+/// Connections of the jobs pool that no job holds for long: the validation follower's reads, the
+/// `NOTIFY` forwarder, the checkpoint signer and lease expiry take one for a moment each.
+const SHARED_JOB_CONNECTIONS: u32 = 3;
+
+/// The size of the jobs pool for `projectors` projectors: one session each (a projector's
+/// advisory lock lives as long as its connection, so an active projector keeps one), the one
+/// `LISTEN` connection, and [`SHARED_JOB_CONNECTIONS`].
+pub fn background_connections(projectors: usize) -> u32 {
+    u32::try_from(projectors).unwrap_or(u32::MAX) + 1 + SHARED_JOB_CONNECTIONS
+}
+
 /// The opened ledger. Cloning is cheap (one `Arc`): axum clones its state for every request, and
 /// one counter on one cache line is what that should cost.
 #[derive(Clone)]
 pub struct App(Arc<Inner>);
 
 struct Inner {
+    /// The write side over the request pool: what requests use.
     ledger: Ledger,
+    /// The same write side (one cache, one set of per-aggregate locks, one append hook) over the
+    /// jobs pool: what background jobs (lease expiry) use.
+    jobs_ledger: Ledger,
     validation: Arc<ValidationModel>,
     signing: Arc<SigningKeys>,
     issuer: Arc<str>,
@@ -75,28 +102,60 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Creates the database when missing, applies migrations, connects, reads (or creates) the
-    /// data directory's secrets and signing keys, and loads the validation model.
+    /// Creates the database when missing, applies migrations, connects its two pools, reads (or
+    /// creates) the data directory's secrets and signing keys, and loads the validation model.
     ///
     /// # Errors
-    /// When the database is unreachable, a migration fails, or the data directory is unusable.
+    /// When the request pool could not work (0 connections, or more than the database server
+    /// accepts), the database is unreachable, a migration fails, or the data directory is
+    /// unusable.
     pub async fn open(config: &AppConfig) -> anyhow::Result<Self> {
+        if config.db_max_connections == 0 {
+            anyhow::bail!(
+                "a request pool of 0 database connections cannot answer any request: at least 1 \
+                 is needed (the background jobs have connections of their own)"
+            );
+        }
         commands::db::create_database_if_missing(&config.database_url).await?;
         commands::db::migrate(&config.database_url).await?;
-        let pool = commands::db::connect(&config.database_url, config.db_max_connections).await?;
+        let projections = projections::all();
+        let background = background_connections(projections.len());
+        let jobs_pool =
+            commands::db::connect_named(&config.database_url, background, JOBS_APPLICATION_NAME)
+                .await?;
+        let accepted = commands::db::server_max_connections(&jobs_pool).await?;
+        let needed = u64::from(config.db_max_connections) + u64::from(background);
+        if needed > u64::from(accepted) {
+            anyhow::bail!(
+                "a request pool of {} database connections cannot work: with the {background} of \
+                 the background jobs this server needs {needed}, and PostgreSQL at {} accepts \
+                 {accepted} in all (max_connections); lower --db-max-connections or raise \
+                 max_connections",
+                config.db_max_connections,
+                commands::db::describe_target(&config.database_url),
+            );
+        }
+        let pool = commands::db::connect_named(
+            &config.database_url,
+            config.db_max_connections,
+            REQUESTS_APPLICATION_NAME,
+        )
+        .await?;
         let data_dir = DataDir::open(&config.data_dir)?;
         let pepper = data_dir.key_pepper(config.key_pepper.as_deref())?;
         let signal = ChangeSignal::new();
-        let store = EventStore::new(pool.clone()).with_append_hook(signal.hook());
+        let store = EventStore::new(pool).with_append_hook(signal.hook());
         let ledger = Ledger::new(store, KeyHasher::new(pepper), config.clock.clone());
+        let jobs_ledger = ledger.on_pool(jobs_pool.clone());
         let signing = Arc::new(SigningKeys::open(&config.data_dir)?);
-        let validation = ValidationModel::load(&pool).await?;
+        let validation = ValidationModel::load(&jobs_pool).await?;
         Ok(Self(Arc::new(Inner {
             ledger,
+            jobs_ledger,
             validation,
             signing,
             issuer: config.issuer.clone().into(),
-            projections: Arc::new(projections::all()),
+            projections: Arc::new(projections),
             signal,
             data_dir: config.data_dir.clone(),
         })))
@@ -108,9 +167,20 @@ impl App {
         &self.0.ledger
     }
 
-    /// The pool of the ledger's database.
+    /// The write side over the jobs pool, for background jobs.
+    pub(crate) fn jobs_ledger(&self) -> &Ledger {
+        &self.0.jobs_ledger
+    }
+
+    /// The request pool: what use cases, that is requests, query through. No background job
+    /// uses it.
     pub fn pool(&self) -> &PgPool {
         self.0.ledger.store().pool()
+    }
+
+    /// The jobs pool: every background job's connections, none of a request's.
+    pub fn jobs_pool(&self) -> &PgPool {
+        self.0.jobs_ledger.store().pool()
     }
 
     /// The clock's now.

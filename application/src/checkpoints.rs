@@ -31,7 +31,8 @@ pub async fn sign_next(
     min_events: usize,
     force: bool,
 ) -> anyhow::Result<Option<i64>> {
-    let pool = app.pool();
+    // A background job's work: the jobs pool, never a request's connection.
+    let pool = app.jobs_pool();
     let mut tx = pool.begin().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(SIGNER_LOCK)

@@ -7,6 +7,13 @@
 //!
 //! Jobs run until the shared cancellation token is cancelled; [`Jobs::stop`] cancels it and
 //! waits for every job (and for what the front end spawned with [`Jobs::spawn`]) to end.
+//!
+//! Every job's connections come from the jobs pool ([`App::jobs_pool`], sized by
+//! [`crate::app::background_connections`]), never from the request pool: an active projector
+//! keeps one connection for its session, the [`Job::NotifyListener`] keeps the process's one
+//! `LISTEN` connection, and the other jobs take one for a moment. Round 2's projectors and
+//! validation follower each held a `LISTEN` connection of the request pool, seven in all, and a
+//! server started with `--db-max-connections 5` answered every request 503 (issue #13).
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,6 +33,9 @@ pub enum Job {
     Projectors,
     /// Forwards in-process append signals to `NOTIFY`, for the other nodes.
     NotifyForwarder,
+    /// The process's one `LISTEN` connection: wakes the projectors and the validation follower
+    /// when another node appends.
+    NotifyListener,
     /// Keeps the in-memory validation model following the log.
     ValidationFollower,
     /// Records lapsed floating leases.
@@ -100,7 +110,7 @@ impl Jobs {
     /// Spawns `job` and records it as started.
     fn start_one(&mut self, job: Job, app: &App, config: &JobsConfig) {
         let token = self.shutdown.clone();
-        let pool = app.pool().clone();
+        let pool = app.jobs_pool().clone();
         match job {
             Job::Projectors => {
                 for projection in app.projections() {
@@ -120,6 +130,13 @@ impl Jobs {
                 self.tasks.spawn(app.signal().clone().forward_to_postgres(
                     pool,
                     Duration::from_millis(5),
+                    token,
+                ));
+            }
+            Job::NotifyListener => {
+                self.tasks.spawn(app.signal().clone().listen(
+                    pool,
+                    config.projector_poll_interval,
                     token,
                 ));
             }
@@ -209,7 +226,11 @@ async fn expire_leases(app: App, interval: Duration, shutdown: CancellationToken
                 Actor::System,
                 format!("lease-expiry-{}", uuid::Uuid::now_v7()),
             );
-            if let Err(e) = app.licenses().expire_leases(&ctx, license_id).await {
+            if let Err(e) = app
+                .licenses_for_jobs()
+                .expire_leases(&ctx, license_id)
+                .await
+            {
                 tracing::warn!(%license_id, error = %e, "could not record lapsed leases; will retry");
             }
         }

@@ -8,7 +8,7 @@
 //! ([`crate::asof`]).
 
 use commands::ledger::{LicenseChange, NewLicense};
-use commands::{CommandContext, Loaded, Outcome};
+use commands::{CommandContext, Ledger, Loaded, Outcome};
 use domain::event::Actor;
 use domain::ids::{AppId, InstallationId, LicenseId};
 use domain::license::{License, LicenseEvent, LicenseState};
@@ -43,12 +43,25 @@ pub struct Activated {
 #[derive(Clone, Copy, Debug)]
 pub struct Licenses<'a> {
     app: &'a App,
+    /// The write side over the request pool, or over the jobs pool for a background job.
+    ledger: &'a Ledger,
 }
 
 impl App {
-    /// The license use cases.
+    /// The license use cases (of requests: on the request pool).
     pub fn licenses(&self) -> Licenses<'_> {
-        Licenses { app: self }
+        Licenses {
+            app: self,
+            ledger: self.ledger(),
+        }
+    }
+
+    /// The license use cases of background jobs: the same, on the jobs pool.
+    pub(crate) fn licenses_for_jobs(&self) -> Licenses<'_> {
+        Licenses {
+            app: self,
+            ledger: self.jobs_ledger(),
+        }
     }
 }
 
@@ -118,7 +131,7 @@ impl Licenses<'_> {
         ctx: &CommandContext,
         input: NewLicense,
     ) -> Result<Written<LicenseWithKey>, AppError> {
-        let (outcome, key) = self.app.ledger().issue_license(ctx, input).await?;
+        let (outcome, key) = self.ledger.issue_license(ctx, input).await?;
         self.with_key(outcome, key)
     }
 
@@ -132,7 +145,7 @@ impl Licenses<'_> {
         id: LicenseId,
         change: LicenseChange,
     ) -> Result<Written<LicenseView>, AppError> {
-        let outcome = self.app.ledger().change_license(ctx, id, change).await?;
+        let outcome = self.ledger.change_license(ctx, id, change).await?;
         let outcome = self.observed(outcome);
         Ok(Written {
             view: self.view(&outcome)?,
@@ -149,7 +162,7 @@ impl Licenses<'_> {
         ctx: &CommandContext,
         id: LicenseId,
     ) -> Result<Written<LicenseWithKey>, AppError> {
-        let (outcome, key) = self.app.ledger().rotate_license_key(ctx, id).await?;
+        let (outcome, key) = self.ledger.rotate_license_key(ctx, id).await?;
         self.with_key(outcome, key)
     }
 
@@ -158,7 +171,7 @@ impl Licenses<'_> {
     /// # Errors
     /// `LICENSE_NOT_FOUND`; database and decoding errors.
     pub async fn get(&self, id: LicenseId) -> Result<LicenseView, AppError> {
-        let loaded: Loaded<License> = self.app.ledger().store().read(id).await?;
+        let loaded: Loaded<License> = self.ledger.store().read(id).await?;
         let license = loaded
             .aggregate
             .state()
@@ -194,8 +207,7 @@ impl Licenses<'_> {
     /// `LICENSE_NOT_FOUND`; database errors.
     pub async fn events(&self, id: LicenseId) -> Result<Vec<EventView>, AppError> {
         let events = self
-            .app
-            .ledger()
+            .ledger
             .store()
             .load_stream(AggregateType::License, &id.to_string(), 0)
             .await?;
@@ -220,8 +232,7 @@ impl Licenses<'_> {
     ) -> Result<Activated, AppError> {
         let fingerprint = request.fingerprint.clone();
         let outcome = self
-            .app
-            .ledger()
+            .ledger
             .activate(
                 ctx,
                 license_id,
@@ -259,14 +270,13 @@ impl Licenses<'_> {
         installation_id: InstallationId,
         reason: DeactivationReason,
     ) -> Result<DeactivationView, AppError> {
-        let before: Loaded<License> = self.app.ledger().store().read(license_id).await?;
+        let before: Loaded<License> = self.ledger.store().read(license_id).await?;
         let details = before
             .aggregate
             .state()
             .and_then(|s| InstallationUse::of(s, installation_id));
         let outcome = self
-            .app
-            .ledger()
+            .ledger
             .deactivate(ctx, license_id, installation_id, reason)
             .await?;
         let outcome = self.observed(outcome);
@@ -289,8 +299,7 @@ impl Licenses<'_> {
         installation_id: InstallationId,
     ) -> Result<LeaseView, AppError> {
         let outcome = self
-            .app
-            .ledger()
+            .ledger
             .heartbeat(ctx, license_id, installation_id)
             .await?;
         let outcome = self.observed(outcome);
@@ -314,7 +323,7 @@ impl Licenses<'_> {
         ctx: &CommandContext,
         license_id: LicenseId,
     ) -> Result<(), AppError> {
-        let outcome = self.app.ledger().expire_leases(ctx, license_id).await?;
+        let outcome = self.ledger.expire_leases(ctx, license_id).await?;
         self.observed(outcome);
         Ok(())
     }
@@ -331,8 +340,7 @@ impl Licenses<'_> {
         fingerprint: Option<Fingerprint>,
     ) -> Result<SignedToken, AppError> {
         let outcome = self
-            .app
-            .ledger()
+            .ledger
             .record_offline_token(ctx, license_id, kind, fingerprint)
             .await?;
         let outcome = self.observed(outcome);
@@ -397,7 +405,7 @@ impl Licenses<'_> {
         fingerprint: &Fingerprint,
     ) -> Result<SignedToken, AppError> {
         let now = self.app.now();
-        let loaded: Loaded<License> = self.app.ledger().store().read(license_id).await?;
+        let loaded: Loaded<License> = self.ledger.store().read(license_id).await?;
         let installation_id = loaded
             .aggregate
             .state()
@@ -409,8 +417,7 @@ impl Licenses<'_> {
                 )
             })?;
         let outcome = self
-            .app
-            .ledger()
+            .ledger
             .deactivate(
                 ctx,
                 license_id,

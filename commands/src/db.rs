@@ -3,6 +3,11 @@
 //! Migrations run on a connection of their own as the configured user (the schema owner). Every
 //! pooled connection then switches to the role `ledger_app` (`SET ROLE`), which may insert into
 //! `events` but never update or delete: even an application bug cannot rewrite history.
+//!
+//! A server opens two pools ([`connect_named`]): one for requests and one for its background
+//! jobs, told apart in `pg_stat_activity` by their `application_name` (docs/adr: database
+//! pools). A database that cannot be reached is one line, [`DbError::Unreachable`]: where
+//! (`host:port/database`, never the password) and why, once.
 
 use std::time::Duration;
 
@@ -16,15 +21,27 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// The role application connections act as.
 pub const APP_ROLE: &str = "ledger_app";
 
+/// The `application_name` of the connections of tools and of migrations.
+pub const TOOL_APPLICATION_NAME: &str = "license-ledger";
+
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot reach PostgreSQL at {url}: {source}")]
+    /// No connection could be made. Deliberately without a `source`: the reason is already in
+    /// the message, and an error chain printed in full would repeat it once per layer (sqlx's
+    /// error, then the I/O error inside it).
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     Unreachable {
-        url: String,
-        #[source]
-        source: sqlx::Error,
+        /// `host:port/database`: no user, no password.
+        target: String,
+        /// The innermost cause, e.g. `connection refused`.
+        reason: String,
     },
+    #[error("the database URL is not valid: {0}")]
+    BadUrl(String),
+    /// A pool that could never run a query.
+    #[error("{0}")]
+    Config(String),
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(
@@ -50,12 +67,95 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `host:port/database` of `url`, for messages: what a user needs to see which server was meant,
+/// and nothing that is a secret.
+pub fn describe_target(url: &str) -> String {
+    match url.parse::<PgConnectOptions>() {
+        Ok(options) => format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or(options.get_username())
+        ),
+        Err(_) => redact_url(url),
+    }
+}
+
+/// The reason of a failed connection, once: the innermost cause in words, scrubbed of the URL's
+/// password should a message ever quote it.
+fn reason(url: &str, error: &sqlx::Error) -> String {
+    use std::io::ErrorKind;
+    let text = match error {
+        sqlx::Error::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused => {
+                "connection refused (is PostgreSQL running and listening there?)".to_owned()
+            }
+            ErrorKind::TimedOut => "timed out".to_owned(),
+            ErrorKind::NotFound => format!("no such socket ({io})"),
+            _ => io.to_string(),
+        },
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_owned(),
+        other => {
+            // The innermost error says what happened; the outer ones only repeat it.
+            let mut inner: &dyn std::error::Error = other;
+            while let Some(source) = inner.source() {
+                inner = source;
+            }
+            inner.to_string()
+        }
+    };
+    scrub(url, text)
+}
+
+/// `text` with the URL's password (as written and decoded) replaced.
+fn scrub(url: &str, text: String) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return text;
+    };
+    let Some(raw) = parsed.password().filter(|p| !p.is_empty()) else {
+        return text;
+    };
+    let text = text.replace(raw, "***");
+    text.replace(&percent_decoded(raw), "***")
+}
+
+/// `%XX` sequences decoded (the URL's userinfo form of a password).
+fn percent_decoded(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn unreachable(url: &str) -> impl Fn(sqlx::Error) -> DbError + '_ {
+    move |error| DbError::Unreachable {
+        target: describe_target(url),
+        reason: reason(url, &error),
+    }
+}
+
 fn options(url: &str) -> Result<PgConnectOptions, DbError> {
-    let options: PgConnectOptions = url.parse().map_err(|source| DbError::Unreachable {
-        url: redact_url(url),
-        source,
-    })?;
-    Ok(options.application_name("license-ledger"))
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| DbError::BadUrl(scrub(url, e.to_string())))?;
+    Ok(options.application_name(TOOL_APPLICATION_NAME))
 }
 
 /// Creates the database named in `url` when it does not exist yet (needs the CREATEDB privilege;
@@ -65,13 +165,10 @@ fn options(url: &str) -> Result<PgConnectOptions, DbError> {
 /// When the server is unreachable or the database cannot be created.
 pub async fn create_database_if_missing(url: &str) -> Result<(), DbError> {
     use sqlx::migrate::MigrateDatabase;
-    let unreachable = |source| DbError::Unreachable {
-        url: redact_url(url),
-        source,
-    };
+    options(url)?;
     if !sqlx::Postgres::database_exists(url)
         .await
-        .map_err(unreachable)?
+        .map_err(unreachable(url))?
     {
         sqlx::Postgres::create_database(url).await?;
         tracing::info!(url = %redact_url(url), "created database");
@@ -84,13 +181,7 @@ pub async fn create_database_if_missing(url: &str) -> Result<(), DbError> {
 /// # Errors
 /// When the database is unreachable or a migration fails.
 pub async fn migrate(url: &str) -> Result<(), DbError> {
-    let mut conn = options(url)?
-        .connect()
-        .await
-        .map_err(|source| DbError::Unreachable {
-            url: redact_url(url),
-            source,
-        })?;
+    let mut conn = options(url)?.connect().await.map_err(unreachable(url))?;
     MIGRATOR.run(&mut conn).await?;
     conn.close().await?;
     Ok(())
@@ -163,12 +254,34 @@ pub async fn ensure_migrated(pool: &PgPool) -> Result<(), DbError> {
     }
 }
 
-/// A pool whose connections act as [`APP_ROLE`]. A session that stays idle inside a transaction
-/// is ended after 30 s, because an open writing transaction holds back every projector.
+/// A pool whose connections act as [`APP_ROLE`], named [`TOOL_APPLICATION_NAME`]. See
+/// [`connect_named`].
 ///
 /// # Errors
 /// When the database is unreachable or the role cannot be assumed (run `ledger migrate`).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
+    connect_named(url, max_connections, TOOL_APPLICATION_NAME).await
+}
+
+/// A pool of at most `max_connections` (at least 1) whose connections act as [`APP_ROLE`] and
+/// show as `application_name` in `pg_stat_activity`. A session that stays idle inside a
+/// transaction is ended after 30 s, because an open writing transaction holds back every
+/// projector.
+///
+/// # Errors
+/// When the database is unreachable or the role cannot be assumed (run `ledger migrate`).
+pub async fn connect_named(
+    url: &str,
+    max_connections: u32,
+    application_name: &str,
+) -> Result<PgPool, DbError> {
+    if max_connections == 0 {
+        return Err(DbError::Config(format!(
+            "a pool of 0 connections ({application_name}) could never run a query: at least 1 \
+             is needed"
+        )));
+    }
+    let options = options(url)?.application_name(application_name);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -181,13 +294,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
                 Ok(())
             })
         })
-        .connect_with(options(url)?)
+        .connect_with(options)
         .await
-        .map_err(|source| DbError::Unreachable {
-            url: redact_url(url),
-            source,
-        })?;
+        .map_err(unreachable(url))?;
     Ok(pool)
+}
+
+/// The most connections the database server accepts in all (`max_connections`): a server whose
+/// pools need more cannot work under load, whatever else connects.
+///
+/// # Errors
+/// Database errors.
+pub async fn server_max_connections(pool: &PgPool) -> Result<u32, DbError> {
+    let max: i32 = sqlx::query_scalar("SELECT current_setting('max_connections')::int")
+        .fetch_one(pool)
+        .await?;
+    Ok(u32::try_from(max).unwrap_or(0))
 }
 
 /// Whether the database answers (for `/readyz`).
@@ -195,5 +317,45 @@ pub async fn ping(pool: &PgPool) -> bool {
     match pool.acquire().await {
         Ok(mut conn) => conn.ping().await.is_ok(),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_names_host_port_and_database_and_no_credentials() {
+        let url = "postgres://ledger:s3cret@db.example:5433/licenses";
+        assert_eq!(describe_target(url), "db.example:5433/licenses");
+        assert_eq!(
+            describe_target("postgres://ledger@127.0.0.1/ledger"),
+            "127.0.0.1:5432/ledger"
+        );
+    }
+
+    #[test]
+    fn a_reason_never_quotes_the_password_as_written_or_decoded() {
+        let url = "postgres://ledger:p%40ss%2Fword@127.0.0.1:5432/ledger";
+        assert_eq!(
+            scrub(url, "auth p@ss/word and p%40ss%2Fword".to_owned()),
+            "auth *** and ***"
+        );
+        assert_eq!(percent_decoded("a%2"), "a%2");
+    }
+
+    #[test]
+    fn a_refused_connection_is_said_once_in_words() {
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let error = unreachable("postgres://u:pw@127.0.0.1:5433/ledger")(refused);
+        assert_eq!(
+            error.to_string(),
+            "cannot connect to PostgreSQL at 127.0.0.1:5433/ledger: connection refused (is \
+             PostgreSQL running and listening there?)"
+        );
+        assert!(
+            std::error::Error::source(&error).is_none(),
+            "no cause to repeat"
+        );
     }
 }

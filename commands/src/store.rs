@@ -120,6 +120,17 @@ impl EventStore {
         }
     }
 
+    /// This store over another pool: the same cache, per-aggregate locks and append hook, other
+    /// connections. A server's background jobs write through one on their own pool, so that they
+    /// never wait for (or take) a connection of the request pool.
+    #[must_use]
+    pub fn on_pool(&self, pool: PgPool) -> Self {
+        Self {
+            pool,
+            ..self.clone()
+        }
+    }
+
     /// The per-aggregate locks of this process.
     pub fn locks(&self) -> &KeyedLocks {
         &self.locks

@@ -2,7 +2,14 @@
 //!
 //! In the process that appended, the store's append hook bumps a `watch` counter and the local
 //! runners wake at once. For other processes, a background task sends `NOTIFY ledger_events` in a
-//! transaction of its own, coalescing bursts of appends into one notification.
+//! transaction of its own, coalescing bursts of appends into one notification
+//! ([`ChangeSignal::forward_to_postgres`]). Each process has one `LISTEN` connection
+//! ([`ChangeSignal::listen`]), which wakes every local runner and the validation follower through
+//! the same `watch` counter: a connection per listener would take as many connections as there
+//! are projectors, for one piece of news.
+//!
+//! Two counters, because the forwarder must only forward this process's appends: were it woken
+//! by the notifications it receives (its own among them), it would notify forever.
 //!
 //! Why not `NOTIFY` from a trigger on `events`: PostgreSQL serializes the commits of every
 //! transaction that notifies (a global lock held through the commit's WAL flush), which would
@@ -12,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +29,10 @@ pub const CHANNEL: &str = "ledger_events";
 /// The in-process "events were appended" signal.
 #[derive(Clone, Debug)]
 pub struct ChangeSignal {
-    sender: Arc<watch::Sender<u64>>,
+    /// Appends by this process (what the forwarder sends on).
+    local: Arc<watch::Sender<u64>>,
+    /// Appends by any process: this one's and those `NOTIFY` announced (what runners wait for).
+    any: Arc<watch::Sender<u64>>,
 }
 
 impl Default for ChangeSignal {
@@ -34,20 +44,27 @@ impl Default for ChangeSignal {
 impl ChangeSignal {
     /// A new signal.
     pub fn new() -> Self {
-        let (sender, _) = watch::channel(0);
         Self {
-            sender: Arc::new(sender),
+            local: Arc::new(watch::channel(0).0),
+            any: Arc::new(watch::channel(0).0),
         }
     }
 
-    /// Records that events were appended (cheap; called on every append).
+    /// Records that this process appended events (cheap; called on every append).
     pub fn bump(&self) {
-        self.sender.send_modify(|n| *n = n.wrapping_add(1));
+        self.local.send_modify(|n| *n = n.wrapping_add(1));
+        self.announced();
     }
 
-    /// A receiver for a projector runner.
+    /// Records that some process appended events (a notification arrived).
+    fn announced(&self) {
+        self.any.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver for a projector runner or the validation follower: changes on every append of
+    /// this process and every notification [`ChangeSignal::listen`] receives.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.sender.subscribe()
+        self.any.subscribe()
     }
 
     /// The hook to give `commands::EventStore::with_append_hook`.
@@ -64,7 +81,7 @@ impl ChangeSignal {
         coalesce: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut changes = self.subscribe();
+        let mut changes = self.local.subscribe();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -78,6 +95,50 @@ impl ChangeSignal {
                 tracing::warn!(error = %e, "NOTIFY failed; other nodes will poll");
             }
             tokio::time::sleep(coalesce).await;
+        }
+    }
+
+    /// Listens for `NOTIFY ledger_events` on one connection of `pool` until cancelled, and wakes
+    /// every subscriber on each. A lost connection is taken again (after `retry`), and then
+    /// everyone is woken anyway: a notification may have been missed meanwhile.
+    pub async fn listen(self, pool: PgPool, retry: Duration, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match PgListener::connect_with(&pool).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(CHANNEL).await {
+                        tracing::warn!(error = %e, "cannot LISTEN; will retry (runners poll meanwhile)");
+                    } else {
+                        tracing::debug!(
+                            channel = CHANNEL,
+                            "listening for appends of other processes"
+                        );
+                        self.announced();
+                        loop {
+                            tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                received = listener.try_recv() => match received {
+                                    Ok(Some(_)) => self.announced(),
+                                    Ok(None) => {
+                                        tracing::warn!("LISTEN connection lost; reconnecting");
+                                        self.announced();
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "LISTEN failed; will retry");
+                                        break;
+                                    }
+                                },
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no connection to LISTEN on; will retry (runners poll meanwhile)");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(retry) => {}
+            }
         }
     }
 }

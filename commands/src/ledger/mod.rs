@@ -73,6 +73,15 @@ impl Ledger {
         }
     }
 
+    /// These services over another pool ([`EventStore::on_pool`]).
+    #[must_use]
+    pub fn on_pool(&self, pool: sqlx::PgPool) -> Self {
+        Self {
+            store: self.store.on_pool(pool),
+            ..self.clone()
+        }
+    }
+
     /// The event store.
     pub fn store(&self) -> &EventStore {
         &self.store

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPool;
+use sqlx::{Acquire, PgConnection, Postgres, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Checkpoint, Projection, ProjectionError, ReplaySafe, read_events};
-use crate::notify::CHANNEL;
 
 /// How far behind the log a projector is.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -39,16 +39,17 @@ pub async fn ensure_checkpoint(pool: &PgPool, name: &str) -> Result<(), sqlx::Er
     Ok(())
 }
 
-/// Applies the next batch of at most `limit` events; returns how many were applied.
+/// Applies the next batch of at most `limit` events; returns how many were applied. On a pool
+/// (`&PgPool`) or on a connection of the caller's (`&mut PgConnection`: a runner's session).
 ///
 /// # Errors
 /// Database errors and events the projection cannot apply (nothing of the batch is kept).
-pub async fn run_batch<P: Projection + ?Sized>(
-    pool: &PgPool,
+pub async fn run_batch<'c, P: Projection + ?Sized>(
+    conn: impl Acquire<'c, Database = Postgres>,
     projection: &P,
     limit: i64,
 ) -> Result<usize, ProjectionError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let row = sqlx::query(
         "SELECT last_tx_id::text::bigint AS tx, last_position FROM projector_checkpoints \
          WHERE name = $1 FOR UPDATE",
@@ -91,12 +92,13 @@ pub async fn run_batch<P: Projection + ?Sized>(
 }
 
 /// Whether any committed event of the projection's types lies after its checkpoint (horizon or
-/// not). One indexed query: the idle check that keeps a waiting projector cheap.
+/// not). One indexed query: the idle check that keeps a waiting projector cheap. On a pool or a
+/// connection.
 ///
 /// # Errors
 /// Database errors.
-pub async fn pending<P: Projection + ?Sized>(
-    pool: &PgPool,
+pub async fn pending<'e, P: Projection + ?Sized>(
+    executor: impl sqlx::postgres::PgExecutor<'e>,
     projection: &P,
 ) -> Result<bool, sqlx::Error> {
     let types = super::reader::type_names(projection.aggregate_types());
@@ -107,7 +109,7 @@ pub async fn pending<P: Projection + ?Sized>(
     )
     .bind(projection.name())
     .bind(&types)
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await
 }
 
@@ -123,6 +125,22 @@ pub async fn catch_up<P: Projection + ?Sized>(
     let mut total = 0;
     loop {
         let n = run_batch(pool, projection, batch_size).await?;
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// [`catch_up`] on one connection (a runner's session).
+async fn catch_up_on<P: Projection + ?Sized>(
+    conn: &mut PgConnection,
+    projection: &P,
+    batch_size: i64,
+) -> Result<usize, ProjectionError> {
+    let mut total = 0;
+    loop {
+        let n = run_batch(&mut *conn, projection, batch_size).await?;
         total += n;
         if n == 0 {
             return Ok(total);
@@ -254,6 +272,13 @@ impl Default for RunnerConfig {
 }
 
 /// Keeps one projection current until cancelled.
+///
+/// An active runner has one connection of its pool, its *session*, for as long as it is active:
+/// the advisory lock that makes it the single active instance lives exactly as long as the
+/// connection that took it, and every batch runs on that connection too, so an active projector
+/// costs one connection, never more. A standby holds none between its attempts. The runner does
+/// not `LISTEN` itself: the process's one listener (`notify::ChangeSignal::listen`) wakes it
+/// through `wake`, like the process's own appends do.
 pub struct ProjectorRunner {
     pool: PgPool,
     projection: Arc<dyn Projection>,
@@ -262,7 +287,8 @@ pub struct ProjectorRunner {
 }
 
 impl ProjectorRunner {
-    /// A runner for `projection`, woken by `wake` (in-process appends) besides `LISTEN`.
+    /// A runner for `projection`, taking its session from `pool`, woken by `wake` (appends of
+    /// this process, and of others when the process listens) and by polling.
     pub fn new(
         pool: PgPool,
         projection: Arc<dyn Projection>,
@@ -300,76 +326,74 @@ impl ProjectorRunner {
     }
 
     /// Becomes the active instance (or returns to wait as standby) and projects until cancelled
-    /// or the leadership connection is lost.
+    /// or an error ends the session.
     async fn lead(&mut self, shutdown: &CancellationToken) -> Result<(), ProjectionError> {
         let name = self.projection.name();
-        // A connection of our own: the advisory lock lives exactly as long as this session.
-        let mut leader: PgConnection = self.pool.acquire().await?.detach();
+        let mut session: PoolConnection<Postgres> = self.pool.acquire().await?;
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock(5170, hashtext('projector:' || $1))")
                 .bind(name)
-                .fetch_one(&mut leader)
+                .fetch_one(&mut *session)
                 .await?;
         if !locked {
             tracing::debug!(projector = name, "another instance is active; standing by");
-            return Ok(());
+            return Ok(()); // the connection goes back to the pool holding no lock
         }
+        // From here the connection holds the lock: it must never go back to the pool, where the
+        // next borrower would hold the lock unknowingly and this projector would stall. Whatever
+        // ends the session (an error, a panic, shutdown), the connection is closed, and the lock
+        // with it.
+        session.close_on_drop();
         tracing::info!(projector = name, "projector active");
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
+        let result = self.project(&mut session, shutdown).await;
+        let _ = session.close().await;
+        result
+    }
+
+    /// Projects on the session until cancelled; an error ends the session (the connection may be
+    /// what failed).
+    async fn project(
+        &mut self,
+        session: &mut PgConnection,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProjectionError> {
+        let name = self.projection.name();
         let mut held_back = Duration::ZERO;
         loop {
             // Idle is one cheap query; a batch transaction only when there is something to read.
-            match pending(&self.pool, self.projection.as_ref()).await {
-                Ok(false) => held_back = Duration::ZERO,
-                Ok(true) => {
-                    match catch_up(&self.pool, self.projection.as_ref(), self.config.batch_size)
-                        .await
-                    {
-                        Ok(n) if n > 0 => {
-                            tracing::debug!(projector = name, events = n, "applied");
-                            held_back = Duration::ZERO;
-                        }
-                        Ok(_) => {
-                            // Committed events wait behind an open transaction: look again soon,
-                            // backing off up to the poll interval while it stays open.
-                            held_back =
-                                (held_back * 2).clamp(HELD_BACK_RETRY, self.config.poll_interval);
-                            tokio::time::sleep(held_back).await;
-                        }
-                        Err(e) => {
-                            tracing::error!(projector = name, error = %e, "batch failed; will retry");
-                            tokio::time::sleep(self.config.poll_interval).await;
-                        }
+            if pending(&mut *session, self.projection.as_ref()).await? {
+                let n = catch_up_on(
+                    &mut *session,
+                    self.projection.as_ref(),
+                    self.config.batch_size,
+                )
+                .await?;
+                if n > 0 {
+                    tracing::debug!(projector = name, events = n, "applied");
+                    held_back = Duration::ZERO;
+                } else {
+                    // Committed events wait behind an open transaction: look again soon, backing
+                    // off up to the poll interval while it stays open.
+                    held_back = (held_back * 2).clamp(HELD_BACK_RETRY, self.config.poll_interval);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(held_back) => {}
                     }
-                    continue;
                 }
-                Err(e) => {
-                    tracing::error!(projector = name, error = %e, "cannot read the log; will retry");
-                    tokio::time::sleep(self.config.poll_interval).await;
-                }
+                continue;
             }
+            held_back = Duration::ZERO;
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    let _ = leader.close().await;
-                    return Ok(());
-                }
+                () = shutdown.cancelled() => return Ok(()),
                 changed = self.wake.changed() => {
                     if changed.is_err() {
-                        // The in-process signal is gone; keep going on LISTEN and polling.
+                        // The signal is gone; keep going on polling.
                         tokio::time::sleep(self.config.poll_interval).await;
                     }
                 }
-                notification = listener.try_recv() => {
-                    if let Err(e) = notification {
-                        tracing::warn!(projector = name, error = %e, "LISTEN connection lost; reconnecting");
-                    }
-                }
                 () = tokio::time::sleep(self.config.poll_interval) => {
-                    if leader.ping().await.is_err() {
-                        tracing::warn!(projector = name, "lost the leadership connection");
-                        return Ok(());
-                    }
+                    // Polling doubles as the check that the session (and its lock) still
+                    // exists: `pending` fails on a lost connection and the session ends.
                 }
             }
         }

@@ -233,8 +233,9 @@ impl ValidationModel {
         }
     }
 
-    /// Follows the log until cancelled: on every local append (`wake`), on `NOTIFY`, and every
-    /// `poll` otherwise.
+    /// Follows the log until cancelled: on every change of `wake` (the process's own appends, and
+    /// those of other processes its one listener hears of: `notify::ChangeSignal::listen`), and
+    /// every `poll` otherwise. Takes a connection of `pool` only for a moment at a time.
     pub async fn follow(
         self: Arc<Self>,
         pool: PgPool,
@@ -242,13 +243,6 @@ impl ValidationModel {
         poll: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut l) => match l.listen(crate::notify::CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
         loop {
             if let Err(e) = self.refresh_to_head(&pool).await {
                 tracing::error!(error = %e, "validation model could not follow the log; retrying");
@@ -256,12 +250,6 @@ impl ValidationModel {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 changed = wake.changed() => if changed.is_err() { tokio::time::sleep(poll).await },
-                _ = async {
-                    match listener.as_mut() {
-                        Some(l) => { let _ = l.try_recv().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => {}
                 () = tokio::time::sleep(poll) => {}
             }
         }
