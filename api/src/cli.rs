@@ -5,6 +5,7 @@
 //! `ledger token`), so scripts can capture it.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use domain::event::Actor;
 use domain::ids::ApiTokenId;
 use domain::values::{Name, Role};
 
+use crate::listener::ConnectionLimits;
 use crate::server::{self, ServeConfig};
 
 /// license-ledger: an event-sourced software-license ledger.
@@ -89,8 +91,8 @@ struct DbArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on, IP:PORT.
+    #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     listen: SocketAddr,
     #[command(flatten)]
     db: DbArgs,
@@ -135,6 +137,34 @@ struct ServeArgs {
     #[arg(long, env = "LEDGER_CHECKPOINT_EVERY_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     checkpoint_every_secs: u64,
+    /// Seconds a connection has to send a complete request head, from connecting or from the
+    /// first byte of a later request; slower connections are closed.
+    #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "LEDGER_IDLE_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout_secs: u64,
+    /// Concurrent connections per client address (IPv6: per /64); more are closed at once.
+    /// Raise it behind a reverse proxy or load balancer, whose address all clients share.
+    #[arg(long, env = "LEDGER_MAX_CONNECTIONS_PER_IP", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_ip: u32,
+}
+
+/// `--listen`: an IP address and a port; a port alone or a host name gets a hint. (clap prefixes
+/// the message with the flag and the value it got.)
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| match s.parse::<u16>() {
+        Ok(port) => format!(
+            "expected IP:PORT, not a port alone: 127.0.0.1:{port} (this machine only) or \
+             0.0.0.0:{port} (every interface)"
+        ),
+        Err(_) => "expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080 (an IP address, not a \
+                   host name)"
+            .to_owned(),
+    })
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +305,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.max_projector_lag = Duration::from_secs(args.max_projector_lag_secs);
             config.client_rate_limit_per_second = args.client_rate_limit_rps;
             config.client_rate_limit_burst = args.client_rate_limit_burst;
+            config.connections = ConnectionLimits {
+                header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+                idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+                max_per_ip: NonZeroU32::new(args.max_connections_per_ip)
+                    .context("--max-connections-per-ip must be at least 1")?,
+            };
             server::serve(config).await
         }
         Command::Migrate(db) => {
@@ -409,6 +445,25 @@ mod tests {
         assert_eq!(
             one_line(&error),
             "cannot start: error communicating with database: connection refused"
+        );
+    }
+
+    #[test]
+    fn listen_takes_ip_and_port_and_explains_what_else_it_got() {
+        assert_eq!(
+            parse_listen("0.0.0.0:8081").unwrap(),
+            SocketAddr::from(([0, 0, 0, 0], 8081))
+        );
+        assert!(parse_listen("[::1]:8081").is_ok());
+        assert_eq!(
+            parse_listen("8081").unwrap_err(),
+            "expected IP:PORT, not a port alone: 127.0.0.1:8081 (this machine only) or \
+             0.0.0.0:8081 (every interface)"
+        );
+        assert!(
+            parse_listen("localhost:8080")
+                .unwrap_err()
+                .contains("an IP address, not a host name")
         );
     }
 

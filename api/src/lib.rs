@@ -11,6 +11,8 @@
 //! - [`auth`]: bearer tokens and role permissions.
 //! - [`error`]: [`error::ApiError`], the single mapping of every failure to a status and code.
 //! - [`limits`], [`request_id`]: rate limit, deadline, request ids.
+//! - [`listener`]: the accept loop: header-read and idle timeouts, the per-address connection
+//!   cap, backoff on failed accepts, graceful shutdown.
 //! - [`state`]: what handlers reach: the `application::App` and the HTTP settings.
 //! - [`cli`]: `ledger serve | migrate | token | keys`.
 
@@ -19,6 +21,7 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod listener;
 pub mod request_id;
 pub mod routes;
 pub mod server;

@@ -1,6 +1,7 @@
 //! Assembling and running the server: the router with its layers ([`app_router`]) and the process around
 //! it ([`start`]): the ledger opened by the application layer (`application::App::open`), its
-//! background jobs started in their one place (`application::jobs::Jobs::start`), the listener.
+//! background jobs started in their one place (`application::jobs::Jobs::start`), the listener
+//! (`listener::serve`: connection timeouts and limits).
 //! `ledger serve` runs exactly this, and the tests start the very same server on `127.0.0.1:0`.
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tracing::Level;
 
 use crate::error::ApiError;
 use crate::limits::{self, RateLimit};
+use crate::listener::{self, ConnectionLimits};
 use crate::request_id::{self, RequestId};
 use crate::routes;
 use crate::state::{AppState, RuntimeConfig};
@@ -42,6 +44,8 @@ pub struct ServeConfig {
     /// Client endpoints' requests per second per client IP; 0 disables the limit.
     pub client_rate_limit_per_second: u32,
     pub client_rate_limit_burst: u32,
+    /// Header-read and idle timeouts, connections per client address.
+    pub connections: ConnectionLimits,
 }
 
 impl ServeConfig {
@@ -58,6 +62,7 @@ impl ServeConfig {
             max_projector_lag: Duration::from_secs(30),
             client_rate_limit_per_second: 500,
             client_rate_limit_burst: 1000,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -244,17 +249,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         config.request_timeout,
     );
     let token = jobs.shutdown_token();
-    jobs.spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    jobs.spawn(listener::serve(listener, router, config.connections, token));
     tracing::info!(%addr, data_dir = %config.app.data_dir.display(), "license-ledger listening");
     Ok(RunningServer { addr, state, jobs })
 }
