@@ -1,4 +1,4 @@
-//! The `ledger-replay` command line (API.md, "Audit and time travel").
+//! The `ledger-replay` command line (`docs/api.md`, "Audit and time travel").
 //!
 //! Exit codes, which scripts rely on:
 //! - `0`: done; for `verify` and `verify-export`, the log is intact;
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use domain::Timestamp;
-use uuid::Uuid;
+use domain::ids::{LicenseId, OrganizationId};
 
 use crate::progress::Progress;
 use crate::state::StateError;
@@ -78,13 +78,15 @@ struct StateArgs {
     #[command(flatten)]
     db: Db,
     /// License id.
-    #[arg(long)]
-    license: Option<Uuid>,
+    // Ids and instants are parsed by `domain` (`FromStr` of the typed ids, `domain::text`), whose
+    // errors say what was expected: the same sentence as `ledger`'s.
+    #[arg(long, value_name = "ID")]
+    license: Option<LicenseId>,
     /// Organization id.
-    #[arg(long)]
-    organization: Option<Uuid>,
+    #[arg(long, value_name = "ID")]
+    organization: Option<OrganizationId>,
     /// The instant, RFC 3339 (e.g. 2026-11-22T10:00:00Z); events recorded at or before it count.
-    #[arg(long, value_parser = parse_instant)]
+    #[arg(long, value_name = "INSTANT", value_parser = domain::text::instant)]
     at: Timestamp,
     /// JSON on stdout instead of a table.
     #[arg(long)]
@@ -122,10 +124,10 @@ struct ExportArgs {
     #[arg(long)]
     out: PathBuf,
     /// Only events recorded at or after this instant (RFC 3339).
-    #[arg(long, value_parser = parse_instant)]
+    #[arg(long, value_name = "INSTANT", value_parser = domain::text::instant)]
     from: Option<Timestamp>,
     /// Only events recorded at or before this instant (RFC 3339).
-    #[arg(long, value_parser = parse_instant)]
+    #[arg(long, value_name = "INSTANT", value_parser = domain::text::instant)]
     to: Option<Timestamp>,
 }
 
@@ -171,11 +173,6 @@ fn write_out(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing to stdout"),
     }
-}
-
-fn parse_instant(s: &str) -> Result<Timestamp, String> {
-    domain::parse_instant(s)
-        .map_err(|_| format!("{s:?} is not an RFC 3339 instant, e.g. 2026-11-22T10:00:00Z"))
 }
 
 /// How a subcommand ended.
@@ -288,14 +285,16 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
 async fn state(args: StateArgs) -> anyhow::Result<Outcome> {
     let pool = reader_pool(&args.db).await?;
     let rendered = match (args.license, args.organization) {
-        (Some(id), _) => crate::state::license(&pool, id, args.at).await.map(|s| {
-            if args.json {
-                serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)
-            } else {
-                Ok(crate::state::license_table(&s))
-            }
-        }),
-        (None, Some(id)) => crate::state::organization(&pool, id, args.at)
+        (Some(id), _) => crate::state::license(&pool, id.into(), args.at)
+            .await
+            .map(|s| {
+                if args.json {
+                    serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)
+                } else {
+                    Ok(crate::state::license_table(&s))
+                }
+            }),
+        (None, Some(id)) => crate::state::organization(&pool, id.into(), args.at)
             .await
             .map(|s| {
                 if args.json {
