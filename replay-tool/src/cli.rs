@@ -33,7 +33,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Rebuild read models from the log into fresh tables and swap them in (the server keeps
-    /// serving meanwhile).
+    /// serving meanwhile). Its rate is the events read from the log (once, however many
+    /// projections) per second of the whole rebuild.
     Rebuild(RebuildArgs),
     /// Show a license or an organization as it stood at an instant, and the events behind it.
     State(StateArgs),
@@ -260,6 +261,8 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
     };
     let progress = Progress::new("rebuild", total);
     let report = crate::rebuild::rebuild(&args.db.database_url, selected, &progress).await?;
+    // The bar ends with the figures the summary shows: one rate, from one clock.
+    progress.finish_with(&report.figures());
     if args.json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -271,13 +274,7 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
                 p.position
             );
         }
-        out!(
-            "rebuilt {} projection(s) from {} events in {:.1} s ({:.0} events/s)",
-            report.projections.len(),
-            report.events_read,
-            report.seconds,
-            report.events_read as f64 / report.seconds.max(1e-9)
-        );
+        out!("{}", report.summary());
     }
     Ok(Outcome::Ok)
 }

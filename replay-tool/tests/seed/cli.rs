@@ -1,7 +1,12 @@
 //! The `ledger-replay` binary as a user runs it (issue #13): a mistyped id or instant is refused
-//! before anything runs, with one line that says what was expected and exit code 2.
+//! before anything runs, with one line that says what was expected and exit code 2; a rebuild
+//! whose stderr is not a terminal reports its progress in plain lines and ends them with the very
+//! figures (events, seconds, rate) its summary prints on stdout.
 
+use replay_tool::seed::SeedOptions;
 use tokio::process::Command;
+
+use crate::{seed_into, with_db};
 
 const REPLAY: &str = env!("CARGO_BIN_EXE_ledger-replay");
 
@@ -79,4 +84,77 @@ async fn a_mistyped_id_or_instant_is_refused_with_what_was_expected_and_exit_2()
         stderr.contains("for '--from <INSTANT>': expected an RFC 3339 instant"),
         "{stderr}"
     );
+}
+
+/// The figures at the end of a line: `… 2000 events in 0.4 s (5000 events/s)`.
+fn figures(line: &str) -> &str {
+    let at = line
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or_else(|| panic!("no figures in {line:?}"));
+    &line[at..]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_reports_one_rate_on_stderr_and_stdout() {
+    with_db(|url| async move {
+        let options = SeedOptions {
+            licenses: 200,
+            events: 2_000,
+            long_license_events: 50,
+            organizations: 10,
+        };
+        seed_into(&url, &options).await;
+        let (code, stdout, stderr) = replay(&["rebuild", "--all", "--database-url", &url]).await;
+        assert_eq!(code, Some(0), "{stderr}");
+
+        // stderr is a pipe here: plain progress lines, one per phase, then the final figures.
+        for phase in ["reading the log", "swapping in"] {
+            assert!(stderr.contains(&format!("rebuild: {phase}\n")), "{stderr}");
+        }
+        let last = stderr
+            .lines()
+            .rfind(|l| l.starts_with("rebuild: done, "))
+            .unwrap_or_else(|| panic!("no final progress line in {stderr}"));
+        let summary = stdout
+            .lines()
+            .find(|l| l.starts_with("rebuilt "))
+            .unwrap_or_else(|| panic!("no summary in {stdout}"));
+        let every = format!(
+            "rebuilt {} projection(s) from ",
+            projections::replayable().len()
+        );
+        let summary_figures = summary
+            .strip_prefix(&every)
+            .unwrap_or_else(|| panic!("{summary}"));
+        assert_eq!(
+            figures(last),
+            summary_figures,
+            "stderr: {stderr}\nstdout: {stdout}"
+        );
+        assert!(summary_figures.ends_with(" events/s)"), "{summary}");
+
+        // `--json` carries the same rate, computed the same way.
+        let (code, stdout, stderr) =
+            replay(&["rebuild", "--all", "--json", "--database-url", &url]).await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let events = report["events_read"].as_u64().unwrap();
+        let seconds = report["seconds"].as_f64().unwrap();
+        let rate = report["events_per_second"].as_f64().unwrap();
+        assert!(events > 0, "{report}");
+        assert!(
+            (rate - events as f64 / seconds).abs() < 1e-6 * rate.max(1.0),
+            "{report}"
+        );
+        let last = stderr
+            .lines()
+            .rfind(|l| l.starts_with("rebuild: done, "))
+            .unwrap();
+        assert_eq!(
+            figures(last),
+            format!("{events} events in {seconds:.1} s ({rate:.0} events/s)"),
+            "{stderr}"
+        );
+    })
+    .await;
 }
