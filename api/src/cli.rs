@@ -189,6 +189,9 @@ struct TokenArgs {
 enum TokenAction {
     /// Revoke a token by id; it stops working immediately.
     Revoke {
+        /// The token's id, as `ledger token` printed it when minting (not the secret).
+        // Parsed by `ApiTokenId`'s `FromStr`, whose error says a UUID was expected (`domain::text`).
+        #[arg(value_name = "ID")]
         id: ApiTokenId,
         #[command(flatten)]
         db: DbArgs,

@@ -54,14 +54,34 @@ fn verify(f: &Fixture, extra: &[&str], token: &str) -> Output {
 }
 
 #[test]
-fn a_valid_token_exits_0_with_a_one_line_summary() {
+fn a_valid_token_exits_0_and_tells_the_token_validity_from_the_license_expiry() {
     let f = fixture();
     let out = verify(&f, &["--fingerprint", FINGERPRINT], &f.token);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.starts_with("valid: license 0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b expires 20"));
-    assert!(stdout.contains("features: pro export.pdf"), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("valid: license 0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b ("),
+        "{stdout}"
+    );
+    assert!(lines[0].contains("features: pro export.pdf"), "{stdout}");
+    // The token's `exp` (a day from now in the fixture) is the token's, and said to be.
+    let until = lines[1]
+        .strip_prefix("offline token valid until ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("no token expiry in {stdout}"));
+    let in_a_day = chrono::Utc::now() + chrono::Duration::days(1);
+    assert!(
+        until <= in_a_day && until > in_a_day - chrono::Duration::minutes(5),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("license expiry: not in the token"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("expires"), "{stdout}");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The stable codes of every problem the ledger answers (`code` in problem+json, API.md).
+//! The stable codes of every problem the ledger answers (`code` in problem+json, `docs/api.md`).
 //!
 //! Clients branch on these strings, so they are a public contract like event types: each is
 //! spelled once, here. A refusal of the domain ([`crate::DomainError`]), a request the API cannot

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -32,10 +32,14 @@ macro_rules! uuid_id {
             }
         }
 
+        /// Any textual form of a UUID; the error names the kind of id expected (what the
+        /// command line shows for a mistyped argument, see [`crate::text`]).
         impl FromStr for $name {
-            type Err = uuid::Error;
+            type Err = crate::values::InvalidValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(s).map(Self)
+                Uuid::parse_str(s)
+                    .map(Self)
+                    .map_err(|_| crate::text::not_an_id($what, s))
             }
         }
 
@@ -49,31 +53,38 @@ macro_rules! uuid_id {
 
 uuid_id!(
     /// An organization (customer, partner or the vendor itself).
-    OrganizationId
+    OrganizationId,
+    "an organization id"
 );
 uuid_id!(
     /// A product in the vendor's catalogue.
-    ProductId
+    ProductId,
+    "a product id"
 );
 uuid_id!(
     /// A policy (plan); its versions share the id.
-    PolicyId
+    PolicyId,
+    "a policy id"
 );
 uuid_id!(
     /// A license: the right to use a product.
-    LicenseId
+    LicenseId,
+    "a license id"
 );
 uuid_id!(
     /// An installation (activation): one use of a license on a device, VM, container or tenant.
-    InstallationId
+    InstallationId,
+    "an installation id"
 );
 uuid_id!(
     /// An administration bearer token.
-    ApiTokenId
+    ApiTokenId,
+    "an API token id"
 );
 uuid_id!(
     /// A natural person known through an external identity provider.
-    UserId
+    UserId,
+    "a user id"
 );
 
 /// A product's App GUID: the identifier a client application sends in `X-App-Id`.

@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! - [`ids`]: typed UUID identifiers (`LicenseId`, `AppId`, ...).
+//! - [`text`]: ids and instants as people type them (command-line arguments), with errors that
+//!   say what was expected.
 //! - [`values`]: validated value types (`Name`, `SeatCount`, `FeatureSet`, ...): parse, don't validate.
 //! - [`keys`]: the license-key and API-token formats, and their hashes.
 //! - [`event`]: the stored-event contract: encoding, decoding with upcasting, metadata, envelopes.
@@ -32,6 +34,7 @@ pub mod policy;
 pub mod product;
 pub mod status;
 pub mod stream;
+pub mod text;
 pub mod validation;
 pub mod values;
 

@@ -1,4 +1,4 @@
-//! The `ledger-replay` command line (API.md, "Audit and time travel").
+//! The `ledger-replay` command line (`docs/api.md`, "Audit and time travel").
 //!
 //! Exit codes, which scripts rely on:
 //! - `0`: done; for `verify` and `verify-export`, the log is intact;
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use domain::Timestamp;
-use uuid::Uuid;
+use domain::ids::{LicenseId, OrganizationId};
 
 use crate::progress::Progress;
 use crate::state::StateError;
@@ -33,7 +33,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Rebuild read models from the log into fresh tables and swap them in (the server keeps
-    /// serving meanwhile).
+    /// serving meanwhile). Its rate is the events read from the log (once, however many
+    /// projections) per second of the whole rebuild.
     Rebuild(RebuildArgs),
     /// Show a license or an organization as it stood at an instant, and the events behind it.
     State(StateArgs),
@@ -78,13 +79,15 @@ struct StateArgs {
     #[command(flatten)]
     db: Db,
     /// License id.
-    #[arg(long)]
-    license: Option<Uuid>,
+    // Ids and instants are parsed by `domain` (`FromStr` of the typed ids, `domain::text`), whose
+    // errors say what was expected: the same sentence as `ledger`'s.
+    #[arg(long, value_name = "ID")]
+    license: Option<LicenseId>,
     /// Organization id.
-    #[arg(long)]
-    organization: Option<Uuid>,
+    #[arg(long, value_name = "ID")]
+    organization: Option<OrganizationId>,
     /// The instant, RFC 3339 (e.g. 2026-11-22T10:00:00Z); events recorded at or before it count.
-    #[arg(long, value_parser = parse_instant)]
+    #[arg(long, value_name = "INSTANT", value_parser = domain::text::instant)]
     at: Timestamp,
     /// JSON on stdout instead of a table.
     #[arg(long)]
@@ -122,10 +125,10 @@ struct ExportArgs {
     #[arg(long)]
     out: PathBuf,
     /// Only events recorded at or after this instant (RFC 3339).
-    #[arg(long, value_parser = parse_instant)]
+    #[arg(long, value_name = "INSTANT", value_parser = domain::text::instant)]
     from: Option<Timestamp>,
     /// Only events recorded at or before this instant (RFC 3339).
-    #[arg(long, value_parser = parse_instant)]
+    #[arg(long, value_name = "INSTANT", value_parser = domain::text::instant)]
     to: Option<Timestamp>,
 }
 
@@ -171,11 +174,6 @@ fn write_out(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing to stdout"),
     }
-}
-
-fn parse_instant(s: &str) -> Result<Timestamp, String> {
-    domain::parse_instant(s)
-        .map_err(|_| format!("{s:?} is not an RFC 3339 instant, e.g. 2026-11-22T10:00:00Z"))
 }
 
 /// How a subcommand ended.
@@ -263,6 +261,8 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
     };
     let progress = Progress::new("rebuild", total);
     let report = crate::rebuild::rebuild(&args.db.database_url, selected, &progress).await?;
+    // The bar ends with the figures the summary shows: one rate, from one clock.
+    progress.finish_with(&report.figures());
     if args.json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -274,13 +274,7 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
                 p.position
             );
         }
-        out!(
-            "rebuilt {} projection(s) from {} events in {:.1} s ({:.0} events/s)",
-            report.projections.len(),
-            report.events_read,
-            report.seconds,
-            report.events_read as f64 / report.seconds.max(1e-9)
-        );
+        out!("{}", report.summary());
     }
     Ok(Outcome::Ok)
 }
@@ -288,14 +282,16 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
 async fn state(args: StateArgs) -> anyhow::Result<Outcome> {
     let pool = reader_pool(&args.db).await?;
     let rendered = match (args.license, args.organization) {
-        (Some(id), _) => crate::state::license(&pool, id, args.at).await.map(|s| {
-            if args.json {
-                serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)
-            } else {
-                Ok(crate::state::license_table(&s))
-            }
-        }),
-        (None, Some(id)) => crate::state::organization(&pool, id, args.at)
+        (Some(id), _) => crate::state::license(&pool, id.into(), args.at)
+            .await
+            .map(|s| {
+                if args.json {
+                    serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)
+                } else {
+                    Ok(crate::state::license_table(&s))
+                }
+            }),
+        (None, Some(id)) => crate::state::organization(&pool, id.into(), args.at)
             .await
             .map(|s| {
                 if args.json {

@@ -3,7 +3,7 @@
 //! and kill it mid-run.
 //!
 //! # Layout
-//! - [`cli`]: the command line (API.md, "Audit and time travel") and exit codes.
+//! - [`cli`]: the command line (`docs/api.md`, "Audit and time travel") and exit codes.
 //! - [`rebuild`]: replaying read models into shadow tables and swapping them in.
 //! - [`state`]: a license or an organization as of an instant.
 //! - [`verify`]: the integrity checks shared by `verify` (database) and `verify-export` (file).

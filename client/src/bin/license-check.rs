@@ -8,6 +8,9 @@
 //! license-check request deactivate --app-id GUID --key KEY --fingerprint FP [--out FILE]
 //! ```
 //!
+//! `verify` prints three lines on stdout for a valid token: `valid: license ID (…)`, `offline
+//! token valid until T` (the token's own `exp`) and `license expiry: …` (not the token's).
+//!
 //! Exit status: 0 when the token is valid (or the file was written), 1 when the token is
 //! refused (`invalid: <reason>` on stderr), 2 when the command cannot run (bad arguments, an
 //! unreadable file, a refused JWKS).
@@ -150,25 +153,36 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What a valid token says, in three lines that keep the token's validity and the license's
+/// apart: a token's `exp` is only the end of this offline grant (the policy's offline grace,
+/// capped by the license's expiry, trial end and paid period), and printing it as "expires" made
+/// users read it as the license's expiry (issue #13). The claims carry no license expiry
+/// (`docs/client-protocol.md`), so the third line says where to find it instead of guessing.
 fn summary(claims: &Claims) -> String {
-    let mut line = format!(
-        "valid: license {} expires {} ({}",
-        claims.license_id(),
+    let mut details = Vec::new();
+    if let Some(status) = &claims.status {
+        details.push(format!("status at issue: {status}"));
+    }
+    if !claims.features.is_empty() {
+        details.push(format!("features: {}", claims.features.join(" ")));
+    }
+    if let Some(fingerprint) = &claims.fingerprint {
+        details.push(format!("device: {fingerprint}"));
+    }
+    let mut first = format!("valid: license {}", claims.license_id());
+    if !details.is_empty() {
+        first.push_str(&format!(" ({})", details.join(", ")));
+    }
+    format!(
+        "{first}\n\
+         offline token valid until {} ({} token; verify a fresh one before then)\n\
+         license expiry: not in the token (a token never outlives its license; the server's \
+         POST /v1/validate and GET /v1/licenses/{{id}} give the date)",
         claims
             .expires_at()
             .to_rfc3339_opts(SecondsFormat::Secs, true),
         claims.kind
-    );
-    if !claims.features.is_empty() {
-        line.push_str(", features: ");
-        line.push_str(&claims.features.join(" "));
-    }
-    if let Some(fingerprint) = &claims.fingerprint {
-        line.push_str(", device: ");
-        line.push_str(fingerprint);
-    }
-    line.push(')');
-    line
+    )
 }
 
 fn request_activation(args: ActivateArgs) -> Result<(), Failure> {
@@ -215,4 +229,60 @@ fn emit(text: &str, out: Option<&Path>) -> Result<(), Failure> {
 
 fn read(path: &Path) -> Result<String, Failure> {
     fs::read_to_string(path).map_err(|e| Failure::Error(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(json: serde_json::Value) -> Claims {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_summary_tells_the_token_validity_from_the_license_expiry() {
+        let text = summary(&claims(serde_json::json!({
+            "iss": "license-ledger",
+            "sub": "0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b",
+            "aud": "6f1c1d3e-0b8a-4c53-9d2f-1a2b3c4d5e6f",
+            "iat": 1_785_000_000, "nbf": 1_785_000_000, "exp": 1_786_204_800,
+            "jti": "7d0f4e2a-1c3b-4a5d-8e6f-9a0b1c2d3e4f",
+            "features": ["pro", "export.pdf"],
+            "fingerprint": "laptop-1",
+            "status": "trialing",
+            "kind": "offline",
+        })));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "valid: license 0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b (status at issue: trialing, \
+                 features: pro export.pdf, device: laptop-1)",
+                "offline token valid until 2026-08-08T16:00:00Z (offline token; verify a fresh \
+                 one before then)",
+                "license expiry: not in the token (a token never outlives its license; the \
+                 server's POST /v1/validate and GET /v1/licenses/{id} give the date)",
+            ]
+        );
+        assert!(!text.contains("expires"), "{text}");
+    }
+
+    #[test]
+    fn a_bare_token_has_no_empty_details() {
+        let text = summary(&claims(serde_json::json!({
+            "iss": "license-ledger",
+            "sub": "0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b",
+            "aud": "6f1c1d3e-0b8a-4c53-9d2f-1a2b3c4d5e6f",
+            "iat": 0, "nbf": 0, "exp": 60,
+            "jti": "7d0f4e2a-1c3b-4a5d-8e6f-9a0b1c2d3e4f",
+            "kind": "offline_activation",
+        })));
+        assert!(
+            text.starts_with(
+                "valid: license 0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b\n\
+                 offline token valid until 1970-01-01T00:01:00Z (offline_activation token;"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -66,7 +66,6 @@ mod worker;
 mod tests;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use projections::ReplaySafe;
@@ -93,9 +92,41 @@ pub struct Rebuilt {
 /// The result of a rebuild.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
+    /// Events read from the log: each once, however many projections were rebuilt.
     pub events_read: u64,
+    /// Wall time of the whole rebuild (lock, copies, walk, index builds, swaps), on the clock of
+    /// the [`Progress`] it reported to.
     pub seconds: f64,
+    /// `events_read / seconds`: the one rate a rebuild reports, on the bar's end and in the
+    /// summary alike ([`crate::progress::rate`]).
+    pub events_per_second: f64,
     pub projections: Vec<Rebuilt>,
+}
+
+impl Report {
+    /// The report of a rebuild that read `events_read` events and took `seconds`.
+    pub fn new(events_read: u64, seconds: f64, projections: Vec<Rebuilt>) -> Self {
+        Self {
+            events_read,
+            seconds,
+            events_per_second: crate::progress::rate(events_read, seconds),
+            projections,
+        }
+    }
+
+    /// Events, seconds and rate, as the progress bar ends with them and the summary shows them.
+    pub fn figures(&self) -> String {
+        crate::progress::figures(self.events_read, self.seconds)
+    }
+
+    /// The summary line: `rebuilt 6 projection(s) from 1234 events in 0.2 s (6170 events/s)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "rebuilt {} projection(s) from {}",
+            self.projections.len(),
+            self.figures()
+        )
+    }
 }
 
 /// The projections named (all when `names` is empty).
@@ -143,7 +174,8 @@ pub async fn owner_pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
         .with_context(|| "cannot connect to the database (check --database-url)".to_owned())
 }
 
-/// Rebuilds `selected` from the log and swaps the results in.
+/// Rebuilds `selected` from the log and swaps the results in, reporting to `progress` (whose
+/// clock, started when it was created, times the whole rebuild: create it just before).
 ///
 /// # Errors
 /// A database whose schema is not this build's, another rebuild running, database errors, an
@@ -153,7 +185,7 @@ pub async fn rebuild(
     selected: Vec<Arc<dyn ReplaySafe>>,
     progress: &Progress,
 ) -> anyhow::Result<Report> {
-    let started = Instant::now();
+    progress.phase("connecting");
     let pool = owner_pool(url, u32::try_from(selected.len()).unwrap_or(8) + 3).await?;
     commands::db::ensure_migrated(&pool).await?;
     let mut guard = pool.acquire().await?.detach();
@@ -164,7 +196,7 @@ pub async fn rebuild(
     if !locked {
         bail!("another ledger-replay rebuild is running on this database");
     }
-    let result = walk::rebuild_locked(&pool, &selected, progress, started).await;
+    let result = walk::rebuild_locked(&pool, &selected, progress).await;
     // Dropping the shadow schema is tidy-up; the next run does it anyway.
     let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE"))
         .execute(&pool)

@@ -4,6 +4,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::builds::IndexBuilds;
+use super::{Rebuilt, Report};
+
+/// The report's rate is the events read over the whole rebuild's seconds, and the summary on
+/// stdout, the bar's end (`figures`) and `--json` all show that one number.
+#[test]
+fn the_report_has_one_rate_in_its_figures_summary_and_json() {
+    let report = Report::new(
+        12,
+        0.158,
+        vec![Rebuilt {
+            projection: "licenses",
+            events_applied: 7,
+            position: 12,
+        }],
+    );
+    assert!((report.events_per_second - 12.0 / 0.158).abs() < 1e-9);
+    assert_eq!(report.figures(), "12 events in 0.2 s (76 events/s)");
+    assert_eq!(
+        report.summary(),
+        "rebuilt 1 projection(s) from 12 events in 0.2 s (76 events/s)"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["events_read"], 12);
+    assert_eq!(json["events_per_second"], report.events_per_second);
+    // No time measured (an empty log on a fast machine): a rate of 0, not infinity or NaN.
+    assert_eq!(
+        Report::new(0, 0.0, Vec::new()).figures(),
+        "0 events in 0.0 s (0 events/s)"
+    );
+}
 
 /// A worker done early waits for the builds of one still writing, rather than leaving them
 /// all to it; both take some; every build is handed out once; all stop when the last writer

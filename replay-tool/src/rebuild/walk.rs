@@ -3,7 +3,6 @@
 //! of the module documentation of [`super`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use projections::engine::{
@@ -35,8 +34,8 @@ pub(super) async fn rebuild_locked(
     pool: &PgPool,
     selected: &[Arc<dyn ReplaySafe>],
     progress: &Progress,
-    started: Instant,
 ) -> anyhow::Result<Report> {
+    progress.phase("preparing");
     let Shadow { deferred, keys } = prepare_shadow(pool, selected).await?;
 
     // The workers: one per projection, each on its own connection into the shadow schema.
@@ -89,6 +88,7 @@ pub(super) async fn rebuild_locked(
     });
 
     // The reader: the log once, in commit order below the horizon.
+    progress.phase("reading the log");
     let mut reader = pool.acquire().await?;
     let mut at = Checkpoint::default();
     let mut read = 0_u64;
@@ -105,6 +105,7 @@ pub(super) async fn rebuild_locked(
     }
     drop(reader);
     drop(to_decoder);
+    progress.phase("indexing");
     let handed_over = match decoder.await {
         Ok(Ok(all)) => all,
         Ok(Err(err)) => {
@@ -145,7 +146,7 @@ pub(super) async fn rebuild_locked(
             .await
             .with_context(|| format!("restoring a primary key: {sql}"))?;
     }
-    progress.finish();
+    progress.phase("swapping in");
 
     // The server may have been upgraded (and migrated) meanwhile: copies made for the schema
     // this rebuild began with must not replace tables of another.
@@ -160,11 +161,7 @@ pub(super) async fn rebuild_locked(
             .with_context(|| format!("swapping in projection {}", projection.name()))?;
         rebuilt.push(done);
     }
-    Ok(Report {
-        events_read: read,
-        seconds: started.elapsed().as_secs_f64(),
-        projections: rebuilt,
-    })
+    Ok(Report::new(read, progress.seconds(), rebuilt))
 }
 
 /// A row of the log that does not decode, named by its position when that much can be read.

@@ -9,7 +9,9 @@
 //! - `history`: what the seed writes, and that it writes it the same way every time.
 //! - `rebuild`: the rebuild and its bulk appliers over a seeded history.
 //! - `license_reads`: a license read as of an instant, and license states across migration 0006.
+//! - `cli`: the `ledger-replay` binary: argument errors, and the rebuild's progress and report.
 
+mod cli;
 mod history;
 mod license_reads;
 mod rebuild;
