@@ -84,9 +84,17 @@ enum KeysAction {
 
 #[derive(Debug, Args)]
 struct DbArgs {
-    /// PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/license_ledger
+    /// PostgreSQL URL of the ledger's database (required; no default), e.g.
+    /// postgres://user@127.0.0.1:5432/license_ledger
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
+}
+
+impl DbArgs {
+    /// The database the user named, or an error saying how to name one.
+    fn url(&self) -> anyhow::Result<&str> {
+        Ok(commands::db::required_url(self.database_url.as_deref())?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +189,7 @@ struct TokenArgs {
     /// A label to recognise the token by.
     #[arg(long)]
     label: Option<String>,
+    /// PostgreSQL URL of the ledger's database (required; no default).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 }
@@ -294,7 +303,7 @@ fn one_line(error: &anyhow::Error) -> String {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            let mut config = ServeConfig::new(args.db.database_url, args.data_dir);
+            let mut config = ServeConfig::new(args.db.url()?.to_owned(), args.data_dir);
             config.listen = args.listen;
             config.app.key_pepper = std::env::var("LEDGER_KEY_PEPPER").ok();
             config.app.db_max_connections = args.db_max_connections;
@@ -317,8 +326,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             server::serve(config).await
         }
         Command::Migrate(db) => {
-            commands::db::create_database_if_missing(&db.database_url).await?;
-            commands::db::migrate(&db.database_url).await?;
+            let url = db.url()?;
+            commands::db::create_database_if_missing(url).await?;
+            commands::db::migrate(url).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -374,7 +384,7 @@ fn operator_context() -> CommandContext {
 async fn token(args: TokenArgs) -> anyhow::Result<()> {
     match args.action {
         Some(TokenAction::Revoke { id, db }) => {
-            let ledger = operator_ledger(&db.database_url).await?;
+            let ledger = operator_ledger(db.url()?).await?;
             ledger
                 .revoke_api_token(&operator_context(), id)
                 .await
@@ -386,16 +396,14 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
             let Some(role) = args.role else {
                 bail!("--role is required (vendor_admin, vendor_support or vendor_auditor)");
             };
-            let database_url = args
-                .database_url
-                .context("--database-url or DATABASE_URL is required")?;
+            let database_url = commands::db::required_url(args.database_url.as_deref())?;
             let label = args
                 .label
                 .as_deref()
                 .map(Name::parse)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--label: {e}"))?;
-            let ledger = operator_ledger(&database_url).await?;
+            let ledger = operator_ledger(database_url).await?;
             let (outcome, secret) = ledger
                 .issue_api_token(&operator_context(), role, label, Some(args.ttl))
                 .await

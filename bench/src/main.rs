@@ -37,13 +37,12 @@ use sqlx::{Connection, PgConnection};
     about = "license-ledger benchmarks against named baselines"
 )]
 struct Cli {
-    /// Server to benchmark on; a fresh database is created on it and dropped afterwards.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
+    /// Server to benchmark on; a fresh database is created on it and dropped afterwards (its own
+    /// database only says where to connect to create it). Default
+    /// postgres://postgres@127.0.0.1:5432/postgres. `seed` writes into this database itself, so
+    /// it needs one named explicitly.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     which: Which,
 }
@@ -149,8 +148,14 @@ where
     result
 }
 
+/// The server the subcommands that create their own database use when none is given.
+const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let url = cli.database_url;
+    let url = match cli.database_url.as_deref() {
+        Some(given) => commands::db::required_url(Some(given))?.to_owned(),
+        None => DEFAULT_SERVER_URL.to_owned(),
+    };
     match cli.which {
         Which::Commands {
             slice_ms,
@@ -193,12 +198,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Which::Replay(options) => replay::run(&url, &options).await,
         Which::Seed { licenses, script } => {
-            commands::db::create_database_if_missing(&url).await?;
-            commands::db::migrate(&url).await?;
-            let pool = PgPoolOptions::new()
-                .max_connections(8)
-                .connect(&url)
-                .await?;
+            // Writes into the named database itself: never into the default server's `postgres`.
+            let url = commands::db::required_url(cli.database_url.as_deref())?;
+            commands::db::create_database_if_missing(url).await?;
+            commands::db::migrate(url).await?;
+            let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
             validation::seed_with_script(&pool, licenses, &script).await
         }
     }

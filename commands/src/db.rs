@@ -53,6 +53,30 @@ pub enum DbError {
     OtherSchema(String),
     #[error("{0}")]
     Other(#[from] sqlx::Error),
+    #[error("DATABASE_URL is not set; pass --database-url or set DATABASE_URL, e.g. {EXAMPLE_URL}")]
+    NoUrl,
+    #[error(
+        "the database URL is empty; pass --database-url or set DATABASE_URL, e.g. {EXAMPLE_URL}"
+    )]
+    EmptyUrl,
+}
+
+/// The database URL the binaries' messages give as an example: the README's.
+pub const EXAMPLE_URL: &str = "postgres://postgres@127.0.0.1:5432/license_ledger";
+
+/// The database the user named (`--database-url` or `DATABASE_URL`), for the binaries that read
+/// or write a ledger. There is deliberately no default: a default database (the server's
+/// `postgres`, say) would let `ledger token` mint into a database no server reads, and
+/// `ledger-replay` report on the wrong ledger. Without one, the error says what to pass.
+///
+/// # Errors
+/// [`DbError::NoUrl`] when none was given, [`DbError::EmptyUrl`] when it is blank.
+pub fn required_url(given: Option<&str>) -> Result<&str, DbError> {
+    match given {
+        None => Err(DbError::NoUrl),
+        Some(url) if url.trim().is_empty() => Err(DbError::EmptyUrl),
+        Some(url) => Ok(url),
+    }
 }
 
 /// The URL with any password replaced, for messages and logs.

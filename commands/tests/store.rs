@@ -1,6 +1,7 @@
 //! The event store against a real PostgreSQL: append-only enforcement, the hash chain, optimistic
 //! concurrency under contention, unique claims, idempotency, and cqrs-es interoperability.
-//! Each test gets a fresh database with all migrations (`#[sqlx::test]`).
+//! Each test gets a fresh database with all migrations (`testdb::TestDb::migrated`), dropped when
+//! it ends.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use domain::policy::{PolicyTerms, PolicyTermsInput};
 use domain::values::*;
 use serde_json::json;
 use sqlx::{PgPool, Row};
+use testdb::TestDb;
 use uuid::Uuid;
 
 fn ctx() -> CommandContext {
@@ -107,8 +109,10 @@ async fn assert_chains_verify(pool: &PgPool) -> usize {
     rows.len()
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn appended_events_load_back_in_order_with_a_verifiable_chain(pool: PgPool) {
+#[tokio::test]
+async fn appended_events_load_back_in_order_with_a_verifiable_chain() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let store = EventStore::new(pool.clone());
     let first = store
         .append(&batch("a", 0, vec![event(1), event(2)]))
@@ -133,8 +137,10 @@ async fn appended_events_load_back_in_order_with_a_verifiable_chain(pool: PgPool
     assert_eq!(assert_chains_verify(&pool).await, 4);
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn the_database_sets_recorded_at_and_tx_id_whatever_the_writer_sends(pool: PgPool) {
+#[tokio::test]
+async fn the_database_sets_recorded_at_and_tx_id_whatever_the_writer_sends() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     sqlx::query(
         "INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at, tx_id, hash) \
          VALUES ($1, 'Note', 'x', 1, 'Noted', '1', '{}', '{}', '2001-01-01', '1'::xid8, '\\xdeadbeef')",
@@ -155,8 +161,10 @@ async fn the_database_sets_recorded_at_and_tx_id_whatever_the_writer_sends(pool:
     assert_chains_verify(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn the_database_refuses_update_delete_and_truncate_even_for_a_superuser(pool: PgPool) {
+#[tokio::test]
+async fn the_database_refuses_update_delete_and_truncate_even_for_a_superuser() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let store = EventStore::new(pool.clone());
     store.append(&batch("a", 0, vec![event(1)])).await.unwrap();
     for sql in [
@@ -172,8 +180,10 @@ async fn the_database_refuses_update_delete_and_truncate_even_for_a_superuser(po
     assert_eq!(store.load_stream(NOTE, "a", 0).await.unwrap().len(), 1);
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn the_application_role_has_no_privilege_to_change_events(pool: PgPool) {
+#[tokio::test]
+async fn the_application_role_has_no_privilege_to_change_events() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let store = EventStore::new(pool.clone());
     store.append(&batch("a", 0, vec![event(1)])).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -202,8 +212,10 @@ async fn the_application_role_has_no_privilege_to_change_events(pool: PgPool) {
     assert_eq!(n, 2);
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn a_stale_or_gapped_append_is_a_conflict_and_writes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn a_stale_or_gapped_append_is_a_conflict_and_writes_nothing() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let store = EventStore::new(pool.clone());
     store.append(&batch("a", 0, vec![event(1)])).await.unwrap();
     let stale = store
@@ -217,10 +229,10 @@ async fn a_stale_or_gapped_append_is_a_conflict_and_writes_nothing(pool: PgPool)
 
 /// 32 tasks race to append to one stream, each reloading and retrying on conflict. Whatever was
 /// acknowledged is in the stream exactly once, and the sequences are 1..=n without a hole.
-#[sqlx::test(migrations = "../migrations")]
-async fn thirty_two_racing_appenders_leave_a_contiguous_stream_and_lose_no_acknowledged_event(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn thirty_two_racing_appenders_leave_a_contiguous_stream_and_lose_no_acknowledged_event() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let store = EventStore::new(pool.clone());
     let mut tasks = Vec::new();
     for task in 0..32i64 {
@@ -327,8 +339,10 @@ fn new_license(org: domain::ids::OrganizationId, policy: domain::ids::PolicyId) 
     }
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn a_taken_app_guid_refuses_the_whole_command(pool: PgPool) {
+#[tokio::test]
+async fn a_taken_app_guid_refuses_the_whole_command() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let ledger = ledger(&pool);
     let app_id = AppId::parse(Uuid::new_v4()).unwrap();
     let product = |name: &str| NewProduct {
@@ -356,8 +370,10 @@ async fn a_taken_app_guid_refuses_the_whole_command(pool: PgPool) {
 
 /// Ten administrators suspend the same license at once: exactly one suspension is recorded and the
 /// nine others are told it is already suspended — decided on the winner's state, not a stale one.
-#[sqlx::test(migrations = "../migrations")]
-async fn racing_commands_on_one_license_are_decided_on_fresh_state(pool: PgPool) {
+#[tokio::test]
+async fn racing_commands_on_one_license_are_decided_on_fresh_state() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let ledger = ledger(&pool);
     let (org, policy) = catalogue(&ledger).await;
     let (issued, _) = ledger
@@ -401,8 +417,10 @@ async fn racing_commands_on_one_license_are_decided_on_fresh_state(pool: PgPool)
     assert_eq!(events.len(), 2);
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn an_idempotency_key_replays_the_first_outcome_and_refuses_another_request(pool: PgPool) {
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_outcome_and_refuses_another_request() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let ledger = ledger(&pool);
     let (org, policy) = catalogue(&ledger).await;
     let mut keyed = ctx();
@@ -444,8 +462,10 @@ async fn an_idempotency_key_replays_the_first_outcome_and_refuses_another_reques
     assert_eq!(n, 1);
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn concurrent_requests_with_one_idempotency_key_record_one_license(pool: PgPool) {
+#[tokio::test]
+async fn concurrent_requests_with_one_idempotency_key_record_one_license() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let ledger = ledger(&pool);
     let (org, policy) = catalogue(&ledger).await;
     let mut tasks = Vec::new();
@@ -476,8 +496,10 @@ async fn concurrent_requests_with_one_idempotency_key_record_one_license(pool: P
 /// Two server nodes, each with its own aggregate cache, act on one license. A node's cache goes
 /// stale whenever the other node writes; every decision must still be taken on the current state:
 /// a stale "active" must not refuse a reinstatement, nor allow a second suspension.
-#[sqlx::test(migrations = "../migrations")]
-async fn nodes_with_stale_caches_still_decide_on_the_current_state(pool: PgPool) {
+#[tokio::test]
+async fn nodes_with_stale_caches_still_decide_on_the_current_state() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let node_a = ledger(&pool);
     let node_b = ledger(&pool);
     let (org, policy) = catalogue(&node_a).await;

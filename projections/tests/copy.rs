@@ -7,6 +7,7 @@ use domain::Timestamp;
 use projections::copy::copy_all;
 use serde_json::json;
 use sqlx::PgPool;
+use testdb::TestDb;
 use uuid::Uuid;
 
 /// One row of every type the read models copy.
@@ -118,8 +119,10 @@ async fn copy(pool: &PgPool, statement: &str, rows: &[(i32, &Values)]) {
     .unwrap();
 }
 
-#[sqlx::test]
-async fn copied_rows_read_back_as_the_rows_sqlx_inserts(pool: PgPool) {
+#[tokio::test]
+async fn copied_rows_read_back_as_the_rows_sqlx_inserts() {
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
     sqlx::query(
         "CREATE TABLE copied (k integer PRIMARY KEY, a bigint, b integer, c smallint, d boolean, e uuid, \
          f timestamptz, g text, h bytea, i jsonb, j text[], l uuid, m timestamptz, n text)",
@@ -170,8 +173,10 @@ async fn copied_rows_read_back_as_the_rows_sqlx_inserts(pool: PgPool) {
     assert_eq!(as_text(&pool, 201).await, as_text(&pool, 1).await);
 }
 
-#[sqlx::test]
-async fn a_row_that_does_not_fit_fails_the_copy_and_leaves_the_connection_usable(pool: PgPool) {
+#[tokio::test]
+async fn a_row_that_does_not_fit_fails_the_copy_and_leaves_the_connection_usable() {
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
     sqlx::query("CREATE TABLE narrow (a bigint, b text)")
         .execute(&pool)
         .await

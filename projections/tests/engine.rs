@@ -21,6 +21,7 @@ use projections::notify::ChangeSignal;
 use projections::{ProjectorRunner, RunnerConfig};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool, Row};
+use testdb::TestDb;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -90,8 +91,10 @@ fn random_below(n: u64) -> u64 {
 /// Eight writers commit transactions of one to three events; a quarter are held open for up to
 /// 60 ms after taking their positions (so later positions commit first), a fifth roll back. A
 /// projector runs batches throughout. It must apply every committed event once and nothing else.
-#[sqlx::test(migrations = "../migrations")]
-async fn concurrent_delayed_and_rolled_back_writers_are_projected_exactly_once(pool: PgPool) {
+#[tokio::test]
+async fn concurrent_delayed_and_rolled_back_writers_are_projected_exactly_once() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     create_seen(&pool).await;
     let done = Arc::new(AtomicBool::new(false));
     let projector = {
@@ -169,8 +172,10 @@ async fn concurrent_delayed_and_rolled_back_writers_are_projected_exactly_once(p
 /// The naive reader our engine exists to avoid: position order without the commit horizon skips
 /// an event whose transaction took its position early and committed late. This keeps the test
 /// above honest: the scenario it builds really breaks position-ordered projectors.
-#[sqlx::test(migrations = "../migrations")]
-async fn a_late_commit_is_not_skipped_although_a_later_position_committed_first(pool: PgPool) {
+#[tokio::test]
+async fn a_late_commit_is_not_skipped_although_a_later_position_committed_first() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     create_seen(&pool).await;
     let mut slow = pool.begin().await.unwrap();
     let early = insert_note(&mut slow, "slow", 1).await; // takes the lower position, commits last
@@ -198,8 +203,10 @@ async fn a_late_commit_is_not_skipped_although_a_later_position_committed_first(
     assert_eq!(seen, HashSet::from([early, late]));
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn only_one_runner_is_active_and_a_standby_takes_over(pool: PgPool) {
+#[tokio::test]
+async fn only_one_runner_is_active_and_a_standby_takes_over() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     create_seen(&pool).await;
     let signal = ChangeSignal::new();
     let config = RunnerConfig {
@@ -222,15 +229,11 @@ async fn only_one_runner_is_active_and_a_standby_takes_over(pool: PgPool) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let b = run(second.clone());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let holders: i64 = sqlx::query_scalar(
-        // This database's locks only: other tests' projectors run on the same server.
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 5170 \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(holders, 1, "exactly one active instance");
+    assert_eq!(
+        active_runners(&pool).await,
+        1,
+        "exactly one active instance"
+    );
 
     let mut conn = pool.acquire().await.unwrap();
     let before = insert_note(&mut conn, "s", 1).await;
@@ -249,6 +252,79 @@ async fn only_one_runner_is_active_and_a_standby_takes_over(pool: PgPool) {
     assert_eq!(n, 2);
 }
 
+/// The projector instances active on `pool`'s database: the holders of a projector advisory lock
+/// (`ProjectorRunner::lead`) in this database. Advisory locks belong to the database they were
+/// taken in, and `pg_locks` lists the whole server's: a `ledger serve`, or another test, on the
+/// same PostgreSQL holds the same keys in its own database, and must not count here.
+async fn active_runners(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 5170 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Another ledger on the same PostgreSQL (as a `ledger serve` on its own database: the same
+/// projector, so the same advisory lock key, held there) neither counts as an instance of this
+/// database's projector nor keeps this database's runner standing by.
+#[tokio::test]
+async fn a_runner_on_another_database_of_the_server_neither_counts_nor_blocks_this_one() {
+    let other = TestDb::migrated().await;
+    let other_pool = other.pool().await;
+    create_seen(&other_pool).await;
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
+    create_seen(&pool).await;
+    let signal = ChangeSignal::new();
+    let config = RunnerConfig {
+        batch_size: 50,
+        poll_interval: Duration::from_millis(20),
+        standby_interval: Duration::from_millis(50),
+    };
+    let run = |pool: &PgPool, token: CancellationToken| {
+        let runner = ProjectorRunner::new(
+            pool.clone(),
+            Arc::new(Seen),
+            signal.subscribe(),
+            config.clone(),
+        );
+        tokio::spawn(runner.run(token))
+    };
+    let theirs_stop = CancellationToken::new();
+    let theirs = run(&other_pool, theirs_stop.clone());
+    for attempt in 0.. {
+        if active_runners(&other_pool).await == 1 {
+            break;
+        }
+        assert!(
+            attempt < 400,
+            "the other database's runner never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let ours_stop = CancellationToken::new();
+    let ours = run(&pool, ours_stop.clone());
+    // Ours is active although the server holds the same key elsewhere: it applies an event.
+    let mut conn = pool.acquire().await.unwrap();
+    let id = insert_note(&mut conn, "s", 1).await;
+    signal.bump();
+    wait_until_seen(&pool, id).await;
+    assert_eq!(active_runners(&pool).await, 1, "this database's instances");
+    assert_eq!(
+        active_runners(&other_pool).await,
+        1,
+        "the other's instances"
+    );
+
+    ours_stop.cancel();
+    theirs_stop.cancel();
+    ours.await.unwrap();
+    theirs.await.unwrap();
+}
+
 async fn wait_until_seen(pool: &PgPool, id: Uuid) {
     for _ in 0..200 {
         let found: Option<i64> =
@@ -265,8 +341,10 @@ async fn wait_until_seen(pool: &PgPool, id: Uuid) {
     panic!("event {id} was never projected");
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn lag_counts_what_is_not_applied_yet(pool: PgPool) {
+#[tokio::test]
+async fn lag_counts_what_is_not_applied_yet() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     create_seen(&pool).await;
     let mut conn = pool.acquire().await.unwrap();
     for seq in 1..=3 {
@@ -317,10 +395,10 @@ async fn dump(pool: &PgPool, table: &str) -> Vec<String> {
     .unwrap()
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn rebuilding_the_read_models_from_position_zero_gives_the_rows_the_live_projectors_wrote(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn rebuilding_the_read_models_from_position_zero_gives_the_rows_the_live_projectors_wrote() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
     let mut conn = pool.acquire().await.unwrap();
     let org = Uuid::now_v7();
     let other_org = Uuid::now_v7();

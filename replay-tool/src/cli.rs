@@ -51,9 +51,18 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct Db {
-    /// PostgreSQL URL of the ledger; the rebuild needs the schema owner (the migration user).
+    /// PostgreSQL URL of the ledger (required; no default), e.g.
+    /// postgres://postgres@127.0.0.1:5432/license_ledger; the rebuild needs the schema owner (the
+    /// migration user).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
+}
+
+impl Db {
+    /// The database the user named, or an error saying how to name one (exit 2).
+    fn url(&self) -> anyhow::Result<&str> {
+        Ok(commands::db::required_url(self.database_url.as_deref())?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -240,7 +249,7 @@ async fn run(command: Command) -> anyhow::Result<Outcome> {
 
 /// A pool as the server's application role; enough for reading.
 async fn reader_pool(db: &Db) -> anyhow::Result<sqlx::PgPool> {
-    Ok(commands::db::connect(&db.database_url, 4).await?)
+    Ok(commands::db::connect(db.url()?, 4).await?)
 }
 
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
@@ -251,7 +260,7 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
     };
     let selected = crate::rebuild::select(&names)?;
     let total = {
-        let pool = crate::rebuild::owner_pool(&args.db.database_url, 1).await?;
+        let pool = crate::rebuild::owner_pool(args.db.url()?, 1).await?;
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&pool)
             .await
@@ -260,7 +269,7 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<Outcome> {
         u64::try_from(n).unwrap_or(0)
     };
     let progress = Progress::new("rebuild", total);
-    let report = crate::rebuild::rebuild(&args.db.database_url, selected, &progress).await?;
+    let report = crate::rebuild::rebuild(args.db.url()?, selected, &progress).await?;
     // The bar ends with the figures the summary shows: one rate, from one clock.
     progress.finish_with(&report.figures());
     if args.json {
@@ -421,9 +430,10 @@ fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<Outcome> {
-    commands::db::create_database_if_missing(&args.db.database_url).await?;
-    commands::db::migrate(&args.db.database_url).await?;
-    let pool = commands::db::connect(&args.db.database_url, 4).await?;
+    let url = args.db.url()?;
+    commands::db::create_database_if_missing(url).await?;
+    commands::db::migrate(url).await?;
+    let pool = commands::db::connect(url, 4).await?;
     let options = crate::seed::SeedOptions {
         licenses: args.licenses,
         events: args.events,

@@ -1,8 +1,9 @@
 //! The end-to-end test harness: a fresh PostgreSQL database per test, the real server started on
 //! `127.0.0.1:0` (in process, or as a child process for crash tests), and an HTTP client.
 //!
-//! The database server comes from `DATABASE_URL` (`.cargo/config.toml` sets the local default).
-//! When it is unreachable the tests fail with instructions; they never skip.
+//! The databases are `testdb`'s: each test creates its own on the server of `DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`) and drops it when it ends. When the
+//! server is unreachable the tests fail with instructions; they never skip.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,89 +16,9 @@ use domain::event::Actor;
 use domain::values::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection, PgPool};
 
-/// The server's base URL (`DATABASE_URL`), or the local default.
-pub fn server_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, _) = url
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database path");
-    format!("{base}/{name}")
-}
-
-/// A database of its own for one test, dropped by [`TestDb::drop_db`].
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    /// Creates an empty database. Panics with instructions when PostgreSQL is unreachable.
-    pub async fn create() -> Self {
-        let admin_url = server_url();
-        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at DATABASE_URL={admin_url}: {e}\n\
-                 Start it (on these machines: `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`) \
-                 or point DATABASE_URL at a server where this user may create databases."
-            )
-        });
-        drop_stale(&mut admin).await;
-        let millis = chrono::Utc::now().timestamp_millis();
-        let name = format!(
-            "ledger_e2e_{millis}_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        let url = with_database(&admin_url, &name);
-        Self { name, url }
-    }
-
-    /// A superuser pool on the test database (for inspecting the log and read models).
-    pub async fn pool(&self) -> PgPool {
-        PgPool::connect(&self.url)
-            .await
-            .expect("connect to test database")
-    }
-
-    /// Drops the database (forcing out leftover connections).
-    pub async fn drop_db(self) {
-        if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut admin)
-            .await;
-        }
-    }
-}
-
-/// Drops test databases left by crashed runs more than an hour ago (their name holds the time).
-async fn drop_stale(admin: &mut PgConnection) {
-    let cutoff = chrono::Utc::now().timestamp_millis() - 3_600_000;
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'ledger_e2e_%'")
-            .fetch_all(&mut *admin)
-            .await
-            .unwrap_or_default();
-    for name in names {
-        let millis = name.split('_').nth(2).and_then(|m| m.parse::<i64>().ok());
-        if millis.is_some_and(|m| m < cutoff) {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut *admin)
-                .await;
-        }
-    }
-}
+/// A database of its own per test (`testdb`), dropped when the test ends, however it ends.
+pub use testdb::{TestDb, server_url};
 
 /// A fresh, private data directory.
 pub fn temp_data_dir() -> PathBuf {

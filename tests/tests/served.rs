@@ -112,3 +112,64 @@ async fn the_server_starts_every_background_job() {
     assert_eq!(app.server.jobs(), every.as_slice());
     app.stop().await;
 }
+
+/// A binary run without a database says so and names what to pass; it never falls back to a
+/// default database (a `ledger token` minted into the server's `postgres` database, which no
+/// ledger reads, looked like success). Cargo's configuration sets no `DATABASE_URL` either, so
+/// this is what `cargo run` without one does too.
+#[test]
+fn without_a_database_url_every_binary_says_what_to_pass() {
+    let license = uuid::Uuid::now_v7().to_string();
+    let out = std::env::temp_dir().join(format!("ledger-export-{license}.jsonl"));
+    let out = out.to_str().unwrap();
+    let cases: &[(&str, &[&str], i32)] = &[
+        (BIN, &["serve", "--listen", "127.0.0.1:0"], 1),
+        (BIN, &["migrate"], 1),
+        (BIN, &["token", "--role", "vendor_admin"], 1),
+        (BIN, &["token", "revoke", &license], 1),
+        (
+            REPLAY,
+            &[
+                "state",
+                "--license",
+                &license,
+                "--at",
+                "2026-01-01T00:00:00Z",
+            ],
+            2,
+        ),
+        (REPLAY, &["rebuild", "--all"], 2),
+        (REPLAY, &["export", "--out", out], 2),
+    ];
+    let example = "e.g. postgres://postgres@127.0.0.1:5432/license_ledger";
+    for (url, said) in [
+        (
+            None,
+            format!(
+                "error: DATABASE_URL is not set; pass --database-url or set DATABASE_URL, {example}"
+            ),
+        ),
+        (
+            Some(""),
+            format!(
+                "error: the database URL is empty; pass --database-url or set DATABASE_URL, {example}"
+            ),
+        ),
+    ] {
+        for (bin, args, code) in cases {
+            let mut command = std::process::Command::new(bin);
+            command.args(*args).env_remove("DATABASE_URL");
+            if let Some(url) = url {
+                command.env("DATABASE_URL", url);
+            }
+            let ran = command.output().unwrap();
+            let stderr = String::from_utf8_lossy(&ran.stderr);
+            assert_eq!(ran.status.code(), Some(*code), "{args:?}: {stderr}");
+            assert_eq!(
+                stderr.trim_end(),
+                said,
+                "{args:?} with DATABASE_URL={url:?}"
+            );
+        }
+    }
+}

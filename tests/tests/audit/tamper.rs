@@ -44,30 +44,6 @@ async fn verify(
     outcome
 }
 
-/// A copy of `template` to tamper with.
-async fn copy_of(template: &TestDb) -> TestDb {
-    let copy = TestDb::create().await;
-    let mut admin = PgConnection::connect(&tests::server_url()).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE {}", copy.name))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    // The stopped server's idle pool may still hold a session; a template must have none.
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-        .bind(&template.name)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!(
-        "CREATE DATABASE {} TEMPLATE {}",
-        copy.name, template.name
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    copy
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_names_every_tampered_event_and_passes_an_untouched_log() {
     let app = TestApp::start().await;
@@ -157,15 +133,16 @@ async fn verify_names_every_tampered_event_and_passes_an_untouched_log() {
             .get("global_position")
     };
     pool.close().await;
-    let template = {
-        let name = app.db.name.clone();
-        let url = app.db.url.clone();
-        app.server.shutdown().await;
-        TestDb { name, url }
-    };
+    // The stopped server's database is the template of every tampered copy.
+    let TestApp {
+        db: template,
+        server,
+        ..
+    } = app;
+    server.shutdown().await;
 
     // 1. One payload byte changed ("unpaid invoice" -> "unpaid invoicf").
-    let db = copy_of(&template).await;
+    let db = TestDb::copy_of(&template).await;
     tamper(&db.url, &format!(
         "UPDATE events SET payload = replace(payload::text, 'unpaid invoice', 'unpaid invoicf')::json WHERE global_position = {}",
         position(2)
@@ -191,7 +168,7 @@ async fn verify_names_every_tampered_event_and_passes_an_untouched_log() {
     db.drop_db().await;
 
     // 2. An event deleted from the middle of a stream.
-    let db = copy_of(&template).await;
+    let db = TestDb::copy_of(&template).await;
     tamper(
         &db.url,
         &format!("DELETE FROM events WHERE global_position = {}", position(3)),
@@ -204,7 +181,7 @@ async fn verify_names_every_tampered_event_and_passes_an_untouched_log() {
     db.drop_db().await;
 
     // 3. Two events swapped (their places in the stream exchanged).
-    let db = copy_of(&template).await;
+    let db = TestDb::copy_of(&template).await;
     tamper(&db.url, &format!(
         "UPDATE events SET sequence = sequence + 1000000 WHERE global_position IN ({a}, {b}); \
          UPDATE events SET sequence = CASE WHEN global_position = {a} THEN 3 ELSE 2 END WHERE global_position IN ({a}, {b});",
@@ -220,7 +197,7 @@ async fn verify_names_every_tampered_event_and_passes_an_untouched_log() {
 
     // 4. The middle of the stream rewritten with a consistently recomputed chain: every hash
     //    agrees with its content, only the signed checkpoint can tell.
-    let db = copy_of(&template).await;
+    let db = TestDb::copy_of(&template).await;
     let pool = PgPool::connect(&db.url).await.unwrap();
     let events = sqlx::query(&format!(
         "SELECT {}, payload::text AS payload_text, metadata::text AS metadata_text FROM events WHERE aggregate_id = $1 ORDER BY sequence",
