@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::server::{RunningServer, ServeConfig};
@@ -306,7 +307,32 @@ impl Drop for ServerProcess {
 /// `env!("CARGO_BIN_EXE_ledger-e2e-server")`) exactly as a user would, on a free loopback port,
 /// with `extra` flags, and waits for its "listening" log line.
 pub fn spawn_server(bin: &str, db: &TestDb, data_dir: &Path, extra: &[&str]) -> ServerProcess {
-    let mut child = Command::new(bin)
+    spawn_server_logged(bin, db, data_dir, extra, None).0
+}
+
+/// Every JSON log line a spawned server has written so far.
+pub type ServerLogs = Arc<Mutex<Vec<Value>>>;
+
+/// [`spawn_server`], keeping every log line the server writes, and, with `nofile`, under
+/// `ulimit -n nofile` (through `sh`, which `exec`s the server: the server is the child).
+pub fn spawn_server_logged(
+    bin: &str,
+    db: &TestDb,
+    data_dir: &Path,
+    extra: &[&str],
+    nofile: Option<u32>,
+) -> (ServerProcess, ServerLogs) {
+    let mut command = match nofile {
+        None => Command::new(bin),
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(bin);
+            sh
+        }
+    };
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-rps", "0"])
         .args(extra)
         .arg("--database-url")
@@ -320,31 +346,33 @@ pub fn spawn_server(bin: &str, db: &TestDb, data_dir: &Path, extra: &[&str]) -> 
         .spawn()
         .expect("spawn the server binary");
     let stderr = child.stderr.take().unwrap();
+    let logs = ServerLogs::default();
+    let kept = logs.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent
-                && let Ok(log) = serde_json::from_str::<Value>(&line)
-                && log["fields"]["message"] == "license-ledger listening"
-            {
+            let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if log["fields"]["message"] == "license-ledger listening" {
                 let _ = tx.send(
                     log["fields"]["addr"]
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),
                 );
-                sent = true;
             }
+            kept.lock().unwrap().push(log);
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the server reports its address");
-    ServerProcess {
+    let server = ServerProcess {
         child,
         base: format!("http://{addr}"),
-    }
+    };
+    (server, logs)
 }
 
 /// `bin token --role vendor_admin`: a token minted as an operator mints one.

@@ -9,12 +9,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::{ServerProcess, TestDb, spawn_server, temp_data_dir};
+use tests::{ServerProcess, TestDb, spawn_server, spawn_server_logged, temp_data_dir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -356,59 +355,6 @@ async fn on_sigterm_idle_connections_close_and_a_request_in_flight_is_answered()
     db.drop_db().await;
 }
 
-/// `ledger serve` under `ulimit -n nofile`, keeping every log line (the harness's
-/// `spawn_server` reads only up to "listening").
-fn spawn_with_nofile(
-    db: &TestDb,
-    data_dir: &std::path::Path,
-    nofile: u32,
-    extra: &[&str],
-) -> (ServerProcess, Arc<Mutex<Vec<Value>>>) {
-    use std::io::BufRead;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-        .arg(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-rps", "0"])
-        .args(extra)
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("LEDGER_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,sqlx=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the server binary under sh");
-    let stderr = child.stderr.take().unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let kept = logs.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if log["fields"]["message"] == "license-ledger listening" {
-                let _ = tx.send(log["fields"]["addr"].as_str().unwrap_or("").to_owned());
-            }
-            kept.lock().unwrap().push(log);
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server reports its address");
-    let server = ServerProcess {
-        child,
-        base: format!("http://{addr}"),
-    };
-    (server, logs)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_file_descriptors_the_server_backs_off_warns_once_and_recovers() {
     // Issue #13 in small: more silent connections than the server has descriptors.
@@ -416,10 +362,10 @@ async fn out_of_file_descriptors_the_server_backs_off_warns_once_and_recovers() 
     const CONNECTIONS: usize = 200;
     let db = TestDb::create().await;
     let data_dir = temp_data_dir();
-    let (server, logs) = spawn_with_nofile(
+    let (server, logs) = spawn_server_logged(
+        BIN,
         &db,
         &data_dir,
-        NOFILE,
         &[
             "--header-read-timeout-secs",
             "2",
@@ -428,6 +374,7 @@ async fn out_of_file_descriptors_the_server_backs_off_warns_once_and_recovers() 
             "--db-max-connections",
             "8",
         ],
+        Some(NOFILE),
     );
     let addr = addr_of(&server.base);
     // The kernel completes these handshakes into the listen backlog whether or not the server
