@@ -199,8 +199,9 @@ enum TokenAction {
     /// Revoke a token by id; it stops working immediately.
     Revoke {
         /// The token's id, as `ledger token` printed it when minting (not the secret).
-        // Parsed by `ApiTokenId`'s `FromStr`, whose error says a UUID was expected (`domain::text`).
-        #[arg(value_name = "ID")]
+        // Parsed by `ApiTokenId`'s `FromStr`, whose error says a UUID was expected (`domain::text`);
+        // a token pasted here instead of its id is not shown back (`application::args`).
+        #[arg(value_name = "ID", value_parser = application::args::Id::<ApiTokenId>::new())]
         id: ApiTokenId,
         #[command(flatten)]
         db: DbArgs,
@@ -276,28 +277,10 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", application::error::one_line(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, each cause once: an error whose message already quotes
-/// its cause (sqlx's I/O error quotes the OS error, ours quote sqlx's) would otherwise print the
-/// same words once per layer.
-fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.replace('\n', " ")
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -454,7 +437,7 @@ mod tests {
             .context("error communicating with database: connection refused")
             .context("cannot start");
         assert_eq!(
-            one_line(&error),
+            application::error::one_line(&error),
             "cannot start: error communicating with database: connection refused"
         );
     }

@@ -61,3 +61,22 @@ impl From<sqlx::Error> for AppError {
         Self::Command(CommandError::Database(e))
     }
 }
+
+/// An operator-facing error and its causes on one line, each cause once (what `ledger` and
+/// `ledger-replay` print before they exit): an error whose message already quotes
+/// its cause (sqlx's I/O error quotes the OS error, ours quote sqlx's) would otherwise print the
+/// same words once per layer.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}

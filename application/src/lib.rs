@@ -22,6 +22,7 @@
 //! `replay-tool` and `bench` reach the ledger through it.
 
 pub mod app;
+pub mod args;
 pub mod asof;
 pub mod catalogue;
 pub mod checkpoints;

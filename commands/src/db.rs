@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 
 /// The SQL migrations in `migrations/`, compiled in.
@@ -168,11 +168,19 @@ fn percent_decoded(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn unreachable(url: &str) -> impl Fn(sqlx::Error) -> DbError + '_ {
-    move |error| DbError::Unreachable {
-        target: describe_target(url),
-        reason: reason(url, &error),
+impl DbError {
+    /// [`DbError::Unreachable`] for a connection to `url` that failed with `error`: where, and
+    /// the innermost reason, without the password.
+    pub fn unreachable(url: &str, error: &sqlx::Error) -> Self {
+        Self::Unreachable {
+            target: describe_target(url),
+            reason: reason(url, error),
+        }
     }
+}
+
+fn unreachable(url: &str) -> impl Fn(sqlx::Error) -> DbError + '_ {
+    move |error| DbError::unreachable(url, &error)
 }
 
 fn options(url: &str) -> Result<PgConnectOptions, DbError> {
@@ -306,6 +314,15 @@ pub async fn connect_named(
         )));
     }
     let options = options(url)?.application_name(application_name);
+    // One direct connection first: the pool retries a refused or failing connection until its
+    // acquire timeout and then reports only "timed out" (after 10 s); a single attempt says at
+    // once what is wrong (refused, unknown database, bad password).
+    PgConnection::connect_with(&options)
+        .await
+        .map_err(unreachable(url))?
+        .close()
+        .await
+        .map_err(unreachable(url))?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))

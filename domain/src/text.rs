@@ -16,11 +16,21 @@ pub const EXAMPLE_ID: &str = "0192e4a1-7b3c-7d2e-9f10-4a5b6c7d8e9f";
 /// The example of an instant in messages.
 pub const EXAMPLE_INSTANT: &str = "2026-01-31T12:00:00Z";
 
+/// Whether `text` looks like a secret pasted where an id belongs: an administration token
+/// (`llt_…`) or a license key. Such text is never shown back: error messages reach terminals,
+/// shell histories and support tickets.
+pub fn looks_secret(text: &str) -> bool {
+    let text = text.trim();
+    text.starts_with("llt_") || crate::keys::LicenseKey::parse(text).is_ok()
+}
+
 /// What was given, as shown back in an error: quoted, and cut short when long, so that a
-/// pasted paragraph does not flood the one-line message.
+/// pasted paragraph does not flood the one-line message; a secret is not shown at all.
 fn shown(text: &str) -> String {
     const MAX: usize = 60;
-    if text.chars().count() <= MAX {
+    if looks_secret(text) {
+        "a secret (not shown): an administration token or a license key, not an id".to_owned()
+    } else if text.chars().count() <= MAX {
         format!("{text:?}")
     } else {
         let head: String = text.chars().take(MAX).collect();
@@ -98,6 +108,19 @@ mod tests {
             at,
             "any offset, read as UTC"
         );
+    }
+
+    #[test]
+    fn a_secret_given_for_an_id_is_never_shown_back() {
+        let token =
+            "llt_0192e4a17b3c7d2e9f104a5b6c7d8e9f_ABCDEFGHJKMNPQRSTVWXYZ0123456789ABCDEFGHJKMNPQ";
+        let err = token.parse::<ApiTokenId>().unwrap_err().to_string();
+        assert!(!err.contains("ABCDEFGHJK"), "{err}");
+        assert!(err.contains("a secret (not shown)"), "{err}");
+        let key = "ACME-7K3Q0000-00000000-00000000-00000000";
+        let err = key.parse::<LicenseId>().unwrap_err().to_string();
+        assert!(!err.contains("7K3Q"), "{err}");
+        assert!(looks_secret(key) && looks_secret(token) && !looks_secret("abc"));
     }
 
     #[test]

@@ -89,11 +89,12 @@ struct StateArgs {
     db: Db,
     /// License id.
     // Ids and instants are parsed by `domain` (`FromStr` of the typed ids, `domain::text`), whose
-    // errors say what was expected: the same sentence as `ledger`'s.
-    #[arg(long, value_name = "ID")]
+    // errors say what was expected: the same sentence as `ledger`'s; a license key pasted here
+    // instead of the id is not shown back (`application::args`).
+    #[arg(long, value_name = "ID", value_parser = application::args::Id::<LicenseId>::new())]
     license: Option<LicenseId>,
     /// Organization id.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = application::args::Id::<OrganizationId>::new())]
     organization: Option<OrganizationId>,
     /// The instant, RFC 3339 (e.g. 2026-11-22T10:00:00Z); events recorded at or before it count.
     #[arg(long, value_name = "INSTANT", value_parser = domain::text::instant)]
@@ -230,7 +231,7 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", application::error::one_line(&e));
             ExitCode::from(2)
         }
     }

@@ -330,11 +330,15 @@ impl ProjectorRunner {
     async fn lead(&mut self, shutdown: &CancellationToken) -> Result<(), ProjectionError> {
         let name = self.projection.name();
         let mut session: PoolConnection<Postgres> = self.pool.acquire().await?;
-        let locked: bool =
+        let asked: Result<bool, sqlx::Error> =
             sqlx::query_scalar("SELECT pg_try_advisory_lock(5170, hashtext('projector:' || $1))")
                 .bind(name)
                 .fetch_one(&mut *session)
-                .await?;
+                .await;
+        // A query that failed may have failed after the server granted the lock (a lost answer):
+        // such a session is closed, never handed to the pool's next borrower. (`lead` is not
+        // cancelled mid-query: shutdown is observed between batches.)
+        let locked = asked.inspect_err(|_| session.close_on_drop())?;
         if !locked {
             tracing::debug!(projector = name, "another instance is active; standing by");
             return Ok(()); // the connection goes back to the pool holding no lock

@@ -1,7 +1,8 @@
 //! The `ledger-replay` binary as a user runs it (issue #13): a mistyped id or instant is refused
 //! before anything runs, with one line that says what was expected and exit code 2; a rebuild
 //! whose stderr is not a terminal reports its progress in plain lines and ends them with the very
-//! figures (events, seconds, rate) its summary prints on stdout.
+//! figures (events, seconds, rate) its summary prints on stdout; a database that refuses
+//! connections is one line, each cause once, without the password.
 
 use replay_tool::seed::SeedOptions;
 use tokio::process::Command;
@@ -23,6 +24,26 @@ async fn replay(args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+#[tokio::test]
+async fn a_database_that_refuses_connections_is_one_line_without_the_password() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let url = "postgres://auditor:hunter2-secret@127.0.0.1:1/ledger";
+    for args in [
+        &["verify", "--database-url", url][..],
+        &["rebuild", "--all", "--database-url", url][..],
+    ] {
+        let (code, stdout, stderr) = replay(args).await;
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{args:?}: {stderr}");
+        // Each cause once: sqlx's error quotes the OS error, and ours quoted sqlx's.
+        let refused = stderr.to_lowercase().matches("refused").count();
+        assert_eq!(refused, 1, "{args:?}: {stderr}");
+    }
 }
 
 #[tokio::test]
