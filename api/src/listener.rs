@@ -830,4 +830,71 @@ mod tests {
         assert!(none.contains("raise it above 90"), "{none}");
         assert_eq!(cap_under(None, u64::MAX, 90).unwrap(), n(u32::MAX));
     }
+
+    /// A served loopback listener: its address and the task running `serve`.
+    async fn serving(limits: ConnectionLimits) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let task = tokio::spawn(serve(listener, router, limits, CancellationToken::new()));
+        (addr, task)
+    }
+
+    /// A keep-alive connection that has been answered once (so the server has accepted it).
+    async fn answered(addr: SocketAddr) -> TcpStream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        stream
+    }
+
+    #[tokio::test]
+    async fn aborting_serve_drops_its_connections() {
+        use tokio::io::AsyncReadExt;
+        let (addr, task) = serving(ConnectionLimits::default()).await;
+        let mut stream = answered(addr).await;
+        task.abort();
+        let _ = task.await;
+        // Idle for 60 s otherwise: only the aborted loop can have closed it.
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "a connection outlived its aborted serve: {read:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn at_the_total_cap_the_next_connection_waits_until_one_closes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let limits = ConnectionLimits {
+            max_connections: NonZeroU32::new(2),
+            ..ConnectionLimits::default()
+        };
+        let (addr, task) = serving(limits).await;
+        let first = answered(addr).await;
+        let _second = answered(addr).await;
+        // The handshake completes in the kernel's backlog; nobody reads the request.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+        assert!(early.is_err(), "served over the cap: {early:?}");
+        drop(first);
+        let n = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf))
+            .await
+            .expect("served once a connection closed")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        task.abort();
+    }
 }
