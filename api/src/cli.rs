@@ -159,6 +159,12 @@ struct ServeArgs {
     #[arg(long, env = "LEDGER_MAX_CONNECTIONS_PER_IP", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_ip: u32,
+    /// Concurrent client connections in all; at the cap the server stops accepting until one
+    /// closes. Default: what `ulimit -n` leaves after the database pools and 64 for the server's
+    /// own files; a larger value is refused.
+    #[arg(long, env = "LEDGER_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
 }
 
 /// `--listen`: an IP address and a port; a port alone or a host name gets a hint. (clap prefixes
@@ -305,6 +311,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 idle_timeout: Duration::from_secs(args.idle_timeout_secs),
                 max_per_ip: NonZeroU32::new(args.max_connections_per_ip)
                     .context("--max-connections-per-ip must be at least 1")?,
+                max_connections: args.max_connections.and_then(NonZeroU32::new),
             };
             server::serve(config).await
         }

@@ -11,8 +11,12 @@
 //! - from accept, or from the first byte of a later request, the **request head** must be
 //!   complete within `header_read_timeout` (bytes arriving slowly do not extend it);
 //! - between requests, a keep-alive connection may stay **idle** for `idle_timeout`;
-//! - while a request is in flight (head received, response not yet written) no deadline runs:
-//!   the request's own deadline (`limits::deadline`) bounds the handler.
+//! - while a request is in flight no deadline runs: the request's own deadline
+//!   (`limits::deadline`) bounds the handler. In flight means from the complete head until hyper
+//!   drops the response body, which it does once the body's last frame is *queued* in its write
+//!   buffer, not once it has reached the socket: the idle timer may start while the tail of a
+//!   response (at most hyper's buffer) is still being flushed, so a client that stops reading
+//!   the end of its response is closed at the idle timeout.
 //!
 //! A connection past its deadline is dropped, which closes the socket; hyper's own
 //! `header_read_timeout` is left off because it also restarts after every response and would
@@ -21,12 +25,20 @@
 //! Each address (an IPv4 address, an IPv6 /64) may hold `max_per_ip` connections; one more is
 //! closed as soon as it is accepted, without reading or writing anything (see [`PerIp`]).
 //!
-//! Failed accepts that are not a single connection's problem back off (10 ms doubling to 1 s)
-//! and are logged at WARN at most once a minute, with the count since the last warning
-//! ([`AcceptErrors`]).
+//! All addresses together may hold `max_connections` (by default what `ulimit -n` leaves after
+//! the database pools and a reserve: [`connection_cap`]). At the cap the loop stops accepting
+//! until a connection closes; new connections wait in the kernel's listen backlog, holding no
+//! descriptor of ours. Descriptors therefore never run out because of clients, and the
+//! database pools, the LISTEN reconnect and key reloads can always open theirs.
 //!
-//! Shutdown is graceful: when the token is cancelled the loop stops accepting, idle connections
-//! close, in-flight requests are answered, and [`serve`] returns once every connection is gone.
+//! Failed accepts that are not a single connection's problem back off (10 ms doubling to 1 s).
+//! Reaching the cap, refusals over the per-address cap and failed accepts are each logged at
+//! WARN at most once a minute, with the count since the last warning ([`Occasional`]).
+//!
+//! Connection tasks live in a `JoinSet` owned by [`serve`]: shutdown is graceful (when the token
+//! is cancelled the loop stops accepting, idle connections close, in-flight requests are
+//! answered, and [`serve`] returns once every connection is gone), and dropping the `serve`
+//! future (an aborted task) drops every connection with it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -49,7 +61,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -64,6 +77,10 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// Concurrent connections per client address (IPv4 address, IPv6 /64).
     pub max_per_ip: NonZeroU32,
+    /// Concurrent client connections in all. `None` in a configuration: derived from
+    /// `RLIMIT_NOFILE` when the server starts ([`connection_cap`]); `serve` itself reads `None`
+    /// as no cap but the descriptors.
+    pub max_connections: Option<NonZeroU32>,
 }
 
 impl Default for ConnectionLimits {
@@ -71,13 +88,66 @@ impl Default for ConnectionLimits {
     /// packet), 60 s idle (below the 75 s at which issue #13 saw connections still open, and
     /// below the 90 s reqwest keeps pooled connections, so clients rarely reuse a closed one
     /// late), 256 connections per address (many browsers or SDK instances behind one NAT; a
-    /// reverse proxy needs more).
+    /// reverse proxy needs more), and as many connections in all as the open-file limit leaves.
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_per_ip: const { NonZeroU32::new(256).unwrap() },
+            max_connections: None,
         }
+    }
+}
+
+/// Descriptors kept free for the server itself, besides the two database pools: the listening
+/// socket, stdio, the runtime's epoll and wake-up descriptors, the signal pipe, the files of the
+/// data directory (key reload reads a few at a time), a database connection being replaced
+/// while the old socket closes, a DNS lookup. These take about a dozen at once; 64 leaves room
+/// for what a library or a later feature opens without anyone recomputing this.
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The total connection cap: `requested` (`--max-connections`) or, without one, what the soft
+/// `RLIMIT_NOFILE` leaves after `reserved` descriptors (the database pools and
+/// [`RESERVED_DESCRIPTORS`]).
+///
+/// # Errors
+/// When `requested` exceeds what the limit leaves, or the limit leaves nothing: a cap above it
+/// would bring back the out-of-descriptors failures it exists to prevent, so the server refuses
+/// to start rather than clamp silently.
+pub fn connection_cap(requested: Option<NonZeroU32>, reserved: u64) -> anyhow::Result<NonZeroU32> {
+    cap_under(requested, nofile_soft_limit(), reserved)
+}
+
+/// The soft limit on open descriptors (`ulimit -n`); `u64::MAX` when unlimited.
+fn nofile_soft_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+/// [`connection_cap`] under a soft limit of `nofile`.
+fn cap_under(
+    requested: Option<NonZeroU32>,
+    nofile: u64,
+    reserved: u64,
+) -> anyhow::Result<NonZeroU32> {
+    let room = nofile.saturating_sub(reserved);
+    let Some(allowed) = NonZeroU32::new(u32::try_from(room).unwrap_or(u32::MAX)) else {
+        anyhow::bail!(
+            "the open-file limit (ulimit -n) is {nofile}, which leaves no descriptors for client \
+             connections after the {reserved} kept for the database pools and the server's own \
+             files; raise it above {reserved} (LimitNOFILE= under systemd)"
+        );
+    };
+    match requested {
+        None => Ok(allowed),
+        Some(n) if n <= allowed => Ok(n),
+        Some(n) => anyhow::bail!(
+            "--max-connections {n} does not fit the open-file limit: ulimit -n is {nofile} and \
+             {reserved} descriptors are kept for the database pools and the server's own files, \
+             so at most {allowed} client connections can be open; lower --max-connections (or \
+             leave it out to use {allowed}) or raise ulimit -n (LimitNOFILE= under systemd)"
+        ),
     }
 }
 
@@ -91,11 +161,39 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let per_ip = Arc::new(PerIp::new(limits.max_per_ip));
-    let mut refusals = Refusals::default();
+    let total = Arc::new(Semaphore::new(
+        limits
+            .max_connections
+            .map_or(Semaphore::MAX_PERMITS, |n| n.get() as usize),
+    ));
+    let mut at_cap = Occasional::default();
+    let mut refusals = Occasional::default();
     let mut errors = AcceptErrors::default();
-    // Every connection task holds a sender; `recv` returns `None` once all of them are gone.
-    let (alive, mut all_closed) = mpsc::channel::<Infallible>(1);
+    let mut connections = JoinSet::new();
     loop {
+        // Tasks that ended gave their permit back already; this only forgets them.
+        while connections.try_join_next().is_some() {}
+        // A place for one more connection before accepting it: at the cap the loop waits, and
+        // new connections wait in the listen backlog, holding none of our descriptors.
+        let permit = match total.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(times) = at_cap.occurred(Instant::now()) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections.map(NonZeroU32::get),
+                        times,
+                        "connection cap reached (--max-connections): not accepting until a \
+                         connection closes; next warning in a minute at the earliest"
+                    );
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    permit = total.clone().acquire_owned() => {
+                        permit.expect("the semaphore is never closed")
+                    }
+                }
+            }
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -116,7 +214,15 @@ pub async fn serve(
             }
         };
         let Some(slot) = per_ip.admit(peer.ip()) else {
-            refusals.refused(peer.ip(), limits.max_per_ip, Instant::now());
+            if let Some(refused) = refusals.occurred(Instant::now()) {
+                tracing::warn!(
+                    client = %peer.ip(),
+                    max_per_ip = limits.max_per_ip.get(),
+                    refused,
+                    "closed connections over the per-address limit (--max-connections-per-ip); \
+                     next warning in a minute at the earliest"
+                );
+            }
             // Dropping the stream closes it at once: writing an answer would first mean reading
             // the request (or the client may see a reset instead), holding the descriptor the
             // cap exists to save.
@@ -129,13 +235,12 @@ pub async fn serve(
             limits,
             shutdown: shutdown.clone(),
             _slot: slot,
-            _alive: alive.clone(),
+            _permit: permit,
         };
-        tokio::spawn(connection.run(stream));
+        connections.spawn(connection.run(stream));
     }
     drop(listener);
-    drop(alive);
-    let _ = all_closed.recv().await;
+    while connections.join_next().await.is_some() {}
 }
 
 /// One accepted connection and what it holds until it closes.
@@ -145,7 +250,7 @@ struct Connection {
     limits: ConnectionLimits,
     shutdown: CancellationToken,
     _slot: Slot,
-    _alive: mpsc::Sender<Infallible>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -188,7 +293,8 @@ impl Connection {
                         return;
                     }
                 }
-                // A new deadline: the first byte of a head arrived, or a response was written.
+                // A new deadline: the first byte of a head arrived, or a response's last frame
+                // was queued.
                 () = clock.moved.notified() => {}
                 () = self.shutdown.cancelled(), if !draining => {
                     draining = true;
@@ -281,7 +387,8 @@ impl ConnectionClock {
         state.phase = Phase::Busy;
     }
 
-    /// The response has been written (or abandoned): the connection waits for the next request.
+    /// hyper dropped the response body, its last frame queued for writing (or the request was
+    /// abandoned): the connection waits for the next request.
     /// (Bytes of a pipelined next request that hyper already buffered count as idle time, not
     /// head time; the idle timeout still bounds them.)
     fn request_finished(&self, now: Instant) {
@@ -350,7 +457,7 @@ impl AsyncWrite for Watched {
 }
 
 /// The router as hyper's service: adds the peer address and marks the request in flight until
-/// its response body has been written.
+/// hyper drops its response body (after queueing the last frame, maybe before flushing it).
 struct Tracked {
     router: Router,
     peer: SocketAddr,
@@ -377,8 +484,8 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     }
 }
 
-/// Ends a request's in-flight time when dropped: with its response body once written, or with
-/// the request's future when the connection goes first.
+/// Ends a request's in-flight time when dropped: with its response body once its last frame is
+/// queued, or with the request's future when the connection goes first.
 struct InFlight(Arc<ConnectionClock>);
 
 impl Drop for InFlight {
@@ -483,31 +590,27 @@ impl Drop for Slot {
 /// How often a repeated condition is logged at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Logging of connections refused by the per-address cap: at most once a minute, with a count,
-/// since an attacker decides how many there are.
+/// A condition logged at WARN at most once a minute, with how often it occurred since the last
+/// warning: clients (or an outage) decide how often it occurs, not the log's reader.
 #[derive(Debug, Default)]
-struct Refusals {
+struct Occasional {
     since_warning: u64,
     last_warning: Option<Instant>,
 }
 
-impl Refusals {
-    fn refused(&mut self, ip: IpAddr, max: NonZeroU32, now: Instant) {
+impl Occasional {
+    /// Counts one occurrence at `now`; when a warning is due, the count it reports (this one
+    /// included), which starts over.
+    fn occurred(&mut self, now: Instant) -> Option<u64> {
         self.since_warning += 1;
         if self
             .last_warning
-            .is_none_or(|last| now.duration_since(last) >= WARN_EVERY)
+            .is_some_and(|last| now.duration_since(last) < WARN_EVERY)
         {
-            tracing::warn!(
-                client = %ip,
-                max_per_ip = max.get(),
-                refused = self.since_warning,
-                "closed connections over the per-address limit (--max-connections-per-ip); \
-                 next warning in a minute at the earliest"
-            );
-            self.since_warning = 0;
-            self.last_warning = Some(now);
+            return None;
         }
+        self.last_warning = Some(now);
+        Some(std::mem::take(&mut self.since_warning))
     }
 }
 
@@ -515,16 +618,14 @@ impl Refusals {
 #[derive(Debug)]
 struct AcceptErrors {
     pause: Duration,
-    since_warning: u64,
-    last_warning: Option<Instant>,
+    warnings: Occasional,
 }
 
 impl Default for AcceptErrors {
     fn default() -> Self {
         Self {
             pause: Self::FIRST_PAUSE,
-            since_warning: 0,
-            last_warning: None,
+            warnings: Occasional::default(),
         }
     }
 }
@@ -546,19 +647,13 @@ impl AcceptErrors {
         if is_connection_error(e) {
             return None;
         }
-        self.since_warning += 1;
-        if self
-            .last_warning
-            .is_none_or(|last| now.duration_since(last) >= WARN_EVERY)
-        {
+        if let Some(failures) = self.warnings.occurred(now) {
             tracing::warn!(
                 error = %e,
-                failures = self.since_warning,
+                failures,
                 "cannot accept connections; backing off (up to 1 s between attempts), \
                  next warning in a minute at the earliest"
             );
-            self.since_warning = 0;
-            self.last_warning = Some(now);
         }
         let pause = self.pause;
         self.pause = (self.pause * 2).min(Self::MAX_PAUSE);
@@ -593,6 +688,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(header),
             idle_timeout: Duration::from_secs(idle),
             max_per_ip: NonZeroU32::new(2).unwrap(),
+            max_connections: None,
         }
     }
 
@@ -678,16 +774,127 @@ mod tests {
         assert_eq!(pauses[0], Duration::from_millis(10));
         assert_eq!(pauses[1], Duration::from_millis(20));
         assert_eq!(pauses[9], Duration::from_secs(1), "capped at 1 s");
-        assert_eq!(errors.last_warning, Some(t0), "only the first one warned");
-        assert_eq!(errors.since_warning, 9, "the rest are counted for the next");
+        assert_eq!(
+            errors.warnings.last_warning,
+            Some(t0),
+            "only the first one warned"
+        );
+        assert_eq!(
+            errors.warnings.since_warning, 9,
+            "the rest are counted for the next"
+        );
 
         errors.succeeded();
         let pause = errors.failed(&emfile, t0 + Duration::from_secs(61));
         assert_eq!(pause, Some(Duration::from_millis(10)), "a fresh backoff");
-        assert_eq!(errors.last_warning, Some(t0 + Duration::from_secs(61)));
-        assert_eq!(errors.since_warning, 0);
+        assert_eq!(
+            errors.warnings.last_warning,
+            Some(t0 + Duration::from_secs(61))
+        );
+        assert_eq!(errors.warnings.since_warning, 0);
 
         let reset = io::Error::from(io::ErrorKind::ConnectionAborted);
         assert_eq!(errors.failed(&reset, t0), None, "one connection's failure");
+    }
+
+    #[test]
+    fn a_warning_is_due_at_most_once_a_minute_and_reports_the_count_since_the_last() {
+        let t0 = Instant::now();
+        let mut warnings = Occasional::default();
+        assert_eq!(warnings.occurred(t0), Some(1), "the first occurrence warns");
+        for i in 1..=4 {
+            assert_eq!(warnings.occurred(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(
+            warnings.occurred(t0 + WARN_EVERY),
+            Some(5),
+            "a minute later, with the four since and this one"
+        );
+        assert_eq!(warnings.occurred(t0 + WARN_EVERY), None);
+    }
+
+    #[test]
+    fn the_total_cap_is_what_the_open_file_limit_leaves_and_refuses_more() {
+        let n = |v| NonZeroU32::new(v).unwrap();
+        assert_eq!(cap_under(None, 1024, 90).unwrap(), n(934));
+        assert_eq!(cap_under(Some(n(500)), 1024, 90).unwrap(), n(500));
+        assert_eq!(cap_under(Some(n(934)), 1024, 90).unwrap(), n(934));
+        let over = cap_under(Some(n(935)), 1024, 90).unwrap_err().to_string();
+        assert!(
+            over.contains("--max-connections 935 does not fit")
+                && over.contains("ulimit -n is 1024")
+                && over.contains("at most 934"),
+            "{over}"
+        );
+        let none = cap_under(None, 90, 90).unwrap_err().to_string();
+        assert!(none.contains("raise it above 90"), "{none}");
+        assert_eq!(cap_under(None, u64::MAX, 90).unwrap(), n(u32::MAX));
+    }
+
+    /// A served loopback listener: its address and the task running `serve`.
+    async fn serving(limits: ConnectionLimits) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let task = tokio::spawn(serve(listener, router, limits, CancellationToken::new()));
+        (addr, task)
+    }
+
+    /// A keep-alive connection that has been answered once (so the server has accepted it).
+    async fn answered(addr: SocketAddr) -> TcpStream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        stream
+    }
+
+    #[tokio::test]
+    async fn aborting_serve_drops_its_connections() {
+        use tokio::io::AsyncReadExt;
+        let (addr, task) = serving(ConnectionLimits::default()).await;
+        let mut stream = answered(addr).await;
+        task.abort();
+        let _ = task.await;
+        // Idle for 60 s otherwise: only the aborted loop can have closed it.
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "a connection outlived its aborted serve: {read:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn at_the_total_cap_the_next_connection_waits_until_one_closes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let limits = ConnectionLimits {
+            max_connections: NonZeroU32::new(2),
+            ..ConnectionLimits::default()
+        };
+        let (addr, task) = serving(limits).await;
+        let first = answered(addr).await;
+        let _second = answered(addr).await;
+        // The handshake completes in the kernel's backlog; nobody reads the request.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+        assert!(early.is_err(), "served over the cap: {early:?}");
+        drop(first);
+        let n = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf))
+            .await
+            .expect("served once a connection closed")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        task.abort();
     }
 }

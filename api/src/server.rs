@@ -213,6 +213,11 @@ impl RunningServer {
 /// When the database is unreachable, migrations fail, the data directory is unusable or the
 /// address cannot be bound.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    // Checked before anything is opened: a cap the open-file limit cannot hold is refused.
+    let max_connections = listener::connection_cap(
+        config.connections.max_connections,
+        reserved_descriptors(&config),
+    )?;
     let app = App::open(&config.app).await?;
     let state = AppState::new(
         app.clone(),
@@ -249,9 +254,27 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         config.request_timeout,
     );
     let token = jobs.shutdown_token();
-    jobs.spawn(listener::serve(listener, router, config.connections, token));
-    tracing::info!(%addr, data_dir = %config.app.data_dir.display(), "license-ledger listening");
+    let limits = ConnectionLimits {
+        max_connections: Some(max_connections),
+        ..config.connections
+    };
+    jobs.spawn(listener::serve(listener, router, limits, token));
+    tracing::info!(
+        %addr,
+        data_dir = %config.app.data_dir.display(),
+        max_connections,
+        "license-ledger listening"
+    );
     Ok(RunningServer { addr, state, jobs })
+}
+
+/// Descriptors the server keeps from client connections: both database pools at their maximum
+/// and [`listener::RESERVED_DESCRIPTORS`] for everything else it opens.
+fn reserved_descriptors(config: &ServeConfig) -> u64 {
+    let background = application::app::background_connections(projections::all().len());
+    listener::RESERVED_DESCRIPTORS
+        + u64::from(config.app.db_max_connections)
+        + u64::from(background)
 }
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
