@@ -354,15 +354,18 @@ pub fn spawn_server_logged(
             let Ok(log) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
-            if log["fields"]["message"] == "license-ledger listening" {
-                let _ = tx.send(
-                    log["fields"]["addr"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
+            // Kept before the address is announced: a test that reads the logs right after
+            // `spawn_server_logged` returns finds the "listening" line among them.
+            let addr = (log["fields"]["message"] == "license-ledger listening").then(|| {
+                log["fields"]["addr"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
             kept.lock().unwrap().push(log);
+            if let Some(addr) = addr {
+                let _ = tx.send(addr);
+            }
         }
     });
     let addr = rx
