@@ -218,6 +218,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         config.connections.max_connections,
         reserved_descriptors(&config),
     )?;
+    // Bound before the database is opened and any job starts: a server that cannot listen (the
+    // port taken, say) says so at once and opens nothing. Connections made while the
+    // application opens wait in the listen backlog.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
     let app = App::open(&config.app).await?;
     let state = AppState::new(
         app.clone(),
@@ -241,11 +248,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             run: Box::new(move || limit.prune()),
         })
         .collect();
-    // Bound before any job starts: a server that cannot listen starts nothing.
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let mut jobs = Jobs::start(&app, &config.jobs, chores);
     let router = app_router(
         state.clone(),

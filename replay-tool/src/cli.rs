@@ -52,8 +52,8 @@ enum Command {
 #[derive(Debug, Args)]
 struct Db {
     /// PostgreSQL URL of the ledger (required; no default), e.g.
-    /// postgres://postgres@127.0.0.1:5432/license_ledger; the rebuild needs the schema owner (the
-    /// migration user).
+    /// postgres://postgres@127.0.0.1:5432/license_ledger; `rebuild` and `seed` need the schema
+    /// owner (the migration user).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 }
@@ -370,8 +370,10 @@ fn report_summary(
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
-    let jwks = keys(&args.keys)?;
+    // The database first: without one there is nothing to check, and the keys' note would only
+    // precede the error.
     let pool = reader_pool(&args.db).await?;
+    let jwks = keys(&args.keys)?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&pool)
         .await

@@ -189,6 +189,9 @@ impl Progress {
                     bar.set_style(style);
                 }
                 bar.finish_with_message(figures.to_owned());
+                // indicatif leaves the cursor at the end of the bar's last frame: end the line,
+                // or the summary printed next on the same terminal is glued to it.
+                eprintln!();
             }
             Mode::Lines { .. } => eprintln!("{}: done, {figures}", self.label),
             Mode::Quiet => {}

@@ -28,7 +28,7 @@ use clap::{Args, Parser, Subcommand};
 use client::files::{ActivationRequest, DeactivationRequest, token_from_text};
 use client::jwks::Jwks;
 use client::values::{AppId, Environment, Fingerprint, Label, LicenseKey};
-use client::verify::{Claims, Verifier};
+use client::verify::{Claims, TokenKind, Verifier};
 
 #[derive(Parser)]
 #[command(
@@ -173,15 +173,24 @@ fn summary(claims: &Claims) -> String {
     if !details.is_empty() {
         first.push_str(&format!(" ({})", details.join(", ")));
     }
+    let until = claims
+        .expires_at()
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    if claims.kind == TokenKind::OfflineActivation {
+        // An air-gapped activation lasts as long as the license does: its `exp` is the license's
+        // expiry, trial end or end of the paid period (ten years for a perpetual license), per
+        // docs/client-protocol.md.
+        return format!(
+            "{first}\n\
+             offline activation valid until {until} (the license's expiry, trial end or end of \
+             the paid period; ten years ahead for a perpetual license)"
+        );
+    }
     format!(
         "{first}\n\
-         offline token valid until {} ({} token; verify a fresh one before then)\n\
+         offline token valid until {until} (verify a fresh token before then)\n\
          license expiry: not in the token (a token never outlives its license; the server's \
-         POST /v1/validate and GET /v1/licenses/{{id}} give the date)",
-        claims
-            .expires_at()
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
-        claims.kind
+         POST /v1/validate and GET /v1/licenses/{{id}} give the date)"
     )
 }
 
@@ -258,8 +267,8 @@ mod tests {
             [
                 "valid: license 0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b (status at issue: trialing, \
                  features: pro export.pdf, device: laptop-1)",
-                "offline token valid until 2026-08-08T16:00:00Z (offline token; verify a fresh \
-                 one before then)",
+                "offline token valid until 2026-08-08T16:00:00Z (verify a fresh token before \
+                 then)",
                 "license expiry: not in the token (a token never outlives its license; the \
                  server's POST /v1/validate and GET /v1/licenses/{id} give the date)",
             ]
@@ -280,9 +289,10 @@ mod tests {
         assert!(
             text.starts_with(
                 "valid: license 0e3b8f3c-5a5d-4b8e-9a51-6f3c2d1e0a9b\n\
-                 offline token valid until 1970-01-01T00:01:00Z (offline_activation token;"
+                 offline activation valid until 1970-01-01T00:01:00Z (the license's expiry"
             ),
             "{text}"
         );
+        assert!(!text.contains("not in the token"), "{text}");
     }
 }
