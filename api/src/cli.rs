@@ -107,8 +107,9 @@ struct ServeArgs {
     /// Directory of the server's secrets (key pepper, signing keys); created 0700 on first start.
     #[arg(long, env = "LEDGER_DATA_DIR", default_value = "./ledger-data")]
     data_dir: PathBuf,
-    /// Largest accepted request body, in bytes.
-    #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    /// Largest accepted request body, in bytes (at least 1).
+    #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_body_bytes: usize,
     /// Requests per second per client IP on the API (0: no limit).
     #[arg(long, env = "LEDGER_RATE_LIMIT_RPS", default_value_t = 50)]
@@ -116,8 +117,9 @@ struct ServeArgs {
     /// Burst allowance per client IP.
     #[arg(long, env = "LEDGER_RATE_LIMIT_BURST", default_value_t = 100)]
     rate_limit_burst: u32,
-    /// Seconds a request may run before it is answered 503.
-    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    /// Seconds a request may run before it is answered 503 (1 to 3600).
+    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout_secs: u64,
     /// Database connections for requests (at least 1). Background jobs have a small pool of
     /// their own besides (one per projector, one LISTEN, three shared).

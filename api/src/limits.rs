@@ -49,9 +49,27 @@ pub async fn rate_limit(State(limit): State<RateLimit>, req: Request, next: Next
         && let Err(not_until) = limit.limiter.check_key(&ip)
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        return ApiError::too_many_requests(wait.as_secs() + 1).into_response();
+        let mut response = ApiError::too_many_requests(wait.as_secs() + 1).into_response();
+        // The refused request's body is left unread, so the connection cannot carry another
+        // request and is closed after this answer: say so, or clients reuse it and see a reset.
+        if has_body(&req) {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        return response;
     }
     next.run(req).await
+}
+
+/// Whether `req` announces a body (a non-zero `Content-Length`, or any `Transfer-Encoding`).
+fn has_body(req: &Request) -> bool {
+    let headers = req.headers();
+    headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// Middleware: a request still running after the deadline is answered 503 and abandoned. A command

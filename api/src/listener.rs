@@ -269,6 +269,10 @@ impl Connection {
         // Our clock keeps the header deadline; hyper's would also cut idle keep-alive
         // connections at the header bound (it restarts after every response).
         builder.header_read_timeout(None);
+        // A request head may use 16 KiB of buffer (hyper's default is about 400 KiB): a thousand
+        // connections sending large unfinished heads pinned half a gigabyte. Heads are small
+        // here (a bearer token, an App GUID); the body limit is separate.
+        builder.max_buf_size(16 * 1024);
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
         let mut draining = false;

@@ -383,7 +383,7 @@ impl SigningKeys {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "signing keys changed but cannot be loaded; keeping the previous ones")
+                tracing::error!(error = %e, "cannot reload the signing keys; keeping the previous ones")
             }
         }
     }

@@ -22,9 +22,26 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` may take. A probe that waits longer than this for a connection of the
+/// request pool is itself the answer: requests wait as long, so the server is not ready. (Load
+/// balancers' probes time out after a few seconds; one that hangs tells them nothing.)
+const READINESS_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The database answers and every projector is within its lag bound.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.app.readiness(state.config.max_projector_lag).await {
+    let checked = tokio::time::timeout(
+        READINESS_BOUND,
+        state.app.readiness(state.config.max_projector_lag),
+    )
+    .await;
+    let Ok(readiness) = checked else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "database": "busy",
+                         "detail": "no database connection of the request pool within 3 s" })),
+        );
+    };
+    match readiness {
         Readiness::DatabaseUnreachable => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "database": "unreachable" })),

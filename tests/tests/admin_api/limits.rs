@@ -31,6 +31,15 @@ async fn oversized_bodies_and_floods_are_refused_with_problems() {
     let limited = limited.expect("the rate limit applies");
     assert_eq!(limited.code(), "RATE_LIMITED");
     assert!(limited.header("retry-after").is_some());
+    // A refused request with a body leaves it unread: the answer says the connection closes.
+    let refused = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Late", "kind": "customer"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.header("connection"), Some("close"));
     // Health endpoints are not rate limited (load balancers poll them).
     for _ in 0..20 {
         assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
@@ -52,5 +61,30 @@ async fn health_and_readiness_report_the_database_and_projectors() {
         ready.body["projections"].as_array().unwrap().len(),
         projections::all().len()
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_answers_busy_within_seconds_when_the_request_pool_has_no_connection() {
+    let db = TestDb::create().await;
+    let mut config = test_config(&db);
+    config.app.db_max_connections = 1;
+    let app = TestApp::start_with(db, config).await;
+    // The request pool's one connection, held as a stuck request would hold it.
+    let held = app.server.state.app.pool().acquire().await.unwrap();
+    let asked = std::time::Instant::now();
+    let ready = app.get("/readyz").await;
+    let took = asked.elapsed();
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        ready.body
+    );
+    assert_eq!(ready.body["database"], "busy", "{:?}", ready.body);
+    // Bounded at 3 s (the pool would have made it wait 10 s, then answer "unreachable").
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+    drop(held);
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
     app.stop().await;
 }
