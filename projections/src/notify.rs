@@ -9,7 +9,10 @@
 //! are projectors, for one piece of news.
 //!
 //! Two counters, because the forwarder must only forward this process's appends: were it woken
-//! by the notifications it receives (its own among them), it would notify forever.
+//! by the notifications it receives (its own among them), it would notify forever. And each
+//! notification carries the sending process's origin (a UUID drawn at start): the listener skips
+//! its own, whose appends already woke the local runners through the hook, so a write wakes each
+//! runner once, not twice. (A notification without an origin, from an older node, wakes them.)
 //!
 //! Why not `NOTIFY` from a trigger on `events`: PostgreSQL serializes the commits of every
 //! transaction that notifies (a global lock held through the commit's WAL flush), which would
@@ -33,6 +36,8 @@ pub struct ChangeSignal {
     local: Arc<watch::Sender<u64>>,
     /// Appends by any process: this one's and those `NOTIFY` announced (what runners wait for).
     any: Arc<watch::Sender<u64>>,
+    /// This process's name in its notifications' payload.
+    origin: Arc<str>,
 }
 
 impl Default for ChangeSignal {
@@ -47,6 +52,7 @@ impl ChangeSignal {
         Self {
             local: Arc::new(watch::channel(0).0),
             any: Arc::new(watch::channel(0).0),
+            origin: uuid::Uuid::new_v4().to_string().into(),
         }
     }
 
@@ -87,8 +93,9 @@ impl ChangeSignal {
                 () = shutdown.cancelled() => return,
                 changed = changes.changed() => if changed.is_err() { return },
             }
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
+                .bind(&*self.origin)
                 .execute(&pool)
                 .await
             {
@@ -99,7 +106,7 @@ impl ChangeSignal {
     }
 
     /// Listens for `NOTIFY ledger_events` on one connection of `pool` until cancelled, and wakes
-    /// every subscriber on each. A lost connection is taken again (after `retry`), and then
+    /// every subscriber on each that another process sent. A lost connection is taken again (after `retry`), and then
     /// everyone is woken anyway: a notification may have been missed meanwhile.
     pub async fn listen(self, pool: PgPool, retry: Duration, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
@@ -117,6 +124,8 @@ impl ChangeSignal {
                             tokio::select! {
                                 () = shutdown.cancelled() => return,
                                 received = listener.try_recv() => match received {
+                                    // Our own appends woke the local runners already.
+                                    Ok(Some(n)) if n.payload() == &*self.origin => {}
                                     Ok(Some(_)) => self.announced(),
                                     Ok(None) => {
                                         tracing::warn!("LISTEN connection lost; reconnecting");

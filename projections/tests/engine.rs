@@ -564,3 +564,54 @@ async fn rebuilding_the_read_models_from_position_zero_gives_the_rows_the_live_p
         assert_eq!(dump(&pool, table).await, live[i], "{table} after rebuild");
     }
 }
+
+/// The one `LISTEN` of a process: a notification another process sent wakes the subscribers; the
+/// process's own, sent by its forwarder after a local append, does not wake them a second time
+/// (the append hook woke them already).
+#[tokio::test]
+async fn a_process_is_woken_by_other_processes_notifications_not_by_its_own() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool().await;
+    let signal = ChangeSignal::new();
+    let mut woken = signal.subscribe();
+    let token = CancellationToken::new();
+    let listening = tokio::spawn(signal.clone().listen(
+        pool.clone(),
+        Duration::from_millis(50),
+        token.clone(),
+    ));
+    let forwarding = tokio::spawn(signal.clone().forward_to_postgres(
+        pool.clone(),
+        Duration::from_millis(10),
+        token.clone(),
+    ));
+    // Connected: the listener wakes everyone once when it starts listening.
+    tokio::time::timeout(Duration::from_secs(10), woken.changed())
+        .await
+        .expect("the listener started")
+        .unwrap();
+    woken.borrow_and_update();
+
+    // A local append: one wake from the hook, none from the notification coming back.
+    signal.bump();
+    assert!(woken.has_changed().unwrap(), "the hook wakes at once");
+    woken.borrow_and_update();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        !woken.has_changed().unwrap(),
+        "the process's own notification woke it a second time"
+    );
+
+    // Another process's append (an older node's notification has no origin).
+    sqlx::query("SELECT pg_notify('ledger_events', '')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), woken.changed())
+        .await
+        .expect("another process's notification wakes it")
+        .unwrap();
+    token.cancel();
+    listening.await.unwrap();
+    forwarding.await.unwrap();
+}
