@@ -273,10 +273,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
 /// Descriptors the server keeps from client connections: both database pools at their maximum
 /// and [`listener::RESERVED_DESCRIPTORS`] for everything else it opens.
 fn reserved_descriptors(config: &ServeConfig) -> u64 {
-    let background = application::app::background_connections(projections::all().len());
-    listener::RESERVED_DESCRIPTORS
-        + u64::from(config.app.db_max_connections)
-        + u64::from(background)
+    listener::RESERVED_DESCRIPTORS + u64::from(config.app.database_connections())
 }
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

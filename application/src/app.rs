@@ -55,6 +55,13 @@ impl AppConfig {
             clock: Arc::new(SystemClock),
         }
     }
+
+    /// Database connections a server with this configuration may hold at once: the request pool
+    /// and the jobs pool.
+    pub fn database_connections(&self) -> u32 {
+        self.db_max_connections
+            .saturating_add(background_connections())
+    }
 }
 
 /// The `application_name` of the request pool's connections in `pg_stat_activity`.
@@ -67,11 +74,11 @@ pub const JOBS_APPLICATION_NAME: &str = "license-ledger jobs";
 /// `NOTIFY` forwarder, the checkpoint signer and lease expiry take one for a moment each.
 const SHARED_JOB_CONNECTIONS: u32 = 3;
 
-/// The size of the jobs pool for `projectors` projectors: one session each (a projector's
-/// advisory lock lives as long as its connection, so an active projector keeps one), the one
-/// `LISTEN` connection, and [`SHARED_JOB_CONNECTIONS`].
-pub fn background_connections(projectors: usize) -> u32 {
-    u32::try_from(projectors).unwrap_or(u32::MAX) + 1 + SHARED_JOB_CONNECTIONS
+/// The size of the jobs pool: one session per projector (a projector's advisory lock lives as
+/// long as its connection, so an active projector keeps one), the one `LISTEN` connection, and
+/// [`SHARED_JOB_CONNECTIONS`].
+pub fn background_connections() -> u32 {
+    u32::try_from(projections::all().len()).unwrap_or(u32::MAX) + 1 + SHARED_JOB_CONNECTIONS
 }
 
 /// The opened ledger. Cloning is cheap (one `Arc`): axum clones its state for every request, and
@@ -119,13 +126,13 @@ impl App {
         commands::db::create_database_if_missing(&config.database_url).await?;
         commands::db::migrate(&config.database_url).await?;
         let projections = projections::all();
-        let background = background_connections(projections.len());
+        let background = background_connections();
         let jobs_pool =
             commands::db::connect_named(&config.database_url, background, JOBS_APPLICATION_NAME)
                 .await?;
         let accepted = commands::db::server_max_connections(&jobs_pool).await?;
-        let needed = u64::from(config.db_max_connections) + u64::from(background);
-        if needed > u64::from(accepted) {
+        let needed = config.database_connections();
+        if needed > accepted {
             anyhow::bail!(
                 "a request pool of {} database connections cannot work: with the {background} of \
                  the background jobs this server needs {needed}, and PostgreSQL at {} accepts \

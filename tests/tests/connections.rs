@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use application::app::background_connections;
 use serde_json::Value;
 use tests::{ServerProcess, TestDb, spawn_server, spawn_server_logged, temp_data_dir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -410,9 +409,11 @@ async fn await_logged(logs: &tests::ServerLogs, prefix: &str) -> Vec<Value> {
 }
 
 /// Descriptors the server keeps from clients with a request pool of `db_max_connections`: both
-/// pools and 64 (`listener::RESERVED_DESCRIPTORS`).
+/// pools and `listener::RESERVED_DESCRIPTORS`.
 fn reserved(db_max_connections: u32) -> u32 {
-    64 + db_max_connections + background_connections(projections::all().len())
+    let mut config = application::app::AppConfig::new(String::new(), PathBuf::new());
+    config.db_max_connections = db_max_connections;
+    u32::try_from(api::listener::RESERVED_DESCRIPTORS).unwrap() + config.database_connections()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

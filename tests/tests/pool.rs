@@ -220,7 +220,7 @@ async fn serves_with_a_request_pool_of(size: u32) {
         "{} connections of a request pool of {size}",
         seen.requests
     );
-    let background = i64::from(background_connections(projections::all().len()));
+    let background = i64::from(background_connections());
     assert!(
         (projectors + 1..=background).contains(&seen.jobs),
         "the jobs pool holds a session per projector and the LISTEN connection, and at most \

@@ -8,60 +8,17 @@ use tests::TestApp;
 
 use crate::support::{OTHER_APP, s};
 
-/// NOT_FOUND and APP_MISMATCH cost the same: interleaved samples, compared by their medians.
-#[tokio::test]
-async fn not_found_and_app_mismatch_answer_alike_in_time() {
-    let app = TestApp::start().await;
-    let c = app.catalogue().await;
-    let license = app.issue(&c).await;
-    app.projected().await;
-    let key = s(&license, "key");
-    let unknown = key.replace(&key[7..15], "00000000");
-    let time = |app_id: &'static str, key: String| {
-        let app = &app;
-        async move {
-            let started = Instant::now();
-            let answer = app
-                .client_call("/v1/validate", app_id, json!({"key": key}))
-                .await;
-            (started.elapsed(), answer.code().to_owned())
-        }
-    };
-    // Warm up connections and caches.
-    for _ in 0..50 {
-        time(OTHER_APP, key.clone()).await;
-        time(OTHER_APP, unknown.clone()).await;
-    }
-    let mut mismatch = Vec::new();
-    let mut not_found = Vec::new();
-    for _ in 0..400 {
-        let (t, code) = time(OTHER_APP, key.clone()).await;
-        assert_eq!(code, "APP_MISMATCH");
-        mismatch.push(t);
-        let (t, code) = time(OTHER_APP, unknown.clone()).await;
-        assert_eq!(code, "NOT_FOUND");
-        not_found.push(t);
-    }
-    mismatch.sort();
-    not_found.sort();
-    let (m, n) = (mismatch[200].as_secs_f64(), not_found[200].as_secs_f64());
-    let ratio = m / n;
-    assert!(
-        (0.8..1.25).contains(&ratio),
-        "median APP_MISMATCH {m:.6}s vs NOT_FOUND {n:.6}s (ratio {ratio:.2})"
-    );
-    app.stop().await;
+/// The middle of `v` (the upper one of an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// How well one answer's duration tells the two refusals apart: the threshold halfway between
 /// the two medians, each side named after the class whose median lies there; the share of
 /// answers it names right. 0.5 is chance.
 fn classifier_accuracy(a: &[f64], b: &[f64]) -> f64 {
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let (ma, mb) = (median(a), median(b));
     let threshold = (ma + mb) / 2.0;
     let a_below = ma <= mb;
@@ -132,20 +89,23 @@ async fn one_answer_does_not_tell_an_unknown_key_from_another_applications_on_an
             }
         }
         let accuracy = classifier_accuracy(&mismatch, &not_found);
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2] * 1e6
-        };
+        let (m, n) = (median(&mismatch), median(&not_found));
         report.push(format!(
             "{path}: {:.1}% (medians {:.0} / {:.0} µs)",
             accuracy * 100.0,
-            median(&mut mismatch),
-            median(&mut not_found)
+            m * 1e6,
+            n * 1e6
         ));
         assert!(
             accuracy < 0.60,
             "{path}: one answer tells the refusals apart {:.1}% of the time ({report:?})",
             accuracy * 100.0
+        );
+        // And the medians themselves agree within a quarter, on every route (the check the
+        // validate route alone had before).
+        assert!(
+            (0.8..1.25).contains(&(m / n)),
+            "{path}: median APP_MISMATCH {m:.6}s vs NOT_FOUND {n:.6}s ({report:?})"
         );
     }
     eprintln!("classifier accuracy per route: {report:?}");
