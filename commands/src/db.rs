@@ -168,6 +168,22 @@ fn percent_decoded(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One direct connection to `url` with `options`, closed again. Call it before building a pool:
+/// a pool retries a refused or failing connection until its acquire timeout and then reports
+/// only "timed out" (after 10 s), where a single attempt says at once what is wrong (refused,
+/// unknown database, bad password).
+///
+/// # Errors
+/// [`DbError::Unreachable`], with where and why, without the password.
+pub async fn reachable(url: &str, options: &PgConnectOptions) -> Result<(), DbError> {
+    PgConnection::connect_with(options)
+        .await
+        .map_err(unreachable(url))?
+        .close()
+        .await
+        .map_err(unreachable(url))
+}
+
 impl DbError {
     /// [`DbError::Unreachable`] for a connection to `url` that failed with `error`: where, and
     /// the innermost reason, without the password.
@@ -314,15 +330,7 @@ pub async fn connect_named(
         )));
     }
     let options = options(url)?.application_name(application_name);
-    // One direct connection first: the pool retries a refused or failing connection until its
-    // acquire timeout and then reports only "timed out" (after 10 s); a single attempt says at
-    // once what is wrong (refused, unknown database, bad password).
-    PgConnection::connect_with(&options)
-        .await
-        .map_err(unreachable(url))?
-        .close()
-        .await
-        .map_err(unreachable(url))?;
+    reachable(url, &options).await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))

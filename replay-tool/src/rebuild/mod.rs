@@ -166,13 +166,7 @@ pub async fn owner_pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
     // Index builds and copies of a million rows are meant to take seconds: sqlx's "slow
     // statement" warnings would only alarm the operator. The rebuild logs its own timings.
     let options = options.disable_statement_logging();
-    // One direct connection first, as `commands::db::connect_named` does: it says at once why
-    // the database cannot be reached, where the pool would retry for 10 s and say "timed out".
-    sqlx::PgConnection::connect_with(&options)
-        .await
-        .map_err(|e| commands::db::DbError::unreachable(url, &e))?
-        .close()
-        .await?;
+    commands::db::reachable(url, &options).await?;
     PgPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(std::time::Duration::from_secs(10))
