@@ -31,9 +31,6 @@ mod tokens;
 pub use catalogue::{NewOrganization, NewProduct};
 pub use licenses::{LicenseChange, NewLicense};
 
-/// How deep an organization tree may be (the rule is the domain's).
-pub use domain::organization::MAX_DEPTH as MAX_ORGANIZATION_DEPTH;
-
 /// Why a service call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -109,7 +106,8 @@ impl Ledger {
         let mut cursor = Some(id);
         let mut facts = None;
         while let Some(current) = cursor {
-            if !seen.insert(current) || lineage.len() >= MAX_ORGANIZATION_DEPTH {
+            // The domain refuses a child below MAX_DEPTH ancestors, so the walk needs no more.
+            if !seen.insert(current) || lineage.len() >= domain::organization::MAX_DEPTH {
                 break;
             }
             let (org, _) = self.store.load::<Organization>(current).await?;
