@@ -80,6 +80,16 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The guard of database `name`, just created on `server`: dropped when the guard drops.
+    fn created(server: String, name: String) -> Self {
+        Self {
+            url: url_of(&server, &name),
+            name,
+            server,
+            armed: true,
+        }
+    }
+
     /// Creates an empty database.
     ///
     /// # Panics
@@ -103,12 +113,7 @@ impl TestDb {
                 )
             });
         let _ = admin.close().await;
-        Self {
-            url: url_of(&server, &name),
-            name,
-            server,
-            armed: true,
-        }
+        Self::created(server, name)
     }
 
     /// Creates a database with every migration applied, as the server's user (the schema
@@ -155,12 +160,7 @@ impl TestDb {
         .await
         .unwrap_or_else(|e| panic!("copying {} into {name}: {e}", template.name));
         let _ = admin.close().await;
-        Self {
-            url: url_of(&server, &name),
-            name,
-            server,
-            armed: true,
-        }
+        Self::created(server, name)
     }
 
     /// A pool on this database as the server's user (a superuser on development machines), for
