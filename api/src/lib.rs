@@ -14,6 +14,8 @@
 //! - [`listener`]: the accept loop: header-read and idle timeouts, the per-address connection
 //!   cap, backoff on failed accepts, graceful shutdown.
 //! - [`state`]: what handlers reach: the `application::App` and the HTTP settings.
+//! - [`openapi`]: the OpenAPI document (`/v1/openapi.json`) and the reference page (`/docs`),
+//!   built from the same registration table as the router ([`server::route_table`]).
 //! - [`cli`]: `ledger serve | migrate | token | keys`.
 
 pub mod auth;
@@ -22,6 +24,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod listener;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod server;

@@ -19,13 +19,14 @@ use domain::ErrorCode;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
 use crate::limits::{self, RateLimit};
 use crate::listener::{self, ConnectionLimits};
 use crate::request_id::{self, RequestId};
-use crate::routes;
 use crate::state::{AppState, RuntimeConfig};
+use crate::{openapi, routes};
 
 /// Everything `ledger serve` is configured with.
 #[derive(Clone, Debug)]
@@ -82,7 +83,38 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// The HTTP application with all its layers. Administration and client routes have rate limits
+/// Every route of the server, in the groups that get different layers. This is the one
+/// registration table: each module registers its handlers with utoipa-axum's `routes!`, so the
+/// router ([`app_router`]) and the OpenAPI document ([`openapi::document`]) are built from the
+/// same annotations. A route added with a plain `.route(...)` is caught by
+/// `tests/tests/openapi.rs` (ADR 0015).
+pub struct RouteTable {
+    /// No authentication, no rate limit: health, JWKS, the document.
+    pub public: OpenApiRouter<AppState>,
+    /// The administration API (bearer tokens).
+    pub admin: OpenApiRouter<AppState>,
+    /// The client applications' API (`X-App-Id`).
+    pub client: OpenApiRouter<AppState>,
+}
+
+/// The registration table (see [`RouteTable`]).
+pub fn route_table() -> RouteTable {
+    RouteTable {
+        public: routes::health::routes()
+            .merge(routes::client::jwks_routes())
+            .merge(openapi::routes()),
+        admin: routes::organizations::routes()
+            .merge(routes::products::routes())
+            .merge(routes::policies::routes())
+            .merge(routes::licenses::routes())
+            .merge(routes::tokens::routes())
+            .merge(routes::offline::routes())
+            .merge(routes::operations::routes()),
+        client: routes::client::routes(),
+    }
+}
+
+/// The HTTP application with all its layers, and the API reference page. Administration and client routes have rate limits
 /// of their own (client applications behind one NAT share an address); client requests are logged
 /// at DEBUG (thousands of validations a second would drown the log), everything else at INFO.
 pub fn app_router(
@@ -92,13 +124,8 @@ pub fn app_router(
     request_timeout: Duration,
 ) -> Router {
     let max_body = state.config.max_body_bytes;
-    let mut api = routes::organizations::routes()
-        .merge(routes::products::routes())
-        .merge(routes::policies::routes())
-        .merge(routes::licenses::routes())
-        .merge(routes::tokens::routes())
-        .merge(routes::offline::routes())
-        .merge(routes::operations::routes())
+    let table = route_table();
+    let mut api = Router::from(table.admin)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,
@@ -107,7 +134,7 @@ pub fn app_router(
     if let Some(limit) = rate_limit {
         api = api.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
     }
-    let mut client = routes::client::routes()
+    let mut client = Router::from(table.client)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,
@@ -116,9 +143,8 @@ pub fn app_router(
     if let Some(limit) = client_rate_limit {
         client = client.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
     }
-    Router::new()
-        .merge(routes::health::routes())
-        .merge(routes::client::jwks_routes())
+    Router::from(table.public)
+        .merge(openapi::reference_page())
         .merge(api.layer(trace_layer(Level::INFO)))
         .merge(client.layer(trace_layer(Level::DEBUG)))
         .fallback(not_found)

@@ -99,6 +99,7 @@ pub async fn run(app: App, every_events: usize, every: Duration, shutdown: Cance
 
 /// A signed checkpoint, as `GET /v1/checkpoints/latest` shows it.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckpointView {
     pub checkpoint_id: i64,
     /// The global position of the last event covered.
@@ -109,6 +110,7 @@ pub struct CheckpointView {
     pub event_count: i64,
     /// The Merkle root over every event covered, hex.
     pub root: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub signed_at: Timestamp,
     /// The signing key (in the JWKS).
     pub kid: String,

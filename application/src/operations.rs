@@ -15,19 +15,27 @@ use crate::{App, AppError};
 
 /// A token just minted: its secret is shown this once.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MintedToken {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub id: ApiTokenId,
+    /// `vendor_admin`, `vendor_support` or `vendor_auditor`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub role: Role,
     /// The bearer secret (`llt_…`); `null` when this answer replays an earlier request with the
     /// same `Idempotency-Key` (the secret was shown to that request and is stored nowhere).
     pub token: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
 }
 
 /// A token after revocation.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokedToken {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub id: ApiTokenId,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub revoked_at: Option<Timestamp>,
 }
 

@@ -16,9 +16,11 @@ use crate::signing::KeyPair;
 
 /// A signed token as the API hands it out.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedToken {
     /// The compact JWS.
     pub token: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
     /// The key that signed it (in the JWKS).
     pub kid: String,

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 /// An organization.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrganizationView {
     pub id: Uuid,
     pub name: String,
@@ -20,7 +21,9 @@ pub struct OrganizationView {
     pub parent_id: Option<Uuid>,
     pub delegated_partners: Vec<Uuid>,
     pub closed: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub created_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub updated_at: Option<Timestamp>,
     pub version: i64,
 }
@@ -70,6 +73,7 @@ impl OrganizationView {
 
 /// A product.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductView {
     pub id: Uuid,
     pub name: String,
@@ -77,7 +81,9 @@ pub struct ProductView {
     pub app_id: Uuid,
     pub parent_product_id: Option<Uuid>,
     pub key_prefix: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub created_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub updated_at: Option<Timestamp>,
     pub version: i64,
 }
@@ -123,15 +129,20 @@ impl ProductView {
 /// A policy at its current version. `version` is the policy's version (1, 2, ...), which licenses
 /// record as `policy_version`.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyView {
     pub id: Uuid,
     pub product_id: Uuid,
     pub name: String,
     pub version: u32,
     pub retired: bool,
+    /// The terms as the policy's events state them (`domain::policy::PolicyTerms`).
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = PolicyTermsSchema))]
     pub terms: serde_json::Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub created_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub updated_at: Option<Timestamp>,
 }
 
@@ -170,21 +181,49 @@ impl PolicyView {
     }
 }
 
+/// The JSON of `domain::policy::PolicyTerms` (which keeps `domain` free of documentation
+/// types): what [`PolicyView`] flattens in. Schemathesis checks every answer against it.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(as = PolicyTerms)]
+#[allow(dead_code)]
+pub struct PolicyTermsSchema {
+    /// `node_locked`, `floating` or `named_user`.
+    #[schema(value_type = String, pattern = "^(node_locked|floating|named_user)$")]
+    model: String,
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    seats: u32,
+    /// Days a license runs from issue; `null` is perpetual.
+    duration_days: Option<u32>,
+    trial_days: u32,
+    features: Vec<String>,
+    offline_allowed: bool,
+    offline_grace_days: u32,
+    payment_grace_days: u32,
+    maintenance_months: Option<u32>,
+    /// Set exactly for floating policies.
+    lease_seconds: Option<u32>,
+}
+
 /// An active installation of a license.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivationView {
     pub installation_id: Uuid,
     pub fingerprint: String,
     pub environment: String,
     pub hostname: Option<String>,
     pub platform: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub activated_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub lease_expires_at: Option<Timestamp>,
 }
 
 /// A license as the administration API shows it. `status` is derived at `at` (now, or the
 /// `as_of` instant).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseView {
     pub id: Uuid,
     pub key_prefix: String,
@@ -197,20 +236,27 @@ pub struct LicenseView {
     pub seats: u32,
     pub features: Vec<String>,
     pub activations: Vec<ActivationView>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub starts_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub trial_ends_at: Option<Timestamp>,
     pub trial_days_remaining: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub maintenance_until: Option<Timestamp>,
     pub suspension_reason: Option<String>,
     pub revocation_reason: Option<String>,
     pub revocation_category: Option<&'static str>,
     pub model: &'static str,
     pub source: &'static str,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub created_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub updated_at: Option<Timestamp>,
     pub version: i64,
     /// The instant the status was derived at.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub as_of: Timestamp,
 }
 
@@ -268,6 +314,7 @@ impl LicenseView {
 
 /// A license just issued or re-keyed: the view and the key, shown this once.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseWithKey {
     #[serde(flatten)]
     pub license: LicenseView,
@@ -278,6 +325,7 @@ pub struct LicenseWithKey {
 
 /// One event of a stream, as `GET /v1/licenses/{id}/events` lists it.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventView {
     pub position: i64,
     pub sequence: i64,
@@ -285,8 +333,12 @@ pub struct EventView {
     #[serde(rename = "type")]
     pub event_type: String,
     pub version: String,
+    /// The event's payload, as stored (its shape is the event type's, `docs/api.md`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: serde_json::Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: serde_json::Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub recorded_at: Timestamp,
     /// sha256(previous_hash || canonical event), hex.
     pub hash: String,
@@ -331,12 +383,15 @@ pub struct Page<T> {
 
 /// What a use of a license is: the device and when it was activated.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallationUse {
     pub fingerprint: String,
     pub environment: &'static str,
     pub hostname: Option<String>,
     pub platform: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub activated_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub lease_expires_at: Option<Timestamp>,
 }
 
@@ -357,6 +412,7 @@ impl InstallationUse {
 
 /// An installation (activation) as client applications see it (`POST /v1/activations`).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallationView {
     pub installation_id: Uuid,
     pub license_id: Uuid,
@@ -367,18 +423,22 @@ pub struct InstallationView {
 /// An installation just deactivated: what it was (when the license still showed it) and when it
 /// ended.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeactivationView {
     pub installation_id: Uuid,
     pub license_id: Uuid,
     #[serde(flatten)]
     pub details: Option<InstallationUse>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub deactivated_at: Option<Timestamp>,
 }
 
 /// A floating installation's lease after a heartbeat.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseView {
     pub installation_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub lease_expires_at: Option<Timestamp>,
 }
 

@@ -8,37 +8,51 @@
 //! offline tokens are License commands (`App::licenses`).
 
 use application::licenses::{ActivationRequest, client_context};
+use application::tokens::SignedToken;
 use application::validate::ValidateRequest;
+use application::views::{DeactivationView, InstallationView, LeaseView};
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use domain::ErrorCode;
 use domain::ids::{AppId, InstallationId};
 use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::{Body, ReqId, parse_json, path_id};
+use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 
 /// The client routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/validate", post(validate))
-        .route("/v1/activations", post(activate))
-        .route("/v1/activations/{id}/deactivate", post(deactivate))
-        .route("/v1/activations/{id}/heartbeat", post(heartbeat))
-        .route("/v1/offline-tokens", post(offline_token))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(validate))
+        .routes(routes!(activate))
+        .routes(routes!(deactivate))
+        .routes(routes!(heartbeat))
+        .routes(routes!(offline_token))
 }
 
 /// The JWKS route (public, cacheable).
-pub fn jwks_routes() -> Router<AppState> {
-    Router::new().route("/.well-known/jwks.json", get(jwks))
+pub fn jwks_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(jwks))
 }
 
+/// A JSON Web Key Set (RFC 7517) of the server's ES256 public keys.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Jwks {
+    /// `{kty: "EC", crv: "P-256", x, y, kid, use: "sig", alg: "ES256"}` each.
+    keys: Vec<std::collections::BTreeMap<String, String>>,
+}
+
+/// The public keys that verify offline tokens, receipts and checkpoints.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "health", summary = "Public signing keys",
+    responses((status = 200, description = "The key set (cacheable for 5 minutes)", body = Jwks)))]
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -73,6 +87,61 @@ fn installation_id(raw: &str) -> Result<InstallationId, ApiError> {
     path_id(raw, ErrorCode::InstallationNotFound, "installation")
 }
 
+/// The validation answer (`docs/client-protocol.md`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Validation {
+    valid: bool,
+    /// `VALID` or why not (`EXPIRED`, `SUSPENDED`, `FINGERPRINT_NOT_ACTIVATED`, ...).
+    code: String,
+    detail: String,
+    license: ValidatedLicense,
+    /// Conditions worth telling the user (a trial ending, a license near expiry).
+    warnings: Vec<serde_json::Value>,
+}
+
+/// The license a validation answer is about.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ValidatedLicense {
+    id: uuid::Uuid,
+    status: String,
+    product_id: uuid::Uuid,
+    policy: ValidatedPolicy,
+    features: Vec<String>,
+    seats: u32,
+    activations: u32,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    trial_days_remaining: Option<u32>,
+}
+
+/// The policy version a validated license follows.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ValidatedPolicy {
+    id: uuid::Uuid,
+    version: u32,
+    model: String,
+}
+
+/// A validation request (`application::validate::ValidateRequest`).
+#[derive(utoipa::ToSchema)]
+#[schema(as = ValidateRequest)]
+#[allow(dead_code)]
+struct ValidateBody {
+    /// The license key.
+    key: String,
+    #[schema(value_type = Option<schemas::Fingerprint>)]
+    fingerprint: Option<String>,
+    /// Features the application needs; a missing one is `FEATURE_NOT_ENTITLED`.
+    #[schema(value_type = Option<Vec<schemas::FeatureCode>>)]
+    features: Option<Vec<String>>,
+}
+
+/// Is this license key valid for this application (and device, and features)?
+#[utoipa::path(post, path = "/v1/validate", tag = "client", summary = "Validate a license key",
+    request_body = ValidateBody,
+    responses((status = 200, description = "The decision; `valid: false` with its `code` when not", body = Validation)))]
 async fn validate(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -89,25 +158,41 @@ async fn validate(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActivateBody {
+    /// The license key.
     key: String,
+    #[schema(value_type = schemas::Fingerprint)]
     fingerprint: Fingerprint,
     #[serde(default)]
+    #[schema(value_type = Option<schemas::Label>)]
     hostname: Option<Label>,
     #[serde(default)]
+    #[schema(value_type = Option<schemas::Label>)]
     platform: Option<Label>,
+    /// `production` unless said.
     #[serde(default)]
+    #[schema(value_type = Option<schemas::Environment>)]
     environment: Option<Environment>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KeyBody {
+    /// The license key.
     key: String,
 }
 
+/// Takes a seat for a device (or finds it active: 200).
+#[utoipa::path(post, path = "/v1/activations", tag = "client", summary = "Activate a device",
+    request_body = ActivateBody,
+    responses(
+        (status = 201, description = "Activated", body = InstallationView),
+        (status = 200, description = "The fingerprint was active already", body = InstallationView),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 async fn activate(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
@@ -139,6 +224,16 @@ async fn activate(
     Ok((status, Json(activated.installation)).into_response())
 }
 
+/// Frees the seat of an installation.
+#[utoipa::path(post, path = "/v1/activations/{id}/deactivate", tag = "client", summary = "Deactivate an installation",
+    params(("id" = uuid::Uuid, Path, description = "The installation")),
+    request_body = KeyBody,
+    responses(
+        (status = 200, description = "Deactivated (or was already)", body = DeactivationView),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 async fn deactivate(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
@@ -163,6 +258,16 @@ async fn deactivate(
     Ok(Json(view).into_response())
 }
 
+/// Extends a floating installation's lease.
+#[utoipa::path(post, path = "/v1/activations/{id}/heartbeat", tag = "client", summary = "Renew a floating lease",
+    params(("id" = uuid::Uuid, Path, description = "The installation")),
+    request_body = KeyBody,
+    responses(
+        (status = 200, description = "The lease, extended", body = LeaseView),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 async fn heartbeat(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
@@ -182,14 +287,25 @@ async fn heartbeat(
     Ok(Json(lease).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OfflineTokenBody {
+    /// The license key.
     key: String,
+    /// Binds the token to this device (which must be activated).
     #[serde(default)]
+    #[schema(value_type = Option<schemas::Fingerprint>)]
     fingerprint: Option<Fingerprint>,
 }
 
+/// A signed token the application verifies offline with the JWKS.
+#[utoipa::path(post, path = "/v1/offline-tokens", tag = "client", summary = "Issue an offline token",
+    request_body = OfflineTokenBody,
+    responses(
+        (status = 201, description = "The token (compact ES256 JWS)", body = SignedToken),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 async fn offline_token(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,

@@ -2,13 +2,12 @@
 //! change and key rotation. Every command goes through `App::licenses`, which keeps the
 //! validation model current.
 
-use application::views::{LicenseView, Written};
+use application::views::{LicenseView, LicenseWithKey, Written};
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use commands::ledger::{LicenseChange, NewLicense};
 use domain::ids::{LicenseId, OrganizationId, PolicyId};
 use domain::values::{FeatureSet, LicenseSource, Reason, RevocationCategory, SeatCount};
@@ -20,42 +19,71 @@ use super::answer;
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, NoBody, path_id};
+use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The license routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/licenses", post(issue_license))
-        .route("/v1/licenses/{id}", get(get_license))
-        .route("/v1/licenses/{id}/events", get(license_events))
-        .route("/v1/licenses/{id}/suspend", post(suspend_license))
-        .route("/v1/licenses/{id}/reinstate", post(reinstate_license))
-        .route("/v1/licenses/{id}/renew", post(renew_license))
-        .route("/v1/licenses/{id}/revoke", post(revoke_license))
-        .route("/v1/licenses/{id}/transfer", post(transfer_license))
-        .route("/v1/licenses/{id}/rotate-key", post(rotate_license_key))
-        .route("/v1/licenses/{id}/entitlements", put(change_entitlements))
-        .route("/v1/licenses/{id}/seats", put(change_seats))
-        .route("/v1/licenses/{id}/maintenance", put(extend_maintenance))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(issue_license))
+        .routes(routes!(get_license))
+        .routes(routes!(license_events))
+        .routes(routes!(suspend_license))
+        .routes(routes!(reinstate_license))
+        .routes(routes!(renew_license))
+        .routes(routes!(revoke_license))
+        .routes(routes!(transfer_license))
+        .routes(routes!(rotate_license_key))
+        .routes(routes!(change_entitlements))
+        .routes(routes!(change_seats))
+        .routes(routes!(extend_maintenance))
+}
+
+/// A license's event stream.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct LicenseEvents {
+    license_id: uuid::Uuid,
+    events: Vec<application::views::EventView>,
 }
 
 fn license_id(raw: &str) -> Result<LicenseId, ApiError> {
     path_id(raw, ErrorCode::LicenseNotFound, "license")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IssueLicenseBody {
+    #[schema(value_type = uuid::Uuid)]
     policy_id: PolicyId,
+    #[schema(value_type = uuid::Uuid)]
     organization_id: OrganizationId,
+    /// The policy's seats when absent.
     #[serde(default)]
+    #[schema(value_type = Option<schemas::SeatCount>)]
     seats: Option<SeatCount>,
+    /// The policy's features when absent.
     #[serde(default)]
+    #[schema(value_type = Option<schemas::FeatureSet>)]
     features: Option<FeatureSet>,
+    /// From the policy's duration when absent.
     #[serde(default)]
+    #[schema(value_type = Option<schemas::Instant>)]
     expires_at: Option<Timestamp>,
 }
 
+/// Issues a license of a policy to an organization; the key is in this answer only.
+#[utoipa::path(post, path = "/v1/licenses", tag = "licenses", summary = "Issue a license",
+    request_body = IssueLicenseBody,
+    responses(
+        (status = 201, description = "Issued, with its key (`null` on a replay)", body = LicenseWithKey,
+            headers(("Location" = String, description = "The license's URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn issue_license(
     State(state): State<AppState>,
     cmd: Command<IssueLicenseBody>,
@@ -87,6 +115,14 @@ struct AsOfQuery {
     as_of: Option<String>,
 }
 
+/// One license, now or as it was at an instant.
+#[utoipa::path(get, path = "/v1/licenses/{id}", tag = "licenses", summary = "Read a license",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The license"),
+        ("as_of" = Option<String>, Query, format = DateTime, description = "The license as it was at this RFC 3339 instant (folded from the log)"),
+    ),
+    responses((status = 200, description = "The license; `status` derived at `as_of`", body = LicenseView),
+              (status = 400, response = Problem), (status = 404, response = Problem)))]
 async fn get_license(
     State(state): State<AppState>,
     principal: Principal,
@@ -106,6 +142,10 @@ async fn get_license(
     Ok(Json(view))
 }
 
+/// A license's events with their hash chain.
+#[utoipa::path(get, path = "/v1/licenses/{id}/events", tag = "licenses", summary = "A license's events",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    responses((status = 200, description = "The stream, oldest first", body = LicenseEvents), (status = 404, response = Problem)))]
 async fn license_events(
     State(state): State<AppState>,
     principal: Principal,
@@ -134,12 +174,23 @@ async fn change(
     Ok(answer(StatusCode::OK, None, written))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
+    #[schema(value_type = schemas::Reason)]
     reason: Reason,
 }
 
+/// Suspends a license (support or admin).
+#[utoipa::path(post, path = "/v1/licenses/{id}/suspend", tag = "licenses", summary = "Suspend a license",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn suspend_license(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -156,6 +207,16 @@ async fn suspend_license(
     .await
 }
 
+/// Lifts a suspension (support or admin).
+#[utoipa::path(post, path = "/v1/licenses/{id}/reinstate", tag = "licenses", summary = "Reinstate a license",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn reinstate_license(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -171,15 +232,27 @@ async fn reinstate_license(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
+    #[schema(value_type = schemas::Reason)]
     reason: Reason,
     /// `fraud`, `refund`, `contract_ended` or `unspecified` (the default).
     #[serde(default)]
+    #[schema(value_type = Option<schemas::RevocationCategory>)]
     category: Option<RevocationCategory>,
 }
 
+/// Revokes a license for good.
+#[utoipa::path(post, path = "/v1/licenses/{id}/revoke", tag = "licenses", summary = "Revoke a license",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body = RevokeBody,
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn revoke_license(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -197,12 +270,23 @@ async fn revoke_license(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenewBody {
+    #[schema(value_type = schemas::Instant)]
     expires_at: Timestamp,
 }
 
+/// Moves the expiry to a later instant.
+#[utoipa::path(post, path = "/v1/licenses/{id}/renew", tag = "licenses", summary = "Renew a license",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body = RenewBody,
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn renew_license(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -219,12 +303,23 @@ async fn renew_license(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TransferBody {
+    #[schema(value_type = uuid::Uuid)]
     organization_id: OrganizationId,
 }
 
+/// Moves a license to another organization.
+#[utoipa::path(post, path = "/v1/licenses/{id}/transfer", tag = "licenses", summary = "Transfer a license",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body = TransferBody,
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn transfer_license(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -241,12 +336,23 @@ async fn transfer_license(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EntitlementsBody {
+    #[schema(value_type = schemas::FeatureSet)]
     features: FeatureSet,
 }
 
+/// Replaces the license's features.
+#[utoipa::path(put, path = "/v1/licenses/{id}/entitlements", tag = "licenses", summary = "Set the features",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body = EntitlementsBody,
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn change_entitlements(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -263,12 +369,23 @@ async fn change_entitlements(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SeatsBody {
+    #[schema(value_type = schemas::SeatCount)]
     seats: SeatCount,
 }
 
+/// Changes the seat count (not below the active installations).
+#[utoipa::path(put, path = "/v1/licenses/{id}/seats", tag = "licenses", summary = "Set the seats",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body = SeatsBody,
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn change_seats(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -285,12 +402,23 @@ async fn change_seats(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MaintenanceBody {
+    #[schema(value_type = schemas::Instant)]
     until: Timestamp,
 }
 
+/// Extends maintenance (updates included) to an instant.
+#[utoipa::path(put, path = "/v1/licenses/{id}/maintenance", tag = "licenses", summary = "Extend maintenance",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body = MaintenanceBody,
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn extend_maintenance(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -307,6 +435,16 @@ async fn extend_maintenance(
     .await
 }
 
+/// Replaces the key; the new one is in this answer only (`null` on a replay).
+#[utoipa::path(post, path = "/v1/licenses/{id}/rotate-key", tag = "licenses", summary = "Rotate the key",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseWithKey,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn rotate_license_key(
     State(state): State<AppState>,
     Path(raw): Path<String>,

@@ -63,6 +63,54 @@ impl ListQuery {
     }
 }
 
+/// The page parameters every list takes, as the document states them (the filters are stated
+/// per route).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PageParams {
+    /// `next_cursor` of the previous page.
+    after: Option<Uuid>,
+    /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+}
+
+/// A body that may be absent or `{}` ([`crate::extract::NoBody`]).
+#[derive(utoipa::ToSchema)]
+#[schema(as = EmptyBody)]
+#[allow(dead_code)]
+pub(crate) struct EmptyBody {}
+
+macro_rules! page_schema {
+    ($($name:ident { $field:ident: $view:ty }),+ $(,)?) => {$(
+        /// A page of a list.
+        #[derive(utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub(crate) struct $name {
+            $field: Vec<$view>,
+            /// Pass as `after` for the next page; absent on the last.
+            #[schema(nullable = false)]
+            next_cursor: Option<Uuid>,
+        }
+    )+};
+}
+
+page_schema!(
+    OrganizationPage {
+        organizations: application::views::OrganizationView
+    },
+    ProductPage {
+        products: application::views::ProductView
+    },
+    PolicyPage {
+        policies: application::views::PolicyView
+    },
+    LicensePage {
+        licenses: application::views::LicenseView
+    },
+);
+
 /// The list parameters, or 400 `INVALID_QUERY`.
 pub(crate) fn list_query(
     query: Result<Query<ListQuery>, QueryRejection>,

@@ -11,11 +11,9 @@
 
 use application::AppError;
 use application::licenses::ActivationRequest;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use base64ct::{Base64, Encoding};
 use domain::ErrorCode;
 use domain::ids::{AppId, LicenseId};
@@ -26,11 +24,14 @@ use serde::Deserialize;
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Body, ReqId};
+use crate::openapi::Problem;
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The offline-activation route.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/offline-activations", post(offline_activation))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(offline_activation))
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +99,20 @@ fn text(status: StatusCode, body: String) -> Response {
     response
 }
 
+/// Answers an air-gapped machine's request file (activation or deactivation).
+#[utoipa::path(post, path = "/v1/offline-activations", tag = "offline", summary = "Answer a request file",
+    request_body(content = String, content_type = "text/plain",
+        description = "The request file as the SDK wrote it: `-----BEGIN LICENSE-LEDGER ACTIVATION REQUEST-----` (or `DEACTIVATION REQUEST`), base64 JSON, the END line"),
+    responses(
+        (status = 200, description = "The armored answer: an ACTIVATION RESPONSE (signed token) or a DEACTIVATION RECEIPT",
+            content_type = "text/plain", body = String),
+        (status = 400, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 413, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 async fn offline_activation(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,12 +1,11 @@
 //! `/v1/organizations`: register, read, list, and an organization's licenses.
 
 use application::views::OrganizationView;
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use commands::ledger::NewOrganization;
 use domain::ErrorCode;
 use domain::ids::OrganizationId;
@@ -17,35 +16,45 @@ use super::{ListQuery, answer, list_query, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, path_id};
+use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The organization routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/organizations",
-            post(create_organization).get(list_organizations),
-        )
-        .route("/v1/organizations/{id}", get(get_organization))
-        .route(
-            "/v1/organizations/{id}/licenses",
-            get(organization_licenses),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_organization, list_organizations))
+        .routes(routes!(get_organization))
+        .routes(routes!(organization_licenses))
 }
 
 fn organization_id(raw: &str) -> Result<OrganizationId, ApiError> {
     path_id(raw, ErrorCode::OrganizationNotFound, "organization")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateOrganization {
+    #[schema(value_type = schemas::Name)]
     name: Name,
+    #[schema(value_type = schemas::OrganizationKind)]
     kind: OrganizationKind,
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     parent_id: Option<OrganizationId>,
 }
 
+/// Registers an organization (under `parent_id` when given).
+#[utoipa::path(post, path = "/v1/organizations", tag = "organizations", summary = "Register an organization",
+    request_body = CreateOrganization,
+    responses(
+        (status = 201, description = "Registered", body = OrganizationView,
+            headers(("Location" = String, description = "The organization's URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn create_organization(
     State(state): State<AppState>,
     cmd: Command<CreateOrganization>,
@@ -67,6 +76,10 @@ async fn create_organization(
     Ok(answer(StatusCode::CREATED, Some(location), written))
 }
 
+/// One organization.
+#[utoipa::path(get, path = "/v1/organizations/{id}", tag = "organizations", summary = "Read an organization",
+    params(("id" = uuid::Uuid, Path, description = "The organization")),
+    responses((status = 200, description = "The organization", body = OrganizationView), (status = 404, response = Problem)))]
 async fn get_organization(
     State(state): State<AppState>,
     principal: Principal,
@@ -77,6 +90,13 @@ async fn get_organization(
     Ok(Json(state.app.catalogue().organization(id).await?))
 }
 
+/// Organizations, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/organizations", tag = "organizations", summary = "List organizations",
+    params(
+        ("parent_id" = Option<uuid::Uuid>, Query, description = "Only the children of this organization"),
+        super::PageParams,
+    ),
+    responses((status = 200, description = "A page", body = super::OrganizationPage), (status = 400, response = Problem)))]
 async fn list_organizations(
     State(state): State<AppState>,
     principal: Principal,
@@ -92,6 +112,10 @@ async fn list_organizations(
     page("organizations", listed)
 }
 
+/// The licenses of an organization, a page at a time.
+#[utoipa::path(get, path = "/v1/organizations/{id}/licenses", tag = "organizations", summary = "An organization's licenses",
+    params(("id" = uuid::Uuid, Path, description = "The organization"), super::PageParams),
+    responses((status = 200, description = "A page", body = super::LicensePage), (status = 400, response = Problem), (status = 404, response = Problem)))]
 async fn organization_licenses(
     State(state): State<AppState>,
     principal: Principal,

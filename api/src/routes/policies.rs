@@ -1,12 +1,11 @@
 //! `/v1/policies`: define, revise (next version), retire, read, list.
 
 use application::views::PolicyView;
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use domain::ErrorCode;
 use domain::ids::{PolicyId, ProductId};
 use domain::policy::{PolicyAction, PolicyTerms, PolicyTermsInput};
@@ -17,19 +16,24 @@ use super::{ListQuery, answer, list_query, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, NoBody, path_id};
+use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The policy routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/policies", post(create_policy).get(list_policies))
-        .route("/v1/policies/{id}", get(get_policy).put(revise_policy))
-        .route("/v1/policies/{id}/retire", post(retire_policy))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_policy, list_policies))
+        .routes(routes!(get_policy, revise_policy))
+        .routes(routes!(retire_policy))
 }
 
 fn policy_id(raw: &str) -> Result<PolicyId, ApiError> {
     path_id(raw, ErrorCode::PolicyNotFound, "policy")
 }
+
+// The bounds in the schemas below are `domain::policy::PolicyTerms::new`'s.
 
 /// Present and possibly `null` (as opposed to absent): `duration_days: null` means perpetual and
 /// must be said explicitly.
@@ -41,23 +45,40 @@ where
     Option::<T>::deserialize(d)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PolicyBody {
+    #[schema(value_type = schemas::Name)]
     name: Name,
+    #[schema(value_type = schemas::LicenseModel)]
     model: LicenseModel,
+    #[schema(value_type = schemas::SeatCount)]
     seats: SeatCount,
+    /// Days a license runs from issue, 1-36500; `null` (stated explicitly) is perpetual.
     #[serde(deserialize_with = "nullable")]
+    #[schema(required = true, minimum = 1, maximum = 36_500)]
     duration_days: Option<u32>,
+    /// Days of trial, 0-365 (default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 365)]
     trial_days: Option<u32>,
+    #[schema(value_type = schemas::FeatureSet)]
     features: FeatureSet,
     offline_allowed: bool,
+    /// Days an offline token outlives its last check, 0-365; at least 1 when offline use is
+    /// allowed.
+    #[schema(minimum = 0, maximum = 365)]
     offline_grace_days: u32,
+    /// Days a license stays valid after a failed payment, 0-365.
+    #[schema(minimum = 0, maximum = 365)]
     payment_grace_days: u32,
+    /// Months of updates included from issue, 0-1200.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1200)]
     maintenance_months: Option<u32>,
+    /// Floating policies only (else 400): lease length, 60-86400 s (default 900).
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 86_400)]
     lease_seconds: Option<u32>,
 }
 
@@ -86,24 +107,42 @@ impl PolicyBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreatePolicy {
+    #[schema(value_type = uuid::Uuid)]
     product_id: ProductId,
+    #[schema(value_type = schemas::Name)]
     name: Name,
+    #[schema(value_type = schemas::LicenseModel)]
     model: LicenseModel,
+    #[schema(value_type = schemas::SeatCount)]
     seats: SeatCount,
+    /// Days a license runs from issue, 1-36500; `null` (stated explicitly) is perpetual.
     #[serde(deserialize_with = "nullable")]
+    #[schema(required = true, minimum = 1, maximum = 36_500)]
     duration_days: Option<u32>,
+    /// Days of trial, 0-365 (default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 365)]
     trial_days: Option<u32>,
+    #[schema(value_type = schemas::FeatureSet)]
     features: FeatureSet,
     offline_allowed: bool,
+    /// Days an offline token outlives its last check, 0-365; at least 1 when offline use is
+    /// allowed.
+    #[schema(minimum = 0, maximum = 365)]
     offline_grace_days: u32,
+    /// Days a license stays valid after a failed payment, 0-365.
+    #[schema(minimum = 0, maximum = 365)]
     payment_grace_days: u32,
+    /// Months of updates included from issue, 0-1200.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1200)]
     maintenance_months: Option<u32>,
+    /// Floating policies only (else 400): lease length, 60-86400 s (default 900).
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 86_400)]
     lease_seconds: Option<u32>,
 }
 
@@ -128,6 +167,16 @@ impl CreatePolicy {
     }
 }
 
+/// Defines a policy (version 1) of a product.
+#[utoipa::path(post, path = "/v1/policies", tag = "policies", summary = "Define a policy",
+    request_body = CreatePolicy,
+    responses(
+        (status = 201, description = "Defined", body = PolicyView,
+            headers(("Location" = String, description = "The policy's URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn create_policy(
     State(state): State<AppState>,
     cmd: Command<CreatePolicy>,
@@ -144,6 +193,16 @@ async fn create_policy(
     Ok(answer(StatusCode::CREATED, Some(location), written))
 }
 
+/// States the next version of a policy's terms (licenses keep theirs until changed).
+#[utoipa::path(put, path = "/v1/policies/{id}", tag = "policies", summary = "Revise a policy",
+    params(("id" = uuid::Uuid, Path, description = "The policy")),
+    request_body = PolicyBody,
+    responses(
+        (status = 200, description = "The policy at its new version", body = PolicyView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn revise_policy(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -160,6 +219,15 @@ async fn revise_policy(
     Ok(answer(StatusCode::OK, None, written))
 }
 
+/// Retires a policy: no new license may use it.
+#[utoipa::path(post, path = "/v1/policies/{id}/retire", tag = "policies", summary = "Retire a policy",
+    params(("id" = uuid::Uuid, Path, description = "The policy")),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
+    responses(
+        (status = 200, description = "Retired", body = PolicyView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn retire_policy(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -175,6 +243,10 @@ async fn retire_policy(
     Ok(answer(StatusCode::OK, None, written))
 }
 
+/// One policy at its current version.
+#[utoipa::path(get, path = "/v1/policies/{id}", tag = "policies", summary = "Read a policy",
+    params(("id" = uuid::Uuid, Path, description = "The policy")),
+    responses((status = 200, description = "The policy", body = PolicyView), (status = 404, response = Problem)))]
 async fn get_policy(
     State(state): State<AppState>,
     principal: Principal,
@@ -185,6 +257,13 @@ async fn get_policy(
     Ok(Json(state.app.catalogue().policy(id).await?))
 }
 
+/// Policies, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", summary = "List policies",
+    params(
+        ("product_id" = Option<uuid::Uuid>, Query, description = "Only this product's policies"),
+        super::PageParams,
+    ),
+    responses((status = 200, description = "A page", body = super::PolicyPage), (status = 400, response = Problem)))]
 async fn list_policies(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,12 +1,11 @@
 //! `/v1/products`: define, read, list.
 
 use application::views::ProductView;
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use commands::ledger::NewProduct;
 use domain::ErrorCode;
 use domain::ids::{AppId, ProductId};
@@ -17,28 +16,50 @@ use super::{ListQuery, answer, list_query, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, path_id};
+use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The product routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/products", post(create_product).get(list_products))
-        .route("/v1/products/{id}", get(get_product))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_product, list_products))
+        .routes(routes!(get_product))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateProduct {
+    #[schema(value_type = schemas::Name)]
     name: Name,
+    #[schema(value_type = schemas::ProductKind)]
     kind: ProductKind,
+    /// The App GUID client applications send as `X-App-Id` (a non-nil UUID); generated when
+    /// absent.
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     app_id: Option<AppId>,
+    /// Required for plugins and features: an application or cloud service.
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     parent_product_id: Option<ProductId>,
+    /// Derived from the name when absent.
     #[serde(default)]
+    #[schema(value_type = Option<schemas::KeyPrefix>)]
     key_prefix: Option<KeyPrefix>,
 }
 
+/// Defines a product.
+#[utoipa::path(post, path = "/v1/products", tag = "products", summary = "Define a product",
+    request_body = CreateProduct,
+    responses(
+        (status = 201, description = "Defined", body = ProductView,
+            headers(("Location" = String, description = "The product's URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn create_product(
     State(state): State<AppState>,
     cmd: Command<CreateProduct>,
@@ -63,6 +84,10 @@ async fn create_product(
     Ok(answer(StatusCode::CREATED, Some(location), written))
 }
 
+/// One product.
+#[utoipa::path(get, path = "/v1/products/{id}", tag = "products", summary = "Read a product",
+    params(("id" = uuid::Uuid, Path, description = "The product")),
+    responses((status = 200, description = "The product", body = ProductView), (status = 404, response = Problem)))]
 async fn get_product(
     State(state): State<AppState>,
     principal: Principal,
@@ -73,6 +98,10 @@ async fn get_product(
     Ok(Json(state.app.catalogue().product(id).await?))
 }
 
+/// Products, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/products", tag = "products", summary = "List products",
+    params(super::PageParams),
+    responses((status = 200, description = "A page", body = super::ProductPage), (status = 400, response = Problem)))]
 async fn list_products(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,10 +1,8 @@
 //! `/v1/tokens`: mint and revoke administration tokens.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use domain::ErrorCode;
 use domain::ids::ApiTokenId;
 use domain::values::{Name, Role};
@@ -14,26 +12,40 @@ use super::answer;
 use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::extract::{Command, NoBody, path_id};
+use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The token routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tokens", post(create_token))
-        .route("/v1/tokens/{id}/revoke", post(revoke_token))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_token))
+        .routes(routes!(revoke_token))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
+    #[schema(value_type = schemas::Role)]
     role: Role,
     #[serde(default)]
+    #[schema(value_type = Option<schemas::Name>)]
     label: Option<Name>,
     /// Lifetime in seconds (60 s to 365 days); absent: 24 hours.
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 31_536_000)]
     ttl_seconds: Option<i64>,
 }
 
+/// Mints an administration token; its secret is in this answer only.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", summary = "Mint a token",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Minted", body = application::operations::MintedToken,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay (the secret is then `null`)"))),
+        (status = 403, response = Problem),
+    ))]
 async fn create_token(
     State(state): State<AppState>,
     cmd: Command<CreateToken>,
@@ -59,6 +71,15 @@ async fn create_token(
     Ok(answer(StatusCode::CREATED, None, written))
 }
 
+/// Revokes a token at once.
+#[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens", summary = "Revoke a token",
+    params(("id" = uuid::Uuid, Path, description = "The token's id")),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
+    responses(
+        (status = 200, description = "Revoked", body = application::operations::RevokedToken),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn revoke_token(
     State(state): State<AppState>,
     Path(raw): Path<String>,

@@ -1,0 +1,435 @@
+//! The OpenAPI 3.1 document (`GET /v1/openapi.json`) and the API reference page (`/docs`), built
+//! from the same registration table as the router (ADR 0015).
+//!
+//! Every route is registered in [`crate::server::route_table`] through utoipa-axum's `routes!`:
+//! a handler's `#[utoipa::path]` gives both the method and path axum routes by and the operation
+//! the document describes, so a route registered that way cannot be served undescribed. What
+//! every operation of a group shares — its security scheme, the problems its extractors and
+//! layers answer (401, 413, 415, 429, 503...), the `Idempotency-Key` header of writes — is added
+//! once, by [`finish`], instead of on each annotation. `tests/tests/openapi.rs` proves the two
+//! directions: every documented operation reaches a handler, and every path the router serves
+//! is documented with exactly the methods it answers.
+//!
+//! The schemas of domain values (`Name`, `SeatCount`, `FeatureSet`, the text enums...) are
+//! written here from the domain's own bounds (`SeatCount::MAX`, `OrganizationKind::ALL`, ...),
+//! so `domain` needs no documentation dependency; the response views derive their schemas in
+//! `application` (feature `openapi`).
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use domain::ErrorCode;
+use domain::validation::ValidationCode;
+use strum::IntoEnumIterator;
+use utoipa::openapi::path::{HttpMethod, Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, KnownFormat, OpenApi, Ref, RefOr, Required, ResponseBuilder,
+    SecurityRequirement,
+};
+use utoipa::{OpenApi as _, PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+/// Where the document is served.
+pub const DOCUMENT_PATH: &str = "/v1/openapi.json";
+/// Where the reference page is served (its assets under it).
+pub const DOCS_PATH: &str = "/docs";
+
+/// The parts of the document no handler states: title, security schemes, shared components.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "license-ledger",
+        description = "The administration API (bearer tokens `llt_…`) and the client-application \
+API (`X-App-Id` and a license key) of license-ledger. Every error is `application/problem+json` \
+(RFC 9457) with a stable `code`; see `docs/api.md`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    components(
+        schemas(ProblemBody),
+        responses(Problem)
+    ),
+    tags(
+        (name = "organizations", description = "Customers, partners and the vendor"),
+        (name = "products", description = "What is licensed"),
+        (name = "policies", description = "Versioned license terms"),
+        (name = "licenses", description = "Issue, read (also as of an instant), change"),
+        (name = "tokens", description = "Administration tokens"),
+        (name = "operations", description = "Audit trail, signed checkpoints, projector lag"),
+        (name = "client", description = "What client applications call (X-App-Id)"),
+        (name = "offline", description = "Air-gapped request files"),
+        (name = "health", description = "Liveness, readiness, public keys, this document")
+    )
+)]
+struct ApiDoc;
+
+/// The route groups of the server; each is finished with what all its operations share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// No authentication: health, JWKS, this document.
+    Public,
+    /// Administration: bearer token, per-IP rate limit, deadline.
+    Admin,
+    /// Client applications: `X-App-Id`, their own rate limit, deadline.
+    Client,
+}
+
+/// The document, built once from the registration table.
+pub fn document() -> OpenApi {
+    let table = crate::server::route_table();
+    let mut doc = ApiDoc::openapi();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("llt_<id>_<secret>")
+                .description(Some(
+                    "An administration token (`ledger token create`, `POST /v1/tokens`).",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "app_id",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "X-App-Id",
+            "The product's App GUID (a non-nil UUID); the license key goes in the body.",
+        ))),
+    );
+    for (group, routes) in [
+        (Group::Public, table.public),
+        (Group::Admin, table.admin),
+        (Group::Client, table.client),
+    ] {
+        doc.merge(finish(group, routes.into_openapi()));
+    }
+    doc
+}
+
+static DOCUMENT_JSON: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    // The document is a value built from annotations; it always serializes.
+    serde_json::to_vec(&document()).unwrap_or_default()
+});
+
+/// `GET /v1/openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "health",
+    summary = "This OpenAPI 3.1 document",
+    responses((status = 200, description = "The document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi_json() -> Response {
+    let mut response = DOCUMENT_JSON.as_slice().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The document's own route.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi_json))
+}
+
+/// The reference page: Swagger UI, its assets compiled into the binary (`vendored`), reading
+/// the document from [`DOCUMENT_PATH`]. Nothing is fetched from elsewhere, so it works offline.
+pub fn reference_page<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
+        .config(utoipa_swagger_ui::Config::new([DOCUMENT_PATH]))
+        .into()
+}
+
+/// The paths of the reference page, which are not API operations and are not in the document.
+pub const REFERENCE_PAGE_PATHS: &[&str] = &["/docs", "/docs/", "/docs/{*rest}"];
+
+fn problem_ref() -> RefOr<utoipa::openapi::Response> {
+    RefOr::Ref(Ref::from_response_name("Problem"))
+}
+
+/// Adds to every operation of `group` what the group shares.
+fn finish(group: Group, mut doc: OpenApi) -> OpenApi {
+    for item in doc.paths.paths.values_mut() {
+        for (method, op) in [
+            (HttpMethod::Get, item.get.as_mut()),
+            (HttpMethod::Post, item.post.as_mut()),
+            (HttpMethod::Put, item.put.as_mut()),
+            (HttpMethod::Patch, item.patch.as_mut()),
+            (HttpMethod::Delete, item.delete.as_mut()),
+        ] {
+            let Some(op) = op else { continue };
+            finish_operation(group, &method, op);
+        }
+    }
+    doc
+}
+
+fn is_json_body(body: Option<&RefOr<RequestBody>>) -> bool {
+    matches!(body, Some(RefOr::T(b)) if b.content.keys().any(|c| c == "application/json"))
+}
+
+fn finish_operation(group: Group, method: &HttpMethod, op: &mut Operation) {
+    let write = matches!(
+        method,
+        HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch | HttpMethod::Delete
+    );
+    let mut problems: Vec<u16> = Vec::new();
+    match group {
+        Group::Public => {}
+        Group::Admin => {
+            op.security = Some(vec![SecurityRequirement::new::<_, _, &str>("bearer", [])]);
+            // No or a bad token; over the per-IP rate; the deadline or the database.
+            problems.extend([401, 429, 500, 503]);
+            if is_json_body(op.request_body.as_ref()) {
+                // The `Command` extractor: unreadable or invalid body (or Idempotency-Key), too
+                // large, not JSON; a key reused with another body; racing writers kept winning.
+                problems.extend([400, 409, 413, 415, 422]);
+            }
+        }
+        Group::Client => {
+            op.security = Some(vec![SecurityRequirement::new::<_, _, &str>("app_id", [])]);
+            // Missing or malformed X-App-Id or body; the key opens no license of this
+            // application (unknown and foreign keys alike); too large; rate; deadline.
+            problems.extend([400, 403, 413, 429, 500, 503]);
+        }
+    }
+    for status in problems {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(problem_ref);
+    }
+    if write {
+        let params = op.parameters.get_or_insert_with(Vec::new);
+        if !params
+            .iter()
+            .any(|p| matches!(p, RefOr::T(p) if p.name == "Idempotency-Key"))
+        {
+            params.push(RefOr::T(idempotency_key()));
+        }
+    }
+}
+
+fn idempotency_key() -> Parameter {
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes a retry safe: the same key with the same request within 24 h answers the \
+             first answer again with `Idempotent-Replayed: true` and executes nothing; with \
+             another body 422 `IDEMPOTENCY_KEY_REUSED`. 1-255 visible ASCII characters, else \
+             400 `INVALID_IDEMPOTENCY_KEY`.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[\\x21-\\x7e]+$")),
+        ))
+        .build()
+}
+
+// ----- problems -----
+
+/// An error answer (RFC 9457), `application/problem+json`: the schema.
+pub struct ProblemBody;
+
+impl ToSchema for ProblemBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Problem")
+    }
+}
+
+impl PartialSchema for ProblemBody {
+    fn schema() -> RefOr<Schema> {
+        let codes: Vec<&str> = ErrorCode::iter()
+            .map(ErrorCode::as_str)
+            .chain(ValidationCode::iter().map(ValidationCode::as_str))
+            .collect();
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A problem (RFC 9457). `code` is stable: branch on it, not on `detail`.",
+            ))
+            .property(
+                "type",
+                string().format(Some(SchemaFormat::Custom("uri".into()))),
+            )
+            .required("type")
+            .property("title", string())
+            .required("title")
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(400))
+                    .maximum(Some(599)),
+            )
+            .required("status")
+            .property("detail", string())
+            .required("detail")
+            .property(
+                "code",
+                string()
+                    .enum_values(Some(codes))
+                    .description(Some("The stable code (`docs/api.md` lists each).")),
+            )
+            .required("code")
+            .property(
+                "field",
+                string().description(Some(
+                    "The field, query parameter or header at fault, when one is.",
+                )),
+            )
+            .into()
+    }
+}
+
+/// The response every problem status refers to: `(status = 404, response = Problem)`.
+pub struct Problem;
+
+impl<'r> utoipa::ToResponse<'r> for Problem {
+    fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
+        (
+            "Problem",
+            ResponseBuilder::new()
+                .description("A problem (RFC 9457) with a stable `code`.")
+                .header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                        .description(Some("Seconds to wait; on 429 and 503."))
+                        .build(),
+                )
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+                .into(),
+        )
+    }
+}
+
+// ----- domain values, from the domain's own bounds -----
+
+/// Text a `Name`, `Reason` or `Label` accepts: the server trims it, refuses it empty and refuses
+/// control characters (`char::is_control`: U+0000-U+001F, U+007F-U+009F).
+const TEXT_PATTERN: &str =
+    "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$";
+
+fn text(max: usize, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(TEXT_PATTERN))
+        .description(Some(description))
+        .into()
+}
+
+fn one_of(all: &[&str], description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(all.iter().copied()))
+        .description(Some(description))
+        .into()
+}
+
+/// Schema-only types standing for domain values in request bodies
+/// (`#[schema(value_type = schemas::Name)]`).
+pub mod schemas {
+    use super::*;
+
+    macro_rules! value_schema {
+        ($($(#[$doc:meta])* $name:ident => $schema:expr;)+) => {$(
+            $(#[$doc])*
+            pub struct $name;
+            impl ToSchema for $name {
+                fn name() -> Cow<'static, str> {
+                    Cow::Borrowed(stringify!($name))
+                }
+            }
+            impl PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    $schema
+                }
+            }
+        )+};
+    }
+
+    value_schema! {
+        /// `domain::values::Name`.
+        Name => text(200, "A display name: 1-200 characters once trimmed, no control characters.");
+        /// `domain::values::Reason`.
+        Reason => text(500, "Why: 1-500 characters once trimmed, no control characters.");
+        /// `domain::values::Label`.
+        Label => text(255, "A short text: 1-255 characters once trimmed, no control characters.");
+        /// `domain::values::FeatureCode`.
+        FeatureCode => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"))
+            .description(Some("An entitlement code: 1-64 ASCII letters, digits or `_.:-`, \
+                starting with a letter or digit; case-sensitive."))
+            .into();
+        /// `domain::values::FeatureSet`.
+        FeatureSet => ArrayBuilder::new()
+            .items(Ref::from_schema_name("FeatureCode"))
+            .max_items(Some(domain::values::FeatureSet::MAX))
+            .description(Some("Entitlement codes; duplicates collapse. At most 256."))
+            .into();
+        /// `domain::values::SeatCount`.
+        SeatCount => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(domain::values::SeatCount::MAX))
+            .description(Some("Seats: concurrent activations allowed."))
+            .into();
+        /// `domain::values::KeyPrefix`.
+        KeyPrefix => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[A-Z0-9]{2,8}$"))
+            .description(Some("The readable prefix of the product's license keys."))
+            .into();
+        /// `domain::values::Fingerprint`.
+        Fingerprint => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[A-Za-z0-9_.:+/=-]{1,256}$"))
+            .description(Some("A device, VM, container or tenant identifier: 1-256 ASCII \
+                letters, digits and `-_.:+/=`."))
+            .into();
+        /// `domain::values::OrganizationKind`.
+        OrganizationKind => one_of(domain::values::OrganizationKind::ALL, "What an organization is to the vendor.");
+        /// `domain::values::ProductKind`.
+        ProductKind => one_of(domain::values::ProductKind::ALL, "What a product is; plugins and features name a parent.");
+        /// `domain::values::LicenseModel`.
+        LicenseModel => one_of(domain::values::LicenseModel::ALL, "How seats are counted.");
+        /// `domain::values::Environment`.
+        Environment => one_of(domain::values::Environment::ALL, "Where an installation runs.");
+        /// `domain::values::Role`.
+        Role => one_of(domain::values::Role::ALL, "A role of an administration token.");
+        /// `domain::values::RevocationCategory`.
+        RevocationCategory => one_of(domain::values::RevocationCategory::ALL, "Why a license was revoked.");
+        /// An RFC 3339 instant (`domain::Timestamp`).
+        Instant => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("An RFC 3339 instant, e.g. 2026-03-01T10:00:00Z."))
+            .into();
+    }
+}
