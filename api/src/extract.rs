@@ -107,8 +107,9 @@ impl FromRequest<AppState> for Body {
 }
 
 /// A body that must be absent or an empty JSON object (`reinstate`, `rotate-key`).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EmptyBody)]
 pub struct NoBody {}
 
 /// A state-changing request: who, which request, idempotency, and the parsed body.

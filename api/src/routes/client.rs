@@ -124,18 +124,22 @@ struct ValidatedPolicy {
     model: String,
 }
 
-/// A validation request (`application::validate::ValidateRequest`).
-#[derive(utoipa::ToSchema)]
+/// The schema of a validation request (`application::validate::ValidateRequest`, which the
+/// handler parses; `Deserialize` here only states `deny_unknown_fields` to the schema).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = ValidateRequest)]
 #[allow(dead_code)]
 struct ValidateBody {
     /// The license key.
     key: String,
+    #[serde(default)]
     #[schema(value_type = Option<schemas::Fingerprint>)]
     fingerprint: Option<String>,
-    /// Features the application needs; a missing one is `FEATURE_NOT_ENTITLED`.
-    #[schema(value_type = Option<Vec<schemas::FeatureCode>>)]
-    features: Option<Vec<String>>,
+    /// Features the application needs; a missing one is `FEATURES_MISSING`. Not `null`.
+    #[serde(default)]
+    #[schema(value_type = Vec<schemas::FeatureCode>)]
+    features: Vec<String>,
 }
 
 /// Is this license key valid for this application (and device, and features)?

@@ -76,11 +76,8 @@ pub(crate) struct PageParams {
     limit: Option<i64>,
 }
 
-/// A body that may be absent or `{}` ([`crate::extract::NoBody`]).
-#[derive(utoipa::ToSchema)]
-#[schema(as = EmptyBody)]
-#[allow(dead_code)]
-pub(crate) struct EmptyBody {}
+/// A body that may be absent or `{}`: the schema of [`crate::extract::NoBody`].
+pub(crate) type EmptyBody = crate::extract::NoBody;
 
 macro_rules! page_schema {
     ($($name:ident { $field:ident: $view:ty }),+ $(,)?) => {$(
