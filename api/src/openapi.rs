@@ -25,7 +25,9 @@ use domain::validation::ValidationCode;
 use strum::IntoEnumIterator;
 use utoipa::openapi::path::{HttpMethod, Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBody;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, KnownFormat, OpenApi, Ref, RefOr, Required, ResponseBuilder,
@@ -209,6 +211,7 @@ fn finish_operation(group: Group, method: &HttpMethod, op: &mut Operation) {
             .entry(status.to_string())
             .or_insert_with(problem_ref);
     }
+    optional_body_is_absent_not_null(op);
     if write {
         let params = op.parameters.get_or_insert_with(Vec::new);
         if !params
@@ -216,6 +219,28 @@ fn finish_operation(group: Group, method: &HttpMethod, op: &mut Operation) {
             .any(|p| matches!(p, RefOr::T(p) if p.name == "Idempotency-Key"))
         {
             params.push(RefOr::T(idempotency_key()));
+        }
+    }
+}
+
+/// An optional body (`request_body(content = Option<T>)`) is one that may be left out; utoipa
+/// also makes its schema accept `null`, which the server refuses (found by schemathesis). The
+/// document says what the server does: absent, or `T`.
+fn optional_body_is_absent_not_null(op: &mut Operation) {
+    let Some(RefOr::T(body)) = op.request_body.as_mut() else {
+        return;
+    };
+    if matches!(body.required, Some(Required::True)) {
+        return;
+    }
+    let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else { continue };
+        if let Some(RefOr::T(Schema::OneOf(one))) = &content.schema {
+            let mut rest = one.items.iter().filter(|s| !is_null(s));
+            if let (Some(only), None) = (rest.next(), rest.next()) {
+                content.schema = Some(only.clone());
+            }
         }
     }
 }
@@ -431,5 +456,75 @@ pub mod schemas {
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
             .description(Some("An RFC 3339 instant, e.g. 2026-03-01T10:00:00Z."))
             .into();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json() -> serde_json::Value {
+        serde_json::to_value(document()).unwrap()
+    }
+
+    #[test]
+    fn every_write_takes_an_idempotency_key_and_every_operation_names_its_answers() {
+        let doc = json();
+        let mut writes = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                assert!(
+                    op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                    "{method} {path}"
+                );
+                if ["post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    writes += 1;
+                    assert!(
+                        op["parameters"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|p| p["name"] == "Idempotency-Key"),
+                        "{method} {path}"
+                    );
+                }
+                // An optional body is absent, never `null` (the server refuses `null`).
+                let text = op["requestBody"].to_string();
+                assert!(
+                    !text.contains(r#""type":"null""#),
+                    "{method} {path}: {text}"
+                );
+            }
+        }
+        assert!(writes >= 20, "{writes}");
+    }
+
+    #[test]
+    fn the_problem_code_lists_every_code_the_server_answers() {
+        let doc = json();
+        let listed = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(
+            listed,
+            ErrorCode::iter().count() + ValidationCode::iter().count()
+        );
+    }
+
+    #[test]
+    fn admin_and_client_operations_state_their_security() {
+        let doc = json();
+        let security = |path: &str, method: &str| doc["paths"][path][method]["security"].clone();
+        assert_eq!(
+            security("/v1/licenses/{id}", "get")[0]["bearer"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            security("/v1/activations", "post")[0]["app_id"],
+            serde_json::json!([])
+        );
+        assert!(security("/healthz", "get").is_null());
+        assert!(security("/v1/openapi.json", "get").is_null());
     }
 }
