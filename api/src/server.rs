@@ -114,9 +114,10 @@ pub fn route_table() -> RouteTable {
     }
 }
 
-/// The HTTP application with all its layers, and the API reference page. Administration and client routes have rate limits
-/// of their own (client applications behind one NAT share an address); client requests are logged
-/// at DEBUG (thousands of validations a second would drown the log), everything else at INFO.
+/// The HTTP application with all its layers, and the API reference page. Administration and
+/// client routes have rate limits of their own (client applications behind one NAT share an
+/// address); client requests are logged at DEBUG (thousands of validations a second would drown
+/// the log), everything else at INFO.
 pub fn app_router(
     state: AppState,
     rate_limit: Option<RateLimit>,
