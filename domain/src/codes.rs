@@ -28,6 +28,8 @@ pub enum ErrorCode {
     InvalidField,
     /// A query parameter is invalid.
     InvalidQuery,
+    /// A list's `cursor` was not issued for this list, its filters and order, or was altered.
+    InvalidCursor,
     /// The body is larger than the server accepts.
     PayloadTooLarge,
     /// The body is not JSON by its `Content-Type`.
@@ -114,6 +116,7 @@ impl ErrorCode {
             Self::MalformedBody => "MALFORMED_BODY",
             Self::InvalidField => "INVALID_FIELD",
             Self::InvalidQuery => "INVALID_QUERY",
+            Self::InvalidCursor => "INVALID_CURSOR",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",

@@ -4,18 +4,14 @@
 use application::checkpoints::CheckpointView;
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::routing::get;
-use domain::ErrorCode;
 use projections::queries::AuditFilter;
-use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
+use super::{PAGE_PARAMS, Params};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{page_limit, query_instant};
 use crate::state::AppState;
 
 /// The operations routes.
@@ -26,48 +22,29 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/projections", get(projection_status))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    from: Option<String>,
-    to: Option<String>,
-    license_id: Option<Uuid>,
-    actor: Option<String>,
-    cursor: Option<i64>,
-    limit: Option<i64>,
-}
-
 async fn audit(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<AuditQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Permission::Read)?;
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text(), None))?;
-    let limit = page_limit(q.limit)?.unwrap_or(100);
-    // Actors are printable (`api_token:<id>`, `operator`, ...); a control character (NUL above
-    // all, which PostgreSQL refuses in text) can match none, so it is a malformed query.
-    if q.actor
-        .as_deref()
-        .is_some_and(|a| a.chars().any(char::is_control))
-    {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            "actor must not contain control characters",
-            Some("actor".into()),
-        ));
-    }
+    // Control characters (NUL above all, which PostgreSQL refuses in text) are refused in every
+    // value by `Params::parse`: `actor=%00` is a malformed query, not a server error.
+    let q = Params::parse(
+        query.as_deref(),
+        &[&PAGE_PARAMS[..], &["from", "to", "license_id", "actor"]].concat(),
+    )?;
     let filter = AuditFilter {
-        from: query_instant("from", q.from.as_deref())?,
-        to: query_instant("to", q.to.as_deref())?,
-        license_id: q.license_id,
-        actor: q.actor,
-        after: q.cursor,
+        from: q.instant("from")?,
+        to: q.instant("to")?,
+        license_id: q.uuid("license_id")?,
+        // Actors are short (`api_token:<id>`, `user:<id>`, `operator`); a longer text matches
+        // none and is refused rather than sent to the database.
+        actor: q.text("actor", 200)?,
     };
-    let (rows, next) = state.app.audit(&filter, limit).await?;
-    let mut body = json!({ "entries": rows });
-    if let Some(cursor) = next {
+    let listed = state.app.audit(&filter, q.page()?).await?;
+    let mut body = json!({ "entries": listed.items });
+    if let Some(cursor) = listed.next_cursor {
         body["next_cursor"] = json!(cursor);
     }
     Ok(Json(body))

@@ -1,8 +1,7 @@
 //! `/v1/organizations`: register, read, list, and an organization's licenses.
 
 use application::views::OrganizationView;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -11,9 +10,10 @@ use commands::ledger::NewOrganization;
 use domain::ErrorCode;
 use domain::ids::OrganizationId;
 use domain::values::{Name, OrganizationKind};
+use projections::queries::OrganizationFilter;
 use serde::Deserialize;
 
-use super::{ListQuery, answer, list_query, page};
+use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, path_id};
@@ -80,14 +80,28 @@ async fn get_organization(
 async fn list_organizations(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
-    let q = list_query(query)?;
+    let q = Params::parse(
+        query.as_deref(),
+        &[&PAGE_PARAMS[..], &["after", "parent_id", "kind", "q"]].concat(),
+    )?;
+    let kinds = [
+        OrganizationKind::Customer,
+        OrganizationKind::Partner,
+        OrganizationKind::Vendor,
+    ]
+    .map(|k| (k.as_str(), k));
+    let filter = OrganizationFilter {
+        parent_id: q.uuid("parent_id")?,
+        kind: q.one_of("kind", &kinds)?.map(|k| k.as_str().to_owned()),
+        q: q.text("q", 200)?,
+    };
     let listed = state
         .app
         .catalogue()
-        .organizations(q.parent_id, q.page())
+        .organizations(filter, q.page()?)
         .await?;
     page("organizations", listed)
 }
@@ -96,15 +110,15 @@ async fn organization_licenses(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
     let id = organization_id(&raw)?;
-    let q = list_query(query)?;
+    let q = Params::parse(query.as_deref(), &[&PAGE_PARAMS[..], &["after"]].concat())?;
     let listed = state
         .app
         .catalogue()
-        .organization_licenses(id, q.page())
+        .organization_licenses(id, q.page()?)
         .await?;
     page("licenses", listed)
 }

@@ -1,8 +1,7 @@
 //! `/v1/policies`: define, revise (next version), retire, read, list.
 
 use application::views::PolicyView;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -13,7 +12,7 @@ use domain::policy::{PolicyAction, PolicyTerms, PolicyTermsInput};
 use domain::values::{FeatureSet, LicenseModel, Name, SeatCount};
 use serde::Deserialize;
 
-use super::{ListQuery, answer, list_query, page};
+use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, NoBody, path_id};
@@ -188,14 +187,17 @@ async fn get_policy(
 async fn list_policies(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
-    let q = list_query(query)?;
+    let q = Params::parse(
+        query.as_deref(),
+        &[&PAGE_PARAMS[..], &["after", "product_id"]].concat(),
+    )?;
     let listed = state
         .app
         .catalogue()
-        .policies(q.product_id, q.page())
+        .policies(q.uuid("product_id")?, q.page()?)
         .await?;
     page("policies", listed)
 }

@@ -1,8 +1,7 @@
 //! `/v1/products`: define, read, list.
 
 use application::views::ProductView;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -13,7 +12,7 @@ use domain::ids::{AppId, ProductId};
 use domain::values::{KeyPrefix, Name, ProductKind};
 use serde::Deserialize;
 
-use super::{ListQuery, answer, list_query, page};
+use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, path_id};
@@ -76,10 +75,10 @@ async fn get_product(
 async fn list_products(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
-    let q = list_query(query)?;
-    let listed = state.app.catalogue().products(q.page()).await?;
+    let q = Params::parse(query.as_deref(), &[&PAGE_PARAMS[..], &["after"]].concat())?;
+    let listed = state.app.catalogue().products(q.page()?).await?;
     page("products", listed)
 }
