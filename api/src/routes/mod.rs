@@ -214,3 +214,50 @@ pub(crate) fn page<T: Serialize>(name: &str, listed: Listed<T>) -> Result<Respon
     })
     .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(raw: &str, known: &[&str]) -> (String, Option<String>) {
+        let e = Params::parse(Some(raw), known)
+            .and_then(|p| p.page().map(|_| p))
+            .unwrap_err();
+        (e.code().to_owned(), e.field().map(str::to_owned))
+    }
+
+    #[test]
+    fn a_query_is_refused_by_the_name_of_its_bad_parameter() {
+        let known = &["limit", "cursor", "order", "after", "q"];
+        let field = |raw| refused(raw, known).1;
+        assert_eq!(field("nope=1"), Some("nope".into()));
+        assert_eq!(field("q=a&q=b"), Some("q".into()));
+        assert_eq!(field("q=%00"), Some("q".into()));
+        assert_eq!(field("limit=0"), Some("limit".into()));
+        assert_eq!(field("limit=x"), Some("limit".into()));
+        assert_eq!(field("order=sideways"), Some("order".into()));
+        assert_eq!(field("cursor=a&after=b"), Some("after".into()));
+        assert_eq!(refused("limit=0", known).0, "INVALID_QUERY");
+        // An unknown name is echoed short and printable.
+        let long = format!("{}%01=1", "n".repeat(100));
+        assert_eq!(field(&long).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn a_page_defaults_to_100_oldest_first_and_after_is_the_cursor() {
+        let known = &["limit", "cursor", "order", "after"];
+        let page = Params::parse(None, known).unwrap().page().unwrap();
+        assert_eq!(
+            (page.limit, page.order, page.cursor),
+            (100, Order::Asc, None)
+        );
+        let page = Params::parse(Some("after=abc&order=desc&limit=1000"), known)
+            .unwrap()
+            .page()
+            .unwrap();
+        assert_eq!(
+            (page.limit, page.order, page.cursor.as_deref()),
+            (1000, Order::Desc, Some("abc"))
+        );
+    }
+}
