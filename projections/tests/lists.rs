@@ -262,6 +262,21 @@ async fn a_filtered_page_reads_an_index_not_the_whole_table() {
     .unwrap();
     let state = issued(Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     load(&pool, 200_000, &state).await;
+    // The organizations of those licenses: the first 100 at the top, each other below one of them.
+    sqlx::query(
+        "INSERT INTO rm_organizations (id, name, kind, parent_id, created_at, updated_at, version) \
+         SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'Org ' || i, 'customer', \
+                CASE WHEN i >= 100 THEN ('00000000-0000-7000-8000-' || lpad(to_hex(i % 100), 12, '0'))::uuid END, \
+                now(), now(), 1 \
+         FROM generate_series(0, 999) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE rm_organizations")
+        .execute(&pool)
+        .await
+        .unwrap();
     let org = Uuid::parse_str("00000000-0000-7000-8000-00000000002a").unwrap();
     let product = Uuid::parse_str("00000000-0000-7001-8000-000000000007").unwrap();
     let policy = Uuid::parse_str("00000000-0000-7003-8000-000000000011").unwrap();
@@ -271,7 +286,16 @@ async fn a_filtered_page_reads_an_index_not_the_whole_table() {
             .await
             .unwrap();
     let now = t("2026-06-01T00:00:00Z");
+    let tree = Uuid::parse_str("00000000-0000-7000-8000-000000000007").unwrap();
     let filters = [
+        (
+            "organization tree",
+            LicenseFilter {
+                organization_id: Some(tree),
+                include_descendants: true,
+                ..Default::default()
+            },
+        ),
         (
             "organization",
             LicenseFilter {

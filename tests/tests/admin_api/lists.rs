@@ -150,6 +150,16 @@ async fn licenses_are_found_by_each_filter_and_by_the_prefix_support_reads_out()
         .await,
         set(&[&a1, &a2, &b1, &g1])
     );
+    // The tree is read organization by organization and merged: paged one by one, in both
+    // orders, it is the same licenses in id order.
+    let tree_path = format!("/v1/licenses?organization_id={parent}&include_descendants=true");
+    let one_by_one = walk(&app, &tree_path, "licenses", 1).await;
+    let mut sorted: Vec<String> = set(&[&a1, &a2, &b1, &g1]).into_iter().collect();
+    sorted.sort();
+    assert_eq!(one_by_one, sorted);
+    let mut newest_first = walk(&app, &format!("{tree_path}&order=desc"), "licenses", 3).await;
+    newest_first.reverse();
+    assert_eq!(newest_first, sorted);
     assert_eq!(
         listed(
             &app,
