@@ -274,11 +274,23 @@ fn license_query<'a>(
         push_status(&mut q, status, now);
     }
     if let Some((from, to)) = &filter.key_prefix {
-        // The pattern operators compare bytes, as the text_pattern_ops index is ordered.
-        q.push(" AND key_prefix ~>=~ ");
-        q.push_bind(from.as_str());
-        q.push(" AND key_prefix ~<~ ");
-        q.push_bind(to.as_str());
+        // The pattern operators compare bytes, as the text_pattern_ops index is ordered. The
+        // bounds are written into the SQL when they are plain key text (letters, digits, `-`:
+        // always, from `SupportPrefixSearch`), so PostgreSQL plans each search for its own
+        // bounds: a cached generic plan guesses the selectivity of a range of unknown bounds and
+        // may walk the primary key instead, reading the whole table for a short prefix
+        // (BENCHMARKS.md, "Lists"). Anything else is bound as a parameter.
+        let plain = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if plain(from) && plain(to) {
+            q.push(format!(
+                " AND key_prefix ~>=~ '{from}' AND key_prefix ~<~ '{to}'"
+            ));
+        } else {
+            q.push(" AND key_prefix ~>=~ ");
+            q.push_bind(from.as_str());
+            q.push(" AND key_prefix ~<~ ");
+            q.push_bind(to.as_str());
+        }
     }
     if let Some(before) = filter.expires_before {
         q.push(" AND expires_at < ");

@@ -353,6 +353,16 @@ async fn a_filtered_page_reads_an_index_not_the_whole_table() {
             },
         ),
         (
+            "short key prefix",
+            LicenseFilter {
+                key_prefix: Some((
+                    prefix[..prefix.len() - 2].to_owned(),
+                    format!("{}\u{7f}", &prefix[..prefix.len() - 2]),
+                )),
+                ..Default::default()
+            },
+        ),
+        (
             "key prefix",
             LicenseFilter {
                 key_prefix: Some((prefix.clone(), format!("{prefix}\u{7f}"))),
