@@ -232,6 +232,14 @@ impl From<AppError> for ApiError {
             AppError::NotFound { code, detail } => Self::not_found(code, detail),
             // The client edge: an unknown key and another application's key answer alike.
             AppError::Edge(code) => Self::new(StatusCode::FORBIDDEN, code.into(), code.detail()),
+            AppError::InvalidCursor => Self::bad_request(
+                ErrorCode::InvalidCursor,
+                e.to_string(),
+                Some("cursor".to_owned()),
+            ),
+            AppError::InvalidParameter { field, detail } => {
+                Self::bad_request(ErrorCode::InvalidQuery, detail, Some(field.to_owned()))
+            }
             AppError::Invariant(what) => Self::internal(&what),
         }
     }

@@ -98,6 +98,8 @@ struct Inner {
     projections: Arc<Vec<Arc<dyn Projection>>>,
     signal: ChangeSignal,
     data_dir: PathBuf,
+    /// Issues and checks the cursors of lists (keyed from the pepper).
+    cursors: crate::lists::Cursors,
 }
 
 impl std::fmt::Debug for App {
@@ -150,6 +152,7 @@ impl App {
         .await?;
         let data_dir = DataDir::open(&config.data_dir)?;
         let pepper = data_dir.key_pepper(config.key_pepper.as_deref())?;
+        let cursors = crate::lists::Cursors::new(&pepper);
         let signal = ChangeSignal::new();
         let store = EventStore::new(pool).with_append_hook(signal.hook());
         let ledger = Ledger::new(store, KeyHasher::new(pepper), config.clock.clone());
@@ -165,6 +168,7 @@ impl App {
             projections: Arc::new(projections),
             signal,
             data_dir: config.data_dir.clone(),
+            cursors,
         })))
     }
 
@@ -213,6 +217,11 @@ impl App {
     /// The projections this server keeps current.
     pub fn projections(&self) -> &[Arc<dyn Projection>] {
         &self.0.projections
+    }
+
+    /// The cursors of lists.
+    pub fn cursors(&self) -> &crate::lists::Cursors {
+        &self.0.cursors
     }
 
     /// The in-process signal of appends (wakes projectors and the validation follower).

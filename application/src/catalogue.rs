@@ -5,48 +5,38 @@
 use commands::ledger::{NewOrganization, NewProduct};
 use commands::{CommandContext, Loaded, Outcome};
 use domain::DomainError;
+use domain::Timestamp;
+use domain::ids::LicenseId;
 use domain::ids::{OrganizationId, PolicyId, ProductId};
+use domain::keys::SupportPrefixSearch;
 use domain::organization::Organization;
 use domain::policy::{Policy, PolicyAction, PolicyTerms};
 use domain::product::Product;
+use domain::status::LicenseStatus;
 use domain::values::Name;
-use projections::queries;
+use projections::queries::{self, LicenseFilter, OrganizationFilter};
 use uuid::Uuid;
 
-use crate::views::{LicenseView, OrganizationView, PolicyView, ProductView, Written};
+use crate::lists::Scope;
+use crate::views::{
+    ActivationView, LicenseView, OrganizationView, PolicyView, ProductView, Written,
+};
 use crate::{App, AppError};
 
-/// One page of a list: the items, and the cursor of the next page (absent on the last).
-#[derive(Clone, Debug)]
-pub struct Listed<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<Uuid>,
-}
+pub use crate::lists::{Listed, PageRequest};
 
-impl<T> Listed<T> {
-    /// A page of `limit` asked for: a full page may have a successor.
-    pub(crate) fn of<R>(
-        rows: Vec<R>,
-        limit: i64,
-        id: impl Fn(&R) -> Uuid,
-        view: impl Fn(R) -> T,
-    ) -> Self {
-        let full = usize::try_from(limit).is_ok_and(|l| rows.len() == l);
-        let next_cursor = if full { rows.last().map(&id) } else { None };
-        Self {
-            items: rows.into_iter().map(view).collect(),
-            next_cursor,
-        }
-    }
-}
-
-/// Where a list starts and how long it is.
-#[derive(Clone, Copy, Debug)]
-pub struct PageRequest {
-    /// The `next_cursor` of the previous page.
-    pub after: Option<Uuid>,
-    /// Items per page (the API checks the range).
-    pub limit: i64,
+/// The filters of the license list (`GET /v1/licenses`), as the caller gave them.
+#[derive(Clone, Debug, Default)]
+pub struct LicenseQuery {
+    pub organization_id: Option<Uuid>,
+    /// With `organization_id`: its descendants' licenses too.
+    pub include_descendants: bool,
+    pub product_id: Option<Uuid>,
+    pub policy_id: Option<Uuid>,
+    pub status: Option<LicenseStatus>,
+    /// The start of a license key as support typed it ([`SupportPrefixSearch`]).
+    pub key_prefix: Option<String>,
+    pub expires_before: Option<Timestamp>,
 }
 
 /// The catalogue use cases of an [`App`].
@@ -104,34 +94,37 @@ impl Catalogue<'_> {
         ))
     }
 
-    /// Organizations, optionally the children of `parent_id`.
+    /// Organizations that pass `filter`.
     ///
     /// # Errors
-    /// Database errors.
+    /// `INVALID_CURSOR`; database errors.
     pub async fn organizations(
         &self,
-        parent_id: Option<Uuid>,
+        filter: OrganizationFilter,
         page: PageRequest,
     ) -> Result<Listed<OrganizationView>, AppError> {
-        let rows =
-            queries::organizations(self.app.pool(), parent_id, page.after, page.limit).await?;
-        Ok(Listed::of(
-            rows,
-            page.limit,
-            |r| r.id,
-            OrganizationView::from_row,
-        ))
+        let scope = Scope::new("organizations")
+            .with("parent_id", filter.parent_id)
+            .with("kind", filter.kind.as_deref())
+            .with("q", filter.q.as_deref());
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
+        let rows = queries::organizations(self.app.pool(), &filter, &window).await?;
+        Ok(cursors.page(&scope, &window, rows, |r| r.id, OrganizationView::from_row))
     }
 
     /// The licenses of an organization (read model), status derived now.
     ///
     /// # Errors
-    /// `ORGANIZATION_NOT_FOUND`; database errors.
+    /// `ORGANIZATION_NOT_FOUND`, `INVALID_CURSOR`; database errors.
     pub async fn organization_licenses(
         &self,
         id: OrganizationId,
         page: PageRequest,
     ) -> Result<Listed<LicenseView>, AppError> {
+        let scope = Scope::new("organization licenses").with("organization_id", Some(id));
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
         let exists = self
             .app
             .ledger()
@@ -142,13 +135,12 @@ impl Catalogue<'_> {
         if !exists {
             return Err(DomainError::OrganizationNotFound(id).into());
         }
-        let rows =
-            queries::organization_licenses(self.app.pool(), id.into(), page.after, page.limit)
-                .await?;
+        let rows = queries::organization_licenses(self.app.pool(), id.into(), &window).await?;
         let now = self.app.now();
-        Ok(Listed::of(
+        Ok(cursors.page(
+            &scope,
+            &window,
             rows,
-            page.limit,
             |r| r.id,
             |r| {
                 LicenseView::new(
@@ -161,6 +153,108 @@ impl Catalogue<'_> {
                 )
             },
         ))
+    }
+
+    // ----- licenses -----
+
+    /// Licenses that pass every filter of `query`, status derived now (read model).
+    ///
+    /// # Errors
+    /// `INVALID_CURSOR`; a malformed key prefix (`InvalidParameter`); database errors.
+    pub async fn licenses(
+        &self,
+        query: LicenseQuery,
+        page: PageRequest,
+    ) -> Result<Listed<LicenseView>, AppError> {
+        let key_prefix = query
+            .key_prefix
+            .as_deref()
+            .map(SupportPrefixSearch::parse)
+            .transpose()
+            .map_err(|e| AppError::InvalidParameter {
+                field: "key_prefix",
+                detail: e.to_string(),
+            })?;
+        let scope = Scope::new("licenses")
+            .with("organization_id", query.organization_id)
+            .with(
+                "include_descendants",
+                query.include_descendants.then_some(true),
+            )
+            .with("product_id", query.product_id)
+            .with("policy_id", query.policy_id)
+            .with("status", query.status.map(LicenseStatus::as_str))
+            .with(
+                "key_prefix",
+                key_prefix.as_ref().map(SupportPrefixSearch::as_str),
+            )
+            .with(
+                "expires_before",
+                query.expires_before.map(|t| t.to_rfc3339()),
+            );
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
+        let filter = LicenseFilter {
+            organization_id: query.organization_id,
+            include_descendants: query.include_descendants,
+            product_id: query.product_id,
+            policy_id: query.policy_id,
+            status: query.status,
+            key_prefix: key_prefix.as_ref().map(SupportPrefixSearch::range),
+            expires_before: query.expires_before,
+        };
+        let now = self.app.now();
+        let rows = queries::licenses(self.app.pool(), &filter, now, &window).await?;
+        Ok(cursors.page(
+            &scope,
+            &window,
+            rows,
+            |r| r.id,
+            |r| {
+                LicenseView::new(
+                    r.id,
+                    &r.state,
+                    Some(r.created_at),
+                    Some(r.updated_at),
+                    r.version,
+                    now,
+                )
+            },
+        ))
+    }
+
+    /// The installations of a license now, by installation id (read from its stream, like the
+    /// license itself).
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND`, `INVALID_CURSOR`; database and decoding errors.
+    pub async fn installations(
+        &self,
+        id: LicenseId,
+        page: PageRequest,
+    ) -> Result<Listed<ActivationView>, AppError> {
+        let scope = Scope::new("installations").with("license_id", Some(id));
+        let cursors = self.app.cursors();
+        let window = cursors.window::<Uuid>(&scope, &page)?;
+        let license = self.app.licenses().get(id).await?;
+        // The view lists them by installation id (a BTreeMap's order), oldest first.
+        let mut rows: Vec<ActivationView> = license
+            .activations
+            .into_iter()
+            .filter(|a| {
+                window.after.is_none_or(|after| match window.order {
+                    queries::Order::Asc => a.installation_id > after,
+                    queries::Order::Desc => a.installation_id < after,
+                })
+            })
+            .collect();
+        if window.order == queries::Order::Desc {
+            rows.reverse();
+        }
+        let fetch =
+            usize::try_from(window.limit.clamp(1, queries::MAX_PAGE) + 1).unwrap_or(usize::MAX);
+        rows.truncate(fetch);
+        Ok(cursors.page(&scope, &window, rows, |a| a.installation_id, |a| a))
     }
 
     // ----- products -----
@@ -207,15 +301,13 @@ impl Catalogue<'_> {
     /// Products.
     ///
     /// # Errors
-    /// Database errors.
+    /// `INVALID_CURSOR`; database errors.
     pub async fn products(&self, page: PageRequest) -> Result<Listed<ProductView>, AppError> {
-        let rows = queries::products(self.app.pool(), page.after, page.limit).await?;
-        Ok(Listed::of(
-            rows,
-            page.limit,
-            |r| r.id,
-            ProductView::from_row,
-        ))
+        let scope = Scope::new("products");
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
+        let rows = queries::products(self.app.pool(), &window).await?;
+        Ok(cursors.page(&scope, &window, rows, |r| r.id, ProductView::from_row))
     }
 
     // ----- policies -----
@@ -285,13 +377,16 @@ impl Catalogue<'_> {
     /// Policies, optionally of one product.
     ///
     /// # Errors
-    /// Database errors.
+    /// `INVALID_CURSOR`; database errors.
     pub async fn policies(
         &self,
         product_id: Option<Uuid>,
         page: PageRequest,
     ) -> Result<Listed<PolicyView>, AppError> {
-        let rows = queries::policies(self.app.pool(), product_id, page.after, page.limit).await?;
-        Ok(Listed::of(rows, page.limit, |r| r.id, PolicyView::from_row))
+        let scope = Scope::new("policies").with("product_id", product_id);
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
+        let rows = queries::policies(self.app.pool(), product_id, &window).await?;
+        Ok(cursors.page(&scope, &window, rows, |r| r.id, PolicyView::from_row))
     }
 }

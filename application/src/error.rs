@@ -26,6 +26,15 @@ pub enum AppError {
     /// `APP_MISMATCH`, refused alike at every client route.
     #[error("{}", .0.detail())]
     Edge(ValidationCode),
+    /// A list's `cursor` was not issued for this list, order and filters, or was altered.
+    #[error(
+        "the cursor is not one this list issued for these filters and order; start again from the first page"
+    )]
+    InvalidCursor,
+    /// A list's parameter holds a value the list cannot take (checked where the knowledge
+    /// lives, such as a key prefix's shape): the parameter and why.
+    #[error("{detail}")]
+    InvalidParameter { field: &'static str, detail: String },
     /// An invariant of the ledger does not hold (a command left no state behind): a bug.
     #[error("{0}")]
     Invariant(&'static str),

@@ -16,6 +16,7 @@
 //! - [`asof`]: licenses and organizations as of an instant (the API and `ledger-replay state`).
 //! - [`tokens`]: the claims of offline tokens and receipts, the SDK's own types;
 //!   [`signing`]: the keystore and JWKS; [`checkpoints`]: the checkpoint signer.
+//! - [`lists`]: paging every list alike, with opaque cursors bound to their list and filters.
 //! - [`views`]: response bodies; [`error`]: [`AppError`]; [`datadir`]: secrets on disk.
 //!
 //! Architecture invariant: `application` knows no HTTP (no `axum`, no status codes); `api`,
@@ -31,6 +32,7 @@ pub mod edge;
 pub mod error;
 pub mod jobs;
 pub mod licenses;
+pub mod lists;
 pub mod operations;
 pub mod signing;
 pub mod tokens;

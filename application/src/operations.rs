@@ -133,23 +133,24 @@ impl App {
         })
     }
 
-    /// Audit rows, oldest first, after the filter's cursor.
+    /// Audit rows that pass `filter`, a page of them by log position.
     ///
     /// # Errors
-    /// Database errors.
+    /// `INVALID_CURSOR`; database errors.
     pub async fn audit(
         &self,
         filter: &AuditFilter,
-        limit: i64,
-    ) -> Result<(Vec<AuditRow>, Option<i64>), AppError> {
-        let rows = projections::queries::audit(self.pool(), filter, limit).await?;
-        let full = usize::try_from(limit).is_ok_and(|l| rows.len() == l);
-        let next = if full {
-            rows.last().map(|r| r.position)
-        } else {
-            None
-        };
-        Ok((rows, next))
+        page: crate::lists::PageRequest,
+    ) -> Result<crate::lists::Listed<AuditRow>, AppError> {
+        let scope = crate::lists::Scope::new("audit")
+            .with("from", filter.from.map(|t| t.to_rfc3339()))
+            .with("to", filter.to.map(|t| t.to_rfc3339()))
+            .with("license_id", filter.license_id)
+            .with("actor", filter.actor.as_deref());
+        let cursors = self.cursors();
+        let window = cursors.window(&scope, &page)?;
+        let rows = projections::queries::audit(self.pool(), filter, &window).await?;
+        Ok(cursors.page(&scope, &window, rows, |r| r.position, |r| r))
     }
 
     /// The latest signed checkpoint of the log.

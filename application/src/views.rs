@@ -376,9 +376,9 @@ impl EventView {
 pub struct Page<T> {
     #[serde(flatten)]
     pub items: T,
-    /// Pass as `after` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<Uuid>,
+    pub next_cursor: Option<String>,
 }
 
 /// What a use of a license is: the device and when it was activated.

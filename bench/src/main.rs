@@ -8,6 +8,7 @@
 //! - `bench tokens`: offline-token minting vs raw p256 signing (issue #3).
 //! - `bench validation`: `POST /v1/validate` vs a minimal HashMap server, with wrk (issue #3);
 //!   the server is the `validation-baseline` binary of `bench-baseline`, found next to `bench`.
+//! - `bench lists`: a filtered page of the license list at 1M licenses (issue #14).
 //! - `bench replay`: rebuild, as-of reads and verify vs plain reads of the log (issue #4); on a
 //!   database of its own name (`bench_replay`), recreated at the start.
 
@@ -20,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod activations;
 mod command_path;
 mod harness;
+mod lists;
 mod replay;
 mod tokens;
 mod validation;
@@ -88,6 +90,14 @@ enum Which {
         /// Alternating run pairs.
         #[arg(long, default_value_t = 3)]
         cycles: usize,
+    },
+    /// A filtered page of the license list, per filter and order, at N licenses.
+    Lists {
+        #[arg(long, default_value_t = 1_000_000)]
+        licenses: usize,
+        /// Requests per filter and order (half of them warm up).
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
     },
     /// Rebuild, as-of reads and verify on one seeded log, each next to a plain read.
     Replay(replay::Options),
@@ -195,6 +205,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             }
             Ok(())
+        }
+        Which::Lists { licenses, requests } => {
+            with_database(&url, |pool, db_url| async move {
+                lists::run(pool, &db_url, licenses, requests).await
+            })
+            .await
         }
         Which::Replay(options) => replay::run(&url, &options).await,
         Which::Seed { licenses, script } => {

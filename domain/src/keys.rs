@@ -137,6 +137,65 @@ impl fmt::Debug for LicenseKey {
     }
 }
 
+/// What support types to find a license by the start of its key (`GET /v1/licenses?key_prefix=`):
+/// the product prefix, the hyphen, and 2 to 4 characters of the random part — at most the
+/// support prefix the ledger keeps (`ACME-7K3Q`, [`LicenseKey::support_prefix`]). Read as a key
+/// is: any case, surrounding whitespace ignored, Crockford look-alikes folded (`o` -> `0`).
+///
+/// Two characters at least, so one search reaches about a thousandth of a product's licenses at
+/// most (10 of the 20 bits); never more than four, so nobody pastes a whole key (the secret) into
+/// a URL, where proxies and browser histories keep it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SupportPrefixSearch(String);
+
+impl SupportPrefixSearch {
+    /// # Errors
+    /// When the text is not a product prefix, a hyphen and 2 to 4 key characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let invalid = || {
+            InvalidValue::new(
+                "key_prefix must be the product's key prefix, a hyphen and the next 2 to 4 \
+                 characters of the key, e.g. ACME-7K3Q (the ledger keeps only these)",
+            )
+        };
+        let (prefix, rest) = raw.trim().split_once('-').ok_or_else(invalid)?;
+        if !(2..=8).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid());
+        }
+        if !(2..=4).contains(&rest.len()) {
+            return Err(invalid());
+        }
+        let mut text = prefix.to_ascii_uppercase();
+        text.push('-');
+        for b in rest.bytes() {
+            match NORMALIZED[usize::from(b)] {
+                0 => return Err(invalid()),
+                c => text.push(char::from(c)),
+            }
+        }
+        Ok(Self(text))
+    }
+
+    /// The canonical text searched for.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The support prefixes that start with it, as a byte-wise range: from the text (included)
+    /// to the text with its last character's successor (excluded). Every character is ASCII
+    /// alphanumeric, so the successor is one byte and no other text falls between.
+    pub fn range(&self) -> (String, String) {
+        let mut upper = self.0.clone().into_bytes();
+        if let Some(last) = upper.last_mut() {
+            *last += 1;
+        }
+        (
+            self.0.clone(),
+            String::from_utf8(upper).unwrap_or_else(|_| self.0.clone()),
+        )
+    }
+}
+
 /// A 32-byte digest of a secret (license key or API token), stored and compared instead of it.
 /// Serialized as lower-case hex.
 #[derive(Clone, Copy, Eq, Deserialize)]
@@ -396,6 +455,40 @@ mod tests {
         fn distinct_entropy_gives_distinct_keys(a in proptest::array::uniform20(any::<u8>()), b in proptest::array::uniform20(any::<u8>())) {
             prop_assume!(a != b);
             prop_assert_ne!(LicenseKey::from_entropy(&prefix(), &a), LicenseKey::from_entropy(&prefix(), &b));
+        }
+    }
+}
+
+#[cfg(test)]
+mod support_prefix_tests {
+    use super::*;
+
+    #[test]
+    fn a_support_prefix_is_searched_as_typed_and_as_a_byte_range() {
+        let key = LicenseKey::from_entropy(&KeyPrefix::parse("ACME").unwrap(), &[0x5a; 20]);
+        let shown = key.support_prefix();
+        let typed = shown.to_ascii_lowercase();
+        let search = SupportPrefixSearch::parse(&format!("  {typed} ")).unwrap();
+        assert_eq!(search.as_str(), shown);
+        let (from, to) = search.range();
+        assert!(from.as_str() <= shown.as_str() && shown.as_str() < to.as_str());
+        let short = SupportPrefixSearch::parse("acme-o1").unwrap();
+        assert_eq!(short.range(), ("ACME-01".into(), "ACME-02".into()));
+        for bad in [
+            "",
+            "ACME",
+            "ACME-",
+            "ACME-7",
+            "ACME-7K3Q7",
+            "ACME-7K3Q-ABCD",
+            "A-7K",
+            "ACME-7%",
+            "ACME-7_",
+            "ACME-\0\0",
+            "AC%E-7K",
+            "ACME-7U",
+        ] {
+            assert!(SupportPrefixSearch::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

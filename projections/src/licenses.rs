@@ -62,6 +62,53 @@ pub async fn snapshot_at(
     }
 }
 
+/// The columns of `rm_licenses` that lists filter on, derived from the state the fold holds
+/// (migration 0008, ADR 0017): what SQL needs to tell a license's status at any instant, as
+/// [`domain::status::status_at`] does, without looking inside the state. Written by the live
+/// projector and a rebuild alike, from the same state, so a rebuild writes the same columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListColumns {
+    /// The status the state has whatever the clock says (`revoked`, `canceled`, `suspended`,
+    /// `paused`, `past_due`), else `trial` (trialing until `trial_ends_at`, then expired) or
+    /// `term` (active until `expires_at`, if any, then expired).
+    pub lifecycle: &'static str,
+    /// For a license canceled at a future end only: canceled from then on.
+    pub cancel_at: Option<Timestamp>,
+    pub trial_ends_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl ListColumns {
+    /// The columns of `state`, in `status_at`'s order of precedence.
+    pub fn of(state: &LicenseState) -> Self {
+        use domain::validation::LicenseFacts;
+        let canceled_for_good = state.canceled() && state.cancel_at().is_none();
+        let lifecycle = if state.revoked() {
+            "revoked"
+        } else if canceled_for_good {
+            "canceled"
+        } else if state.suspended() {
+            "suspended"
+        } else if state.paused() {
+            "paused"
+        } else if state.payment_grace_until().is_some() {
+            "past_due"
+        } else if state.trial_ends_at().is_some() && !state.subscribed() {
+            "trial"
+        } else {
+            "term"
+        };
+        Self {
+            lifecycle,
+            cancel_at: state
+                .cancel_at()
+                .filter(|_| state.canceled() && !state.revoked()),
+            trial_ends_at: state.trial_ends_at,
+            expires_at: state.expires_at,
+        }
+    }
+}
+
 /// A license as the fold holds it.
 struct Row_ {
     license: License,
@@ -174,7 +221,7 @@ impl RowFold for Fold {
             .filter(|(_, r)| r.updated_at.is_some())
             .collect();
         if fresh {
-            copy_all(conn, COPY_LICENSES, 11, &touched, |rows, (id, row)| {
+            copy_all(conn, COPY_LICENSES, 15, &touched, |rows, (id, row)| {
                 copy_license(rows, *id, row)
             })
             .await?;
@@ -246,6 +293,12 @@ async fn write_licenses(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let (mut lifecycle, mut cancel_at, mut trial_ends_at, mut expires_at) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for (id, row) in rows {
         let state = row.license.state().expect("checked while folding");
         id_col.push(*id);
@@ -264,15 +317,23 @@ async fn write_licenses(
         created.push(row.created_at.expect("set while folding"));
         updated.push(row.updated_at.expect("touched"));
         version.push(row.version);
+        let listed = ListColumns::of(state);
+        lifecycle.push(listed.lifecycle);
+        cancel_at.push(listed.cancel_at);
+        trial_ends_at.push(listed.trial_ends_at);
+        expires_at.push(listed.expires_at);
     }
     sqlx::query(
-        "INSERT INTO rm_licenses (id, organization_id, product_id, app_id, policy_id, key_hash, key_prefix, state, created_at, updated_at, version) \
+        "INSERT INTO rm_licenses (id, organization_id, product_id, app_id, policy_id, key_hash, key_prefix, state, created_at, updated_at, version, \
+                                  lifecycle, cancel_at, trial_ends_at, expires_at) \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[], $7::text[], $8::text[]::json[], \
-                              $9::timestamptz[], $10::timestamptz[], $11::bigint[]) \
+                              $9::timestamptz[], $10::timestamptz[], $11::bigint[], \
+                              $12::text[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[]) \
          ON CONFLICT (id) DO UPDATE SET organization_id = EXCLUDED.organization_id, product_id = EXCLUDED.product_id, \
            app_id = EXCLUDED.app_id, policy_id = EXCLUDED.policy_id, key_hash = EXCLUDED.key_hash, \
            key_prefix = EXCLUDED.key_prefix, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, \
-           version = EXCLUDED.version",
+           version = EXCLUDED.version, lifecycle = EXCLUDED.lifecycle, cancel_at = EXCLUDED.cancel_at, \
+           trial_ends_at = EXCLUDED.trial_ends_at, expires_at = EXCLUDED.expires_at",
     )
     .bind(&id_col)
     .bind(&org)
@@ -285,6 +346,10 @@ async fn write_licenses(
     .bind(&created)
     .bind(&updated)
     .bind(&version)
+    .bind(&lifecycle)
+    .bind(&cancel_at)
+    .bind(&trial_ends_at)
+    .bind(&expires_at)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -292,7 +357,8 @@ async fn write_licenses(
 
 /// The columns [`copy_license`] writes, for licenses that have no row yet.
 const COPY_LICENSES: &str = "COPY rm_licenses (id, organization_id, product_id, app_id, policy_id, key_hash, \
-     key_prefix, state, created_at, updated_at, version) FROM STDIN (FORMAT binary)";
+     key_prefix, state, created_at, updated_at, version, lifecycle, cancel_at, trial_ends_at, expires_at) \
+     FROM STDIN (FORMAT binary)";
 
 /// One license as [`COPY_LICENSES`] takes it: the same values as [`write_licenses`] upserts.
 fn copy_license(rows: &mut CopyRows, id: Uuid, row: &Row_) -> Result<(), ProjectionError> {
@@ -309,6 +375,11 @@ fn copy_license(rows: &mut CopyRows, id: Uuid, row: &Row_) -> Result<(), Project
         .timestamptz(row.created_at.expect("set while folding"))?
         .timestamptz(row.updated_at.expect("touched"))?
         .i64(row.version);
+    let listed = ListColumns::of(state);
+    rows.text(listed.lifecycle)
+        .opt_timestamptz(listed.cancel_at)?
+        .opt_timestamptz(listed.trial_ends_at)?
+        .opt_timestamptz(listed.expires_at)?;
     Ok(())
 }
 

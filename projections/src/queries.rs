@@ -3,9 +3,10 @@
 
 use domain::Timestamp;
 use domain::license::LicenseState;
-use sqlx::Row;
-use sqlx::postgres::PgPool;
+use domain::status::LicenseStatus;
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 /// The largest page a list returns.
@@ -67,25 +68,147 @@ fn page(limit: i64) -> i64 {
     limit.clamp(1, MAX_PAGE)
 }
 
-/// Licenses of an organization, by id (ids are time-ordered), after the cursor `after`.
-///
-/// # Errors
-/// Database errors, or a stored state this build cannot read (rebuild the projection).
-pub async fn organization_licenses(
-    pool: &PgPool,
-    organization_id: Uuid,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<LicenseRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, state, created_at, updated_at, version FROM rm_licenses \
-         WHERE organization_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
-    )
-    .bind(organization_id)
-    .bind(after)
-    .bind(page(limit))
-    .fetch_all(pool)
-    .await?;
+/// The order of a list: by its key (ids are UUID v7, so creation order; audit by log position).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Order {
+    /// Oldest first (the default).
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+impl Order {
+    /// `ORDER BY` direction.
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Asc => "ASC",
+            Self::Desc => "DESC",
+        }
+    }
+    /// The comparison that keeps the keys after a cursor in this order.
+    fn after(self) -> &'static str {
+        match self {
+            Self::Asc => " > ",
+            Self::Desc => " < ",
+        }
+    }
+    /// The stable text of the order (`asc`, `desc`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Asc => "asc",
+            Self::Desc => "desc",
+        }
+    }
+}
+
+/// Which part of a list to read: after the key `after` (the last key of the previous page), in
+/// `order`, `limit` rows. A reader fetches one row more than `limit`, so the caller knows whether
+/// a next page exists without asking for an empty one.
+#[derive(Clone, Copy, Debug)]
+pub struct Window<K> {
+    pub after: Option<K>,
+    pub order: Order,
+    pub limit: i64,
+}
+
+impl<K> Window<K> {
+    /// The first page in `order`.
+    pub fn first(order: Order, limit: i64) -> Self {
+        Self {
+            after: None,
+            order,
+            limit,
+        }
+    }
+}
+
+/// Appends ` AND key > after ORDER BY key LIMIT limit + 1` (or `<`/`DESC`) to a query whose
+/// `WHERE` is open. Every list pages this way on a key with an index that ends with it, so a page
+/// is a range read in order, never a sort of everything that matches.
+fn keyset<'a, K>(q: &mut QueryBuilder<'a, Postgres>, key: &str, window: &Window<K>)
+where
+    K: 'a + Clone + sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres> + Send,
+{
+    if let Some(after) = &window.after {
+        q.push(" AND ").push(key).push(window.order.after());
+        q.push_bind(after.clone());
+    }
+    q.push(" ORDER BY ")
+        .push(key)
+        .push(" ")
+        .push(window.order.sql())
+        .push(" LIMIT ");
+    q.push_bind(page(window.limit) + 1);
+}
+
+/// A status of the license list's `status` filter, as SQL over the columns of migration 0008:
+/// the rows whose `domain::status::status_at(state, now)` is `status` (tested against it).
+fn push_status(q: &mut QueryBuilder<'_, Postgres>, status: LicenseStatus, now: Timestamp) {
+    // Not canceled at `now` by a cancellation with an end date (one without is `lifecycle`).
+    let not_canceled = |q: &mut QueryBuilder<'_, Postgres>| {
+        q.push(" AND (cancel_at IS NULL OR cancel_at > ");
+        q.push_bind(now);
+        q.push(")");
+    };
+    match status {
+        LicenseStatus::Revoked => {
+            q.push(" AND lifecycle = 'revoked'");
+        }
+        LicenseStatus::Canceled => {
+            q.push(" AND (lifecycle = 'canceled' OR cancel_at <= ");
+            q.push_bind(now);
+            q.push(")");
+        }
+        LicenseStatus::Suspended | LicenseStatus::Paused | LicenseStatus::PastDue => {
+            q.push(" AND lifecycle = ");
+            q.push_bind(status.as_str());
+            not_canceled(q);
+        }
+        LicenseStatus::Trialing => {
+            q.push(" AND lifecycle = 'trial' AND trial_ends_at > ");
+            q.push_bind(now);
+            not_canceled(q);
+        }
+        LicenseStatus::Expired => {
+            q.push(" AND ((lifecycle = 'trial' AND trial_ends_at <= ");
+            q.push_bind(now);
+            q.push(") OR (lifecycle = 'term' AND expires_at <= ");
+            q.push_bind(now);
+            q.push("))");
+            not_canceled(q);
+        }
+        LicenseStatus::Active => {
+            q.push(" AND lifecycle = 'term' AND (expires_at IS NULL OR expires_at > ");
+            q.push_bind(now);
+            q.push(")");
+            not_canceled(q);
+        }
+    }
+}
+
+/// The filters of `GET /v1/licenses`; every one present must hold.
+#[derive(Clone, Debug, Default)]
+pub struct LicenseFilter {
+    /// Licenses held by this organization ...
+    pub organization_id: Option<Uuid>,
+    /// ... or by it and any organization below it.
+    pub include_descendants: bool,
+    pub product_id: Option<Uuid>,
+    pub policy_id: Option<Uuid>,
+    /// The status at `now`.
+    pub status: Option<LicenseStatus>,
+    /// Support prefixes from `.0` (included) to `.1` (excluded), byte-wise: the range of every
+    /// text that starts with what support typed (`application` builds it from a checked prefix).
+    pub key_prefix: Option<(String, String)>,
+    /// Licenses that end (`expires_at`) strictly before this instant; perpetual ones never do.
+    pub expires_before: Option<Timestamp>,
+}
+
+const LICENSE_COLUMNS: &str =
+    "SELECT id, state, created_at, updated_at, version FROM rm_licenses WHERE true";
+
+fn license_rows(rows: &[PgRow]) -> Result<Vec<LicenseRow>, sqlx::Error> {
     rows.iter()
         .map(|row| {
             let Json(state) = row.try_get("state")?;
@@ -100,27 +223,192 @@ pub async fn organization_licenses(
         .collect()
 }
 
-/// Organizations by id after the cursor, optionally only the children of `parent_id`.
+/// The query of [`licenses`] (behind `EXPLAIN (ANALYZE, BUFFERS)` when `explain`): only the
+/// filters present reach the SQL (no `$1 IS NULL OR ...`, which a generic plan cannot serve from
+/// an index).
+///
+/// With `include_descendants`, the page is read per organization of the tree: a lateral query
+/// takes at most a page from each organization's `(organization_id, id)` range, in order, and
+/// the pages are merged, instead of reading every license of the tree and sorting them all.
+fn license_query<'a>(
+    explain: bool,
+    filter: &'a LicenseFilter,
+    now: Timestamp,
+    window: &Window<Uuid>,
+) -> QueryBuilder<'a, Postgres> {
+    let mut q = QueryBuilder::new(if explain {
+        "EXPLAIN (ANALYZE, BUFFERS) "
+    } else {
+        ""
+    });
+    let tree = filter
+        .organization_id
+        .filter(|_| filter.include_descendants);
+    if let Some(root) = tree {
+        // The organization and everything below it; UNION stops at a cycle, were one stored.
+        q.push(
+            "SELECT l.* FROM (WITH RECURSIVE tree(id) AS (SELECT id FROM rm_organizations WHERE id = ",
+        );
+        q.push_bind(root);
+        q.push(
+            " UNION SELECT o.id FROM rm_organizations o JOIN tree t ON o.parent_id = t.id) \
+             SELECT id FROM tree) t CROSS JOIN LATERAL (",
+        );
+    }
+    q.push(LICENSE_COLUMNS);
+    if tree.is_some() {
+        q.push(" AND organization_id = t.id");
+    } else if let Some(org) = filter.organization_id {
+        q.push(" AND organization_id = ");
+        q.push_bind(org);
+    }
+    if let Some(product) = filter.product_id {
+        q.push(" AND product_id = ");
+        q.push_bind(product);
+    }
+    if let Some(policy) = filter.policy_id {
+        q.push(" AND policy_id = ");
+        q.push_bind(policy);
+    }
+    if let Some(status) = filter.status {
+        push_status(&mut q, status, now);
+    }
+    if let Some((from, to)) = &filter.key_prefix {
+        // The pattern operators compare bytes, as the text_pattern_ops index is ordered. The
+        // bounds are written into the SQL when they are plain key text (letters, digits, `-`:
+        // always, from `SupportPrefixSearch`), so PostgreSQL plans each search for its own
+        // bounds: a cached generic plan guesses the selectivity of a range of unknown bounds and
+        // may walk the primary key instead, reading the whole table for a short prefix
+        // (BENCHMARKS.md, "Lists"). Anything else is bound as a parameter.
+        let plain = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if plain(from) && plain(to) {
+            q.push(format!(
+                " AND key_prefix ~>=~ '{from}' AND key_prefix ~<~ '{to}'"
+            ));
+        } else {
+            q.push(" AND key_prefix ~>=~ ");
+            q.push_bind(from.as_str());
+            q.push(" AND key_prefix ~<~ ");
+            q.push_bind(to.as_str());
+        }
+    }
+    if let Some(before) = filter.expires_before {
+        q.push(" AND expires_at < ");
+        q.push_bind(before);
+    }
+    keyset(&mut q, "id", window);
+    if tree.is_some() {
+        q.push(") l ORDER BY l.id ")
+            .push(window.order.sql())
+            .push(" LIMIT ");
+        q.push_bind(page(window.limit) + 1);
+    }
+    q
+}
+
+/// Licenses that pass `filter` at `now`, a window of them by id.
+///
+/// # Errors
+/// Database errors, or a stored state this build cannot read (rebuild the projection).
+pub async fn licenses(
+    pool: &PgPool,
+    filter: &LicenseFilter,
+    now: Timestamp,
+    window: &Window<Uuid>,
+) -> Result<Vec<LicenseRow>, sqlx::Error> {
+    let mut q = license_query(false, filter, now, window);
+    license_rows(&q.build().fetch_all(pool).await?)
+}
+
+/// PostgreSQL's plan of [`licenses`] for these arguments, executed (`EXPLAIN (ANALYZE,
+/// BUFFERS)`, text): how tests and the benchmark show that a filtered page reads an index.
+///
+/// # Errors
+/// Database errors.
+pub async fn explain_licenses(
+    pool: &PgPool,
+    filter: &LicenseFilter,
+    now: Timestamp,
+    window: &Window<Uuid>,
+) -> Result<String, sqlx::Error> {
+    let mut q = license_query(true, filter, now, window);
+    let lines: Vec<String> = q.build_query_scalar().fetch_all(pool).await?;
+    Ok(lines.join("\n"))
+}
+
+/// Licenses of an organization, a window of them by id.
+///
+/// # Errors
+/// Database errors, or a stored state this build cannot read (rebuild the projection).
+pub async fn organization_licenses(
+    pool: &PgPool,
+    organization_id: Uuid,
+    window: &Window<Uuid>,
+) -> Result<Vec<LicenseRow>, sqlx::Error> {
+    let filter = LicenseFilter {
+        organization_id: Some(organization_id),
+        ..LicenseFilter::default()
+    };
+    // `now` serves only the status filter, which is absent here.
+    licenses(pool, &filter, Timestamp::UNIX_EPOCH, window).await
+}
+
+/// The filters of `GET /v1/organizations`.
+#[derive(Clone, Debug, Default)]
+pub struct OrganizationFilter {
+    pub parent_id: Option<Uuid>,
+    /// `customer`, `partner` or `vendor`.
+    pub kind: Option<String>,
+    /// Names containing this text, case-insensitively (matched literally: `%` and `_` are
+    /// escaped).
+    pub q: Option<String>,
+}
+
+/// `text` as a `LIKE` pattern that matches it literally anywhere (escape character `\`).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Organizations that pass `filter`, a window of them by id.
 ///
 /// # Errors
 /// Database errors.
 pub async fn organizations(
     pool: &PgPool,
-    parent_id: Option<Uuid>,
-    after: Option<Uuid>,
-    limit: i64,
+    filter: &OrganizationFilter,
+    window: &Window<Uuid>,
 ) -> Result<Vec<OrganizationRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    let mut q = QueryBuilder::new(
         "SELECT id, name, kind, parent_id, delegated_partners, closed, created_at, updated_at, version \
-         FROM rm_organizations WHERE ($1::uuid IS NULL OR parent_id = $1) AND ($2::uuid IS NULL OR id > $2) \
-         ORDER BY id LIMIT $3",
-    )
-    .bind(parent_id)
-    .bind(after)
-    .bind(page(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
+         FROM rm_organizations WHERE true",
+    );
+    if let Some(parent) = filter.parent_id {
+        q.push(" AND parent_id = ");
+        q.push_bind(parent);
+    }
+    if let Some(kind) = &filter.kind {
+        q.push(" AND kind = ");
+        q.push_bind(kind.clone());
+    }
+    if let Some(text) = &filter.q {
+        q.push(" AND name ILIKE ");
+        q.push_bind(contains_pattern(text));
+        q.push(" ESCAPE '\\'");
+    }
+    keyset(&mut q, "id", window);
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
         .map(|r| {
             Ok(OrganizationRow {
                 id: r.try_get("id")?,
@@ -137,24 +425,23 @@ pub async fn organizations(
         .collect()
 }
 
-/// Products by id after the cursor.
+/// Products, a window of them by id.
 ///
 /// # Errors
 /// Database errors.
 pub async fn products(
     pool: &PgPool,
-    after: Option<Uuid>,
-    limit: i64,
+    window: &Window<Uuid>,
 ) -> Result<Vec<ProductRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    let mut q = QueryBuilder::new(
         "SELECT id, name, kind, app_id, parent_product_id, key_prefix, created_at, updated_at, version \
-         FROM rm_products WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
-    )
-    .bind(after)
-    .bind(page(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
+         FROM rm_products WHERE true",
+    );
+    keyset(&mut q, "id", window);
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
         .map(|r| {
             Ok(ProductRow {
                 id: r.try_get("id")?,
@@ -171,27 +458,28 @@ pub async fn products(
         .collect()
 }
 
-/// Policies by id after the cursor, optionally of one product.
+/// Policies, optionally of one product, a window of them by id.
 ///
 /// # Errors
 /// Database errors.
 pub async fn policies(
     pool: &PgPool,
     product_id: Option<Uuid>,
-    after: Option<Uuid>,
-    limit: i64,
+    window: &Window<Uuid>,
 ) -> Result<Vec<PolicyRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    let mut q = QueryBuilder::new(
         "SELECT id, product_id, name, policy_version, terms, retired, created_at, updated_at, version \
-         FROM rm_policies WHERE ($1::uuid IS NULL OR product_id = $1) AND ($2::uuid IS NULL OR id > $2) \
-         ORDER BY id LIMIT $3",
-    )
-    .bind(product_id)
-    .bind(after)
-    .bind(page(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
+         FROM rm_policies WHERE true",
+    );
+    if let Some(product) = product_id {
+        q.push(" AND product_id = ");
+        q.push_bind(product);
+    }
+    keyset(&mut q, "id", window);
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
         .map(|r| {
             Ok(PolicyRow {
                 id: r.try_get("id")?,
@@ -231,36 +519,42 @@ pub struct AuditFilter {
     pub to: Option<Timestamp>,
     pub license_id: Option<Uuid>,
     pub actor: Option<String>,
-    /// Rows after this position (the cursor of the previous page).
-    pub after: Option<i64>,
 }
 
-/// Audit rows, oldest first (log position).
+/// Audit rows that pass `filter`, a window of them by log position.
 ///
 /// # Errors
 /// Database errors.
 pub async fn audit(
     pool: &PgPool,
     filter: &AuditFilter,
-    limit: i64,
+    window: &Window<i64>,
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    let mut q = QueryBuilder::new(
         "SELECT position, event_id, recorded_at, actor, action, subject_type, subject_id, sequence, license_id, \
-                correlation_id, causation_id FROM rm_audit \
-         WHERE ($1::timestamptz IS NULL OR recorded_at >= $1) AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
-           AND ($3::uuid IS NULL OR license_id = $3) AND ($4::text IS NULL OR actor = $4) \
-           AND ($5::bigint IS NULL OR position > $5) \
-         ORDER BY position LIMIT $6",
-    )
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(filter.license_id)
-    .bind(&filter.actor)
-    .bind(filter.after)
-    .bind(page(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
+                correlation_id, causation_id FROM rm_audit WHERE true",
+    );
+    if let Some(from) = filter.from {
+        q.push(" AND recorded_at >= ");
+        q.push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        q.push(" AND recorded_at <= ");
+        q.push_bind(to);
+    }
+    if let Some(license) = filter.license_id {
+        q.push(" AND license_id = ");
+        q.push_bind(license);
+    }
+    if let Some(actor) = &filter.actor {
+        q.push(" AND actor = ");
+        q.push_bind(actor.clone());
+    }
+    keyset(&mut q, "position", window);
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
         .map(|r| {
             Ok(AuditRow {
                 position: r.try_get("position")?,

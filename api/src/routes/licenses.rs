@@ -2,20 +2,21 @@
 //! change and key rotation. Every command goes through `App::licenses`, which keeps the
 //! validation model current.
 
+use application::catalogue::LicenseQuery;
 use application::views::{LicenseView, LicenseWithKey, Written};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use commands::ledger::{LicenseChange, NewLicense};
 use domain::ids::{LicenseId, OrganizationId, PolicyId};
+use domain::status::LicenseStatus;
 use domain::values::{FeatureSet, LicenseSource, Reason, RevocationCategory, SeatCount};
 use domain::{ErrorCode, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer;
+use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, NoBody, path_id};
@@ -27,9 +28,10 @@ use utoipa_axum::routes;
 /// The license routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(issue_license))
+        .routes(routes!(issue_license, list_licenses))
         .routes(routes!(get_license))
         .routes(routes!(license_events))
+        .routes(routes!(license_installations))
         .routes(routes!(suspend_license))
         .routes(routes!(reinstate_license))
         .routes(routes!(renew_license))
@@ -109,10 +111,103 @@ async fn issue_license(
     Ok(answer(StatusCode::CREATED, Some(location), written))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AsOfQuery {
-    as_of: Option<String>,
+/// The statuses `GET /v1/licenses?status=` takes.
+const STATUSES: [LicenseStatus; 8] = [
+    LicenseStatus::Trialing,
+    LicenseStatus::Active,
+    LicenseStatus::PastDue,
+    LicenseStatus::Paused,
+    LicenseStatus::Suspended,
+    LicenseStatus::Expired,
+    LicenseStatus::Canceled,
+    LicenseStatus::Revoked,
+];
+
+/// Licenses, oldest first, a page at a time, filtered (filters combine with AND).
+#[utoipa::path(get, path = "/v1/licenses", tag = "licenses", summary = "List and search licenses",
+    params(
+        ("organization_id" = Option<uuid::Uuid>, Query, description = "Only this organization's licenses"),
+        ("include_descendants" = Option<bool>, Query, description = "With organization_id: its descendants' licenses too"),
+        ("product_id" = Option<uuid::Uuid>, Query, description = "Only this product's licenses"),
+        ("policy_id" = Option<uuid::Uuid>, Query, description = "Only licenses issued under this policy"),
+        ("status" = Option<String>, Query, pattern = "^(active|trialing|past_due|suspended|expired|canceled|revoked)$", description = "Only licenses in this status now"),
+        ("key_prefix" = Option<String>, Query, description = "The start of a license key as a customer reads it: the product prefix, a hyphen and 2-4 characters (e.g. `ACME-7K2Q`); never a whole key"),
+        ("expires_before" = Option<String>, Query, format = DateTime, description = "Only licenses expiring before this RFC 3339 instant"),
+        ("user_id" = Option<String>, Query, deprecated, description = "Reserved for named users (issue #15): refused with 400 until users exist"),
+        super::PageParams,
+    ),
+    responses((status = 200, description = "A page", body = super::LicensePage), (status = 400, response = Problem)))]
+async fn list_licenses(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require(Permission::Read)?;
+    let q = Params::parse(
+        query.as_deref(),
+        &[
+            &PAGE_PARAMS[..],
+            &[
+                "organization_id",
+                "include_descendants",
+                "product_id",
+                "policy_id",
+                "status",
+                "key_prefix",
+                "expires_before",
+                "user_id",
+            ],
+        ]
+        .concat(),
+    )?;
+    if q.get("user_id").is_some() {
+        // Reserved by the contract for named users, who do not exist yet (ADR 0017): refused
+        // rather than answered with a list the filter did not narrow.
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "user_id is reserved for licenses assigned to users, which this server does not \
+             have yet; leave it out",
+            Some("user_id".to_owned()),
+        ));
+    }
+    let organization_id = q.uuid("organization_id")?;
+    let include_descendants = q.bool("include_descendants")?.unwrap_or(false);
+    if include_descendants && organization_id.is_none() {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "include_descendants needs organization_id: whose descendants?",
+            Some("include_descendants".to_owned()),
+        ));
+    }
+    let statuses = STATUSES.map(|s| (s.as_str(), s));
+    let filter = LicenseQuery {
+        organization_id,
+        include_descendants,
+        product_id: q.uuid("product_id")?,
+        policy_id: q.uuid("policy_id")?,
+        status: q.one_of("status", &statuses)?,
+        key_prefix: q.get("key_prefix").map(str::to_owned),
+        expires_before: q.instant("expires_before")?,
+    };
+    let listed = state.app.catalogue().licenses(filter, q.page()?).await?;
+    page("licenses", listed)
+}
+
+/// A license's active installations, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/licenses/{id}/installations", tag = "licenses", summary = "A license's installations",
+    params(("id" = uuid::Uuid, Path, description = "The license"), super::PageParams),
+    responses((status = 200, description = "A page", body = super::InstallationPage), (status = 400, response = Problem), (status = 404, response = Problem)))]
+async fn license_installations(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require(Permission::Read)?;
+    let id = license_id(&raw)?;
+    let q = Params::parse(query.as_deref(), &PAGE_PARAMS)?;
+    let listed = state.app.catalogue().installations(id, q.page()?).await?;
+    page("installations", listed)
 }
 
 /// One license, now or as it was at an instant.
@@ -127,14 +222,13 @@ async fn get_license(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw): Path<String>,
-    query: Result<Query<AsOfQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<LicenseView>, ApiError> {
     principal.require(Permission::Read)?;
     let id = license_id(&raw)?;
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text(), None))?;
+    let q = Params::parse(query.as_deref(), &["as_of"])?;
     let licenses = state.app.licenses();
-    let view = match crate::extract::query_instant("as_of", q.as_of.as_deref())? {
+    let view = match q.instant("as_of")? {
         // The same fold as `ledger-replay state --license ID --at T` (application::asof).
         Some(at) => licenses.get_as_of(id, at).await?,
         None => licenses.get(id).await?,

@@ -125,11 +125,14 @@ async fn offline_activation(
     let (label, payload) = unarmor(text_body)?;
     let json = Base64::decode_vec(&payload)
         .map_err(|_| malformed("the request file's body is not base64"))?;
+    // A field that does not parse is named (`field`): above all `nonce`, which must be the UUID
+    // the SDK writes, since it is kept forever as the events' causation.
     let request: RequestFile = crate::extract::parse_json(&json).map_err(|e| {
-        malformed(format!(
-            "the request file's content is invalid: {}",
-            e.detail()
-        ))
+        ApiError::bad_request(
+            ErrorCode::MalformedRequestFile,
+            format!("the request file's content is invalid: {}", e.detail()),
+            e.field().map(str::to_owned),
+        )
     })?;
     let activation = match label.as_str() {
         "ACTIVATION REQUEST" => true,

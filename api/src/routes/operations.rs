@@ -3,17 +3,13 @@
 
 use application::checkpoints::CheckpointView;
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use domain::ErrorCode;
+use axum::extract::{RawQuery, State};
 use projections::queries::{AuditFilter, AuditRow};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
+use super::{PAGE_PARAMS, Params};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{page_limit, query_instant};
 use crate::openapi::Problem;
 use crate::state::AppState;
 use projections::engine::ProjectorLag;
@@ -35,7 +31,7 @@ struct AuditPage {
     entries: Vec<AuditEntry>,
     /// Pass as `cursor` for the next page; absent on the last.
     #[schema(nullable = false)]
-    next_cursor: Option<i64>,
+    next_cursor: Option<String>,
 }
 
 /// One event of the audit trail (`projections::queries::AuditRow`).
@@ -128,17 +124,6 @@ fn audit_schema_matches(r: AuditRow) -> AuditEntry {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    from: Option<String>,
-    to: Option<String>,
-    license_id: Option<Uuid>,
-    actor: Option<String>,
-    cursor: Option<i64>,
-    limit: Option<i64>,
-}
-
 /// The audit trail: one entry per event, oldest first, filtered.
 #[utoipa::path(get, path = "/v1/audit", tag = "operations", summary = "The audit trail",
     params(
@@ -146,41 +131,32 @@ struct AuditQuery {
         ("to" = Option<String>, Query, format = DateTime, description = "Recorded before this RFC 3339 instant"),
         ("license_id" = Option<uuid::Uuid>, Query, description = "Only this license's events"),
         ("actor" = Option<String>, Query, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$", description = "Only this actor's events (`api_token:<id>`, `operator`, ...); no control characters"),
-        ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1-1000 (default 100)"),
+        super::PageParams,
     ),
     responses((status = 200, description = "A page", body = AuditPage), (status = 400, response = Problem)))]
 async fn audit(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<AuditQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Permission::Read)?;
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text(), None))?;
-    let limit = page_limit(q.limit)?.unwrap_or(100);
-    // Actors are printable (`api_token:<id>`, `operator`, ...); a control character (NUL above
-    // all, which PostgreSQL refuses in text) can match none, so it is a malformed query.
-    if q.actor
-        .as_deref()
-        .is_some_and(|a| a.chars().any(char::is_control))
-    {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            "actor must not contain control characters",
-            Some("actor".into()),
-        ));
-    }
+    // Control characters (NUL above all, which PostgreSQL refuses in text) are refused in every
+    // value by `Params::parse`: `actor=%00` is a malformed query, not a server error.
+    let q = Params::parse(
+        query.as_deref(),
+        &[&PAGE_PARAMS[..], &["from", "to", "license_id", "actor"]].concat(),
+    )?;
     let filter = AuditFilter {
-        from: query_instant("from", q.from.as_deref())?,
-        to: query_instant("to", q.to.as_deref())?,
-        license_id: q.license_id,
-        actor: q.actor,
-        after: q.cursor,
+        from: q.instant("from")?,
+        to: q.instant("to")?,
+        license_id: q.uuid("license_id")?,
+        // Actors are short (`api_token:<id>`, `user:<id>`, `operator`); a longer text matches
+        // none and is refused rather than sent to the database.
+        actor: q.text("actor", 200)?,
     };
-    let (rows, next) = state.app.audit(&filter, limit).await?;
-    let mut body = json!({ "entries": rows });
-    if let Some(cursor) = next {
+    let listed = state.app.audit(&filter, q.page()?).await?;
+    let mut body = json!({ "entries": listed.items });
+    if let Some(cursor) = listed.next_cursor {
         body["next_cursor"] = json!(cursor);
     }
     Ok(Json(body))

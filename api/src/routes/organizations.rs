@@ -2,17 +2,17 @@
 
 use application::views::OrganizationView;
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use commands::ledger::NewOrganization;
 use domain::ErrorCode;
 use domain::ids::OrganizationId;
 use domain::values::{Name, OrganizationKind};
+use projections::queries::OrganizationFilter;
 use serde::Deserialize;
 
-use super::{ListQuery, answer, list_query, page};
+use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, path_id};
@@ -94,41 +94,58 @@ async fn get_organization(
 #[utoipa::path(get, path = "/v1/organizations", tag = "organizations", summary = "List organizations",
     params(
         ("parent_id" = Option<uuid::Uuid>, Query, description = "Only the children of this organization"),
+        ("kind" = Option<String>, Query, pattern = "^(customer|partner|vendor)$", description = "Only organizations of this kind: customer, partner or vendor"),
+        ("q" = Option<String>, Query, min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$", description = "Only organizations whose name contains this text (case-insensitive, literal)"),
         super::PageParams,
+        super::AfterParam,
     ),
     responses((status = 200, description = "A page", body = super::OrganizationPage), (status = 400, response = Problem)))]
 async fn list_organizations(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
-    let q = list_query(query)?;
+    let q = Params::parse(
+        query.as_deref(),
+        &[&PAGE_PARAMS[..], &["after", "parent_id", "kind", "q"]].concat(),
+    )?;
+    let kinds = [
+        OrganizationKind::Customer,
+        OrganizationKind::Partner,
+        OrganizationKind::Vendor,
+    ]
+    .map(|k| (k.as_str(), k));
+    let filter = OrganizationFilter {
+        parent_id: q.uuid("parent_id")?,
+        kind: q.one_of("kind", &kinds)?.map(|k| k.as_str().to_owned()),
+        q: q.text("q", 200)?,
+    };
     let listed = state
         .app
         .catalogue()
-        .organizations(q.parent_id, q.page())
+        .organizations(filter, q.page()?)
         .await?;
     page("organizations", listed)
 }
 
 /// The licenses of an organization, a page at a time.
 #[utoipa::path(get, path = "/v1/organizations/{id}/licenses", tag = "organizations", summary = "An organization's licenses",
-    params(("id" = uuid::Uuid, Path, description = "The organization"), super::PageParams),
+    params(("id" = uuid::Uuid, Path, description = "The organization"), super::PageParams, super::AfterParam),
     responses((status = 200, description = "A page", body = super::LicensePage), (status = 400, response = Problem), (status = 404, response = Problem)))]
 async fn organization_licenses(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
     let id = organization_id(&raw)?;
-    let q = list_query(query)?;
+    let q = Params::parse(query.as_deref(), &[&PAGE_PARAMS[..], &["after"]].concat())?;
     let listed = state
         .app
         .catalogue()
-        .organization_licenses(id, q.page())
+        .organization_licenses(id, q.page()?)
         .await?;
     page("licenses", listed)
 }

@@ -2,8 +2,7 @@
 
 use application::views::PolicyView;
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use domain::ErrorCode;
@@ -12,7 +11,7 @@ use domain::policy::{PolicyAction, PolicyTerms, PolicyTermsInput};
 use domain::values::{FeatureSet, LicenseModel, Name, SeatCount};
 use serde::Deserialize;
 
-use super::{ListQuery, answer, list_query, page};
+use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, NoBody, path_id};
@@ -262,19 +261,23 @@ async fn get_policy(
     params(
         ("product_id" = Option<uuid::Uuid>, Query, description = "Only this product's policies"),
         super::PageParams,
+        super::AfterParam,
     ),
     responses((status = 200, description = "A page", body = super::PolicyPage), (status = 400, response = Problem)))]
 async fn list_policies(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
-    let q = list_query(query)?;
+    let q = Params::parse(
+        query.as_deref(),
+        &[&PAGE_PARAMS[..], &["after", "product_id"]].concat(),
+    )?;
     let listed = state
         .app
         .catalogue()
-        .policies(q.product_id, q.page())
+        .policies(q.uuid("product_id")?, q.page()?)
         .await?;
     page("policies", listed)
 }

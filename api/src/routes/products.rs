@@ -2,8 +2,7 @@
 
 use application::views::ProductView;
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use commands::ledger::NewProduct;
@@ -12,7 +11,7 @@ use domain::ids::{AppId, ProductId};
 use domain::values::{KeyPrefix, Name, ProductKind};
 use serde::Deserialize;
 
-use super::{ListQuery, answer, list_query, page};
+use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, path_id};
@@ -100,15 +99,15 @@ async fn get_product(
 
 /// Products, oldest first, a page at a time.
 #[utoipa::path(get, path = "/v1/products", tag = "products", summary = "List products",
-    params(super::PageParams),
+    params(super::PageParams, super::AfterParam),
     responses((status = 200, description = "A page", body = super::ProductPage), (status = 400, response = Problem)))]
 async fn list_products(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
-    let q = list_query(query)?;
-    let listed = state.app.catalogue().products(q.page()).await?;
+    let q = Params::parse(query.as_deref(), &[&PAGE_PARAMS[..], &["after"]].concat())?;
+    let listed = state.app.catalogue().products(q.page()?).await?;
     page("products", listed)
 }

@@ -243,11 +243,16 @@ async fn answers(
     let mut listed = Vec::new();
     for organization in organizations {
         listed.extend(
-            projections::queries::organization_licenses(pool, organization, None, 1_000)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|row| (row.id, row.state, row.version, row.updated_at)),
+            projections::queries::organization_licenses(
+                pool,
+                organization,
+                &projections::queries::Window::first(projections::queries::Order::Asc, 1_000),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .take(1_000)
+            .map(|row| (row.id, row.state, row.version, row.updated_at)),
         );
     }
     let instants: Vec<domain::Timestamp> = sqlx::query_scalar(

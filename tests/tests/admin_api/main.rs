@@ -9,12 +9,14 @@
 //!   stable code, and nothing written;
 //! - `tokens`: bearer tokens (missing, bad, revoked), roles, and minting tokens over the API;
 //! - `requests`: request ids echoed into the events, and idempotency keys on a retried issue;
+//! - `lists`: every list's filters, cursors and pagination, and its refusals of bad parameters;
 //! - `limits`: body size and rate limits, and the health and readiness probes;
 //! - `support`: the small helpers the modules share.
 
 mod catalogue;
 mod licenses;
 mod limits;
+mod lists;
 mod refusals;
 mod requests;
 mod support;

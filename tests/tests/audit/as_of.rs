@@ -243,9 +243,16 @@ async fn as_of_reads_equal_snapshots_and_a_rebuild_equals_the_live_read_models()
     assert_eq!(
         names,
         [
+            "rm_licenses_cancel_at",
+            "rm_licenses_expires_at",
             "rm_licenses_key_hash",
+            "rm_licenses_key_prefix",
+            "rm_licenses_lifecycle",
             "rm_licenses_organization",
-            "rm_licenses_pkey"
+            "rm_licenses_pkey",
+            "rm_licenses_policy",
+            "rm_licenses_product",
+            "rm_licenses_trial_ends_at"
         ]
     );
     let schema: Option<String> = sqlx::query_scalar(

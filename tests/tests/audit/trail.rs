@@ -24,7 +24,8 @@ async fn audit_trail_is_filtered_and_paginated_and_checkpoints_are_served() {
     assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
     let entries = first.body["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
-    let cursor = first.body["next_cursor"].as_i64().expect("a next cursor");
+    // Opaque since ADR 0017 (it was the raw log position): passed back as it came.
+    let cursor = first.body["next_cursor"].as_str().expect("a next cursor");
     let second = app
         .get(&format!(
             "/v1/audit?license_id={license}&limit=2&cursor={cursor}"

@@ -130,6 +130,11 @@ async fn an_air_gapped_machine_is_activated_and_deactivated_with_files() {
         assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
         let problem: Value = answer.json().await.unwrap();
         assert_eq!(problem["code"], "MALFORMED_REQUEST_FILE");
+        assert_eq!(problem["field"], "nonce", "{problem}");
+        assert!(
+            problem.to_string().len() < 1_000,
+            "the problem does not echo the nonce"
+        );
     }
     let mut wrong_app = request.clone();
     wrong_app["app_id"] = json!(OTHER_APP);
