@@ -12,17 +12,20 @@ use anyhow::Context;
 use application::jobs::{Jobs, JobsConfig, Periodic};
 use application::{App, AppConfig};
 use axum::Router;
+use axum::extract::MatchedPath;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware;
 use domain::ErrorCode;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::error::ApiError;
-use crate::limits::{self, RateLimit};
+use crate::limits::{self, AddressLimit, PrincipalLimiter, PrincipalLimits, Rate, RoleRate};
 use crate::listener::{self, ConnectionLimits};
+use crate::metrics;
 use crate::request_id::{self, RequestId};
 use crate::routes;
 use crate::state::{AppState, RuntimeConfig};
@@ -36,9 +39,15 @@ pub struct ServeConfig {
     /// How often the background jobs run (projectors, leases, keys, checkpoints).
     pub jobs: JobsConfig,
     pub max_body_bytes: usize,
-    /// Requests per second per client IP; 0 disables the limit.
+    /// Administration requests per second per client IP without a token that authenticates;
+    /// 0 disables the limit.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Administration requests per token, by the token's role (the others:
+    /// [`limits::DEFAULT_TOKEN_RATE`]).
+    pub token_rate_limits: Vec<RoleRate>,
+    /// A second address serving `/metrics` without authentication.
+    pub metrics_listen: Option<SocketAddr>,
     pub request_timeout: Duration,
     pub max_projector_lag: Duration,
     /// Client endpoints' requests per second per client IP; 0 disables the limit.
@@ -58,6 +67,8 @@ impl ServeConfig {
             max_body_bytes: 64 * 1024,
             rate_limit_per_second: 50,
             rate_limit_burst: 100,
+            token_rate_limits: Vec::new(),
+            metrics_listen: None,
             request_timeout: Duration::from_secs(30),
             max_projector_lag: Duration::from_secs(30),
             client_rate_limit_per_second: 500,
@@ -82,13 +93,14 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// The HTTP application with all its layers. Administration and client routes have rate limits
-/// of their own (client applications behind one NAT share an address); client requests are logged
-/// at DEBUG (thousands of validations a second would drown the log), everything else at INFO.
+/// The HTTP application with all its layers. Administration routes are limited per token (per
+/// address without one that authenticates), client routes per address (ADR 0018); client
+/// requests are logged at DEBUG (thousands of validations a second would drown the log),
+/// everything else at INFO. Every request is counted and timed by route (`metrics::observe`).
 pub fn app_router(
     state: AppState,
-    rate_limit: Option<RateLimit>,
-    client_rate_limit: Option<RateLimit>,
+    admin_limits: Arc<PrincipalLimits>,
+    client_rate_limit: Option<AddressLimit>,
     request_timeout: Duration,
 ) -> Router {
     let max_body = state.config.max_body_bytes;
@@ -99,31 +111,42 @@ pub fn app_router(
         .merge(routes::tokens::routes())
         .merge(routes::offline::routes())
         .merge(routes::operations::routes())
+        .merge(metrics::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,
             limits::deadline,
         ));
-    if let Some(limit) = rate_limit {
-        api = api.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
-    }
+    api = api.layer(middleware::from_fn_with_state(
+        PrincipalLimiter {
+            state: state.clone(),
+            limits: admin_limits,
+        },
+        limits::per_principal,
+    ));
     let mut client = routes::client::routes()
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,
             limits::deadline,
         ));
+    let mut jwks = routes::client::jwks_routes();
     if let Some(limit) = client_rate_limit {
-        client = client.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
+        client = client.layer(middleware::from_fn_with_state(
+            limit.clone(),
+            limits::per_address,
+        ));
+        jwks = jwks.layer(middleware::from_fn_with_state(limit, limits::per_address));
     }
     Router::new()
-        .merge(routes::health::routes())
-        .merge(routes::client::jwks_routes())
+        .merge(routes::health::routes().layer(trace_layer(Level::DEBUG)))
+        .merge(jwks.layer(trace_layer(Level::DEBUG)))
         .merge(api.layer(trace_layer(Level::INFO)))
         .merge(client.layer(trace_layer(Level::DEBUG)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id::assign))
+        .layer(middleware::from_fn(metrics::observe))
         .with_state(state)
 }
 
@@ -134,14 +157,20 @@ fn http_span(req: &Request, level: Level) -> tracing::Span {
         .extensions()
         .get::<RequestId>()
         .map_or("", |r| r.0.as_str());
-    // Path only: query strings, headers (Authorization) and bodies (keys) never reach the logs.
+    // The route template only (`/v1/licenses/{id}`), never the path: a path can hold anything,
+    // a license key pasted where an id belongs included. Query strings, headers (Authorization)
+    // and bodies (keys) never reach the logs either. The router matched before these layers run.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
     macro_rules! span {
         ($lvl:expr) => {
             tracing::span!(
                 $lvl,
                 "http",
                 method = %req.method(),
-                path = %req.uri().path(),
+                route = %route,
                 request_id = %id,
                 actor = tracing::field::Empty,
             )
@@ -233,25 +262,50 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             max_projector_lag: config.max_projector_lag,
         },
     );
-    let rate_limit = RateLimit::new(config.rate_limit_per_second, config.rate_limit_burst);
-    let client_rate_limit = RateLimit::new(
+    // Bound before anything opens, like the main listener.
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
+    metrics::handle();
+    let admin_limits = Arc::new(PrincipalLimits::new(
+        &config.token_rate_limits,
+        Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
+    ));
+    let client_rate_limit = AddressLimit::new(Rate::new(
         config.client_rate_limit_per_second,
         config.client_rate_limit_burst,
-    );
-    // Idle buckets are forgotten every minute, lest every address ever seen stay in memory.
-    let chores = [rate_limit.clone(), client_rate_limit.clone()]
-        .into_iter()
-        .flatten()
-        .map(|limit| Periodic {
+    ));
+    // Idle buckets are forgotten every minute, lest every address and token ever seen stay in
+    // memory.
+    let pruned = admin_limits.clone();
+    let mut chores = vec![
+        Periodic {
+            name: "rate-limit pruner",
+            every: Duration::from_secs(60),
+            run: Box::new(move || pruned.prune()),
+        },
+        Periodic {
+            name: "metrics upkeep",
+            every: Duration::from_secs(5),
+            run: Box::new(metrics::upkeep),
+        },
+    ];
+    if let Some(limit) = client_rate_limit.clone() {
+        chores.push(Periodic {
             name: "rate-limit pruner",
             every: Duration::from_secs(60),
             run: Box::new(move || limit.prune()),
-        })
-        .collect();
+        });
+    }
     let mut jobs = Jobs::start(&app, &config.jobs, chores);
     let router = app_router(
         state.clone(),
-        rate_limit,
+        admin_limits,
         client_rate_limit,
         config.request_timeout,
     );
@@ -260,6 +314,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         max_connections: Some(max_connections),
         ..config.connections
     };
+    if let Some(metrics_listener) = metrics_listener {
+        let metrics_addr = metrics_listener.local_addr()?;
+        let router = metrics::listener_router(state.clone());
+        jobs.spawn(listener::serve(
+            metrics_listener,
+            router,
+            limits,
+            token.clone(),
+        ));
+        tracing::info!(%metrics_addr, "metrics listening");
+    }
     jobs.spawn(listener::serve(listener, router, limits, token));
     tracing::info!(
         %addr,
