@@ -122,7 +122,7 @@ struct ServeArgs {
     rate_limit_burst: u32,
     /// Administration requests per token of a role: ROLE=RPS[/BURST] (burst defaults to twice
     /// the rate; a rate of 0: that role's tokens are not limited). Repeatable, or comma-separated
-    /// in the environment. Roles not named: 2000/4000 per token.
+    /// in the environment. Roles not named: 5000/10000 per token.
     #[arg(
         long = "token-rate-limit",
         env = "LEDGER_TOKEN_RATE_LIMITS",
@@ -496,6 +496,43 @@ mod tests {
         assert!(zero.contains("at least 1"), "{zero}");
         assert!(parse_db_max_connections("-1").is_err());
         assert_eq!(parse_db_max_connections("1"), Ok(1));
+    }
+
+    #[test]
+    fn token_rate_limits_repeat_and_the_metrics_address_is_an_ip_and_port() {
+        let cli = Cli::try_parse_from([
+            "ledger",
+            "serve",
+            "--token-rate-limit",
+            "vendor_admin=10/20",
+            "--token-rate-limit",
+            "vendor_auditor=0",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve");
+        };
+        assert_eq!(
+            args.token_rate_limits,
+            [
+                RoleRate {
+                    role: Role::VendorAdmin,
+                    rate: crate::limits::Rate::new(10, 20)
+                },
+                RoleRate {
+                    role: Role::VendorAuditor,
+                    rate: crate::limits::Rate::new(0, 0)
+                },
+            ]
+        );
+        assert_eq!(
+            args.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let wrong = Cli::try_parse_from(["ledger", "serve", "--token-rate-limit", "root=5"]);
+        assert!(wrong.unwrap_err().to_string().contains("root"));
     }
 
     #[test]

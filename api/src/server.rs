@@ -104,7 +104,7 @@ pub fn app_router(
     request_timeout: Duration,
 ) -> Router {
     let max_body = state.config.max_body_bytes;
-    let mut api = routes::organizations::routes()
+    let api = routes::organizations::routes()
         .merge(routes::products::routes())
         .merge(routes::policies::routes())
         .merge(routes::licenses::routes())
@@ -113,17 +113,18 @@ pub fn app_router(
         .merge(routes::operations::routes())
         .merge(metrics::routes())
         .layer(DefaultBodyLimit::max(max_body))
+        // Inside the deadline: the limit authenticates, and that lookup is bounded too.
+        .layer(middleware::from_fn_with_state(
+            PrincipalLimiter {
+                state: state.clone(),
+                limits: admin_limits,
+            },
+            limits::per_principal,
+        ))
         .layer(middleware::from_fn_with_state(
             request_timeout,
             limits::deadline,
         ));
-    api = api.layer(middleware::from_fn_with_state(
-        PrincipalLimiter {
-            state: state.clone(),
-            limits: admin_limits,
-        },
-        limits::per_principal,
-    ));
     let mut client = routes::client::routes()
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

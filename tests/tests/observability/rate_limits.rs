@@ -104,6 +104,7 @@ async fn invalid_bearers_spend_their_address_bucket_not_buckets_of_their_own() {
     let mut config = test_config(&db);
     config.rate_limit_per_second = 1;
     config.rate_limit_burst = 4;
+    config.token_rate_limits = Vec::new();
     let app = TestApp::start_with(db, config).await;
     // Every request a different token nobody minted (well formed, or not at all), then none.
     let mut statuses = Vec::new();
