@@ -146,7 +146,7 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl Decision {
-    /// `RateLimit-*` headers (and `Retry-After` on a refusal) on `response`.
+    /// The `RateLimit-*` headers of this decision (a refusal's `Retry-After` is the 429's own).
     fn annotate(&self, headers: &mut HeaderMap) {
         let (quota, remaining, reset) = match self {
             Self::Allowed(state) => {
@@ -242,8 +242,10 @@ impl PrincipalLimits {
     /// `roles` overrides [`DEFAULT_TOKEN_RATE`] per role (a rate of 0: that role is not
     /// limited); `unauthenticated` is the per-address rate of everything else (0: not limited).
     pub fn new(roles: &[RoleRate], unauthenticated: Rate) -> Self {
-        let by_role = [Role::VendorAdmin, Role::VendorSupport, Role::VendorAuditor]
-            .into_iter()
+        // Every role there is, so a role added later is limited by default, never forgotten.
+        let by_role = Role::ALL
+            .iter()
+            .filter_map(|text| Role::parse(text).ok())
             .filter_map(|role| {
                 // The last mention wins, as with any repeated flag.
                 let rate = roles

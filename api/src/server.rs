@@ -6,18 +6,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use application::jobs::{Jobs, JobsConfig, Periodic};
 use application::{App, AppConfig};
 use axum::Router;
-use axum::extract::MatchedPath;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware;
 use domain::ErrorCode;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -255,15 +254,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = App::open(&config.app).await?;
-    let state = AppState::new(
-        app.clone(),
-        RuntimeConfig {
-            max_body_bytes: config.max_body_bytes,
-            max_projector_lag: config.max_projector_lag,
-        },
-    );
-    // Bound before anything opens, like the main listener.
+    // The metrics address likewise, before anything opens.
     let metrics_listener = match config.metrics_listen {
         Some(at) => Some(
             tokio::net::TcpListener::bind(at)
@@ -272,6 +263,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         ),
         None => None,
     };
+    let app = App::open(&config.app).await?;
+    let state = AppState::new(
+        app.clone(),
+        RuntimeConfig {
+            max_body_bytes: config.max_body_bytes,
+            max_projector_lag: config.max_projector_lag,
+        },
+    );
     metrics::handle();
     let admin_limits = Arc::new(PrincipalLimits::new(
         &config.token_rate_limits,
