@@ -37,6 +37,10 @@ impl Permission {
     }
 }
 
+/// Left in a request's extensions when its bearer token did not authenticate.
+#[derive(Clone, Copy, Debug)]
+struct Refused;
+
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Principal {
@@ -71,6 +75,13 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(principal) = parts.extensions.get::<Self>() {
             return Ok(principal.clone());
         }
+        // The rate limit authenticated this request already and the token was refused: the
+        // same answer, without a second lookup.
+        if parts.extensions.get::<Refused>().is_some() {
+            return Err(ApiError::unauthorized(
+                "the bearer token is invalid, expired or revoked",
+            ));
+        }
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -82,13 +93,17 @@ impl FromRequestParts<AppState> for Principal {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
-            .and_then(|token| ApiTokenSecret::parse(token).ok())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the bearer token is invalid, expired or revoked")
-            })?;
-        let role = state.app.authenticate(&presented).await?.ok_or_else(|| {
-            ApiError::unauthorized("the bearer token is invalid, expired or revoked")
-        })?;
+            .and_then(|token| ApiTokenSecret::parse(token).ok());
+        let role = match presented.as_ref() {
+            Some(presented) => state.app.authenticate(presented).await?,
+            None => None,
+        };
+        let (Some(presented), Some(role)) = (presented, role) else {
+            parts.extensions.insert(Refused);
+            return Err(ApiError::unauthorized(
+                "the bearer token is invalid, expired or revoked",
+            ));
+        };
         let principal = Self {
             token_id: presented.id(),
             role,

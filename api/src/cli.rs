@@ -19,6 +19,7 @@ use domain::event::Actor;
 use domain::ids::ApiTokenId;
 use domain::values::{Name, Role};
 
+use crate::limits::RoleRate;
 use crate::listener::ConnectionLimits;
 use crate::server::{self, ServeConfig};
 
@@ -111,12 +112,29 @@ struct ServeArgs {
     #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 64 * 1024,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_body_bytes: usize,
-    /// Requests per second per client IP on the API (0: no limit).
+    /// Administration requests per second per client IP without a bearer token that
+    /// authenticates (none, or an invalid, expired or revoked one); 0: no limit. Requests with a
+    /// valid token are limited per token instead (--token-rate-limit).
     #[arg(long, env = "LEDGER_RATE_LIMIT_RPS", default_value_t = 50)]
     rate_limit_rps: u32,
-    /// Burst allowance per client IP.
+    /// Burst allowance per client IP without a valid token.
     #[arg(long, env = "LEDGER_RATE_LIMIT_BURST", default_value_t = 100)]
     rate_limit_burst: u32,
+    /// Administration requests per token of a role: ROLE=RPS[/BURST] (burst defaults to twice
+    /// the rate; a rate of 0: that role's tokens are not limited). Repeatable, or comma-separated
+    /// in the environment. Roles not named: 5000/10000 per token.
+    #[arg(
+        long = "token-rate-limit",
+        env = "LEDGER_TOKEN_RATE_LIMITS",
+        value_name = "ROLE=RPS[/BURST]",
+        value_delimiter = ','
+    )]
+    token_rate_limits: Vec<RoleRate>,
+    /// Also serve GET /metrics without authentication on this address, IP:PORT (e.g.
+    /// 127.0.0.1:9464 for a local Prometheus). On the main listener /metrics always needs a
+    /// bearer token that may read.
+    #[arg(long, env = "LEDGER_METRICS_LISTEN", value_parser = parse_listen)]
+    metrics_listen: Option<SocketAddr>,
     /// Seconds a request may run before it is answered 503 (1 to 3600).
     #[arg(long, env = "LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -304,6 +322,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.max_body_bytes = args.max_body_bytes;
             config.rate_limit_per_second = args.rate_limit_rps;
             config.rate_limit_burst = args.rate_limit_burst;
+            config.token_rate_limits = args.token_rate_limits;
+            config.metrics_listen = args.metrics_listen;
             config.request_timeout = Duration::from_secs(args.request_timeout_secs);
             config.max_projector_lag = Duration::from_secs(args.max_projector_lag_secs);
             config.client_rate_limit_per_second = args.client_rate_limit_rps;
@@ -476,6 +496,43 @@ mod tests {
         assert!(zero.contains("at least 1"), "{zero}");
         assert!(parse_db_max_connections("-1").is_err());
         assert_eq!(parse_db_max_connections("1"), Ok(1));
+    }
+
+    #[test]
+    fn token_rate_limits_repeat_and_the_metrics_address_is_an_ip_and_port() {
+        let cli = Cli::try_parse_from([
+            "ledger",
+            "serve",
+            "--token-rate-limit",
+            "vendor_admin=10/20",
+            "--token-rate-limit",
+            "vendor_auditor=0",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve");
+        };
+        assert_eq!(
+            args.token_rate_limits,
+            [
+                RoleRate {
+                    role: Role::VendorAdmin,
+                    rate: crate::limits::Rate::new(10, 20)
+                },
+                RoleRate {
+                    role: Role::VendorAuditor,
+                    rate: crate::limits::Rate::new(0, 0)
+                },
+            ]
+        );
+        assert_eq!(
+            args.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let wrong = Cli::try_parse_from(["ledger", "serve", "--token-rate-limit", "root=5"]);
+        assert!(wrong.unwrap_err().to_string().contains("root"));
     }
 
     #[test]

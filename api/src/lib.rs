@@ -10,7 +10,9 @@
 //! - [`extract`]: body, path and command extractors answering problem+json that names the field.
 //! - [`auth`]: bearer tokens and role permissions.
 //! - [`error`]: [`error::ApiError`], the single mapping of every failure to a status and code.
-//! - [`limits`], [`request_id`]: rate limit, deadline, request ids.
+//! - [`limits`], [`request_id`]: rate limits (per token, per address) with their headers,
+//!   deadline, request ids.
+//! - [`metrics`]: `GET /metrics` (Prometheus text) and the request counters and timings.
 //! - [`listener`]: the accept loop: header-read and idle timeouts, the per-address connection
 //!   cap, backoff on failed accepts, graceful shutdown.
 //! - [`state`]: what handlers reach: the `application::App` and the HTTP settings.
@@ -24,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod openapi;
 pub mod request_id;
 pub mod routes;

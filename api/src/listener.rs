@@ -533,7 +533,7 @@ struct PerIp {
 
 /// The address a connection counts against: IPv4 addresses (also when mapped into IPv6) one by
 /// one, IPv6 by /64, the block a single host or home network usually receives whole.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !(u128::from(u64::MAX));

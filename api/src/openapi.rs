@@ -109,6 +109,7 @@ pub fn document() -> OpenApi {
     );
     for (group, routes) in [
         (Group::Public, table.public),
+        (Group::Public, table.keys),
         (Group::Admin, table.admin),
         (Group::Client, table.client),
     ] {

@@ -6,13 +6,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use application::jobs::{Jobs, JobsConfig, Periodic};
 use application::{App, AppConfig};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware;
 use domain::ErrorCode;
@@ -22,8 +23,9 @@ use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
-use crate::limits::{self, RateLimit};
+use crate::limits::{self, AddressLimit, PrincipalLimiter, PrincipalLimits, Rate, RoleRate};
 use crate::listener::{self, ConnectionLimits};
+use crate::metrics;
 use crate::request_id::{self, RequestId};
 use crate::state::{AppState, RuntimeConfig};
 use crate::{openapi, routes};
@@ -37,9 +39,15 @@ pub struct ServeConfig {
     /// How often the background jobs run (projectors, leases, keys, checkpoints).
     pub jobs: JobsConfig,
     pub max_body_bytes: usize,
-    /// Requests per second per client IP; 0 disables the limit.
+    /// Administration requests per second per client IP without a token that authenticates;
+    /// 0 disables the limit.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Administration requests per token, by the token's role (the others:
+    /// [`limits::DEFAULT_TOKEN_RATE`]).
+    pub token_rate_limits: Vec<RoleRate>,
+    /// A second address serving `/metrics` without authentication.
+    pub metrics_listen: Option<SocketAddr>,
     pub request_timeout: Duration,
     pub max_projector_lag: Duration,
     /// Client endpoints' requests per second per client IP; 0 disables the limit.
@@ -59,6 +67,8 @@ impl ServeConfig {
             max_body_bytes: 64 * 1024,
             rate_limit_per_second: 50,
             rate_limit_burst: 100,
+            token_rate_limits: Vec::new(),
+            metrics_listen: None,
             request_timeout: Duration::from_secs(30),
             max_projector_lag: Duration::from_secs(30),
             client_rate_limit_per_second: 500,
@@ -89,9 +99,11 @@ async fn method_not_allowed(req: Request) -> ApiError {
 /// same annotations. A route added with a plain `.route(...)` is caught by
 /// `tests/tests/openapi.rs` (ADR 0015).
 pub struct RouteTable {
-    /// No authentication, no rate limit: health, JWKS, the document.
+    /// No authentication, no rate limit: health and the document.
     pub public: OpenApiRouter<AppState>,
-    /// The administration API (bearer tokens).
+    /// No authentication, limited per address like the client routes: the JWKS.
+    pub keys: OpenApiRouter<AppState>,
+    /// The administration API (bearer tokens), `/metrics` included.
     pub admin: OpenApiRouter<AppState>,
     /// The client applications' API (`X-App-Id`).
     pub client: OpenApiRouter<AppState>,
@@ -100,57 +112,71 @@ pub struct RouteTable {
 /// The registration table (see [`RouteTable`]).
 pub fn route_table() -> RouteTable {
     RouteTable {
-        public: routes::health::routes()
-            .merge(routes::client::jwks_routes())
-            .merge(openapi::routes()),
+        public: routes::health::routes().merge(openapi::routes()),
+        keys: routes::client::jwks_routes(),
         admin: routes::organizations::routes()
             .merge(routes::products::routes())
             .merge(routes::policies::routes())
             .merge(routes::licenses::routes())
             .merge(routes::tokens::routes())
             .merge(routes::offline::routes())
-            .merge(routes::operations::routes()),
+            .merge(routes::operations::routes())
+            .merge(metrics::routes()),
         client: routes::client::routes(),
     }
 }
 
-/// The HTTP application with all its layers, and the API reference page. Administration and
-/// client routes have rate limits of their own (client applications behind one NAT share an
-/// address); client requests are logged at DEBUG (thousands of validations a second would drown
-/// the log), everything else at INFO.
+/// The HTTP application with all its layers, and the API reference page. Administration routes
+/// are limited per token (per address without one that authenticates), client routes and the
+/// JWKS per address (ADR 0018); client requests are logged at DEBUG (thousands of validations a
+/// second would drown the log), everything else at INFO. Every request is counted and timed by
+/// route (`metrics::observe`).
 pub fn app_router(
     state: AppState,
-    rate_limit: Option<RateLimit>,
-    client_rate_limit: Option<RateLimit>,
+    admin_limits: Arc<PrincipalLimits>,
+    client_rate_limit: Option<AddressLimit>,
     request_timeout: Duration,
 ) -> Router {
     let max_body = state.config.max_body_bytes;
     let table = route_table();
-    let mut api = Router::from(table.admin)
+    let api = Router::from(table.admin)
         .layer(DefaultBodyLimit::max(max_body))
+        // Inside the deadline: the limit authenticates, and that lookup is bounded too.
+        .layer(middleware::from_fn_with_state(
+            PrincipalLimiter {
+                state: state.clone(),
+                limits: admin_limits,
+            },
+            limits::per_principal,
+        ))
         .layer(middleware::from_fn_with_state(
             request_timeout,
             limits::deadline,
         ));
-    if let Some(limit) = rate_limit {
-        api = api.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
-    }
     let mut client = Router::from(table.client)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,
             limits::deadline,
         ));
+    let mut jwks = Router::from(table.keys);
     if let Some(limit) = client_rate_limit {
-        client = client.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
+        client = client.layer(middleware::from_fn_with_state(
+            limit.clone(),
+            limits::per_address,
+        ));
+        jwks = jwks.layer(middleware::from_fn_with_state(limit, limits::per_address));
     }
     Router::from(table.public)
+        .layer(trace_layer(Level::DEBUG))
         .merge(openapi::reference_page())
+        .merge(jwks.layer(trace_layer(Level::DEBUG)))
         .merge(api.layer(trace_layer(Level::INFO)))
         .merge(client.layer(trace_layer(Level::DEBUG)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id::assign))
+        .layer(middleware::from_fn(metrics::observe))
         .with_state(state)
 }
 
@@ -161,14 +187,20 @@ fn http_span(req: &Request, level: Level) -> tracing::Span {
         .extensions()
         .get::<RequestId>()
         .map_or("", |r| r.0.as_str());
-    // Path only: query strings, headers (Authorization) and bodies (keys) never reach the logs.
+    // The route template only (`/v1/licenses/{id}`), never the path: a path can hold anything,
+    // a license key pasted where an id belongs included. Query strings, headers (Authorization)
+    // and bodies (keys) never reach the logs either. The router matched before these layers run.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
     macro_rules! span {
         ($lvl:expr) => {
             tracing::span!(
                 $lvl,
                 "http",
                 method = %req.method(),
-                path = %req.uri().path(),
+                route = %route,
                 request_id = %id,
                 actor = tracing::field::Empty,
             )
@@ -252,6 +284,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // The metrics address likewise, before anything opens.
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let app = App::open(&config.app).await?;
     let state = AppState::new(
         app.clone(),
@@ -260,25 +301,41 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             max_projector_lag: config.max_projector_lag,
         },
     );
-    let rate_limit = RateLimit::new(config.rate_limit_per_second, config.rate_limit_burst);
-    let client_rate_limit = RateLimit::new(
+    metrics::handle();
+    let admin_limits = Arc::new(PrincipalLimits::new(
+        &config.token_rate_limits,
+        Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
+    ));
+    let client_rate_limit = AddressLimit::new(Rate::new(
         config.client_rate_limit_per_second,
         config.client_rate_limit_burst,
-    );
-    // Idle buckets are forgotten every minute, lest every address ever seen stay in memory.
-    let chores = [rate_limit.clone(), client_rate_limit.clone()]
-        .into_iter()
-        .flatten()
-        .map(|limit| Periodic {
+    ));
+    // Idle buckets are forgotten every minute, lest every address and token ever seen stay in
+    // memory.
+    let pruned = admin_limits.clone();
+    let mut chores = vec![
+        Periodic {
+            name: "rate-limit pruner",
+            every: Duration::from_secs(60),
+            run: Box::new(move || pruned.prune()),
+        },
+        Periodic {
+            name: "metrics upkeep",
+            every: Duration::from_secs(5),
+            run: Box::new(metrics::upkeep),
+        },
+    ];
+    if let Some(limit) = client_rate_limit.clone() {
+        chores.push(Periodic {
             name: "rate-limit pruner",
             every: Duration::from_secs(60),
             run: Box::new(move || limit.prune()),
-        })
-        .collect();
+        });
+    }
     let mut jobs = Jobs::start(&app, &config.jobs, chores);
     let router = app_router(
         state.clone(),
-        rate_limit,
+        admin_limits,
         client_rate_limit,
         config.request_timeout,
     );
@@ -287,6 +344,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         max_connections: Some(max_connections),
         ..config.connections
     };
+    if let Some(metrics_listener) = metrics_listener {
+        let metrics_addr = metrics_listener.local_addr()?;
+        let router = metrics::listener_router(state.clone());
+        jobs.spawn(listener::serve(
+            metrics_listener,
+            router,
+            limits,
+            token.clone(),
+        ));
+        tracing::info!(%metrics_addr, "metrics listening");
+    }
     jobs.spawn(listener::serve(listener, router, limits, token));
     tracing::info!(
         %addr,

@@ -14,6 +14,9 @@ use serde::Serialize;
 
 use crate::{App, AppError};
 
+/// The counter of validation answers, by validation code (`/metrics`).
+pub const VALIDATIONS: &str = "ledger_validations_total";
+
 /// What a client asks.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +88,7 @@ fn answer_json(e: &ValidationEntry, request: &ValidateRequest, now: Timestamp) -
             missing.join(", ")
         ))
     };
+    metrics::counter!(VALIDATIONS, "code" => decision.code.as_str()).increment(1);
     let answer = Answer {
         valid: decision.valid(),
         code: decision.code.as_str(),
@@ -125,6 +129,11 @@ impl App {
     /// [`AppError::Edge`] when the key opens no license of application `app`.
     pub fn validate(&self, app: &AppId, request: &ValidateRequest) -> Result<Vec<u8>, AppError> {
         let now = self.now();
-        self.with_edge_entry(app, &request.key, |entry| answer_json(entry, request, now))
+        let answer =
+            self.with_edge_entry(app, &request.key, |entry| answer_json(entry, request, now));
+        if let Err(AppError::Edge(code)) = &answer {
+            metrics::counter!(VALIDATIONS, "code" => code.as_str()).increment(1);
+        }
+        answer
     }
 }

@@ -173,6 +173,9 @@ impl EventStore {
     /// duplicate unique value, [`AppendError::IdempotencyKeyTaken`], or a database error.
     pub async fn append(&self, batch: &AppendBatch) -> Result<Vec<AppendedEvent>, AppendError> {
         let appended = append_with(&self.pool, batch).await?;
+        for event in &batch.events {
+            metrics::counter!(EVENTS_APPENDED, "type" => event.event_type.clone()).increment(1);
+        }
         if let Some(hook) = &self.on_append {
             hook();
         }
@@ -201,6 +204,9 @@ impl EventStore {
         row.as_ref().map(eventlog::recorded_event).transpose()
     }
 }
+
+/// The counter of events appended through [`EventStore::append`], by event type (`/metrics`).
+pub const EVENTS_APPENDED: &str = "ledger_events_appended_total";
 
 /// Appends a batch with any executor: the pool (autocommit) or a caller's open transaction.
 ///

@@ -33,6 +33,12 @@ pub fn test_config(db: &TestDb) -> ServeConfig {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.rate_limit_per_second = 0;
     config.client_rate_limit_per_second = 0;
+    config.token_rate_limits = [Role::VendorAdmin, Role::VendorSupport, Role::VendorAuditor]
+        .map(|role| api::limits::RoleRate {
+            role,
+            rate: api::limits::Rate::new(0, 0),
+        })
+        .to_vec();
     config.jobs.projector_poll_interval = Duration::from_millis(50);
     config.jobs.lease_check_interval = Duration::from_millis(200);
     config

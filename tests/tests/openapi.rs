@@ -111,8 +111,16 @@ async fn the_document_and_the_router_describe_the_same_routes() {
     }
 
     // Every path the router holds is documented, with exactly the methods it answers.
-    let router =
-        api::server::app_router(app.server.state.clone(), None, None, Duration::from_secs(5));
+    let limits = std::sync::Arc::new(api::limits::PrincipalLimits::new(
+        &[],
+        api::limits::Rate::new(0, 0),
+    ));
+    let router = api::server::app_router(
+        app.server.state.clone(),
+        limits,
+        None,
+        Duration::from_secs(5),
+    );
     let served = router_paths(&router);
     assert!(
         served.len() >= documented.len(),

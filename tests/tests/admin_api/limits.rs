@@ -10,8 +10,11 @@ async fn oversized_bodies_and_floods_are_refused_with_problems() {
     let db = TestDb::create().await;
     let mut config = test_config(&db);
     config.max_body_bytes = 1024;
-    config.rate_limit_per_second = 5;
-    config.rate_limit_burst = 5;
+    // The administrator's token is limited per token (ADR 0018).
+    config.token_rate_limits = vec![api::limits::RoleRate {
+        role: domain::values::Role::VendorAdmin,
+        rate: api::limits::Rate::new(5, 5),
+    }];
     let app = TestApp::start_with(db, config).await;
     let before = app.event_count().await;
     let big = json!({"name": "x".repeat(2000), "kind": "customer"});
