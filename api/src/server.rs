@@ -21,6 +21,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::error::ApiError;
+use crate::idempotency::{self, Idempotency};
 use crate::limits::{self, RateLimit};
 use crate::listener::{self, ConnectionLimits};
 use crate::request_id::{self, RequestId};
@@ -92,6 +93,8 @@ pub fn app_router(
     request_timeout: Duration,
 ) -> Router {
     let max_body = state.config.max_body_bytes;
+    // Inside the deadline: a request it abandons releases its idempotency key (ADR 0016).
+    let idempotency = Idempotency::new(state.clone(), request_timeout);
     let mut api = routes::organizations::routes()
         .merge(routes::products::routes())
         .merge(routes::policies::routes())
@@ -99,6 +102,10 @@ pub fn app_router(
         .merge(routes::tokens::routes())
         .merge(routes::offline::routes())
         .merge(routes::operations::routes())
+        .layer(middleware::from_fn_with_state(
+            idempotency.clone(),
+            idempotency::admin,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,
@@ -108,6 +115,10 @@ pub fn app_router(
         api = api.layer(middleware::from_fn_with_state(limit, limits::rate_limit));
     }
     let mut client = routes::client::routes()
+        .layer(middleware::from_fn_with_state(
+            idempotency,
+            idempotency::client,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,

@@ -24,6 +24,7 @@ use projections::validation::ValidationModel;
 use sqlx::PgPool;
 
 use crate::datadir::DataDir;
+use crate::idempotency::IdempotencyStore;
 use crate::signing::SigningKeys;
 
 /// What opening the ledger needs.
@@ -41,6 +42,8 @@ pub struct AppConfig {
     pub issuer: String,
     /// The clock stamped into commands (the system clock; tests move time with an offset clock).
     pub clock: Arc<dyn Clock>,
+    /// How long the answers of writes sent with an `Idempotency-Key` are kept (24 h).
+    pub idempotency_retention: std::time::Duration,
 }
 
 impl AppConfig {
@@ -53,6 +56,7 @@ impl AppConfig {
             db_max_connections: 16,
             issuer: "license-ledger".to_owned(),
             clock: Arc::new(SystemClock),
+            idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
         }
     }
 
@@ -98,6 +102,7 @@ struct Inner {
     projections: Arc<Vec<Arc<dyn Projection>>>,
     signal: ChangeSignal,
     data_dir: PathBuf,
+    idempotency: IdempotencyStore,
 }
 
 impl std::fmt::Debug for App {
@@ -151,6 +156,8 @@ impl App {
         let data_dir = DataDir::open(&config.data_dir)?;
         let pepper = data_dir.key_pepper(config.key_pepper.as_deref())?;
         let signal = ChangeSignal::new();
+        let idempotency =
+            IdempotencyStore::new(pool.clone(), &pepper, config.idempotency_retention);
         let store = EventStore::new(pool).with_append_hook(signal.hook());
         let ledger = Ledger::new(store, KeyHasher::new(pepper), config.clock.clone());
         let jobs_ledger = ledger.on_pool(jobs_pool.clone());
@@ -165,6 +172,7 @@ impl App {
             projections: Arc::new(projections),
             signal,
             data_dir: config.data_dir.clone(),
+            idempotency,
         })))
     }
 
@@ -213,6 +221,11 @@ impl App {
     /// The projections this server keeps current.
     pub fn projections(&self) -> &[Arc<dyn Projection>] {
         &self.0.projections
+    }
+
+    /// The answers of writes sent with an `Idempotency-Key` (on the request pool).
+    pub fn idempotency(&self) -> &IdempotencyStore {
+        &self.0.idempotency
     }
 
     /// The in-process signal of appends (wakes projectors and the validation follower).

@@ -16,6 +16,7 @@
 //! - [`asof`]: licenses and organizations as of an instant (the API and `ledger-replay state`).
 //! - [`tokens`]: the claims of offline tokens and receipts, the SDK's own types;
 //!   [`signing`]: the keystore and JWKS; [`checkpoints`]: the checkpoint signer.
+//! - [`idempotency`]: the stored answers of writes sent with an `Idempotency-Key`, encrypted.
 //! - [`views`]: response bodies; [`error`]: [`AppError`]; [`datadir`]: secrets on disk.
 //!
 //! Architecture invariant: `application` knows no HTTP (no `axum`, no status codes); `api`,
@@ -29,6 +30,7 @@ pub mod checkpoints;
 pub mod datadir;
 pub mod edge;
 pub mod error;
+pub mod idempotency;
 pub mod jobs;
 pub mod licenses;
 pub mod operations;

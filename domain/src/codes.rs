@@ -66,6 +66,8 @@ pub enum ErrorCode {
     Conflict,
     /// An `Idempotency-Key` first used with another request.
     IdempotencyKeyReused,
+    /// A request with this `Idempotency-Key` is still running.
+    IdempotencyInProgress,
 
     // ----- refusals of the domain -----
     OrganizationClosed,
@@ -134,6 +136,7 @@ impl ErrorCode {
             Self::AppIdTaken => "APP_ID_TAKEN",
             Self::Conflict => "CONFLICT",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::OrganizationClosed => "ORGANIZATION_CLOSED",
             Self::OrganizationCycle => "ORGANIZATION_CYCLE",
             Self::OrganizationTooDeep => "ORGANIZATION_TOO_DEEP",

@@ -1,0 +1,400 @@
+//! The answers of writes sent with an `Idempotency-Key` (table `idempotency_keys`, ADR 0016): a
+//! retry with the same key and request gets the first answer again, byte for byte, and executes
+//! nothing.
+//!
+//! A request [`IdempotencyStore::claim`]s its (scope, key) with one `INSERT`; the front end runs
+//! it and then either [`IdempotencyStore::complete`]s the claim with the answer or
+//! [`IdempotencyStore::release`]s it (a 5xx, a dropped request: a retry may run again, and the
+//! events' own idempotency index keeps a command from appending twice). A claim still
+//! `in_progress` after `stale_after` (the request deadline) belonged to a server that died
+//! mid-request: the next request with the same key and request takes it over.
+//!
+//! Bodies are stored encrypted (XChaCha20-Poly1305, key derived from the server's pepper, the
+//! row's scope, key, status and headers as associated data): a token's or license key's secret,
+//! shown once, is answered again to a retry but never stored in clear. A row whose body does not
+//! decrypt (another pepper, a row moved to another scope) is treated as absent and taken over.
+//!
+//! The scope is the principal, spelled by the front end (`token:<id>`, `key:<keyed hash>`); this
+//! module knows no HTTP, only statuses as numbers and headers as text.
+
+use std::time::Duration;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// How long answers are kept by default: API.md promises 24 hours.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Rows the pruner deletes per statement, so that a large backlog never holds one long
+/// transaction (and its locks) over the table.
+const PRUNE_BATCH: i64 = 10_000;
+
+const NONCE_LEN: usize = 24;
+
+/// A request's hold on its key, to complete or release.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    scope: String,
+    key: String,
+    claim_id: Uuid,
+}
+
+/// An answer as stored: status, headers (name, value) and body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Claimed {
+    /// The key is this request's: run it, then complete or release the claim.
+    Fresh(Claim),
+    /// The first request's answer: answer it again, execute nothing.
+    Replay(StoredAnswer),
+    /// A request with this key is still running.
+    InProgress,
+    /// The key was first used with another request (method, path or body).
+    Reused,
+}
+
+/// The store of idempotent answers, over the request pool.
+#[derive(Clone)]
+pub struct IdempotencyStore {
+    pool: PgPool,
+    cipher: XChaCha20Poly1305,
+    retention: Duration,
+}
+
+impl std::fmt::Debug for IdempotencyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdempotencyStore")
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer-encryption key: HMAC-SHA256 of a fixed label under the pepper, so it is neither the
+/// pepper itself (which keys license-key hashes) nor usable to compute those.
+fn answer_key(pepper: &[u8; 32]) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(pepper).expect("HMAC takes any key");
+    mac.update(b"license-ledger/idempotency-answers/1");
+    mac.finalize().into_bytes().into()
+}
+
+/// The associated data of a row's body: the body decrypts only in the row it was written for,
+/// with the status and headers it was written with.
+fn associated_data(scope: &str, key: &str, status: u16, headers: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(scope.len() + key.len() + headers.len() + 40);
+    aad.extend_from_slice(b"license-ledger/idempotency/1\0");
+    aad.extend_from_slice(scope.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(key.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(&status.to_be_bytes());
+    aad.extend_from_slice(headers.as_bytes());
+    aad
+}
+
+fn interval(d: Duration) -> String {
+    format!("{} milliseconds", d.as_millis())
+}
+
+impl IdempotencyStore {
+    /// A store over `pool`, encrypting with a key derived from `pepper`, keeping answers for
+    /// `retention`.
+    pub fn new(pool: PgPool, pepper: &[u8; 32], retention: Duration) -> Self {
+        let key = answer_key(pepper);
+        Self {
+            pool,
+            cipher: XChaCha20Poly1305::new((&key).into()),
+            retention,
+        }
+    }
+
+    /// How long answers are kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// Claims `key` in `scope` for a request whose digest is `request_hash`; see the module
+    /// documentation. One statement when the key is new.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn claim(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &[u8; 32],
+        stale_after: Duration,
+    ) -> Result<Claimed, sqlx::Error> {
+        // A row can vanish between two statements (released, pruned): then claim again. Three
+        // rounds are plenty; a key released over and over answers "in progress".
+        for _ in 0..3 {
+            let claim_id = Uuid::now_v7();
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (scope, key, request_hash, claim_id, state) \
+                 VALUES ($1, $2, $3, $4, 'in_progress') ON CONFLICT DO NOTHING",
+            )
+            .bind(scope)
+            .bind(key)
+            .bind(&request_hash[..])
+            .bind(claim_id)
+            .execute(&self.pool)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(Claimed::Fresh(self.claim_of(scope, key, claim_id)));
+            }
+            let Some(row) = sqlx::query(
+                "SELECT request_hash, claim_id, state, status, headers::text AS headers, body, \
+                        created_at < now() - $3::interval AS expired, \
+                        created_at < now() - $4::interval AS stale \
+                   FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(scope)
+            .bind(key)
+            .bind(interval(self.retention))
+            .bind(interval(stale_after))
+            .fetch_optional(&self.pool)
+            .await?
+            else {
+                continue;
+            };
+            let held: Uuid = row.try_get("claim_id")?;
+            let expired: bool = row.try_get("expired")?;
+            let same: bool = row.try_get::<Vec<u8>, _>("request_hash")? == request_hash[..];
+            let done = row.try_get::<String, _>("state")? == "done";
+            // An answer past the retention is gone, whatever the pruner has not deleted yet.
+            if !expired {
+                if !same {
+                    return Ok(Claimed::Reused);
+                }
+                if done {
+                    let status: i16 = row.try_get("status")?;
+                    let headers: String = row.try_get("headers")?;
+                    let body: Vec<u8> = row.try_get("body")?;
+                    if let Some(answer) = self.open(scope, key, status, &headers, &body) {
+                        return Ok(Claimed::Replay(answer));
+                    }
+                    tracing::warn!(
+                        "a stored idempotent answer does not decrypt (another pepper?); running the request again"
+                    );
+                } else if !row.try_get::<bool, _>("stale")? {
+                    return Ok(Claimed::InProgress);
+                }
+            }
+            // Expired, undecryptable, or claimed by a request that died: take it over, unless
+            // another request took it first.
+            if let Some(claim) = self.take_over(scope, key, request_hash, held).await? {
+                return Ok(Claimed::Fresh(claim));
+            }
+        }
+        Ok(Claimed::InProgress)
+    }
+
+    fn claim_of(&self, scope: &str, key: &str, claim_id: Uuid) -> Claim {
+        Claim {
+            scope: scope.to_owned(),
+            key: key.to_owned(),
+            claim_id,
+        }
+    }
+
+    /// Replaces the claim `held` by a new one (compare and swap on `claim_id`).
+    async fn take_over(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &[u8; 32],
+        held: Uuid,
+    ) -> Result<Option<Claim>, sqlx::Error> {
+        let claim_id = Uuid::now_v7();
+        let updated = sqlx::query(
+            "UPDATE idempotency_keys SET claim_id = $4, request_hash = $3, state = 'in_progress', \
+                    status = NULL, headers = NULL, body = NULL, created_at = now() \
+              WHERE scope = $1 AND key = $2 AND claim_id = $5",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(&request_hash[..])
+        .bind(claim_id)
+        .bind(held)
+        .execute(&self.pool)
+        .await?;
+        Ok((updated.rows_affected() == 1).then(|| self.claim_of(scope, key, claim_id)))
+    }
+
+    /// Stores the answer of the request holding `claim`. Nothing happens when the claim was taken
+    /// over meanwhile (this request outlived its deadline): the successor answers.
+    ///
+    /// # Errors
+    /// Database errors, or no randomness for the nonce.
+    pub async fn complete(&self, claim: &Claim, answer: &StoredAnswer) -> Result<(), sqlx::Error> {
+        let headers = serde_json::to_string(&answer.headers).expect("strings serialize");
+        let sealed = self.seal(
+            &claim.scope,
+            &claim.key,
+            answer.status,
+            &headers,
+            &answer.body,
+        )?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = $4, headers = $5::json, body = $6 \
+              WHERE scope = $1 AND key = $2 AND claim_id = $3",
+        )
+        .bind(&claim.scope)
+        .bind(&claim.key)
+        .bind(claim.claim_id)
+        .bind(i16::try_from(answer.status).unwrap_or(i16::MAX))
+        .bind(&headers)
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives the key back: a retry runs the request again.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn release(&self, claim: &Claim) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND claim_id = $3")
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .bind(claim.claim_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn seal(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        headers: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, sqlx::Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| sqlx::Error::Protocol(format!("no randomness for a nonce: {e}")))?;
+        let aad = associated_data(scope, key, status, headers);
+        let sealed = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: body,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| sqlx::Error::Protocol("the answer could not be encrypted".into()))?;
+        let mut stored = Vec::with_capacity(NONCE_LEN + sealed.len());
+        stored.extend_from_slice(&nonce);
+        stored.extend_from_slice(&sealed);
+        Ok(stored)
+    }
+
+    fn open(
+        &self,
+        scope: &str,
+        key: &str,
+        status: i16,
+        headers: &str,
+        stored: &[u8],
+    ) -> Option<StoredAnswer> {
+        let status = u16::try_from(status).ok()?;
+        if stored.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = stored.split_at(NONCE_LEN);
+        let aad = associated_data(scope, key, status, headers);
+        let body = self
+            .cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .ok()?;
+        let headers = serde_json::from_str(headers).ok()?;
+        Some(StoredAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Deletes the answers and claims older than `retention`, in batches; how many went.
+///
+/// # Errors
+/// Database errors.
+pub async fn prune(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    loop {
+        let batch = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE ctid IN ( \
+                SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1::interval LIMIT $2)",
+        )
+        .bind(interval(retention))
+        .bind(PRUNE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        deleted += batch;
+        if batch < u64::try_from(PRUNE_BATCH).unwrap_or(u64::MAX) {
+            return Ok(deleted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> IdempotencyStore {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("a lazy pool");
+        IdempotencyStore::new(pool, &[7; 32], DEFAULT_RETENTION)
+    }
+
+    #[tokio::test]
+    async fn a_sealed_body_opens_only_in_its_own_row_with_its_own_status_and_headers() {
+        let store = store();
+        let headers = r#"[["content-type","application/json"]]"#;
+        let body = br#"{"token":"llt_secret"}"#;
+        let sealed = store
+            .seal("token:a", "k1", 201, headers, body)
+            .expect("sealed");
+        assert!(
+            !sealed.windows(10).any(|w| w == b"llt_secret"),
+            "the secret is not stored in clear"
+        );
+        let opened = store.open("token:a", "k1", 201, headers, &sealed).unwrap();
+        assert_eq!(opened.body, body);
+        assert_eq!(opened.status, 201);
+        assert!(store.open("token:b", "k1", 201, headers, &sealed).is_none());
+        assert!(store.open("token:a", "k2", 201, headers, &sealed).is_none());
+        assert!(store.open("token:a", "k1", 200, headers, &sealed).is_none());
+        assert!(store.open("token:a", "k1", 201, "[]", &sealed).is_none());
+        let other = IdempotencyStore::new(store.pool.clone(), &[8; 32], DEFAULT_RETENTION);
+        assert!(other.open("token:a", "k1", 201, headers, &sealed).is_none());
+        assert_ne!(
+            store.seal("token:a", "k1", 201, headers, body).unwrap(),
+            sealed,
+            "a fresh nonce each time"
+        );
+    }
+}
