@@ -12,10 +12,16 @@
 -- row's scope, key, status and headers as associated data): some answers carry a secret shown
 -- once (a token, a license key, an offline token) and nothing here stores one in clear.
 --
+-- UNLOGGED: a claim or an answer written here waits for no WAL flush. Measured side by side
+-- (bench commands --idempotency, 16 writers), a logged table cut the command path to 0.38 of its
+-- rate without keys: each write paid three commits' flushes instead of one. What an unlogged table
+-- loses, on a PostgreSQL crash or a failover to a standby, is stored answers: a retry then runs
+-- its request again, and the events' index below keeps its command from appending twice.
+--
 -- Not the log: rows are updated and deleted (pruned after the retention by the server's
 -- `IdempotencyPruner` job). The events' own (actor, idempotency_key) index stays the safety net
 -- that makes a command append at most once whatever becomes of these rows.
-CREATE TABLE idempotency_keys (
+CREATE UNLOGGED TABLE idempotency_keys (
     scope        text        NOT NULL,
     key          text        NOT NULL,
     -- SHA-256 of method, path and body: the same key with another request is refused.
