@@ -23,7 +23,10 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::sync::Arc;
+
 use sqlx::{PgPool, Row};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// How long answers are kept by default: API.md promises 24 hours.
@@ -70,6 +73,101 @@ pub struct IdempotencyStore {
     pool: PgPool,
     cipher: XChaCha20Poly1305,
     retention: Duration,
+    claims: Arc<Batch<NewClaim>>,
+    answers: Arc<Batch<Answered>>,
+}
+
+/// A first claim to insert.
+struct NewClaim {
+    scope: String,
+    key: String,
+    request_hash: Vec<u8>,
+    claim_id: Uuid,
+}
+
+/// An answer to store over its claim.
+struct Answered {
+    claim: Claim,
+    status: i16,
+    headers: String,
+    sealed: Vec<u8>,
+}
+
+type Reply = oneshot::Sender<Result<bool, String>>;
+
+/// Concurrent requests' rows written by one statement (group commit): a request queues its row
+/// and waits for the flush lock; whoever takes it writes every row queued by then, and the others
+/// find their answer already given. At 16 writers one statement carries many rows where each
+/// request paid a round trip and a transaction of its own (ADR 0016, BENCHMARKS.md).
+struct Batch<T> {
+    queue: std::sync::Mutex<Vec<(T, Reply)>>,
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Self {
+            queue: std::sync::Mutex::new(Vec::new()),
+            flushing: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<T: Send + 'static> Batch<T> {
+    /// Writes `item` with whatever else is queued; what `flush` said of it (one `bool` per row).
+    async fn submit<F, Fut>(&self, pool: &PgPool, item: T, flush: F) -> Result<bool, sqlx::Error>
+    where
+        F: FnOnce(PgPool, Vec<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<bool>, sqlx::Error>> + Send + 'static,
+    {
+        let (reply, mut answer) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((item, reply));
+        let leader = self.flushing.lock().await;
+        // Another leader may have written this row while this request waited for the lock.
+        let early = match answer.try_recv() {
+            Ok(given) => Some(given),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => {
+                Some(Err("a batched write was abandoned".to_owned()))
+            }
+        };
+        if early.is_none() {
+            let pending = std::mem::take(
+                &mut *self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            if !pending.is_empty() {
+                let (items, replies): (Vec<T>, Vec<Reply>) = pending.into_iter().unzip();
+                let written = flush(pool.clone(), items);
+                // Spawned: a leader dropped midway (its request abandoned) must not leave the
+                // other rows of its batch unwritten and their requests unanswered.
+                let task = tokio::spawn(async move {
+                    let result = written.await;
+                    for (i, reply) in replies.into_iter().enumerate() {
+                        let _ = reply.send(match &result {
+                            Ok(each) => Ok(each.get(i).copied().unwrap_or(false)),
+                            Err(e) => Err(e.to_string()),
+                        });
+                    }
+                });
+                let _ = task.await;
+            }
+        }
+        drop(leader);
+        let given = match early {
+            Some(given) => given,
+            // Written by this flush, or by one an abandoned leader spawned.
+            None => answer
+                .await
+                .unwrap_or_else(|_| Err("a batched write was abandoned".to_owned())),
+        };
+        given.map_err(sqlx::Error::Protocol)
+    }
 }
 
 impl std::fmt::Debug for IdempotencyStore {
@@ -116,6 +214,8 @@ impl IdempotencyStore {
             pool,
             cipher: XChaCha20Poly1305::new((&key).into()),
             retention,
+            claims: Arc::default(),
+            answers: Arc::default(),
         }
     }
 
@@ -140,17 +240,13 @@ impl IdempotencyStore {
         // rounds are plenty; a key released over and over answers "in progress".
         for _ in 0..3 {
             let claim_id = Uuid::now_v7();
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (scope, key, request_hash, claim_id, state) \
-                 VALUES ($1, $2, $3, $4, 'in_progress') ON CONFLICT DO NOTHING",
-            )
-            .bind(scope)
-            .bind(key)
-            .bind(&request_hash[..])
-            .bind(claim_id)
-            .execute(&self.pool)
-            .await?;
-            if inserted.rows_affected() == 1 {
+            let row = NewClaim {
+                scope: scope.to_owned(),
+                key: key.to_owned(),
+                request_hash: request_hash.to_vec(),
+                claim_id,
+            };
+            if self.claims.submit(&self.pool, row, insert_claims).await? {
                 return Ok(Claimed::Fresh(self.claim_of(scope, key, claim_id)));
             }
             let Some(row) = sqlx::query(
@@ -246,19 +342,16 @@ impl IdempotencyStore {
             &headers,
             &answer.body,
         )?;
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'done', status = $4, headers = $5::json, body = $6 \
-              WHERE scope = $1 AND key = $2 AND claim_id = $3",
-        )
-        .bind(&claim.scope)
-        .bind(&claim.key)
-        .bind(claim.claim_id)
-        .bind(i16::try_from(answer.status).unwrap_or(i16::MAX))
-        .bind(&headers)
-        .bind(sealed)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let row = Answered {
+            claim: claim.clone(),
+            status: i16::try_from(answer.status).unwrap_or(i16::MAX),
+            headers,
+            sealed,
+        };
+        self.answers
+            .submit(&self.pool, row, store_answers)
+            .await
+            .map(|_| ())
     }
 
     /// Gives the key back: a retry runs the request again.
@@ -334,6 +427,69 @@ impl IdempotencyStore {
             body,
         })
     }
+}
+
+/// Inserts first claims; per row, whether it was inserted (the key was free). A key claimed twice
+/// in one batch goes to the first row: `DO NOTHING` skips the second.
+async fn insert_claims(pool: PgPool, rows: Vec<NewClaim>) -> Result<Vec<bool>, sqlx::Error> {
+    let mut scopes = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut hashes = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        scopes.push(row.scope.as_str());
+        keys.push(row.key.as_str());
+        hashes.push(row.request_hash.as_slice());
+        ids.push(row.claim_id);
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, claim_id, state) \
+         SELECT scope, key, request_hash, claim_id, 'in_progress' \
+           FROM unnest($1::text[], $2::text[], $3::bytea[], $4::uuid[]) \
+                AS u(scope, key, request_hash, claim_id) \
+         ON CONFLICT DO NOTHING RETURNING claim_id",
+    )
+    .bind(&scopes)
+    .bind(&keys)
+    .bind(&hashes)
+    .bind(&ids)
+    .fetch_all(&pool)
+    .await?;
+    Ok(ids.iter().map(|id| inserted.contains(id)).collect())
+}
+
+/// Stores answers over the claims that are still theirs.
+async fn store_answers(pool: PgPool, rows: Vec<Answered>) -> Result<Vec<bool>, sqlx::Error> {
+    let mut scopes = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut statuses = Vec::with_capacity(rows.len());
+    let mut headers = Vec::with_capacity(rows.len());
+    let mut bodies = Vec::with_capacity(rows.len());
+    for row in &rows {
+        scopes.push(row.claim.scope.as_str());
+        keys.push(row.claim.key.as_str());
+        ids.push(row.claim.claim_id);
+        statuses.push(row.status);
+        headers.push(row.headers.as_str());
+        bodies.push(row.sealed.as_slice());
+    }
+    sqlx::query(
+        "UPDATE idempotency_keys k \
+            SET state = 'done', status = u.status, headers = u.headers::json, body = u.body \
+           FROM unnest($1::text[], $2::text[], $3::uuid[], $4::int2[], $5::text[], $6::bytea[]) \
+                AS u(scope, key, claim_id, status, headers, body) \
+          WHERE k.scope = u.scope AND k.key = u.key AND k.claim_id = u.claim_id",
+    )
+    .bind(&scopes)
+    .bind(&keys)
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&headers)
+    .bind(&bodies)
+    .execute(&pool)
+    .await?;
+    Ok(vec![true; rows.len()])
 }
 
 /// Deletes the answers and claims older than `retention`, in batches; how many went.
