@@ -93,22 +93,26 @@ struct Answered {
     sealed: Vec<u8>,
 }
 
+/// Flushes of one kind under way at once: one would serialize every claim behind the statement in
+/// flight; a few keep the database's cores busy while batches still form.
+const CONCURRENT_FLUSHES: usize = 4;
+
 type Reply = oneshot::Sender<Result<bool, String>>;
 
 /// Concurrent requests' rows written by one statement (group commit): a request queues its row
-/// and waits for the flush lock; whoever takes it writes every row queued by then, and the others
+/// and waits for a flush permit; whoever gets one writes every row queued by then, and the others
 /// find their answer already given. At 16 writers one statement carries many rows where each
 /// request paid a round trip and a transaction of its own (ADR 0016, BENCHMARKS.md).
 struct Batch<T> {
     queue: std::sync::Mutex<Vec<(T, Reply)>>,
-    flushing: tokio::sync::Mutex<()>,
+    flushing: tokio::sync::Semaphore,
 }
 
 impl<T> Default for Batch<T> {
     fn default() -> Self {
         Self {
             queue: std::sync::Mutex::new(Vec::new()),
-            flushing: tokio::sync::Mutex::new(()),
+            flushing: tokio::sync::Semaphore::new(CONCURRENT_FLUSHES),
         }
     }
 }
@@ -125,7 +129,11 @@ impl<T: Send + 'static> Batch<T> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((item, reply));
-        let leader = self.flushing.lock().await;
+        let leader = self
+            .flushing
+            .acquire()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
         // Another leader may have written this row while this request waited for the lock.
         let early = match answer.try_recv() {
             Ok(given) => Some(given),
