@@ -165,6 +165,11 @@ struct ServeArgs {
     #[arg(long, env = "LEDGER_CHECKPOINT_EVERY_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     checkpoint_every_secs: u64,
+    /// Seconds the answer of a write sent with an Idempotency-Key is kept for its retries
+    /// (1 s to 7 days; API.md promises 24 h); older answers are pruned every minute, or sooner.
+    #[arg(long, env = "LEDGER_IDEMPOTENCY_RETENTION_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    idempotency_retention_secs: u64,
     /// Seconds a connection has to send a complete request head, from connecting or from the
     /// first byte of a later request; slower connections are closed.
     #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
@@ -319,6 +324,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.app.issuer = args.issuer;
             config.jobs.checkpoint_every_events = args.checkpoint_every_events as usize;
             config.jobs.checkpoint_every = Duration::from_secs(args.checkpoint_every_secs);
+            let retention = Duration::from_secs(args.idempotency_retention_secs);
+            config.app.idempotency_retention = retention;
+            config.jobs.idempotency_prune_every = retention.min(Duration::from_secs(60));
             config.max_body_bytes = args.max_body_bytes;
             config.rate_limit_per_second = args.rate_limit_rps;
             config.rate_limit_burst = args.rate_limit_burst;

@@ -12,7 +12,6 @@ use commands::{CommandContext, Idempotency};
 use domain::ErrorCode;
 use domain::event::Actor;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -130,24 +129,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
             .extensions
             .get::<RequestId>()
             .map_or_else(|| "unknown".to_owned(), |r| r.0.clone());
-        let idempotency_key = match parts.headers.get("idempotency-key") {
-            None => None,
-            Some(v) => {
-                let key = v.to_str().ok().filter(|k| {
-                    !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())
-                });
-                Some(
-                    key.ok_or_else(|| {
-                        ApiError::bad_request(
-                            ErrorCode::InvalidIdempotencyKey,
-                            "Idempotency-Key must be 1-255 visible ASCII characters",
-                            Some("Idempotency-Key".to_owned()),
-                        )
-                    })?
-                    .to_owned(),
-                )
-            }
-        };
+        let idempotency_key = crate::idempotency::key_of(&parts.headers)?.map(str::to_owned);
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -185,15 +167,10 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
         let body: T = parse_json(if empty { b"{}" } else { &bytes })?;
         let mut context = CommandContext::new(Actor::ApiToken(principal.token_id), request_id);
         if let Some(key) = idempotency_key {
-            let mut hash = Sha256::new();
-            hash.update(method.as_str().as_bytes());
-            hash.update(b"\n");
-            hash.update(path.as_bytes());
-            hash.update(b"\n");
-            hash.update(&bytes);
+            let digest = crate::idempotency::request_digest(&method, &path, &bytes);
             context.idempotency = Some(Idempotency {
                 key,
-                request_hash: hex::encode(hash.finalize()),
+                request_hash: hex::encode(digest),
             });
         }
         Ok(Self {

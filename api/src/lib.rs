@@ -24,6 +24,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

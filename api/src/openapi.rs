@@ -77,7 +77,7 @@ struct ApiDoc;
 pub enum Group {
     /// No authentication: health, JWKS, this document.
     Public,
-    /// Administration: bearer token, per-IP rate limit, deadline.
+    /// Administration: bearer token, rate limit per token (per address without one), deadline.
     Admin,
     /// Client applications: `X-App-Id`, their own rate limit, deadline.
     Client,
@@ -162,7 +162,7 @@ fn problem_ref() -> RefOr<utoipa::openapi::Response> {
 
 /// Adds to every operation of `group` what the group shares.
 fn finish(group: Group, mut doc: OpenApi) -> OpenApi {
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
         for (method, op) in [
             (HttpMethod::Get, item.get.as_mut()),
             (HttpMethod::Post, item.post.as_mut()),
@@ -171,7 +171,7 @@ fn finish(group: Group, mut doc: OpenApi) -> OpenApi {
             (HttpMethod::Delete, item.delete.as_mut()),
         ] {
             let Some(op) = op else { continue };
-            finish_operation(group, &method, op);
+            finish_operation(group, path, &method, op);
         }
     }
     doc
@@ -181,22 +181,27 @@ fn is_json_body(body: Option<&RefOr<RequestBody>>) -> bool {
     matches!(body, Some(RefOr::T(b)) if b.content.keys().any(|c| c == "application/json"))
 }
 
-fn finish_operation(group: Group, method: &HttpMethod, op: &mut Operation) {
+fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Operation) {
     let write = matches!(
         method,
         HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch | HttpMethod::Delete
     );
+    // Every write takes an `Idempotency-Key` but validation, which appends nothing and answers
+    // the license as it is now (ADR 0016); the public group has no writes.
+    let keyed = write && group != Group::Public && path != "/v1/validate";
+    let limited = group != Group::Public;
     let mut problems: Vec<u16> = Vec::new();
     match group {
         Group::Public => {}
         Group::Admin => {
             op.security = Some(vec![SecurityRequirement::new::<_, _, &str>("bearer", [])]);
-            // No or a bad token; over the per-IP rate; the deadline or the database.
+            // No or a bad token; over the token's (or address's) rate; the deadline or the
+            // database.
             problems.extend([401, 429, 500, 503]);
             if is_json_body(op.request_body.as_ref()) {
-                // The `Command` extractor: unreadable or invalid body (or Idempotency-Key), too
-                // large, not JSON; a key reused with another body; racing writers kept winning.
-                problems.extend([400, 409, 413, 415, 422]);
+                // The `Command` extractor: unreadable or invalid body, too large, not JSON;
+                // racing writers kept winning.
+                problems.extend([400, 409, 413, 415]);
             }
         }
         Group::Client => {
@@ -206,20 +211,82 @@ fn finish_operation(group: Group, method: &HttpMethod, op: &mut Operation) {
             problems.extend([400, 403, 413, 429, 500, 503]);
         }
     }
+    if keyed {
+        // A malformed key; the first request with this key still running; the key used with
+        // another request.
+        problems.extend([400, 409, 422]);
+    }
     for status in problems {
         op.responses
             .responses
             .entry(status.to_string())
             .or_insert_with(problem_ref);
     }
+    if limited {
+        add_success_headers(op, keyed);
+    }
     optional_body_is_absent_not_null(op);
-    if write {
+    if keyed {
         let params = op.parameters.get_or_insert_with(Vec::new);
         if !params
             .iter()
             .any(|p| matches!(p, RefOr::T(p) if p.name == "Idempotency-Key"))
         {
             params.push(RefOr::T(idempotency_key()));
+        }
+    }
+}
+
+/// The headers of a limited route's answers: `RateLimit-*` (ADR 0018) and, on a write that takes
+/// an `Idempotency-Key`, `Idempotent-Replayed` (ADR 0016). Problems carry them too; their shared
+/// response states `Retry-After` only.
+fn add_success_headers(op: &mut Operation, keyed: bool) {
+    let integer = |description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            ))
+            .description(Some(description))
+            .build()
+            .into()
+    };
+    for (status, response) in op.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if !status.starts_with('2') {
+            continue;
+        }
+        response.headers.insert(
+            "RateLimit-Limit".into(),
+            integer("The size of the bucket this request spent (its token's, or its address's)."),
+        );
+        response.headers.insert(
+            "RateLimit-Remaining".into(),
+            integer("Requests left in the bucket after this one."),
+        );
+        response.headers.insert(
+            "RateLimit-Reset".into(),
+            integer("Seconds until the bucket is full again."),
+        );
+        if keyed {
+            response.headers.insert(
+                "Idempotent-Replayed".into(),
+                HeaderBuilder::new()
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some(["true"])),
+                    ))
+                    .description(Some(
+                        "`true` when this is the stored answer of an earlier request with the \
+                         same `Idempotency-Key`; absent on a first execution.",
+                    ))
+                    .build()
+                    .into(),
+            );
         }
     }
 }
@@ -252,10 +319,13 @@ fn idempotency_key() -> Parameter {
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
         .description(Some(
-            "Makes a retry safe: the same key with the same request within 24 h answers the \
-             first answer again with `Idempotent-Replayed: true` and executes nothing; with \
-             another body 422 `IDEMPOTENCY_KEY_REUSED`. 1-255 visible ASCII characters, else \
-             400 `INVALID_IDEMPOTENCY_KEY`.",
+            "Makes a retry safe: the same key with the same request within the retention \
+             (24 h by default) answers the first answer again, byte for byte, with \
+             `Idempotent-Replayed: true` and executes nothing; with another request 422 \
+             `IDEMPOTENCY_KEY_REUSED`; while the first still runs 409 \
+             `IDEMPOTENCY_IN_PROGRESS` with `Retry-After`. Scoped per bearer token \
+             (administration) or license key (client routes). 1-255 visible ASCII characters, \
+             else 400 `INVALID_IDEMPOTENCY_KEY`.",
         ))
         .schema(Some(
             ObjectBuilder::new()
@@ -478,16 +548,15 @@ mod tests {
                     op["responses"].as_object().is_some_and(|r| !r.is_empty()),
                     "{method} {path}"
                 );
-                if ["post", "put", "patch", "delete"].contains(&method.as_str()) {
+                let takes_key = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"));
+                if path == "/v1/validate" {
+                    // Appends nothing, answers the license as it is now: no key (ADR 0016).
+                    assert!(!takes_key, "{method} {path}");
+                } else if ["post", "put", "patch", "delete"].contains(&method.as_str()) {
                     writes += 1;
-                    assert!(
-                        op["parameters"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .any(|p| p["name"] == "Idempotency-Key"),
-                        "{method} {path}"
-                    );
+                    assert!(takes_key, "{method} {path}");
                 }
                 // An optional body is absent, never `null` (the server refuses `null`).
                 let text = op["requestBody"].to_string();

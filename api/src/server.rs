@@ -23,6 +23,7 @@ use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
+use crate::idempotency::{self, Idempotency};
 use crate::limits::{self, AddressLimit, PrincipalLimiter, PrincipalLimits, Rate, RoleRate};
 use crate::listener::{self, ConnectionLimits};
 use crate::metrics;
@@ -139,7 +140,14 @@ pub fn app_router(
 ) -> Router {
     let max_body = state.config.max_body_bytes;
     let table = route_table();
+    // Innermost, inside the deadline: a request the deadline abandons releases its idempotency
+    // key (ADR 0016); outside it the per-token limit, so a refused request claims no key.
+    let idempotency = Idempotency::new(state.clone(), request_timeout);
     let api = Router::from(table.admin)
+        .layer(middleware::from_fn_with_state(
+            idempotency.clone(),
+            idempotency::admin,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         // Inside the deadline: the limit authenticates, and that lookup is bounded too.
         .layer(middleware::from_fn_with_state(
@@ -154,6 +162,10 @@ pub fn app_router(
             limits::deadline,
         ));
     let mut client = Router::from(table.client)
+        .layer(middleware::from_fn_with_state(
+            idempotency,
+            idempotency::client,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             request_timeout,

@@ -24,6 +24,7 @@ use projections::validation::ValidationModel;
 use sqlx::PgPool;
 
 use crate::datadir::DataDir;
+use crate::idempotency::IdempotencyStore;
 use crate::signing::SigningKeys;
 
 /// What opening the ledger needs.
@@ -41,6 +42,8 @@ pub struct AppConfig {
     pub issuer: String,
     /// The clock stamped into commands (the system clock; tests move time with an offset clock).
     pub clock: Arc<dyn Clock>,
+    /// How long the answers of writes sent with an `Idempotency-Key` are kept (24 h).
+    pub idempotency_retention: std::time::Duration,
 }
 
 impl AppConfig {
@@ -53,6 +56,7 @@ impl AppConfig {
             db_max_connections: 16,
             issuer: "license-ledger".to_owned(),
             clock: Arc::new(SystemClock),
+            idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
         }
     }
 
@@ -100,6 +104,7 @@ struct Inner {
     data_dir: PathBuf,
     /// Issues and checks the cursors of lists (keyed from the pepper).
     cursors: crate::lists::Cursors,
+    idempotency: IdempotencyStore,
 }
 
 impl std::fmt::Debug for App {
@@ -154,6 +159,8 @@ impl App {
         let pepper = data_dir.key_pepper(config.key_pepper.as_deref())?;
         let cursors = crate::lists::Cursors::new(&pepper);
         let signal = ChangeSignal::new();
+        let idempotency =
+            IdempotencyStore::new(pool.clone(), &pepper, config.idempotency_retention);
         let store = EventStore::new(pool).with_append_hook(signal.hook());
         let ledger = Ledger::new(store, KeyHasher::new(pepper), config.clock.clone());
         let jobs_ledger = ledger.on_pool(jobs_pool.clone());
@@ -169,6 +176,7 @@ impl App {
             signal,
             data_dir: config.data_dir.clone(),
             cursors,
+            idempotency,
         })))
     }
 
@@ -222,6 +230,11 @@ impl App {
     /// The cursors of lists.
     pub fn cursors(&self) -> &crate::lists::Cursors {
         &self.0.cursors
+    }
+
+    /// The answers of writes sent with an `Idempotency-Key` (on the request pool).
+    pub fn idempotency(&self) -> &IdempotencyStore {
+        &self.0.idempotency
     }
 
     /// The in-process signal of appends (wakes projectors and the validation follower).

@@ -11,7 +11,8 @@
 //! Every job's connections come from the jobs pool ([`App::jobs_pool`], sized by
 //! [`crate::app::background_connections`]), never from the request pool: an active projector
 //! keeps one connection for its session, the [`Job::NotifyListener`] keeps the process's one
-//! `LISTEN` connection, and the other jobs take one for a moment. Round 2's projectors and
+//! `LISTEN` connection, and the other jobs (the idempotency pruner among them) take one for a
+//! moment. Round 2's projectors and
 //! validation follower each held a `LISTEN` connection of the request pool, seven in all, and a
 //! server started with `--db-max-connections 5` answered every request 503 (issue #13).
 
@@ -44,6 +45,8 @@ pub enum Job {
     KeyReload,
     /// Signs checkpoints of the log.
     CheckpointSigner,
+    /// Deletes the idempotent answers older than their retention (ADR 0016).
+    IdempotencyPruner,
 }
 
 /// How often the jobs run.
@@ -60,6 +63,8 @@ pub struct JobsConfig {
     pub checkpoint_every_events: usize,
     /// …or this often, when any event is pending.
     pub checkpoint_every: Duration,
+    /// How often idempotent answers past their retention are deleted.
+    pub idempotency_prune_every: Duration,
 }
 
 impl Default for JobsConfig {
@@ -70,6 +75,7 @@ impl Default for JobsConfig {
             key_reload_interval: Duration::from_secs(5),
             checkpoint_every_events: 1000,
             checkpoint_every: Duration::from_secs(60),
+            idempotency_prune_every: Duration::from_secs(60),
         }
     }
 }
@@ -169,6 +175,14 @@ impl Jobs {
                     token,
                 ));
             }
+            Job::IdempotencyPruner => {
+                self.tasks.spawn(prune_idempotency(
+                    pool,
+                    app.idempotency().retention(),
+                    config.idempotency_prune_every,
+                    token,
+                ));
+            }
         }
         self.started.push(job);
     }
@@ -210,6 +224,29 @@ impl Jobs {
     /// Waits until every job has ended (after [`Jobs::shutdown_token`] was cancelled).
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Deletes idempotent answers older than `retention` every `interval`. Several nodes may prune at
+/// once: each deletes what is old, whoever gets there first.
+async fn prune_idempotency(
+    pool: sqlx::PgPool,
+    retention: Duration,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match crate::idempotency::prune(&pool, retention).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::debug!(deleted, "idempotent answers past their retention pruned")
+            }
+            Err(e) => tracing::warn!(error = %e, "could not prune idempotent answers; will retry"),
+        }
     }
 }
 

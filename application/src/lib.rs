@@ -17,6 +17,7 @@
 //! - [`tokens`]: the claims of offline tokens and receipts, the SDK's own types;
 //!   [`signing`]: the keystore and JWKS; [`checkpoints`]: the checkpoint signer.
 //! - [`lists`]: paging every list alike, with opaque cursors bound to their list and filters.
+//! - [`idempotency`]: the stored answers of writes sent with an `Idempotency-Key`, encrypted.
 //! - [`views`]: response bodies; [`error`]: [`AppError`]; [`datadir`]: secrets on disk.
 //!
 //! Architecture invariant: `application` knows no HTTP (no `axum`, no status codes); `api`,
@@ -30,6 +31,7 @@ pub mod checkpoints;
 pub mod datadir;
 pub mod edge;
 pub mod error;
+pub mod idempotency;
 pub mod jobs;
 pub mod licenses;
 pub mod lists;

@@ -383,7 +383,14 @@ impl Licenses<'_> {
         request: ActivationRequest,
     ) -> Result<SignedToken, AppError> {
         let fingerprint = request.fingerprint.clone();
-        self.activate(ctx, license_id, request).await?;
+        // Two commands: a request's idempotency key is recorded on the token's event only. On
+        // the activation it would make the token command find the key taken and answer the
+        // activation again; and a request run again finds the fingerprint active anyway.
+        let activation = CommandContext {
+            idempotency: None,
+            ..ctx.clone()
+        };
+        self.activate(&activation, license_id, request).await?;
         self.offline_token(
             ctx,
             license_id,

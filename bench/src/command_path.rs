@@ -143,3 +143,112 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Issue #14: the command path with and without an `Idempotency-Key`, side by side. With a key,
+/// an operation does what the HTTP API does for a request carrying one: digest the request, claim
+/// the key in the store of answers (`application::idempotency`), run the command with the key
+/// recorded on its event (the events' own unique index), and store the encrypted answer.
+///
+/// # Errors
+/// Database errors.
+pub async fn run_idempotency(
+    pool: PgPool,
+    slice: Duration,
+    cycles: usize,
+    writers: &[usize],
+) -> anyhow::Result<()> {
+    use application::idempotency::{Claimed, IdempotencyStore, StoredAnswer};
+    use commands::Idempotency;
+    use sha2::{Digest, Sha256};
+
+    let ledger = Ledger::new(
+        EventStore::new(pool.clone()),
+        KeyHasher::new([1; 32]),
+        Arc::new(SystemClock),
+    );
+    let store = IdempotencyStore::new(
+        pool.clone(),
+        &[1; 32],
+        application::idempotency::DEFAULT_RETENTION,
+    );
+    let input = || NewOrganization {
+        name: Name::parse("Benchmark Organization").expect("valid"),
+        kind: OrganizationKind::Customer,
+        parent_id: None,
+    };
+    let plain = {
+        let ledger = ledger.clone();
+        op(move || {
+            let ledger = ledger.clone();
+            async move {
+                ledger
+                    .register_organization(&CommandContext::new(Actor::System, "bench"), input())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        })
+    };
+    let keyed = op(move || {
+        let (ledger, store) = (ledger.clone(), store.clone());
+        async move {
+            let body = br#"{"name": "Benchmark Organization", "kind": "customer"}"#;
+            let digest: [u8; 32] = Sha256::new()
+                .chain_update(b"POST\n/v1/organizations\n")
+                .chain_update(body)
+                .finalize()
+                .into();
+            let key = uuid::Uuid::now_v7().to_string();
+            let Claimed::Fresh(claim) = store
+                .claim("token:bench", &key, &digest, Duration::from_secs(30))
+                .await?
+            else {
+                anyhow::bail!("a fresh key was found claimed");
+            };
+            let mut ctx = CommandContext::new(Actor::System, "bench");
+            ctx.idempotency = Some(Idempotency {
+                key,
+                request_hash: hex::encode(digest),
+            });
+            let outcome = ledger
+                .register_organization(&ctx, input())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let answer = StoredAnswer {
+                status: 201,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    (
+                        "location".into(),
+                        format!("/v1/organizations/{}", outcome.id),
+                    ),
+                ],
+                body: serde_json::to_vec(&serde_json::json!({
+                    "id": outcome.id.to_string(), "name": "Benchmark Organization",
+                    "kind": "customer", "parent_id": null, "status": "active",
+                    "created_at": outcome.created_at, "updated_at": outcome.updated_at,
+                }))?,
+            };
+            store.complete(&claim, &answer).await?;
+            Ok(())
+        }
+    });
+    let scenarios = [("without keys", plain), ("with keys", keyed)];
+    for (_, o) in &scenarios {
+        crate::harness::rate(o, 4, Duration::from_millis(500)).await?; // warm up
+    }
+    println!(
+        "\n| writers | without keys /s | with keys /s | with / without (median, min-max) | target |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for &w in writers {
+        let r = interleave(&scenarios, w, slice, cycles).await?;
+        println!(
+            "| {w} | {:.0} | {:.0} | {} | ≥ 0.90 at 16 |",
+            median(&r[0]),
+            median(&r[1]),
+            ratio_cell(&ratios(&r[1], &r[0])),
+        );
+    }
+    Ok(())
+}

@@ -59,6 +59,9 @@ enum Which {
         cycles: usize,
         #[arg(long, value_delimiter = ',', default_value = "1,16")]
         writers: Vec<usize>,
+        /// Compare the command path with and without an Idempotency-Key instead (issue #14).
+        #[arg(long)]
+        idempotency: bool,
     },
     /// Activations vs raw INSERT.
     Activations {
@@ -171,9 +174,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             slice_ms,
             cycles,
             writers,
+            idempotency,
         } => {
-            with_database(&url, |pool, _| {
-                command_path::run(pool, Duration::from_millis(slice_ms), cycles, &writers)
+            with_database(&url, |pool, _| async move {
+                let slice = Duration::from_millis(slice_ms);
+                if idempotency {
+                    command_path::run_idempotency(pool, slice, cycles, &writers).await
+                } else {
+                    command_path::run(pool, slice, cycles, &writers).await
+                }
             })
             .await
         }

@@ -68,6 +68,8 @@ pub enum ErrorCode {
     Conflict,
     /// An `Idempotency-Key` first used with another request.
     IdempotencyKeyReused,
+    /// A request with this `Idempotency-Key` is still running.
+    IdempotencyInProgress,
 
     // ----- refusals of the domain -----
     OrganizationClosed,
@@ -137,6 +139,7 @@ impl ErrorCode {
             Self::AppIdTaken => "APP_ID_TAKEN",
             Self::Conflict => "CONFLICT",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::OrganizationClosed => "ORGANIZATION_CLOSED",
             Self::OrganizationCycle => "ORGANIZATION_CYCLE",
             Self::OrganizationTooDeep => "ORGANIZATION_TOO_DEEP",
@@ -218,8 +221,9 @@ mod tests {
 
     #[test]
     fn the_problem_codes_are_all_there() {
-        // 51 of the API's own plus the 12 validation codes: a code removed by mistake shows here.
-        assert_eq!(ErrorCode::iter().count(), 51);
+        // 52 of the API's own (IDEMPOTENCY_IN_PROGRESS and INVALID_CURSOR the latest) plus the 12
+        // validation codes: a code removed by mistake shows here.
+        assert_eq!(ErrorCode::iter().count(), 52);
         assert_eq!(ValidationCode::iter().count(), 12);
     }
 

@@ -405,3 +405,45 @@ pub fn mint_token(bin: &str, db: &TestDb) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+// ----- answers as bytes (idempotent replays are compared byte for byte) -----
+
+/// An HTTP answer as received: status, headers and the body's bytes.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// A header's text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Sends `method path` to `base` with `headers` and the raw `body`, and keeps the answer's bytes.
+pub async fn send_raw(
+    client: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> RawAnswer {
+    let mut request = client.request(method, format!("{base}{path}")).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request sent");
+    RawAnswer {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: response.bytes().await.expect("body read").to_vec(),
+    }
+}

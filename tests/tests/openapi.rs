@@ -190,6 +190,51 @@ async fn the_document_states_security_problems_and_idempotency() {
     let validate = &doc["paths"]["/v1/validate"]["post"];
     assert_eq!(validate["security"][0]["app_id"], serde_json::json!([]));
 
+    // Every write takes an Idempotency-Key, client writes included, and may answer 409 and 422
+    // for it; validation appends nothing and takes none (ADR 0016).
+    let takes_key = |op: &serde_json::Value| {
+        op["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"))
+    };
+    assert!(!takes_key(validate), "POST /v1/validate takes no key");
+    let mut keyed = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !["post", "put", "patch", "delete"].contains(&method.as_str())
+                || path == "/v1/validate"
+            {
+                continue;
+            }
+            assert!(
+                takes_key(op),
+                "{method} {path} does not document Idempotency-Key"
+            );
+            for status in ["409", "422"] {
+                assert!(
+                    op["responses"][status].is_object(),
+                    "{method} {path} lacks {status}"
+                );
+            }
+            keyed += 1;
+        }
+    }
+    assert!(keyed > 20, "only {keyed} writes found");
+    let activate = &doc["paths"]["/v1/activations"]["post"];
+    assert!(takes_key(activate));
+    let created = &activate["responses"]["201"]["headers"];
+    for header in [
+        "Idempotent-Replayed",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+    ] {
+        assert!(
+            created[header].is_object(),
+            "POST /v1/activations' 201 lacks {header}"
+        );
+    }
+
     // The problem's code enumerates every code the server answers.
     let codes: BTreeSet<&str> =
         doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]

@@ -13,9 +13,12 @@ use application::validate::ValidateRequest;
 use application::views::{DeactivationView, InstallationView, LeaseView};
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::Uri;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use commands::{CommandContext, Idempotency};
 use domain::ErrorCode;
+use domain::ids::LicenseId;
 use domain::ids::{AppId, InstallationId};
 use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
 use serde::Deserialize;
@@ -81,6 +84,28 @@ fn app_id(headers: &HeaderMap) -> Result<AppId, ApiError> {
                 Some("X-App-Id".into()),
             )
         })
+}
+
+/// The context of a client application's command. With an `Idempotency-Key`, the key is recorded
+/// on the command's events too, scoped by the license: the stored answers' safety net (a retry
+/// that runs again, after a server died mid-request, appends nothing twice; ADR 0016).
+fn context(
+    request_id: String,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+    license_id: LicenseId,
+) -> Result<CommandContext, ApiError> {
+    let mut ctx = client_context(request_id);
+    if let Some(key) = crate::idempotency::key_of(headers)? {
+        let digest =
+            crate::idempotency::request_digest(&axum::http::Method::POST, uri.path(), body);
+        ctx.idempotency = Some(Idempotency {
+            key: format!("license:{license_id}/{key}"),
+            request_hash: hex::encode(digest),
+        });
+    }
+    Ok(ctx)
 }
 
 fn installation_id(raw: &str) -> Result<InstallationId, ApiError> {
@@ -200,17 +225,18 @@ struct KeyBody {
 async fn activate(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
+    uri: Uri,
     headers: HeaderMap,
-    Body(body): Body,
+    Body(raw_body): Body,
 ) -> Result<Response, ApiError> {
     let app = app_id(&headers)?;
-    let body: ActivateBody = parse_json(&body)?;
+    let body: ActivateBody = parse_json(&raw_body)?;
     let license_id = state.app.open_license(&app, &body.key).await?;
     let activated = state
         .app
         .licenses()
         .activate(
-            &client_context(request_id),
+            &context(request_id, &headers, &uri, &raw_body, license_id)?,
             license_id,
             ActivationRequest {
                 fingerprint: body.fingerprint,
@@ -242,18 +268,19 @@ async fn deactivate(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
     Path(raw): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
-    Body(body): Body,
+    Body(raw_body): Body,
 ) -> Result<Response, ApiError> {
     let app = app_id(&headers)?;
-    let body: KeyBody = parse_json(&body)?;
+    let body: KeyBody = parse_json(&raw_body)?;
     let installation = installation_id(&raw)?;
     let license_id = state.app.open_license(&app, &body.key).await?;
     let view = state
         .app
         .licenses()
         .deactivate(
-            &client_context(request_id),
+            &context(request_id, &headers, &uri, &raw_body, license_id)?,
             license_id,
             installation,
             DeactivationReason::Client,
@@ -276,17 +303,19 @@ async fn heartbeat(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
     Path(raw): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
-    Body(body): Body,
+    Body(raw_body): Body,
 ) -> Result<Response, ApiError> {
     let app = app_id(&headers)?;
-    let body: KeyBody = parse_json(&body)?;
+    let body: KeyBody = parse_json(&raw_body)?;
     let installation = installation_id(&raw)?;
     let license_id = state.app.open_license(&app, &body.key).await?;
+    let ctx = context(request_id, &headers, &uri, &raw_body, license_id)?;
     let lease = state
         .app
         .licenses()
-        .heartbeat(&client_context(request_id), license_id, installation)
+        .heartbeat(&ctx, license_id, installation)
         .await?;
     Ok(Json(lease).into_response())
 }
@@ -313,17 +342,18 @@ struct OfflineTokenBody {
 async fn offline_token(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
+    uri: Uri,
     headers: HeaderMap,
-    Body(body): Body,
+    Body(raw_body): Body,
 ) -> Result<Response, ApiError> {
     let app = app_id(&headers)?;
-    let body: OfflineTokenBody = parse_json(&body)?;
+    let body: OfflineTokenBody = parse_json(&raw_body)?;
     let license_id = state.app.open_license(&app, &body.key).await?;
     let token = state
         .app
         .licenses()
         .offline_token(
-            &client_context(request_id),
+            &context(request_id, &headers, &uri, &raw_body, license_id)?,
             license_id,
             OfflineTokenKind::Offline,
             body.fingerprint,

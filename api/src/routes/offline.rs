@@ -117,6 +117,8 @@ async fn offline_activation(
     State(state): State<AppState>,
     principal: Principal,
     ReqId(request_id): ReqId,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Support)?;
@@ -157,6 +159,16 @@ async fn offline_activation(
         request_id,
     );
     ctx.causation_id = Some(format!("offline-request:{}", request.nonce));
+    // The events' safety net under the stored answers (ADR 0016), scoped like the
+    // administration routes' keys: by the token.
+    if let Some(key) = crate::idempotency::key_of(&headers)? {
+        let digest =
+            crate::idempotency::request_digest(&axum::http::Method::POST, uri.path(), &body);
+        ctx.idempotency = Some(commands::Idempotency {
+            key: key.to_owned(),
+            request_hash: hex::encode(digest),
+        });
+    }
     let licenses = state.app.licenses();
     if activation {
         let signed = licenses

@@ -10,10 +10,12 @@
 //! - `tokens`: bearer tokens (missing, bad, revoked), roles, and minting tokens over the API;
 //! - `requests`: request ids echoed into the events, and idempotency keys on a retried issue;
 //! - `lists`: every list's filters, cursors and pagination, and its refusals of bad parameters;
+//! - `idempotency`: `Idempotency-Key` replays byte for byte, refusals, scopes, 100 racing retries;
 //! - `limits`: body size and rate limits, and the health and readiness probes;
 //! - `support`: the small helpers the modules share.
 
 mod catalogue;
+mod idempotency;
 mod licenses;
 mod limits;
 mod lists;

@@ -9,11 +9,13 @@
 //! - `leases`: floating leases renewed by heartbeats and expiring by themselves;
 //! - `offline_tokens`: tokens verified by `jsonwebtoken`, key rotation and retirement, refusals;
 //! - `air_gapped`: activation and deactivation by request and response files;
+//! - `idempotency`: `Idempotency-Key` replays on every client write, scopes per license key;
 //! - `timing`: NOT_FOUND and APP_MISMATCH cost the same time;
 //! - `support`: the helpers the modules share.
 
 mod activations;
 mod air_gapped;
+mod idempotency;
 mod leases;
 mod offline_tokens;
 mod support;

@@ -1,0 +1,369 @@
+//! `Idempotency-Key` on every write (API.md "API conventions", ADR 0016): the middleware that
+//! claims a request's key in the application's store before the handler runs and stores the
+//! handler's answer after it, so that a retry with the same key and request is answered the first
+//! answer again, byte for byte (status, headers, body), with `Idempotent-Replayed: true`, and
+//! executes nothing.
+//!
+//! - Another request (method, path and query, body) with a used key: 422 `IDEMPOTENCY_KEY_REUSED`.
+//! - The first request still running: 409 `IDEMPOTENCY_IN_PROGRESS` with `Retry-After: 1`
+//!   (answered at once rather than waited for: a client's retry loop already handles 409s, and a
+//!   waiting request would hold a connection and a worker for as long as the first one runs).
+//! - Keys are scoped per principal: the administration token (`token:<id>`) on the administration
+//!   routes, the license key on the client routes (`key:<keyed hash>`, the hash the ledger already
+//!   keys licenses by; never the key itself). The same key sent by two principals runs twice.
+//! - What is stored: every answer but those that say "not done, try again" (5xx, 401, 403, 408,
+//!   409, 429), whose claim is released so that a retry runs again. A request dropped midway (the
+//!   client went away, the deadline struck) releases its claim too; a server killed midway leaves
+//!   it `in_progress` until the request deadline has passed, when a retry takes it over. Either
+//!   way the events' own idempotency index keeps a command from appending twice.
+//! - `POST /v1/validate` takes no key: it appends nothing and answers the license as it is now.
+//!
+//! A request without the header costs nothing here but looking for it.
+
+use std::time::Duration;
+
+use application::idempotency::{Claim, Claimed, IdempotencyStore, StoredAnswer};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use domain::ErrorCode;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+
+/// The answer header that marks a replay.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// What the middleware needs: the application and how long a claim may be held before it is
+/// presumed dead (the request deadline: no live request runs longer).
+#[derive(Clone)]
+pub struct Idempotency {
+    state: AppState,
+    stale_after: Duration,
+}
+
+impl Idempotency {
+    /// The middleware's state for requests of at most `deadline`.
+    pub fn new(state: AppState, deadline: Duration) -> Self {
+        Self {
+            state,
+            stale_after: deadline,
+        }
+    }
+}
+
+/// The `Idempotency-Key` of a request, checked: absent, or 1-255 visible ASCII characters.
+///
+/// # Errors
+/// 400 `INVALID_IDEMPOTENCY_KEY` naming the header.
+pub fn key_of(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::InvalidIdempotencyKey,
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+                Some("Idempotency-Key".to_owned()),
+            )
+        })
+}
+
+/// The digest a key is bound to: method, path with query, and body.
+pub fn request_digest(method: &Method, path_and_query: &str, body: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(method.as_str().as_bytes());
+    hash.update(b"\n");
+    hash.update(path_and_query.as_bytes());
+    hash.update(b"\n");
+    hash.update(body);
+    hash.finalize().into()
+}
+
+fn is_write(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// Middleware of the administration routes: scoped by the bearer token.
+pub async fn admin(State(idem): State<Idempotency>, req: Request, next: Next) -> Response {
+    if !is_write(req.method()) || !req.headers().contains_key(HEADER) {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    // Authenticated here (the handler reuses the principal from the extensions): the scope must
+    // be a principal, never whatever token someone presents. A caller who does not authenticate
+    // gets the handler's own 401, and claims nothing.
+    let Ok(principal) = Principal::from_request_parts(&mut parts, &idem.state).await else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    let key = match key_of(&parts.headers) {
+        Ok(key) => key.unwrap_or_default().to_owned(),
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match read_body(&idem, body).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
+    };
+    let scope = format!("token:{}", principal.token_id);
+    run(&idem, scope, key, parts, bytes, next).await
+}
+
+#[derive(Deserialize)]
+struct KeyOnly {
+    key: Option<String>,
+}
+
+/// Middleware of the client routes: scoped by the license key in the body.
+pub async fn client(State(idem): State<Idempotency>, req: Request, next: Next) -> Response {
+    if !is_write(req.method())
+        || req.uri().path() == "/v1/validate"
+        || !req.headers().contains_key(HEADER)
+    {
+        return next.run(req).await;
+    }
+    let key = match key_of(req.headers()) {
+        Ok(key) => key.unwrap_or_default().to_owned(),
+        Err(e) => return e.into_response(),
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(&idem, body).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
+    };
+    // A body without a readable key is refused by the handler, which runs nothing: no claim.
+    let license_key = serde_json::from_slice::<KeyOnly>(&bytes)
+        .ok()
+        .and_then(|b| b.key);
+    let Some(license_key) = license_key else {
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+    };
+    let scope = format!("key:{}", idem.state.app.key_hash(&license_key).to_hex());
+    run(&idem, scope, key, parts, bytes, next).await
+}
+
+async fn read_body(idem: &Idempotency, body: Body) -> Result<Bytes, ApiError> {
+    let limit = idem.state.config.max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes, or could not be read"),
+        )
+    })
+}
+
+/// Claims `key` in `scope`, then replays, refuses, or runs the request and keeps its answer.
+async fn run(
+    idem: &Idempotency,
+    scope: String,
+    key: String,
+    parts: axum::http::request::Parts,
+    bytes: Bytes,
+    next: Next,
+) -> Response {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |p| p.as_str());
+    let digest = request_digest(&parts.method, target, &bytes);
+    let store = idem.state.app.idempotency();
+    let claim = match store.claim(&scope, &key, &digest, idem.stale_after).await {
+        Ok(Claimed::Fresh(claim)) => claim,
+        Ok(Claimed::Replay(answer)) => return replay(answer),
+        Ok(Claimed::InProgress) => {
+            let mut response = ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyInProgress,
+                "a request with this Idempotency-Key is still running; retry shortly for its answer",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        Ok(Claimed::Reused) => {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was already used with a different request",
+            )
+            .into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut guard = Held {
+        store: store.clone(),
+        claim: Some(claim),
+    };
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let (head, body) = response.into_parts();
+    if !is_kept(head.status) {
+        guard.release().await;
+        return Response::from_parts(head, body);
+    }
+    // Handlers answer from memory, so collecting the body costs a copy of what is in hand.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        guard.release().await;
+        return ApiError::internal(&"an answer's body could not be read").into_response();
+    };
+    let answer = StoredAnswer {
+        status: head.status.as_u16(),
+        headers: stored_headers(&head.headers),
+        body: bytes.to_vec(),
+    };
+    guard.complete(&answer).await;
+    Response::from_parts(head, Body::from(bytes))
+}
+
+/// Whether an answer is kept for replays: not one that says "not done, try again".
+fn is_kept(status: StatusCode) -> bool {
+    !(status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::REQUEST_TIMEOUT
+                | StatusCode::CONFLICT
+                | StatusCode::TOO_MANY_REQUESTS
+        ))
+}
+
+/// The headers a replay answers again: the handler's own (`Content-Type`, `Location`, ...), not
+/// the framing ones hyper recomputes, nor a replay marker of the events' safety net.
+fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "content-length" | "transfer-encoding" | "connection" | "date" | REPLAYED
+            )
+        })
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
+}
+
+fn replay(answer: StoredAnswer) -> Response {
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+/// A claim held by a running request: completed or released by the request, or released when
+/// the request is dropped midway (the client went away, the deadline struck).
+struct Held {
+    store: IdempotencyStore,
+    claim: Option<Claim>,
+}
+
+impl Held {
+    async fn complete(&mut self, answer: &StoredAnswer) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        if let Err(e) = self.store.complete(&claim, answer).await {
+            // The answer is given all the same; a retry runs again and the events' index keeps
+            // its command from appending twice.
+            tracing::warn!(error = %e, "could not store an idempotent answer; releasing its key");
+            if let Err(e) = self.store.release(&claim).await {
+                tracing::warn!(error = %e, "could not release an idempotency key");
+            }
+        }
+    }
+
+    async fn release(&mut self) {
+        if let Some(claim) = self.claim.take()
+            && let Err(e) = self.store.release(&claim).await
+        {
+            tracing::warn!(error = %e, "could not release an idempotency key");
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        let store = self.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.release(&claim).await {
+                    tracing::warn!(error = %e, "could not release an abandoned idempotency key");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_one_to_255_visible_ascii_characters() {
+        let with = |v: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(HEADER, HeaderValue::from_bytes(v).unwrap());
+            key_of(&h).map(|k| k.map(str::to_owned))
+        };
+        assert_eq!(with(b"order-42").unwrap().as_deref(), Some("order-42"));
+        assert!(with(&[b'a'; 255]).is_ok());
+        for bad in [
+            &b""[..],
+            &[b'a'; 256],
+            b"two words",
+            b"tab\there",
+            b"caf\xc3\xa9",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.code(), "INVALID_IDEMPOTENCY_KEY");
+            assert_eq!(e.field(), Some("Idempotency-Key"));
+        }
+        assert_eq!(key_of(&HeaderMap::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn only_final_answers_are_kept() {
+        for kept in [200, 201, 400, 404, 413, 422] {
+            assert!(is_kept(StatusCode::from_u16(kept).unwrap()), "{kept}");
+        }
+        for released in [401, 403, 408, 409, 429, 500, 503] {
+            assert!(
+                !is_kept(StatusCode::from_u16(released).unwrap()),
+                "{released}"
+            );
+        }
+    }
+}

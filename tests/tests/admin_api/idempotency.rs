@@ -1,0 +1,238 @@
+//! `Idempotency-Key` on the administration routes (ADR 0016): a retry answers the first answer
+//! byte for byte and executes nothing, another body is refused, keys are scoped per token, 100
+//! parallel requests with one key execute once, and bad keys are refused naming the header.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tests::{RawAnswer, TestApp, send_raw};
+
+async fn post(app: &TestApp, token: &str, path: &str, body: &Value, key: &str) -> RawAnswer {
+    let auth = format!("Bearer {token}");
+    send_raw(
+        &app.client,
+        &app.base,
+        Method::POST,
+        path,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ],
+        serde_json::to_vec(body).unwrap(),
+    )
+    .await
+}
+
+async fn count(app: &TestApp, event_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+        .bind(event_type)
+        .fetch_one(app.server.state.app.pool())
+        .await
+        .unwrap()
+}
+
+/// The replay is the first answer again: status, every header the handler set, and the body's
+/// bytes, plus `Idempotent-Replayed: true`.
+pub(crate) fn assert_replays(first: &RawAnswer, again: &RawAnswer) {
+    assert_eq!(again.status, first.status);
+    assert_eq!(
+        String::from_utf8_lossy(&again.body),
+        String::from_utf8_lossy(&first.body),
+        "byte for byte"
+    );
+    for name in ["content-type", "location"] {
+        assert_eq!(again.header(name), first.header(name), "{name}");
+    }
+    assert_eq!(first.header("idempotent-replayed"), None);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+}
+
+#[tokio::test]
+async fn a_retried_issue_answers_the_first_answer_byte_for_byte_secret_included_and_executes_nothing()
+ {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let body = json!({"policy_id": c.policy_id, "organization_id": c.organization_id});
+    let first = post(
+        &app,
+        &app.admin_token,
+        "/v1/licenses",
+        &body,
+        "order-2026-0042",
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.json());
+    let key = first.json()["key"].as_str().unwrap().to_owned();
+    let before = app.event_count().await;
+    let again = post(
+        &app,
+        &app.admin_token,
+        "/v1/licenses",
+        &body,
+        "order-2026-0042",
+    )
+    .await;
+    assert_replays(&first, &again);
+    assert_eq!(app.event_count().await, before, "nothing executed");
+    // The license key is answered again, but stored only encrypted.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM idempotency_keys")
+        .fetch_all(app.server.state.app.pool())
+        .await
+        .unwrap();
+    assert!(!stored.is_empty());
+    for body in stored {
+        assert!(
+            !body.windows(key.len()).any(|w| w == key.as_bytes()),
+            "the license key is not stored in clear"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_used_key_with_another_body_is_refused_and_executes_nothing() {
+    let app = TestApp::start().await;
+    let first = post(
+        &app,
+        &app.admin_token,
+        "/v1/organizations",
+        &json!({"name": "Acme", "kind": "customer"}),
+        "k-1",
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let before = app.event_count().await;
+    for (path, body) in [
+        (
+            "/v1/organizations",
+            json!({"name": "Other", "kind": "customer"}),
+        ),
+        (
+            "/v1/products",
+            json!({"name": "Acme", "kind": "application"}),
+        ),
+    ] {
+        let reused = post(&app, &app.admin_token, path, &body, "k-1").await;
+        assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(reused.json()["code"], "IDEMPOTENCY_KEY_REUSED");
+        assert_eq!(
+            reused.header("content-type"),
+            Some("application/problem+json")
+        );
+    }
+    assert_eq!(app.event_count().await, before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_key_from_two_tokens_executes_twice() {
+    let app = TestApp::start().await;
+    let other = app.token(domain::values::Role::VendorAdmin).await;
+    let body = json!({"name": "Acme", "kind": "customer"});
+    let a = post(&app, &app.admin_token, "/v1/organizations", &body, "shared").await;
+    let b = post(&app, &other, "/v1/organizations", &body, "shared").await;
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(b.header("idempotent-replayed"), None);
+    assert_ne!(a.json()["id"], b.json()["id"]);
+    assert_eq!(count(&app, "OrganizationRegistered").await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hundred_parallel_requests_with_one_key_execute_exactly_once() {
+    let app = TestApp::start().await;
+    let body = json!({"name": "Raced", "kind": "customer"});
+    let auth = format!("Bearer {}", app.admin_token);
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (client, base, auth, bytes) = (
+                app.client.clone(),
+                app.base.clone(),
+                auth.clone(),
+                bytes.clone(),
+            );
+            tokio::spawn(async move {
+                let headers = [
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", "race-1"),
+                ];
+                send_raw(
+                    &client,
+                    &base,
+                    Method::POST,
+                    "/v1/organizations",
+                    &headers,
+                    bytes,
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(
+        count(&app, "OrganizationRegistered").await,
+        1,
+        "executed once"
+    );
+    let created: Vec<&RawAnswer> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .collect();
+    let first = created
+        .iter()
+        .find(|a| a.header("idempotent-replayed").is_none())
+        .expect("one answer is the execution");
+    for answer in &answers {
+        match answer.status {
+            StatusCode::CREATED => assert_eq!(answer.body, first.body),
+            StatusCode::CONFLICT => {
+                assert_eq!(answer.json()["code"], "IDEMPOTENCY_IN_PROGRESS");
+                assert_eq!(answer.header("retry-after"), Some("1"));
+            }
+            other => panic!("unexpected {other}: {:?}", answer.json()),
+        }
+    }
+    assert_eq!(
+        created
+            .iter()
+            .filter(|a| a.header("idempotent-replayed").is_none())
+            .count(),
+        1
+    );
+    // Once it has finished, every retry gets its answer.
+    let late = post(&app, &app.admin_token, "/v1/organizations", &body, "race-1").await;
+    assert_replays(first, &late);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_keys_are_refused_naming_the_header_and_execute_nothing() {
+    let app = TestApp::start().await;
+    let before = app.event_count().await;
+    let long = "k".repeat(256);
+    for bad in ["", long.as_str(), "two words", "tab\there"] {
+        for path in ["/v1/organizations", "/v1/offline-activations"] {
+            let answer = post(
+                &app,
+                &app.admin_token,
+                path,
+                &json!({"name": "A", "kind": "customer"}),
+                bad,
+            )
+            .await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad:?} on {path}");
+            assert_eq!(answer.json()["code"], "INVALID_IDEMPOTENCY_KEY");
+            assert_eq!(answer.json()["field"], "Idempotency-Key");
+        }
+    }
+    assert_eq!(app.event_count().await, before);
+    app.stop().await;
+}

@@ -1,0 +1,293 @@
+//! `Idempotency-Key` on the client routes (ADR 0016): every write a client application sends
+//! (activations, deactivations, heartbeats, offline tokens) and the air-gapped route answer a retry
+//! with the first answer byte for byte and execute nothing; keys are scoped per license key;
+//! another body is refused; malformed keys are refused naming the header; validation takes no key.
+
+use base64ct::{Base64, Encoding};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tests::{RawAnswer, TestApp, send_raw};
+
+use crate::support::s;
+
+async fn client_post(
+    app: &TestApp,
+    path: &str,
+    app_id: &str,
+    body: &Value,
+    key: &str,
+) -> RawAnswer {
+    send_raw(
+        &app.client,
+        &app.base,
+        Method::POST,
+        path,
+        &[
+            ("x-app-id", app_id),
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ],
+        serde_json::to_vec(body).unwrap(),
+    )
+    .await
+}
+
+/// Sends the same request twice: the second answer is the first again, marked, and appends
+/// nothing.
+async fn twice(
+    app: &TestApp,
+    send: impl AsyncFn() -> RawAnswer,
+    expected: StatusCode,
+) -> RawAnswer {
+    let first = send().await;
+    assert_eq!(
+        first.status,
+        expected,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let before = app.event_count().await;
+    let again = send().await;
+    assert_eq!(again.status, first.status);
+    assert_eq!(
+        String::from_utf8_lossy(&again.body),
+        String::from_utf8_lossy(&first.body),
+        "byte for byte"
+    );
+    assert_eq!(again.header("content-type"), first.header("content-type"));
+    assert_eq!(first.header("idempotent-replayed"), None);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "the retry executed nothing"
+    );
+    first
+}
+
+fn request_file(label: &str, json: &Value) -> String {
+    let encoded = Base64::encode_string(json.to_string().as_bytes());
+    format!(
+        "-----BEGIN LICENSE-LEDGER {label}-----\n{encoded}\n-----END LICENSE-LEDGER {label}-----\n"
+    )
+}
+
+#[tokio::test]
+async fn every_client_write_answers_a_retry_byte_for_byte_and_executes_nothing() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let key = s(&app.issue(&c).await, "key");
+    let activated = twice(
+        &app,
+        async || {
+            client_post(
+                &app,
+                "/v1/activations",
+                &c.app_id,
+                &json!({"key": key, "fingerprint": "pc-1"}),
+                "act-1",
+            )
+            .await
+        },
+        StatusCode::CREATED,
+    )
+    .await;
+    let installation = s(&activated.json(), "installation_id");
+    twice(
+        &app,
+        async || {
+            client_post(
+                &app,
+                "/v1/offline-tokens",
+                &c.app_id,
+                &json!({"key": key, "fingerprint": "pc-1"}),
+                "tok-1",
+            )
+            .await
+        },
+        StatusCode::CREATED,
+    )
+    .await;
+    twice(
+        &app,
+        async || {
+            client_post(
+                &app,
+                &format!("/v1/activations/{installation}/deactivate"),
+                &c.app_id,
+                &json!({"key": key}),
+                "deact-1",
+            )
+            .await
+        },
+        StatusCode::OK,
+    )
+    .await;
+
+    // A floating license's heartbeat.
+    let f = app
+        .catalogue_with(json!({"name": "Team", "model": "floating", "seats": 1, "duration_days": 365, "features": [],
+                               "offline_allowed": false, "offline_grace_days": 0, "payment_grace_days": 0, "lease_seconds": 600}))
+        .await;
+    let floating = s(&app.issue(&f).await, "key");
+    let seat = client_post(
+        &app,
+        "/v1/activations",
+        &f.app_id,
+        &json!({"key": floating, "fingerprint": "seat-a"}),
+        "seat-a",
+    )
+    .await;
+    assert_eq!(seat.status, StatusCode::CREATED);
+    let seat = s(&seat.json(), "installation_id");
+    twice(
+        &app,
+        async || {
+            client_post(
+                &app,
+                &format!("/v1/activations/{seat}/heartbeat"),
+                &f.app_id,
+                &json!({"key": floating}),
+                "beat-1",
+            )
+            .await
+        },
+        StatusCode::OK,
+    )
+    .await;
+
+    // The air-gapped route: an administrator posts a request file.
+    let request = json!({"version": 1, "type": "activation", "app_id": c.app_id, "key": key, "fingerprint": "vault-pc",
+                         "created_at": "2026-11-23T10:00:00Z", "nonce": uuid::Uuid::new_v4()});
+    let file = request_file("ACTIVATION REQUEST", &request);
+    let auth = format!("Bearer {}", app.admin_token);
+    let offline = twice(
+        &app,
+        async || {
+            send_raw(
+                &app.client,
+                &app.base,
+                Method::POST,
+                "/v1/offline-activations",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "text/plain"),
+                    ("idempotency-key", "file-1"),
+                ],
+                file.clone().into_bytes(),
+            )
+            .await
+        },
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&offline.body)
+            .starts_with("-----BEGIN LICENSE-LEDGER ACTIVATION RESPONSE-----")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_key_from_two_license_keys_executes_twice_and_another_body_is_refused() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let one = s(&app.issue(&c).await, "key");
+    let two = s(&app.issue(&c).await, "key");
+    let before = app.event_count().await;
+    let a = client_post(
+        &app,
+        "/v1/activations",
+        &c.app_id,
+        &json!({"key": one, "fingerprint": "pc-1"}),
+        "same",
+    )
+    .await;
+    let b = client_post(
+        &app,
+        "/v1/activations",
+        &c.app_id,
+        &json!({"key": two, "fingerprint": "pc-1"}),
+        "same",
+    )
+    .await;
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(b.header("idempotent-replayed"), None);
+    assert_ne!(a.json()["license_id"], b.json()["license_id"]);
+    assert_eq!(app.event_count().await, before + 2, "both executed");
+    let reused = client_post(
+        &app,
+        "/v1/activations",
+        &c.app_id,
+        &json!({"key": one, "fingerprint": "pc-2"}),
+        "same",
+    )
+    .await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.json()["code"], "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.event_count().await, before + 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_keys_on_client_routes_are_refused_naming_the_header() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let key = s(&app.issue(&c).await, "key");
+    let before = app.event_count().await;
+    let long = "k".repeat(256);
+    let installation = uuid::Uuid::now_v7();
+    for bad in ["", long.as_str(), "two words", "caf\u{e9}"] {
+        for path in [
+            "/v1/activations".to_owned(),
+            format!("/v1/activations/{installation}/deactivate"),
+            format!("/v1/activations/{installation}/heartbeat"),
+            "/v1/offline-tokens".to_owned(),
+        ] {
+            let mut request = app
+                .client
+                .post(format!("{}{path}", app.base))
+                .header("x-app-id", &c.app_id)
+                .json(&json!({"key": key, "fingerprint": "pc-1"}));
+            request = match reqwest::header::HeaderValue::from_bytes(bad.as_bytes()) {
+                Ok(v) => request.header("idempotency-key", v),
+                Err(_) => continue,
+            };
+            let answer = request.send().await.unwrap();
+            assert_eq!(
+                answer.status(),
+                StatusCode::BAD_REQUEST,
+                "{bad:?} on {path}"
+            );
+            let body: Value = answer.json().await.unwrap();
+            assert_eq!(body["code"], "INVALID_IDEMPOTENCY_KEY");
+            assert_eq!(body["field"], "Idempotency-Key");
+        }
+    }
+    assert_eq!(app.event_count().await, before);
+    app.stop().await;
+}
+
+/// Validation appends nothing and answers the license as it is now: it takes no key, and the
+/// header changes nothing.
+#[tokio::test]
+async fn validation_takes_no_idempotency_key() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let key = s(&app.issue(&c).await, "key");
+    for _ in 0..2 {
+        let answer =
+            client_post(&app, "/v1/validate", &c.app_id, &json!({"key": key}), "v-1").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.header("idempotent-replayed"), None);
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(app.server.state.app.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    app.stop().await;
+}
