@@ -195,9 +195,9 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
         Group::Public => {}
         Group::Admin => {
             op.security = Some(vec![SecurityRequirement::new::<_, _, &str>("bearer", [])]);
-            // No or a bad token; over the token's (or address's) rate; the deadline or the
-            // database.
-            problems.extend([401, 429, 500, 503]);
+            // A query parameter the operation does not take (400 `INVALID_QUERY`); no or a bad
+            // token; over the token's (or address's) rate; the deadline or the database.
+            problems.extend([400, 401, 429, 500, 503]);
             if is_json_body(op.request_body.as_ref()) {
                 // The `Command` extractor: unreadable or invalid body, too large, not JSON;
                 // racing writers kept winning.
@@ -206,7 +206,7 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
         }
         Group::Client => {
             op.security = Some(vec![SecurityRequirement::new::<_, _, &str>("app_id", [])]);
-            // Missing or malformed X-App-Id or body; the key opens no license of this
+            // Missing or malformed X-App-Id, body or query; the key opens no license of this
             // application (unknown and foreign keys alike); too large; rate; deadline.
             problems.extend([400, 403, 413, 429, 500, 503]);
         }

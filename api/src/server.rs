@@ -139,7 +139,11 @@ pub fn app_router(
     request_timeout: Duration,
 ) -> Router {
     let max_body = state.config.max_body_bytes;
-    let table = route_table();
+    let mut table = route_table();
+    // Before the groups become plain routers: which of their operations take no query.
+    let mut operations = table.admin.to_openapi();
+    operations.merge(table.client.to_openapi());
+    let query_free = routes::QueryFree::of(&operations);
     // Innermost, inside the deadline: a request the deadline abandons releases its idempotency
     // key (ADR 0016); outside it the per-token limit, so a refused request claims no key.
     let idempotency = Idempotency::new(state.clone(), request_timeout);
@@ -147,6 +151,13 @@ pub fn app_router(
         .layer(middleware::from_fn_with_state(
             idempotency.clone(),
             idempotency::admin,
+        ))
+        .layer(middleware::from_fn_with_state(
+            routes::QueryCheck {
+                free: query_free.clone(),
+                authenticate: Some(state.clone()),
+            },
+            routes::refuse_unknown_query,
         ))
         .layer(DefaultBodyLimit::max(max_body))
         // Inside the deadline: the limit authenticates, and that lookup is bounded too.
@@ -165,6 +176,13 @@ pub fn app_router(
         .layer(middleware::from_fn_with_state(
             idempotency,
             idempotency::client,
+        ))
+        .layer(middleware::from_fn_with_state(
+            routes::QueryCheck {
+                free: query_free,
+                authenticate: None,
+            },
+            routes::refuse_unknown_query,
         ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

@@ -2,10 +2,16 @@
 //! of the application layer ([`application::App`]) and renders its answer; what is shared
 //! between them (answers of commands, query parameters and pages of lists) is here.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use application::lists::{Listed, PageRequest};
 use application::views::{Page, Written};
 use axum::Json;
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::{ErrorCode, Timestamp};
 use projections::queries::{MAX_PAGE, Order};
@@ -39,6 +45,85 @@ pub(crate) fn answer<T: Serialize>(
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     (status, headers, Json(written.view)).into_response()
+}
+
+/// The operations (`METHOD path-template`) whose OpenAPI annotations declare no query parameter:
+/// on those, any query parameter is unknown (ADR 0017). Read from the same annotations that
+/// build the router, so a route that starts taking a parameter declares it once.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QueryFree(Arc<HashSet<(Method, String)>>);
+
+impl QueryFree {
+    /// The operations of `doc` that take no query parameter.
+    pub fn of(doc: &utoipa::openapi::OpenApi) -> Self {
+        use utoipa::openapi::path::ParameterIn;
+        let mut free = HashSet::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                (Method::GET, item.get.as_ref()),
+                (Method::POST, item.post.as_ref()),
+                (Method::PUT, item.put.as_ref()),
+                (Method::PATCH, item.patch.as_ref()),
+                (Method::DELETE, item.delete.as_ref()),
+            ] {
+                let Some(op) = op else { continue };
+                let takes_query = op.parameters.iter().flatten().any(|p| {
+                    matches!(p, utoipa::openapi::RefOr::T(p) if p.parameter_in == ParameterIn::Query)
+                });
+                if !takes_query {
+                    free.insert((method, path.clone()));
+                }
+            }
+        }
+        Self(Arc::new(free))
+    }
+}
+
+/// What [`refuse_unknown_query`] needs: the operations, and on administration routes the state
+/// to authenticate with first (an unauthenticated request is answered 401 by its handler, as on
+/// the lists, whatever its query).
+#[derive(Clone)]
+pub(crate) struct QueryCheck {
+    pub free: QueryFree,
+    pub authenticate: Option<crate::state::AppState>,
+}
+
+/// Middleware: a route that takes no query parameter refuses any with 400 `INVALID_QUERY`
+/// naming it, as the lists refuse a parameter they do not know (a typo must not pass silently).
+/// An empty query (`?` alone) is no parameter.
+pub(crate) async fn refuse_unknown_query(
+    State(check): State<QueryCheck>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let refused = match (req.uri().query(), req.extensions().get::<MatchedPath>()) {
+        (Some(query), Some(path))
+            if check
+                .free
+                .0
+                .contains(&(req.method().clone(), path.as_str().to_owned())) =>
+        {
+            Params::parse(Some(query), &[]).err()
+        }
+        _ => None,
+    };
+    let Some(refused) = refused else {
+        return next.run(req).await;
+    };
+    let Some(state) = check.authenticate else {
+        return refused.into_response();
+    };
+    // The principal is cached in the request's extensions: the handler does not look it up again.
+    let (mut parts, body) = req.into_parts();
+    let authenticated = crate::auth::Principal::from_request_parts(&mut parts, &state)
+        .await
+        .is_ok();
+    let req = Request::from_parts(parts, body);
+    if authenticated {
+        refused.into_response()
+    } else {
+        next.run(req).await
+    }
 }
 
 /// The paging parameters every list takes.

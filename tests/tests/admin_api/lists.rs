@@ -575,3 +575,100 @@ async fn each_invalid_or_unknown_query_parameter_is_refused_by_its_name() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+/// Routes that take no query parameter refuse any, by name, before anything runs: a typo such as
+/// `?as_of=` on a route that has no such reading must not answer as if it had been read. The
+/// token is checked first (401 as on the lists), an empty query is no parameter, and a refused
+/// write appends nothing.
+#[tokio::test]
+async fn routes_without_query_parameters_refuse_any() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let license = app.issue(&c).await;
+    let key = license["key"].as_str().unwrap();
+    let before = app.event_count().await;
+    let get_cases = [
+        format!(
+            "/v1/organizations/{}?as_of=2026-01-01T00:00:00Z",
+            c.organization_id
+        ),
+        format!("/v1/products/{}?expand=policies", c.product_id),
+        format!("/v1/licenses/{}/events?limit=10&x=1", id(&license)),
+    ];
+    let posts = [
+        (
+            format!("/v1/licenses/{}/suspend?force=true", id(&license)),
+            json!({"reason": "typo in the query"}),
+            "force",
+        ),
+        (
+            "/v1/organizations?dry_run=1".to_owned(),
+            json!({"name": "Never", "kind": "customer"}),
+            "dry_run",
+        ),
+    ];
+    for path in &get_cases {
+        let answer = app.get(path).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, "INVALID_QUERY"),
+            "{path}: {:?}",
+            answer.body
+        );
+        assert!(
+            answer.body["field"].is_string(),
+            "{path}: {:?}",
+            answer.body
+        );
+    }
+    for (path, body, field) in &posts {
+        let answer = app.post(path, body.clone()).await;
+        assert_eq!(
+            (answer.status, answer.code(), answer.body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, "INVALID_QUERY", Some(*field)),
+            "{path}: {:?}",
+            answer.body
+        );
+    }
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "a refused write appends nothing"
+    );
+    // A client route too (no bearer token there).
+    let validated = app
+        .client_call(
+            "/v1/validate?fingerprint=abc",
+            &c.app_id,
+            json!({"key": key, "fingerprint": "device-1"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            validated.status,
+            validated.code(),
+            validated.body["field"].as_str()
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY",
+            Some("fingerprint")
+        ),
+        "{:?}",
+        validated.body
+    );
+    // Without a token that authenticates: 401, as everywhere.
+    let anonymous = app
+        .call_as(
+            "llt_nope",
+            reqwest::Method::GET,
+            &format!("/v1/products/{}?expand=policies", c.product_id),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    // An empty query is no parameter.
+    let empty = app.get(&format!("/v1/products/{}?", c.product_id)).await;
+    assert_eq!(empty.status, StatusCode::OK, "{:?}", empty.body);
+}
