@@ -15,12 +15,14 @@ use domain::license::{License, LicenseEvent, LicenseState};
 use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
 use domain::{AggregateType, ErrorCode, Timestamp};
 
+use crate::lists::{Listed, PageRequest, Scope};
 use crate::tokens::{self, Issued, SignedToken};
 use crate::views::{
     DeactivationView, EventView, InstallationUse, InstallationView, LeaseView, LicenseView,
     LicenseWithKey, Written,
 };
 use crate::{App, AppError};
+use projections::queries::{MAX_PAGE, Order};
 
 /// A device asking for a seat.
 #[derive(Clone, Debug)]
@@ -201,20 +203,59 @@ impl Licenses<'_> {
             })
     }
 
-    /// The license's events, each linked to the hash before it.
+    /// A page of the license's events by sequence, each linked to the hash before it in the
+    /// stream (the page's first one too: the window reads its predecessor). A long-lived
+    /// floating license holds tens of thousands of heartbeats: a page reads its own rows only.
     ///
     /// # Errors
-    /// `LICENSE_NOT_FOUND`; database errors.
-    pub async fn events(&self, id: LicenseId) -> Result<Vec<EventView>, AppError> {
-        let events = self
-            .ledger
-            .store()
-            .load_stream(AggregateType::License, &id.to_string(), 0)
-            .await?;
-        if events.is_empty() {
+    /// `LICENSE_NOT_FOUND` (on the first page), `INVALID_CURSOR`; database errors.
+    pub async fn events(
+        &self,
+        id: LicenseId,
+        page: PageRequest,
+    ) -> Result<Listed<EventView>, AppError> {
+        let scope = Scope::new("license_events").with("license_id", Some(id));
+        let cursors = self.app.cursors();
+        let window = cursors.window::<i64>(&scope, &page)?;
+        let shown = window.limit.clamp(1, MAX_PAGE);
+        let descending = window.order == Order::Desc;
+        let store = self.ledger.store();
+        let stream = id.to_string();
+        let views = if descending {
+            // Newest first: each event's predecessor is the row after it; one row more than
+            // shown says whether more follow and links the last shown one. Sequences start at 1
+            // without gaps, so a page that reaches the start ends at the genesis hash.
+            let from = window.after.unwrap_or(i64::MAX);
+            let rows = store
+                .stream_window(AggregateType::License, &stream, from, true, shown + 1)
+                .await?;
+            let genesis = hex::encode(domain::integrity::GENESIS_HASH);
+            rows.iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let previous = rows
+                        .get(i + 1)
+                        .map_or_else(|| genesis.clone(), |p| hex::encode(&p.hash));
+                    EventView::linked(e, previous)
+                })
+                .collect::<Vec<_>>()
+        } else {
+            // Oldest first from the cursor's sequence: that event itself comes first (the
+            // predecessor of the page), then the page and one more.
+            let from = window.after.unwrap_or(0);
+            let mut rows = store
+                .stream_window(AggregateType::License, &stream, from, false, shown + 2)
+                .await?;
+            let previous = match rows.first() {
+                Some(first) if first.sequence == from => rows.remove(0).hash,
+                _ => domain::integrity::GENESIS_HASH.to_vec(),
+            };
+            EventView::chain_after(&previous, &rows)
+        };
+        if views.is_empty() && window.after.is_none() {
             return Err(license_not_found(id));
         }
-        Ok(EventView::chain(&events))
+        Ok(cursors.page(&scope, &window, views, |v| v.sequence, |v| v))
     }
 
     // ----- client applications -----

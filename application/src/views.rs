@@ -349,25 +349,36 @@ pub struct EventView {
 impl EventView {
     /// Views of a stream's events, each linked to the one before.
     pub fn chain(events: &[domain::event::RecordedEvent]) -> Vec<Self> {
-        let mut previous = hex::encode(domain::integrity::GENESIS_HASH);
+        Self::chain_after(&domain::integrity::GENESIS_HASH, events)
+    }
+
+    /// Views of consecutive events of a stream, oldest first, the first one following the event
+    /// whose hash is `previous` (a page of a stream).
+    pub fn chain_after(previous: &[u8], events: &[domain::event::RecordedEvent]) -> Vec<Self> {
+        let mut previous = hex::encode(previous);
         events
             .iter()
             .map(|e| {
                 let hash = hex::encode(&e.hash);
-                Self {
-                    position: e.global_position,
-                    sequence: e.sequence,
-                    event_id: e.event_id,
-                    event_type: e.event_type.clone(),
-                    version: e.event_version.clone(),
-                    data: e.payload.clone(),
-                    metadata: e.metadata.clone(),
-                    recorded_at: e.recorded_at,
-                    hash: hash.clone(),
-                    previous_hash: std::mem::replace(&mut previous, hash),
-                }
+                Self::linked(e, std::mem::replace(&mut previous, hash))
             })
             .collect()
+    }
+
+    /// The view of `e`, whose predecessor in its stream has the hash `previous_hash` (hex).
+    pub fn linked(e: &domain::event::RecordedEvent, previous_hash: String) -> Self {
+        Self {
+            position: e.global_position,
+            sequence: e.sequence,
+            event_id: e.event_id,
+            event_type: e.event_type.clone(),
+            version: e.event_version.clone(),
+            data: e.payload.clone(),
+            metadata: e.metadata.clone(),
+            recorded_at: e.recorded_at,
+            hash: hex::encode(&e.hash),
+            previous_hash,
+        }
     }
 }
 

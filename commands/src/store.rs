@@ -166,6 +166,29 @@ impl EventStore {
         eventlog::load_stream(&self.pool, aggregate_type, aggregate_id, after_sequence).await
     }
 
+    /// A window of a stream, for a page of it ([`eventlog::stream_window`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn stream_window(
+        &self,
+        aggregate_type: AggregateType,
+        aggregate_id: &str,
+        from: i64,
+        descending: bool,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        eventlog::stream_window(
+            &self.pool,
+            aggregate_type,
+            aggregate_id,
+            from,
+            descending,
+            limit,
+        )
+        .await
+    }
+
     /// Appends a batch through the pool (autocommit: the statement is its own transaction).
     ///
     /// # Errors

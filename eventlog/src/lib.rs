@@ -79,6 +79,45 @@ pub async fn load_stream<'e>(
     rows.iter().map(recorded_event).collect()
 }
 
+/// At most `limit` events of a stream next to sequence `from`, for a page of it: with
+/// `descending`, those before `from` newest first (`from` = `i64::MAX` for the newest); otherwise
+/// those from `from` on, oldest first, *including* the event at `from` itself (the predecessor of
+/// the page's first event, whose hash the page's first `previous_hash` is). Reads the stream's
+/// `(aggregate_type, aggregate_id, sequence)` key range, never the whole stream.
+///
+/// # Errors
+/// Database errors.
+pub async fn stream_window<'e>(
+    executor: impl PgExecutor<'e>,
+    aggregate_type: AggregateType,
+    aggregate_id: &str,
+    from: i64,
+    descending: bool,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let sql = if descending {
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence < $3 \
+             ORDER BY sequence DESC LIMIT $4"
+        )
+    } else {
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3 \
+             ORDER BY sequence LIMIT $4"
+        )
+    };
+    let rows = sqlx::query(&sql)
+        .bind(aggregate_type.as_str())
+        .bind(aggregate_id)
+        .bind(from)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(recorded_event).collect()
+}
+
 /// The events of a stream after sequence `after` and recorded at or before `at`, in order: the
 /// events behind a state as of `at`.
 ///

@@ -49,6 +49,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 struct LicenseEvents {
     license_id: uuid::Uuid,
     events: Vec<application::views::EventView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[schema(nullable = false)]
+    next_cursor: Option<String>,
 }
 
 fn license_id(raw: &str) -> Result<LicenseId, ApiError> {
@@ -238,17 +241,24 @@ async fn get_license(
 
 /// A license's events with their hash chain.
 #[utoipa::path(get, path = "/v1/licenses/{id}/events", tag = "licenses", summary = "A license's events",
-    params(("id" = uuid::Uuid, Path, description = "The license")),
-    responses((status = 200, description = "The stream, oldest first", body = LicenseEvents), (status = 404, response = Problem)))]
+    params(("id" = uuid::Uuid, Path, description = "The license"), super::PageParams),
+    responses((status = 200, description = "A page of the stream by sequence, oldest first unless `order=desc`", body = LicenseEvents),
+              (status = 400, response = Problem), (status = 404, response = Problem)))]
 async fn license_events(
     State(state): State<AppState>,
     principal: Principal,
     Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Permission::Read)?;
     let id = license_id(&raw)?;
-    let events = state.app.licenses().events(id).await?;
-    Ok(Json(json!({ "license_id": id, "events": events })))
+    let q = Params::parse(query.as_deref(), &PAGE_PARAMS)?;
+    let listed = state.app.licenses().events(id, q.page()?).await?;
+    let mut body = json!({ "license_id": id, "events": listed.items });
+    if let Some(cursor) = listed.next_cursor {
+        body["next_cursor"] = json!(cursor);
+    }
+    Ok(Json(body))
 }
 
 async fn change(

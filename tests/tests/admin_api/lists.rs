@@ -672,3 +672,94 @@ async fn routes_without_query_parameters_refuse_any() {
     let empty = app.get(&format!("/v1/products/{}?", c.product_id)).await;
     assert_eq!(empty.status, StatusCode::OK, "{:?}", empty.body);
 }
+
+/// A license's event stream pages like every list, by sequence, in both orders; every event of
+/// every page links to the hash of the one before it in the stream (the first page's first to
+/// the genesis hash), so an auditor can check the chain page by page.
+#[tokio::test]
+async fn a_license_stream_pages_by_sequence_with_its_hash_chain_intact() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let license = app.issue(&c).await;
+    let path = format!("/v1/licenses/{}", id(&license));
+    for _ in 0..6 {
+        let suspended = app
+            .post(&format!("{path}/suspend"), json!({"reason": "paging"}))
+            .await;
+        assert_eq!(suspended.status, StatusCode::OK, "{:?}", suspended.body);
+        let reinstated = app
+            .call(reqwest::Method::POST, &format!("{path}/reinstate"), None)
+            .await;
+        assert_eq!(reinstated.status, StatusCode::OK, "{:?}", reinstated.body);
+    }
+    // The whole stream in one page: the reference.
+    let whole = app.get(&format!("{path}/events?limit=1000")).await;
+    assert_eq!(whole.status, StatusCode::OK, "{:?}", whole.body);
+    assert!(whole.body.get("next_cursor").is_none(), "{:?}", whole.body);
+    let all: Vec<Value> = whole.body["events"].as_array().unwrap().clone();
+    assert!(all.len() >= 13, "{} events", all.len());
+    let genesis = "0".repeat(64);
+    for (i, event) in all.iter().enumerate() {
+        assert_eq!(event["sequence"], json!(i + 1));
+        let previous = if i == 0 {
+            genesis.as_str()
+        } else {
+            all[i - 1]["hash"].as_str().unwrap()
+        };
+        assert_eq!(event["previous_hash"], previous, "event {}", i + 1);
+    }
+    // Page by page, both ways, with odd page sizes: the same events with the same links.
+    for (order, limit) in [
+        ("asc", 1),
+        ("asc", 4),
+        ("asc", 5),
+        ("desc", 1),
+        ("desc", 4),
+        ("desc", 5),
+    ] {
+        let mut walked: Vec<Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                None => format!("{path}/events?order={order}&limit={limit}"),
+                Some(c) => format!("{path}/events?order={order}&limit={limit}&cursor={c}"),
+            };
+            let page = app.get(&url).await;
+            assert_eq!(page.status, StatusCode::OK, "{url}: {:?}", page.body);
+            let events = page.body["events"].as_array().unwrap();
+            assert!(events.len() <= limit, "{url}");
+            walked.extend(events.iter().cloned());
+            match page.body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+            assert!(walked.len() <= all.len(), "{url} never ends");
+        }
+        if order == "desc" {
+            walked.reverse();
+        }
+        assert_eq!(walked, all, "order={order} limit={limit}");
+    }
+    // Its cursors continue only this stream in this order.
+    let first = app.get(&format!("{path}/events?limit=2")).await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let other = app.issue(&c).await;
+    for url in [
+        format!("{path}/events?order=desc&cursor={cursor}"),
+        format!("/v1/licenses/{}/events?cursor={cursor}", id(&other)),
+        format!("/v1/licenses?cursor={cursor}"),
+        format!("{path}/events?cursor=AQAAAAAAAAACAAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let refused = app.get(&url).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::BAD_REQUEST, "INVALID_CURSOR"),
+            "{url}: {:?}",
+            refused.body
+        );
+    }
+    let ghost = app
+        .get("/v1/licenses/00000000-0000-7000-8000-000000000009/events")
+        .await;
+    assert_eq!(ghost.status, StatusCode::NOT_FOUND);
+}
