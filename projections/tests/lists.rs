@@ -401,4 +401,48 @@ async fn a_filtered_page_reads_an_index_not_the_whole_table() {
             }
         }
     }
+    // A product's or a policy's licenses in one status read the (product or policy, lifecycle,
+    // id) range, not the whole product in id order (migration 0009).
+    for (name, filter, index) in [
+        (
+            "product and active",
+            LicenseFilter {
+                product_id: Some(product),
+                status: Some(LicenseStatus::Active),
+                ..Default::default()
+            },
+            "rm_licenses_product_lifecycle",
+        ),
+        (
+            "product and suspended",
+            LicenseFilter {
+                product_id: Some(product),
+                status: Some(LicenseStatus::Suspended),
+                ..Default::default()
+            },
+            "rm_licenses_product_lifecycle",
+        ),
+        (
+            "policy and active",
+            LicenseFilter {
+                policy_id: Some(policy),
+                status: Some(LicenseStatus::Active),
+                ..Default::default()
+            },
+            "rm_licenses_policy_lifecycle",
+        ),
+    ] {
+        for order in [Order::Asc, Order::Desc] {
+            for _ in 0..7 {
+                let plan =
+                    queries::explain_licenses(&pool, &filter, now, &Window::first(order, 100))
+                        .await
+                        .unwrap();
+                assert!(
+                    plan.contains(index),
+                    "{name} ({order:?}) does not read {index}:\n{plan}"
+                );
+            }
+        }
+    }
 }
