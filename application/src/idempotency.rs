@@ -94,8 +94,10 @@ struct Answered {
 }
 
 /// Flushes of one kind under way at once: one would serialize every claim behind the statement in
-/// flight; a few keep the database's cores busy while batches still form.
-const CONCURRENT_FLUSHES: usize = 4;
+/// flight. 4 measured 0.25 of the rate without keys at 16 writers on a quiet machine, 8 and 64
+/// both 0.36 (BENCHMARKS.md): 8 leaves the pool's other connections to the commands, and
+/// requests beyond 8 still share statements.
+const CONCURRENT_FLUSHES: usize = 8;
 
 type Reply = oneshot::Sender<Result<bool, String>>;
 
