@@ -84,8 +84,7 @@ struct IssueLicenseBody {
     request_body = IssueLicenseBody,
     responses(
         (status = 201, description = "Issued, with its key (`null` on a replay)", body = LicenseWithKey,
-            headers(("Location" = String, description = "The license's URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+            headers(("Location" = String, description = "The license's URL"))),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -290,8 +289,7 @@ struct ReasonBody {
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body = ReasonBody,
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -316,8 +314,7 @@ async fn suspend_license(
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -352,8 +349,7 @@ struct RevokeBody {
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body = RevokeBody,
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -386,8 +382,7 @@ struct RenewBody {
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body = RenewBody,
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -419,8 +414,7 @@ struct TransferBody {
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body = TransferBody,
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -452,8 +446,7 @@ struct EntitlementsBody {
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body = EntitlementsBody,
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -485,8 +478,7 @@ struct SeatsBody {
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body = SeatsBody,
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -518,8 +510,7 @@ struct MaintenanceBody {
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body = MaintenanceBody,
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -544,8 +535,7 @@ async fn extend_maintenance(
     params(("id" = uuid::Uuid, Path, description = "The license")),
     request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
     responses(
-        (status = 200, description = "The license as the change left it", body = LicenseWithKey,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The license as the change left it", body = LicenseWithKey),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]

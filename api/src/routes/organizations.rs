@@ -50,8 +50,7 @@ struct CreateOrganization {
     request_body = CreateOrganization,
     responses(
         (status = 201, description = "Registered", body = OrganizationView,
-            headers(("Location" = String, description = "The organization's URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+            headers(("Location" = String, description = "The organization's URL"))),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]

@@ -171,8 +171,7 @@ impl CreatePolicy {
     request_body = CreatePolicy,
     responses(
         (status = 201, description = "Defined", body = PolicyView,
-            headers(("Location" = String, description = "The policy's URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+            headers(("Location" = String, description = "The policy's URL"))),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]
@@ -197,8 +196,7 @@ async fn create_policy(
     params(("id" = uuid::Uuid, Path, description = "The policy")),
     request_body = PolicyBody,
     responses(
-        (status = 200, description = "The policy at its new version", body = PolicyView,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 200, description = "The policy at its new version", body = PolicyView),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]

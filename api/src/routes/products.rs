@@ -54,8 +54,7 @@ struct CreateProduct {
     request_body = CreateProduct,
     responses(
         (status = 201, description = "Defined", body = ProductView,
-            headers(("Location" = String, description = "The product's URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+            headers(("Location" = String, description = "The product's URL"))),
         (status = 403, response = Problem),
         (status = 404, response = Problem),
     ))]

@@ -38,12 +38,13 @@ struct CreateToken {
     ttl_seconds: Option<i64>,
 }
 
-/// Mints an administration token; its secret is in this answer only.
+/// Mints an administration token; its secret is in this answer only (and in its replay: a retry
+/// with the same `Idempotency-Key` within the retention answers the same token, stored encrypted;
+/// after the retention the retry mints nothing and shows `token: null`).
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", summary = "Mint a token",
     request_body = CreateToken,
     responses(
-        (status = 201, description = "Minted", body = application::operations::MintedToken,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay (the secret is then `null`)"))),
+        (status = 201, description = "Minted; a retry with the same Idempotency-Key answers the same token", body = application::operations::MintedToken),
         (status = 403, response = Problem),
     ))]
 async fn create_token(
