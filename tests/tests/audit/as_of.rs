@@ -251,7 +251,9 @@ async fn as_of_reads_equal_snapshots_and_a_rebuild_equals_the_live_read_models()
             "rm_licenses_organization",
             "rm_licenses_pkey",
             "rm_licenses_policy",
+            "rm_licenses_policy_lifecycle",
             "rm_licenses_product",
+            "rm_licenses_product_lifecycle",
             "rm_licenses_trial_ends_at"
         ]
     );
