@@ -12,10 +12,11 @@
 //!   routes, the license key on the client routes (`key:<keyed hash>`, the hash the ledger already
 //!   keys licenses by; never the key itself). The same key sent by two principals runs twice.
 //! - What is stored: every answer but those that say "not done, try again" (5xx, 401, 403, 408,
-//!   409, 429), whose claim is released so that a retry runs again. A request dropped midway (the
-//!   client went away, the deadline struck) releases its claim too; a server killed midway leaves
-//!   it `in_progress` until the request deadline has passed, when a retry takes it over. Either
-//!   way the events' own idempotency index keeps a command from appending twice.
+//!   409, 429), whose claim is released so that a retry runs again. A request whose client went
+//!   away runs to its end all the same and keeps its answer (see [`run`]); one the deadline
+//!   struck releases its claim; a server killed midway leaves it `in_progress` until the request
+//!   deadline has passed, when a retry takes it over. Either way the events' own idempotency
+//!   index keeps a command from appending twice.
 //! - `POST /v1/validate` takes no key: it appends nothing and answers the license as it is now.
 //!
 //! A request without the header costs nothing here but looking for it.
@@ -171,7 +172,49 @@ async fn read_body(idem: &Idempotency, body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// Claims `key` in `scope`, then replays, refuses, or runs the request and keeps its answer.
+///
+/// All of it runs in a task of its own, bounded by the request deadline: a client that goes away
+/// (a reset connection drops the request's future) must not cut a request between its claim's
+/// write and the guard that releases it (the key would stay `in_progress` until the deadline),
+/// nor between its command's commit and its answer's store (the retry would replay the command
+/// from the events, where a token's or license key's secret is not: the secret would be lost).
+/// Found by an attacker resetting connections; `tests/tests/admin_api/idempotency.rs` resets
+/// them too.
 async fn run(
+    idem: &Idempotency,
+    scope: String,
+    key: String,
+    parts: axum::http::request::Parts,
+    bytes: Bytes,
+    next: Next,
+) -> Response {
+    use tracing::Instrument;
+    let idem = idem.clone();
+    let deadline = idem.stale_after;
+    let task = tokio::spawn(
+        async move {
+            match tokio::time::timeout(deadline, execute(&idem, scope, key, parts, bytes, next))
+                .await
+            {
+                Ok(response) => response,
+                // Dropping the request released its claim (`Held`): a retry runs it again.
+                Err(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Timeout,
+                    "the request took too long; retry it with the same Idempotency-Key",
+                )
+                .into_response(),
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+    match task.await {
+        Ok(response) => response,
+        Err(e) => ApiError::internal(&e).into_response(),
+    }
+}
+
+async fn execute(
     idem: &Idempotency,
     scope: String,
     key: String,

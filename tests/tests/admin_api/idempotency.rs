@@ -236,3 +236,64 @@ async fn malformed_keys_are_refused_naming_the_header_and_execute_nothing() {
     assert_eq!(app.event_count().await, before);
     app.stop().await;
 }
+
+/// A client that resets its connection in the middle of a keyed creation loses nothing: the
+/// request runs to its end on the server, and the retry gets 409 while it runs, then the first
+/// answer, secret included. Found by an attacker: the retry answered `token: null` (the command
+/// replayed from the events, where no secret is) for a token that was live, or the key stayed
+/// `in_progress` until the request deadline.
+#[tokio::test]
+async fn a_reset_connection_loses_no_secret_and_holds_no_key() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+
+    let app = TestApp::start().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let body = json!({"role": "vendor_auditor", "label": "reset"});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let before = count(&app, "ApiTokenIssued").await;
+    let attempts = 12u64;
+    for attempt in 0..attempts {
+        let key = format!("reset-{attempt}");
+        let head = format!(
+            "POST /v1/tokens HTTP/1.1\r\nHost: ledger\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n",
+            app.admin_token,
+            bytes.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        // Reset at different points of the request's life.
+        tokio::time::sleep(Duration::from_millis(attempt % 6)).await;
+        stream.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(stream); // RST, not FIN
+        let started = Instant::now();
+        let answer = loop {
+            let answer = post(&app, &app.admin_token, "/v1/tokens", &body, &key).await;
+            if answer.status != StatusCode::CONFLICT {
+                break answer;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the key stayed in progress after a reset"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.json());
+        let token = answer.json()["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("attempt {attempt}: the secret is gone: {:?}", answer.json()))
+            .to_owned();
+        // The answer's token is the live one.
+        let read = app
+            .call_as(&token, Method::GET, "/v1/organizations", None, &[])
+            .await;
+        assert_eq!(read.status, StatusCode::OK, "attempt {attempt}");
+    }
+    assert_eq!(
+        count(&app, "ApiTokenIssued").await - before,
+        i64::try_from(attempts).unwrap(),
+        "one token per key, whatever the resets"
+    );
+}
