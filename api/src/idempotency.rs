@@ -130,7 +130,17 @@ struct KeyOnly {
     key: Option<String>,
 }
 
-/// Middleware of the client routes: scoped by the license key in the body.
+/// The scope of a client request's keys: the license key's keyed hash (the hash the ledger
+/// already keys licenses by; never the key itself).
+pub fn client_scope(state: &AppState, license_key: &str) -> String {
+    format!("key:{}", state.app.key_hash(license_key).to_hex())
+}
+
+/// Middleware of the client routes: scoped by the license key in the body. Only a request whose
+/// key opens a license of the application presenting it (the client edge, as the handler checks
+/// it) claims anything: a missing `X-App-Id`, a malformed or unknown key runs the handler, which
+/// refuses it, and leaves no row behind (an attacker's 100 keyed requests without `X-App-Id` left
+/// 100 stored refusals, all in the one scope of malformed keys, where strangers' keys collided).
 pub async fn client(State(idem): State<Idempotency>, req: Request, next: Next) -> Response {
     if !is_write(req.method())
         || req.uri().path() == "/v1/validate"
@@ -147,16 +157,31 @@ pub async fn client(State(idem): State<Idempotency>, req: Request, next: Next) -
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };
-    // A body without a readable key is refused by the handler, which runs nothing: no claim.
+    // A body without a readable key, or a key that opens no license of the presented
+    // application, is refused by the handler, which runs nothing: no claim.
     let license_key = serde_json::from_slice::<KeyOnly>(&bytes)
         .ok()
         .and_then(|b| b.key);
-    let Some(license_key) = license_key else {
+    let app_id = parts
+        .headers
+        .get("x-app-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| domain::ids::AppId::parse_str(v).ok());
+    let opens = match (&license_key, &app_id) {
+        (Some(license_key), Some(app_id)) => idem
+            .state
+            .app
+            .open_license(app_id, license_key)
+            .await
+            .is_ok(),
+        _ => false,
+    };
+    let (Some(license_key), true) = (license_key, opens) else {
         return next
             .run(Request::from_parts(parts, Body::from(bytes)))
             .await;
     };
-    let scope = format!("key:{}", idem.state.app.key_hash(&license_key).to_hex());
+    let scope = client_scope(&idem.state, &license_key);
     run(&idem, scope, key, parts, bytes, next).await
 }
 

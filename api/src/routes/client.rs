@@ -18,7 +18,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commands::{CommandContext, Idempotency};
 use domain::ErrorCode;
-use domain::ids::LicenseId;
 use domain::ids::{AppId, InstallationId};
 use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
 use serde::Deserialize;
@@ -87,21 +86,27 @@ fn app_id(headers: &HeaderMap) -> Result<AppId, ApiError> {
 }
 
 /// The context of a client application's command. With an `Idempotency-Key`, the key is recorded
-/// on the command's events too, scoped by the license: the stored answers' safety net (a retry
-/// that runs again, after a server died mid-request, appends nothing twice; ADR 0016).
+/// on the command's events too, scoped as the stored answers are, by the license key's keyed
+/// hash (never the key): the stored answers' safety net (a retry that runs again, after a server
+/// died mid-request, appends nothing twice; ADR 0016). Scoped by the license instead, the same
+/// `Idempotency-Key` sent with the license's new key after a rotation was refused as reused.
 fn context(
+    state: &AppState,
     request_id: String,
     headers: &HeaderMap,
     uri: &Uri,
     body: &[u8],
-    license_id: LicenseId,
+    license_key: &str,
 ) -> Result<CommandContext, ApiError> {
     let mut ctx = client_context(request_id);
     if let Some(key) = crate::idempotency::key_of(headers)? {
         let digest =
             crate::idempotency::request_digest(&axum::http::Method::POST, uri.path(), body);
         ctx.idempotency = Some(Idempotency {
-            key: format!("license:{license_id}/{key}"),
+            key: format!(
+                "{}/{key}",
+                crate::idempotency::client_scope(state, license_key)
+            ),
             request_hash: hex::encode(digest),
         });
     }
@@ -236,7 +241,7 @@ async fn activate(
         .app
         .licenses()
         .activate(
-            &context(request_id, &headers, &uri, &raw_body, license_id)?,
+            &context(&state, request_id, &headers, &uri, &raw_body, &body.key)?,
             license_id,
             ActivationRequest {
                 fingerprint: body.fingerprint,
@@ -280,7 +285,7 @@ async fn deactivate(
         .app
         .licenses()
         .deactivate(
-            &context(request_id, &headers, &uri, &raw_body, license_id)?,
+            &context(&state, request_id, &headers, &uri, &raw_body, &body.key)?,
             license_id,
             installation,
             DeactivationReason::Client,
@@ -311,7 +316,7 @@ async fn heartbeat(
     let body: KeyBody = parse_json(&raw_body)?;
     let installation = installation_id(&raw)?;
     let license_id = state.app.open_license(&app, &body.key).await?;
-    let ctx = context(request_id, &headers, &uri, &raw_body, license_id)?;
+    let ctx = context(&state, request_id, &headers, &uri, &raw_body, &body.key)?;
     let lease = state
         .app
         .licenses()
@@ -353,7 +358,7 @@ async fn offline_token(
         .app
         .licenses()
         .offline_token(
-            &context(request_id, &headers, &uri, &raw_body, license_id)?,
+            &context(&state, request_id, &headers, &uri, &raw_body, &body.key)?,
             license_id,
             OfflineTokenKind::Offline,
             body.fingerprint,

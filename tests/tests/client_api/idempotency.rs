@@ -291,3 +291,141 @@ async fn validation_takes_no_idempotency_key() {
     assert_eq!(stored, 0);
     app.stop().await;
 }
+
+async fn stored_rows(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(app.server.state.app.pool())
+        .await
+        .unwrap()
+}
+
+/// A keyed request whose license key opens no license of the presenting application (no
+/// `X-App-Id`, a malformed key, an unknown key, another product's key) claims nothing: it is
+/// refused as without a key and leaves no row behind, so strangers never share a scope (an
+/// attacker's requests with malformed keys all landed in one scope, and one caller's key was
+/// refused as reused because another had used it).
+#[tokio::test]
+async fn a_key_that_opens_no_license_claims_nothing() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let key = s(&app.issue(&c).await, "key");
+    let other = app
+        .catalogue_with(
+            json!({"name": "Other", "model": "node_locked", "seats": 1, "duration_days": 30, "features": [],
+            "offline_allowed": false, "offline_grace_days": 0, "payment_grace_days": 7}),
+        )
+        .await;
+    let before = stored_rows(&app).await;
+    let cases = [
+        (
+            c.app_id.as_str(),
+            json!({"key": "not-a-key", "fingerprint": "f-1"}),
+        ),
+        (
+            c.app_id.as_str(),
+            json!({"key": "ACME-0000-0000-0000-0000-0000", "fingerprint": "f-1"}),
+        ),
+        (
+            other.app_id.as_str(),
+            json!({"key": key, "fingerprint": "f-1"}),
+        ),
+        ("not-a-uuid", json!({"key": key, "fingerprint": "f-1"})),
+    ];
+    for (app_id, body) in &cases {
+        for attempt in 0..2 {
+            let answer = client_post(&app, "/v1/activations", app_id, body, "shared-key").await;
+            assert!(
+                matches!(
+                    answer.status,
+                    StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN
+                ),
+                "{app_id} {body} (attempt {attempt}): {}",
+                String::from_utf8_lossy(&answer.body)
+            );
+            assert_eq!(answer.header("idempotent-replayed"), None);
+        }
+    }
+    // Without X-App-Id at all.
+    let bare = send_raw(
+        &app.client,
+        &app.base,
+        Method::POST,
+        "/v1/activations",
+        &[
+            ("content-type", "application/json"),
+            ("idempotency-key", "shared-key"),
+        ],
+        serde_json::to_vec(&json!({"key": key, "fingerprint": "f-1"})).unwrap(),
+    )
+    .await;
+    assert_eq!(bare.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        stored_rows(&app).await,
+        before,
+        "no row for a key that opens nothing"
+    );
+    // The real key then uses the same Idempotency-Key as its own.
+    let activated = client_post(
+        &app,
+        "/v1/activations",
+        &c.app_id,
+        &json!({"key": key, "fingerprint": "f-1"}),
+        "shared-key",
+    )
+    .await;
+    assert_eq!(activated.status, StatusCode::CREATED);
+    assert_eq!(stored_rows(&app).await, before + 1);
+}
+
+/// Keys are scoped per license key, on the stored answers and on the events alike: after a
+/// rotation, the license's new key sending an `Idempotency-Key` its old key used runs the request
+/// (it was refused as reused, the events' key being scoped by the license).
+#[tokio::test]
+async fn after_a_rotation_the_new_license_key_has_keys_of_its_own() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let license = app.issue(&c).await;
+    let old_key = s(&license, "key");
+    let first = client_post(
+        &app,
+        "/v1/activations",
+        &c.app_id,
+        &json!({"key": old_key, "fingerprint": "f-rot-1"}),
+        "rot-1",
+    )
+    .await;
+    assert_eq!(
+        first.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let rotated = app
+        .call(
+            Method::POST,
+            &format!("/v1/licenses/{}/rotate-key", s(&license, "id")),
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{:?}", rotated.body);
+    let new_key = rotated.body["key"].as_str().unwrap();
+    let again = client_post(
+        &app,
+        "/v1/activations",
+        &c.app_id,
+        &json!({"key": new_key, "fingerprint": "f-rot-2"}),
+        "rot-1",
+    )
+    .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(
+        again.header("idempotent-replayed"),
+        None,
+        "run, not replayed"
+    );
+}
