@@ -194,6 +194,38 @@ pub fn path_id<T: std::str::FromStr>(
         .map_err(|_| ApiError::not_found(code, format!("{what} {raw:?} does not exist")))
 }
 
+/// A route's one path parameter (an id), as text. A value that is not UTF-8 once
+/// percent-decoded is kept as sent, still encoded (`%FF`): it then names no resource, and the handler
+/// answers 404 problem+json as for any id that is not one (axum's `Path<String>` answered a
+/// plain-text 400 naming the decoding error, on every `{id}` route).
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // axum decodes path parameters while routing and refuses the ones that are not UTF-8;
+        // those are read back from the URI, at the parameter's place in the route's template.
+        if let Ok(decoded) = axum::extract::RawPathParams::from_request_parts(parts, state).await
+            && let Some((_, value)) = decoded.iter().next()
+        {
+            return Ok(Self(value.to_owned()));
+        }
+        let place = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .and_then(|template| {
+                template
+                    .as_str()
+                    .split('/')
+                    .position(|s| s.starts_with('{'))
+            });
+        let raw = place
+            .and_then(|i| parts.uri.path().split('/').nth(i))
+            .unwrap_or_default();
+        Ok(Self(raw.to_owned()))
+    }
+}
+
 /// Request parts: the request id.
 pub struct ReqId(pub String);
 

@@ -12,7 +12,7 @@ use application::tokens::SignedToken;
 use application::validate::ValidateRequest;
 use application::views::{DeactivationView, InstallationView, LeaseView};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Uri;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::extract::{Body, ReqId, parse_json, path_id};
+use crate::extract::{Body, PathParam, ReqId, parse_json, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 
@@ -264,7 +264,9 @@ async fn activate(
     params(("id" = uuid::Uuid, Path, description = "The installation")),
     request_body = KeyBody,
     responses(
-        (status = 200, description = "Deactivated (or was already)", body = DeactivationView),
+        (status = 200, description = "Deactivated", body = DeactivationView),
+        // INSTALLATION_NOT_FOUND: no active installation with this id on the license, one
+        // already deactivated included (a retry that must get the first answer sends a key).
         (status = 404, response = Problem),
         (status = 409, response = Problem),
         (status = 422, response = Problem),
@@ -272,7 +274,7 @@ async fn activate(
 async fn deactivate(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     uri: Uri,
     headers: HeaderMap,
     Body(raw_body): Body,
@@ -307,7 +309,7 @@ async fn deactivate(
 async fn heartbeat(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     uri: Uri,
     headers: HeaderMap,
     Body(raw_body): Body,

@@ -5,7 +5,7 @@
 use application::catalogue::LicenseQuery;
 use application::views::{LicenseView, LicenseWithKey, Written};
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use commands::ledger::{LicenseChange, NewLicense};
@@ -19,7 +19,7 @@ use serde_json::json;
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, NoBody, path_id};
+use crate::extract::{Command, NoBody, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -202,7 +202,7 @@ async fn list_licenses(
 async fn license_installations(
     State(state): State<AppState>,
     principal: Principal,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;
@@ -223,7 +223,7 @@ async fn license_installations(
 async fn get_license(
     State(state): State<AppState>,
     principal: Principal,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     RawQuery(query): RawQuery,
 ) -> Result<Json<LicenseView>, ApiError> {
     principal.require(Permission::Read)?;
@@ -246,7 +246,7 @@ async fn get_license(
 async fn license_events(
     State(state): State<AppState>,
     principal: Principal,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     RawQuery(query): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(Permission::Read)?;
@@ -295,7 +295,7 @@ struct ReasonBody {
     ))]
 async fn suspend_license(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<ReasonBody>,
 ) -> Result<Response, ApiError> {
     let reason = cmd.body.reason.clone();
@@ -320,7 +320,7 @@ async fn suspend_license(
     ))]
 async fn reinstate_license(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<NoBody>,
 ) -> Result<Response, ApiError> {
     change(
@@ -355,7 +355,7 @@ struct RevokeBody {
     ))]
 async fn revoke_license(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<RevokeBody>,
 ) -> Result<Response, ApiError> {
     let reason = cmd.body.reason.clone();
@@ -388,7 +388,7 @@ struct RenewBody {
     ))]
 async fn renew_license(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<RenewBody>,
 ) -> Result<Response, ApiError> {
     let expires_at = cmd.body.expires_at;
@@ -420,7 +420,7 @@ struct TransferBody {
     ))]
 async fn transfer_license(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<TransferBody>,
 ) -> Result<Response, ApiError> {
     let organization_id = cmd.body.organization_id;
@@ -452,7 +452,7 @@ struct EntitlementsBody {
     ))]
 async fn change_entitlements(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<EntitlementsBody>,
 ) -> Result<Response, ApiError> {
     let features = cmd.body.features.clone();
@@ -484,7 +484,7 @@ struct SeatsBody {
     ))]
 async fn change_seats(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<SeatsBody>,
 ) -> Result<Response, ApiError> {
     let seats = cmd.body.seats;
@@ -516,7 +516,7 @@ struct MaintenanceBody {
     ))]
 async fn extend_maintenance(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<MaintenanceBody>,
 ) -> Result<Response, ApiError> {
     let until = cmd.body.until;
@@ -541,7 +541,7 @@ async fn extend_maintenance(
     ))]
 async fn rotate_license_key(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<NoBody>,
 ) -> Result<Response, ApiError> {
     cmd.principal.require(Permission::Admin)?;

@@ -49,8 +49,10 @@ struct RequestFile {
     platform: Option<Label>,
     #[serde(default)]
     environment: Option<Environment>,
-    #[allow(dead_code)] // written by the SDK for the administrator's eyes; not needed here
-    created_at: String,
+    /// Written by the SDK for the administrator's eyes; not needed here, but checked as the
+    /// RFC 3339 instant `docs/client-protocol.md` says it is (any text, NUL included, was taken).
+    #[allow(dead_code)]
+    created_at: domain::Timestamp,
     /// Recorded as the events' causation, linking them to the file. A UUID, as the SDK writes
     /// it (`docs/client-protocol.md`): anything else would be stored forever in the log.
     nonce: uuid::Uuid,

@@ -2,7 +2,7 @@
 
 use application::views::OrganizationView;
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use commands::ledger::NewOrganization;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, path_id};
+use crate::extract::{Command, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -82,7 +82,7 @@ async fn create_organization(
 async fn get_organization(
     State(state): State<AppState>,
     principal: Principal,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<OrganizationView>, ApiError> {
     principal.require(Permission::Read)?;
     let id = organization_id(&raw)?;
@@ -135,7 +135,7 @@ async fn list_organizations(
 async fn organization_licenses(
     State(state): State<AppState>,
     principal: Principal,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Read)?;

@@ -2,7 +2,7 @@
 
 use application::views::PolicyView;
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use domain::ErrorCode;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, NoBody, path_id};
+use crate::extract::{Command, NoBody, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -202,7 +202,7 @@ async fn create_policy(
     ))]
 async fn revise_policy(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<PolicyBody>,
 ) -> Result<Response, ApiError> {
     cmd.principal.require(Permission::Admin)?;
@@ -227,7 +227,7 @@ async fn revise_policy(
     ))]
 async fn retire_policy(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<NoBody>,
 ) -> Result<Response, ApiError> {
     cmd.principal.require(Permission::Admin)?;
@@ -247,7 +247,7 @@ async fn retire_policy(
 async fn get_policy(
     State(state): State<AppState>,
     principal: Principal,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<PolicyView>, ApiError> {
     principal.require(Permission::Read)?;
     let id = policy_id(&raw)?;

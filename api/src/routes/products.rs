@@ -2,7 +2,7 @@
 
 use application::views::ProductView;
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use commands::ledger::NewProduct;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, path_id};
+use crate::extract::{Command, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -89,7 +89,7 @@ async fn create_product(
 async fn get_product(
     State(state): State<AppState>,
     principal: Principal,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<ProductView>, ApiError> {
     principal.require(Permission::Read)?;
     let id: ProductId = path_id(&raw, ErrorCode::ProductNotFound, "product")?;

@@ -1,6 +1,6 @@
 //! `/v1/tokens`: mint and revoke administration tokens.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use domain::ErrorCode;
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::answer;
 use crate::auth::Permission;
 use crate::error::ApiError;
-use crate::extract::{Command, NoBody, path_id};
+use crate::extract::{Command, NoBody, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -83,7 +83,7 @@ async fn create_token(
     ))]
 async fn revoke_token(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     cmd: Command<NoBody>,
 ) -> Result<Response, ApiError> {
     cmd.principal.require(Permission::Admin)?;

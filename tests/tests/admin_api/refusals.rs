@@ -171,6 +171,25 @@ async fn unknown_ids_are_not_found_whether_in_the_path_or_the_body() {
             None,
             "LICENSE_NOT_FOUND",
         ),
+        // Not UTF-8 once decoded: no id either (was a plain-text 400 from the path extractor).
+        (
+            Method::GET,
+            "/v1/licenses/%FF".to_owned(),
+            None,
+            "LICENSE_NOT_FOUND",
+        ),
+        (
+            Method::GET,
+            "/v1/organizations/%C3%28/licenses".to_owned(),
+            None,
+            "ORGANIZATION_NOT_FOUND",
+        ),
+        (
+            Method::POST,
+            "/v1/tokens/%FF%FE/revoke".to_owned(),
+            None,
+            "TOKEN_NOT_FOUND",
+        ),
         (
             Method::GET,
             format!("/v1/licenses/{ghost}/events"),

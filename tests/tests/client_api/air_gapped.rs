@@ -136,6 +136,24 @@ async fn an_air_gapped_machine_is_activated_and_deactivated_with_files() {
             "the problem does not echo the nonce"
         );
     }
+    // `created_at` is the RFC 3339 instant the protocol says, nothing else (NUL and empty text
+    // were taken).
+    for created_at in [
+        json!("\u{0000}\u{0001}"),
+        json!(""),
+        json!("yesterday"),
+        json!(7),
+    ] {
+        let mut odd = request.clone();
+        odd["created_at"] = created_at;
+        let answer = post_file(request_file("ACTIVATION REQUEST", &odd))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        let problem: Value = answer.json().await.unwrap();
+        assert_eq!(problem["field"], "created_at", "{problem}");
+    }
+    assert_eq!(app.event_count().await, before, "nothing written");
     let mut wrong_app = request.clone();
     wrong_app["app_id"] = json!(OTHER_APP);
     let answer = post_file(request_file("ACTIVATION REQUEST", &wrong_app))
