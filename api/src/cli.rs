@@ -166,7 +166,7 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     checkpoint_every_secs: u64,
     /// Seconds the answer of a write sent with an Idempotency-Key is kept for its retries
-    /// (1 s to 7 days; API.md promises 24 h); older answers are pruned every minute, or sooner.
+    /// (1 s to 7 days; docs/api.md promises 24 h); older answers are pruned every minute, or sooner.
     #[arg(long, env = "LEDGER_IDEMPOTENCY_RETENTION_SECS", default_value_t = 86_400,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
     idempotency_retention_secs: u64,
@@ -314,6 +314,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Writes one line to stdout; a closed pipe (`ledger keys list | head -1`) is an error like any
+/// other, reported on stderr with exit 1, where `println!` panicked.
+fn out(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
@@ -362,7 +372,7 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
         KeysAction::Rotate => {
             let kid = application::signing::rotate(&args.data_dir)?;
             eprintln!("new current signing key {kid}; running servers pick it up within seconds");
-            println!("{kid}");
+            out(format_args!("{kid}"))?;
         }
         KeysAction::Retire { kid } => {
             application::signing::retire(&args.data_dir, &kid)?;
@@ -374,11 +384,11 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
             } else {
                 application::signing::published_public_keys(&args.data_dir)?
             };
-            println!("{}", serde_json::to_string_pretty(&jwks)?);
+            out(format_args!("{}", serde_json::to_string_pretty(&jwks)?))?;
         }
         KeysAction::List => {
             for (kid, state) in application::signing::list(&args.data_dir)? {
-                println!("{kid}\t{state}");
+                out(format_args!("{kid}\t{state}"))?;
             }
         }
     }
@@ -436,7 +446,7 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
                 role.as_str(),
                 humanize(args.ttl)
             );
-            println!("{}", secret.expose());
+            out(format_args!("{}", secret.expose()))?;
             Ok(())
         }
     }

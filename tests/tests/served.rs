@@ -173,3 +173,37 @@ fn without_a_database_url_every_binary_says_what_to_pass() {
         }
     }
 }
+
+/// A closed stdout (`ledger token ... | head -c0`, a reader that exits early) is an error like any
+/// other: one `error:` line on stderr and exit 1, never a panic with a backtrace (found by a
+/// helper following the README: `ledger keys list | awk '... exit'` panicked).
+#[tokio::test]
+async fn a_closed_stdout_is_an_error_line_not_a_panic() {
+    let db = TestDb::create().await;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // every write to the pipe now fails with EPIPE
+    let ran = std::process::Command::new(BIN)
+        .args([
+            "token",
+            "--role",
+            "vendor_auditor",
+            "--ttl",
+            "1h",
+            "--database-url",
+            &db.url,
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("error: ") && l.contains("Broken pipe")),
+        "{stderr}"
+    );
+    db.drop_db().await;
+}
