@@ -279,8 +279,14 @@ fn license_query<'a>(
         // always, from `SupportPrefixSearch`), so PostgreSQL plans each search for its own
         // bounds: a cached generic plan guesses the selectivity of a range of unknown bounds and
         // may walk the primary key instead, reading the whole table for a short prefix
-        // (BENCHMARKS.md, "Lists"). Anything else is bound as a parameter.
-        let plain = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        // (BENCHMARKS.md, "Lists"). The upper bound is the text with its last character's
+        // successor, so `9` and `Z` end it in `:` and `[`: any printable ASCII but a quote or a
+        // backslash is written as it is (standard-conforming strings: nothing else escapes a
+        // literal). Anything else, never produced by `SupportPrefixSearch`, is bound.
+        let plain = |t: &str| {
+            t.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'\'' && b != b'\\')
+        };
         if plain(from) && plain(to) {
             q.push(format!(
                 " AND key_prefix ~>=~ '{from}' AND key_prefix ~<~ '{to}'"
