@@ -99,7 +99,37 @@ struct Answered {
 /// requests beyond 8 still share statements.
 const CONCURRENT_FLUSHES: usize = 8;
 
-type Reply = oneshot::Sender<Result<bool, String>>;
+type Reply = oneshot::Sender<Result<bool, SharedError>>;
+
+/// A batch's error, given to each request of the batch: the kind that decides the answer (the
+/// database unreachable: 503; anything else: 500) and its text. `sqlx::Error` is not `Clone`,
+/// and a text alone made every outage of the store a 500.
+#[derive(Clone, Debug)]
+enum SharedError {
+    Unavailable(String),
+    Other(String),
+}
+
+impl SharedError {
+    fn of(e: &sqlx::Error) -> Self {
+        match e {
+            // The kinds `api::error` answers 503 for.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(e.to_string()),
+            _ => Self::Other(e.to_string()),
+        }
+    }
+
+    /// An error of the same kind for the request that waited on the batch.
+    fn into_error(self) -> sqlx::Error {
+        match self {
+            Self::Unavailable(text) => sqlx::Error::Io(std::io::Error::other(text)),
+            Self::Other(text) => sqlx::Error::Protocol(text),
+        }
+    }
+}
 
 /// Concurrent requests' rows written by one statement (group commit): a request queues its row
 /// and waits for a flush permit; whoever gets one writes every row queued by then, and the others
@@ -140,9 +170,9 @@ impl<T: Send + 'static> Batch<T> {
         let early = match answer.try_recv() {
             Ok(given) => Some(given),
             Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => {
-                Some(Err("a batched write was abandoned".to_owned()))
-            }
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(SharedError::Other(
+                "a batched write was abandoned".to_owned(),
+            ))),
         };
         if early.is_none() {
             let pending = std::mem::take(
@@ -161,7 +191,7 @@ impl<T: Send + 'static> Batch<T> {
                     for (i, reply) in replies.into_iter().enumerate() {
                         let _ = reply.send(match &result {
                             Ok(each) => Ok(each.get(i).copied().unwrap_or(false)),
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(SharedError::of(e)),
                         });
                     }
                 });
@@ -172,11 +202,13 @@ impl<T: Send + 'static> Batch<T> {
         let given = match early {
             Some(given) => given,
             // Written by this flush, or by one an abandoned leader spawned.
-            None => answer
-                .await
-                .unwrap_or_else(|_| Err("a batched write was abandoned".to_owned())),
+            None => answer.await.unwrap_or_else(|_| {
+                Err(SharedError::Other(
+                    "a batched write was abandoned".to_owned(),
+                ))
+            }),
         };
-        given.map_err(sqlx::Error::Protocol)
+        given.map_err(SharedError::into_error)
     }
 }
 
@@ -534,6 +566,14 @@ mod tests {
             .connect_lazy("postgres://nobody@127.0.0.1:1/none")
             .expect("a lazy pool");
         IdempotencyStore::new(pool, &[7; 32], DEFAULT_RETENTION)
+    }
+
+    #[test]
+    fn a_batch_error_keeps_its_kind_for_every_request_of_the_batch() {
+        let unavailable = SharedError::of(&sqlx::Error::PoolTimedOut).into_error();
+        assert!(matches!(unavailable, sqlx::Error::Io(_)), "{unavailable:?}");
+        let other = SharedError::of(&sqlx::Error::RowNotFound).into_error();
+        assert!(matches!(other, sqlx::Error::Protocol(_)), "{other:?}");
     }
 
     #[tokio::test]
