@@ -54,7 +54,9 @@ struct Jwks {
 
 /// The public keys that verify offline tokens, receipts and checkpoints.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "health", summary = "Public signing keys",
-    responses((status = 200, description = "The key set (cacheable for 5 minutes)", body = Jwks)))]
+    responses((status = 200, description = "The key set (cacheable for 5 minutes)", body = Jwks),
+        // Limited per address like the client routes (ADR 0018).
+        (status = 429, response = Problem)))]
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(

@@ -132,7 +132,7 @@ const STATUSES: [LicenseStatus; 8] = [
         ("include_descendants" = Option<bool>, Query, description = "With organization_id: its descendants' licenses too"),
         ("product_id" = Option<uuid::Uuid>, Query, description = "Only this product's licenses"),
         ("policy_id" = Option<uuid::Uuid>, Query, description = "Only licenses issued under this policy"),
-        ("status" = Option<String>, Query, pattern = "^(active|trialing|past_due|suspended|expired|canceled|revoked)$", description = "Only licenses in this status now"),
+        ("status" = Option<String>, Query, pattern = "^(active|trialing|past_due|paused|suspended|expired|canceled|revoked)$", description = "Only licenses in this status now"),
         ("key_prefix" = Option<String>, Query, description = "The start of a license key as a customer reads it: the product prefix, a hyphen and 2-4 characters (e.g. `ACME-7K2Q`); never a whole key"),
         ("expires_before" = Option<String>, Query, format = DateTime, description = "Only licenses expiring before this RFC 3339 instant"),
         ("user_id" = Option<String>, Query, deprecated, description = "Reserved for named users (issue #15): refused with 400 until users exist"),

@@ -138,7 +138,7 @@ async fn audit(
     State(state): State<AppState>,
     principal: Principal,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     principal.require(Permission::Read)?;
     // Control characters (NUL above all, which PostgreSQL refuses in text) are refused in every
     // value by `Params::parse`: `actor=%00` is a malformed query, not a server error.
@@ -155,11 +155,7 @@ async fn audit(
         actor: q.text("actor", 200)?,
     };
     let listed = state.app.audit(&filter, q.page()?).await?;
-    let mut body = json!({ "entries": listed.items });
-    if let Some(cursor) = listed.next_cursor {
-        body["next_cursor"] = json!(cursor);
-    }
-    Ok(Json(body))
+    super::page("entries", listed)
 }
 
 /// The latest signed checkpoint of the log.
