@@ -251,9 +251,7 @@ impl Catalogue<'_> {
         if window.order == queries::Order::Desc {
             rows.reverse();
         }
-        let fetch =
-            usize::try_from(window.limit.clamp(1, queries::MAX_PAGE) + 1).unwrap_or(usize::MAX);
-        rows.truncate(fetch);
+        // `page` keeps the first `limit` and tells from the rest whether more follow.
         Ok(cursors.page(&scope, &window, rows, |a| a.installation_id, |a| a))
     }
 

@@ -41,17 +41,6 @@ pub struct PageRequest {
     pub order: Order,
 }
 
-impl PageRequest {
-    /// The first page of `limit` items, oldest first.
-    pub fn first(limit: i64) -> Self {
-        Self {
-            cursor: None,
-            limit,
-            order: Order::Asc,
-        }
-    }
-}
-
 /// A key a list pages by: its bytes in a cursor.
 pub trait CursorKey: Sized + Copy {
     /// The key's bytes.
