@@ -1,5 +1,5 @@
 //! `Idempotency-Key` on every write (API.md "API conventions", ADR 0016): the middleware that
-//! claims a request's key in the application's store before the handler runs and stores the
+//! claims a request's key in the application's store before the handler runs and keeps the
 //! handler's answer after it, so that a retry with the same key and request is answered the first
 //! answer again, byte for byte (status, headers, body), with `Idempotent-Replayed: true`, and
 //! executes nothing.
@@ -11,12 +11,14 @@
 //! - Keys are scoped per principal: the administration token (`token:<id>`) on the administration
 //!   routes, the license key on the client routes (`key:<keyed hash>`, the hash the ledger already
 //!   keys licenses by; never the key itself). The same key sent by two principals runs twice.
-//! - What is stored: every answer but those that say "not done, try again" (5xx, 401, 403, 408,
-//!   409, 429), whose claim is released so that a retry runs again. A request whose client went
-//!   away runs to its end all the same and keeps its answer (see [`run`]); one the deadline
-//!   struck releases its claim; a server killed midway leaves it `in_progress` until the request
-//!   deadline has passed, when a retry takes it over. Either way the events' own idempotency
-//!   index keeps a command from appending twice.
+//! - What is kept: successes (2xx). A refusal or failure executed nothing; its claim is released
+//!   and a retry is evaluated afresh. A request whose client went away runs to its end all the
+//!   same and keeps its answer (see [`run`]); one the deadline struck releases its claim.
+//! - Where: claims and fresh answers in the server's memory, answers written to the table just
+//!   after the response (`application::idempotency`); a retry the memory does not hold runs its
+//!   handler, whose command finds the key on its first event (the events' index), appends
+//!   nothing and answers the first outcome, which this middleware then replaces by the stored
+//!   first answer's bytes. A server killed midway holds no claim: its retry runs the same way.
 //! - `POST /v1/validate` takes no key: it appends nothing and answers the license as it is now.
 //!
 //! A request without the header costs nothing here but looking for it.
@@ -43,21 +45,18 @@ pub const HEADER: &str = "idempotency-key";
 /// The answer header that marks a replay.
 pub const REPLAYED: &str = "idempotent-replayed";
 
-/// What the middleware needs: the application and how long a claim may be held before it is
-/// presumed dead (the request deadline: no live request runs longer).
+/// What the middleware needs: the application and the request deadline, which bounds how long a
+/// keyed request (and its claim) runs once its client has gone away.
 #[derive(Clone)]
 pub struct Idempotency {
     state: AppState,
-    stale_after: Duration,
+    deadline: Duration,
 }
 
 impl Idempotency {
     /// The middleware's state for requests of at most `deadline`.
     pub fn new(state: AppState, deadline: Duration) -> Self {
-        Self {
-            state,
-            stale_after: deadline,
-        }
+        Self { state, deadline }
     }
 }
 
@@ -199,10 +198,9 @@ async fn read_body(idem: &Idempotency, body: Body) -> Result<Bytes, ApiError> {
 /// Claims `key` in `scope`, then replays, refuses, or runs the request and keeps its answer.
 ///
 /// All of it runs in a task of its own, bounded by the request deadline: a client that goes away
-/// (a reset connection drops the request's future) must not cut a request between its claim's
-/// write and the guard that releases it (the key would stay `in_progress` until the deadline),
-/// nor between its command's commit and its answer's store (the retry would replay the command
-/// from the events, where a token's or license key's secret is not: the secret would be lost).
+/// (a reset connection drops the request's future) must not cut a request between its command's
+/// commit and its answer's keeping (the retry would replay the command from the events, where a
+/// token's or license key's secret is not: the secret would be lost).
 /// Found by an attacker resetting connections; `tests/tests/admin_api/idempotency.rs` resets
 /// them too.
 async fn run(
@@ -215,7 +213,7 @@ async fn run(
 ) -> Response {
     use tracing::Instrument;
     let idem = idem.clone();
-    let deadline = idem.stale_after;
+    let deadline = idem.deadline;
     let task = tokio::spawn(
         async move {
             match tokio::time::timeout(deadline, execute(&idem, scope, key, parts, bytes, next))
@@ -253,46 +251,53 @@ async fn execute(
         .map_or_else(|| parts.uri.path(), |p| p.as_str());
     let digest = request_digest(&parts.method, target, &bytes);
     let store = idem.state.app.idempotency();
-    let claim = match store.claim(&scope, &key, &digest, idem.stale_after).await {
-        Ok(Claimed::Fresh(claim)) => claim,
-        Ok(Claimed::Replay(answer)) => return replay(answer),
-        Ok(Claimed::InProgress) => {
-            let mut response = ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::IdempotencyInProgress,
-                "a request with this Idempotency-Key is still running; retry shortly for its answer",
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
-        }
-        Ok(Claimed::Reused) => {
-            return ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::IdempotencyKeyReused,
-                "this Idempotency-Key was already used with a different request",
-            )
-            .into_response();
-        }
-        Err(e) => return ApiError::from(e).into_response(),
+    let claim = match store.claim(&scope, &key, &digest) {
+        Claimed::Fresh(claim) => claim,
+        Claimed::Replay(answer) => return replay(answer),
+        Claimed::InProgress => return in_progress(),
+        Claimed::Reused => return reused(),
     };
     let mut guard = Held {
         store: store.clone(),
         claim: Some(claim),
     };
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let (response, seen) =
+        commands::replays::observe(next.run(Request::from_parts(parts, Body::from(bytes)))).await;
     let (head, body) = response.into_parts();
+    if !seen.recorded {
+        // Not a first execution, or not one at all. The events' index found the key recorded
+        // by an earlier request (the command appended nothing and answered that request's
+        // outcome), or the request appended nothing (a command with nothing to change, a
+        // refusal: an offline deactivation of a device the first request freed). The answer
+        // stored for the key, if any, is the first answer byte for byte, secrets included;
+        // without one (a first request that changed nothing, an answer pruned or lost with a
+        // server that died before writing it), this one stands.
+        match store.stored(&scope, &key, &digest).await {
+            Ok(Some(Claimed::Replay(first))) => {
+                guard.release();
+                return replay(first);
+            }
+            Ok(Some(_)) => {
+                guard.release();
+                return reused();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Not kept: a re-derived answer must not stand in for a first answer that is
+                // stored but could not be read.
+                tracing::warn!(error = %e, "could not read a stored idempotent answer; answering without it");
+                guard.release();
+                return Response::from_parts(head, body);
+            }
+        }
+    }
     if !is_kept(head.status) {
-        guard.release().await;
+        guard.release();
         return Response::from_parts(head, body);
     }
     // Handlers answer from memory, so collecting the body costs a copy of what is in hand.
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        guard.release().await;
+        guard.release();
         return ApiError::internal(&"an answer's body could not be read").into_response();
     };
     let answer = StoredAnswer {
@@ -300,21 +305,38 @@ async fn execute(
         headers: stored_headers(&head.headers),
         body: bytes.to_vec(),
     };
-    guard.complete(&answer).await;
+    guard.complete(&answer, seen.recorded);
     Response::from_parts(head, Body::from(bytes))
 }
 
-/// Whether an answer is kept for replays: not one that says "not done, try again".
+fn in_progress() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::IdempotencyInProgress,
+        "a request with this Idempotency-Key is still running; retry shortly for its answer",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn reused() -> Response {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::IdempotencyKeyReused,
+        "this Idempotency-Key was already used with a different request",
+    )
+    .into_response()
+}
+
+/// Whether an answer is kept for replays: a success only. A refusal (4xx) or a failure (5xx)
+/// executed nothing, so its retry is evaluated afresh rather than refused again for a day: the
+/// events' index, which decides for a retry the memory does not hold, knows only of requests
+/// that appended (ADR 0016).
 fn is_kept(status: StatusCode) -> bool {
-    !(status.is_server_error()
-        || matches!(
-            status,
-            StatusCode::UNAUTHORIZED
-                | StatusCode::FORBIDDEN
-                | StatusCode::REQUEST_TIMEOUT
-                | StatusCode::CONFLICT
-                | StatusCode::TOO_MANY_REQUESTS
-        ))
+    status.is_success()
 }
 
 /// The headers a replay answers again: the handler's own (`Content-Type`, `Location`, ...), not
@@ -356,42 +378,27 @@ struct Held {
 }
 
 impl Held {
-    async fn complete(&mut self, answer: &StoredAnswer) {
+    fn complete(&mut self, answer: &StoredAnswer, first: bool) {
         let Some(claim) = self.claim.take() else {
             return;
         };
-        if let Err(e) = self.store.complete(&claim, answer).await {
-            // The answer is given all the same; a retry runs again and the events' index keeps
-            // its command from appending twice.
-            tracing::warn!(error = %e, "could not store an idempotent answer; releasing its key");
-            if let Err(e) = self.store.release(&claim).await {
-                tracing::warn!(error = %e, "could not release an idempotency key");
-            }
+        if let Err(e) = self.store.complete(&claim, answer, first) {
+            // The answer is given all the same (the claim was released); a retry runs again and
+            // the events' index keeps its command from appending twice.
+            tracing::warn!(error = %e, "could not keep an idempotent answer; its key is released");
         }
     }
 
-    async fn release(&mut self) {
-        if let Some(claim) = self.claim.take()
-            && let Err(e) = self.store.release(&claim).await
-        {
-            tracing::warn!(error = %e, "could not release an idempotency key");
+    fn release(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.store.release(&claim);
         }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let Some(claim) = self.claim.take() else {
-            return;
-        };
-        let store = self.store.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = store.release(&claim).await {
-                    tracing::warn!(error = %e, "could not release an abandoned idempotency key");
-                }
-            });
-        }
+        self.release();
     }
 }
 
@@ -423,11 +430,11 @@ mod tests {
     }
 
     #[test]
-    fn only_final_answers_are_kept() {
-        for kept in [200, 201, 400, 404, 413, 422] {
+    fn only_successes_are_kept() {
+        for kept in [200, 201, 204] {
             assert!(is_kept(StatusCode::from_u16(kept).unwrap()), "{kept}");
         }
-        for released in [401, 403, 408, 409, 429, 500, 503] {
+        for released in [400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 503] {
             assert!(
                 !is_kept(StatusCode::from_u16(released).unwrap()),
                 "{released}"

@@ -238,7 +238,7 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
 }
 
 /// The headers of a limited route's answers: `RateLimit-*` (ADR 0018) and, on a write that takes
-/// an `Idempotency-Key`, `Idempotent-Replayed` (ADR 0016). Problems carry them too; their shared
+/// an `Idempotency-Key`, `Idempotent-Replayed` (ADRs 0016, 0019). Problems carry them too; their shared
 /// response states `Retry-After` only.
 fn add_success_headers(op: &mut Operation, keyed: bool) {
     let integer = |description: &str| {
@@ -319,13 +319,14 @@ fn idempotency_key() -> Parameter {
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
         .description(Some(
-            "Makes a retry safe: the same key with the same request within the retention \
-             (24 h by default) answers the first answer again, byte for byte, with \
-             `Idempotent-Replayed: true` and executes nothing; with another request 422 \
-             `IDEMPOTENCY_KEY_REUSED`; while the first still runs 409 \
-             `IDEMPOTENCY_IN_PROGRESS` with `Retry-After`. Scoped per bearer token \
-             (administration) or license key (client routes). 1-255 visible ASCII characters, \
-             else 400 `INVALID_IDEMPOTENCY_KEY`.",
+            "Makes a retry safe: no write executes twice. The same key with the same request \
+             within the retention (24 h by default) answers the first successful (2xx) answer \
+             again, byte for byte, with `Idempotent-Replayed: true`, and executes nothing; a \
+             refusal (4xx) executed nothing, and its retry is evaluated afresh. With another \
+             request 422 `IDEMPOTENCY_KEY_REUSED`; while the first still runs on the same \
+             server process 409 `IDEMPOTENCY_IN_PROGRESS` with `Retry-After`. Scoped per \
+             bearer token (administration) or license key (client routes). 1-255 visible ASCII \
+             characters, else 400 `INVALID_IDEMPOTENCY_KEY`.",
         ))
         .schema(Some(
             ObjectBuilder::new()

@@ -278,6 +278,7 @@ impl RunningServer {
     /// Stops accepting connections, lets in-flight requests finish, stops every background job.
     pub async fn shutdown(self) {
         self.jobs.stop().await;
+        drain_answers(&self.state).await;
     }
 
     /// A token cancelled when the server begins shutting down.
@@ -293,6 +294,24 @@ impl RunningServer {
     /// Waits until every task has ended (after `shutdown_token()` was cancelled).
     pub async fn wait(self) {
         self.jobs.wait().await;
+        drain_answers(&self.state).await;
+    }
+}
+
+/// How long a stopping server waits for the idempotent answers of its last requests to be
+/// written (they are written just after each response; the database may be gone).
+const ANSWERS_DRAIN: Duration = Duration::from_secs(10);
+
+/// Writes the idempotent answers still pending once the last request has ended: a retry sent to
+/// the next server then replays them (secrets included) instead of re-deriving them.
+async fn drain_answers(state: &AppState) {
+    if tokio::time::timeout(ANSWERS_DRAIN, state.app.idempotency().drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "idempotent answers were left unwritten at shutdown; their retries run again"
+        );
     }
 }
 

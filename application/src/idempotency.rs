@@ -2,31 +2,44 @@
 //! retry with the same key and request gets the first answer again, byte for byte, and executes
 //! nothing.
 //!
-//! A request [`IdempotencyStore::claim`]s its (scope, key) with one `INSERT`; the front end runs
-//! it and then either [`IdempotencyStore::complete`]s the claim with the answer or
-//! [`IdempotencyStore::release`]s it (a 5xx, a dropped request: a retry may run again, and the
-//! events' own idempotency index keeps a command from appending twice). A claim still
-//! `in_progress` after `stale_after` (the request deadline) belonged to a server that died
-//! mid-request: the next request with the same key and request takes it over.
+//! Two layers, so that a keyed request costs no statement before its command:
+//! - **In this process's memory**, a request [`IdempotencyStore::claim`]s its (scope, key): a
+//!   concurrent duplicate gets `InProgress`, another request with the key `Reused`. The request
+//!   then runs, its command recording the key on its first event, and either
+//!   [`IdempotencyStore::complete`]s the claim with its (successful) answer or
+//!   [`IdempotencyStore::release`]s it. A completed answer stays in memory, where a retry finds
+//!   it, until one writer has stored it with every answer completed meanwhile (one statement
+//!   for many answers, after the responses); then the memory forgets it.
+//! - **The events' own `(actor, idempotency_key)` index** decides for everything the memory
+//!   does not hold (a retry after the answer was written, on another server process, after a
+//!   restart): the retry's command appends nothing and answers the first request's outcome, or
+//!   refuses another request with the key. Only then is the table read
+//!   ([`IdempotencyStore::stored`]), for the first answer's exact bytes, which hold what the
+//!   events do not (a secret shown once).
+//!
+//! A graceful shutdown writes every pending answer ([`IdempotencyStore::drain`]); a process killed
+//! between a response and its answer's write loses that answer, and a retry is answered from the
+//! events (a secret shown once is not shown again then).
 //!
 //! Bodies are stored encrypted (XChaCha20-Poly1305, key derived from the server's pepper, the
 //! row's scope, key, status and headers as associated data): a token's or license key's secret,
 //! shown once, is answered again to a retry but never stored in clear. A row whose body does not
-//! decrypt (another pepper, a row moved to another scope) is treated as absent and taken over.
+//! decrypt (another pepper, a row moved to another scope) is treated as absent.
 //!
 //! The scope is the principal, spelled by the front end (`token:<id>`, `key:<keyed hash>`); this
 //! module knows no HTTP, only statuses as numbers and headers as text.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::sync::Arc;
 
 use sqlx::{PgPool, Row};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
 /// How long answers are kept by default: API.md promises 24 hours.
@@ -35,6 +48,21 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Rows the pruner deletes per statement, so that a large backlog never holds one long
 /// transaction (and its locks) over the table.
 const PRUNE_BATCH: i64 = 10_000;
+
+/// Answers waiting for their write at most; beyond (the database unreachable for long), the
+/// oldest are given up, with a warning: their retries run their handlers, under the events'
+/// index.
+const MAX_PENDING: usize = 100_000;
+
+/// How long the writer waits for more answers before it writes what it has.
+const WRITE_LINGER: Duration = Duration::from_millis(25);
+
+/// Attempts to write an answer the database refuses (not an unreachable database) before it is
+/// given up.
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// Answers one statement writes at most.
+const WRITE_BATCH: usize = 1_000;
 
 const NONCE_LEN: usize = 24;
 
@@ -67,39 +95,60 @@ pub enum Claimed {
     Reused,
 }
 
+/// A claim held in memory: by a running request (`answer` none), or by an answer not yet written.
+struct Held {
+    claim_id: Uuid,
+    request_hash: [u8; 32],
+    answer: Option<StoredAnswer>,
+}
+
+type Claims = HashMap<(String, String), Held>;
+
 /// The store of idempotent answers, over the request pool.
 #[derive(Clone)]
 pub struct IdempotencyStore {
     pool: PgPool,
     cipher: XChaCha20Poly1305,
     retention: Duration,
-    claims: Arc<Batch<NewClaim>>,
-    answers: Arc<Batch<Answered>>,
+    claims: Arc<Mutex<Claims>>,
+    lookups: Arc<Batch<Lookup, Option<Found>>>,
+    writer: Arc<Writer>,
 }
 
-/// A first claim to insert.
-struct NewClaim {
+/// A stored row's look-up.
+struct Lookup {
     scope: String,
     key: String,
-    request_hash: Vec<u8>,
-    claim_id: Uuid,
+    retention: Duration,
 }
 
-/// An answer to store over its claim.
+/// A stored row, as a claim reads it.
+#[derive(Clone)]
+struct Found {
+    request_hash: Vec<u8>,
+    done: bool,
+    status: Option<i16>,
+    headers: Option<String>,
+    body: Option<Vec<u8>>,
+    expired: bool,
+}
+
+/// An answer to write.
 struct Answered {
     claim: Claim,
+    /// Of a request that executed for the first time (see [`IdempotencyStore::complete`]).
+    first: bool,
+    request_hash: [u8; 32],
     status: i16,
     headers: String,
     sealed: Vec<u8>,
 }
 
-/// Flushes of one kind under way at once: one would serialize every claim behind the statement in
-/// flight. 4 measured 0.25 of the rate without keys at 16 writers on a quiet machine, 8 and 64
-/// both 0.36 (BENCHMARKS.md): 8 leaves the pool's other connections to the commands, and
-/// requests beyond 8 still share statements.
-const CONCURRENT_FLUSHES: usize = 8;
+/// Look-ups under way at once (retries only): more than a few would take the pool's connections
+/// from the commands.
+const CONCURRENT_FLUSHES: usize = 4;
 
-type Reply = oneshot::Sender<Result<bool, SharedError>>;
+type Reply<R> = oneshot::Sender<Result<R, SharedError>>;
 
 /// A batch's error, given to each request of the batch: the kind that decides the answer (the
 /// database unreachable: 503; anything else: 500) and its text. `sqlx::Error` is not `Clone`,
@@ -131,66 +180,61 @@ impl SharedError {
     }
 }
 
-/// Concurrent requests' rows written by one statement (group commit): a request queues its row
-/// and waits for a flush permit; whoever gets one writes every row queued by then, and the others
-/// find their answer already given. At 16 writers one statement carries many rows where each
-/// request paid a round trip and a transaction of its own (ADR 0016, BENCHMARKS.md).
-struct Batch<T> {
-    queue: std::sync::Mutex<Vec<(T, Reply)>>,
+/// Concurrent requests' look-ups read by one statement: a request queues its own and waits for a
+/// flush permit; whoever gets one reads every look-up queued by then, and the others find their
+/// answer already given (a burst of retries, after an outage, shares statements).
+struct Batch<T, R> {
+    queue: Mutex<Vec<(T, Reply<R>)>>,
     flushing: tokio::sync::Semaphore,
 }
 
-impl<T> Default for Batch<T> {
+impl<T, R> Default for Batch<T, R> {
     fn default() -> Self {
         Self {
-            queue: std::sync::Mutex::new(Vec::new()),
+            queue: Mutex::new(Vec::new()),
             flushing: tokio::sync::Semaphore::new(CONCURRENT_FLUSHES),
         }
     }
 }
 
-impl<T: Send + 'static> Batch<T> {
-    /// Writes `item` with whatever else is queued; what `flush` said of it (one `bool` per row).
-    async fn submit<F, Fut>(&self, pool: &PgPool, item: T, flush: F) -> Result<bool, sqlx::Error>
+impl<T: Send + 'static, R: Clone + Send + 'static> Batch<T, R> {
+    /// Submits `item` with whatever else is queued; what `flush` said of it (one `R` per item,
+    /// in order).
+    async fn submit<F, Fut>(&self, pool: &PgPool, item: T, flush: F) -> Result<R, sqlx::Error>
     where
         F: FnOnce(PgPool, Vec<T>) -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<bool>, sqlx::Error>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<Vec<R>, sqlx::Error>> + Send + 'static,
     {
+        let abandoned = || SharedError::Other("a batched statement was abandoned".to_owned());
         let (reply, mut answer) = oneshot::channel();
         self.queue
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .push((item, reply));
         let leader = self
             .flushing
             .acquire()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        // Another leader may have written this row while this request waited for the lock.
+        // Another leader may have served this item while this request waited for the permit.
         let early = match answer.try_recv() {
             Ok(given) => Some(given),
             Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(SharedError::Other(
-                "a batched write was abandoned".to_owned(),
-            ))),
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(abandoned())),
         };
         if early.is_none() {
-            let pending = std::mem::take(
-                &mut *self
-                    .queue
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
+            let pending =
+                std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
             if !pending.is_empty() {
-                let (items, replies): (Vec<T>, Vec<Reply>) = pending.into_iter().unzip();
-                let written = flush(pool.clone(), items);
+                let (items, replies): (Vec<T>, Vec<Reply<R>>) = pending.into_iter().unzip();
+                let done = flush(pool.clone(), items);
                 // Spawned: a leader dropped midway (its request abandoned) must not leave the
-                // other rows of its batch unwritten and their requests unanswered.
+                // other items of its batch unanswered.
                 let task = tokio::spawn(async move {
-                    let result = written.await;
+                    let result = done.await;
                     for (i, reply) in replies.into_iter().enumerate() {
                         let _ = reply.send(match &result {
-                            Ok(each) => Ok(each.get(i).copied().unwrap_or(false)),
+                            Ok(each) => each.get(i).cloned().ok_or_else(abandoned),
                             Err(e) => Err(SharedError::of(e)),
                         });
                     }
@@ -201,15 +245,27 @@ impl<T: Send + 'static> Batch<T> {
         drop(leader);
         let given = match early {
             Some(given) => given,
-            // Written by this flush, or by one an abandoned leader spawned.
-            None => answer.await.unwrap_or_else(|_| {
-                Err(SharedError::Other(
-                    "a batched write was abandoned".to_owned(),
-                ))
-            }),
+            // Served by this flush, or by one an abandoned leader spawned.
+            None => answer.await.unwrap_or_else(|_| Err(abandoned())),
         };
         given.map_err(SharedError::into_error)
     }
+}
+
+/// The answers waiting for their write, and whether a writer task is running.
+#[derive(Default)]
+struct Writer {
+    state: Mutex<WriterState>,
+    /// Woken when the writer has nothing left to write.
+    idle: Notify,
+    /// Tells the writer to write without lingering (a drain waits).
+    flush_now: Notify,
+}
+
+#[derive(Default)]
+struct WriterState {
+    pending: std::collections::VecDeque<Answered>,
+    running: bool,
 }
 
 impl std::fmt::Debug for IdempotencyStore {
@@ -257,7 +313,8 @@ impl IdempotencyStore {
             cipher: XChaCha20Poly1305::new((&key).into()),
             retention,
             claims: Arc::default(),
-            answers: Arc::default(),
+            lookups: Arc::default(),
+            writer: Arc::default(),
         }
     }
 
@@ -266,148 +323,304 @@ impl IdempotencyStore {
         self.retention
     }
 
-    /// Claims `key` in `scope` for a request whose digest is `request_hash`; see the module
-    /// documentation. One statement when the key is new.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn claim(
-        &self,
-        scope: &str,
-        key: &str,
-        request_hash: &[u8; 32],
-        stale_after: Duration,
-    ) -> Result<Claimed, sqlx::Error> {
-        // A row can vanish between two statements (released, pruned): then claim again. Three
-        // rounds are plenty; a key released over and over answers "in progress".
-        for _ in 0..3 {
-            let claim_id = Uuid::now_v7();
-            let row = NewClaim {
-                scope: scope.to_owned(),
-                key: key.to_owned(),
-                request_hash: request_hash.to_vec(),
-                claim_id,
-            };
-            if self.claims.submit(&self.pool, row, insert_claims).await? {
-                return Ok(Claimed::Fresh(self.claim_of(scope, key, claim_id)));
-            }
-            let Some(row) = sqlx::query(
-                "SELECT request_hash, claim_id, state, status, headers::text AS headers, body, \
-                        created_at < now() - $3::interval AS expired, \
-                        created_at < now() - $4::interval AS stale \
-                   FROM idempotency_keys WHERE scope = $1 AND key = $2",
-            )
-            .bind(scope)
-            .bind(key)
-            .bind(interval(self.retention))
-            .bind(interval(stale_after))
-            .fetch_optional(&self.pool)
-            .await?
-            else {
-                continue;
-            };
-            let held: Uuid = row.try_get("claim_id")?;
-            let expired: bool = row.try_get("expired")?;
-            let same: bool = row.try_get::<Vec<u8>, _>("request_hash")? == request_hash[..];
-            let done = row.try_get::<String, _>("state")? == "done";
-            // An answer past the retention is gone, whatever the pruner has not deleted yet.
-            if !expired {
-                if !same {
-                    return Ok(Claimed::Reused);
-                }
-                if done {
-                    let status: i16 = row.try_get("status")?;
-                    let headers: String = row.try_get("headers")?;
-                    let body: Vec<u8> = row.try_get("body")?;
-                    if let Some(answer) = self.open(scope, key, status, &headers, &body) {
-                        return Ok(Claimed::Replay(answer));
-                    }
-                    tracing::warn!(
-                        "a stored idempotent answer does not decrypt (another pepper?); running the request again"
-                    );
-                } else if !row.try_get::<bool, _>("stale")? {
-                    return Ok(Claimed::InProgress);
-                }
-            }
-            // Expired, undecryptable, or claimed by a request that died: take it over, unless
-            // another request took it first.
-            if let Some(claim) = self.take_over(scope, key, request_hash, held).await? {
-                return Ok(Claimed::Fresh(claim));
-            }
-        }
-        Ok(Claimed::InProgress)
+    fn claims(&self) -> std::sync::MutexGuard<'_, Claims> {
+        self.claims.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn claim_of(&self, scope: &str, key: &str, claim_id: Uuid) -> Claim {
-        Claim {
+    /// Claims `key` in `scope` for a request whose digest is `request_hash`, in this process's
+    /// memory (no statement): `Fresh` unless a request with this key runs here now (`InProgress`)
+    /// or its answer waits here for its write (`Replay`), or either holds another request
+    /// (`Reused`). See the module documentation for what the events' index adds.
+    pub fn claim(&self, scope: &str, key: &str, request_hash: &[u8; 32]) -> Claimed {
+        let claim_id = Uuid::now_v7();
+        let mut claims = self.claims();
+        let id = (scope.to_owned(), key.to_owned());
+        if let Some(held) = claims.get(&id) {
+            return if held.request_hash != *request_hash {
+                Claimed::Reused
+            } else if let Some(answer) = &held.answer {
+                Claimed::Replay(answer.clone())
+            } else {
+                Claimed::InProgress
+            };
+        }
+        claims.insert(
+            id,
+            Held {
+                claim_id,
+                request_hash: *request_hash,
+                answer: None,
+            },
+        );
+        Claimed::Fresh(Claim {
             scope: scope.to_owned(),
             key: key.to_owned(),
             claim_id,
-        }
+        })
     }
 
-    /// Replaces the claim `held` by a new one (compare and swap on `claim_id`).
-    async fn take_over(
+    /// The answer stored for `key` in `scope` within the retention, read when the events' index
+    /// said the request ran before (its command appended nothing, and answered the first
+    /// outcome): `Replay` with the first answer, byte for byte; `Reused` when the stored answer
+    /// is another request's; `None` when none is stored (pruned, lost with a process that died
+    /// before writing it, or undecryptable). One statement for every look-up waiting at the
+    /// moment.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn stored(
         &self,
         scope: &str,
         key: &str,
         request_hash: &[u8; 32],
-        held: Uuid,
-    ) -> Result<Option<Claim>, sqlx::Error> {
-        let claim_id = Uuid::now_v7();
-        let updated = sqlx::query(
-            "UPDATE idempotency_keys SET claim_id = $4, request_hash = $3, state = 'in_progress', \
-                    status = NULL, headers = NULL, body = NULL, created_at = now() \
-              WHERE scope = $1 AND key = $2 AND claim_id = $5",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(&request_hash[..])
-        .bind(claim_id)
-        .bind(held)
-        .execute(&self.pool)
-        .await?;
-        Ok((updated.rows_affected() == 1).then(|| self.claim_of(scope, key, claim_id)))
+    ) -> Result<Option<Claimed>, sqlx::Error> {
+        let lookup = Lookup {
+            scope: scope.to_owned(),
+            key: key.to_owned(),
+            retention: self.retention,
+        };
+        let found = self.lookups.submit(&self.pool, lookup, read_rows).await?;
+        // An answer past the retention is gone, whatever the pruner has not deleted yet; a row
+        // left `in_progress` by a server of an earlier version holds no answer.
+        let Some(row) = found.filter(|row| !row.expired && row.done) else {
+            return Ok(None);
+        };
+        if row.request_hash != request_hash[..] {
+            return Ok(Some(Claimed::Reused));
+        }
+        let opened = match (row.status, &row.headers, &row.body) {
+            (Some(status), Some(headers), Some(body)) => {
+                self.open(scope, key, status, headers, body)
+            }
+            _ => None,
+        };
+        if opened.is_none() {
+            tracing::warn!("a stored idempotent answer does not decrypt (another pepper?)");
+        }
+        Ok(opened.map(Claimed::Replay))
     }
 
-    /// Stores the answer of the request holding `claim`. Nothing happens when the claim was taken
-    /// over meanwhile (this request outlived its deadline): the successor answers.
+    /// Keeps the answer of the request holding `claim`: answered from memory to a retry at once,
+    /// written to the table shortly after (see the module documentation). Nothing happens when
+    /// the claim is no longer held.
+    ///
+    /// `first`: the request executed for the first time (its command recorded the key on a new
+    /// event, which the events' index allows once per key): its answer replaces whatever is
+    /// stored for the key. Otherwise (a request that appended nothing, or whose command replayed
+    /// the key and found no stored answer) it is stored only where none is: a re-derived answer
+    /// must never replace a first answer another process is about to write.
     ///
     /// # Errors
-    /// Database errors, or no randomness for the nonce.
-    pub async fn complete(&self, claim: &Claim, answer: &StoredAnswer) -> Result<(), sqlx::Error> {
+    /// No randomness for the nonce (the claim is released then).
+    pub fn complete(
+        &self,
+        claim: &Claim,
+        answer: &StoredAnswer,
+        first: bool,
+    ) -> Result<(), sqlx::Error> {
         let headers = serde_json::to_string(&answer.headers).expect("strings serialize");
-        let sealed = self.seal(
+        let sealed = match self.seal(
             &claim.scope,
             &claim.key,
             answer.status,
             &headers,
             &answer.body,
-        )?;
-        let row = Answered {
+        ) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                self.release(claim);
+                return Err(e);
+            }
+        };
+        let request_hash = {
+            let mut claims = self.claims();
+            match claims.get_mut(&(claim.scope.clone(), claim.key.clone())) {
+                Some(held) if held.claim_id == claim.claim_id => {
+                    held.answer = Some(answer.clone());
+                    held.request_hash
+                }
+                _ => return Ok(()),
+            }
+        };
+        self.enqueue(Answered {
             claim: claim.clone(),
+            first,
+            request_hash,
             status: i16::try_from(answer.status).unwrap_or(i16::MAX),
             headers,
             sealed,
-        };
-        self.answers
-            .submit(&self.pool, row, store_answers)
-            .await
-            .map(|_| ())
+        });
+        Ok(())
     }
 
     /// Gives the key back: a retry runs the request again.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn release(&self, claim: &Claim) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND claim_id = $3")
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .bind(claim.claim_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    pub fn release(&self, claim: &Claim) {
+        let mut claims = self.claims();
+        let id = (claim.scope.clone(), claim.key.clone());
+        if claims
+            .get(&id)
+            .is_some_and(|h| h.claim_id == claim.claim_id)
+        {
+            claims.remove(&id);
+        }
+    }
+
+    /// Waits until no claim is held and every answer is written (or given up): at shutdown,
+    /// after the last request, and in tests and benchmarks that look at the table. The writer
+    /// writes at once, without lingering.
+    pub async fn drain(&self) {
+        loop {
+            let idle = self.writer.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let writing = {
+                let state = self
+                    .writer
+                    .state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                state.running || !state.pending.is_empty()
+            };
+            if writing {
+                self.writer.flush_now.notify_one();
+                self.start_writer();
+                idle.await;
+            } else if self.claims().is_empty() {
+                return;
+            } else {
+                // Requests still running hold claims; their answers come (or they release).
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// How many claims this process holds (running requests, answers not yet written).
+    pub fn held(&self) -> usize {
+        self.claims().len()
+    }
+
+    /// Starts a writer when answers wait and none runs.
+    fn start_writer(&self) {
+        let start = {
+            let mut state = self
+                .writer
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            !state.pending.is_empty() && !std::mem::replace(&mut state.running, true)
+        };
+        if start {
+            let this = self.clone();
+            tokio::spawn(async move { this.write_pending().await });
+        }
+    }
+
+    /// Queues an answer for the writer, starting it when none runs.
+    fn enqueue(&self, answered: Answered) {
+        {
+            let mut state = self
+                .writer
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.pending.push_back(answered);
+            if state.pending.len() > MAX_PENDING
+                && let Some(lost) = state.pending.pop_front()
+            {
+                tracing::warn!(
+                    "too many idempotent answers wait for the database; the oldest is given up (its retry runs again)"
+                );
+                self.release(&lost.claim);
+            }
+        }
+        self.start_writer();
+    }
+
+    /// The writer: writes what is pending, a batch per statement, until nothing is.
+    async fn write_pending(self) {
+        // Clears `running` however this task ends (a panic, its runtime dropped), so that no
+        // drain waits for a writer that is gone and the next answer starts one.
+        struct Running(IdempotencyStore);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0
+                    .writer
+                    .state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .running = false;
+                self.0.writer.idle.notify_waiters();
+            }
+        }
+        let _running = Running(self.clone());
+        loop {
+            // Lingers so that one statement carries every answer completed meanwhile: the
+            // writer is off the requests' path, and a statement per answer or two cost the
+            // command path a third of its rate at 16 writers (BENCHMARKS.md).
+            tokio::select! {
+                () = tokio::time::sleep(WRITE_LINGER) => {}
+                () = self.writer.flush_now.notified() => {}
+            }
+            let batch: Vec<Answered> = {
+                let mut state = self
+                    .writer
+                    .state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if state.pending.is_empty() {
+                    return; // `_running` clears the flag under no lock of ours
+                }
+                let n = state.pending.len().min(WRITE_BATCH);
+                state.pending.drain(..n).collect()
+            };
+            self.write_batch(batch).await;
+        }
+    }
+
+    /// Writes `batch`, then lets the memory forget its answers (a retry finds the rows from now
+    /// on). While the database is unreachable the batch is retried with back-off, however long
+    /// (the pending answers behind it are bounded by [`MAX_PENDING`]); a batch refused for
+    /// another reason is written row by row, and a row refused [`WRITE_ATTEMPTS`] times is given
+    /// up (its retry runs its handler, under the events' index).
+    async fn write_batch(&self, batch: Vec<Answered>) {
+        let mut queue = std::collections::VecDeque::from([batch]);
+        while let Some(rows) = queue.pop_front() {
+            let mut failures = 0u32;
+            loop {
+                match write_rows(&self.pool, &rows, self.retention).await {
+                    Ok(()) => {
+                        for answered in &rows {
+                            self.release(&answered.claim);
+                        }
+                        break;
+                    }
+                    Err(e) if unreachable(&e) => {
+                        failures = failures.saturating_add(1);
+                        if failures == 1 || failures.is_multiple_of(20) {
+                            tracing::warn!(error = %e, answers = rows.len(), failures, "could not store idempotent answers; the database is unreachable, will retry");
+                        }
+                    }
+                    Err(e) if rows.len() > 1 => {
+                        tracing::warn!(error = %e, answers = rows.len(), "a batch of idempotent answers was refused; writing them one by one");
+                        queue.extend(rows.into_iter().map(|row| vec![row]));
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if failures >= WRITE_ATTEMPTS {
+                            tracing::error!(error = %e, "an idempotent answer was refused; given up (its retry runs again)");
+                            for answered in &rows {
+                                self.release(&answered.claim);
+                            }
+                            break;
+                        }
+                        tracing::warn!(error = %e, failures, "an idempotent answer was refused; will retry");
+                    }
+                }
+                let wait = Duration::from_millis(50u64 << failures.min(6));
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 
     fn seal(
@@ -471,67 +684,130 @@ impl IdempotencyStore {
     }
 }
 
-/// Inserts first claims; per row, whether it was inserted (the key was free). A key claimed twice
-/// in one batch goes to the first row: `DO NOTHING` skips the second.
-async fn insert_claims(pool: PgPool, rows: Vec<NewClaim>) -> Result<Vec<bool>, sqlx::Error> {
-    let mut scopes = Vec::with_capacity(rows.len());
-    let mut keys = Vec::with_capacity(rows.len());
-    let mut hashes = Vec::with_capacity(rows.len());
-    let mut ids = Vec::with_capacity(rows.len());
-    for row in &rows {
-        scopes.push(row.scope.as_str());
-        keys.push(row.key.as_str());
-        hashes.push(row.request_hash.as_slice());
-        ids.push(row.claim_id);
+/// Reads the stored rows of `lookups`, one per look-up, in order.
+async fn read_rows(pool: PgPool, lookups: Vec<Lookup>) -> Result<Vec<Option<Found>>, sqlx::Error> {
+    let mut scopes = Vec::with_capacity(lookups.len());
+    let mut keys = Vec::with_capacity(lookups.len());
+    let mut retained = Vec::with_capacity(lookups.len());
+    for l in &lookups {
+        scopes.push(l.scope.as_str());
+        keys.push(l.key.as_str());
+        retained.push(i64::try_from(l.retention.as_millis()).unwrap_or(i64::MAX));
     }
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
-        "INSERT INTO idempotency_keys (scope, key, request_hash, claim_id, state) \
-         SELECT scope, key, request_hash, claim_id, 'in_progress' \
-           FROM unnest($1::text[], $2::text[], $3::bytea[], $4::uuid[]) \
-                AS u(scope, key, request_hash, claim_id) \
-         ON CONFLICT DO NOTHING RETURNING claim_id",
+    let rows = sqlx::query(
+        "SELECT u.i, k.request_hash, k.state = 'done' AS done, k.status, k.headers::text AS headers, \
+                k.body, k.created_at < now() - u.kept_ms * interval '1 millisecond' AS expired \
+           FROM unnest($1::text[], $2::text[], $3::int8[]) \
+                WITH ORDINALITY AS u(scope, key, kept_ms, i) \
+           JOIN idempotency_keys k ON k.scope = u.scope AND k.key = u.key",
     )
     .bind(&scopes)
     .bind(&keys)
-    .bind(&hashes)
-    .bind(&ids)
+    .bind(&retained)
     .fetch_all(&pool)
     .await?;
-    Ok(ids.iter().map(|id| inserted.contains(id)).collect())
+    let mut found = vec![None; lookups.len()];
+    for row in rows {
+        let i: i64 = row.try_get("i")?;
+        let slot = usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| found.get_mut(i))
+            .ok_or_else(|| sqlx::Error::Protocol("a look-up's ordinal is out of range".into()))?;
+        *slot = Some(Found {
+            request_hash: row.try_get("request_hash")?,
+            done: row.try_get("done")?,
+            status: row.try_get("status")?,
+            headers: row.try_get("headers")?,
+            body: row.try_get("body")?,
+            expired: row.try_get("expired")?,
+        });
+    }
+    Ok(found)
 }
 
-/// Stores answers over the claims that are still theirs.
-async fn store_answers(pool: PgPool, rows: Vec<Answered>) -> Result<Vec<bool>, sqlx::Error> {
-    let mut scopes = Vec::with_capacity(rows.len());
-    let mut keys = Vec::with_capacity(rows.len());
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut statuses = Vec::with_capacity(rows.len());
-    let mut headers = Vec::with_capacity(rows.len());
-    let mut bodies = Vec::with_capacity(rows.len());
-    for row in &rows {
-        scopes.push(row.claim.scope.as_str());
-        keys.push(row.claim.key.as_str());
-        ids.push(row.claim.claim_id);
-        statuses.push(row.status);
-        headers.push(row.headers.as_str());
-        bodies.push(row.sealed.as_slice());
+/// Whether a write failed because the database cannot be reached now (worth retrying for as
+/// long as it lasts), rather than because it refused the statement.
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        // Connection exceptions, insufficient resources, operator intervention (a shutdown, a
+        // database starting up): SQLSTATE classes 08, 53 and 57.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| ["08", "53", "57"].iter().any(|class| c.starts_with(class))),
+        _ => false,
     }
-    sqlx::query(
-        "UPDATE idempotency_keys k \
-            SET state = 'done', status = u.status, headers = u.headers::json, body = u.body \
-           FROM unnest($1::text[], $2::text[], $3::uuid[], $4::int2[], $5::text[], $6::bytea[]) \
-                AS u(scope, key, claim_id, status, headers, body) \
-          WHERE k.scope = u.scope AND k.key = u.key AND k.claim_id = u.claim_id",
-    )
-    .bind(&scopes)
-    .bind(&keys)
-    .bind(&ids)
-    .bind(&statuses)
-    .bind(&headers)
-    .bind(&bodies)
-    .execute(&pool)
-    .await?;
-    Ok(vec![true; rows.len()])
+}
+
+/// Writes answers. A first execution's answer replaces whatever the key's row holds: the events'
+/// index let its request record the key, so no earlier request with the key executed, and a row
+/// there holds a request that changed nothing or an answer re-derived from the events. Any other
+/// answer is written only where no answer is (or one past the retention, or a claim left
+/// `in_progress` by a server of ADR 0016's version): it must not replace the first answer.
+async fn write_rows(
+    pool: &PgPool,
+    rows: &[Answered],
+    retention: Duration,
+) -> Result<(), sqlx::Error> {
+    let (first, other): (Vec<&Answered>, Vec<&Answered>) = rows.iter().partition(|a| a.first);
+    for (group, replaces) in [(first, true), (other, false)] {
+        if group.is_empty() {
+            continue;
+        }
+        let mut scopes = Vec::with_capacity(group.len());
+        let mut keys = Vec::with_capacity(group.len());
+        let mut hashes = Vec::with_capacity(group.len());
+        let mut ids = Vec::with_capacity(group.len());
+        let mut statuses = Vec::with_capacity(group.len());
+        let mut headers = Vec::with_capacity(group.len());
+        let mut bodies = Vec::with_capacity(group.len());
+        let mut seen = std::collections::HashSet::new();
+        // A key twice in one statement would fail it ("cannot affect row a second time"); the
+        // memory keeps one claim per key, so this only guards against what cannot happen.
+        for row in group.iter().rev() {
+            if !seen.insert((row.claim.scope.as_str(), row.claim.key.as_str())) {
+                continue;
+            }
+            scopes.push(row.claim.scope.as_str());
+            keys.push(row.claim.key.as_str());
+            hashes.push(&row.request_hash[..]);
+            ids.push(row.claim.claim_id);
+            statuses.push(row.status);
+            headers.push(row.headers.as_str());
+            bodies.push(row.sealed.as_slice());
+        }
+        let only_where = if replaces {
+            ""
+        } else {
+            " WHERE idempotency_keys.created_at < now() - $8::interval \
+                 OR idempotency_keys.state <> 'done'"
+        };
+        let sql = format!(
+            "INSERT INTO idempotency_keys \
+                    (scope, key, request_hash, claim_id, state, status, headers, body) \
+             SELECT scope, key, request_hash, claim_id, 'done', status, headers::json, body \
+               FROM unnest($1::text[], $2::text[], $3::bytea[], $4::uuid[], $5::int2[], \
+                           $6::text[], $7::bytea[]) \
+                    AS u(scope, key, request_hash, claim_id, status, headers, body) \
+             ON CONFLICT (scope, key) DO UPDATE \
+                SET request_hash = EXCLUDED.request_hash, claim_id = EXCLUDED.claim_id, \
+                    state = 'done', status = EXCLUDED.status, headers = EXCLUDED.headers, \
+                    body = EXCLUDED.body, created_at = now(){only_where}"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(&scopes)
+            .bind(&keys)
+            .bind(&hashes)
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(&headers)
+            .bind(&bodies);
+        if !replaces {
+            query = query.bind(interval(retention));
+        }
+        query.execute(pool).await?;
+    }
+    Ok(())
 }
 
 /// Deletes the answers and claims older than `retention`, in batches; how many went.
@@ -566,6 +842,69 @@ mod tests {
             .connect_lazy("postgres://nobody@127.0.0.1:1/none")
             .expect("a lazy pool");
         IdempotencyStore::new(pool, &[7; 32], DEFAULT_RETENTION)
+    }
+
+    /// Claims in memory: a duplicate while the first runs is in progress, another request with
+    /// the key reused, a completed answer replayed; while the database is unreachable, the answer
+    /// waits in memory, retried, and is not given up (a failover must not lose answers).
+    #[tokio::test(start_paused = true)]
+    async fn claims_are_held_in_memory_and_answers_wait_out_an_unreachable_database() {
+        let store = store();
+        let (one, two) = ([1; 32], [2; 32]);
+        let Claimed::Fresh(claim) = store.claim("token:a", "k", &one) else {
+            panic!("a new key is fresh");
+        };
+        assert!(matches!(
+            store.claim("token:a", "k", &one),
+            Claimed::InProgress
+        ));
+        assert!(matches!(store.claim("token:a", "k", &two), Claimed::Reused));
+        let Claimed::Fresh(other) = store.claim("token:b", "k", &one) else {
+            panic!("another scope's key is its own");
+        };
+        store.release(&other);
+        let answer = StoredAnswer {
+            status: 201,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+        };
+        store.complete(&claim, &answer, true).unwrap();
+        // The pool points nowhere: every write fails as unreachable (the paused clock skips the
+        // back-off; ten minutes pass).
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        match store.claim("token:a", "k", &one) {
+            Claimed::Replay(replayed) => assert_eq!(replayed, answer),
+            other => panic!("expected the answer from memory, got {other:?}"),
+        }
+        assert_eq!(store.held(), 1);
+    }
+
+    #[test]
+    fn only_an_unreachable_database_is_waited_out() {
+        assert!(unreachable(&sqlx::Error::PoolTimedOut));
+        assert!(unreachable(&sqlx::Error::Io(std::io::Error::other(
+            "reset"
+        ))));
+        assert!(!unreachable(&sqlx::Error::PoolClosed));
+        assert!(!unreachable(&sqlx::Error::Protocol("refused".into())));
+    }
+
+    #[tokio::test]
+    async fn a_released_claim_frees_its_key_and_a_stale_release_frees_nothing() {
+        let store = store();
+        let Claimed::Fresh(first) = store.claim("token:a", "k", &[1; 32]) else {
+            panic!("fresh");
+        };
+        store.release(&first);
+        let Claimed::Fresh(second) = store.claim("token:a", "k", &[1; 32]) else {
+            panic!("fresh again after the release");
+        };
+        store.release(&first); // the first request's late release
+        assert!(matches!(
+            store.claim("token:a", "k", &[1; 32]),
+            Claimed::InProgress
+        ));
+        store.release(&second);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! ([`crate::asof`]).
 
 use commands::ledger::{LicenseChange, NewLicense};
-use commands::{CommandContext, Ledger, Loaded, Outcome};
+use commands::{CommandContext, Idempotency, Ledger, Loaded, Outcome};
 use domain::event::Actor;
 use domain::ids::{AppId, InstallationId, LicenseId};
 use domain::license::{License, LicenseEvent, LicenseState};
@@ -424,11 +424,17 @@ impl Licenses<'_> {
         request: ActivationRequest,
     ) -> Result<SignedToken, AppError> {
         let fingerprint = request.fingerprint.clone();
-        // Two commands: a request's idempotency key is recorded on the token's event only. On
-        // the activation it would make the token command find the key taken and answer the
-        // activation again; and a request run again finds the fingerprint active anyway.
+        // Two commands, each recording a key of its own: the request's key on the token's
+        // event, and a key derived from it on the activation's (the same key on both would make
+        // the token command find it taken and answer the activation's outcome). Derived with a
+        // space, which no client's key holds. A retry the server's memory no longer holds then
+        // activates nothing, even after the device was deactivated since, and another request
+        // file sent with a used key is refused before it activates anything (ADR 0019).
         let activation = CommandContext {
-            idempotency: None,
+            idempotency: ctx.idempotency.as_ref().map(|idem| Idempotency {
+                key: format!("{} activation", idem.key),
+                request_hash: idem.request_hash.clone(),
+            }),
             ..ctx.clone()
         };
         self.activate(&activation, license_id, request).await?;

@@ -177,16 +177,25 @@ pub async fn run_idempotency(
         kind: OrganizationKind::Customer,
         parent_id: None,
     };
+    // The answer's body, which the handler serializes with or without a key.
+    let answer_body = |outcome: &commands::Outcome<domain::organization::Organization>| {
+        serde_json::to_vec(&serde_json::json!({
+            "id": outcome.id.to_string(), "name": "Benchmark Organization",
+            "kind": "customer", "parent_id": null, "status": "active",
+            "created_at": outcome.created_at, "updated_at": outcome.updated_at,
+        }))
+    };
     let plain = {
         let ledger = ledger.clone();
         op(move || {
             let ledger = ledger.clone();
             async move {
-                ledger
+                let outcome = ledger
                     .register_organization(&CommandContext::new(Actor::System, "bench"), input())
                     .await
-                    .map(|_| ())
-                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                std::hint::black_box(answer_body(&outcome)?);
+                Ok(())
             }
         })
     };
@@ -200,21 +209,19 @@ pub async fn run_idempotency(
                 .finalize()
                 .into();
             let key = uuid::Uuid::now_v7().to_string();
-            let Claimed::Fresh(claim) = store
-                .claim("token:bench", &key, &digest, Duration::from_secs(30))
-                .await?
-            else {
+            let Claimed::Fresh(claim) = store.claim("token:bench", &key, &digest) else {
                 anyhow::bail!("a fresh key was found claimed");
             };
             let mut ctx = CommandContext::new(Actor::System, "bench");
             ctx.idempotency = Some(Idempotency {
-                key,
+                key: key.clone(),
                 request_hash: hex::encode(digest),
             });
-            let outcome = ledger
-                .register_organization(&ctx, input())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // As the middleware runs a request: observing whether the events' index replayed.
+            let (outcome, seen) =
+                commands::replays::observe(ledger.register_organization(&ctx, input())).await;
+            let outcome = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::ensure!(seen.recorded, "a fresh key was not recorded on its event");
             let answer = StoredAnswer {
                 status: 201,
                 headers: vec![
@@ -224,13 +231,9 @@ pub async fn run_idempotency(
                         format!("/v1/organizations/{}", outcome.id),
                     ),
                 ],
-                body: serde_json::to_vec(&serde_json::json!({
-                    "id": outcome.id.to_string(), "name": "Benchmark Organization",
-                    "kind": "customer", "parent_id": null, "status": "active",
-                    "created_at": outcome.created_at, "updated_at": outcome.updated_at,
-                }))?,
+                body: answer_body(&outcome)?,
             };
-            store.complete(&claim, &answer).await?;
+            store.complete(&claim, &answer, seen.recorded)?;
             Ok(())
         }
     });
@@ -260,10 +263,7 @@ pub async fn run_idempotency(
             let (ledger, store) = (ledger.clone(), store.clone());
             async move {
                 let key = uuid::Uuid::now_v7().to_string();
-                let Claimed::Fresh(claim) = store
-                    .claim("token:bench", &key, &[0; 32], Duration::from_secs(30))
-                    .await?
-                else {
+                let Claimed::Fresh(claim) = store.claim("token:bench", &key, &[0; 32]) else {
                     anyhow::bail!("a fresh key was found claimed");
                 };
                 let outcome = ledger
@@ -275,26 +275,38 @@ pub async fn run_idempotency(
                     headers: vec![("content-type".into(), "application/json".into())],
                     body: outcome.id.to_string().into_bytes(),
                 };
-                store.complete(&claim, &answer).await?;
+                store.complete(&claim, &answer, true)?;
+                Ok(())
+            }
+        })
+    };
+    // Answers are written after the response: each keyed slice lasts until they are written.
+    let drained = {
+        let store = store_for_parts.clone();
+        op(move || {
+            let store = store.clone();
+            async move {
+                store.drain().await;
                 Ok(())
             }
         })
     };
     let scenarios = [
-        ("without keys", plain),
-        ("with keys", keyed),
-        ("key on the event only", event_key_only),
-        ("store of answers only", store_only),
+        ("without keys", plain, None),
+        ("with keys", keyed, Some(drained.clone())),
+        ("key on the event only", event_key_only, None),
+        ("store of answers only", store_only, Some(drained)),
     ];
-    for (_, o) in &scenarios {
-        crate::harness::rate(o, 4, Duration::from_millis(500)).await?; // warm up
+    for (_, o, settle) in &scenarios {
+        // warm up
+        crate::harness::rate_settled(o, settle.as_ref(), 4, Duration::from_millis(500)).await?;
     }
     println!(
         "\n| writers | without keys /s | with keys /s | with / without (median, min-max) | key on the event only / without | store only / without | target |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &w in writers {
-        let r = interleave(&scenarios, w, slice, cycles).await?;
+        let r = crate::harness::interleave_settled(&scenarios, w, slice, cycles).await?;
         println!(
             "| {w} | {:.0} | {:.0} | {} | {} | {} | ≥ 0.90 at 16 |",
             median(&r[0]),

@@ -26,6 +26,21 @@ where
 /// # Errors
 /// The first error of any operation.
 pub async fn rate(op: &Op, writers: usize, duration: Duration) -> anyhow::Result<f64> {
+    rate_settled(op, None, writers, duration).await
+}
+
+/// As [`rate`], and the slice lasts until `settle` has also run once after the last operation:
+/// work a scenario leaves behind its answers (an answer written after the response) is paid
+/// in its own slice, not in the next scenario's.
+///
+/// # Errors
+/// The first error of any operation, or of `settle`.
+pub async fn rate_settled(
+    op: &Op,
+    settle: Option<&Op>,
+    writers: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -45,6 +60,9 @@ pub async fn rate(op: &Op, writers: usize, duration: Duration) -> anyhow::Result
     for t in tasks {
         t.await??;
     }
+    if let Some(settle) = settle {
+        settle().await?;
+    }
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -58,6 +76,23 @@ pub async fn interleave(
     slice: Duration,
     cycles: usize,
 ) -> anyhow::Result<Vec<Vec<f64>>> {
+    let settled: Vec<(&str, Op, Option<Op>)> = scenarios
+        .iter()
+        .map(|(name, op)| (*name, op.clone(), None))
+        .collect();
+    interleave_settled(&settled, writers, slice, cycles).await
+}
+
+/// As [`interleave`], each scenario with its own settling step (see [`rate_settled`]).
+///
+/// # Errors
+/// The first error of any operation.
+pub async fn interleave_settled(
+    scenarios: &[(&str, Op, Option<Op>)],
+    writers: usize,
+    slice: Duration,
+    cycles: usize,
+) -> anyhow::Result<Vec<Vec<f64>>> {
     let n = scenarios.len();
     let mut rates = vec![Vec::new(); n];
     for cycle in 0..cycles {
@@ -65,7 +100,8 @@ pub async fn interleave(
         let mut this = vec![0.0; n];
         for k in 0..n {
             let i = (cycle + k) % n;
-            this[i] = rate(&scenarios[i].1, writers, slice).await?;
+            let (_, op, settle) = &scenarios[i];
+            this[i] = rate_settled(op, settle.as_ref(), writers, slice).await?;
         }
         for (i, r) in this.iter().enumerate() {
             rates[i].push(*r);

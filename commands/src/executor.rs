@@ -341,6 +341,9 @@ impl EventStore {
             };
             match self.append(&batch).await {
                 Ok(appended) => {
+                    if ctx.idempotency.is_some() && !appended.is_empty() {
+                        crate::replays::mark_recorded();
+                    }
                     let version = appended.last().map_or(current.version, |e| e.sequence);
                     let created_at = current
                         .created_at
@@ -450,7 +453,12 @@ impl EventStore {
             .find_idempotent(&ctx.actor.to_string(), &idem.key)
             .await?
         {
-            Some(first) => self.replay::<A>(&first, idem).await.map(Some),
+            Some(first) => {
+                // Told to the request's front end even when the key proves another request's:
+                // it answers from what it stored for the key.
+                crate::replays::mark_replayed();
+                self.replay::<A>(&first, idem).await.map(Some)
+            }
             None => Ok(None),
         }
     }

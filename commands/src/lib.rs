@@ -7,6 +7,7 @@
 //! - [`ledger`]: the command services the application layer calls ([`ledger::Ledger`]).
 //! - [`cache`]: per-process aggregate cache (never trusted for correctness).
 //! - [`locks`]: per-aggregate queues within a process.
+//! - [`replays`]: tells a request's front end that its command replayed a recorded key.
 //! - [`keys`]: key material from the OS CSPRNG and the keyed hash of license keys.
 //! - [`clock`]: the time stamped into commands.
 //! - [`db`]: connecting and migrating.
@@ -21,6 +22,7 @@ pub mod executor;
 pub mod keys;
 pub mod ledger;
 pub mod locks;
+pub mod replays;
 pub mod store;
 
 pub use executor::{CommandContext, CommandError, Idempotency, Loaded, Outcome};

@@ -1,7 +1,8 @@
 //! `Idempotency-Key` on the binary as users run it (ADR 0016): `ledger serve` prunes stored
-//! answers after their retention by itself (its `IdempotencyPruner` job), and a server killed
-//! with `kill -9` in the middle of a request leaves the key to a retry that executes the request
-//! exactly once.
+//! answers after their retention by itself (its `IdempotencyPruner` job); answers are written
+//! just after their responses, so a server killed with `kill -9` before writing one leaves a retry
+//! that executes nothing (the events' index) and answers the first outcome, and a server stopped
+//! with SIGTERM writes every pending answer before it exits.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,12 @@ async fn ledger_serve_prunes_stored_answers_after_their_retention() {
         (again.header("idempotent-replayed"), &again.body),
         (Some("true"), &first.body)
     );
+    // Written just after the response.
+    let since = Instant::now();
+    while stored(&pool, "prune-me").await.is_none() {
+        assert!(since.elapsed() < Duration::from_secs(5), "never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(stored(&pool, "prune-me").await.as_deref(), Some("done"));
     // Nobody calls the pruner: the server deletes the answer by itself once it is 2 s old (it
     // looks every 2 s).
@@ -84,59 +91,60 @@ async fn ledger_serve_prunes_stored_answers_after_their_retention() {
     db.drop_db().await;
 }
 
-/// The request is held, by locks the test takes, after its event is appended and before its
-/// answer is stored; then the server is killed. The claim stays `in_progress` until the request
-/// deadline has passed; a retry then takes it over, runs the handler again — the events' own
-/// index makes its command append nothing — and from then on every retry gets that answer.
+/// Takes the table's lock that the answers' writer needs, so that an answer waits, unwritten,
+/// while the server already answered; returns once the writer waits on it.
+async fn hold_answers(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut held = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE idempotency_keys IN EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    held
+}
+
+async fn writer_waits(pool: &PgPool) {
+    let since = Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+               AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO idempotency_keys%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the answer's write never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The server answers, then dies (`kill -9`) before its answer is written. The retry, on the
+/// restarted server, runs the handler: the key recorded on the first request's event makes the
+/// command append nothing and answer the organization registered the first time; from then on
+/// that answer is stored and replayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_whose_server_was_killed_midway_executes_once_when_retried() {
+async fn a_server_killed_before_writing_an_answer_executes_its_retry_once() {
     let db = TestDb::create().await;
     let pool = PgPool::connect(&db.url).await.unwrap();
     let data_dir = temp_data_dir();
     let token = mint_token(BIN, &db);
-    let deadline = ["--request-timeout-secs", "6"];
-    let mut server = spawn_server(BIN, &db, &data_dir, &deadline);
+    let mut server = spawn_server(BIN, &db, &data_dir, &[]);
     let client = reqwest::Client::new();
 
-    let mut appends = pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
-        .execute(&mut *appends)
-        .await
-        .unwrap();
-    let (c, base, t) = (client.clone(), server.base.clone(), token.clone());
-    let in_flight = tokio::spawn(async move {
-        // Its server dies: no answer, and that is the point.
-        let _ = c
-            .post(format!("{base}/v1/organizations"))
-            .bearer_auth(t)
-            .header("idempotency-key", "killed")
-            .header("content-type", "application/json")
-            .body(BODY)
-            .send()
-            .await;
-    });
-    let since = Instant::now();
-    while stored(&pool, "killed").await.is_none() {
-        assert!(since.elapsed() < Duration::from_secs(10), "never claimed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut answer_row = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM idempotency_keys WHERE key = 'killed' FOR UPDATE")
-        .execute(&mut *answer_row)
-        .await
-        .unwrap();
-    appends.commit().await.unwrap();
-    while registered(&pool).await == 0 {
-        assert!(since.elapsed() < Duration::from_secs(10), "never appended");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let held = hold_answers(&pool).await;
+    let first = register(&client, &server.base, &token, "killed").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    writer_waits(&pool).await;
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
-    // A statement the server sent just before it died (its answer's store, waiting on the lock
-    // above) would still run once the lock goes: PostgreSQL notices a dead client only when it
-    // next talks to it. Ending the dead server's sessions first, as the database would once TCP
-    // gave up on them, keeps the claim `in_progress`, whichever side of the kill that statement
-    // fell (without this the test failed now and then: the answer was stored after the kill).
+    // The dead server's blocked INSERT would still run once the lock goes: PostgreSQL notices a
+    // dead client only when it next talks to it. End its sessions first, as the database would
+    // once TCP gave up on them.
     loop {
         let left: i64 = sqlx::query_scalar(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -154,40 +162,76 @@ async fn a_request_whose_server_was_killed_midway_executes_once_when_retried() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    answer_row.rollback().await.unwrap();
-    in_flight.await.unwrap();
-    assert_eq!(
-        stored(&pool, "killed").await.as_deref(),
-        Some("in_progress")
-    );
+    held.rollback().await.unwrap();
+    assert_eq!(stored(&pool, "killed").await, None, "the answer was lost");
+    assert_eq!(registered(&pool).await, 1);
 
-    let server = spawn_server(BIN, &db, &data_dir, &deadline);
-    let retried = loop {
-        let answer = register(&client, &server.base, &token, "killed").await;
-        if answer.status != StatusCode::CONFLICT {
-            break answer;
-        }
-        // Until the dead request's deadline has passed, its claim stands.
-        assert_eq!(answer.json()["code"], "IDEMPOTENCY_IN_PROGRESS");
-        assert!(
-            since.elapsed() < Duration::from_secs(30),
-            "the claim was never taken over"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let server = spawn_server(BIN, &db, &data_dir, &[]);
+    let retried = register(&client, &server.base, &token, "killed").await;
     assert_eq!(retried.status, StatusCode::CREATED, "{:?}", retried.json());
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        retried.json()["id"],
+        first.json()["id"],
+        "the first organization"
+    );
     assert_eq!(registered(&pool).await, 1, "executed once");
-    let event_stream: String = sqlx::query_scalar(
-        "SELECT aggregate_id FROM events WHERE event_type = 'OrganizationRegistered'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(retried.json()["id"], event_stream.as_str());
+    let since = Instant::now();
+    while stored(&pool, "killed").await.is_none() {
+        assert!(since.elapsed() < Duration::from_secs(5), "never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let again = register(&client, &server.base, &token, "killed").await;
     assert_eq!(
         (again.header("idempotent-replayed"), &again.body),
         (Some("true"), &retried.body)
+    );
+    assert_eq!(registered(&pool).await, 1);
+    pool.close().await;
+    drop(server);
+    db.drop_db().await;
+}
+
+/// A server stopped with SIGTERM while an answer waits for its write writes it before exiting:
+/// the retry, on the next server, replays the first answer byte for byte (a secret shown once
+/// would be answered again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_writes_the_pending_answers() {
+    let db = TestDb::create().await;
+    let pool = PgPool::connect(&db.url).await.unwrap();
+    let data_dir = temp_data_dir();
+    let token = mint_token(BIN, &db);
+    let mut server = spawn_server(BIN, &db, &data_dir, &[]);
+    let client = reqwest::Client::new();
+
+    let held = hold_answers(&pool).await;
+    let first = register(&client, &server.base, &token, "stopped").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    writer_waits(&pool).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A server with nothing pending stops within a fraction of a second; this one waits (up to
+    // 10 s) for its answer's write, which waits for the lock. A server that exited without its
+    // answer would leave the INSERT to run after its death, once the lock goes: the wait is the
+    // evidence that the drain, not that leftover, writes it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server waits for its pending answer"
+    );
+    held.rollback().await.unwrap();
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    assert_eq!(stored(&pool, "stopped").await.as_deref(), Some("done"));
+
+    let server = spawn_server(BIN, &db, &data_dir, &[]);
+    let again = register(&client, &server.base, &token, "stopped").await;
+    assert_eq!(
+        (again.header("idempotent-replayed"), &again.body),
+        (Some("true"), &first.body)
     );
     assert_eq!(registered(&pool).await, 1);
     pool.close().await;

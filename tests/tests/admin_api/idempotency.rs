@@ -75,6 +75,7 @@ async fn a_retried_issue_answers_the_first_answer_byte_for_byte_secret_included_
     assert_replays(&first, &again);
     assert_eq!(app.event_count().await, before, "nothing executed");
     // The license key is answered again, but stored only encrypted.
+    app.server.state.app.idempotency().drain().await;
     let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM idempotency_keys")
         .fetch_all(app.server.state.app.pool())
         .await
@@ -299,4 +300,241 @@ async fn a_reset_connection_loses_no_secret_and_holds_no_key() {
         i64::try_from(attempts).unwrap(),
         "one token per key, whatever the resets"
     );
+}
+
+/// Every administration write, retried with its key: first while its answer is still in the
+/// server's memory, then once the answer is written to the table and the memory has forgotten
+/// it (`drain`), when the retry runs its handler and the events' index (the key recorded on the
+/// command's first event) makes it append nothing and answer the stored first answer. A write
+/// route whose command did not record its key would execute twice here. The table of routes is
+/// checked against the OpenAPI document: a new write route fails this test until it is listed.
+#[tokio::test]
+async fn every_administration_write_replays_from_memory_and_from_the_table() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let license = app.issue(&c).await["id"].as_str().unwrap().to_owned();
+    let moved_to = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Beta AG", "kind": "customer"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let doomed_token = app
+        .post("/v1/tokens", json!({"role": "vendor_auditor"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let terms = |name: &str| {
+        json!({"name": name, "model": "node_locked", "seats": 2, "duration_days": 30,
+               "features": ["pro"], "offline_allowed": false, "offline_grace_days": 0,
+               "payment_grace_days": 0})
+    };
+    let mut policy = terms("Trial");
+    policy["product_id"] = json!(c.product_id);
+    let l = |action: &str| format!("/v1/licenses/{license}/{action}");
+    let p = &c.policy_id;
+    // (method, template, path, body, status): in an order each one's first request succeeds.
+    let cases: Vec<(Method, &str, String, Value, StatusCode)> = vec![
+        (
+            Method::POST,
+            "/v1/organizations",
+            "/v1/organizations".into(),
+            json!({"name": "Gamma SE", "kind": "partner"}),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/v1/products",
+            "/v1/products".into(),
+            json!({"name": "Gamma Studio", "kind": "application"}),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/v1/policies",
+            "/v1/policies".into(),
+            policy,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::PUT,
+            "/v1/policies/{id}",
+            format!("/v1/policies/{p}"),
+            terms("Pro 2"),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses",
+            "/v1/licenses".into(),
+            json!({"policy_id": p, "organization_id": c.organization_id}),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses/{id}/suspend",
+            l("suspend"),
+            json!({"reason": "audit"}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses/{id}/reinstate",
+            l("reinstate"),
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses/{id}/renew",
+            l("renew"),
+            json!({"expires_at": "2031-01-01T00:00:00Z"}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses/{id}/transfer",
+            l("transfer"),
+            json!({"organization_id": moved_to}),
+            StatusCode::OK,
+        ),
+        (
+            Method::PUT,
+            "/v1/licenses/{id}/entitlements",
+            l("entitlements"),
+            json!({"features": ["pro", "export"]}),
+            StatusCode::OK,
+        ),
+        (
+            Method::PUT,
+            "/v1/licenses/{id}/seats",
+            l("seats"),
+            json!({"seats": 5}),
+            StatusCode::OK,
+        ),
+        (
+            Method::PUT,
+            "/v1/licenses/{id}/maintenance",
+            l("maintenance"),
+            json!({"until": "2030-06-01T00:00:00Z"}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses/{id}/rotate-key",
+            l("rotate-key"),
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses/{id}/revoke",
+            l("revoke"),
+            json!({"reason": "refund"}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/tokens",
+            "/v1/tokens".into(),
+            json!({"role": "vendor_support", "label": "crm"}),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/v1/tokens/{id}/revoke",
+            format!("/v1/tokens/{doomed_token}/revoke"),
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/policies/{id}/retire",
+            format!("/v1/policies/{p}/retire"),
+            json!({}),
+            StatusCode::OK,
+        ),
+    ];
+
+    // Every write of the document but the client routes (tests/tests/client_api/idempotency.rs)
+    // and validation (which takes no key).
+    let doc = app.get("/v1/openapi.json").await.body;
+    let client = [
+        "/v1/validate",
+        "/v1/activations",
+        "/v1/activations/{id}/deactivate",
+        "/v1/activations/{id}/heartbeat",
+        "/v1/offline-tokens",
+        "/v1/offline-activations",
+    ];
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["post", "put", "patch", "delete"] {
+            if item.get(method).is_some() && !client.contains(&path.as_str()) {
+                documented.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    let listed: std::collections::BTreeSet<String> =
+        cases.iter().map(|(m, t, ..)| format!("{m} {t}")).collect();
+    assert_eq!(
+        listed, documented,
+        "every administration write is listed here"
+    );
+
+    let auth = format!("Bearer {}", app.admin_token);
+    for (i, (method, template, path, body, status)) in cases.iter().enumerate() {
+        let key = format!("every-{i}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("idempotency-key", key.as_str()),
+        ];
+        let send = || {
+            send_raw(
+                &app.client,
+                &app.base,
+                method.clone(),
+                path,
+                &headers,
+                serde_json::to_vec(body).unwrap(),
+            )
+        };
+        let first = send().await;
+        assert_eq!(
+            first.status,
+            *status,
+            "{method} {template}: {}",
+            String::from_utf8_lossy(&first.body)
+        );
+        let before = app.event_count().await;
+        let from_memory = send().await;
+        assert_replays(&first, &from_memory);
+        app.server.state.app.idempotency().drain().await;
+        assert_eq!(
+            app.server.state.app.idempotency().held(),
+            0,
+            "memory forgot"
+        );
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
+            .bind(&key)
+            .fetch_one(app.server.state.app.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "{method} {template}: the answer is stored");
+        let from_table = send().await;
+        assert_replays(&first, &from_table);
+        assert_eq!(
+            app.event_count().await,
+            before,
+            "{method} {template}: a retry executed"
+        );
+    }
+    app.stop().await;
 }

@@ -32,8 +32,8 @@ async fn client_post(
     .await
 }
 
-/// Sends the same request twice: the second answer is the first again, marked, and appends
-/// nothing.
+/// Sends the same request three times: the retries' answers are the first again, marked, and
+/// append nothing.
 async fn twice(
     app: &TestApp,
     send: impl AsyncFn() -> RawAnswer,
@@ -57,10 +57,27 @@ async fn twice(
     assert_eq!(again.header("content-type"), first.header("content-type"));
     assert_eq!(first.header("idempotent-replayed"), None);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    // Once the answer is written and the server's memory has forgotten it, the retry runs its
+    // handler: the key recorded on the command's event makes it append nothing, and the stored
+    // first answer is answered.
+    app.server.state.app.idempotency().drain().await;
+    assert_eq!(
+        app.server.state.app.idempotency().held(),
+        0,
+        "the memory forgot the answer"
+    );
+    let from_table = send().await;
+    assert_eq!(from_table.status, first.status);
+    assert_eq!(
+        String::from_utf8_lossy(&from_table.body),
+        String::from_utf8_lossy(&first.body),
+        "byte for byte, from the table"
+    );
+    assert_eq!(from_table.header("idempotent-replayed"), Some("true"));
     assert_eq!(
         app.event_count().await,
         before,
-        "the retry executed nothing"
+        "the retries executed nothing"
     );
     first
 }
@@ -185,6 +202,59 @@ async fn every_client_write_answers_a_retry_byte_for_byte_and_executes_nothing()
         String::from_utf8_lossy(&offline.body)
             .starts_with("-----BEGIN LICENSE-LEDGER ACTIVATION RESPONSE-----")
     );
+    let post_file = async |file: &str, key: &str| {
+        send_raw(
+            &app.client,
+            &app.base,
+            Method::POST,
+            "/v1/offline-activations",
+            &[
+                ("authorization", &auth),
+                ("content-type", "text/plain"),
+                ("idempotency-key", key),
+            ],
+            file.as_bytes().to_vec(),
+        )
+        .await
+    };
+    // Another request file with the used key is refused, and activates nothing.
+    let other = json!({"version": 1, "type": "activation", "app_id": c.app_id, "key": key, "fingerprint": "vault-pc-2",
+                       "created_at": "2026-11-23T10:00:00Z", "nonce": uuid::Uuid::new_v4()});
+    let before = app.event_count().await;
+    let reused = post_file(&request_file("ACTIVATION REQUEST", &other), "file-1").await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.json()["code"], "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.event_count().await, before, "nothing activated");
+
+    // The deactivation's request file: its retry, once the device is freed, is refused by the
+    // handler before any command (the fingerprint is not active any more); the stored first
+    // answer is answered all the same.
+    let mut deactivation = request.clone();
+    deactivation["type"] = json!("deactivation");
+    let receipt = twice(
+        &app,
+        async || {
+            post_file(
+                &request_file("DEACTIVATION REQUEST", &deactivation),
+                "file-2",
+            )
+            .await
+        },
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&receipt.body)
+            .starts_with("-----BEGIN LICENSE-LEDGER DEACTIVATION RECEIPT-----")
+    );
+    // The activation's file retried now, its device freed: the first answer again, and the
+    // device is not activated a second time.
+    let before = app.event_count().await;
+    let again = post_file(&file, "file-1").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, offline.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.event_count().await, before, "not activated again");
     app.stop().await;
 }
 
@@ -284,15 +354,13 @@ async fn validation_takes_no_idempotency_key() {
         assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(answer.header("idempotent-replayed"), None);
     }
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
-        .fetch_one(app.server.state.app.pool())
-        .await
-        .unwrap();
-    assert_eq!(stored, 0);
+    assert_eq!(stored_rows(&app).await, 0);
     app.stop().await;
 }
 
+/// The stored answers, once every answer given so far is written.
 async fn stored_rows(app: &TestApp) -> i64 {
+    app.server.state.app.idempotency().drain().await;
     sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
         .fetch_one(app.server.state.app.pool())
         .await
