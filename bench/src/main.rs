@@ -21,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod activations;
 mod command_path;
 mod harness;
+mod idempotency_http;
 mod lists;
 mod replay;
 mod tokens;
@@ -62,6 +63,10 @@ enum Which {
         /// Compare the command path with and without an Idempotency-Key instead (issue #14).
         #[arg(long)]
         idempotency: bool,
+        /// With `--idempotency`: through `ledger serve` and `wrk` (`POST /v1/organizations`),
+        /// `--writers` connections, slices of `--slice-ms` rounded to seconds.
+        #[arg(long, requires = "idempotency")]
+        http: bool,
     },
     /// Activations vs raw INSERT.
     Activations {
@@ -175,10 +180,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cycles,
             writers,
             idempotency,
+            http,
         } => {
-            with_database(&url, |pool, _| async move {
+            with_database(&url, |pool, db_url| async move {
                 let slice = Duration::from_millis(slice_ms);
-                if idempotency {
+                if http {
+                    let seconds = slice.as_secs().max(1);
+                    idempotency_http::run(&db_url, seconds, cycles, &writers).await
+                } else if idempotency {
                     command_path::run_idempotency(pool, slice, cycles, &writers).await
                 } else {
                     command_path::run(pool, slice, cycles, &writers).await

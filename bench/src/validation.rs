@@ -199,9 +199,9 @@ pub async fn seed(pool: &PgPool, n: u64, seed: u64) -> anyhow::Result<Seeded> {
 
 // ----- driving both with wrk -----
 
-struct Process {
-    child: Child,
-    addr: String,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Drop for Process {
@@ -222,7 +222,7 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kb / 1024.0)
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.parent().context("bench has no directory")?.join(name);
     if !path.exists() {
@@ -234,7 +234,11 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn start_ours(ledger: &Path, url: &str, data_dir: &Path) -> anyhow::Result<(Process, Duration)> {
+pub(crate) fn start_ours(
+    ledger: &Path,
+    url: &str,
+    data_dir: &Path,
+) -> anyhow::Result<(Process, Duration)> {
     let started = Instant::now();
     let mut child = Command::new(ledger)
         .args([
@@ -305,8 +309,25 @@ fn start_baseline(exe: &Path, seeded: &Seeded, n: u64, seed: u64) -> anyhow::Res
 
 /// wrk's requests/s and p99 latency (seconds).
 fn wrk(addr: &str, script: &Path, seconds: u64) -> anyhow::Result<(f64, f64)> {
+    wrk_with(addr, script, seconds, 64)
+}
+
+/// [`wrk`] with `connections` concurrent connections (two threads, or one for one connection).
+pub(crate) fn wrk_with(
+    addr: &str,
+    script: &Path,
+    seconds: u64,
+    connections: usize,
+) -> anyhow::Result<(f64, f64)> {
     let out = Command::new("wrk")
-        .args(["-t2", "-c64", &format!("-d{seconds}s"), "--latency", "-s"])
+        .args([
+            // wrk refuses fewer connections than threads.
+            &format!("-t{}", connections.clamp(1, 2)),
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(script)
         .arg(format!("http://{addr}"))
         .output()
