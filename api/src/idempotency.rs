@@ -11,9 +11,11 @@
 //! - Keys are scoped per principal: the administration token (`token:<id>`) on the administration
 //!   routes, the license key on the client routes (`key:<keyed hash>`, the hash the ledger already
 //!   keys licenses by; never the key itself). The same key sent by two principals runs twice.
-//! - What is kept: successes (2xx). A refusal or failure executed nothing; its claim is released
-//!   and a retry is evaluated afresh. A request whose client went away runs to its end all the
-//!   same and keeps its answer (see [`run`]); one the deadline struck releases its claim.
+//! - What is kept: successes that executed (2xx, the key recorded on an event) and replays the
+//!   events' index re-derived. A refusal, a failure, or a success that changed nothing executed
+//!   nothing; its claim is released and a retry is evaluated afresh. A keyed request whose client
+//!   went away, or whom the deadline answered 503, runs to its end all the same (up to
+//!   [`KEYED_RUN_DEADLINES`] deadlines) and keeps its answer (see [`run`]).
 //! - Where: claims and fresh answers in the server's memory, answers written to the table just
 //!   after the response (`application::idempotency`); a retry the memory does not hold runs its
 //!   handler, whose command finds the key on its first event (the events' index), appends
@@ -195,14 +197,22 @@ async fn read_body(idem: &Idempotency, body: Body) -> Result<Bytes, ApiError> {
     })
 }
 
+/// How many request deadlines a keyed request may run, in its own task, after its client was
+/// answered 503 at the deadline: long enough for a command held up behind a lock or a slow
+/// database to commit and its answer (a secret shown once) to be kept for the retry, which gets
+/// 409 meanwhile. A request still running then is dropped; if its statement commits after that,
+/// its retry is answered from the events, without the secret.
+const KEYED_RUN_DEADLINES: u32 = 4;
+
 /// Claims `key` in `scope`, then replays, refuses, or runs the request and keeps its answer.
 ///
-/// All of it runs in a task of its own, bounded by the request deadline: a client that goes away
-/// (a reset connection drops the request's future) must not cut a request between its command's
-/// commit and its answer's keeping (the retry would replay the command from the events, where a
-/// token's or license key's secret is not: the secret would be lost).
-/// Found by an attacker resetting connections; `tests/tests/admin_api/idempotency.rs` resets
-/// them too.
+/// All of it runs in a task of its own, which neither the client going away (a reset connection
+/// drops the request's future) nor the request deadline (the outer layer answers 503 and drops
+/// the request's future) cuts: cut between its command's commit and its answer's keeping, the
+/// retry would be answered from the events, where a token's or license key's secret is not.
+/// Found by attackers resetting connections (`tests/tests/admin_api/idempotency.rs` resets them)
+/// and holding the events' lock past the deadline (`tests/tests/idempotency_served.rs`). The task
+/// itself is bounded by [`KEYED_RUN_DEADLINES`] deadlines.
 async fn run(
     idem: &Idempotency,
     scope: String,
@@ -213,11 +223,10 @@ async fn run(
 ) -> Response {
     use tracing::Instrument;
     let idem = idem.clone();
-    let deadline = idem.deadline;
+    let bound = idem.deadline * KEYED_RUN_DEADLINES;
     let task = tokio::spawn(
         async move {
-            match tokio::time::timeout(deadline, execute(&idem, scope, key, parts, bytes, next))
-                .await
+            match tokio::time::timeout(bound, execute(&idem, scope, key, parts, bytes, next)).await
             {
                 Ok(response) => response,
                 // Dropping the request released its claim (`Held`): a retry runs it again.
@@ -291,7 +300,18 @@ async fn execute(
             }
         }
     }
-    if !is_kept(head.status) {
+    let mut head = head;
+    if seen.replayed && head.status.is_success() {
+        // The events' index answered the first request's outcome: a replay, whether or not the
+        // handler marks it (the client routes' handlers do not).
+        head.headers
+            .insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    // Kept: a first execution's success, or a replay re-derived from the events (stored only
+    // where no answer is). Not kept: a refusal or failure, and a success that changed nothing
+    // (no event recorded the key, so nothing would stop its retry from running the command
+    // again once the memory forgot it: it is evaluated afresh every time instead, ADR 0019).
+    if !is_kept(head.status) || !(seen.recorded || seen.replayed) {
         guard.release();
         return Response::from_parts(head, body);
     }

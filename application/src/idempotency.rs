@@ -268,6 +268,28 @@ struct WriterState {
     running: bool,
 }
 
+/// Clears the writer's flag when its task ends abnormally (a panic, its runtime dropped before
+/// or while it ran), so that no drain waits for a writer that is gone and the next answer starts
+/// one. Disarmed by the writer's normal end, which clears the flag itself.
+struct Running {
+    store: IdempotencyStore,
+    armed: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.armed {
+            self.store
+                .writer
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .running = false;
+            self.store.writer.idle.notify_waiters();
+        }
+    }
+}
+
 impl std::fmt::Debug for IdempotencyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdempotencyStore")
@@ -510,8 +532,13 @@ impl IdempotencyStore {
             !state.pending.is_empty() && !std::mem::replace(&mut state.running, true)
         };
         if start {
-            let this = self.clone();
-            tokio::spawn(async move { this.write_pending().await });
+            // The guard exists before the task: a task dropped before its first poll (its
+            // runtime shutting down) clears the flag all the same.
+            let running = Running {
+                store: self.clone(),
+                armed: true,
+            };
+            tokio::spawn(async move { running.store.clone().write_pending(running).await });
         }
     }
 
@@ -537,22 +564,7 @@ impl IdempotencyStore {
     }
 
     /// The writer: writes what is pending, a batch per statement, until nothing is.
-    async fn write_pending(self) {
-        // Clears `running` however this task ends (a panic, its runtime dropped), so that no
-        // drain waits for a writer that is gone and the next answer starts one.
-        struct Running(IdempotencyStore);
-        impl Drop for Running {
-            fn drop(&mut self) {
-                self.0
-                    .writer
-                    .state
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .running = false;
-                self.0.writer.idle.notify_waiters();
-            }
-        }
-        let _running = Running(self.clone());
+    async fn write_pending(self, mut running: Running) {
         loop {
             // Lingers so that one statement carries every answer completed meanwhile: the
             // writer is off the requests' path, and a statement per answer or two cost the
@@ -568,7 +580,13 @@ impl IdempotencyStore {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 if state.pending.is_empty() {
-                    return; // `_running` clears the flag under no lock of ours
+                    // In the section that found nothing pending: an answer queued after it
+                    // finds no writer running and starts one.
+                    state.running = false;
+                    running.armed = false;
+                    drop(state);
+                    self.writer.idle.notify_waiters();
+                    return;
                 }
                 let n = state.pending.len().min(WRITE_BATCH);
                 state.pending.drain(..n).collect()

@@ -424,22 +424,23 @@ impl Licenses<'_> {
         request: ActivationRequest,
     ) -> Result<SignedToken, AppError> {
         let fingerprint = request.fingerprint.clone();
-        // Two commands, each recording a key of its own: the request's key on the token's
-        // event, and a key derived from it on the activation's (the same key on both would make
-        // the token command find it taken and answer the activation's outcome). Derived with a
-        // space, which no client's key holds. A retry the server's memory no longer holds then
-        // activates nothing, even after the device was deactivated since, and another request
-        // file sent with a used key is refused before it activates anything (ADR 0019).
-        let activation = CommandContext {
+        // Two commands, each recording a key of its own: the request's key on the activation,
+        // which runs first, and a key derived from it on the token's event (the same key on
+        // both would make the token command find it taken and answer the activation's
+        // outcome); derived with a space, which no client's key holds. So a key another request
+        // used is refused before anything is activated, and a retry the server's memory no
+        // longer holds activates nothing, even after the device was freed since (ADR 0019).
+        let activation = ctx.clone();
+        let token = CommandContext {
             idempotency: ctx.idempotency.as_ref().map(|idem| Idempotency {
-                key: format!("{} activation", idem.key),
+                key: format!("{} token", idem.key),
                 request_hash: idem.request_hash.clone(),
             }),
             ..ctx.clone()
         };
         self.activate(&activation, license_id, request).await?;
         self.offline_token(
-            ctx,
+            &token,
             license_id,
             OfflineTokenKind::OfflineActivation,
             Some(fingerprint),

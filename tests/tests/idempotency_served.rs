@@ -238,3 +238,125 @@ async fn a_graceful_stop_writes_the_pending_answers() {
     drop(server);
     db.drop_db().await;
 }
+
+/// A keyed creation held up past the request deadline (the events' table locked) is answered
+/// 503, and runs on: a duplicate meanwhile gets 409, and once the lock goes the retry gets the
+/// created license with its key — the secret an attacker saw lost (`"key": null`) when the
+/// deadline dropped the request after its statement was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_request_past_the_deadline_runs_on_and_keeps_its_secret() {
+    let db = TestDb::create().await;
+    let pool = PgPool::connect(&db.url).await.unwrap();
+    let data_dir = temp_data_dir();
+    let token = mint_token(BIN, &db);
+    let server = spawn_server(BIN, &db, &data_dir, &["--request-timeout-secs", "1"]);
+    let client = reqwest::Client::new();
+    let organization = register(&client, &server.base, &token, "org").await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let auth = format!("Bearer {token}");
+    let product = send_raw(
+        &client,
+        &server.base,
+        Method::POST,
+        "/v1/products",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        br#"{"name": "Studio", "kind": "application"}"#.to_vec(),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let policy = send_raw(
+        &client,
+        &server.base,
+        Method::POST,
+        "/v1/policies",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        serde_json::to_vec(&serde_json::json!({"product_id": product, "name": "Pro",
+            "model": "node_locked", "seats": 1, "duration_days": 30, "features": [],
+            "offline_allowed": false, "offline_grace_days": 0, "payment_grace_days": 0}))
+        .unwrap(),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = serde_json::to_vec(
+        &serde_json::json!({"policy_id": policy, "organization_id": organization}),
+    )
+    .unwrap();
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "slow"),
+    ];
+    let issue = || {
+        send_raw(
+            &client,
+            &server.base,
+            Method::POST,
+            "/v1/licenses",
+            &headers,
+            body.clone(),
+        )
+    };
+
+    let mut appends = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+        .execute(&mut *appends)
+        .await
+        .unwrap();
+    let late = issue().await;
+    assert_eq!(late.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(late.json()["code"], "TIMEOUT");
+    let duplicate = issue().await;
+    assert_eq!(
+        duplicate.status,
+        StatusCode::CONFLICT,
+        "{:?}",
+        duplicate.json()
+    );
+    assert_eq!(duplicate.json()["code"], "IDEMPOTENCY_IN_PROGRESS");
+    appends.commit().await.unwrap();
+
+    let since = Instant::now();
+    let retried = loop {
+        let answer = issue().await;
+        if answer.status != StatusCode::CONFLICT {
+            break answer;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "still in progress"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(retried.status, StatusCode::CREATED, "{:?}", retried.json());
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+    assert!(
+        retried.json()["key"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty()),
+        "the license key is answered: {:?}",
+        retried.json()
+    );
+    let issued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'LicenseIssued'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(issued, 1);
+    pool.close().await;
+    drop(server);
+    db.drop_db().await;
+}

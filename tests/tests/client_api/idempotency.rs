@@ -157,21 +157,28 @@ async fn every_client_write_answers_a_retry_byte_for_byte_and_executes_nothing()
     .await;
     assert_eq!(seat.status, StatusCode::CREATED);
     let seat = s(&seat.json(), "installation_id");
-    twice(
-        &app,
-        async || {
-            client_post(
-                &app,
-                &format!("/v1/activations/{seat}/heartbeat"),
-                &f.app_id,
-                &json!({"key": floating}),
-                "beat-1",
-            )
-            .await
-        },
-        StatusCode::OK,
-    )
-    .await;
+    // In the first half of its lease a heartbeat changes nothing (no event): a success that
+    // changed nothing is not kept, and its retry is evaluated afresh (ADR 0019) — here, the
+    // same lease again, unmarked, and still nothing appended.
+    let beat = async || {
+        client_post(
+            &app,
+            &format!("/v1/activations/{seat}/heartbeat"),
+            &f.app_id,
+            &json!({"key": floating}),
+            "beat-1",
+        )
+        .await
+    };
+    app.server.state.app.idempotency().drain().await;
+    let before = app.event_count().await;
+    let first = beat().await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(app.server.state.app.idempotency().held(), 0, "nothing kept");
+    let again = beat().await;
+    assert_eq!((again.status, &again.body), (first.status, &first.body));
+    assert_eq!(again.header("idempotent-replayed"), None);
+    assert_eq!(app.event_count().await, before);
 
     // The air-gapped route: an administrator posts a request file.
     let request = json!({"version": 1, "type": "activation", "app_id": c.app_id, "key": key, "fingerprint": "vault-pc",
