@@ -63,11 +63,7 @@ async fn ledger_serve_prunes_stored_answers_after_their_retention() {
         (Some("true"), &first.body)
     );
     // Written just after the response.
-    let since = Instant::now();
-    while stored(&pool, "prune-me").await.is_none() {
-        assert!(since.elapsed() < Duration::from_secs(5), "never written");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    written(&pool, "prune-me").await;
     assert_eq!(stored(&pool, "prune-me").await.as_deref(), Some("done"));
     // Nobody calls the pruner: the server deletes the answer by itself once it is 2 s old (it
     // looks every 2 s).
@@ -89,6 +85,15 @@ async fn ledger_serve_prunes_stored_answers_after_their_retention() {
     pool.close().await;
     drop(server);
     db.drop_db().await;
+}
+
+/// Waits until the answer of `key` is written (just after its response).
+async fn written(pool: &PgPool, key: &str) {
+    let since = Instant::now();
+    while stored(pool, key).await.is_none() {
+        assert!(since.elapsed() < Duration::from_secs(5), "never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Takes the table's lock that the answers' writer needs, so that an answer waits, unwritten,
@@ -176,11 +181,7 @@ async fn a_server_killed_before_writing_an_answer_executes_its_retry_once() {
         "the first organization"
     );
     assert_eq!(registered(&pool).await, 1, "executed once");
-    let since = Instant::now();
-    while stored(&pool, "killed").await.is_none() {
-        assert!(since.elapsed() < Duration::from_secs(5), "never written");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    written(&pool, "killed").await;
     let again = register(&client, &server.base, &token, "killed").await;
     assert_eq!(
         (again.header("idempotent-replayed"), &again.body),

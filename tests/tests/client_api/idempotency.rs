@@ -185,30 +185,6 @@ async fn every_client_write_answers_a_retry_byte_for_byte_and_executes_nothing()
                          "created_at": "2026-11-23T10:00:00Z", "nonce": uuid::Uuid::new_v4()});
     let file = request_file("ACTIVATION REQUEST", &request);
     let auth = format!("Bearer {}", app.admin_token);
-    let offline = twice(
-        &app,
-        async || {
-            send_raw(
-                &app.client,
-                &app.base,
-                Method::POST,
-                "/v1/offline-activations",
-                &[
-                    ("authorization", &auth),
-                    ("content-type", "text/plain"),
-                    ("idempotency-key", "file-1"),
-                ],
-                file.clone().into_bytes(),
-            )
-            .await
-        },
-        StatusCode::OK,
-    )
-    .await;
-    assert!(
-        String::from_utf8_lossy(&offline.body)
-            .starts_with("-----BEGIN LICENSE-LEDGER ACTIVATION RESPONSE-----")
-    );
     let post_file = async |file: &str, key: &str| {
         send_raw(
             &app.client,
@@ -224,6 +200,16 @@ async fn every_client_write_answers_a_retry_byte_for_byte_and_executes_nothing()
         )
         .await
     };
+    let offline = twice(
+        &app,
+        async || post_file(&file, "file-1").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&offline.body)
+            .starts_with("-----BEGIN LICENSE-LEDGER ACTIVATION RESPONSE-----")
+    );
     // Another request file with the used key is refused, and activates nothing.
     let other = json!({"version": 1, "type": "activation", "app_id": c.app_id, "key": key, "fingerprint": "vault-pc-2",
                        "created_at": "2026-11-23T10:00:00Z", "nonce": uuid::Uuid::new_v4()});
