@@ -14,8 +14,8 @@
 //! - What is kept: successes that executed (2xx, the key recorded on an event) and replays the
 //!   events' index re-derived. A refusal, a failure, or a success that changed nothing executed
 //!   nothing; its claim is released and a retry is evaluated afresh. A keyed request whose client
-//!   went away, or whom the deadline answered 503, runs to its end all the same (up to
-//!   [`KEYED_RUN_DEADLINES`] deadlines) and keeps its answer (see [`run`]).
+//!   went away, or whom the deadline answered 503, runs to its end all the same and keeps its
+//!   answer (see [`run`]).
 //! - Where: claims and fresh answers in the server's memory, answers written to the table just
 //!   after the response (`application::idempotency`); a retry the memory does not hold runs its
 //!   handler, whose command finds the key on its first event (the events' index), appends
@@ -24,8 +24,6 @@
 //! - `POST /v1/validate` takes no key: it appends nothing and answers the license as it is now.
 //!
 //! A request without the header costs nothing here but looking for it.
-
-use std::time::Duration;
 
 use application::idempotency::{Claim, Claimed, IdempotencyStore, StoredAnswer};
 use axum::body::{Body, Bytes};
@@ -47,18 +45,16 @@ pub const HEADER: &str = "idempotency-key";
 /// The answer header that marks a replay.
 pub const REPLAYED: &str = "idempotent-replayed";
 
-/// What the middleware needs: the application and the request deadline, which bounds how long a
-/// keyed request (and its claim) runs once its client has gone away.
+/// What the middleware needs: the application.
 #[derive(Clone)]
 pub struct Idempotency {
     state: AppState,
-    deadline: Duration,
 }
 
 impl Idempotency {
-    /// The middleware's state for requests of at most `deadline`.
-    pub fn new(state: AppState, deadline: Duration) -> Self {
-        Self { state, deadline }
+    /// The middleware's state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
 }
 
@@ -67,9 +63,18 @@ impl Idempotency {
 /// # Errors
 /// 400 `INVALID_IDEMPOTENCY_KEY` naming the header.
 pub fn key_of(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(HEADER) else {
+    let mut values = headers.get_all(HEADER).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    // One key per request: with two, which one applies would be whichever a proxy put first.
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidIdempotencyKey,
+            "send one Idempotency-Key header, not several",
+            Some("Idempotency-Key".to_owned()),
+        ));
+    }
     value
         .to_str()
         .ok()
@@ -197,22 +202,17 @@ async fn read_body(idem: &Idempotency, body: Body) -> Result<Bytes, ApiError> {
     })
 }
 
-/// How many request deadlines a keyed request may run, in its own task, after its client was
-/// answered 503 at the deadline: long enough for a command held up behind a lock or a slow
-/// database to commit and its answer (a secret shown once) to be kept for the retry, which gets
-/// 409 meanwhile. A request still running then is dropped; if its statement commits after that,
-/// its retry is answered from the events, without the secret.
-const KEYED_RUN_DEADLINES: u32 = 4;
-
 /// Claims `key` in `scope`, then replays, refuses, or runs the request and keeps its answer.
 ///
 /// All of it runs in a task of its own, which neither the client going away (a reset connection
 /// drops the request's future) nor the request deadline (the outer layer answers 503 and drops
-/// the request's future) cuts: cut between its command's commit and its answer's keeping, the
-/// retry would be answered from the events, where a token's or license key's secret is not.
+/// the request's future) cuts, and which has no bound of its own: cut between its command's
+/// statement and its answer's keeping, the retry would be answered from the events, where a
+/// token's or license key's secret is not — and a statement already sent runs on in PostgreSQL
+/// whatever becomes of the future that sent it, so no bound here could stop it from committing.
 /// Found by attackers resetting connections (`tests/tests/admin_api/idempotency.rs` resets them)
-/// and holding the events' lock past the deadline (`tests/tests/idempotency_served.rs`). The task
-/// itself is bounded by [`KEYED_RUN_DEADLINES`] deadlines.
+/// and holding the events' lock past the deadline, then past four deadlines, the bound this task
+/// had (`tests/tests/idempotency_served.rs`). Meanwhile the key's claim is held: 409.
 async fn run(
     idem: &Idempotency,
     scope: String,
@@ -223,22 +223,9 @@ async fn run(
 ) -> Response {
     use tracing::Instrument;
     let idem = idem.clone();
-    let bound = idem.deadline * KEYED_RUN_DEADLINES;
     let task = tokio::spawn(
-        async move {
-            match tokio::time::timeout(bound, execute(&idem, scope, key, parts, bytes, next)).await
-            {
-                Ok(response) => response,
-                // Dropping the request released its claim (`Held`): a retry runs it again.
-                Err(_) => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Timeout,
-                    "the request took too long; retry it with the same Idempotency-Key",
-                )
-                .into_response(),
-            }
-        }
-        .instrument(tracing::Span::current()),
+        async move { execute(&idem, scope, key, parts, bytes, next).await }
+            .instrument(tracing::Span::current()),
     );
     match task.await {
         Ok(response) => response,
@@ -447,6 +434,11 @@ mod tests {
             assert_eq!(e.field(), Some("Idempotency-Key"));
         }
         assert_eq!(key_of(&HeaderMap::new()).unwrap(), None);
+        let mut two = HeaderMap::new();
+        two.append(HEADER, HeaderValue::from_static("k-1"));
+        two.append(HEADER, HeaderValue::from_static("k-2"));
+        let e = key_of(&two).unwrap_err();
+        assert_eq!(e.code(), "INVALID_IDEMPOTENCY_KEY");
     }
 
     #[test]

@@ -144,9 +144,10 @@ pub fn app_router(
     let mut operations = table.admin.to_openapi();
     operations.merge(table.client.to_openapi());
     let query_free = routes::QueryFree::of(&operations);
-    // Innermost, inside the deadline: a request the deadline abandons releases its idempotency
-    // key (ADR 0016); outside it the per-token limit, so a refused request claims no key.
-    let idempotency = Idempotency::new(state.clone(), request_timeout);
+    // Innermost, inside the deadline: a keyed request the deadline answers runs on in its own
+    // task, its key held (ADR 0019); outside it the per-token limit, so a refused request claims
+    // no key.
+    let idempotency = Idempotency::new(state.clone());
     let api = Router::from(table.admin)
         .layer(middleware::from_fn_with_state(
             idempotency.clone(),

@@ -8,12 +8,12 @@
 //! ([`crate::asof`]).
 
 use commands::ledger::{LicenseChange, NewLicense};
-use commands::{CommandContext, Idempotency, Ledger, Loaded, Outcome};
+use commands::{CommandContext, CommandError, Idempotency, Ledger, Loaded, Outcome};
 use domain::event::Actor;
 use domain::ids::{AppId, InstallationId, LicenseId};
 use domain::license::{License, LicenseEvent, LicenseState};
 use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
-use domain::{AggregateType, ErrorCode, Timestamp};
+use domain::{AggregateType, DomainError, ErrorCode, Timestamp};
 
 use crate::lists::{Listed, PageRequest, Scope};
 use crate::tokens::{self, Issued, SignedToken};
@@ -438,7 +438,19 @@ impl Licenses<'_> {
             }),
             ..ctx.clone()
         };
-        self.activate(&activation, license_id, request).await?;
+        // Refused before a seat is taken: the token's own condition, checked first (the
+        // activation took a seat and the token was then refused, found by an attacker).
+        let loaded: Loaded<License> = self.ledger.store().read(license_id).await?;
+        if loaded
+            .aggregate
+            .state()
+            .is_some_and(|s| !s.terms.offline_allowed)
+        {
+            return Err(DomainError::OfflineNotAllowed.into());
+        }
+        if !self.ran_before(ctx).await? {
+            self.activate(&activation, license_id, request).await?;
+        }
         self.offline_token(
             &token,
             license_id,
@@ -446,6 +458,28 @@ impl Licenses<'_> {
             Some(fingerprint),
         )
         .await
+    }
+
+    /// Whether an offline activation with this request's key ran before: its activation or its
+    /// token recorded the key (or the derived one). An activation of a device already active
+    /// records nothing, so the token's key is looked up too: without it, a retry after the device
+    /// was freed activated it again (found by an attacker). Another request's use of the key is
+    /// refused here, before anything is activated.
+    async fn ran_before(&self, ctx: &CommandContext) -> Result<bool, AppError> {
+        let Some(idem) = &ctx.idempotency else {
+            return Ok(false);
+        };
+        let actor = ctx.actor.to_string();
+        for key in [idem.key.clone(), format!("{} token", idem.key)] {
+            if let Some(first) = self.ledger.store().find_idempotent(&actor, &key).await? {
+                let hash = first.metadata.get("request_hash").and_then(|v| v.as_str());
+                if hash != Some(idem.request_hash.as_str()) {
+                    return Err(AppError::Command(CommandError::IdempotencyKeyReused));
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Frees an air-gapped machine's seat from its request file and answers with a signed receipt.

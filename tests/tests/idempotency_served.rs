@@ -240,10 +240,10 @@ async fn a_graceful_stop_writes_the_pending_answers() {
     db.drop_db().await;
 }
 
-/// A keyed creation held up past the request deadline (the events' table locked) is answered
-/// 503, and runs on: a duplicate meanwhile gets 409, and once the lock goes the retry gets the
-/// created license with its key — the secret an attacker saw lost (`"key": null`) when the
-/// deadline dropped the request after its statement was sent.
+/// A keyed creation held up past the request deadline (the events' table locked, five seconds
+/// with a one-second deadline) is answered 503, and runs on: a duplicate meanwhile gets 409, and
+/// once the lock goes the retry gets the created license with its key — the secret an attacker
+/// saw lost (`"key": null`) when the deadline dropped the request after its statement was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_request_past_the_deadline_runs_on_and_keeps_its_secret() {
     let db = TestDb::create().await;
@@ -328,6 +328,11 @@ async fn a_keyed_request_past_the_deadline_runs_on_and_keeps_its_secret() {
         duplicate.json()
     );
     assert_eq!(duplicate.json()["code"], "IDEMPOTENCY_IN_PROGRESS");
+    // Past four deadlines, where the request once was dropped while its statement, already
+    // sent, still committed once the lock went (an attacker's second finding).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let still = issue().await;
+    assert_eq!(still.status, StatusCode::CONFLICT, "{:?}", still.json());
     appends.commit().await.unwrap();
 
     let since = Instant::now();

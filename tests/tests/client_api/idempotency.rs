@@ -240,6 +240,40 @@ async fn every_client_write_answers_a_retry_byte_for_byte_and_executes_nothing()
         String::from_utf8_lossy(&receipt.body)
             .starts_with("-----BEGIN LICENSE-LEDGER DEACTIVATION RECEIPT-----")
     );
+    // A file for a device already active (activated online): its activation changes nothing
+    // and records no key, its token does. Freed, then the file retried: the first answer, and no
+    // second activation (it took a seat again, found by an attacker).
+    let online = client_post(
+        &app,
+        "/v1/activations",
+        &c.app_id,
+        &json!({"key": key, "fingerprint": "vault-3"}),
+        "online-3",
+    )
+    .await;
+    assert_eq!(online.status, StatusCode::CREATED);
+    let online_id = s(&online.json(), "installation_id");
+    let mut active = request.clone();
+    active["fingerprint"] = json!("vault-3");
+    active["nonce"] = json!(uuid::Uuid::new_v4());
+    let active_file = request_file("ACTIVATION REQUEST", &active);
+    let first = post_file(&active_file, "file-3").await;
+    assert_eq!(first.status, StatusCode::OK);
+    let freed = client_post(
+        &app,
+        &format!("/v1/activations/{online_id}/deactivate"),
+        &c.app_id,
+        &json!({"key": key}),
+        "free-3",
+    )
+    .await;
+    assert_eq!(freed.status, StatusCode::OK);
+    app.server.state.app.idempotency().drain().await;
+    let before = app.event_count().await;
+    let again = post_file(&active_file, "file-3").await;
+    assert_eq!((again.status, &again.body), (StatusCode::OK, &first.body));
+    assert_eq!(app.event_count().await, before, "not activated again");
+
     // The activation's file retried now, its device freed: the first answer again, and the
     // device is not activated a second time.
     let before = app.event_count().await;
@@ -248,6 +282,52 @@ async fn every_client_write_answers_a_retry_byte_for_byte_and_executes_nothing()
     assert_eq!(again.body, offline.body);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(app.event_count().await, before, "not activated again");
+    app.stop().await;
+}
+
+/// A request file for a license whose policy allows no offline use is refused before a seat is
+/// taken (the activation ran, then the token was refused: the seat was gone, found by an
+/// attacker).
+#[tokio::test]
+async fn an_offline_activation_the_policy_refuses_takes_no_seat() {
+    let app = TestApp::start().await;
+    let c = app
+        .catalogue_with(
+            json!({"name": "Online only", "model": "node_locked", "seats": 1, "duration_days": 30,
+                               "features": [], "offline_allowed": false, "offline_grace_days": 0,
+                               "payment_grace_days": 0}),
+        )
+        .await;
+    let key = s(&app.issue(&c).await, "key");
+    let request = json!({"version": 1, "type": "activation", "app_id": c.app_id, "key": key, "fingerprint": "vault",
+                         "created_at": "2026-11-23T10:00:00Z", "nonce": uuid::Uuid::new_v4()});
+    let auth = format!("Bearer {}", app.admin_token);
+    let before = app.event_count().await;
+    let refused = send_raw(
+        &app.client,
+        &app.base,
+        Method::POST,
+        "/v1/offline-activations",
+        &[
+            ("authorization", &auth),
+            ("content-type", "text/plain"),
+            ("idempotency-key", "n-1"),
+        ],
+        request_file("ACTIVATION REQUEST", &request).into_bytes(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.json()["code"], "OFFLINE_NOT_ALLOWED");
+    assert_eq!(app.event_count().await, before, "no seat taken");
+    let online = client_post(
+        &app,
+        "/v1/activations",
+        &c.app_id,
+        &json!({"key": key, "fingerprint": "pc"}),
+        "pc-1",
+    )
+    .await;
+    assert_eq!(online.status, StatusCode::CREATED, "the one seat is free");
     app.stop().await;
 }
 
