@@ -39,7 +39,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use sqlx::{PgPool, Row};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// How long answers are kept by default: API.md promises 24 hours.
@@ -111,19 +111,10 @@ pub struct IdempotencyStore {
     cipher: XChaCha20Poly1305,
     retention: Duration,
     claims: Arc<Mutex<Claims>>,
-    lookups: Arc<Batch<Lookup, Option<Found>>>,
     writer: Arc<Writer>,
 }
 
-/// A stored row's look-up.
-struct Lookup {
-    scope: String,
-    key: String,
-    retention: Duration,
-}
-
-/// A stored row, as a claim reads it.
-#[derive(Clone)]
+/// A stored row, as a retry reads it.
 struct Found {
     request_hash: Vec<u8>,
     done: bool,
@@ -142,114 +133,6 @@ struct Answered {
     status: i16,
     headers: String,
     sealed: Vec<u8>,
-}
-
-/// Look-ups under way at once (retries only): more than a few would take the pool's connections
-/// from the commands.
-const CONCURRENT_FLUSHES: usize = 4;
-
-type Reply<R> = oneshot::Sender<Result<R, SharedError>>;
-
-/// A batch's error, given to each request of the batch: the kind that decides the answer (the
-/// database unreachable: 503; anything else: 500) and its text. `sqlx::Error` is not `Clone`,
-/// and a text alone made every outage of the store a 500.
-#[derive(Clone, Debug)]
-enum SharedError {
-    Unavailable(String),
-    Other(String),
-}
-
-impl SharedError {
-    fn of(e: &sqlx::Error) -> Self {
-        match e {
-            // The kinds `api::error` answers 503 for.
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => Self::Unavailable(e.to_string()),
-            _ => Self::Other(e.to_string()),
-        }
-    }
-
-    /// An error of the same kind for the request that waited on the batch.
-    fn into_error(self) -> sqlx::Error {
-        match self {
-            Self::Unavailable(text) => sqlx::Error::Io(std::io::Error::other(text)),
-            Self::Other(text) => sqlx::Error::Protocol(text),
-        }
-    }
-}
-
-/// Concurrent requests' look-ups read by one statement: a request queues its own and waits for a
-/// flush permit; whoever gets one reads every look-up queued by then, and the others find their
-/// answer already given (a burst of retries, after an outage, shares statements).
-struct Batch<T, R> {
-    queue: Mutex<Vec<(T, Reply<R>)>>,
-    flushing: tokio::sync::Semaphore,
-}
-
-impl<T, R> Default for Batch<T, R> {
-    fn default() -> Self {
-        Self {
-            queue: Mutex::new(Vec::new()),
-            flushing: tokio::sync::Semaphore::new(CONCURRENT_FLUSHES),
-        }
-    }
-}
-
-impl<T: Send + 'static, R: Clone + Send + 'static> Batch<T, R> {
-    /// Submits `item` with whatever else is queued; what `flush` said of it (one `R` per item,
-    /// in order).
-    async fn submit<F, Fut>(&self, pool: &PgPool, item: T, flush: F) -> Result<R, sqlx::Error>
-    where
-        F: FnOnce(PgPool, Vec<T>) -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<R>, sqlx::Error>> + Send + 'static,
-    {
-        let abandoned = || SharedError::Other("a batched statement was abandoned".to_owned());
-        let (reply, mut answer) = oneshot::channel();
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((item, reply));
-        let leader = self
-            .flushing
-            .acquire()
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        // Another leader may have served this item while this request waited for the permit.
-        let early = match answer.try_recv() {
-            Ok(given) => Some(given),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(abandoned())),
-        };
-        if early.is_none() {
-            let pending =
-                std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
-            if !pending.is_empty() {
-                let (items, replies): (Vec<T>, Vec<Reply<R>>) = pending.into_iter().unzip();
-                let done = flush(pool.clone(), items);
-                // Spawned: a leader dropped midway (its request abandoned) must not leave the
-                // other items of its batch unanswered.
-                let task = tokio::spawn(async move {
-                    let result = done.await;
-                    for (i, reply) in replies.into_iter().enumerate() {
-                        let _ = reply.send(match &result {
-                            Ok(each) => each.get(i).cloned().ok_or_else(abandoned),
-                            Err(e) => Err(SharedError::of(e)),
-                        });
-                    }
-                });
-                let _ = task.await;
-            }
-        }
-        drop(leader);
-        let given = match early {
-            Some(given) => given,
-            // Served by this flush, or by one an abandoned leader spawned.
-            None => answer.await.unwrap_or_else(|_| Err(abandoned())),
-        };
-        given.map_err(SharedError::into_error)
-    }
 }
 
 /// The answers waiting for their write, and whether a writer task is running.
@@ -335,7 +218,6 @@ impl IdempotencyStore {
             cipher: XChaCha20Poly1305::new((&key).into()),
             retention,
             claims: Arc::default(),
-            lookups: Arc::default(),
             writer: Arc::default(),
         }
     }
@@ -385,8 +267,8 @@ impl IdempotencyStore {
     /// said the request ran before (its command appended nothing, and answered the first
     /// outcome): `Replay` with the first answer, byte for byte; `Reused` when the stored answer
     /// is another request's; `None` when none is stored (pruned, lost with a process that died
-    /// before writing it, or undecryptable). One statement for every look-up waiting at the
-    /// moment.
+    /// before writing it, or undecryptable). One statement, on retries only: never on a first
+    /// execution's path.
     ///
     /// # Errors
     /// Database errors.
@@ -396,12 +278,7 @@ impl IdempotencyStore {
         key: &str,
         request_hash: &[u8; 32],
     ) -> Result<Option<Claimed>, sqlx::Error> {
-        let lookup = Lookup {
-            scope: scope.to_owned(),
-            key: key.to_owned(),
-            retention: self.retention,
-        };
-        let found = self.lookups.submit(&self.pool, lookup, read_rows).await?;
+        let found = read_row(&self.pool, scope, key, self.retention).await?;
         // An answer past the retention is gone, whatever the pruner has not deleted yet; a row
         // left `in_progress` by a server of an earlier version holds no answer.
         let Some(row) = found.filter(|row| !row.expired && row.done) else {
@@ -702,45 +579,34 @@ impl IdempotencyStore {
     }
 }
 
-/// Reads the stored rows of `lookups`, one per look-up, in order.
-async fn read_rows(pool: PgPool, lookups: Vec<Lookup>) -> Result<Vec<Option<Found>>, sqlx::Error> {
-    let mut scopes = Vec::with_capacity(lookups.len());
-    let mut keys = Vec::with_capacity(lookups.len());
-    let mut retained = Vec::with_capacity(lookups.len());
-    for l in &lookups {
-        scopes.push(l.scope.as_str());
-        keys.push(l.key.as_str());
-        retained.push(i64::try_from(l.retention.as_millis()).unwrap_or(i64::MAX));
-    }
-    let rows = sqlx::query(
-        "SELECT u.i, k.request_hash, k.state = 'done' AS done, k.status, k.headers::text AS headers, \
-                k.body, k.created_at < now() - u.kept_ms * interval '1 millisecond' AS expired \
-           FROM unnest($1::text[], $2::text[], $3::int8[]) \
-                WITH ORDINALITY AS u(scope, key, kept_ms, i) \
-           JOIN idempotency_keys k ON k.scope = u.scope AND k.key = u.key",
+/// Reads the stored row of `key` in `scope`, if any.
+async fn read_row(
+    pool: &PgPool,
+    scope: &str,
+    key: &str,
+    retention: Duration,
+) -> Result<Option<Found>, sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "SELECT request_hash, state = 'done' AS done, status, headers::text AS headers, body, \
+                created_at < now() - $3::interval AS expired \
+           FROM idempotency_keys WHERE scope = $1 AND key = $2",
     )
-    .bind(&scopes)
-    .bind(&keys)
-    .bind(&retained)
-    .fetch_all(&pool)
-    .await?;
-    let mut found = vec![None; lookups.len()];
-    for row in rows {
-        let i: i64 = row.try_get("i")?;
-        let slot = usize::try_from(i - 1)
-            .ok()
-            .and_then(|i| found.get_mut(i))
-            .ok_or_else(|| sqlx::Error::Protocol("a look-up's ordinal is out of range".into()))?;
-        *slot = Some(Found {
-            request_hash: row.try_get("request_hash")?,
-            done: row.try_get("done")?,
-            status: row.try_get("status")?,
-            headers: row.try_get("headers")?,
-            body: row.try_get("body")?,
-            expired: row.try_get("expired")?,
-        });
-    }
-    Ok(found)
+    .bind(scope)
+    .bind(key)
+    .bind(interval(retention))
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Found {
+        request_hash: row.try_get("request_hash")?,
+        done: row.try_get("done")?,
+        status: row.try_get("status")?,
+        headers: row.try_get("headers")?,
+        body: row.try_get("body")?,
+        expired: row.try_get("expired")?,
+    }))
 }
 
 /// Whether a write failed because the database cannot be reached now (worth retrying for as
@@ -923,14 +789,6 @@ mod tests {
             Claimed::InProgress
         ));
         store.release(&second);
-    }
-
-    #[test]
-    fn a_batch_error_keeps_its_kind_for_every_request_of_the_batch() {
-        let unavailable = SharedError::of(&sqlx::Error::PoolTimedOut).into_error();
-        assert!(matches!(unavailable, sqlx::Error::Io(_)), "{unavailable:?}");
-        let other = SharedError::of(&sqlx::Error::RowNotFound).into_error();
-        assert!(matches!(other, sqlx::Error::Protocol(_)), "{other:?}");
     }
 
     #[tokio::test]
