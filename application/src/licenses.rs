@@ -8,12 +8,12 @@
 //! ([`crate::asof`]).
 
 use commands::ledger::{LicenseChange, NewLicense};
-use commands::{CommandContext, CommandError, Idempotency, Ledger, Loaded, Outcome};
+use commands::{CommandContext, Idempotency, Ledger, Loaded, Outcome};
 use domain::event::Actor;
 use domain::ids::{AppId, InstallationId, LicenseId};
 use domain::license::{License, LicenseEvent, LicenseState};
 use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
-use domain::{AggregateType, DomainError, ErrorCode, Timestamp};
+use domain::{AggregateType, ErrorCode, Timestamp};
 
 use crate::lists::{Listed, PageRequest, Scope};
 use crate::tokens::{self, Issued, SignedToken};
@@ -433,7 +433,7 @@ impl Licenses<'_> {
         let activation = ctx.clone();
         let token = CommandContext {
             idempotency: ctx.idempotency.as_ref().map(|idem| Idempotency {
-                key: format!("{} token", idem.key),
+                key: token_key(&idem.key),
                 request_hash: idem.request_hash.clone(),
             }),
             ..ctx.clone()
@@ -441,12 +441,8 @@ impl Licenses<'_> {
         // Refused before a seat is taken: the token's own condition, checked first (the
         // activation took a seat and the token was then refused, found by an attacker).
         let loaded: Loaded<License> = self.ledger.store().read(license_id).await?;
-        if loaded
-            .aggregate
-            .state()
-            .is_some_and(|s| !s.terms.offline_allowed)
-        {
-            return Err(DomainError::OfflineNotAllowed.into());
+        if let Some(state) = loaded.aggregate.state() {
+            state.check_offline_allowed()?;
         }
         if !self.ran_before(ctx).await? {
             self.activate(&activation, license_id, request).await?;
@@ -469,17 +465,9 @@ impl Licenses<'_> {
         let Some(idem) = &ctx.idempotency else {
             return Ok(false);
         };
-        let actor = ctx.actor.to_string();
-        for key in [idem.key.clone(), format!("{} token", idem.key)] {
-            if let Some(first) = self.ledger.store().find_idempotent(&actor, &key).await? {
-                let hash = first.metadata.get("request_hash").and_then(|v| v.as_str());
-                if hash != Some(idem.request_hash.as_str()) {
-                    return Err(AppError::Command(CommandError::IdempotencyKeyReused));
-                }
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let store = self.ledger.store();
+        Ok(store.recorded(ctx, &idem.key).await?
+            || store.recorded(ctx, &token_key(&idem.key)).await?)
     }
 
     /// Frees an air-gapped machine's seat from its request file and answers with a signed receipt.
@@ -534,4 +522,10 @@ impl Licenses<'_> {
 /// The context of a command a client application causes (activations, offline tokens).
 pub fn client_context(request_id: impl Into<String>) -> CommandContext {
     CommandContext::new(Actor::Client, request_id)
+}
+
+/// The key an offline activation's token records, derived from the request's (which its
+/// activation records): with a space, which no client's key holds.
+fn token_key(key: &str) -> String {
+    format!("{key} token")
 }

@@ -463,6 +463,24 @@ impl EventStore {
         }
     }
 
+    /// Whether `key`, in the name of `ctx`'s actor, was recorded on an event by an earlier
+    /// request: by this same request (`true`: it ran before), by none (`false`), or by another
+    /// (`IdempotencyKeyReused`). For a request of several commands, which asks before one whose
+    /// run would record nothing (the offline activation of a device already active).
+    ///
+    /// # Errors
+    /// `IdempotencyKeyReused`; database errors.
+    pub async fn recorded(&self, ctx: &CommandContext, key: &str) -> Result<bool, CommandError> {
+        let Some(idem) = &ctx.idempotency else {
+            return Ok(false);
+        };
+        match self.find_idempotent(&ctx.actor.to_string(), key).await? {
+            Some(first) if same_request(&first, idem) => Ok(true),
+            Some(_) => Err(CommandError::IdempotencyKeyReused),
+            None => Ok(false),
+        }
+    }
+
     /// The outcome of the request that first recorded `first`'s idempotency key: the stream as it
     /// stood after that request's events.
     async fn replay<A>(
@@ -474,8 +492,7 @@ impl EventStore {
         A: Stream,
         A::Event: VersionedEvent,
     {
-        let recorded_hash = first.metadata.get("request_hash").and_then(|v| v.as_str());
-        if first.aggregate_type != A::TYPE || recorded_hash != Some(idem.request_hash.as_str()) {
+        if first.aggregate_type != A::TYPE || !same_request(first, idem) {
             return Err(CommandError::IdempotencyKeyReused);
         }
         let correlation = first.metadata.get("correlation_id").cloned();
@@ -537,4 +554,9 @@ async fn backoff(attempt: u32) {
     let ceiling = 1u64 << attempt.min(6);
     let millis = u64::from(u16::from_le_bytes(bytes)) % ceiling;
     tokio::time::sleep(Duration::from_millis(millis)).await;
+}
+
+/// Whether the event `first` was recorded by the request `idem` describes (the same digest).
+fn same_request(first: &RecordedEvent, idem: &Idempotency) -> bool {
+    first.metadata.get("request_hash").and_then(|v| v.as_str()) == Some(idem.request_hash.as_str())
 }

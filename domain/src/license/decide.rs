@@ -278,9 +278,7 @@ impl License {
         kind: OfflineTokenKind,
         fingerprint: Option<&Fingerprint>,
     ) -> Result<Vec<LicenseEvent>, DomainError> {
-        if !state.terms.offline_allowed {
-            return Err(DomainError::OfflineNotAllowed);
-        }
+        state.check_offline_allowed()?;
         let decision = validation::decide(state, at, fingerprint.map(Fingerprint::as_str), &[]);
         if !decision.valid() {
             return Err(DomainError::LicenseNotValid(decision.code));

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{License, LicenseEvent, LicenseIssued};
-use crate::Timestamp;
 use crate::ids::{AppId, InstallationId, OrganizationId, PolicyId, ProductId};
 use crate::keys::KeyHash;
 use crate::policy::PolicyTerms;
@@ -16,6 +15,7 @@ use crate::values::{
     Environment, FeatureSet, Fingerprint, Label, LicenseModel, LicenseSource, Reason,
     RevocationCategory, SeatCount,
 };
+use crate::{DomainError, Timestamp};
 
 /// One active installation of a license.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +83,19 @@ pub struct LicenseState {
 }
 
 impl LicenseState {
+    /// Whether the license's terms allow offline use (offline tokens, air-gapped activation):
+    /// asked before an air-gapped activation takes a seat, and by the offline token's decision.
+    ///
+    /// # Errors
+    /// [`DomainError::OfflineNotAllowed`].
+    pub fn check_offline_allowed(&self) -> Result<(), DomainError> {
+        if self.terms.offline_allowed {
+            Ok(())
+        } else {
+            Err(DomainError::OfflineNotAllowed)
+        }
+    }
+
     /// The active installation of `fingerprint` at `now`.
     pub fn installation_of(&self, fingerprint: &str, now: Timestamp) -> Option<InstallationId> {
         self.activations
