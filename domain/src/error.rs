@@ -2,8 +2,11 @@
 //! error responses) and a [`RejectionKind`] that the API maps to an HTTP status in one place.
 
 use crate::codes::ErrorCode;
-use crate::ids::{ApiTokenId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId};
+use crate::ids::{
+    ApiTokenId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId, UserId,
+};
 use crate::validation::ValidationCode;
+use crate::values::{OrganizationKind, Role};
 
 /// How a refusal should be understood by a caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +98,21 @@ pub enum DomainError {
     ApiTokenAlreadyIssued(ApiTokenId),
     #[error("API token {0} is already revoked")]
     ApiTokenAlreadyRevoked(ApiTokenId),
+
+    #[error("user {0} does not exist")]
+    UserNotFound(UserId),
+    #[error("user {0} already exists")]
+    UserAlreadyRegistered(UserId),
+    #[error("user {0} is deactivated")]
+    UserDeactivated(UserId),
+    #[error("the invitation of user {0} was claimed already")]
+    InvitationAlreadyClaimed(UserId),
+    #[error(
+        "an invitation is claimed by a token carrying its email, verified by the identity provider"
+    )]
+    InvitationEmailUnverified,
+    #[error("the role {role} is not held at a {kind} organization")]
+    RoleNotHeldThere { role: Role, kind: OrganizationKind },
 }
 
 impl DomainError {
@@ -137,6 +155,12 @@ impl DomainError {
             Self::OfflineNotAllowed => ErrorCode::OfflineNotAllowed,
             Self::ApiTokenNotFound(_) => ErrorCode::TokenNotFound,
             Self::ApiTokenAlreadyRevoked(_) => ErrorCode::TokenAlreadyRevoked,
+            Self::UserNotFound(_) => ErrorCode::UserNotFound,
+            Self::UserAlreadyRegistered(_) => ErrorCode::AlreadyExists,
+            Self::UserDeactivated(_) => ErrorCode::UserDeactivated,
+            Self::InvitationAlreadyClaimed(_) => ErrorCode::InvitationAlreadyClaimed,
+            Self::InvitationEmailUnverified => ErrorCode::InvitationEmailUnverified,
+            Self::RoleNotHeldThere { .. } => ErrorCode::RoleNotHeldThere,
         }
     }
 
@@ -148,12 +172,15 @@ impl DomainError {
             | Self::PolicyNotFound(_)
             | Self::LicenseNotFound(_)
             | Self::InstallationNotFound(_)
-            | Self::ApiTokenNotFound(_) => RejectionKind::NotFound,
+            | Self::ApiTokenNotFound(_)
+            | Self::UserNotFound(_) => RejectionKind::NotFound,
             Self::OrganizationAlreadyRegistered(_)
             | Self::ProductAlreadyDefined(_)
             | Self::PolicyAlreadyDefined(_)
             | Self::LicenseAlreadyIssued(_)
             | Self::ApiTokenAlreadyIssued(_)
+            | Self::UserAlreadyRegistered(_)
+            | Self::InvitationAlreadyClaimed(_)
             | Self::TooManyActivations { .. }
             | Self::LeaseExpired(_) => RejectionKind::Conflict,
             Self::OrganizationClosed(_)
@@ -176,7 +203,10 @@ impl DomainError {
             | Self::LicenseNotValid(_)
             | Self::NotFloating
             | Self::OfflineNotAllowed
-            | Self::ApiTokenAlreadyRevoked(_) => RejectionKind::Unprocessable,
+            | Self::ApiTokenAlreadyRevoked(_)
+            | Self::UserDeactivated(_)
+            | Self::InvitationEmailUnverified
+            | Self::RoleNotHeldThere { .. } => RejectionKind::Unprocessable,
         }
     }
 }

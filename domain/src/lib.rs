@@ -18,7 +18,7 @@
 //! - [`stream`]: [`AggregateType`] (the stored `aggregate_type`), claim scopes, and [`Stream`],
 //!   which gives each aggregate its typed id.
 //! - Aggregates (cqrs-es `Aggregate`): [`organization`], [`product`], [`policy`], [`license`],
-//!   [`api_token`]; [`status`] derives a license's status from its state and the clock;
+//!   [`api_token`], [`user`]; [`reach`] decides what a principal may do where; [`status`] derives a license's status from its state and the clock;
 //!   [`validation`] is the validation decision every client check goes through.
 
 pub mod api_token;
@@ -32,9 +32,11 @@ pub mod license;
 pub mod organization;
 pub mod policy;
 pub mod product;
+pub mod reach;
 pub mod status;
 pub mod stream;
 pub mod text;
+pub mod user;
 pub mod validation;
 pub mod values;
 

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::ids::{ApiTokenId, LicenseId, OrganizationId, PolicyId, ProductId};
+use crate::ids::{ApiTokenId, LicenseId, OrganizationId, PolicyId, ProductId, UserId};
 
 /// The aggregate a stream belongs to: the `aggregate_type` of its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,16 +21,18 @@ pub enum AggregateType {
     Policy,
     License,
     ApiToken,
+    User,
 }
 
 impl AggregateType {
     /// Every aggregate type, in the order the catalogue is usually listed.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Organization,
         Self::Product,
         Self::Policy,
         Self::License,
         Self::ApiToken,
+        Self::User,
     ];
 
     /// The stored spelling (the `aggregate_type` column). Never renamed.
@@ -41,6 +43,7 @@ impl AggregateType {
             Self::Policy => "Policy",
             Self::License => "License",
             Self::ApiToken => "ApiToken",
+            Self::User => "User",
         }
     }
 
@@ -64,6 +67,10 @@ pub enum ClaimScope {
     AppId,
     /// The keyed hash of a license key.
     LicenseKey,
+    /// A user's email (lower case).
+    UserEmail,
+    /// A user's identity: `<issuer>#<subject>`.
+    UserIdentity,
 }
 
 impl ClaimScope {
@@ -72,6 +79,8 @@ impl ClaimScope {
         match self {
             Self::AppId => "app_id",
             Self::LicenseKey => "license_key",
+            Self::UserEmail => "user_email",
+            Self::UserIdentity => "user_identity",
         }
     }
 }
@@ -104,6 +113,7 @@ impl StreamId for ProductId {}
 impl StreamId for PolicyId {}
 impl StreamId for LicenseId {}
 impl StreamId for ApiTokenId {}
+impl StreamId for UserId {}
 
 /// An aggregate of the ledger: the type of its streams and the type of their ids.
 pub trait Stream: cqrs_es::Aggregate {
@@ -129,6 +139,7 @@ streams! {
     crate::policy::Policy => Policy, PolicyId;
     crate::license::License => License, LicenseId;
     crate::api_token::ApiToken => ApiToken, ApiTokenId;
+    crate::user::User => User, UserId;
 }
 
 #[cfg(test)]

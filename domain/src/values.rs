@@ -62,7 +62,17 @@ macro_rules! serialize_as_str {
     )+};
 }
 
-serialize_as_str!(Name, Reason, FeatureCode, KeyPrefix, Fingerprint, Label);
+serialize_as_str!(
+    Name,
+    Reason,
+    FeatureCode,
+    KeyPrefix,
+    Fingerprint,
+    Label,
+    Email,
+    Issuer,
+    Subject
+);
 
 /// A display name (organization, product, policy): 1 to 200 characters, trimmed, no control
 /// characters.
@@ -90,6 +100,215 @@ impl TryFrom<String> for Name {
 }
 impl From<Name> for String {
     fn from(v: Name) -> String {
+        v.0
+    }
+}
+
+/// A name given now (a request body, a command-line argument): a [`Name`] that also shows
+/// something. A name made only of invisible characters (zero-width spaces, joiners, bidi marks,
+/// variation selectors...) passes [`Name`]'s rules but names nothing a person can read or find.
+///
+/// Kept apart from [`Name`] on purpose: stored events deserialize `Name` with the rules they were
+/// written under, so a stricter rule for new input never makes a stored stream unreadable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NewName(Name);
+
+impl NewName {
+    /// # Errors
+    /// When [`Name::parse`] refuses the text, or no character of it is visible.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let name = Name::parse(raw)?;
+        require_visible(name.as_str(), "name")?;
+        Ok(Self(name))
+    }
+    /// The name, to record.
+    pub fn into_name(self) -> Name {
+        self.0
+    }
+}
+
+impl TryFrom<String> for NewName {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<NewName> for Name {
+    fn from(v: NewName) -> Name {
+        v.0
+    }
+}
+
+/// Refuses a text in which nothing is visible.
+///
+/// # Errors
+/// When every character is whitespace, a control or format character, or another default-ignorable
+/// code point.
+pub fn require_visible(text: &str, what: &str) -> Result<(), InvalidValue> {
+    if text.chars().all(is_invisible) {
+        return Err(InvalidValue::new(format!(
+            "{what} must contain a visible character (it holds only invisible ones, such as zero-width spaces)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whitespace, controls, and Unicode's format and default-ignorable code points: characters that
+/// render as nothing.
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c as u32,
+            0x00AD
+                | 0x034F
+                | 0x061C
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x206F
+                | 0x2800
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF0..=0xFFFB
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+        )
+}
+
+/// An e-mail address, as identity providers send it in the `email` claim: 3 to 254 characters,
+/// one `@` with text on both sides, no whitespace or control characters. Stored and compared in
+/// lower case: the ledger matches an invitation to a token's claim, and providers differ in case.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// # Errors
+    /// When the text is not an address of that shape.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let text = raw.trim();
+        let n = text.chars().count();
+        if !(3..=254).contains(&n) {
+            return Err(InvalidValue::new(format!(
+                "email must be 3 to 254 characters (got {n})"
+            )));
+        }
+        if text.chars().any(|c| c.is_whitespace() || is_invisible(c)) {
+            return Err(InvalidValue::new(
+                "email must not contain whitespace, control or invisible characters",
+            ));
+        }
+        match text.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+            {
+                Ok(Self(text.to_lowercase()))
+            }
+            _ => Err(InvalidValue::new(
+                "email must be an address such as name@example.com",
+            )),
+        }
+    }
+    /// The address, in lower case.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<Email> for String {
+    fn from(v: Email) -> String {
+        v.0
+    }
+}
+
+/// An OpenID Connect issuer identifier: an `https` (or, for local providers, `http`) URL of at
+/// most 2048 characters, without query or fragment, compared exactly as the `iss` claim spells
+/// it (OpenID Connect Discovery, section 2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Issuer(String);
+
+impl Issuer {
+    /// # Errors
+    /// When the text is not such a URL.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if raw.is_empty() || raw.len() > 2048 {
+            return Err(InvalidValue::new("issuer must be 1 to 2048 characters"));
+        }
+        let scheme_ok = raw.starts_with("https://") || raw.starts_with("http://");
+        if !scheme_ok
+            || raw.contains(['?', '#'])
+            || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(InvalidValue::new(
+                "issuer must be an http(s) URL without query, fragment or whitespace",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    /// The issuer, as the `iss` claim spells it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Issuer {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<Issuer> for String {
+    fn from(v: Issuer) -> String {
+        v.0
+    }
+}
+
+/// The `sub` claim: the identity provider's stable, case-sensitive identifier of a person, at
+/// most 255 ASCII characters (OpenID Connect Core, section 2), no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Subject(String);
+
+impl Subject {
+    /// # Errors
+    /// When the text is empty, longer than 255 characters, or holds control characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if raw.is_empty() || raw.len() > 255 || raw.chars().any(char::is_control) {
+            return Err(InvalidValue::new(
+                "subject must be 1 to 255 characters without control characters",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    /// The subject.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Subject {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+impl From<Subject> for String {
+    fn from(v: Subject) -> String {
         v.0
     }
 }
@@ -404,7 +623,7 @@ impl From<Label> for String {
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -460,11 +679,17 @@ text_enum!(
     Environment { Production => "production", Test => "test" }
 );
 text_enum!(
-    /// Roles a bearer of an administration token can hold (vendor staff).
+    /// Roles: vendor staff's (over everything) and customers' (held at an organization, over
+    /// its subtree); what each may do is [`Role::actions`](crate::reach).
     Role {
         VendorAdmin => "vendor_admin",
         VendorSupport => "vendor_support",
         VendorAuditor => "vendor_auditor",
+        CustomerAdmin => "customer_admin",
+        LicenseManager => "license_manager",
+        DownloadManager => "download_manager",
+        SupportContact => "support_contact",
+        BillingAdmin => "billing_admin",
     }
 );
 text_enum!(

@@ -25,6 +25,7 @@ use domain::license::{LicenseEvent, LicenseIssued};
 use domain::organization::OrganizationEvent;
 use domain::policy::{PolicyEvent, PolicyTerms, PolicyTermsInput};
 use domain::product::ProductEvent;
+use domain::user::UserEvent;
 use domain::values::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -217,6 +218,37 @@ fn api_token_samples() -> Vec<ApiTokenEvent> {
     ]
 }
 
+fn user_samples() -> Vec<UserEvent> {
+    let organization_id = OrganizationId::from_uuid(uuid(5));
+    let issuer = Issuer::parse("https://login.acme.example/realms/acme").unwrap();
+    vec![
+        UserEvent::Registered {
+            email: Email::parse("ana@acme.example").unwrap(),
+            organization_id,
+            issuer: issuer.clone(),
+            subject: Subject::parse("248289761001").unwrap(),
+        },
+        UserEvent::Invited {
+            email: Email::parse("ben@acme.example").unwrap(),
+            organization_id,
+            roles: vec![Role::CustomerAdmin, Role::LicenseManager],
+        },
+        UserEvent::InvitationClaimed {
+            issuer,
+            subject: Subject::parse("00u1ab2cd3EF4gh5ij6k").unwrap(),
+        },
+        UserEvent::RoleGranted {
+            role: Role::DownloadManager,
+            organization_id,
+        },
+        UserEvent::RoleRevoked {
+            role: Role::LicenseManager,
+            organization_id,
+        },
+        UserEvent::Deactivated {},
+    ]
+}
+
 /// One aggregate's contract under test.
 struct Contract {
     aggregate_type: &'static str,
@@ -309,6 +341,7 @@ fn contracts() -> Vec<Contract> {
         contract(policy_samples()),
         contract(license_samples()),
         contract(api_token_samples()),
+        contract(user_samples()),
     ]
 }
 

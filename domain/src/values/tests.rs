@@ -106,3 +106,66 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_new_name_must_show_something() {
+    for invisible in [
+        "\u{200b}",
+        "\u{200b}\u{200c}\u{200d}",
+        " \u{feff} ",
+        "\u{2060}\u{00ad}",
+        "\u{e0041}\u{e0042}",
+        "\u{3164}",
+    ] {
+        let err = NewName::parse(invisible).unwrap_err();
+        assert!(err.message().contains("visible"), "{invisible:?}: {err}");
+        // A name of that kind already recorded still loads: the stored contract is `Name`'s.
+        assert!(Name::parse(invisible).is_ok(), "{invisible:?}");
+    }
+    for shown in ["Acme", "\u{200b}Acme", "株式会社", "Ünïcødé 😀"] {
+        assert!(NewName::parse(shown).is_ok(), "{shown:?}");
+    }
+    let json: Result<NewName, _> = serde_json::from_str("\"\\u200b\"");
+    assert!(json.is_err());
+}
+
+#[test]
+fn emails_are_one_address_in_lower_case() {
+    assert_eq!(
+        Email::parse(" Ana@ACME.example ").unwrap().as_str(),
+        "ana@acme.example"
+    );
+    for bad in [
+        "",
+        "ana",
+        "@acme.example",
+        "ana@",
+        "a@b@c",
+        "ana @acme.example",
+        "ana\u{200b}@acme.example",
+        "a\u{0}@b",
+    ] {
+        assert!(Email::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(Email::parse(&format!("{}@x.example", "a".repeat(250))).is_err());
+}
+
+#[test]
+fn issuers_are_urls_without_query_or_fragment_and_subjects_are_bounded() {
+    assert!(Issuer::parse("https://login.example.com/tenant/v2.0").is_ok());
+    assert!(Issuer::parse("http://127.0.0.1:4444").is_ok());
+    for bad in [
+        "",
+        "login.example.com",
+        "ftp://x",
+        "https://x?a=1",
+        "https://x#f",
+        "https://x y",
+    ] {
+        assert!(Issuer::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(Subject::parse("248289761001").is_ok());
+    assert!(Subject::parse("").is_err());
+    assert!(Subject::parse(&"s".repeat(256)).is_err());
+    assert!(Subject::parse("a\nb").is_err());
+}
