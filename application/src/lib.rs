@@ -35,6 +35,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod licenses;
 pub mod lists;
+pub mod oidc;
 pub mod operations;
 pub mod signing;
 pub mod tokens;

@@ -5,6 +5,8 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`) and drops it when it ends. When the
 //! server is unreachable the tests fail with instructions; they never skip.
 
+pub mod idp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

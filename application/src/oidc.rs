@@ -1,0 +1,444 @@
+//! OpenID Connect access tokens from configured issuers: discovery, the issuers' keys, and the
+//! checks a bearer JWT must pass before the ledger looks up its user (API.md "Identity,
+//! organizations and access"; ADR 0020).
+//!
+//! - Issuers are configured (`--oidc-issuer`, repeatable); a token naming another issuer is
+//!   refused before any key is fetched, so a caller cannot make the server fetch URLs.
+//! - Discovery (`{issuer}/.well-known/openid-configuration`) and the JWKS are fetched on first
+//!   use, not at start: the ledger serves its client applications while a provider is down. The
+//!   discovery document must name the configured issuer exactly (OIDC Discovery 4.3).
+//! - Keys are cached per issuer; a token whose `kid` the cache does not hold refetches the JWKS,
+//!   at most once per [`REFETCH_INTERVAL`] per issuer (a flood of made-up `kid`s costs the
+//!   provider nothing).
+//! - Accepted algorithms: RS256, ES256 (P-256) and EdDSA (Ed25519), each only with a key of its
+//!   own family from the issuer's JWKS. `none` and HMAC never verify: the header's `alg` must be
+//!   one of those and the key's, so a token "signed" with the public key as an HMAC secret fails.
+//! - `iss`, `aud` (the configured audience), `exp` and `nbf` (60 s leeway) and `sub` are
+//!   required and checked.
+//!
+//! Every refusal is one [`OidcRejection`] whose text is for logs only: the API answers all of
+//! them with the same 401 body.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::values::{Email, Issuer, Subject};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+/// The least time between two fetches of an issuer's keys caused by unknown `kid`s.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 60;
+/// The longest a fetch from an identity provider may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest discovery document or JWKS read (providers' are a few kB).
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// The longest token looked at.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// What the ledger accepts OIDC tokens from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcConfig {
+    pub issuers: Vec<Issuer>,
+    /// The `aud` a token must carry.
+    pub audience: String,
+}
+
+impl OidcConfig {
+    /// The audience tokens carry when none is configured.
+    pub const DEFAULT_AUDIENCE: &'static str = "license-ledger";
+}
+
+/// A token that passed every check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub issuer: Issuer,
+    pub subject: Subject,
+    /// The `email` claim, when the token carries a well-formed one.
+    pub email: Option<Email>,
+    /// The `email_verified` claim (`true` or `"true"`); false when absent.
+    pub email_verified: bool,
+}
+
+/// Why a bearer JWT was refused. For logs; the API answers each with the same 401.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OidcRejection {
+    #[error("not a JWT")]
+    Malformed,
+    #[error("the issuer {0:?} is not configured")]
+    UnknownIssuer(String),
+    #[error("algorithm {0:?} is not accepted")]
+    Algorithm(String),
+    #[error("no key of the issuer matches the token's kid")]
+    UnknownKey,
+    #[error("the token does not verify: {0}")]
+    Invalid(String),
+    #[error("the identity provider could not be reached: {0}")]
+    Provider(String),
+}
+
+/// The claims read from a verified token.
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<serde_json::Value>,
+}
+
+/// Only `iss`, read before verification to pick the issuer's keys.
+#[derive(Deserialize)]
+struct IssuerOnly {
+    iss: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// A usable key from an issuer's JWKS.
+struct Key {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+#[derive(Default)]
+struct Keys {
+    jwks_uri: Option<String>,
+    keys: Vec<Key>,
+}
+
+impl Keys {
+    fn find(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<&Key> {
+        let mut candidates = self.keys.iter().filter(|k| k.algorithm == algorithm);
+        match kid {
+            Some(kid) => candidates.find(|k| k.kid.as_deref() == Some(kid)),
+            // No `kid`: only unambiguous when the issuer has one key for this algorithm.
+            None => {
+                let first = candidates.next()?;
+                candidates.next().is_none().then_some(first)
+            }
+        }
+    }
+}
+
+struct Provider {
+    issuer: Issuer,
+    keys: RwLock<Keys>,
+    /// When the keys were last fetched; serializes fetches.
+    fetched: Mutex<Option<Instant>>,
+}
+
+/// Verifies OIDC access tokens of the configured issuers.
+#[derive(Clone)]
+pub struct Oidc(Arc<Inner>);
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<hyper::body::Bytes>,
+>;
+
+struct Inner {
+    providers: HashMap<String, Provider>,
+    audience: String,
+    http: HttpClient,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oidc")
+            .field("issuers", &self.0.providers.keys().collect::<Vec<_>>())
+            .field("audience", &self.0.audience)
+            .finish()
+    }
+}
+
+impl Oidc {
+    /// A verifier for `config`'s issuers.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built (no TLS roots on the machine).
+    pub fn new(config: &OidcConfig) -> Result<Self, anyhow::Error> {
+        // ring, the provider sqlx's rustls uses, given explicitly: nothing process-wide.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(Arc::new(rustls::crypto::ring::default_provider()))?
+            // Plain http only reaches issuers configured with http:// (`Issuer` allows it for
+            // providers on the same host or network; the operator chose it).
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        let providers = config
+            .issuers
+            .iter()
+            .map(|issuer| {
+                (
+                    issuer.as_str().to_owned(),
+                    Provider {
+                        issuer: issuer.clone(),
+                        keys: RwLock::new(Keys::default()),
+                        fetched: Mutex::new(None),
+                    },
+                )
+            })
+            .collect();
+        Ok(Self(Arc::new(Inner {
+            providers,
+            audience: config.audience.clone(),
+            http,
+        })))
+    }
+
+    /// Whether any issuer is configured.
+    pub fn enabled(&self) -> bool {
+        !self.0.providers.is_empty()
+    }
+
+    /// Whether `token` looks like a JWT (three base64url parts) rather than a ledger token.
+    pub fn looks_like_jwt(token: &str) -> bool {
+        token.len() <= MAX_TOKEN_BYTES
+            && token.split('.').count() == 3
+            && token.starts_with("eyJ")
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }
+
+    /// Verifies `token`: issuer configured, signature by one of its keys with an accepted
+    /// algorithm, `aud`, `exp`, `nbf`, `sub`.
+    ///
+    /// # Errors
+    /// Why it was refused.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, OidcRejection> {
+        if !Self::looks_like_jwt(token) {
+            return Err(OidcRejection::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| OidcRejection::Malformed)?;
+        let algorithm = header.alg;
+        if !matches!(
+            algorithm,
+            Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA
+        ) {
+            return Err(OidcRejection::Algorithm(format!("{algorithm:?}")));
+        }
+        let iss = jsonwebtoken::dangerous::insecure_decode_claims::<IssuerOnly>(token)
+            .map_err(|_| OidcRejection::Malformed)?
+            .iss
+            .ok_or_else(|| OidcRejection::Invalid("no iss claim".into()))?;
+        let provider = self
+            .0
+            .providers
+            .get(&iss)
+            .ok_or_else(|| OidcRejection::UnknownIssuer(iss.clone()))?;
+        let kid = header.kid.as_deref();
+        let claims = {
+            let keys = self.keys_for(provider, kid, algorithm).await?;
+            let key = keys.find(kid, algorithm).ok_or(OidcRejection::UnknownKey)?;
+            let mut validation = Validation::new(algorithm);
+            validation.algorithms = vec![key.algorithm];
+            validation.leeway = LEEWAY_SECONDS;
+            validation.validate_nbf = true;
+            validation.validate_exp = true;
+            validation.set_issuer(&[provider.issuer.as_str()]);
+            validation.set_audience(&[self.0.audience.as_str()]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+                .map_err(|e| OidcRejection::Invalid(e.to_string()))?
+                .claims
+        };
+        let subject =
+            Subject::parse(&claims.sub).map_err(|e| OidcRejection::Invalid(format!("sub: {e}")))?;
+        let email_verified = matches!(claims.email_verified, Some(serde_json::Value::Bool(true)))
+            || matches!(&claims.email_verified, Some(serde_json::Value::String(s)) if s == "true");
+        Ok(VerifiedToken {
+            issuer: provider.issuer.clone(),
+            subject,
+            email: claims.email.as_deref().and_then(|e| Email::parse(e).ok()),
+            email_verified,
+        })
+    }
+
+    /// The issuer's keys, fetched when none are held yet or when none matches `kid` (then at
+    /// most once per [`REFETCH_INTERVAL`]).
+    async fn keys_for<'a>(
+        &self,
+        provider: &'a Provider,
+        kid: Option<&str>,
+        algorithm: Algorithm,
+    ) -> Result<tokio::sync::RwLockReadGuard<'a, Keys>, OidcRejection> {
+        {
+            let keys = provider.keys.read().await;
+            if keys.find(kid, algorithm).is_some() {
+                return Ok(keys);
+            }
+        }
+        let mut fetched = provider.fetched.lock().await;
+        // Another request may have fetched while this one waited.
+        {
+            let keys = provider.keys.read().await;
+            if keys.find(kid, algorithm).is_some() {
+                return Ok(keys);
+            }
+        }
+        if fetched.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+            return Err(OidcRejection::UnknownKey);
+        }
+        let jwks_uri = provider.keys.read().await.jwks_uri.clone();
+        let result = self.fetch_keys(&provider.issuer, jwks_uri).await;
+        // A failed fetch counts too: a provider that is down is not asked again at once.
+        *fetched = Some(Instant::now());
+        let fresh = result?;
+        *provider.keys.write().await = fresh;
+        Ok(provider.keys.read().await)
+    }
+
+    async fn fetch_keys(
+        &self,
+        issuer: &Issuer,
+        jwks_uri: Option<String>,
+    ) -> Result<Keys, OidcRejection> {
+        let jwks_uri = match jwks_uri {
+            Some(uri) => uri,
+            None => {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.as_str().trim_end_matches('/')
+                );
+                let discovery: Discovery = self.fetch_json(&url).await?;
+                if discovery.issuer != issuer.as_str() {
+                    return Err(OidcRejection::Provider(format!(
+                        "the discovery document names issuer {:?}, not {:?}",
+                        discovery.issuer,
+                        issuer.as_str()
+                    )));
+                }
+                discovery.jwks_uri
+            }
+        };
+        let set: JwkSet = self.fetch_json(&jwks_uri).await?;
+        let keys = set.keys.iter().filter_map(usable_key).collect::<Vec<_>>();
+        tracing::info!(issuer = %issuer.as_str(), keys = keys.len(), "fetched the identity provider's keys");
+        Ok(Keys {
+            jwks_uri: Some(jwks_uri),
+            keys,
+        })
+    }
+
+    async fn fetch_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<T, OidcRejection> {
+        use http_body_util::BodyExt;
+        let failed = |e: &dyn std::fmt::Display| OidcRejection::Provider(format!("{url}: {e}"));
+        let uri: hyper::Uri = url.parse().map_err(|e| failed(&e))?;
+        let request = hyper::Request::get(uri)
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(http_body_util::Empty::new())
+            .map_err(|e| failed(&e))?;
+        let fetch = async {
+            // No redirect is followed: the documents live at the URLs the issuer names.
+            let response = self.0.http.request(request).await.map_err(|e| failed(&e))?;
+            if !response.status().is_success() {
+                return Err(failed(&response.status()));
+            }
+            let limited = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT_BYTES);
+            let body = limited.collect().await.map_err(|e| failed(&e))?.to_bytes();
+            serde_json::from_slice(&body).map_err(|e| failed(&e))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, fetch)
+            .await
+            .map_err(|_| failed(&"timed out"))?
+    }
+}
+
+/// A JWK the ledger verifies with: RSA (RS256), EC P-256 (ES256) or OKP Ed25519 (EdDSA), for
+/// signatures. Others (encryption keys, HMAC secrets, other curves) are left out.
+fn usable_key(jwk: &Jwk) -> Option<Key> {
+    use jsonwebtoken::jwk::PublicKeyUse;
+    if matches!(
+        jwk.common.public_key_use,
+        Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+    ) {
+        return None;
+    }
+    let algorithm = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Algorithm::EdDSA
+        }
+        _ => return None,
+    };
+    // A key that declares an algorithm is used with that one only.
+    if let Some(declared) = jwk.common.key_algorithm {
+        let same = matches!(
+            (declared, algorithm),
+            (jsonwebtoken::jwk::KeyAlgorithm::RS256, Algorithm::RS256)
+                | (jsonwebtoken::jwk::KeyAlgorithm::ES256, Algorithm::ES256)
+                | (jsonwebtoken::jwk::KeyAlgorithm::EdDSA, Algorithm::EdDSA)
+        );
+        if !same {
+            return None;
+        }
+    }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some(Key {
+        kid: jwk.common.key_id.clone(),
+        algorithm,
+        key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_compact_jwts_are_looked_at() {
+        assert!(Oidc::looks_like_jwt(
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+        ));
+        assert!(!Oidc::looks_like_jwt("llt_0193_secret"));
+        assert!(!Oidc::looks_like_jwt("eyJ.a.b.c"));
+        assert!(!Oidc::looks_like_jwt("eyJ a.b.c"));
+        assert!(!Oidc::looks_like_jwt(&format!(
+            "eyJ{}.a.b",
+            "x".repeat(MAX_TOKEN_BYTES)
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_token_of_an_issuer_not_configured_is_refused_before_any_fetch() {
+        let oidc = Oidc::new(&OidcConfig {
+            issuers: vec![Issuer::parse("https://login.example.com").unwrap()],
+            audience: OidcConfig::DEFAULT_AUDIENCE.into(),
+        })
+        .unwrap();
+        // header {"alg":"ES256","kid":"k"}, payload {"iss":"https://evil.example","sub":"a"}
+        let header = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsifQ";
+        let payload = "eyJpc3MiOiJodHRwczovL2V2aWwuZXhhbXBsZSIsInN1YiI6ImEifQ";
+        let token = format!("{header}.{payload}.c2ln");
+        assert_eq!(
+            oidc.verify(&token).await,
+            Err(OidcRejection::UnknownIssuer("https://evil.example".into()))
+        );
+        // {"alg":"HS256"} and {"alg":"none"} never reach the keys.
+        let hs = format!("eyJhbGciOiJIUzI1NiJ9.{payload}.c2ln");
+        assert!(matches!(
+            oidc.verify(&hs).await,
+            Err(OidcRejection::Algorithm(_))
+        ));
+        let none = format!("eyJhbGciOiJub25lIn0.{payload}.");
+        assert!(oidc.verify(&none).await.is_err());
+    }
+}
