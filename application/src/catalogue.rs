@@ -64,15 +64,87 @@ impl Catalogue<'_> {
         ctx: &CommandContext,
         input: NewOrganization,
     ) -> Result<Written<OrganizationView>, AppError> {
-        let o = self.app.ledger().register_organization(ctx, input).await?;
-        let state = o
-            .aggregate
-            .state()
-            .ok_or(AppError::Invariant("an organization command left no state"))?;
-        Ok(Written {
-            view: OrganizationView::new(o.id.into(), state, o.created_at, o.updated_at, o.version),
-            replayed: o.replayed,
-        })
+        organization_written(self.app.ledger().register_organization(ctx, input).await?)
+    }
+
+    /// Renames an organization.
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn rename_organization(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        name: Name,
+    ) -> Result<Written<OrganizationView>, AppError> {
+        organization_written(self.app.ledger().rename_organization(ctx, id, name).await?)
+    }
+
+    /// Moves an organization, with everything below it, under `parent_id` (`None`: to the
+    /// root). Moves are serialized across processes, so the tree never holds a cycle.
+    ///
+    /// # Errors
+    /// Refusals (`ORGANIZATION_CYCLE`, `ORGANIZATION_TOO_DEEP`, ...) and infrastructure errors.
+    pub async fn move_organization(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        parent_id: Option<OrganizationId>,
+    ) -> Result<Written<OrganizationView>, AppError> {
+        organization_written(
+            self.app
+                .ledger()
+                .move_organization(ctx, id, parent_id)
+                .await?,
+        )
+    }
+
+    /// Closes an organization (its children stay open where they are).
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn close_organization(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+    ) -> Result<Written<OrganizationView>, AppError> {
+        organization_written(self.app.ledger().close_organization(ctx, id).await?)
+    }
+
+    /// Delegates the administration of an organization to a partner organization.
+    ///
+    /// # Errors
+    /// Refusals (`NOT_A_PARTNER`, `DELEGATION_ALREADY_GRANTED`, ...) and infrastructure errors.
+    pub async fn grant_partner_delegation(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        partner_id: OrganizationId,
+    ) -> Result<Written<OrganizationView>, AppError> {
+        organization_written(
+            self.app
+                .ledger()
+                .grant_partner_delegation(ctx, id, partner_id)
+                .await?,
+        )
+    }
+
+    /// Ends a partner's delegation.
+    ///
+    /// # Errors
+    /// Refusals (`DELEGATION_NOT_GRANTED`, ...) and infrastructure errors.
+    pub async fn revoke_partner_delegation(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        partner_id: OrganizationId,
+    ) -> Result<Written<OrganizationView>, AppError> {
+        organization_written(
+            self.app
+                .ledger()
+                .revoke_partner_delegation(ctx, id, partner_id)
+                .await?,
+        )
     }
 
     /// An organization now.
@@ -109,6 +181,39 @@ impl Catalogue<'_> {
             .with("q", filter.q.as_deref());
         let cursors = self.app.cursors();
         let window = cursors.window(&scope, &page)?;
+        let rows = queries::organizations(self.app.pool(), &filter, &window).await?;
+        Ok(cursors.page(&scope, &window, rows, |r| r.id, OrganizationView::from_row))
+    }
+
+    /// The direct children of an organization (read model, which may trail the log), by id.
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND`, `INVALID_CURSOR`; database errors.
+    pub async fn organization_children(
+        &self,
+        id: OrganizationId,
+        page: PageRequest,
+    ) -> Result<Listed<OrganizationView>, AppError> {
+        // A list of its own: a cursor of `GET /v1/organizations?parent_id=` is not one of these.
+        let scope = Scope::new("organization children").with("organization_id", Some(id));
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
+        // From the log, as `organization` reads it: an organization registered a moment ago
+        // exists (with no children yet) even while the read model trails.
+        let exists = self
+            .app
+            .ledger()
+            .store()
+            .read::<Organization>(id)
+            .await?
+            .exists();
+        if !exists {
+            return Err(DomainError::OrganizationNotFound(id).into());
+        }
+        let filter = OrganizationFilter {
+            parent_id: Some(id.into()),
+            ..OrganizationFilter::default()
+        };
         let rows = queries::organizations(self.app.pool(), &filter, &window).await?;
         Ok(cursors.page(&scope, &window, rows, |r| r.id, OrganizationView::from_row))
     }
@@ -387,4 +492,16 @@ impl Catalogue<'_> {
         let rows = queries::policies(self.app.pool(), product_id, &window).await?;
         Ok(cursors.page(&scope, &window, rows, |r| r.id, PolicyView::from_row))
     }
+}
+
+/// The answer of an organization command: the organization as the command left it.
+fn organization_written(o: Outcome<Organization>) -> Result<Written<OrganizationView>, AppError> {
+    let state = o
+        .aggregate
+        .state()
+        .ok_or(AppError::Invariant("an organization command left no state"))?;
+    Ok(Written {
+        view: OrganizationView::new(o.id.into(), state, o.created_at, o.updated_at, o.version),
+        replayed: o.replayed,
+    })
 }

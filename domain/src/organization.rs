@@ -90,8 +90,23 @@ pub enum OrganizationAction {
     Rename {
         name: Name,
     },
+    /// A move that counts the organization alone, as if nothing were below it: what
+    /// [`OrganizationAction::MoveSubtree`] decides with `subtree_height: 0`. Kept for callers
+    /// that decide without a write side (the synthetic history of `ledger-replay seed`); the
+    /// write side sends `MoveSubtree`, with the subtree's height counted from the log.
     Move {
         new_parent: Option<OrganizationRef>,
+    },
+    /// Moves the organization, with everything below it, under `new_parent` (`None`: it becomes
+    /// a root). Refused when the new parent is missing or closed, when it is the organization
+    /// itself or one of its descendants (a cycle), or when the deepest descendant would end up
+    /// deeper than [`MAX_DEPTH`].
+    MoveSubtree {
+        new_parent: Option<OrganizationRef>,
+        /// How many levels lie below the organization (0: it has no children), as the write side
+        /// counted them. A fact like the new parent's lineage: the aggregate knows only its own
+        /// parent, never its children.
+        subtree_height: usize,
     },
     GrantPartnerDelegation {
         partner: OrganizationRef,
@@ -99,6 +114,9 @@ pub enum OrganizationAction {
     RevokePartnerDelegation {
         partner_id: OrganizationId,
     },
+    /// Closes the organization for good: it changes no more, takes no new children (registered
+    /// or moved) and no license is issued or transferred to it. Closing does not cascade: its
+    /// children stay where they are, open, and can still be moved away.
     Close,
 }
 
@@ -217,24 +235,12 @@ impl Organization {
                 Ok(vec![OrganizationEvent::Renamed { name: name.clone() }])
             }
             OrganizationAction::Move { new_parent } => {
-                let new_parent_id = match new_parent {
-                    None => None,
-                    Some(parent) => {
-                        // The organization itself must fit below the new parent; its own
-                        // descendants are not counted here (the write side would have to walk
-                        // the subtree: the move route of the identity issue must).
-                        let facts = parent.require_open_parent()?;
-                        if parent.id == id || facts.lineage.contains(&id) {
-                            return Err(DomainError::OrganizationCycle(parent.id));
-                        }
-                        Some(parent.id)
-                    }
-                };
-                if new_parent_id == state.parent_id {
-                    return Ok(vec![]);
-                }
-                Ok(vec![OrganizationEvent::Moved { new_parent_id }])
+                decide_move(id, state, new_parent.as_ref(), 0)
             }
+            OrganizationAction::MoveSubtree {
+                new_parent,
+                subtree_height,
+            } => decide_move(id, state, new_parent.as_ref(), *subtree_height),
             OrganizationAction::GrantPartnerDelegation { partner } => {
                 let facts = partner.require_open()?;
                 if facts.kind != OrganizationKind::Partner {
@@ -258,6 +264,41 @@ impl Organization {
             OrganizationAction::Close => Ok(vec![OrganizationEvent::Closed {}]),
         }
     }
+}
+
+/// Moves organization `id` (in `state`, with `subtree_height` levels below it) under
+/// `new_parent`, or makes it a root.
+fn decide_move(
+    id: OrganizationId,
+    state: &OrganizationState,
+    new_parent: Option<&OrganizationRef>,
+    subtree_height: usize,
+) -> Result<Vec<OrganizationEvent>, DomainError> {
+    let new_parent_id = match new_parent {
+        None => None,
+        Some(parent) => {
+            let facts = parent.require_open()?;
+            // The lineage names every ancestor of the new parent as long as it is shorter than
+            // MAX_DEPTH (the write side stops walking there): the organization among them, or
+            // the parent itself, would make the organization its own ancestor. A lineage cut at
+            // MAX_DEPTH may miss it, but then the depth check below refuses the move anyway.
+            // The cycle is checked first: it is the reason a move under a descendant fails,
+            // whatever the depths.
+            if parent.id == id || facts.lineage.contains(&id) {
+                return Err(DomainError::OrganizationCycle(parent.id));
+            }
+            // The organization lands at depth `lineage.len() + 1` (a root is at depth 1), its
+            // deepest descendant `subtree_height` levels below that.
+            if facts.lineage.len() + 1 + subtree_height > MAX_DEPTH {
+                return Err(DomainError::OrganizationTooDeep { max: MAX_DEPTH });
+            }
+            Some(parent.id)
+        }
+    };
+    if new_parent_id == state.parent_id {
+        return Ok(vec![]);
+    }
+    Ok(vec![OrganizationEvent::Moved { new_parent_id }])
 }
 
 impl Aggregate for Organization {
@@ -513,6 +554,82 @@ mod tests {
             .then_expect_events(vec![OrganizationEvent::Moved {
                 new_parent_id: Some(id(4)),
             }]);
+    }
+
+    #[test]
+    fn a_moved_subtree_must_fit_below_the_new_parent() {
+        let subtree = |lineage: &[u128], subtree_height| {
+            cmd(OrganizationAction::MoveSubtree {
+                new_parent: Some(open(2, OrganizationKind::Customer, lineage)),
+                subtree_height,
+            })
+        };
+        // A parent at depth 10: the organization lands at 11, its deepest descendant
+        // MAX_DEPTH - 11 levels below fits exactly, one more level does not.
+        let lineage: Vec<u128> = (2..12).collect();
+        Fw::with(())
+            .given(vec![registered()])
+            .when(subtree(&lineage, MAX_DEPTH - 11))
+            .then_expect_events(vec![OrganizationEvent::Moved {
+                new_parent_id: Some(id(2)),
+            }]);
+        Fw::with(())
+            .given(vec![registered()])
+            .when(subtree(&lineage, MAX_DEPTH - 10))
+            .then_expect_error(DomainError::OrganizationTooDeep { max: MAX_DEPTH });
+        // A move under a descendant is a cycle, however deep the subtree.
+        Fw::with(())
+            .given(vec![registered()])
+            .when(subtree(&[2, 1], MAX_DEPTH))
+            .then_expect_error(DomainError::OrganizationCycle(id(2)));
+        // A root takes any subtree that exists (it was within MAX_DEPTH where it stood).
+        Fw::with(())
+            .given(vec![OrganizationEvent::Registered {
+                name: name("Acme"),
+                kind: OrganizationKind::Customer,
+                parent_id: Some(id(2)),
+            }])
+            .when(cmd(OrganizationAction::MoveSubtree {
+                new_parent: None,
+                subtree_height: MAX_DEPTH - 1,
+            }))
+            .then_expect_events(vec![OrganizationEvent::Moved {
+                new_parent_id: None,
+            }]);
+    }
+
+    #[test]
+    fn a_move_to_where_the_organization_is_changes_nothing() {
+        Fw::with(())
+            .given(vec![registered()])
+            .when(cmd(OrganizationAction::MoveSubtree {
+                new_parent: None,
+                subtree_height: 3,
+            }))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_move_under_a_missing_or_closed_parent_is_refused() {
+        Fw::with(())
+            .given(vec![registered()])
+            .when(cmd(OrganizationAction::MoveSubtree {
+                new_parent: Some(OrganizationRef {
+                    id: id(9),
+                    facts: None,
+                }),
+                subtree_height: 0,
+            }))
+            .then_expect_error(DomainError::OrganizationNotFound(id(9)));
+        let mut closed = open(2, OrganizationKind::Customer, &[2]);
+        closed.facts.as_mut().unwrap().closed = true;
+        Fw::with(())
+            .given(vec![registered()])
+            .when(cmd(OrganizationAction::MoveSubtree {
+                new_parent: Some(closed),
+                subtree_height: 0,
+            }))
+            .then_expect_error(DomainError::OrganizationClosed(id(2)));
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! `/v1/organizations`: register, read, list, and an organization's licenses.
+//! `/v1/organizations`: register, read, list, and an organization's licenses; its lifecycle
+//! (rename, move, close), its children, and the partners it delegates its administration to.
 
 use application::views::OrganizationView;
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, RawQuery, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use commands::ledger::NewOrganization;
 use domain::ErrorCode;
@@ -15,7 +17,7 @@ use serde::Deserialize;
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, PathParam, path_id};
+use crate::extract::{Command, NoBody, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,8 +27,13 @@ use utoipa_axum::routes;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_organization, list_organizations))
-        .routes(routes!(get_organization))
+        .routes(routes!(get_organization, rename_organization))
         .routes(routes!(organization_licenses))
+        .routes(routes!(organization_children))
+        .routes(routes!(move_organization))
+        .routes(routes!(close_organization))
+        .routes(routes!(grant_delegation))
+        .routes(routes!(revoke_delegation))
 }
 
 fn organization_id(raw: &str) -> Result<OrganizationId, ApiError> {
@@ -147,4 +154,240 @@ async fn organization_licenses(
         .organization_licenses(id, q.page()?)
         .await?;
     page("licenses", listed)
+}
+
+/// The direct children of an organization, a page at a time.
+///
+/// Read from the read model, which may trail a change by the projector's lag: the rows of
+/// `GET /v1/organizations?parent_id=`, by id, but an unknown organization is 404
+/// `ORGANIZATION_NOT_FOUND` rather than an empty page, and the cursors are this list's own.
+#[utoipa::path(get, path = "/v1/organizations/{id}/children", tag = "organizations", summary = "An organization's children",
+    params(("id" = uuid::Uuid, Path, description = "The organization"), super::PageParams),
+    responses((status = 200, description = "A page", body = super::OrganizationPage), (status = 400, response = Problem), (status = 404, response = Problem)))]
+async fn organization_children(
+    State(state): State<AppState>,
+    principal: Principal,
+    PathParam(raw): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require(Permission::Read)?;
+    let id = organization_id(&raw)?;
+    let q = Params::parse(query.as_deref(), &PAGE_PARAMS)?;
+    let listed = state
+        .app
+        .catalogue()
+        .organization_children(id, q.page()?)
+        .await?;
+    page("organizations", listed)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RenameOrganization {
+    #[schema(value_type = schemas::Name)]
+    name: Name,
+}
+
+/// Renames an organization.
+///
+/// The name it has already changes nothing. A closed organization changes no more: 422
+/// `ORGANIZATION_CLOSED`.
+#[utoipa::path(patch, path = "/v1/organizations/{id}", tag = "organizations", summary = "Rename an organization",
+    params(("id" = uuid::Uuid, Path, description = "The organization")),
+    request_body = RenameOrganization,
+    responses(
+        (status = 200, description = "The organization as the change left it", body = OrganizationView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+    ))]
+async fn rename_organization(
+    State(state): State<AppState>,
+    PathParam(raw): PathParam,
+    cmd: Command<RenameOrganization>,
+) -> Result<Response, ApiError> {
+    cmd.principal.require(Permission::Admin)?;
+    let id = organization_id(&raw)?;
+    let written = state
+        .app
+        .catalogue()
+        .rename_organization(&cmd.context, id, cmd.body.name)
+        .await?;
+    Ok(answer(StatusCode::OK, None, written))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MoveOrganization {
+    /// The new parent; `null` or absent: the organization becomes a root.
+    #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    parent_id: Option<OrganizationId>,
+}
+
+/// Moves an organization, with everything below it.
+///
+/// Under `parent_id` (`null` or absent: it becomes a root); where it is already changes
+/// nothing. An unknown organization or parent: 404 `ORGANIZATION_NOT_FOUND`, as when
+/// registering under one. 422 `ORGANIZATION_CYCLE` under itself or one of its descendants;
+/// `ORGANIZATION_CLOSED` for a closed organization or parent; `ORGANIZATION_TOO_DEEP` when its
+/// deepest descendant would end up deeper than the tree may be (32 levels). Moves are
+/// serialized across every server on the database, so concurrent moves never make a cycle: of
+/// A moved under B and B under A, one succeeds and the other is 422; 409 `CONFLICT` when other
+/// moves kept the tree for 10 s.
+#[utoipa::path(post, path = "/v1/organizations/{id}/move", tag = "organizations", summary = "Move an organization",
+    params(("id" = uuid::Uuid, Path, description = "The organization")),
+    request_body = MoveOrganization,
+    responses(
+        (status = 200, description = "The organization as the move left it", body = OrganizationView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+    ))]
+async fn move_organization(
+    State(state): State<AppState>,
+    PathParam(raw): PathParam,
+    cmd: Command<MoveOrganization>,
+) -> Result<Response, ApiError> {
+    cmd.principal.require(Permission::Admin)?;
+    let id = organization_id(&raw)?;
+    let written = state
+        .app
+        .catalogue()
+        .move_organization(&cmd.context, id, cmd.body.parent_id)
+        .await?;
+    Ok(answer(StatusCode::OK, None, written))
+}
+
+/// Closes an organization for good.
+///
+/// It changes no more, takes no new children (registered or moved under it) and no license is
+/// issued or transferred to it. Closing does not cascade: its children stay where they are,
+/// open, and can still be moved away (close them first to close a whole tree). Closing it
+/// again: 422 `ORGANIZATION_CLOSED`.
+#[utoipa::path(post, path = "/v1/organizations/{id}/close", tag = "organizations", summary = "Close an organization",
+    params(("id" = uuid::Uuid, Path, description = "The organization")),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
+    responses(
+        (status = 200, description = "The organization, `closed: true`", body = OrganizationView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+    ))]
+async fn close_organization(
+    State(state): State<AppState>,
+    PathParam(raw): PathParam,
+    cmd: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    cmd.principal.require(Permission::Admin)?;
+    let id = organization_id(&raw)?;
+    let written = state
+        .app
+        .catalogue()
+        .close_organization(&cmd.context, id)
+        .await?;
+    Ok(answer(StatusCode::OK, None, written))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct GrantDelegation {
+    /// The partner organization (of kind `partner`) that is to administer this one.
+    #[schema(value_type = uuid::Uuid)]
+    partner_id: OrganizationId,
+}
+
+/// Delegates the administration of an organization (and its descendants) to a partner.
+///
+/// The answer is the organization, the partner now in `delegated_partners`. An unknown
+/// organization or partner: 404 `ORGANIZATION_NOT_FOUND`; 422 `NOT_A_PARTNER` for an
+/// organization not of kind `partner`, `ORGANIZATION_CLOSED` for a closed organization or
+/// partner, `DELEGATION_ALREADY_GRANTED` for a partner delegated already.
+#[utoipa::path(post, path = "/v1/organizations/{id}/delegations", tag = "organizations", summary = "Delegate to a partner",
+    params(("id" = uuid::Uuid, Path, description = "The organization")),
+    request_body = GrantDelegation,
+    responses(
+        (status = 200, description = "The organization as the delegation left it", body = OrganizationView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+    ))]
+async fn grant_delegation(
+    State(state): State<AppState>,
+    PathParam(raw): PathParam,
+    cmd: Command<GrantDelegation>,
+) -> Result<Response, ApiError> {
+    cmd.principal.require(Permission::Admin)?;
+    let id = organization_id(&raw)?;
+    let written = state
+        .app
+        .catalogue()
+        .grant_partner_delegation(&cmd.context, id, cmd.body.partner_id)
+        .await?;
+    Ok(answer(StatusCode::OK, None, written))
+}
+
+/// Ends a partner's delegation.
+///
+/// The answer is the organization, the partner gone from `delegated_partners`. An unknown
+/// organization (or a `partner_id` that is no id): 404 `ORGANIZATION_NOT_FOUND`; a partner not
+/// delegated: 422 `DELEGATION_NOT_GRANTED`; a closed organization: 422 `ORGANIZATION_CLOSED`.
+#[utoipa::path(delete, path = "/v1/organizations/{id}/delegations/{partner_id}", tag = "organizations", summary = "End a partner's delegation",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The organization"),
+        ("partner_id" = uuid::Uuid, Path, description = "The partner organization"),
+    ),
+    responses(
+        (status = 200, description = "The organization as the revocation left it", body = OrganizationView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+    ))]
+async fn revoke_delegation(
+    State(state): State<AppState>,
+    DelegationPath(raw_id, raw_partner): DelegationPath,
+    cmd: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    cmd.principal.require(Permission::Admin)?;
+    let id = organization_id(&raw_id)?;
+    let partner_id = organization_id(&raw_partner)?;
+    let written = state
+        .app
+        .catalogue()
+        .revoke_partner_delegation(&cmd.context, id, partner_id)
+        .await?;
+    Ok(answer(StatusCode::OK, None, written))
+}
+
+/// The two ids of `/v1/organizations/{id}/delegations/{partner_id}`, as text: [`PathParam`]
+/// reads a route's one parameter, this route has two. As there, a value that is not UTF-8 once
+/// percent-decoded is kept as sent, so that it answers 404 problem+json like any id that is
+/// not one (not axum's plain-text 400).
+struct DelegationPath(String, String);
+
+impl<S: Send + Sync> FromRequestParts<S> for DelegationPath {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(decoded) = RawPathParams::from_request_parts(parts, state).await {
+            let mut values = decoded.iter().map(|(_, value)| value.to_owned());
+            if let (Some(id), Some(partner)) = (values.next(), values.next()) {
+                return Ok(Self(id, partner));
+            }
+        }
+        // Read back from the URI, at the parameters' places in the route's template.
+        let template = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default();
+        let segments: Vec<&str> = parts.uri.path().split('/').collect();
+        let mut raw = template
+            .split('/')
+            .enumerate()
+            .filter(|(_, s)| s.starts_with('{'))
+            .map(|(i, _)| segments.get(i).copied().unwrap_or_default().to_owned());
+        let id = raw.next().unwrap_or_default();
+        let partner = raw.next().unwrap_or_default();
+        Ok(Self(id, partner))
+    }
 }

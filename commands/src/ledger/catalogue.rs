@@ -1,14 +1,45 @@
 //! Organizations, products and policies: the catalogue the licenses are issued from.
 
+use domain::AggregateType;
 use domain::ids::{AppId, OrganizationId, PolicyId, ProductId};
-use domain::organization::{Organization, OrganizationAction, OrganizationCommand};
+use domain::organization::{MAX_DEPTH, Organization, OrganizationAction, OrganizationCommand};
 use domain::policy::{Policy, PolicyAction, PolicyCommand, PolicyTerms};
 use domain::product::{Product, ProductAction, ProductCommand};
 use domain::values::{KeyPrefix, Name, OrganizationKind, ProductKind};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{Ledger, LedgerError};
-use crate::executor::{CommandContext, Outcome};
+
+use crate::executor::{CommandContext, CommandError, Outcome};
+use crate::locks::{DatabaseLock, ORGANIZATION_TREE_LOCK, is_lock_timeout};
+
+/// The in-process queue of moves (a [`crate::locks::KeyedLocks`] key no aggregate type has).
+const TREE_QUEUE: &str = "organization tree";
+
+/// How `pg_stat_activity` shows the connection that holds [`ORGANIZATION_TREE_LOCK`].
+const TREE_LOCK_APPLICATION_NAME: &str = "license-ledger organization tree";
+
+/// How many levels lie below an organization now (`$2`, as its stream id), from the log: each
+/// organization's parent is the one its last `OrganizationRegistered` or `OrganizationMoved`
+/// names (payload fields `parent_id` and `new_parent_id` of the stored version 1 events, which
+/// never change; a new version of either event must be read here too). The walk down stops at
+/// `$3` levels (MAX_DEPTH: no tree is deeper), so even a corrupt log cannot make it loop.
+const SUBTREE_HEIGHT_SQL: &str = "
+WITH RECURSIVE parents AS MATERIALIZED (
+    SELECT DISTINCT ON (aggregate_id) aggregate_id AS id,
+           CASE event_type WHEN 'OrganizationMoved' THEN payload ->> 'new_parent_id'
+                           ELSE payload ->> 'parent_id' END AS parent_id
+    FROM events
+    WHERE aggregate_type = $1 AND event_type IN ('OrganizationRegistered', 'OrganizationMoved')
+    ORDER BY aggregate_id, sequence DESC
+), below (id, depth) AS (
+    SELECT $2::text, 0
+    UNION ALL
+    SELECT p.id, b.depth + 1 FROM below b JOIN parents p ON p.parent_id = b.id
+    WHERE b.depth < $3
+)
+SELECT max(depth) FROM below";
 
 /// A new organization.
 #[derive(Clone, Debug)]
@@ -55,6 +86,207 @@ impl Ledger {
             },
         };
         Ok(self.store.execute_new(id, command, ctx).await?)
+    }
+
+    /// Renames an organization (the same name: nothing happens).
+    ///
+    /// # Errors
+    /// Refusals (`ORGANIZATION_NOT_FOUND`, `ORGANIZATION_CLOSED`) and infrastructure errors.
+    pub async fn rename_organization(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        name: Name,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        self.organization_command(ctx, id, OrganizationAction::Rename { name })
+            .await
+    }
+
+    /// Moves an organization, with everything below it, under `new_parent_id` (`None`: it
+    /// becomes a root).
+    ///
+    /// The domain decides from facts about other organizations — the new parent's lineage and
+    /// the height of the moved subtree — that a concurrent move could change without touching
+    /// this organization's stream: A moved under B and B under A would each read the other's
+    /// old lineage, both append, and the tree would hold a cycle. So every move, in every
+    /// process, holds [`ORGANIZATION_TREE_LOCK`] from before it reads its facts until its event
+    /// has committed, and moves happen one after another. Registrations do not take it (they
+    /// would each open a connection for it): a new organization is a leaf and cannot close a
+    /// cycle. A registration racing a move of one of its ancestors can at worst leave that leaf
+    /// one level deeper than MAX_DEPTH; nothing is placed below it then (its lineage is cut at
+    /// MAX_DEPTH, which is refused as too deep), so the cycle check, which needs whole lineages,
+    /// stays exact.
+    ///
+    /// # Errors
+    /// Refusals (`ORGANIZATION_NOT_FOUND`, `ORGANIZATION_CLOSED`, `ORGANIZATION_CYCLE`,
+    /// `ORGANIZATION_TOO_DEEP`), [`CommandError::Conflict`] when other moves held the tree for
+    /// 10 s, and infrastructure errors.
+    pub async fn move_organization(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        new_parent_id: Option<OrganizationId>,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        // In a task of its own, which a request cancelled midway (its client gone, its deadline
+        // past) does not cut: the lock must outlive an append already sent, which commits
+        // whatever becomes of the request, or the next move could read the tree before it. The
+        // executor's idempotency marks are task-local: they are carried back to this task.
+        let ledger = self.clone();
+        let ctx = ctx.clone();
+        let serialized = tokio::spawn(
+            crate::replays::observe(async move {
+                ledger.move_serialized(&ctx, id, new_parent_id).await
+            })
+            .instrument(tracing::Span::current()),
+        );
+        let (moved, seen) = match serialized.await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels a task.
+            Err(_) => return Err(CommandError::Database(sqlx::Error::PoolClosed).into()),
+        };
+        if seen.recorded {
+            crate::replays::mark_recorded();
+        }
+        if seen.replayed {
+            crate::replays::mark_replayed();
+        }
+        moved
+    }
+
+    /// The move, one at a time: queued in the process, then under the database's tree lock.
+    async fn move_serialized(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        new_parent_id: Option<OrganizationId>,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        // Queued in the process first: a process waits on the database with one connection.
+        let _queued = self.store.locks().lock(TREE_QUEUE, "").await;
+        let lock = DatabaseLock::acquire(
+            self.store.pool(),
+            ORGANIZATION_TREE_LOCK,
+            TREE_LOCK_APPLICATION_NAME,
+        )
+        .await
+        .map_err(|e| {
+            if is_lock_timeout(&e) {
+                // Other moves held the tree all along: like a stream that kept changing.
+                CommandError::Conflict {
+                    aggregate_type: TREE_QUEUE,
+                    attempts: 1,
+                }
+            } else {
+                CommandError::Database(e)
+            }
+        })?;
+        let moved = self.move_locked(ctx, id, new_parent_id).await;
+        // Released only now: the event has committed (an autocommit append) or was refused.
+        lock.release().await;
+        moved
+    }
+
+    /// The move itself, under the tree lock: facts read now are current until the append.
+    async fn move_locked(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        new_parent_id: Option<OrganizationId>,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        let new_parent = match new_parent_id {
+            Some(parent_id) => Some(self.organization_ref(parent_id).await?),
+            None => None,
+        };
+        let subtree_height = self.subtree_height(id).await?;
+        self.organization_command(
+            ctx,
+            id,
+            OrganizationAction::MoveSubtree {
+                new_parent,
+                subtree_height,
+            },
+        )
+        .await
+    }
+
+    /// How many levels lie below `id` now (0 for a leaf, or for an unknown id), read from the
+    /// log rather than a read model: the write side never trusts the projections' lag.
+    async fn subtree_height(&self, id: OrganizationId) -> Result<usize, LedgerError> {
+        let height: Option<i32> = sqlx::query_scalar(SUBTREE_HEIGHT_SQL)
+            .bind(AggregateType::Organization.as_str())
+            .bind(id.to_string())
+            .bind(i32::try_from(MAX_DEPTH).unwrap_or(i32::MAX))
+            .fetch_one(self.store.pool())
+            .await?;
+        Ok(height.map_or(0, |h| usize::try_from(h).unwrap_or(0)))
+    }
+
+    /// Closes an organization for good. Its children stay where they are, open: closing does
+    /// not cascade (see [`OrganizationAction::Close`]).
+    ///
+    /// # Errors
+    /// Refusals (`ORGANIZATION_NOT_FOUND`, `ORGANIZATION_CLOSED`) and infrastructure errors.
+    pub async fn close_organization(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        self.organization_command(ctx, id, OrganizationAction::Close)
+            .await
+    }
+
+    /// Lets the partner organization `partner_id` administer organization `id`.
+    ///
+    /// # Errors
+    /// Refusals (`ORGANIZATION_NOT_FOUND` for either, `ORGANIZATION_CLOSED`, `NOT_A_PARTNER`,
+    /// `DELEGATION_ALREADY_GRANTED`) and infrastructure errors.
+    pub async fn grant_partner_delegation(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        partner_id: OrganizationId,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        let partner = self.organization_ref(partner_id).await?;
+        self.organization_command(
+            ctx,
+            id,
+            OrganizationAction::GrantPartnerDelegation { partner },
+        )
+        .await
+    }
+
+    /// Ends the partner organization `partner_id`'s administration of organization `id`.
+    ///
+    /// # Errors
+    /// Refusals (`ORGANIZATION_NOT_FOUND`, `ORGANIZATION_CLOSED`, `DELEGATION_NOT_GRANTED`) and
+    /// infrastructure errors.
+    pub async fn revoke_partner_delegation(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        partner_id: OrganizationId,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        self.organization_command(
+            ctx,
+            id,
+            OrganizationAction::RevokePartnerDelegation { partner_id },
+        )
+        .await
+    }
+
+    /// Runs `action` on the existing organization `id`, stamped now.
+    async fn organization_command(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        action: OrganizationAction,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        let command = OrganizationCommand {
+            organization_id: id,
+            at: self.now(),
+            action,
+        };
+        Ok(self.store.execute(id, command, ctx).await?)
     }
 
     // ----- products -----

@@ -323,6 +323,20 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
         .as_str()
         .unwrap()
         .to_owned();
+    let register = |name: &'static str, kind: &'static str| {
+        let app = &app;
+        async move {
+            app.post("/v1/organizations", json!({"name": name, "kind": kind}))
+                .await
+                .body["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let reshaped = register("Epsilon GmbH", "customer").await;
+    let partner = register("Delta Partners", "partner").await;
+    let o = |action: &str| format!("/v1/organizations/{reshaped}{action}");
     let doomed_token = app
         .post("/v1/tokens", json!({"role": "vendor_auditor"}))
         .await
@@ -347,6 +361,41 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
             "/v1/organizations".into(),
             json!({"name": "Gamma SE", "kind": "partner"}),
             StatusCode::CREATED,
+        ),
+        (
+            Method::PATCH,
+            "/v1/organizations/{id}",
+            o(""),
+            json!({"name": "Epsilon AG"}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/organizations/{id}/move",
+            o("/move"),
+            json!({"parent_id": c.organization_id}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/organizations/{id}/delegations",
+            o("/delegations"),
+            json!({"partner_id": partner}),
+            StatusCode::OK,
+        ),
+        (
+            Method::DELETE,
+            "/v1/organizations/{id}/delegations/{partner_id}",
+            o(&format!("/delegations/{partner}")),
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/organizations/{id}/close",
+            o("/close"),
+            json!({}),
+            StatusCode::OK,
         ),
         (
             Method::POST,

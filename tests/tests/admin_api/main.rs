@@ -19,6 +19,7 @@ mod idempotency;
 mod licenses;
 mod limits;
 mod lists;
+mod organizations;
 mod refusals;
 mod requests;
 mod support;
