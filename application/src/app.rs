@@ -20,11 +20,14 @@ use commands::{EventStore, Ledger};
 use domain::Timestamp;
 use projections::Projection;
 use projections::notify::ChangeSignal;
+use projections::tree::TreeModel;
 use projections::validation::ValidationModel;
 use sqlx::PgPool;
 
+use crate::AppError;
 use crate::datadir::DataDir;
 use crate::idempotency::IdempotencyStore;
+use crate::oidc::Oidc;
 use crate::signing::SigningKeys;
 
 /// What opening the ledger needs.
@@ -44,6 +47,9 @@ pub struct AppConfig {
     pub clock: Arc<dyn Clock>,
     /// How long the answers of writes sent with an `Idempotency-Key` are kept (24 h).
     pub idempotency_retention: std::time::Duration,
+    /// The OpenID Connect issuers whose access tokens authenticate users (none: only
+    /// administration tokens do).
+    pub oidc: crate::oidc::OidcConfig,
 }
 
 impl AppConfig {
@@ -57,6 +63,10 @@ impl AppConfig {
             issuer: "license-ledger".to_owned(),
             clock: Arc::new(SystemClock),
             idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
+            oidc: crate::oidc::OidcConfig {
+                issuers: Vec::new(),
+                audience: crate::oidc::OidcConfig::DEFAULT_AUDIENCE.to_owned(),
+            },
         }
     }
 
@@ -105,6 +115,9 @@ struct Inner {
     /// Issues and checks the cursors of lists (keyed from the pepper).
     cursors: crate::lists::Cursors,
     idempotency: IdempotencyStore,
+    /// The organization tree reach is asked about, following the log.
+    tree: Arc<TreeModel>,
+    oidc: Oidc,
 }
 
 impl std::fmt::Debug for App {
@@ -166,6 +179,8 @@ impl App {
         let jobs_ledger = ledger.on_pool(jobs_pool.clone());
         let signing = Arc::new(SigningKeys::open(&config.data_dir)?);
         let validation = ValidationModel::load(&jobs_pool).await?;
+        let tree = TreeModel::load(&jobs_pool).await?;
+        let oidc = Oidc::new(&config.oidc)?;
         Ok(Self(Arc::new(Inner {
             ledger,
             jobs_ledger,
@@ -177,6 +192,8 @@ impl App {
             data_dir: config.data_dir.clone(),
             cursors,
             idempotency,
+            tree,
+            oidc,
         })))
     }
 
@@ -240,5 +257,25 @@ impl App {
     /// The in-process signal of appends (wakes projectors and the validation follower).
     pub(crate) fn signal(&self) -> &ChangeSignal {
         &self.0.signal
+    }
+
+    /// The organization tree as the log holds it now: brought up to date first when anything
+    /// was appended since it last looked.
+    ///
+    /// # Errors
+    /// The log could not be read.
+    pub(crate) async fn tree(
+        &self,
+    ) -> Result<std::sync::RwLockReadGuard<'_, projections::tree::TreeState>, AppError> {
+        Ok(self
+            .0
+            .tree
+            .current(self.pool(), self.0.signal.appends())
+            .await?)
+    }
+
+    /// The verifier of OIDC access tokens.
+    pub fn oidc(&self) -> &Oidc {
+        &self.0.oidc
     }
 }

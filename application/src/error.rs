@@ -35,6 +35,10 @@ pub enum AppError {
     /// lives, such as a key prefix's shape): the parameter and why.
     #[error("{detail}")]
     InvalidParameter { field: &'static str, detail: String },
+    /// The principal reaches the resource but may not do this there (403 `FORBIDDEN`). What it
+    /// does not reach at all is [`AppError::NotFound`], exactly as an unknown id.
+    #[error("{0}")]
+    Forbidden(String),
     /// An invariant of the ledger does not hold (a command left no state behind): a bug.
     #[error("{0}")]
     Invariant(&'static str),

@@ -23,6 +23,7 @@
 //! Architecture invariant: `application` knows no HTTP (no `axum`, no status codes); `api`,
 //! `replay-tool` and `bench` reach the ledger through it.
 
+pub mod access;
 pub mod app;
 pub mod args;
 pub mod asof;
@@ -39,6 +40,7 @@ pub mod oidc;
 pub mod operations;
 pub mod signing;
 pub mod tokens;
+pub mod users;
 pub mod validate;
 pub mod views;
 

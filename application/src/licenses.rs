@@ -188,6 +188,33 @@ impl Licenses<'_> {
         ))
     }
 
+    /// The license now, or as it stood at `as_of`, for a principal that may read licenses at its
+    /// organization (at that instant); any other answers exactly as an unknown license.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND` (unknown or out of reach), 403 where it may not read licenses;
+    /// database and decoding errors.
+    pub async fn get_for(
+        &self,
+        access: &crate::access::Access,
+        id: LicenseId,
+        as_of: Option<Timestamp>,
+    ) -> Result<LicenseView, AppError> {
+        let view = match as_of {
+            Some(at) => self.get_as_of(id, at).await?,
+            None => self.get(id).await?,
+        };
+        self.app
+            .authorize_at(
+                access,
+                domain::ids::OrganizationId::from_uuid(view.organization_id),
+                domain::reach::Action::ReadLicenses,
+                || license_not_found(id),
+            )
+            .await?;
+        Ok(view)
+    }
+
     /// The license as it stood at `at` (the fold `ledger-replay state` shows too).
     ///
     /// # Errors

@@ -13,8 +13,9 @@
 //! - Accepted algorithms: RS256, ES256 (P-256) and EdDSA (Ed25519), each only with a key of its
 //!   own family from the issuer's JWKS. `none` and HMAC never verify: the header's `alg` must be
 //!   one of those and the key's, so a token "signed" with the public key as an HMAC secret fails.
-//! - `iss`, `aud` (the configured audience), `exp` and `nbf` (60 s leeway) and `sub` are
-//!   required and checked.
+//! - `iss`, `aud` (the configured audience), `exp` and `sub` are required; `exp`, `nbf` and
+//!   `iat` are checked against the server's clock with 60 s leeway (a token issued in the future
+//!   is not valid yet).
 //!
 //! Every refusal is one [`OidcRejection`] whose text is for logs only: the API answers all of
 //! them with the same 401 body.
@@ -85,6 +86,11 @@ pub enum OidcRejection {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
+    iat: Option<i64>,
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
@@ -214,12 +220,17 @@ impl Oidc {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     }
 
-    /// Verifies `token`: issuer configured, signature by one of its keys with an accepted
-    /// algorithm, `aud`, `exp`, `nbf`, `sub`.
+    /// Verifies `token` at `now` (the server's clock): issuer configured, signature by one of
+    /// its keys with an accepted algorithm, `aud`, `sub`, and the times: `exp` not passed, `nbf`
+    /// and `iat` not ahead, each with [`LEEWAY_SECONDS`].
     ///
     /// # Errors
     /// Why it was refused.
-    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, OidcRejection> {
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<VerifiedToken, OidcRejection> {
         if !Self::looks_like_jwt(token) {
             return Err(OidcRejection::Malformed);
         }
@@ -246,9 +257,10 @@ impl Oidc {
             let key = keys.find(kid, algorithm).ok_or(OidcRejection::UnknownKey)?;
             let mut validation = Validation::new(algorithm);
             validation.algorithms = vec![key.algorithm];
-            validation.leeway = LEEWAY_SECONDS;
-            validation.validate_nbf = true;
-            validation.validate_exp = true;
+            // The times are checked below against the server's clock, which the rest of the
+            // ledger decides with (the library would read the system's).
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
             validation.set_issuer(&[provider.issuer.as_str()]);
             validation.set_audience(&[self.0.audience.as_str()]);
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -256,6 +268,23 @@ impl Oidc {
                 .map_err(|e| OidcRejection::Invalid(e.to_string()))?
                 .claims
         };
+        let now = now.timestamp();
+        let leeway = LEEWAY_SECONDS as i64;
+        if claims.exp.saturating_add(leeway) <= now {
+            return Err(OidcRejection::Invalid("expired".into()));
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
+        {
+            return Err(OidcRejection::Invalid("not valid yet (nbf)".into()));
+        }
+        if claims
+            .iat
+            .is_some_and(|iat| iat.saturating_sub(leeway) > now)
+        {
+            return Err(OidcRejection::Invalid("issued in the future (iat)".into()));
+        }
         let subject =
             Subject::parse(&claims.sub).map_err(|e| OidcRejection::Invalid(format!("sub: {e}")))?;
         let email_verified = matches!(claims.email_verified, Some(serde_json::Value::Bool(true)))
@@ -429,16 +458,16 @@ mod tests {
         let payload = "eyJpc3MiOiJodHRwczovL2V2aWwuZXhhbXBsZSIsInN1YiI6ImEifQ";
         let token = format!("{header}.{payload}.c2ln");
         assert_eq!(
-            oidc.verify(&token).await,
+            oidc.verify(&token, chrono::Utc::now()).await,
             Err(OidcRejection::UnknownIssuer("https://evil.example".into()))
         );
         // {"alg":"HS256"} and {"alg":"none"} never reach the keys.
         let hs = format!("eyJhbGciOiJIUzI1NiJ9.{payload}.c2ln");
         assert!(matches!(
-            oidc.verify(&hs).await,
+            oidc.verify(&hs, chrono::Utc::now()).await,
             Err(OidcRejection::Algorithm(_))
         ));
         let none = format!("eyJhbGciOiJub25lIn0.{payload}.");
-        assert!(oidc.verify(&none).await.is_err());
+        assert!(oidc.verify(&none, chrono::Utc::now()).await.is_err());
     }
 }

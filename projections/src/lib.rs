@@ -24,6 +24,7 @@ pub mod engine;
 pub mod licenses;
 pub mod notify;
 pub mod queries;
+pub mod tree;
 pub mod validation;
 
 pub use engine::{Projection, ProjectionError, ProjectorRunner, ReplaySafe, RunnerConfig};

@@ -73,6 +73,12 @@ impl ChangeSignal {
         self.any.subscribe()
     }
 
+    /// How many appends this process made or heard of so far (wraps): a reader that remembers
+    /// it knows whether anything was appended since.
+    pub fn appends(&self) -> u64 {
+        *self.any.borrow()
+    }
+
     /// The hook to give `commands::EventStore::with_append_hook`.
     pub fn hook(&self) -> Arc<dyn Fn() + Send + Sync> {
         let signal = self.clone();

@@ -384,6 +384,39 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+/// The organizations of `ids` (those the read model holds), by id: what `GET /v1/me` names
+/// the organizations a principal reaches with.
+///
+/// # Errors
+/// Database errors.
+pub async fn organizations_by_id(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> Result<Vec<OrganizationRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, name, kind, parent_id, delegated_partners, closed, created_at, updated_at, version \
+         FROM rm_organizations WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(OrganizationRow {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            kind: r.try_get("kind")?,
+            parent_id: r.try_get("parent_id")?,
+            delegated_partners: r.try_get("delegated_partners")?,
+            closed: r.try_get("closed")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            version: r.try_get("version")?,
+        })
+    })
+    .collect()
+}
+
 /// Organizations that pass `filter`, a window of them by id.
 ///
 /// # Errors

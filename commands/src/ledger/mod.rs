@@ -7,7 +7,8 @@
 //! themselves stay in `domain`.
 //!
 //! One module per concern: [`catalogue`] (organizations, products, policies), [`licenses`]
-//! (issue, lifecycle, activations, leases, offline tokens), [`tokens`] (administration tokens);
+//! (issue, lifecycle, activations, leases, offline tokens), [`tokens`] (administration tokens),
+//! [`users`] (users, invitations, roles);
 //! here, the facts about referenced aggregates that several of them look up.
 
 use std::collections::HashSet;
@@ -27,9 +28,11 @@ use crate::store::EventStore;
 mod catalogue;
 mod licenses;
 mod tokens;
+mod users;
 
 pub use catalogue::{NewOrganization, NewProduct};
 pub use licenses::{LicenseChange, NewLicense};
+pub use users::NewUser;
 
 /// Why a service call failed.
 #[derive(Debug, thiserror::Error)]

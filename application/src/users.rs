@@ -1,0 +1,448 @@
+//! Users as use cases: authenticating an OIDC access token to a user (claiming an invitation on
+//! the first verified token that carries its email), inviting and registering users, setting
+//! their roles, deactivating them, and `GET /v1/me`.
+//!
+//! Authorization: managing users at an organization needs `ManageUsers` there (reach); granting
+//! a vendor role needs `Administer` everywhere (vendor_admin), so a customer administrator can
+//! never hand out more than customer roles, and only within its own reach. A user that the
+//! principal does not reach answers exactly as an unknown one.
+
+use std::collections::BTreeSet;
+
+use commands::ledger::NewUser;
+use commands::{CommandContext, Outcome};
+use domain::DomainError;
+use domain::event::Actor;
+use domain::ids::{OrganizationId, UserId};
+use domain::reach::Action;
+use domain::user::{Identity, User, UserState};
+use domain::values::{Email, Issuer, Role, Subject};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::access::{Access, PrincipalKind};
+use crate::oidc::OidcRejection;
+use crate::views::Written;
+use crate::{App, AppError};
+
+/// A role held at an organization, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoleView {
+    pub organization_id: Uuid,
+    /// `customer_admin`, `license_manager`, `download_manager`, `support_contact`,
+    /// `billing_admin`, or a vendor role.
+    pub role: String,
+}
+
+/// A user.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    /// The organization the user was registered or invited at.
+    pub organization_id: Uuid,
+    /// `invited` (no identity yet), `active` or `deactivated`.
+    pub status: String,
+    /// The identity provider and its subject, once linked.
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub roles: Vec<RoleView>,
+    pub version: i64,
+}
+
+impl UserView {
+    fn new(id: UserId, s: &UserState, version: i64) -> Self {
+        let status = if s.deactivated {
+            "deactivated"
+        } else if s.identity.is_none() {
+            "invited"
+        } else {
+            "active"
+        };
+        Self {
+            id: id.into(),
+            email: s.email.as_str().to_owned(),
+            organization_id: s.organization_id.into(),
+            status: status.to_owned(),
+            issuer: s.identity.as_ref().map(|i| i.issuer.as_str().to_owned()),
+            subject: s.identity.as_ref().map(|i| i.subject.as_str().to_owned()),
+            roles: s
+                .grants
+                .iter()
+                .map(|g| RoleView {
+                    organization_id: g.organization_id.into(),
+                    role: g.role.as_str().to_owned(),
+                })
+                .collect(),
+            version,
+        }
+    }
+}
+
+/// Who is asking (`GET /v1/me`).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PrincipalView {
+    /// `user` or `token`.
+    pub kind: String,
+    pub id: Uuid,
+    pub email: Option<String>,
+}
+
+/// An organization the principal reaches.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReachedOrganizationView {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub parent_id: Option<Uuid>,
+    pub closed: bool,
+    /// Reached only through a partner delegation.
+    pub delegated: bool,
+}
+
+/// `GET /v1/me`.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeView {
+    pub principal: PrincipalView,
+    pub roles: Vec<RoleView>,
+    /// Every organization the principal reaches, by id. Empty for vendor roles, which reach
+    /// all of them (`all_organizations`).
+    pub organizations: Vec<ReachedOrganizationView>,
+    /// True for vendor roles: every organization is reached.
+    pub all_organizations: bool,
+}
+
+/// A user to register or invite.
+#[derive(Clone, Debug)]
+pub struct UserInput {
+    pub email: Email,
+    pub roles: BTreeSet<Role>,
+    /// Both or neither: linked at once, or an invitation.
+    pub identity: Option<(Issuer, Subject)>,
+}
+
+/// The user use cases of an [`App`].
+#[derive(Clone, Copy, Debug)]
+pub struct Users<'a> {
+    app: &'a App,
+}
+
+impl App {
+    /// The user use cases.
+    pub fn users(&self) -> Users<'_> {
+        Users { app: self }
+    }
+}
+
+fn user_not_found(id: UserId) -> AppError {
+    let e = DomainError::UserNotFound(id);
+    AppError::not_found(e.code(), e.to_string())
+}
+
+/// Why a bearer JWT did not authenticate (for logs; answered 401 alike).
+#[derive(Debug, thiserror::Error)]
+pub enum Unauthenticated {
+    #[error(transparent)]
+    Token(#[from] OidcRejection),
+    #[error("no user is linked to this identity, and no invitation waits for its email")]
+    UnknownUser,
+    #[error("the user is deactivated")]
+    Deactivated,
+}
+
+impl Users<'_> {
+    /// Authenticates an OIDC access token: verified, then its user found by `(iss, sub)`; the
+    /// first verified token carrying an invitation's email claims it. Deactivation is read from
+    /// the user's stream, so it takes effect on the next request.
+    ///
+    /// # Errors
+    /// `Ok(Err(_))` when the token does not authenticate; `Err` on infrastructure errors.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        request_id: &str,
+    ) -> Result<Result<Access, Unauthenticated>, AppError> {
+        let verified = match self.app.oidc().verify(token, self.app.now()).await {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let ledger = self.app.ledger();
+        let id = match ledger
+            .user_by_identity(&verified.issuer, &verified.subject)
+            .await?
+        {
+            Some(id) => id,
+            None => {
+                let Some(email) = verified.email.as_ref().filter(|_| verified.email_verified)
+                else {
+                    return Ok(Err(Unauthenticated::UnknownUser));
+                };
+                let Some(id) = ledger.user_by_email(email).await? else {
+                    return Ok(Err(Unauthenticated::UnknownUser));
+                };
+                let invited = ledger.user(id).await?;
+                let waiting = invited
+                    .state()
+                    .is_some_and(|s| s.identity.is_none() && !s.deactivated);
+                if !waiting {
+                    return Ok(Err(Unauthenticated::UnknownUser));
+                }
+                let ctx = CommandContext::new(Actor::User(id), request_id.to_owned());
+                let identity = Identity {
+                    issuer: verified.issuer.clone(),
+                    subject: verified.subject.clone(),
+                };
+                match ledger
+                    .claim_invitation(&ctx, id, identity, email.clone(), true)
+                    .await
+                {
+                    Ok(_) => {}
+                    // Two first requests raced: the other claimed it for this same identity,
+                    // or for another (then this token's user is not this one).
+                    Err(commands::LedgerError::Command(commands::CommandError::Rejected(
+                        DomainError::InvitationAlreadyClaimed(_),
+                    ))) => {}
+                    Err(commands::LedgerError::Command(commands::CommandError::ClaimTaken {
+                        ..
+                    })) => return Ok(Err(Unauthenticated::UnknownUser)),
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::info!(user = %id, "invitation claimed");
+                id
+            }
+        };
+        let user = ledger.user(id).await?;
+        let Some(state) = user.state() else {
+            return Ok(Err(Unauthenticated::UnknownUser));
+        };
+        let linked = state
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.issuer == verified.issuer && i.subject == verified.subject);
+        if !linked {
+            return Ok(Err(Unauthenticated::UnknownUser));
+        }
+        if state.deactivated {
+            return Ok(Err(Unauthenticated::Deactivated));
+        }
+        Ok(Ok(Access {
+            kind: PrincipalKind::User {
+                id,
+                email: state.email.clone(),
+            },
+            grants: state.effective_grants(),
+        }))
+    }
+
+    /// `GET /v1/me`: the principal, its roles, and the organizations it reaches.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn me(&self, access: &Access) -> Result<MeView, AppError> {
+        let principal = match &access.kind {
+            PrincipalKind::Token { id, .. } => PrincipalView {
+                kind: "token".into(),
+                id: (*id).into(),
+                email: None,
+            },
+            PrincipalKind::User { id, email } => PrincipalView {
+                kind: "user".into(),
+                id: (*id).into(),
+                email: Some(email.as_str().to_owned()),
+            },
+        };
+        let roles = match &access.kind {
+            PrincipalKind::Token { role, .. } => vec![RoleView {
+                organization_id: Uuid::nil(),
+                role: role.as_str().to_owned(),
+            }],
+            PrincipalKind::User { .. } => access
+                .grants
+                .iter()
+                .map(|g| RoleView {
+                    organization_id: g.organization_id.into(),
+                    role: g.role.as_str().to_owned(),
+                })
+                .collect(),
+        };
+        let all_organizations = !access.everywhere().is_empty();
+        let reached = if all_organizations {
+            Vec::new()
+        } else {
+            let tree = self.app.tree().await?;
+            access.reach(tree.tree()).organizations(tree.tree())
+        };
+        let ids: Vec<Uuid> = reached.iter().map(|r| r.organization_id.into()).collect();
+        let rows = projections::queries::organizations_by_id(self.app.pool(), &ids).await?;
+        let organizations = rows
+            .into_iter()
+            .filter_map(|row| {
+                let delegated = reached
+                    .iter()
+                    .find(|r| Uuid::from(r.organization_id) == row.id)?
+                    .delegated;
+                Some(ReachedOrganizationView {
+                    id: row.id,
+                    name: row.name,
+                    kind: row.kind,
+                    parent_id: row.parent_id,
+                    closed: row.closed,
+                    delegated,
+                })
+            })
+            .collect();
+        Ok(MeView {
+            principal,
+            roles,
+            organizations,
+            all_organizations,
+        })
+    }
+
+    /// Registers (with an identity) or invites (without) a user at `organization_id`.
+    ///
+    /// # Errors
+    /// 404 for an organization the principal does not reach, 403 without `ManageUsers` there or
+    /// for a vendor role without `Administer`; refusals (`ROLE_NOT_HELD_THERE`,
+    /// `ORGANIZATION_CLOSED`); `EMAIL_TAKEN` / `IDENTITY_TAKEN` (409); infrastructure errors.
+    pub async fn create(
+        &self,
+        ctx: &CommandContext,
+        access: &Access,
+        organization_id: OrganizationId,
+        input: UserInput,
+    ) -> Result<Written<UserView>, AppError> {
+        self.app
+            .authorize_organization(access, organization_id, Action::ManageUsers)
+            .await?;
+        self.check_may_grant(access, &input.roles)?;
+        let outcome = self
+            .app
+            .ledger()
+            .register_user(
+                ctx,
+                NewUser {
+                    email: input.email,
+                    organization_id,
+                    identity: input
+                        .identity
+                        .map(|(issuer, subject)| Identity { issuer, subject }),
+                    roles: input.roles,
+                },
+            )
+            .await?;
+        written(outcome)
+    }
+
+    /// One user, as its stream says now.
+    ///
+    /// # Errors
+    /// 404 for a user that does not exist or that the principal does not reach (its home
+    /// organization, or any organization it holds a role at, with `ReadUsers`).
+    pub async fn get(&self, access: &Access, id: UserId) -> Result<UserView, AppError> {
+        let loaded = self.app.ledger().store().read::<User>(id).await?;
+        let state = loaded.aggregate.state().ok_or_else(|| user_not_found(id))?;
+        self.authorize_user(access, id, state, Action::ReadUsers)
+            .await?;
+        Ok(UserView::new(id, state, loaded.version))
+    }
+
+    /// Sets user `id`'s roles at `organization_id` to exactly `roles`.
+    ///
+    /// # Errors
+    /// 404 for a user or organization out of reach, 403 without `ManageUsers` at the
+    /// organization or for a vendor role without `Administer`; refusals; infrastructure errors.
+    pub async fn set_roles(
+        &self,
+        ctx: &CommandContext,
+        access: &Access,
+        id: UserId,
+        organization_id: OrganizationId,
+        roles: BTreeSet<Role>,
+    ) -> Result<Written<UserView>, AppError> {
+        let user = self.app.ledger().user(id).await?;
+        let state = user.state().ok_or_else(|| user_not_found(id))?;
+        self.authorize_user(access, id, state, Action::ReadUsers)
+            .await?;
+        self.app
+            .authorize_organization(access, organization_id, Action::ManageUsers)
+            .await?;
+        // Both what is granted and what is revoked: a customer administrator may not take a
+        // vendor role away either.
+        let held: BTreeSet<Role> = state
+            .grants
+            .iter()
+            .filter(|g| g.organization_id == organization_id)
+            .map(|g| g.role)
+            .collect();
+        let changed: BTreeSet<Role> = held.symmetric_difference(&roles).copied().collect();
+        self.check_may_grant(access, &changed)?;
+        written(
+            self.app
+                .ledger()
+                .set_user_roles(ctx, id, organization_id, roles)
+                .await?,
+        )
+    }
+
+    /// Deactivates user `id`: its tokens stop authenticating on the next request.
+    ///
+    /// # Errors
+    /// 404 for a user out of reach, 403 without `ManageUsers` at its organization; refusals;
+    /// infrastructure errors.
+    pub async fn deactivate(
+        &self,
+        ctx: &CommandContext,
+        access: &Access,
+        id: UserId,
+    ) -> Result<Written<UserView>, AppError> {
+        let user = self.app.ledger().user(id).await?;
+        let state = user.state().ok_or_else(|| user_not_found(id))?;
+        self.authorize_user(access, id, state, Action::ManageUsers)
+            .await?;
+        if state.grants.iter().any(|g| g.role.is_vendor()) {
+            self.check_may_grant(access, &state.grants.iter().map(|g| g.role).collect())?;
+        }
+        written(self.app.ledger().deactivate_user(ctx, id).await?)
+    }
+
+    /// A user is reached through its home organization.
+    async fn authorize_user(
+        &self,
+        access: &Access,
+        id: UserId,
+        state: &UserState,
+        action: Action,
+    ) -> Result<(), AppError> {
+        self.app
+            .authorize_at(access, state.organization_id, action, || user_not_found(id))
+            .await
+    }
+
+    /// Vendor roles are granted (and revoked) by vendor administrators only.
+    fn check_may_grant(&self, access: &Access, roles: &BTreeSet<Role>) -> Result<(), AppError> {
+        if roles.iter().any(|r| r.is_vendor()) && !access.may_everywhere(Action::Administer) {
+            return Err(AppError::Forbidden(format!(
+                "{} may not grant or revoke vendor roles",
+                access.describe()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn written(o: Outcome<User>) -> Result<Written<UserView>, AppError> {
+    let state = o
+        .aggregate
+        .state()
+        .ok_or(AppError::Invariant("a user command left no state"))?;
+    Ok(Written {
+        view: UserView::new(o.id, state, o.version),
+        replayed: o.replayed,
+    })
+}
