@@ -1,20 +1,29 @@
-//! Bearer-token authentication and role-based authorization of the administration API.
+//! Bearer authentication and authorization of the administration and portal API.
 //!
-//! A token (`llt_<id>_<secret>`) names its own stream; authentication folds that stream and
-//! compares the SHA-256 of the presented token in constant time. Every failure answers the same
-//! 401, so a caller cannot tell an unknown token from a revoked or expired one.
+//! Two kinds of bearer: an administration token (`llt_<id>_<secret>`), which names its own
+//! stream (authentication folds it and compares the SHA-256 of the presented token in constant
+//! time), and an OIDC access token of a configured issuer, which names a user
+//! (`application::users`). Every failure answers the same 401, so a caller cannot tell an unknown
+//! token from a revoked, expired, tampered or foreign one.
+//!
+//! What a principal may do is its [`Access`]: vendor-wide routes ask
+//! [`Permission`]s of it before the body is read ([`crate::extract::Command`]); routes on an
+//! organization's resources ask reach through the application.
 
+use application::access::{Access, PrincipalKind};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use domain::ids::ApiTokenId;
+use domain::event::Actor;
 use domain::keys::ApiTokenSecret;
+use domain::reach::Action;
 use domain::values::Role;
 
 use crate::error::ApiError;
+use crate::request_id::RequestId;
 use crate::state::AppState;
 
-/// What a route needs.
+/// What a vendor-wide route needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permission {
     /// Read anything (vendor admin, support, auditor).
@@ -26,14 +35,18 @@ pub enum Permission {
 }
 
 impl Permission {
-    /// Whether `role` holds this permission.
+    /// The action of reach this permission is, held everywhere.
+    pub const fn action(self) -> Action {
+        match self {
+            Self::Read => Action::ReadLicenses,
+            Self::Support => Action::Support,
+            Self::Admin => Action::Administer,
+        }
+    }
+
+    /// Whether `role` holds this permission everywhere.
     pub const fn granted_to(self, role: Role) -> bool {
-        matches!(
-            (self, role),
-            (_, Role::VendorAdmin)
-                | (Self::Read | Self::Support, Role::VendorSupport)
-                | (Self::Read, Role::VendorAuditor)
-        )
+        role.is_vendor() && role.actions().contains(self.action())
     }
 }
 
@@ -44,25 +57,64 @@ struct Refused;
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    pub token_id: ApiTokenId,
-    pub role: Role,
+    pub access: Access,
 }
 
 impl Principal {
-    /// Checks the caller holds `permission`.
+    /// Who the events this caller causes name.
+    pub fn actor(&self) -> Actor {
+        self.access.actor()
+    }
+
+    /// The role whose rate limit this caller spends: a token's role; a user's first role
+    /// (vendor roles first), or `support_contact`'s for a user without any.
+    pub fn rate_role(&self) -> Role {
+        match &self.access.kind {
+            PrincipalKind::Token { role, .. } => *role,
+            PrincipalKind::User { .. } => self
+                .access
+                .grants
+                .iter()
+                .map(|g| g.role)
+                .min()
+                .unwrap_or(Role::SupportContact),
+        }
+    }
+
+    /// Checks the caller holds `permission` everywhere (vendor-wide routes).
     ///
     /// # Errors
     /// 403 when it does not.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
-        if permission.granted_to(self.role) {
+        if self.access.may_everywhere(permission.action()) {
             Ok(())
         } else {
             Err(ApiError::forbidden(format!(
-                "the role {} may not do this",
-                self.role.as_str()
+                "{} may not do this",
+                self.access.describe()
             )))
         }
     }
+
+    /// Checks the caller may do `action` at some organization at least: what a route on an
+    /// organization's resources asks before it reads a body.
+    ///
+    /// # Errors
+    /// 403 when it may do it nowhere.
+    pub fn require_somewhere(&self, action: Action) -> Result<(), ApiError> {
+        if self.access.may_somewhere(action) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{} may not do this",
+                self.access.describe()
+            )))
+        }
+    }
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::unauthorized("the bearer token is invalid, expired or revoked")
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -78,39 +130,55 @@ impl FromRequestParts<AppState> for Principal {
         // The rate limit authenticated this request already and the token was refused: the
         // same answer, without a second lookup.
         if parts.extensions.get::<Refused>().is_some() {
-            return Err(ApiError::unauthorized(
-                "the bearer token is invalid, expired or revoked",
-            ));
+            return Err(unauthorized());
         }
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-        let presented = header
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .and_then(|token| ApiTokenSecret::parse(token).ok());
-        let role = match presented.as_ref() {
-            Some(presented) => state.app.authenticate(presented).await?,
+        let presented = header.to_str().ok().and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        let access = match presented {
+            Some(token) => authenticate(parts, state, token).await?,
             None => None,
         };
-        let (Some(presented), Some(role)) = (presented, role) else {
+        let Some(access) = access else {
             parts.extensions.insert(Refused);
-            return Err(ApiError::unauthorized(
-                "the bearer token is invalid, expired or revoked",
-            ));
+            return Err(unauthorized());
         };
-        let principal = Self {
-            token_id: presented.id(),
-            role,
-        };
-        tracing::Span::current().record("actor", tracing::field::display(principal.token_id));
+        let principal = Self { access };
+        tracing::Span::current().record("actor", tracing::field::display(principal.actor()));
         parts.extensions.insert(principal.clone());
         Ok(principal)
+    }
+}
+
+/// The access `token` gives, if it authenticates.
+async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    token: &str,
+) -> Result<Option<Access>, ApiError> {
+    if let Ok(secret) = ApiTokenSecret::parse(token) {
+        let role = state.app.authenticate(&secret).await?;
+        return Ok(role.map(|role| Access::token(secret.id(), role)));
+    }
+    if !state.app.oidc().enabled() || !application::oidc::Oidc::looks_like_jwt(token) {
+        return Ok(None);
+    }
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map_or("unknown", |r| r.0.as_str());
+    match state.app.users().authenticate(token, request_id).await? {
+        Ok(access) => Ok(Some(access)),
+        Err(why) => {
+            // Why, for the operator (never the token): the caller gets the one 401.
+            tracing::info!(reason = %why, "bearer JWT refused");
+            Ok(None)
+        }
     }
 }
 
@@ -128,5 +196,15 @@ mod tests {
         assert!(!Admin.granted_to(Role::VendorSupport));
         assert!(Read.granted_to(Role::VendorAuditor));
         assert!(!Support.granted_to(Role::VendorAuditor) && !Admin.granted_to(Role::VendorAuditor));
+        // Customer roles hold no vendor-wide permission: they act through reach.
+        for role in [
+            Role::CustomerAdmin,
+            Role::LicenseManager,
+            Role::DownloadManager,
+            Role::SupportContact,
+            Role::BillingAdmin,
+        ] {
+            assert!(!Read.granted_to(role) && !Support.granted_to(role) && !Admin.granted_to(role));
+        }
     }
 }

@@ -170,6 +170,15 @@ struct ServeArgs {
     #[arg(long, env = "LEDGER_IDEMPOTENCY_RETENTION_SECS", default_value_t = 86_400,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
     idempotency_retention_secs: u64,
+    /// An OpenID Connect issuer whose access tokens authenticate users (its
+    /// `/.well-known/openid-configuration` names its keys). Repeatable, or comma-separated in the
+    /// environment. https, or http for a provider on the same host or network.
+    #[arg(long = "oidc-issuer", env = "LEDGER_OIDC_ISSUERS", value_name = "URL",
+          value_delimiter = ',', value_parser = parse_issuer)]
+    oidc_issuers: Vec<domain::values::Issuer>,
+    /// The `aud` an OIDC access token must carry.
+    #[arg(long, env = "LEDGER_OIDC_AUDIENCE", default_value = "license-ledger")]
+    oidc_audience: String,
     /// Seconds a connection has to send a complete request head, from connecting or from the
     /// first byte of a later request; slower connections are closed.
     #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
@@ -324,6 +333,10 @@ fn out(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_issuer(raw: &str) -> Result<domain::values::Issuer, String> {
+    domain::values::Issuer::parse(raw).map_err(|e| e.to_string())
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
@@ -332,6 +345,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.app.key_pepper = std::env::var("LEDGER_KEY_PEPPER").ok();
             config.app.db_max_connections = args.db_max_connections;
             config.app.issuer = args.issuer;
+            config.app.oidc = application::oidc::OidcConfig {
+                issuers: args.oidc_issuers,
+                audience: args.oidc_audience,
+            };
             config.jobs.checkpoint_every_events = args.checkpoint_every_events as usize;
             config.jobs.checkpoint_every = Duration::from_secs(args.checkpoint_every_secs);
             let retention = Duration::from_secs(args.idempotency_retention_secs);
@@ -426,6 +443,12 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
             let Some(role) = args.role else {
                 bail!("--role is required (vendor_admin, vendor_support or vendor_auditor)");
             };
+            if !role.is_vendor() {
+                bail!(
+                    "--role {role}: administration tokens hold a vendor role (vendor_admin, \
+                     vendor_support or vendor_auditor); customers sign in with their identity provider"
+                );
+            }
             let database_url = commands::db::required_url(args.database_url.as_deref())?;
             let label = args
                 .label

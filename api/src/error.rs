@@ -197,6 +197,10 @@ impl From<CommandError> for ApiError {
             CommandError::ClaimTaken { ref scope, .. } => {
                 let code = if scope == ClaimScope::AppId.as_str() {
                     ErrorCode::AppIdTaken
+                } else if scope == ClaimScope::UserEmail.as_str() {
+                    ErrorCode::EmailTaken
+                } else if scope == ClaimScope::UserIdentity.as_str() {
+                    ErrorCode::IdentityTaken
                 } else {
                     ErrorCode::AlreadyExists
                 };
@@ -240,6 +244,7 @@ impl From<AppError> for ApiError {
             AppError::InvalidParameter { field, detail } => {
                 Self::bad_request(ErrorCode::InvalidQuery, detail, Some(field.to_owned()))
             }
+            AppError::Forbidden(detail) => Self::forbidden(detail),
             AppError::Invariant(what) => Self::internal(&what),
         }
     }

@@ -10,10 +10,10 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use commands::{CommandContext, Idempotency};
 use domain::ErrorCode;
-use domain::event::Actor;
+use domain::reach::Action;
 use serde::de::DeserializeOwned;
 
-use crate::auth::Principal;
+use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::request_id::RequestId;
 use crate::state::AppState;
@@ -111,20 +111,86 @@ impl FromRequest<AppState> for Body {
 #[schema(as = EmptyBody)]
 pub struct NoBody {}
 
-/// A state-changing request: who, which request, idempotency, and the parsed body.
+/// What a write route asks of its caller before it reads the body: a caller that may not do
+/// it is refused 403 without learning what its body got wrong (issue #15). The precise check
+/// (at which organization) follows in the use case.
+pub trait Needs: Send + Sync + 'static {
+    /// # Errors
+    /// 403 when the principal may not.
+    fn check(principal: &Principal) -> Result<(), ApiError>;
+}
+
+/// Any authenticated caller; the use case decides by reach.
 #[derive(Debug)]
-pub struct Command<T> {
+pub struct Anyone;
+impl Needs for Anyone {
+    fn check(_: &Principal) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// Vendor administration (`Permission::Admin` everywhere).
+#[derive(Debug)]
+pub struct Admin;
+impl Needs for Admin {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require(Permission::Admin)
+    }
+}
+
+/// Vendor support: suspend and reinstate (`Permission::Support` everywhere).
+#[derive(Debug)]
+pub struct Support;
+impl Needs for Support {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require(Permission::Support)
+    }
+}
+
+/// Managing users somewhere (the organization is checked by the use case).
+#[derive(Debug)]
+pub struct ManagesUsers;
+impl Needs for ManagesUsers {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require_somewhere(Action::ManageUsers)
+    }
+}
+
+/// Managing organizations somewhere (the organization is checked by the use case).
+#[derive(Debug)]
+pub struct ManagesOrganizations;
+impl Needs for ManagesOrganizations {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require_somewhere(Action::ManageOrganizations)
+    }
+}
+
+/// Managing partner delegations somewhere (the organization is checked by the use case).
+#[derive(Debug)]
+pub struct ManagesDelegations;
+impl Needs for ManagesDelegations {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require_somewhere(Action::ManageDelegations)
+    }
+}
+
+/// A state-changing request: who, which request, idempotency, and the parsed body; `N` is what
+/// the caller must be allowed before the body is read.
+#[derive(Debug)]
+pub struct Command<T, N = Anyone> {
     pub principal: Principal,
     pub context: CommandContext,
     pub body: T,
+    needs: std::marker::PhantomData<fn() -> N>,
 }
 
-impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
+impl<T: DeserializeOwned + Send, N: Needs> FromRequest<AppState> for Command<T, N> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let principal = Principal::from_request_parts(&mut parts, state).await?;
+        N::check(&principal)?;
         let request_id = parts
             .extensions
             .get::<RequestId>()
@@ -165,7 +231,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
             ));
         }
         let body: T = parse_json(if empty { b"{}" } else { &bytes })?;
-        let mut context = CommandContext::new(Actor::ApiToken(principal.token_id), request_id);
+        let mut context = CommandContext::new(principal.actor(), request_id);
         if let Some(key) = idempotency_key {
             let digest = crate::idempotency::request_digest(&method, &path, &bytes);
             context.idempotency = Some(Idempotency {
@@ -177,6 +243,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Command<T> {
             principal,
             context,
             body,
+            needs: std::marker::PhantomData,
         })
     }
 }

@@ -127,7 +127,12 @@ pub async fn admin(State(idem): State<Idempotency>, req: Request, next: Next) ->
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };
-    let scope = format!("token:{}", principal.token_id);
+    // One scope per principal: `token:<id>` (the spelling answers were stored under before
+    // users existed, kept so that retries across an upgrade find theirs), `user:<id>`.
+    let scope = match principal.actor() {
+        domain::event::Actor::ApiToken(id) => format!("token:{id}"),
+        other => other.to_string(),
+    };
     run(&idem, scope, key, parts, bytes, next).await
 }
 

@@ -25,7 +25,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use domain::ids::ApiTokenId;
+use domain::event::Actor;
 use domain::values::Role;
 use governor::clock::{Clock, DefaultClock, QuantaInstant};
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
@@ -234,7 +234,7 @@ pub async fn per_address(State(limit): State<AddressLimit>, req: Request, next: 
 /// The administration API's limits: a bucket per token, sized by its role, and a bucket per
 /// address for requests without a token that authenticates.
 pub struct PrincipalLimits {
-    by_role: Vec<(Role, Buckets<ApiTokenId>)>,
+    by_role: Vec<(Role, Buckets<Actor>)>,
     by_address: Option<Buckets<IpAddr>>,
 }
 
@@ -277,8 +277,8 @@ impl PrincipalLimits {
             Some(p) => self
                 .by_role
                 .iter()
-                .find(|(role, _)| *role == p.role)
-                .map(|(_, b)| b.check(&p.token_id)),
+                .find(|(role, _)| *role == p.rate_role())
+                .map(|(_, b)| b.check(&p.actor())),
             None => Some(self.by_address.as_ref()?.check(&address?)),
         }
     }

@@ -64,6 +64,7 @@ API (`X-App-Id` and a license key) of license-ledger. Every error is `applicatio
         (name = "policies", description = "Versioned license terms"),
         (name = "licenses", description = "Issue, read (also as of an instant), change"),
         (name = "tokens", description = "Administration tokens"),
+        (name = "users", description = "Users of identity providers, their roles, and who is asking (`/v1/me`)"),
         (name = "operations", description = "Audit trail, signed checkpoints, projector lag"),
         (name = "client", description = "What client applications call (X-App-Id)"),
         (name = "offline", description = "Air-gapped request files"),
@@ -93,9 +94,11 @@ pub fn document() -> OpenApi {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("llt_<id>_<secret>")
+                .bearer_format("llt_<id>_<secret> or JWT")
                 .description(Some(
-                    "An administration token (`ledger token create`, `POST /v1/tokens`).",
+                    "An administration token (`ledger token`, `POST /v1/tokens`), or an OpenID \
+                     Connect access token (JWT) of an issuer given to `--oidc-issuer`, for a \
+                     user: what it may do is its roles' reach.",
                 ))
                 .build(),
         ),
@@ -519,7 +522,26 @@ pub mod schemas {
         /// `domain::values::Environment`.
         Environment => one_of(domain::values::Environment::ALL, "Where an installation runs.");
         /// `domain::values::Role`.
-        Role => one_of(domain::values::Role::ALL, "A role of an administration token.");
+        Role => one_of(domain::values::Role::ALL, "A role: vendor roles (over everything) or customer roles (held at an organization, over its subtree).");
+        /// The vendor roles of `domain::values::Role`: what an administration token holds.
+        VendorRole => one_of(&["vendor_admin", "vendor_support", "vendor_auditor"], "A vendor role, held by an administration token.");
+        /// `domain::values::Email`.
+        Email => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(3))
+            .max_length(Some(254))
+            .pattern(Some("^[^@\\s]+@[^@\\s]+$"))
+            .description(Some("An e-mail address (compared in lower case)."))
+            .into();
+        /// `domain::values::Issuer`.
+        Issuer => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(2048))
+            .pattern(Some("^https?://[^?#\\s]+$"))
+            .description(Some("An OpenID Connect issuer, exactly as its tokens' `iss` spell it."))
+            .into();
+        /// `domain::values::Subject`.
+        Subject => text(255, "The identity provider's `sub` of the person.");
         /// `domain::values::RevocationCategory`.
         RevocationCategory => one_of(domain::values::RevocationCategory::ALL, "Why a license was revoked.");
         /// An RFC 3339 instant (`domain::Timestamp`).

@@ -120,6 +120,7 @@ pub fn route_table() -> RouteTable {
             .merge(routes::policies::routes())
             .merge(routes::licenses::routes())
             .merge(routes::tokens::routes())
+            .merge(routes::users::routes())
             .merge(routes::offline::routes())
             .merge(routes::operations::routes())
             .merge(metrics::routes()),

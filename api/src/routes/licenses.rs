@@ -19,7 +19,7 @@ use serde_json::json;
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, NoBody, PathParam, path_id};
+use crate::extract::{Admin, Command, Needs, NoBody, PathParam, Support, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -90,9 +90,8 @@ struct IssueLicenseBody {
     ))]
 async fn issue_license(
     State(state): State<AppState>,
-    cmd: Command<IssueLicenseBody>,
+    cmd: Command<IssueLicenseBody, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let b = cmd.body;
     let written = state
         .app
@@ -226,15 +225,15 @@ async fn get_license(
     PathParam(raw): PathParam,
     RawQuery(query): RawQuery,
 ) -> Result<Json<LicenseView>, ApiError> {
-    principal.require(Permission::Read)?;
     let id = license_id(&raw)?;
     let q = Params::parse(query.as_deref(), &["as_of"])?;
-    let licenses = state.app.licenses();
-    let view = match q.instant("as_of")? {
-        // The same fold as `ledger-replay state --license ID --at T` (application::asof).
-        Some(at) => licenses.get_as_of(id, at).await?,
-        None => licenses.get(id).await?,
-    };
+    // `as_of`: the same fold as `ledger-replay state --license ID --at T` (application::asof).
+    // Reach decides: a license out of reach answers as an unknown one.
+    let view = state
+        .app
+        .licenses()
+        .get_for(&principal.access, id, q.instant("as_of")?)
+        .await?;
     Ok(Json(view))
 }
 
@@ -263,11 +262,9 @@ async fn license_events(
 async fn change(
     state: &AppState,
     raw: &str,
-    cmd: &Command<impl std::fmt::Debug>,
-    permission: Permission,
+    cmd: &Command<impl std::fmt::Debug, impl Needs>,
     change: LicenseChange,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(permission)?;
     let id = license_id(raw)?;
     let written: Written<LicenseView> = state
         .app
@@ -296,17 +293,10 @@ struct ReasonBody {
 async fn suspend_license(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<ReasonBody>,
+    cmd: Command<ReasonBody, Support>,
 ) -> Result<Response, ApiError> {
     let reason = cmd.body.reason.clone();
-    change(
-        &state,
-        &raw,
-        &cmd,
-        Permission::Support,
-        LicenseChange::Suspend { reason },
-    )
-    .await
+    change(&state, &raw, &cmd, LicenseChange::Suspend { reason }).await
 }
 
 /// Lifts a suspension (support or admin).
@@ -321,16 +311,9 @@ async fn suspend_license(
 async fn reinstate_license(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<NoBody>,
+    cmd: Command<NoBody, Support>,
 ) -> Result<Response, ApiError> {
-    change(
-        &state,
-        &raw,
-        &cmd,
-        Permission::Support,
-        LicenseChange::Reinstate,
-    )
-    .await
+    change(&state, &raw, &cmd, LicenseChange::Reinstate).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -356,7 +339,7 @@ struct RevokeBody {
 async fn revoke_license(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<RevokeBody>,
+    cmd: Command<RevokeBody, Admin>,
 ) -> Result<Response, ApiError> {
     let reason = cmd.body.reason.clone();
     let category = cmd.body.category.unwrap_or(RevocationCategory::Unspecified);
@@ -364,7 +347,6 @@ async fn revoke_license(
         &state,
         &raw,
         &cmd,
-        Permission::Admin,
         LicenseChange::Revoke { reason, category },
     )
     .await
@@ -389,17 +371,10 @@ struct RenewBody {
 async fn renew_license(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<RenewBody>,
+    cmd: Command<RenewBody, Admin>,
 ) -> Result<Response, ApiError> {
     let expires_at = cmd.body.expires_at;
-    change(
-        &state,
-        &raw,
-        &cmd,
-        Permission::Admin,
-        LicenseChange::Renew { expires_at },
-    )
-    .await
+    change(&state, &raw, &cmd, LicenseChange::Renew { expires_at }).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -421,14 +396,13 @@ struct TransferBody {
 async fn transfer_license(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<TransferBody>,
+    cmd: Command<TransferBody, Admin>,
 ) -> Result<Response, ApiError> {
     let organization_id = cmd.body.organization_id;
     change(
         &state,
         &raw,
         &cmd,
-        Permission::Admin,
         LicenseChange::Transfer { organization_id },
     )
     .await
@@ -453,14 +427,13 @@ struct EntitlementsBody {
 async fn change_entitlements(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<EntitlementsBody>,
+    cmd: Command<EntitlementsBody, Admin>,
 ) -> Result<Response, ApiError> {
     let features = cmd.body.features.clone();
     change(
         &state,
         &raw,
         &cmd,
-        Permission::Admin,
         LicenseChange::ChangeEntitlements { features },
     )
     .await
@@ -485,17 +458,10 @@ struct SeatsBody {
 async fn change_seats(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<SeatsBody>,
+    cmd: Command<SeatsBody, Admin>,
 ) -> Result<Response, ApiError> {
     let seats = cmd.body.seats;
-    change(
-        &state,
-        &raw,
-        &cmd,
-        Permission::Admin,
-        LicenseChange::ChangeSeats { seats },
-    )
-    .await
+    change(&state, &raw, &cmd, LicenseChange::ChangeSeats { seats }).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -517,14 +483,13 @@ struct MaintenanceBody {
 async fn extend_maintenance(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<MaintenanceBody>,
+    cmd: Command<MaintenanceBody, Admin>,
 ) -> Result<Response, ApiError> {
     let until = cmd.body.until;
     change(
         &state,
         &raw,
         &cmd,
-        Permission::Admin,
         LicenseChange::ExtendMaintenance { until },
     )
     .await
@@ -542,9 +507,8 @@ async fn extend_maintenance(
 async fn rotate_license_key(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<NoBody>,
+    cmd: Command<NoBody, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id = license_id(&raw)?;
     let written = state.app.licenses().rotate_key(&cmd.context, id).await?;
     Ok(answer(StatusCode::OK, None, written))

@@ -29,6 +29,7 @@ pub mod organizations;
 pub mod policies;
 pub mod products;
 pub mod tokens;
+pub mod users;
 
 /// A command's answer: the status, the `Location` of a created resource, and the
 /// `Idempotent-Replayed` marker on replays.

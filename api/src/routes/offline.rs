@@ -156,10 +156,7 @@ async fn offline_activation(
         return Err(malformed("unsupported request file version or type"));
     }
     let license_id = license_for(&state, &request).await?;
-    let mut ctx = commands::CommandContext::new(
-        domain::event::Actor::ApiToken(principal.token_id),
-        request_id,
-    );
+    let mut ctx = commands::CommandContext::new(principal.actor(), request_id);
     ctx.causation_id = Some(format!("offline-request:{}", request.nonce));
     // The events' safety net under the stored answers (ADR 0016), scoped like the
     // administration routes' keys: by the token.

@@ -10,14 +10,17 @@ use axum::response::Response;
 use commands::ledger::NewOrganization;
 use domain::ErrorCode;
 use domain::ids::OrganizationId;
-use domain::values::{Name, OrganizationKind};
+use domain::reach::Action;
+use domain::values::{NewName, OrganizationKind};
 use projections::queries::OrganizationFilter;
 use serde::Deserialize;
 
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, NoBody, PathParam, path_id};
+use crate::extract::{
+    Admin, Command, ManagesDelegations, ManagesOrganizations, NoBody, PathParam, path_id,
+};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -44,7 +47,7 @@ fn organization_id(raw: &str) -> Result<OrganizationId, ApiError> {
 #[serde(deny_unknown_fields)]
 struct CreateOrganization {
     #[schema(value_type = schemas::Name)]
-    name: Name,
+    name: NewName,
     #[schema(value_type = schemas::OrganizationKind)]
     kind: OrganizationKind,
     #[serde(default)]
@@ -63,16 +66,28 @@ struct CreateOrganization {
     ))]
 async fn create_organization(
     State(state): State<AppState>,
-    cmd: Command<CreateOrganization>,
+    cmd: Command<CreateOrganization, ManagesOrganizations>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
+    // Under a parent: whoever manages organizations there (a customer administrator creates its
+    // locations); a new root: vendor administration only.
+    match cmd.body.parent_id {
+        Some(parent) => {
+            state
+                .app
+                .authorize_organization(&cmd.principal.access, parent, Action::ManageOrganizations)
+                .await?;
+        }
+        None => state
+            .app
+            .authorize_everywhere(&cmd.principal.access, Action::Administer)?,
+    }
     let written = state
         .app
         .catalogue()
         .create_organization(
             &cmd.context,
             NewOrganization {
-                name: cmd.body.name,
+                name: cmd.body.name.into_name(),
                 kind: cmd.body.kind,
                 parent_id: cmd.body.parent_id,
             },
@@ -91,8 +106,11 @@ async fn get_organization(
     principal: Principal,
     PathParam(raw): PathParam,
 ) -> Result<Json<OrganizationView>, ApiError> {
-    principal.require(Permission::Read)?;
     let id = organization_id(&raw)?;
+    state
+        .app
+        .authorize_organization(&principal.access, id, Action::ReadOrganizations)
+        .await?;
     Ok(Json(state.app.catalogue().organization(id).await?))
 }
 
@@ -145,8 +163,11 @@ async fn organization_licenses(
     PathParam(raw): PathParam,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    principal.require(Permission::Read)?;
     let id = organization_id(&raw)?;
+    state
+        .app
+        .authorize_organization(&principal.access, id, Action::ReadLicenses)
+        .await?;
     let q = Params::parse(query.as_deref(), &[&PAGE_PARAMS[..], &["after"]].concat())?;
     let listed = state
         .app
@@ -170,8 +191,11 @@ async fn organization_children(
     PathParam(raw): PathParam,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    principal.require(Permission::Read)?;
     let id = organization_id(&raw)?;
+    state
+        .app
+        .authorize_organization(&principal.access, id, Action::ReadOrganizations)
+        .await?;
     let q = Params::parse(query.as_deref(), &PAGE_PARAMS)?;
     let listed = state
         .app
@@ -185,7 +209,7 @@ async fn organization_children(
 #[serde(deny_unknown_fields)]
 struct RenameOrganization {
     #[schema(value_type = schemas::Name)]
-    name: Name,
+    name: NewName,
 }
 
 /// Renames an organization.
@@ -204,14 +228,17 @@ struct RenameOrganization {
 async fn rename_organization(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<RenameOrganization>,
+    cmd: Command<RenameOrganization, ManagesOrganizations>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id = organization_id(&raw)?;
+    state
+        .app
+        .authorize_organization(&cmd.principal.access, id, Action::ManageOrganizations)
+        .await?;
     let written = state
         .app
         .catalogue()
-        .rename_organization(&cmd.context, id, cmd.body.name)
+        .rename_organization(&cmd.context, id, cmd.body.name.into_name())
         .await?;
     Ok(answer(StatusCode::OK, None, written))
 }
@@ -247,9 +274,8 @@ struct MoveOrganization {
 async fn move_organization(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<MoveOrganization>,
+    cmd: Command<MoveOrganization, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id = organization_id(&raw)?;
     let written = state
         .app
@@ -277,9 +303,8 @@ async fn move_organization(
 async fn close_organization(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<NoBody>,
+    cmd: Command<NoBody, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id = organization_id(&raw)?;
     let written = state
         .app
@@ -315,10 +340,13 @@ struct GrantDelegation {
 async fn grant_delegation(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<GrantDelegation>,
+    cmd: Command<GrantDelegation, ManagesDelegations>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id = organization_id(&raw)?;
+    state
+        .app
+        .authorize_organization(&cmd.principal.access, id, Action::ManageDelegations)
+        .await?;
     let written = state
         .app
         .catalogue()
@@ -346,11 +374,14 @@ async fn grant_delegation(
 async fn revoke_delegation(
     State(state): State<AppState>,
     DelegationPath(raw_id, raw_partner): DelegationPath,
-    cmd: Command<NoBody>,
+    cmd: Command<NoBody, ManagesDelegations>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id = organization_id(&raw_id)?;
     let partner_id = organization_id(&raw_partner)?;
+    state
+        .app
+        .authorize_organization(&cmd.principal.access, id, Action::ManageDelegations)
+        .await?;
     let written = state
         .app
         .catalogue()

@@ -8,13 +8,13 @@ use axum::response::Response;
 use domain::ErrorCode;
 use domain::ids::{PolicyId, ProductId};
 use domain::policy::{PolicyAction, PolicyTerms, PolicyTermsInput};
-use domain::values::{FeatureSet, LicenseModel, Name, SeatCount};
+use domain::values::{FeatureSet, LicenseModel, Name, NewName, SeatCount};
 use serde::Deserialize;
 
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, NoBody, PathParam, path_id};
+use crate::extract::{Admin, Command, NoBody, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -48,7 +48,7 @@ where
 #[serde(deny_unknown_fields)]
 struct PolicyBody {
     #[schema(value_type = schemas::Name)]
-    name: Name,
+    name: NewName,
     #[schema(value_type = schemas::LicenseModel)]
     model: LicenseModel,
     #[schema(value_type = schemas::SeatCount)]
@@ -102,7 +102,7 @@ impl PolicyBody {
                 Some(e.field.to_owned()),
             )
         })?;
-        Ok((self.name, terms))
+        Ok((self.name.into_name(), terms))
     }
 }
 
@@ -112,7 +112,7 @@ struct CreatePolicy {
     #[schema(value_type = uuid::Uuid)]
     product_id: ProductId,
     #[schema(value_type = schemas::Name)]
-    name: Name,
+    name: NewName,
     #[schema(value_type = schemas::LicenseModel)]
     model: LicenseModel,
     #[schema(value_type = schemas::SeatCount)]
@@ -177,9 +177,8 @@ impl CreatePolicy {
     ))]
 async fn create_policy(
     State(state): State<AppState>,
-    cmd: Command<CreatePolicy>,
+    cmd: Command<CreatePolicy, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let (product_id, body) = cmd.body.split();
     let (name, terms) = body.terms()?;
     let written = state
@@ -203,9 +202,8 @@ async fn create_policy(
 async fn revise_policy(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<PolicyBody>,
+    cmd: Command<PolicyBody, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id = policy_id(&raw)?;
     let (name, terms) = cmd.body.terms()?;
     let written = state
@@ -228,9 +226,8 @@ async fn revise_policy(
 async fn retire_policy(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<NoBody>,
+    cmd: Command<NoBody, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id = policy_id(&raw)?;
     let written = state
         .app

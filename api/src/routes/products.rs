@@ -8,13 +8,13 @@ use axum::response::Response;
 use commands::ledger::NewProduct;
 use domain::ErrorCode;
 use domain::ids::{AppId, ProductId};
-use domain::values::{KeyPrefix, Name, ProductKind};
+use domain::values::{KeyPrefix, NewName, ProductKind};
 use serde::Deserialize;
 
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Command, PathParam, path_id};
+use crate::extract::{Admin, Command, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,7 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct CreateProduct {
     #[schema(value_type = schemas::Name)]
-    name: Name,
+    name: NewName,
     #[schema(value_type = schemas::ProductKind)]
     kind: ProductKind,
     /// The App GUID client applications send as `X-App-Id` (a non-nil UUID); generated when
@@ -60,9 +60,8 @@ struct CreateProduct {
     ))]
 async fn create_product(
     State(state): State<AppState>,
-    cmd: Command<CreateProduct>,
+    cmd: Command<CreateProduct, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let b = cmd.body;
     let written = state
         .app
@@ -70,7 +69,7 @@ async fn create_product(
         .create_product(
             &cmd.context,
             NewProduct {
-                name: b.name,
+                name: b.name.into_name(),
                 kind: b.kind,
                 app_id: b.app_id,
                 parent_product_id: b.parent_product_id,

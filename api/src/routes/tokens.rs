@@ -9,9 +9,8 @@ use domain::values::{Name, Role};
 use serde::Deserialize;
 
 use super::answer;
-use crate::auth::Permission;
 use crate::error::ApiError;
-use crate::extract::{Command, NoBody, PathParam, path_id};
+use crate::extract::{Admin, Command, NoBody, PathParam, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,7 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
-    #[schema(value_type = schemas::Role)]
+    #[schema(value_type = schemas::VendorRole)]
     role: Role,
     #[serde(default)]
     #[schema(value_type = Option<schemas::Name>)]
@@ -49,9 +48,17 @@ struct CreateToken {
     ))]
 async fn create_token(
     State(state): State<AppState>,
-    cmd: Command<CreateToken>,
+    cmd: Command<CreateToken, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
+    if !cmd.body.role.is_vendor() {
+        // Customers' roles are held by users at organizations (and, later, by service tokens
+        // bound to one): a customer role here would be bound to nothing.
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidField,
+            "role: an administration token holds a vendor role (vendor_admin, vendor_support or vendor_auditor)",
+            Some("role".into()),
+        ));
+    }
     let ttl = cmd.body.ttl_seconds.unwrap_or(86_400);
     if !(60..=365 * 86_400).contains(&ttl) {
         return Err(ApiError::bad_request(
@@ -84,9 +91,8 @@ async fn create_token(
 async fn revoke_token(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<NoBody>,
+    cmd: Command<NoBody, Admin>,
 ) -> Result<Response, ApiError> {
-    cmd.principal.require(Permission::Admin)?;
     let id: ApiTokenId = path_id(&raw, ErrorCode::TokenNotFound, "token")?;
     let written = state.app.revoke_token(&cmd.context, id).await?;
     Ok(answer(StatusCode::OK, None, written))

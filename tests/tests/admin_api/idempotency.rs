@@ -344,6 +344,17 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
         .as_str()
         .unwrap()
         .to_owned();
+    let org_users = format!("/v1/organizations/{}/users", c.organization_id);
+    let doomed_user = app
+        .post(
+            &org_users,
+            json!({"email": "doomed@acme.example", "roles": []}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let terms = |name: &str| {
         json!({"name": name, "model": "node_locked", "seats": 2, "duration_days": 30,
                "features": ["pro"], "offline_allowed": false, "offline_grace_days": 0,
@@ -499,6 +510,27 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
             Method::POST,
             "/v1/tokens/{id}/revoke",
             format!("/v1/tokens/{doomed_token}/revoke"),
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/organizations/{id}/users",
+            org_users.clone(),
+            json!({"email": "ana@acme.example", "roles": ["customer_admin"]}),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::PUT,
+            "/v1/users/{id}/roles",
+            format!("/v1/users/{doomed_user}/roles"),
+            json!({"organization_id": c.organization_id, "roles": ["license_manager"]}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/users/{id}/deactivate",
+            format!("/v1/users/{doomed_user}/deactivate"),
             json!({}),
             StatusCode::OK,
         ),

@@ -400,3 +400,118 @@ async fn invalid_transitions_are_unprocessable_with_a_stable_code_and_write_noth
     assert_eq!(app.event_count().await, after_revoke);
     app.stop().await;
 }
+
+/// Authorization is decided before the body is read: a role that may not write gets 403 for a
+/// malformed body too, never the body's schema details (issue #15).
+#[tokio::test]
+async fn a_role_that_may_not_write_is_refused_before_its_body_is_read() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let license = app.issue(&c).await;
+    let auditor = app.token(domain::values::Role::VendorAuditor).await;
+    let support = app.token(domain::values::Role::VendorSupport).await;
+    let bad = json!({"nonsense": [1, 2, 3]});
+    let lid = id(&license);
+    let writes = [
+        (Method::POST, "/v1/organizations".to_owned()),
+        (Method::POST, "/v1/products".to_owned()),
+        (Method::POST, "/v1/policies".to_owned()),
+        (Method::POST, "/v1/licenses".to_owned()),
+        (Method::POST, format!("/v1/licenses/{lid}/renew")),
+        (Method::POST, format!("/v1/licenses/{lid}/suspend")),
+        (Method::POST, "/v1/tokens".to_owned()),
+        (
+            Method::PATCH,
+            format!("/v1/organizations/{}", c.organization_id),
+        ),
+        (
+            Method::POST,
+            format!("/v1/organizations/{}/users", c.organization_id),
+        ),
+    ];
+    let before = app.event_count().await;
+    for (method, path) in &writes {
+        let answer = app
+            .call_as(&auditor, method.clone(), path, Some(bad.clone()), &[])
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {:?}",
+            answer.body
+        );
+        assert_eq!(answer.code(), "FORBIDDEN");
+        assert!(
+            answer.body.get("field").is_none(),
+            "{method} {path}: {:?}",
+            answer.body
+        );
+    }
+    // Support may suspend: its malformed body is then the body's problem.
+    let suspend = app
+        .call_as(
+            &support,
+            Method::POST,
+            &format!("/v1/licenses/{lid}/suspend"),
+            Some(bad.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        suspend.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        suspend.body
+    );
+    assert_eq!(app.event_count().await, before);
+}
+
+/// Administration tokens hold vendor roles; customer roles are held by users at organizations.
+#[tokio::test]
+async fn a_token_with_a_customer_role_is_refused() {
+    let app = TestApp::start().await;
+    let answer = app
+        .post("/v1/tokens", json!({"role": "customer_admin"}))
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{:?}", answer.body);
+    assert_eq!(answer.body["field"], "role");
+    let unknown = app.post("/v1/tokens", json!({"role": "superuser"})).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+}
+
+/// A name made only of invisible characters names nothing: refused wherever a name is given.
+#[tokio::test]
+async fn names_made_only_of_invisible_characters_are_refused() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let before = app.event_count().await;
+    for name in ["\u{200b}", "\u{200b}\u{200d}\u{feff}", " \u{2060} "] {
+        for (method, path, body) in [
+            (
+                Method::POST,
+                "/v1/organizations".to_owned(),
+                json!({"name": name, "kind": "customer"}),
+            ),
+            (
+                Method::PATCH,
+                format!("/v1/organizations/{}", c.organization_id),
+                json!({"name": name}),
+            ),
+            (
+                Method::POST,
+                "/v1/products".to_owned(),
+                json!({"name": name, "kind": "application"}),
+            ),
+        ] {
+            let answer = app.call(method.clone(), &path, Some(body)).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{method} {path} {name:?}: {:?}",
+                answer.body
+            );
+            assert_eq!(answer.body["field"], "name");
+        }
+    }
+    assert_eq!(app.event_count().await, before);
+}

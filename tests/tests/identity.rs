@@ -1,0 +1,374 @@
+//! Users with external identities, end to end: the real identity provider (`tests/idp`,
+//! oidc-provider) issues the access tokens, the server verifies them against the provider's
+//! discovery and keys, and reach decides what each user sees.
+//!
+//! The issue's "done when": a vendor invites a customer admin; that person logs in, sees its
+//! organizations in `/v1/me`, creates a sub-organization and a license manager there, reads its
+//! subtree's licenses, and a foreign organization's license answers 404 exactly as an unknown one.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tests::idp::{IdpUser, TestIdp};
+use tests::{TestApp, TestDb, test_config};
+
+/// A server that accepts the test provider's tokens.
+async fn start(idp: &TestIdp) -> TestApp {
+    let db = TestDb::create().await;
+    let mut config = test_config(&db);
+    config.app.oidc.issuers = vec![domain::values::Issuer::parse(idp.issuer()).unwrap()];
+    TestApp::start_with(db, config).await
+}
+
+async fn as_user(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> tests::Answer {
+    app.call_as(token, method, path, body, &[]).await
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test]
+async fn an_invited_customer_admin_logs_in_and_sees_exactly_its_subtree() {
+    let idp = TestIdp::start().await;
+    let app = start(&idp).await;
+
+    // The vendor's catalogue: Acme (the customer), Globex (another), a license for each.
+    let acme = app.catalogue().await;
+    let globex = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Globex", "kind": "customer"}),
+        )
+        .await;
+    assert_eq!(globex.status, StatusCode::CREATED, "{:?}", globex.body);
+    let acme_license = app.issue(&acme).await;
+    let globex_license = app
+        .post(
+            "/v1/licenses",
+            json!({"policy_id": acme.policy_id, "organization_id": id(&globex.body)}),
+        )
+        .await;
+    assert_eq!(globex_license.status, StatusCode::CREATED);
+
+    // The vendor invites Acme's administrator by email.
+    let invited = app
+        .post(
+            &format!("/v1/organizations/{}/users", acme.organization_id),
+            json!({"email": "Ana@Acme.example", "roles": ["customer_admin"]}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{:?}", invited.body);
+    assert_eq!(invited.body["status"], "invited");
+    assert_eq!(invited.body["email"], "ana@acme.example");
+    let ana_id = id(&invited.body);
+
+    // An invitation for an email that already is a user's: 409.
+    let again = app
+        .post(
+            &format!("/v1/organizations/{}/users", id(&globex.body)),
+            json!({"email": "ana@acme.example", "roles": []}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
+    assert_eq!(again.body["code"], "EMAIL_TAKEN");
+
+    // Ana logs in at her identity provider; her first token claims the invitation.
+    let ana = IdpUser::verified("ana-0001", "ana@acme.example");
+    let token = idp.access_token(&ana).await;
+    let me = as_user(&app, &token, Method::GET, "/v1/me", None).await;
+    assert_eq!(me.status, StatusCode::OK, "{:?} {}", me.body, idp.logs());
+    assert_eq!(me.body["principal"]["kind"], "user");
+    assert_eq!(me.body["principal"]["id"], ana_id);
+    assert_eq!(
+        me.body["roles"],
+        json!([{"organization_id": acme.organization_id, "role": "customer_admin"}])
+    );
+    let seen: Vec<&str> = me.body["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, vec![acme.organization_id.as_str()]);
+    let user = app.get(&format!("/v1/users/{ana_id}")).await;
+    assert_eq!(user.body["status"], "active");
+    assert_eq!(user.body["issuer"], idp.issuer());
+    assert_eq!(user.body["subject"], "ana-0001");
+
+    // She creates a location under Acme and a license manager there.
+    let berlin = as_user(
+        &app,
+        &token,
+        Method::POST,
+        "/v1/organizations",
+        Some(json!({"name": "Acme Berlin", "kind": "customer", "parent_id": acme.organization_id})),
+    )
+    .await;
+    assert_eq!(berlin.status, StatusCode::CREATED, "{:?}", berlin.body);
+    let manager = as_user(
+        &app,
+        &token,
+        Method::POST,
+        &format!("/v1/organizations/{}/users", id(&berlin.body)),
+        Some(json!({"email": "lou@acme.example", "roles": ["license_manager"]})),
+    )
+    .await;
+    assert_eq!(manager.status, StatusCode::CREATED, "{:?}", manager.body);
+    // She may not hand out a vendor role, nor create a root organization.
+    let escalate = as_user(
+        &app,
+        &token,
+        Method::PUT,
+        &format!("/v1/users/{}/roles", id(&manager.body)),
+        Some(json!({"organization_id": id(&berlin.body), "roles": ["vendor_admin"]})),
+    )
+    .await;
+    assert_eq!(
+        escalate.status,
+        StatusCode::FORBIDDEN,
+        "{:?}",
+        escalate.body
+    );
+    let root = as_user(
+        &app,
+        &token,
+        Method::POST,
+        "/v1/organizations",
+        Some(json!({"name": "Elsewhere", "kind": "customer"})),
+    )
+    .await;
+    assert_eq!(root.status, StatusCode::FORBIDDEN, "{:?}", root.body);
+
+    // Her subtree's license reads; Globex's answers exactly as a license that does not exist.
+    let own = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/licenses/{}", id(&acme_license)),
+        None,
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::OK, "{:?}", own.body);
+    let foreign_id = id(&globex_license.body);
+    let unknown_id = uuid::Uuid::now_v7().to_string();
+    let foreign = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/licenses/{foreign_id}"),
+        None,
+    )
+    .await;
+    let unknown = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/licenses/{unknown_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::to_string(&foreign.body)
+            .unwrap()
+            .replace(&foreign_id, "ID"),
+        serde_json::to_string(&unknown.body)
+            .unwrap()
+            .replace(&unknown_id, "ID"),
+        "a foreign license answers byte for byte as an unknown one"
+    );
+    let foreign_org = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/organizations/{}", id(&globex.body)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        foreign_org.status,
+        StatusCode::NOT_FOUND,
+        "{:?}",
+        foreign_org.body
+    );
+    // Vendor-wide routes are not hers.
+    let all = as_user(&app, &token, Method::GET, "/v1/licenses", None).await;
+    assert_eq!(all.status, StatusCode::FORBIDDEN);
+
+    // Deactivated: her very next request is refused.
+    let off = app
+        .post(&format!("/v1/users/{ana_id}/deactivate"), json!({}))
+        .await;
+    assert_eq!(off.status, StatusCode::OK, "{:?}", off.body);
+    let after = as_user(&app, &token, Method::GET, "/v1/me", None).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+
+    // The audit trail names the user as the actor of what she did.
+    app.projected().await;
+    let audit = app.get(&format!("/v1/audit?actor=user:{ana_id}")).await;
+    assert_eq!(audit.status, StatusCode::OK, "{:?}", audit.body);
+    let types: Vec<&str> = audit.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"InvitationClaimed"), "{types:?}");
+    assert!(types.contains(&"OrganizationRegistered"), "{types:?}");
+    assert!(types.contains(&"UserInvited"), "{types:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_bad_token_answers_the_same_401() {
+    let idp = TestIdp::start().await;
+    let db = TestDb::create().await;
+    let clock = std::sync::Arc::new(commands::clock::OffsetClock::default());
+    let mut config = test_config(&db);
+    config.app.oidc.issuers = vec![domain::values::Issuer::parse(idp.issuer()).unwrap()];
+    config.app.clock = clock.clone();
+    let app = TestApp::start_with(db, config).await;
+    let org = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Acme", "kind": "customer"}),
+        )
+        .await;
+    let ana = IdpUser::verified("ana", "ana@acme.example");
+    let registered = app
+        .post(
+            &format!("/v1/organizations/{}/users", id(&org.body)),
+            json!({"email": "ana@acme.example", "roles": ["support_contact"], "issuer": idp.issuer(), "subject": "ana"}),
+        )
+        .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{:?}",
+        registered.body
+    );
+    let good = idp.access_token(&ana).await;
+    let me = |token: String| {
+        let app = &app;
+        async move { as_user(app, &token, Method::GET, "/v1/me", None).await }
+    };
+    assert_eq!(me(good.clone()).await.status, StatusCode::OK);
+
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    let b64 = |bytes: &[u8]| Base64UrlUnpadded::encode_string(bytes);
+    let (header, rest) = good.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let header_json: Value =
+        serde_json::from_slice(&Base64UrlUnpadded::decode_vec(header).unwrap()).unwrap();
+    let kid = header_json["kid"].as_str().unwrap().to_owned();
+    // The payload with one claim changed, the signature kept.
+    let tampered = {
+        let mut claims: Value =
+            serde_json::from_slice(&Base64UrlUnpadded::decode_vec(payload).unwrap()).unwrap();
+        claims["sub"] = json!("mallory");
+        format!(
+            "{header}.{}.{signature}",
+            b64(&serde_json::to_vec(&claims).unwrap())
+        )
+    };
+    let unsigned = format!("{}.{payload}.", b64(br#"{"alg":"none","typ":"JWT"}"#));
+    let unknown_kid = format!(
+        "{}.{payload}.{signature}",
+        b64(br#"{"alg":"ES256","kid":"not-a-key-of-the-issuer"}"#)
+    );
+    // The classic confusion: HS256 with the issuer's public key (its JWK's text) as the secret.
+    let hs256_with_public_key = {
+        let jwks: Value = reqwest::get(format!("{}/jwks", idp.issuer()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let public = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .unwrap()
+            .to_string();
+        let claims: Value =
+            serde_json::from_slice(&Base64UrlUnpadded::decode_vec(payload).unwrap()).unwrap();
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some(kid.clone());
+        jsonwebtoken::encode(
+            &h,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let wrong_audience = idp.access_token_for(&ana, "other-api").await;
+    // A second provider the server was not configured with, issuing for the same audience.
+    let other_idp = TestIdp::start().await;
+    let foreign_issuer = other_idp.access_token(&ana).await;
+    let cases = [
+        ("tampered", tampered),
+        ("unsigned", unsigned),
+        ("unknown kid", unknown_kid),
+        ("HS256 with the public key", hs256_with_public_key),
+        ("wrong audience", wrong_audience),
+        ("foreign issuer", foreign_issuer),
+        ("garbage", "eyJ.not.ajwt".to_owned()),
+        (
+            "an unknown user",
+            idp.access_token(&IdpUser::verified("eve", "eve@example.com"))
+                .await,
+        ),
+    ];
+    let mut bodies = Vec::new();
+    for (what, token) in &cases {
+        let answer = me(token.clone()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {:?}",
+            answer.body
+        );
+        bodies.push((what, serde_json::to_string(&answer.body).unwrap()));
+    }
+    // Expired, then not valid yet (issued in the future), by the server's clock: the provider's
+    // token lives an hour, the leeway is a minute either way.
+    clock.advance(chrono::Duration::seconds(3600 + 61));
+    let expired = me(good.clone()).await;
+    assert_eq!(
+        expired.status,
+        StatusCode::UNAUTHORIZED,
+        "expired: {:?}",
+        expired.body
+    );
+    bodies.push((&"expired", serde_json::to_string(&expired.body).unwrap()));
+    clock.advance(chrono::Duration::seconds(-(3600 + 61) - 120));
+    let early = me(good.clone()).await;
+    assert_eq!(
+        early.status,
+        StatusCode::UNAUTHORIZED,
+        "issued in the future: {:?}",
+        early.body
+    );
+    bodies.push((
+        &"issued in the future",
+        serde_json::to_string(&early.body).unwrap(),
+    ));
+    clock.advance(chrono::Duration::seconds(120));
+    assert_eq!(
+        me(good).await.status,
+        StatusCode::OK,
+        "the same token, back in its lifetime"
+    );
+    for (what, body) in &bodies {
+        assert_eq!(body, &bodies[0].1, "{what} answers another body");
+    }
+    app.stop().await;
+}
