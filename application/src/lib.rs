@@ -38,6 +38,7 @@ pub mod licenses;
 pub mod lists;
 pub mod oidc;
 pub mod operations;
+pub mod portal;
 pub mod signing;
 pub mod tokens;
 pub mod users;

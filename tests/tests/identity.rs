@@ -198,6 +198,109 @@ async fn an_invited_customer_admin_logs_in_and_sees_exactly_its_subtree() {
         "{:?}",
         foreign_org.body
     );
+    // The portal's reads of her subtree: a license of the location, one device on it.
+    let berlin_license = app
+        .post(
+            "/v1/licenses",
+            json!({"policy_id": acme.policy_id, "organization_id": id(&berlin.body)}),
+        )
+        .await;
+    assert_eq!(berlin_license.status, StatusCode::CREATED);
+    let activated = app
+        .client_call(
+            "/v1/activations",
+            &acme.app_id,
+            json!({"key": berlin_license.body["key"], "fingerprint": "berlin-pc-1"}),
+        )
+        .await;
+    assert_eq!(
+        activated.status,
+        StatusCode::CREATED,
+        "{:?}",
+        activated.body
+    );
+    app.projected().await;
+    let acme_path = format!("/v1/organizations/{}", acme.organization_id);
+    let own_only = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("{acme_path}/licenses"),
+        None,
+    )
+    .await;
+    assert_eq!(own_only.status, StatusCode::OK, "{:?}", own_only.body);
+    assert_eq!(own_only.body["licenses"].as_array().unwrap().len(), 1);
+    let subtree = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("{acme_path}/licenses?include_descendants=true"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        subtree.body["licenses"].as_array().unwrap().len(),
+        2,
+        "{:?}",
+        subtree.body
+    );
+    let installations = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("{acme_path}/installations?include_descendants=true"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        installations.status,
+        StatusCode::OK,
+        "{:?}",
+        installations.body
+    );
+    let listed = installations.body["installations"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["fingerprint"], "berlin-pc-1");
+    assert_eq!(listed[0]["license_id"], id(&berlin_license.body));
+    let entitlements = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("{acme_path}/entitlements?include_descendants=true"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        entitlements.status,
+        StatusCode::OK,
+        "{:?}",
+        entitlements.body
+    );
+    let product = &entitlements.body["products"][0];
+    assert_eq!(product["product_id"], acme.product_id);
+    assert_eq!(product["licenses"], 2);
+    assert_eq!(product["seats_total"], 6);
+    assert_eq!(product["seats_used"], 1);
+    assert_eq!(product["features"], json!(["pro"]));
+    assert_eq!(entitlements.body["complete"], true);
+    for route in ["licenses", "installations", "entitlements"] {
+        let foreign = as_user(
+            &app,
+            &token,
+            Method::GET,
+            &format!("/v1/organizations/{}/{route}", id(&globex.body)),
+            None,
+        )
+        .await;
+        assert_eq!(
+            foreign.status,
+            StatusCode::NOT_FOUND,
+            "{route}: {:?}",
+            foreign.body
+        );
+    }
+
     // Vendor-wide routes are not hers.
     let all = as_user(&app, &token, Method::GET, "/v1/licenses", None).await;
     assert_eq!(all.status, StatusCode::FORBIDDEN);

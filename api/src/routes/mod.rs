@@ -335,6 +335,9 @@ page_schema!(
     InstallationPage {
         installations: application::views::ActivationView
     },
+    OrganizationInstallationPage {
+        installations: application::portal::InstallationView
+    },
 );
 
 /// The deprecated name of `cursor` on the lists that had it before cursors were opaque (ADR 0017).

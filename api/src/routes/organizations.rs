@@ -32,6 +32,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_organization, list_organizations))
         .routes(routes!(get_organization, rename_organization))
         .routes(routes!(organization_licenses))
+        .routes(routes!(organization_installations))
+        .routes(routes!(organization_entitlements))
         .routes(routes!(organization_children))
         .routes(routes!(move_organization))
         .routes(routes!(close_organization))
@@ -153,9 +155,14 @@ async fn list_organizations(
     page("organizations", listed)
 }
 
-/// The licenses of an organization, a page at a time.
+/// The licenses of an organization (and of its descendants with `include_descendants=true`), a
+/// page at a time: the portal's license list, for anyone who may read licenses there.
 #[utoipa::path(get, path = "/v1/organizations/{id}/licenses", tag = "organizations", summary = "An organization's licenses",
-    params(("id" = uuid::Uuid, Path, description = "The organization"), super::PageParams, super::AfterParam),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The organization"),
+        ("include_descendants" = Option<bool>, Query, description = "Also the licenses of every organization below it"),
+        super::PageParams, super::AfterParam,
+    ),
     responses((status = 200, description = "A page", body = super::LicensePage), (status = 400, response = Problem), (status = 404, response = Problem)))]
 async fn organization_licenses(
     State(state): State<AppState>,
@@ -164,17 +171,84 @@ async fn organization_licenses(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let id = organization_id(&raw)?;
-    state
-        .app
-        .authorize_organization(&principal.access, id, Action::ReadLicenses)
-        .await?;
-    let q = Params::parse(query.as_deref(), &[&PAGE_PARAMS[..], &["after"]].concat())?;
+    let q = Params::parse(
+        query.as_deref(),
+        &[&PAGE_PARAMS[..], &["after", "include_descendants"]].concat(),
+    )?;
     let listed = state
         .app
-        .catalogue()
-        .organization_licenses(id, q.page()?)
+        .portal()
+        .licenses(
+            &principal.access,
+            id,
+            q.bool("include_descendants")?.unwrap_or(false),
+            q.page()?,
+        )
         .await?;
     page("licenses", listed)
+}
+
+/// The installations of an organization's licenses (and of its descendants' with
+/// `include_descendants=true`), by installation id, a page at a time.
+#[utoipa::path(get, path = "/v1/organizations/{id}/installations", tag = "organizations", summary = "An organization's installations",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The organization"),
+        ("include_descendants" = Option<bool>, Query, description = "Also the installations of every organization below it"),
+        super::PageParams,
+    ),
+    responses((status = 200, description = "A page", body = super::OrganizationInstallationPage), (status = 400, response = Problem), (status = 404, response = Problem)))]
+async fn organization_installations(
+    State(state): State<AppState>,
+    principal: Principal,
+    PathParam(raw): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let id = organization_id(&raw)?;
+    let q = Params::parse(
+        query.as_deref(),
+        &[&PAGE_PARAMS[..], &["include_descendants"]].concat(),
+    )?;
+    let listed = state
+        .app
+        .portal()
+        .installations(
+            &principal.access,
+            id,
+            q.bool("include_descendants")?.unwrap_or(false),
+            q.page()?,
+        )
+        .await?;
+    page("installations", listed)
+}
+
+/// What an organization (and its descendants with `include_descendants=true`) is entitled to,
+/// per product: features, seats total and used, the latest expiry and end of maintenance of its
+/// usable licenses.
+#[utoipa::path(get, path = "/v1/organizations/{id}/entitlements", tag = "organizations", summary = "An organization's entitlements",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The organization"),
+        ("include_descendants" = Option<bool>, Query, description = "Also every organization below it"),
+    ),
+    responses((status = 200, description = "Per product", body = application::portal::EntitlementsView), (status = 400, response = Problem), (status = 404, response = Problem)))]
+async fn organization_entitlements(
+    State(state): State<AppState>,
+    principal: Principal,
+    PathParam(raw): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<Json<application::portal::EntitlementsView>, ApiError> {
+    let id = organization_id(&raw)?;
+    let q = Params::parse(query.as_deref(), &["include_descendants"])?;
+    Ok(Json(
+        state
+            .app
+            .portal()
+            .entitlements(
+                &principal.access,
+                id,
+                q.bool("include_descendants")?.unwrap_or(false),
+            )
+            .await?,
+    ))
 }
 
 /// The direct children of an organization, a page at a time.

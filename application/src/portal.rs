@@ -1,0 +1,272 @@
+//! The portal's reads of an organization (API.md "Portal reads"): its licenses (and its
+//! descendants'), its installations, and its entitlements per product, for any principal that
+//! may read licenses there (reach; out of reach answers as an unknown organization).
+//!
+//! Installations and entitlements are folded here from the licenses' states in the read model
+//! (`rm_licenses`, the License aggregate's own state), at most [`MAX_LICENSES`] licenses per
+//! answer: a portal's organization holds tens or hundreds of licenses; an answer that would read
+//! more says so (`complete: false`) instead of pretending.
+
+use std::collections::BTreeMap;
+
+use domain::Timestamp;
+use domain::ids::OrganizationId;
+use domain::organization::Organization;
+use domain::reach::Action;
+use domain::status::{LicenseStatus, status_at};
+use projections::queries::{self, LicenseFilter, Order, Window};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::access::Access;
+use crate::catalogue::{LicenseQuery, Listed, PageRequest};
+use crate::lists::Scope;
+use crate::views::{ActivationView, LicenseView};
+use crate::{App, AppError};
+
+/// The most licenses one installations or entitlements answer folds.
+pub const MAX_LICENSES: i64 = 10_000;
+
+/// An installation of one of the organization's licenses.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstallationView {
+    pub license_id: Uuid,
+    pub organization_id: Uuid,
+    pub product_id: Uuid,
+    #[serde(flatten)]
+    pub installation: ActivationView,
+}
+
+/// What an organization is entitled to for one product, from its usable licenses (active,
+/// trialing or past due with grace).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EntitlementView {
+    pub product_id: Uuid,
+    /// The features of any usable license, sorted.
+    pub features: Vec<String>,
+    pub seats_total: u64,
+    /// Active installations of those licenses.
+    pub seats_used: u64,
+    pub licenses: u32,
+    /// The latest end among them; `null` when one of them is perpetual.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<Timestamp>,
+    /// The latest end of maintenance among them, if any has one.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub maintenance_until: Option<Timestamp>,
+}
+
+/// `GET /v1/organizations/{id}/entitlements`.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EntitlementsView {
+    pub organization_id: Uuid,
+    pub include_descendants: bool,
+    pub products: Vec<EntitlementView>,
+    /// False when the organization holds more than the licenses one answer reads (10,000).
+    pub complete: bool,
+}
+
+/// The portal use cases of an [`App`].
+#[derive(Clone, Copy, Debug)]
+pub struct Portal<'a> {
+    app: &'a App,
+}
+
+impl App {
+    /// The portal's reads.
+    pub fn portal(&self) -> Portal<'_> {
+        Portal { app: self }
+    }
+}
+
+impl Portal<'_> {
+    /// Checks `access` may read licenses at `id`, and that `id` exists (a vendor role reaches
+    /// every id, known or not).
+    async fn authorize(&self, access: &Access, id: OrganizationId) -> Result<(), AppError> {
+        self.app
+            .authorize_organization(access, id, Action::ReadLicenses)
+            .await?;
+        let exists = self
+            .app
+            .ledger()
+            .store()
+            .read::<Organization>(id)
+            .await?
+            .exists();
+        if !exists {
+            return Err(crate::access::organization_not_found(id));
+        }
+        Ok(())
+    }
+
+    /// The licenses of organization `id` (with its descendants' when asked), a page at a time.
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND` (unknown or out of reach), `INVALID_CURSOR`; database errors.
+    pub async fn licenses(
+        &self,
+        access: &Access,
+        id: OrganizationId,
+        include_descendants: bool,
+        page: PageRequest,
+    ) -> Result<Listed<LicenseView>, AppError> {
+        self.authorize(access, id).await?;
+        if !include_descendants {
+            return self.app.catalogue().organization_licenses(id, page).await;
+        }
+        self.app
+            .catalogue()
+            .licenses(
+                LicenseQuery {
+                    organization_id: Some(id.into()),
+                    include_descendants: true,
+                    ..LicenseQuery::default()
+                },
+                page,
+            )
+            .await
+    }
+
+    /// The licenses folded by installations and entitlements, and whether that is all of them.
+    async fn all_licenses(
+        &self,
+        id: OrganizationId,
+        include_descendants: bool,
+    ) -> Result<(Vec<queries::LicenseRow>, bool), AppError> {
+        let filter = LicenseFilter {
+            organization_id: Some(id.into()),
+            include_descendants,
+            ..LicenseFilter::default()
+        };
+        let window = Window::first(Order::Asc, MAX_LICENSES + 1);
+        let mut rows = queries::licenses(self.app.pool(), &filter, self.app.now(), &window).await?;
+        let complete = rows.len() as i64 <= MAX_LICENSES;
+        rows.truncate(MAX_LICENSES as usize);
+        Ok((rows, complete))
+    }
+
+    /// The installations of organization `id`'s licenses (with its descendants' when asked), by
+    /// installation id, a page at a time.
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND` (unknown or out of reach), `INVALID_CURSOR`; database errors.
+    pub async fn installations(
+        &self,
+        access: &Access,
+        id: OrganizationId,
+        include_descendants: bool,
+        page: PageRequest,
+    ) -> Result<Listed<InstallationView>, AppError> {
+        self.authorize(access, id).await?;
+        let scope = Scope::new("organization installations")
+            .with("organization_id", Some(id))
+            .with("include_descendants", include_descendants.then_some(true));
+        let cursors = self.app.cursors();
+        let window = cursors.window::<Uuid>(&scope, &page)?;
+        let (rows, _) = self.all_licenses(id, include_descendants).await?;
+        let now = self.app.now();
+        let mut all: Vec<InstallationView> = rows
+            .iter()
+            .flat_map(|r| {
+                let view = LicenseView::new(r.id, &r.state, None, None, r.version, now);
+                let (license_id, organization_id, product_id) =
+                    (view.id, view.organization_id, view.product_id);
+                view.activations
+                    .into_iter()
+                    .map(move |installation| InstallationView {
+                        license_id,
+                        organization_id,
+                        product_id,
+                        installation,
+                    })
+            })
+            .filter(|i| {
+                window.after.is_none_or(|after| match window.order {
+                    Order::Asc => i.installation.installation_id > after,
+                    Order::Desc => i.installation.installation_id < after,
+                })
+            })
+            .collect();
+        all.sort_by_key(|i| i.installation.installation_id);
+        if window.order == Order::Desc {
+            all.reverse();
+        }
+        Ok(cursors.page(
+            &scope,
+            &window,
+            all,
+            |i| i.installation.installation_id,
+            |i| i,
+        ))
+    }
+
+    /// What organization `id` (with its descendants when asked) is entitled to, per product.
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND` (unknown or out of reach); database errors.
+    pub async fn entitlements(
+        &self,
+        access: &Access,
+        id: OrganizationId,
+        include_descendants: bool,
+    ) -> Result<EntitlementsView, AppError> {
+        self.authorize(access, id).await?;
+        let (rows, complete) = self.all_licenses(id, include_descendants).await?;
+        let now = self.app.now();
+        let mut products: BTreeMap<Uuid, (EntitlementView, bool)> = BTreeMap::new();
+        for r in &rows {
+            if !matches!(
+                status_at(&r.state, now),
+                LicenseStatus::Active | LicenseStatus::Trialing | LicenseStatus::PastDue
+            ) {
+                continue;
+            }
+            let view = LicenseView::new(r.id, &r.state, None, None, r.version, now);
+            let (entry, perpetual) = products.entry(view.product_id).or_insert_with(|| {
+                (
+                    EntitlementView {
+                        product_id: view.product_id,
+                        features: Vec::new(),
+                        seats_total: 0,
+                        seats_used: 0,
+                        licenses: 0,
+                        expires_at: None,
+                        maintenance_until: None,
+                    },
+                    false,
+                )
+            });
+            entry.licenses += 1;
+            entry.seats_total += u64::from(view.seats);
+            entry.seats_used += view.activations.len() as u64;
+            for f in view.features {
+                if !entry.features.contains(&f) {
+                    entry.features.push(f);
+                }
+            }
+            match view.expires_at {
+                None => *perpetual = true,
+                Some(end) => entry.expires_at = entry.expires_at.max(Some(end)),
+            }
+            entry.maintenance_until = entry.maintenance_until.max(view.maintenance_until);
+        }
+        Ok(EntitlementsView {
+            organization_id: id.into(),
+            include_descendants,
+            products: products
+                .into_values()
+                .map(|(mut e, perpetual)| {
+                    e.features.sort();
+                    if perpetual {
+                        e.expires_at = None;
+                    }
+                    e
+                })
+                .collect(),
+            complete,
+        })
+    }
+}
