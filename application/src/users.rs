@@ -81,6 +81,39 @@ impl UserView {
     }
 }
 
+impl UserView {
+    /// From a row of the users' read model.
+    pub fn from_row(r: projections::queries::UserRow) -> Self {
+        let status = if r.deactivated {
+            "deactivated"
+        } else if r.issuer.is_none() {
+            "invited"
+        } else {
+            "active"
+        };
+        Self {
+            id: r.id,
+            email: r.email,
+            organization_id: r.organization_id,
+            status: status.to_owned(),
+            issuer: r.issuer,
+            subject: r.subject,
+            roles: r
+                .roles
+                .iter()
+                .filter_map(|entry| {
+                    let (org, role) = entry.split_once(':')?;
+                    Some(RoleView {
+                        organization_id: org.parse().ok()?,
+                        role: role.to_owned(),
+                    })
+                })
+                .collect(),
+            version: r.version,
+        }
+    }
+}
+
 /// Who is asking (`GET /v1/me`).
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -337,6 +370,40 @@ impl Users<'_> {
             )
             .await?;
         written(outcome)
+    }
+
+    /// The users registered or invited at organization `id`, by id, a page at a time (read
+    /// model: a user created a moment ago may be missing for the projector's lag).
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND` (unknown or out of reach), 403 without `ReadUsers` there,
+    /// `INVALID_CURSOR`; database errors.
+    pub async fn list(
+        &self,
+        access: &Access,
+        id: OrganizationId,
+        page: crate::lists::PageRequest,
+    ) -> Result<crate::lists::Listed<UserView>, AppError> {
+        self.app
+            .authorize_organization(access, id, Action::ReadUsers)
+            .await?;
+        let exists = self
+            .app
+            .ledger()
+            .store()
+            .read::<domain::organization::Organization>(id)
+            .await?
+            .exists();
+        if !exists {
+            return Err(crate::access::organization_not_found(id));
+        }
+        let scope =
+            crate::lists::Scope::new("organization users").with("organization_id", Some(id));
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
+        let rows =
+            projections::queries::organization_users(self.app.pool(), id.into(), &window).await?;
+        Ok(cursors.page(&scope, &window, rows, |r| r.id, UserView::from_row))
     }
 
     /// One user, as its stream says now.

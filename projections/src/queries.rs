@@ -644,3 +644,51 @@ pub async fn licenses_ever_held(
         })
         .collect()
 }
+
+/// A user row of `rm_users`.
+#[derive(Clone, Debug)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub organization_id: Uuid,
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub deactivated: bool,
+    /// `<organization id>:<role>` each.
+    pub roles: Vec<String>,
+    pub version: i64,
+}
+
+/// The users registered or invited at `organization_id`, by id.
+///
+/// # Errors
+/// Database errors.
+pub async fn organization_users(
+    pool: &PgPool,
+    organization_id: Uuid,
+    window: &Window<Uuid>,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    let mut q = QueryBuilder::new(
+        "SELECT id, email, organization_id, issuer, subject, deactivated, roles, version \
+         FROM rm_users WHERE organization_id = ",
+    );
+    q.push_bind(organization_id);
+    keyset(&mut q, "id", window);
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(UserRow {
+                id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                organization_id: r.try_get("organization_id")?,
+                issuer: r.try_get("issuer")?,
+                subject: r.try_get("subject")?,
+                deactivated: r.try_get("deactivated")?,
+                roles: r.try_get("roles")?,
+                version: r.try_get("version")?,
+            })
+        })
+        .collect()
+}

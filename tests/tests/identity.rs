@@ -120,6 +120,31 @@ async fn an_invited_customer_admin_logs_in_and_sees_exactly_its_subtree() {
     )
     .await;
     assert_eq!(manager.status, StatusCode::CREATED, "{:?}", manager.body);
+    app.projected().await;
+    let users = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/organizations/{}/users", id(&berlin.body)),
+        None,
+    )
+    .await;
+    assert_eq!(users.status, StatusCode::OK, "{:?}", users.body);
+    assert_eq!(users.body["users"][0]["email"], "lou@acme.example");
+    assert_eq!(users.body["users"][0]["status"], "invited");
+    assert_eq!(
+        users.body["users"][0]["roles"],
+        json!([{"organization_id": id(&berlin.body), "role": "license_manager"}])
+    );
+    let foreign_users = as_user(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/organizations/{}/users", id(&globex.body)),
+        None,
+    )
+    .await;
+    assert_eq!(foreign_users.status, StatusCode::NOT_FOUND);
     // She may not hand out a vendor role, nor create a root organization.
     let escalate = as_user(
         &app,
@@ -326,6 +351,32 @@ async fn an_invited_customer_admin_logs_in_and_sees_exactly_its_subtree() {
     assert!(types.contains(&"InvitationClaimed"), "{types:?}");
     assert!(types.contains(&"OrganizationRegistered"), "{types:?}");
     assert!(types.contains(&"UserInvited"), "{types:?}");
+
+    // The users' read model is rebuilt from the log exactly as the projector left it.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let dump = || {
+        let pool = &pool;
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT coalesce(string_agg(u::text, E'\\n' ORDER BY id), '') FROM rm_users u",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap()
+        }
+    };
+    let live = dump().await;
+    assert_eq!(live.lines().count(), 2, "{live}");
+    assert!(live.contains("t,"), "Ana is deactivated: {live}");
+    replay_tool::rebuild::rebuild(
+        &app.db.url,
+        projections::replayable(),
+        &replay_tool::progress::Progress::quiet("rebuild", 0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(dump().await, live);
+    pool.close().await;
     app.stop().await;
 }
 

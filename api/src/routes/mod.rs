@@ -338,6 +338,9 @@ page_schema!(
     OrganizationInstallationPage {
         installations: application::portal::InstallationView
     },
+    UserPage {
+        users: application::users::UserView
+    },
 );
 
 /// The deprecated name of `cursor` on the lists that had it before cursors were opaque (ADR 0017).

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use application::users::{MeView, UserInput, UserView};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use domain::ErrorCode;
@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 /// The user routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_user))
+        .routes(routes!(create_user, list_users))
         .routes(routes!(get_user))
         .routes(routes!(set_roles))
         .routes(routes!(deactivate_user))
@@ -116,6 +116,27 @@ async fn create_user(
         .await?;
     let location = format!("/v1/users/{}", written.view.id);
     Ok(answer(StatusCode::CREATED, Some(location), written))
+}
+
+/// The users registered or invited at an organization, a page at a time.
+#[utoipa::path(get, path = "/v1/organizations/{id}/users", tag = "users", summary = "An organization's users",
+    params(("id" = uuid::Uuid, Path, description = "The organization"), super::PageParams),
+    responses((status = 200, description = "A page", body = super::UserPage), (status = 400, response = Problem),
+              (status = 403, response = Problem), (status = 404, response = Problem)))]
+async fn list_users(
+    State(state): State<AppState>,
+    principal: Principal,
+    PathParam(raw): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let organization = organization_id(&raw)?;
+    let q = super::Params::parse(query.as_deref(), &super::PAGE_PARAMS)?;
+    let listed = state
+        .app
+        .users()
+        .list(&principal.access, organization, q.page()?)
+        .await?;
+    super::page("users", listed)
 }
 
 /// One user.
