@@ -111,6 +111,8 @@ pub enum DomainError {
         "an invitation is claimed by a token carrying its email, verified by the identity provider"
     )]
     InvitationEmailUnverified,
+    #[error("this invitation is claimed through another identity provider")]
+    InvitationIssuerMismatch,
     #[error("the role {role} is not held at a {kind} organization")]
     RoleNotHeldThere { role: Role, kind: OrganizationKind },
 }
@@ -160,6 +162,7 @@ impl DomainError {
             Self::UserDeactivated(_) => ErrorCode::UserDeactivated,
             Self::InvitationAlreadyClaimed(_) => ErrorCode::InvitationAlreadyClaimed,
             Self::InvitationEmailUnverified => ErrorCode::InvitationEmailUnverified,
+            Self::InvitationIssuerMismatch => ErrorCode::InvitationIssuerMismatch,
             Self::RoleNotHeldThere { .. } => ErrorCode::RoleNotHeldThere,
         }
     }
@@ -206,6 +209,7 @@ impl DomainError {
             | Self::ApiTokenAlreadyRevoked(_)
             | Self::UserDeactivated(_)
             | Self::InvitationEmailUnverified
+            | Self::InvitationIssuerMismatch
             | Self::RoleNotHeldThere { .. } => RejectionKind::Unprocessable,
         }
     }

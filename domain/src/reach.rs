@@ -8,9 +8,10 @@
 //! - A customer role held *at* an organization reaches that organization and all its descendants.
 //! - A delegation of organization D to partner P extends the customer roles that reach P
 //!   *directly* (held at P or at one of its ancestors) over D and D's descendants, marked
-//!   delegated. Delegations are not followed transitively: a partner's users do not reach what
-//!   the delegated customer delegated onwards (least privilege: the customer granted P, not P's
-//!   partners).
+//!   delegated, except delegating onwards (`ManageDelegations`): the customer granted P, not
+//!   P's partners, and a re-delegation would outlive the customer's revocation. Delegations are
+//!   not followed transitively either: a partner's users do not reach what the delegated
+//!   customer delegated onwards.
 //! - Moving an organization moves what reaches it: reach is computed from the tree as it is now,
 //!   nothing is copied into grants.
 //!
@@ -110,6 +111,12 @@ impl Actions {
     #[must_use]
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
+    }
+
+    /// The set without `action`.
+    #[must_use]
+    pub const fn without(self, action: Action) -> Self {
+        Self(self.0 & !(action as u32))
     }
 
     /// Whether the set is empty.
@@ -260,20 +267,6 @@ impl Tree {
         })
     }
 
-    /// The organizations delegated to `partner`.
-    pub fn delegations_to(&self, partner: OrganizationId) -> &[OrganizationId] {
-        self.delegated_to.get(&partner).map_or(&[], Vec::as_slice)
-    }
-
-    /// The partners organization `id` is delegated to.
-    pub fn partners_of(&self, id: OrganizationId) -> Vec<OrganizationId> {
-        self.delegated_to
-            .iter()
-            .filter(|(_, orgs)| orgs.contains(&id))
-            .map(|(p, _)| *p)
-            .collect()
-    }
-
     /// The number of organizations.
     pub fn len(&self) -> usize {
         self.parent.len()
@@ -345,10 +338,13 @@ impl Reach {
             if organizations.is_empty() {
                 continue;
             }
+            // Minus delegating onwards: what the customer handed its partner is not the
+            // partner's to hand on (it would outlive the customer's revocation).
             let actions = tree
                 .lineage(*partner)
                 .flat_map(|o| direct.iter().filter(move |r| r.organization_id == o))
-                .fold(Actions::NONE, |acc, r| acc.union(r.actions));
+                .fold(Actions::NONE, |acc, r| acc.union(r.actions))
+                .without(Action::ManageDelegations);
             if actions.is_empty() {
                 continue;
             }
@@ -367,19 +363,9 @@ impl Reach {
         Self { everywhere, roots }
     }
 
-    /// The roots of this reach (its grants' organizations and the delegated ones).
-    pub fn roots(&self) -> &[Root] {
-        &self.roots
-    }
-
     /// What the principal may do everywhere (vendor roles).
     pub const fn everywhere(&self) -> Actions {
         self.everywhere
-    }
-
-    /// Whether the principal reaches every organization (a vendor role).
-    pub fn is_global(&self) -> bool {
-        !self.everywhere.is_empty()
     }
 
     /// What the principal may do at `organization` (nothing when it does not reach it).

@@ -54,11 +54,13 @@ pub struct UserCommand {
 #[derive(Clone, Debug, PartialEq)]
 pub enum UserAction {
     /// A new user at `organization` with `roles` there: linked at once with an identity, or
-    /// invited by email without one.
+    /// invited by email without one — to be claimed through `invitation_issuer` only, when
+    /// given.
     Register {
         email: Email,
         organization: OrganizationRef,
         identity: Option<Identity>,
+        invitation_issuer: Option<Issuer>,
         roles: BTreeSet<Role>,
     },
     /// The first token carrying the invitation's email claims it.
@@ -91,6 +93,10 @@ pub enum UserEvent {
         email: Email,
         organization_id: OrganizationId,
         roles: Vec<Role>,
+        /// The only issuer whose tokens may claim the invitation (`null`: any configured one).
+        /// With several providers configured, another customer's provider could otherwise
+        /// vouch for this email and take the invitation.
+        issuer: Option<Issuer>,
     },
     #[serde(rename = "InvitationClaimed")]
     InvitationClaimed { issuer: Issuer, subject: Subject },
@@ -171,6 +177,8 @@ pub struct UserState {
     pub organization_id: OrganizationId,
     /// `None` while an invitation waits to be claimed.
     pub identity: Option<Identity>,
+    /// The issuer an invitation may be claimed through, when it names one.
+    pub invitation_issuer: Option<Issuer>,
     pub grants: BTreeSet<Grant>,
     pub deactivated: bool,
 }
@@ -239,6 +247,7 @@ impl User {
                     email,
                     organization,
                     identity,
+                    invitation_issuer,
                     roles,
                 },
             ) => {
@@ -262,6 +271,7 @@ impl User {
                         email: email.clone(),
                         organization_id,
                         roles: roles.iter().copied().collect(),
+                        issuer: invitation_issuer.clone(),
                     }),
                 }
                 return Ok(events);
@@ -287,6 +297,13 @@ impl User {
                 }
                 if !email_verified || *email != state.email {
                     return Err(DomainError::InvitationEmailUnverified);
+                }
+                if state
+                    .invitation_issuer
+                    .as_ref()
+                    .is_some_and(|i| *i != identity.issuer)
+                {
+                    return Err(DomainError::InvitationIssuerMismatch);
                 }
                 Ok(vec![UserEvent::InvitationClaimed {
                     issuer: identity.issuer.clone(),
@@ -359,6 +376,7 @@ impl Aggregate for User {
                     email,
                     organization_id,
                     identity: Some(Identity { issuer, subject }),
+                    invitation_issuer: None,
                     grants: BTreeSet::new(),
                     deactivated: false,
                 });
@@ -367,11 +385,13 @@ impl Aggregate for User {
                 email,
                 organization_id,
                 roles,
+                issuer,
             } => {
                 *self = Self::Known(UserState {
                     email,
                     organization_id,
                     identity: None,
+                    invitation_issuer: issuer,
                     grants: roles
                         .into_iter()
                         .map(|role| Grant {
@@ -466,6 +486,7 @@ mod tests {
             email: email("ana@acme.example"),
             organization_id: org(5),
             roles: vec![Role::CustomerAdmin],
+            issuer: None,
         }
     }
 
@@ -477,6 +498,7 @@ mod tests {
                 email: email("Ana@Acme.example"),
                 organization: open(5, OrganizationKind::Customer),
                 identity: Some(identity("ana")),
+                invitation_issuer: None,
                 roles: roles(&[Role::LicenseManager, Role::CustomerAdmin]),
             }))
             .then_expect_events(vec![
@@ -505,6 +527,7 @@ mod tests {
                 email: email("ana@acme.example"),
                 organization: open(5, OrganizationKind::Customer),
                 identity: None,
+                invitation_issuer: None,
                 roles: roles(&[Role::CustomerAdmin]),
             }))
             .then_expect_events(vec![invited()]);
@@ -518,6 +541,7 @@ mod tests {
                 email: email("ana@acme.example"),
                 organization: open(5, OrganizationKind::Customer),
                 identity: None,
+                invitation_issuer: None,
                 roles: roles(&[Role::VendorAdmin]),
             }))
             .then_expect_error(DomainError::RoleNotHeldThere {
@@ -530,6 +554,7 @@ mod tests {
                 email: email("ana@vendor.example"),
                 organization: open(1, OrganizationKind::Vendor),
                 identity: None,
+                invitation_issuer: None,
                 roles: roles(&[Role::CustomerAdmin]),
             }))
             .then_expect_error(DomainError::RoleNotHeldThere {
@@ -550,6 +575,7 @@ mod tests {
                 email: email("ana@acme.example"),
                 organization: unknown,
                 identity: None,
+                invitation_issuer: None,
                 roles: roles(&[]),
             }))
             .then_expect_error(DomainError::OrganizationNotFound(org(9)));
@@ -590,6 +616,38 @@ mod tests {
                 email_verified: true,
             }))
             .then_expect_error(DomainError::InvitationAlreadyClaimed(uid()));
+    }
+
+    #[test]
+    fn an_invitation_bound_to_an_issuer_is_claimed_through_it_only() {
+        let bound = UserEvent::Invited {
+            email: email("ana@acme.example"),
+            organization_id: org(5),
+            roles: vec![Role::CustomerAdmin],
+            issuer: Some(Issuer::parse("https://login.acme.example").unwrap()),
+        };
+        Framework::with(())
+            .given(vec![bound.clone()])
+            .when(cmd(UserAction::ClaimInvitation {
+                identity: identity("ana"),
+                email: email("ana@acme.example"),
+                email_verified: true,
+            }))
+            .then_expect_error(DomainError::InvitationIssuerMismatch);
+        Framework::with(())
+            .given(vec![bound])
+            .when(cmd(UserAction::ClaimInvitation {
+                identity: Identity {
+                    issuer: Issuer::parse("https://login.acme.example").unwrap(),
+                    subject: Subject::parse("ana").unwrap(),
+                },
+                email: email("ana@acme.example"),
+                email_verified: true,
+            }))
+            .then_expect_events(vec![UserEvent::InvitationClaimed {
+                issuer: Issuer::parse("https://login.acme.example").unwrap(),
+                subject: Subject::parse("ana").unwrap(),
+            }]);
     }
 
     #[test]

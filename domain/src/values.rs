@@ -144,10 +144,14 @@ impl From<NewName> for Name {
 /// Refuses a text in which nothing is visible.
 ///
 /// # Errors
-/// When every character is whitespace, a control or format character, or another default-ignorable
-/// code point.
+/// When no character is a letter or digit (of any script) or ASCII punctuation that is not
+/// whitespace, a control or format character, or another default-ignorable code point.
 pub fn require_visible(text: &str, what: &str) -> Result<(), InvalidValue> {
-    if text.chars().all(is_invisible) {
+    // Something a person can read and type back: a letter or digit of any script, or ASCII
+    // punctuation. Blank-looking fillers, lone combining marks, private-use characters and
+    // noncharacters show nothing one could search for.
+    let shows = |c: char| !is_invisible(c) && (c.is_alphanumeric() || c.is_ascii_graphic());
+    if !text.chars().any(shows) {
         return Err(InvalidValue::new(format!(
             "{what} must contain a visible character (it holds only invisible ones, such as zero-width spaces)"
         )));
@@ -179,13 +183,15 @@ pub fn is_invisible(c: char) -> bool {
                 | 0xFFF0..=0xFFFB
                 | 0x1BCA0..=0x1BCA3
                 | 0x1D173..=0x1D17A
+                | 0x16FE4
                 | 0xE0000..=0xE0FFF
         )
 }
 
 /// An e-mail address, as identity providers send it in the `email` claim: 3 to 254 characters,
-/// one `@` with text on both sides, no whitespace or control characters. Stored and compared in
-/// lower case: the ledger matches an invitation to a token's claim, and providers differ in case.
+/// one `@` with text on both sides, no whitespace or control characters. Stored and compared with
+/// ASCII letters in lower case: the ledger matches an invitation to a token's claim, and providers
+/// differ in case; other characters are compared as they are.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Email(String);
@@ -194,7 +200,12 @@ impl Email {
     /// # Errors
     /// When the text is not an address of that shape.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let text = raw.trim();
+        // ASCII letters only are folded: Unicode's full lower-casing maps other characters onto
+        // ASCII ones (KELVIN SIGN `K` becomes `k`), so `\u{212A}ate@corp.example` would claim
+        // `kate@corp.example`'s invitation. Folded first, then bounded: what is stored parses
+        // again when its event is read back.
+        let lowered = raw.trim().to_ascii_lowercase();
+        let text = lowered.as_str();
         let n = text.chars().count();
         if !(3..=254).contains(&n) {
             return Err(InvalidValue::new(format!(
@@ -210,7 +221,7 @@ impl Email {
             Some((local, domain))
                 if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
             {
-                Ok(Self(text.to_lowercase()))
+                Ok(Self(text.to_owned()))
             }
             _ => Err(InvalidValue::new(
                 "email must be an address such as name@example.com",
@@ -288,7 +299,7 @@ impl Subject {
     /// # Errors
     /// When the text is empty, longer than 255 characters, or holds control characters.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        if raw.is_empty() || raw.len() > 255 || raw.chars().any(char::is_control) {
+        if raw.is_empty() || raw.chars().count() > 255 || raw.chars().any(char::is_control) {
             return Err(InvalidValue::new(
                 "subject must be 1 to 255 characters without control characters",
             ));

@@ -232,6 +232,7 @@ fn user_samples() -> Vec<UserEvent> {
             email: Email::parse("ben@acme.example").unwrap(),
             organization_id,
             roles: vec![Role::CustomerAdmin, Role::LicenseManager],
+            issuer: Some(Issuer::parse("https://login.acme.example/realms/acme").unwrap()),
         },
         UserEvent::InvitationClaimed {
             issuer,

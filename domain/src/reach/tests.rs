@@ -72,7 +72,7 @@ fn vendor_roles_reach_everything_with_their_actions() {
         assert!(auditor.may(&t, org(n), Action::ReadLicenses));
         assert!(!auditor.may(&t, org(n), Action::Support));
     }
-    assert!(admin.is_global() && admin.organizations(&t).is_empty());
+    assert!(!admin.everywhere().is_empty() && admin.organizations(&t).is_empty());
 }
 
 #[test]
@@ -143,6 +143,10 @@ fn a_delegation_extends_the_partners_customer_roles_over_the_delegated_subtree()
     for n in [20, 21, 30, 31] {
         assert!(at_root.may(&t, org(n), Action::ManageUsers), "{n}");
     }
+    // It may not delegate onwards what was delegated to it.
+    assert!(at_root.may(&t, org(21), Action::ManageDelegations));
+    assert!(!at_root.may(&t, org(30), Action::ManageDelegations));
+    assert!(!at_root.may(&t, org(31), Action::ManageDelegations));
     let listed = at_root.organizations(&t);
     let delegated: BTreeMap<_, _> = listed
         .iter()
@@ -285,7 +289,7 @@ impl World {
                     for o in 0..n {
                         if self.is_ancestor_or_self(*d, o) {
                             let e = out.entry(o).or_default();
-                            *e = e.union(actions);
+                            *e = e.union(actions.without(Action::ManageDelegations));
                         }
                     }
                 }

@@ -116,13 +116,19 @@ fn a_new_name_must_show_something() {
         "\u{2060}\u{00ad}",
         "\u{e0041}\u{e0042}",
         "\u{3164}",
+        "\u{16fe4}",
+        "\u{fffe}\u{ffff}",
+        "\u{e000}",
+        "\u{fffc}",
+        "\u{0300}",
+        "\u{0378}",
     ] {
         let err = NewName::parse(invisible).unwrap_err();
         assert!(err.message().contains("visible"), "{invisible:?}: {err}");
         // A name of that kind already recorded still loads: the stored contract is `Name`'s.
         assert!(Name::parse(invisible).is_ok(), "{invisible:?}");
     }
-    for shown in ["Acme", "\u{200b}Acme", "株式会社", "Ünïcødé 😀"] {
+    for shown in ["Acme", "\u{200b}Acme", "株式会社", "Ünïcødé 😀", "#1", "Ω"] {
         assert!(NewName::parse(shown).is_ok(), "{shown:?}");
     }
     let json: Result<NewName, _> = serde_json::from_str("\"\\u200b\"");
@@ -147,6 +153,11 @@ fn emails_are_one_address_in_lower_case() {
     ] {
         assert!(Email::parse(bad).is_err(), "{bad:?}");
     }
+    // Only ASCII letters fold: the Kelvin sign is not `k`.
+    assert_ne!(
+        Email::parse("\u{212a}ate@corp.example").unwrap(),
+        Email::parse("kate@corp.example").unwrap()
+    );
     assert!(Email::parse(&format!("{}@x.example", "a".repeat(250))).is_err());
 }
 
@@ -168,4 +179,23 @@ fn issuers_are_urls_without_query_or_fragment_and_subjects_are_bounded() {
     assert!(Subject::parse("").is_err());
     assert!(Subject::parse(&"s".repeat(256)).is_err());
     assert!(Subject::parse("a\nb").is_err());
+}
+
+proptest! {
+    /// What an email stores parses again to itself: its events always load.
+    #[test]
+    fn an_email_reads_back_as_stored(local in "[a-zA-Z0-9İıßẞΣ.+_-]{1,80}", domain in "[a-zA-Z0-9İΣ.-]{1,120}") {
+        if let Ok(email) = Email::parse(&format!("{local}@{domain}")) {
+            prop_assert_eq!(Email::parse(email.as_str()), Ok(email.clone()));
+            prop_assert!(email.as_str().chars().count() <= 254);
+        }
+    }
+}
+
+#[test]
+fn an_email_keeps_its_other_characters_as_they_are() {
+    // Full lower-casing would make `İ` two characters and the Kelvin sign a `k`.
+    let email = Email::parse("İSTANBUL@Example.COM").unwrap();
+    assert_eq!(email.as_str(), "İstanbul@example.com");
+    assert_eq!(Email::parse(email.as_str()), Ok(email));
 }
