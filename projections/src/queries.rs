@@ -194,6 +194,10 @@ pub struct LicenseFilter {
     pub organization_id: Option<Uuid>,
     /// ... or by it and any organization below it.
     pub include_descendants: bool,
+    /// With `include_descendants`: the organization and those below it as the caller knows
+    /// them (the in-memory tree, which follows the log without the read model's lag), instead
+    /// of walking `rm_organizations`.
+    pub subtree: Option<Vec<Uuid>>,
     pub product_id: Option<Uuid>,
     pub policy_id: Option<Uuid>,
     /// The status at `now`.
@@ -244,7 +248,11 @@ fn license_query<'a>(
     let tree = filter
         .organization_id
         .filter(|_| filter.include_descendants);
-    if let Some(root) = tree {
+    if let Some(ids) = filter.subtree.as_ref().filter(|_| tree.is_some()) {
+        q.push("SELECT l.* FROM unnest(");
+        q.push_bind(ids.clone());
+        q.push("::uuid[]) t(id) CROSS JOIN LATERAL (");
+    } else if let Some(root) = tree {
         // The organization and everything below it; UNION stops at a cycle, were one stored.
         q.push(
             "SELECT l.* FROM (WITH RECURSIVE tree(id) AS (SELECT id FROM rm_organizations WHERE id = ",

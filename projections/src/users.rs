@@ -70,6 +70,7 @@ impl Projection for UsersProjection {
                 email,
                 organization_id,
                 roles,
+                ..
             } => {
                 let org = Uuid::from(organization_id);
                 let roles: Vec<String> = roles

@@ -53,14 +53,16 @@ async fn bulk_appliers_write_the_rows_the_live_projectors_write_whatever_they_ho
         for projection in projections::replayable() {
             project(&pool, projection.as_ref()).await;
             let live = digests(&pool, projection.as_ref()).await;
+            // Only bulk appliers are compared here; a projection without one rebuilds batch by
+            // batch, as live (the users' read model: tests/tests/identity.rs rebuilds it).
+            if projection.bulk(1).is_none() {
+                continue;
+            }
             for (table, rows, _) in &live {
                 assert!(
                     *rows > 0,
                     "the seeded history leaves {table} empty: nothing compared"
                 );
-            }
-            if projection.bulk(1).is_none() {
-                continue;
             }
             // Holding everything (one write at the end, copied in) and holding 7 rows (a write
             // every few events: copied first, then upserted over rows already written).
