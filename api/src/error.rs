@@ -245,6 +245,9 @@ impl From<AppError> for ApiError {
                 Self::bad_request(ErrorCode::InvalidQuery, detail, Some(field.to_owned()))
             }
             AppError::Forbidden(detail) => Self::forbidden(detail),
+            AppError::InvalidField { field, detail } => {
+                Self::bad_request(ErrorCode::InvalidField, detail, Some(field.to_owned()))
+            }
             AppError::Invariant(what) => Self::internal(&what),
         }
     }

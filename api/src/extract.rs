@@ -174,6 +174,24 @@ impl Needs for ManagesDelegations {
     }
 }
 
+/// The caller, checked for `N` before anything else of the request is read: for routes whose
+/// body is not a [`Command`]'s (the air-gapped request files).
+#[derive(Debug)]
+pub struct Allowed<N>(pub Principal, pub std::marker::PhantomData<fn() -> N>);
+
+impl<N: Needs> FromRequestParts<AppState> for Allowed<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        N::check(&principal)?;
+        Ok(Self(principal, std::marker::PhantomData))
+    }
+}
+
 /// A state-changing request: who, which request, idempotency, and the parsed body; `N` is what
 /// the caller must be allowed before the body is read.
 #[derive(Debug)]

@@ -302,6 +302,7 @@ impl Catalogue<'_> {
         let filter = LicenseFilter {
             organization_id: query.organization_id,
             include_descendants: query.include_descendants,
+            subtree: None,
             product_id: query.product_id,
             policy_id: query.policy_id,
             status: query.status,

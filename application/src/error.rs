@@ -35,6 +35,10 @@ pub enum AppError {
     /// lives, such as a key prefix's shape): the parameter and why.
     #[error("{detail}")]
     InvalidParameter { field: &'static str, detail: String },
+    /// A field of a request's body holds a value the use case cannot take (checked where the
+    /// knowledge lives, such as which identity providers are configured): the field and why.
+    #[error("{detail}")]
+    InvalidField { field: &'static str, detail: String },
     /// The principal reaches the resource but may not do this there (403 `FORBIDDEN`). What it
     /// does not reach at all is [`AppError::NotFound`], exactly as an unknown id.
     #[error("{0}")]

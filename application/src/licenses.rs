@@ -189,7 +189,9 @@ impl Licenses<'_> {
     }
 
     /// The license now, or as it stood at `as_of`, for a principal that may read licenses at its
-    /// organization (at that instant); any other answers exactly as an unknown license.
+    /// organization now (its history belongs to its present owner; a license transferred away
+    /// is no more the former owner's to read, at any instant); any other answers exactly as an
+    /// unknown license, whatever the instant asked.
     ///
     /// # Errors
     /// `LICENSE_NOT_FOUND` (unknown or out of reach), 403 where it may not read licenses;
@@ -200,19 +202,21 @@ impl Licenses<'_> {
         id: LicenseId,
         as_of: Option<Timestamp>,
     ) -> Result<LicenseView, AppError> {
-        let view = match as_of {
-            Some(at) => self.get_as_of(id, at).await?,
-            None => self.get(id).await?,
-        };
+        let now = self.get(id).await?;
         self.app
             .authorize_at(
                 access,
-                domain::ids::OrganizationId::from_uuid(view.organization_id),
+                domain::ids::OrganizationId::from_uuid(now.organization_id),
                 domain::reach::Action::ReadLicenses,
                 || license_not_found(id),
             )
             .await?;
-        Ok(view)
+        match as_of {
+            None => Ok(now),
+            // Vendors learn when a license did not exist yet; a customer reaching it learns
+            // nothing it could not read from its history.
+            Some(at) => self.get_as_of(id, at).await,
+        }
     }
 
     /// The license as it stood at `at` (the fold `ledger-replay state` shows too).

@@ -95,6 +95,12 @@ struct Claims {
     email: Option<String>,
     #[serde(default)]
     email_verified: Option<serde_json::Value>,
+    /// Only ID tokens carry these (OpenID Connect Core 3.1.3.6, 3.3.2.11): an ID token is not a
+    /// bearer for an API, even when its `aud` (a client id) is the configured audience.
+    #[serde(default)]
+    at_hash: Option<serde_json::Value>,
+    #[serde(default)]
+    c_hash: Option<serde_json::Value>,
 }
 
 /// Only `iss`, read before verification to pick the issuer's keys.
@@ -153,9 +159,12 @@ type HttpClient = hyper_util::client::legacy::Client<
 >;
 
 struct Inner {
+    issuers: Vec<Issuer>,
     providers: HashMap<String, Provider>,
     audience: String,
-    http: HttpClient,
+    /// `None` without issuers: a server that accepts no OIDC token needs no TLS roots (a
+    /// minimal image may have none).
+    http: Option<HttpClient>,
 }
 
 impl std::fmt::Debug for Oidc {
@@ -171,19 +180,26 @@ impl Oidc {
     /// A verifier for `config`'s issuers.
     ///
     /// # Errors
-    /// When the HTTP client cannot be built (no TLS roots on the machine).
+    /// When issuers are configured and the HTTP client cannot be built (no TLS roots on the
+    /// machine).
     pub fn new(config: &OidcConfig) -> Result<Self, anyhow::Error> {
-        // ring, the provider sqlx's rustls uses, given explicitly: nothing process-wide.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(Arc::new(rustls::crypto::ring::default_provider()))?
-            // Plain http only reaches issuers configured with http:// (`Issuer` allows it for
-            // providers on the same host or network; the operator chose it).
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https);
+        let http = if config.issuers.is_empty() {
+            None
+        } else {
+            // ring, the provider sqlx's rustls uses, given explicitly: nothing process-wide.
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_native_roots(Arc::new(rustls::crypto::ring::default_provider()))?
+                // Plain http only for issuers configured with http:// (a provider on the same
+                // host or network, which the operator chose); `fetch_keys` refuses keys over
+                // http for an https issuer.
+                .https_or_http()
+                .enable_http1()
+                .build();
+            Some(
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build(https),
+            )
+        };
         let providers = config
             .issuers
             .iter()
@@ -199,10 +215,16 @@ impl Oidc {
             })
             .collect();
         Ok(Self(Arc::new(Inner {
+            issuers: config.issuers.clone(),
             providers,
             audience: config.audience.clone(),
             http,
         })))
+    }
+
+    /// The configured issuers.
+    pub fn issuers(&self) -> &[Issuer] {
+        &self.0.issuers
     }
 
     /// Whether any issuer is configured.
@@ -268,6 +290,11 @@ impl Oidc {
                 .map_err(|e| OidcRejection::Invalid(e.to_string()))?
                 .claims
         };
+        if claims.at_hash.is_some() || claims.c_hash.is_some() {
+            return Err(OidcRejection::Invalid(
+                "an ID token, not an access token".into(),
+            ));
+        }
         let now = now.timestamp();
         let leeway = LEEWAY_SECONDS as i64;
         if claims.exp.saturating_add(leeway) <= now {
@@ -354,6 +381,11 @@ impl Oidc {
                 discovery.jwks_uri
             }
         };
+        if issuer.as_str().starts_with("https://") && !jwks_uri.starts_with("https://") {
+            return Err(OidcRejection::Provider(format!(
+                "the issuer is https but names its keys at {jwks_uri:?}: keys are fetched over https"
+            )));
+        }
         let set: JwkSet = self.fetch_json(&jwks_uri).await?;
         let keys = set.keys.iter().filter_map(usable_key).collect::<Vec<_>>();
         tracing::info!(issuer = %issuer.as_str(), keys = keys.len(), "fetched the identity provider's keys");
@@ -376,7 +408,12 @@ impl Oidc {
             .map_err(|e| failed(&e))?;
         let fetch = async {
             // No redirect is followed: the documents live at the URLs the issuer names.
-            let response = self.0.http.request(request).await.map_err(|e| failed(&e))?;
+            let http = self
+                .0
+                .http
+                .as_ref()
+                .ok_or_else(|| failed(&"no issuer is configured"))?;
+            let response = http.request(request).await.map_err(|e| failed(&e))?;
             if !response.status().is_success() {
                 return Err(failed(&response.status()));
             }

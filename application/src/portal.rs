@@ -19,7 +19,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::access::Access;
-use crate::catalogue::{LicenseQuery, Listed, PageRequest};
+use crate::catalogue::{Listed, PageRequest};
 use crate::lists::Scope;
 use crate::views::{ActivationView, LicenseView};
 use crate::{App, AppError};
@@ -117,17 +117,51 @@ impl Portal<'_> {
         if !include_descendants {
             return self.app.catalogue().organization_licenses(id, page).await;
         }
-        self.app
-            .catalogue()
-            .licenses(
-                LicenseQuery {
-                    organization_id: Some(id.into()),
-                    include_descendants: true,
-                    ..LicenseQuery::default()
-                },
-                page,
-            )
-            .await
+        let scope = Scope::new("organization licenses")
+            .with("organization_id", Some(id))
+            .with("include_descendants", Some(true));
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
+        let filter = self.filter(id, true).await?;
+        let now = self.app.now();
+        let rows = queries::licenses(self.app.pool(), &filter, now, &window).await?;
+        Ok(cursors.page(
+            &scope,
+            &window,
+            rows,
+            |r| r.id,
+            |r| {
+                LicenseView::new(
+                    r.id,
+                    &r.state,
+                    Some(r.created_at),
+                    Some(r.updated_at),
+                    r.version,
+                    now,
+                )
+            },
+        ))
+    }
+
+    /// The licenses of `id`, or of its subtree as the in-memory tree holds it now (a moved
+    /// subsidiary leaves its former parent's lists at once, not when the read model catches up).
+    async fn filter(
+        &self,
+        id: OrganizationId,
+        include_descendants: bool,
+    ) -> Result<LicenseFilter, AppError> {
+        let subtree = if include_descendants {
+            let tree = self.app.tree().await?;
+            Some(tree.tree().subtree(id).map(Uuid::from).collect())
+        } else {
+            None
+        };
+        Ok(LicenseFilter {
+            organization_id: Some(id.into()),
+            include_descendants,
+            subtree,
+            ..LicenseFilter::default()
+        })
     }
 
     /// The licenses folded by installations and entitlements, and whether that is all of them.
@@ -136,16 +170,26 @@ impl Portal<'_> {
         id: OrganizationId,
         include_descendants: bool,
     ) -> Result<(Vec<queries::LicenseRow>, bool), AppError> {
-        let filter = LicenseFilter {
-            organization_id: Some(id.into()),
-            include_descendants,
-            ..LicenseFilter::default()
-        };
-        let window = Window::first(Order::Asc, MAX_LICENSES + 1);
-        let mut rows = queries::licenses(self.app.pool(), &filter, self.app.now(), &window).await?;
-        let complete = rows.len() as i64 <= MAX_LICENSES;
-        rows.truncate(MAX_LICENSES as usize);
-        Ok((rows, complete))
+        let filter = self.filter(id, include_descendants).await?;
+        let now = self.app.now();
+        let mut rows: Vec<queries::LicenseRow> = Vec::new();
+        let mut window = Window::first(Order::Asc, queries::MAX_PAGE);
+        // Pages of the list (each a window of at most MAX_PAGE, and one more to tell whether
+        // more follow), until the end or the cap.
+        loop {
+            let mut page = queries::licenses(self.app.pool(), &filter, now, &window).await?;
+            let more = page.len() as i64 > queries::MAX_PAGE;
+            page.truncate(queries::MAX_PAGE as usize);
+            window.after = page.last().map(|r| r.id);
+            rows.extend(page);
+            if rows.len() as i64 > MAX_LICENSES {
+                rows.truncate(MAX_LICENSES as usize);
+                return Ok((rows, false));
+            }
+            if !more {
+                return Ok((rows, true));
+            }
+        }
     }
 
     /// The installations of organization `id`'s licenses (with its descendants' when asked), by

@@ -155,8 +155,10 @@ pub struct MeView {
 pub struct UserInput {
     pub email: Email,
     pub roles: BTreeSet<Role>,
-    /// Both or neither: linked at once, or an invitation.
-    pub identity: Option<(Issuer, Subject)>,
+    /// The identity provider: with `subject`, the user is linked to that identity at once
+    /// (vendor administrators only); alone, the one provider the invitation is claimed through.
+    pub issuer: Option<Issuer>,
+    pub subject: Option<Subject>,
 }
 
 /// The user use cases of an [`App`].
@@ -218,34 +220,37 @@ impl Users<'_> {
                 let Some(id) = ledger.user_by_email(email).await? else {
                     return Ok(Err(Unauthenticated::UnknownUser));
                 };
-                let invited = ledger.user(id).await?;
-                let waiting = invited
-                    .state()
-                    .is_some_and(|s| s.identity.is_none() && !s.deactivated);
-                if !waiting {
-                    return Ok(Err(Unauthenticated::UnknownUser));
-                }
-                let ctx = CommandContext::new(Actor::User(id), request_id.to_owned());
                 let identity = Identity {
                     issuer: verified.issuer.clone(),
                     subject: verified.subject.clone(),
                 };
-                match ledger
-                    .claim_invitation(&ctx, id, identity, email.clone(), true)
-                    .await
-                {
-                    Ok(_) => {}
-                    // Two first requests raced: the other claimed it for this same identity,
-                    // or for another (then this token's user is not this one).
-                    Err(commands::LedgerError::Command(commands::CommandError::Rejected(
-                        DomainError::InvitationAlreadyClaimed(_),
-                    ))) => {}
-                    Err(commands::LedgerError::Command(commands::CommandError::ClaimTaken {
-                        ..
-                    })) => return Ok(Err(Unauthenticated::UnknownUser)),
-                    Err(e) => return Err(e.into()),
+                let invited = ledger.user(id).await?;
+                let Some(state) = invited.state() else {
+                    return Ok(Err(Unauthenticated::UnknownUser));
+                };
+                // Claimed a moment ago by this same identity (two first requests racing): go
+                // on as the user. Claimed by another, or deactivated: not this token's user.
+                if state.identity.as_ref() != Some(&identity) {
+                    if state.identity.is_some() || state.deactivated {
+                        return Ok(Err(Unauthenticated::UnknownUser));
+                    }
+                    let ctx = CommandContext::new(Actor::User(id), request_id.to_owned());
+                    match ledger
+                        .claim_invitation(&ctx, id, identity, email.clone(), true)
+                        .await
+                    {
+                        Ok(_) => tracing::info!(user = %id, "invitation claimed"),
+                        // Claimed meanwhile (by this identity or another: the linked identity is
+                        // compared below), refused (deactivated meanwhile, another provider's
+                        // invitation), or this identity is another user's: every bearer failure
+                        // is the one 401.
+                        Err(commands::LedgerError::Command(
+                            commands::CommandError::Rejected(_)
+                            | commands::CommandError::ClaimTaken { .. },
+                        )) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
-                tracing::info!(user = %id, "invitation claimed");
                 id
             }
         };
@@ -354,6 +359,53 @@ impl Users<'_> {
             .authorize_organization(access, organization_id, Action::ManageUsers)
             .await?;
         self.check_may_grant(access, &input.roles)?;
+        let configured = self.app.oidc().issuers();
+        if let Some(issuer) = &input.issuer
+            && !configured.contains(issuer)
+        {
+            return Err(AppError::InvalidField {
+                field: "issuer",
+                detail: format!(
+                    "issuer: {:?} is not an identity provider of this server (--oidc-issuer)",
+                    issuer.as_str()
+                ),
+            });
+        }
+        let (identity, invitation_issuer) = match (input.issuer, input.subject) {
+            (Some(issuer), Some(subject)) => {
+                // Linking an identity decides who a person is across every customer: vendor
+                // administration only (a customer could otherwise take someone's identity
+                // into its organization before that person ever logs in).
+                if !access.may_everywhere(Action::Administer) {
+                    return Err(AppError::Forbidden(format!(
+                        "{} may not link identities; invite by email instead",
+                        access.describe()
+                    )));
+                }
+                (Some(Identity { issuer, subject }), None)
+            }
+            (None, Some(_)) => {
+                return Err(AppError::InvalidField {
+                    field: "issuer",
+                    detail: "issuer: a subject is linked together with its issuer".into(),
+                });
+            }
+            // An invitation is bound to one provider, so another customer's provider cannot
+            // vouch for the email and take it: the one named, or the only one configured.
+            (Some(issuer), None) => (None, Some(issuer)),
+            (None, None) => match configured {
+                [] => (None, None),
+                [only] => (None, Some(only.clone())),
+                _ => {
+                    return Err(AppError::InvalidField {
+                        field: "issuer",
+                        detail: "issuer: several identity providers are configured; name the one \
+                                 this invitation is claimed through"
+                            .into(),
+                    });
+                }
+            },
+        };
         let outcome = self
             .app
             .ledger()
@@ -362,9 +414,8 @@ impl Users<'_> {
                 NewUser {
                     email: input.email,
                     organization_id,
-                    identity: input
-                        .identity
-                        .map(|(issuer, subject)| Identity { issuer, subject }),
+                    identity,
+                    invitation_issuer,
                     roles: input.roles,
                 },
             )
@@ -403,7 +454,11 @@ impl Users<'_> {
         let window = cursors.window(&scope, &page)?;
         let rows =
             projections::queries::organization_users(self.app.pool(), id.into(), &window).await?;
-        Ok(cursors.page(&scope, &window, rows, |r| r.id, UserView::from_row))
+        let mut listed = cursors.page(&scope, &window, rows, |r| r.id, UserView::from_row);
+        for view in &mut listed.items {
+            self.hide_roles_out_of_reach(access, view).await?;
+        }
+        Ok(listed)
     }
 
     /// One user, as its stream says now.
@@ -416,7 +471,9 @@ impl Users<'_> {
         let state = loaded.aggregate.state().ok_or_else(|| user_not_found(id))?;
         self.authorize_user(access, id, state, Action::ReadUsers)
             .await?;
-        Ok(UserView::new(id, state, loaded.version))
+        let mut view = UserView::new(id, state, loaded.version);
+        self.hide_roles_out_of_reach(access, &mut view).await?;
+        Ok(view)
     }
 
     /// Sets user `id`'s roles at `organization_id` to exactly `roles`.
@@ -449,12 +506,14 @@ impl Users<'_> {
             .collect();
         let changed: BTreeSet<Role> = held.symmetric_difference(&roles).copied().collect();
         self.check_may_grant(access, &changed)?;
-        written(
+        let mut done = written(
             self.app
                 .ledger()
                 .set_user_roles(ctx, id, organization_id, roles)
                 .await?,
-        )
+        )?;
+        self.hide_roles_out_of_reach(access, &mut done.view).await?;
+        Ok(done)
     }
 
     /// Deactivates user `id`: its tokens stop authenticating on the next request.
@@ -472,10 +531,39 @@ impl Users<'_> {
         let state = user.state().ok_or_else(|| user_not_found(id))?;
         self.authorize_user(access, id, state, Action::ManageUsers)
             .await?;
-        if state.grants.iter().any(|g| g.role.is_vendor()) {
-            self.check_may_grant(access, &state.grants.iter().map(|g| g.role).collect())?;
+        // Deactivating takes every role the user holds: the caller must manage users wherever
+        // it holds one (an administrator of a location must not lock out its parent's).
+        for grant in &state.grants {
+            self.app
+                .authorize_at(access, grant.organization_id, Action::ManageUsers, || {
+                    AppError::Forbidden(format!(
+                        "{} may not deactivate a user who holds roles where it does not manage users",
+                        access.describe()
+                    ))
+                })
+                .await?;
         }
-        written(self.app.ledger().deactivate_user(ctx, id).await?)
+        self.check_may_grant(access, &state.grants.iter().map(|g| g.role).collect())?;
+        let mut done = written(self.app.ledger().deactivate_user(ctx, id).await?)?;
+        self.hide_roles_out_of_reach(access, &mut done.view).await?;
+        Ok(done)
+    }
+
+    /// Leaves in `view` only the roles at organizations the principal reaches: a user homed in
+    /// its subtree may hold roles elsewhere, which are not the principal's to see.
+    async fn hide_roles_out_of_reach(
+        &self,
+        access: &Access,
+        view: &mut UserView,
+    ) -> Result<(), AppError> {
+        if !access.everywhere().is_empty() {
+            return Ok(());
+        }
+        let tree = self.app.tree().await?;
+        let reach = access.reach(tree.tree());
+        view.roles
+            .retain(|r| reach.reaches(tree.tree(), OrganizationId::from_uuid(r.organization_id)));
+        Ok(())
     }
 
     /// A user is reached through its home organization.

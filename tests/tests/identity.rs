@@ -8,6 +8,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tests::idp::{IdpUser, TestIdp};
 use tests::{TestApp, TestDb, test_config};
 
@@ -524,5 +525,317 @@ async fn every_bad_token_answers_the_same_401() {
     for (what, body) in &bodies {
         assert_eq!(body, &bodies[0].1, "{what} answers another body");
     }
+    app.stop().await;
+}
+
+/// Registers `subject` (verified email `<subject>@example.com`) at `organization` with `roles`,
+/// linked to the provider's identity at once (vendor administration), and returns its token.
+async fn user_at(
+    app: &TestApp,
+    idp: &TestIdp,
+    organization: &str,
+    subject: &str,
+    roles: Value,
+) -> String {
+    let email = format!("{subject}@example.com");
+    let created = app
+        .post(
+            &format!("/v1/organizations/{organization}/users"),
+            json!({"email": email, "roles": roles, "issuer": idp.issuer(), "subject": subject}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    idp.access_token(&IdpUser::verified(subject, &email)).await
+}
+
+async fn org(app: &TestApp, name: &str, kind: &str, parent: Option<&str>) -> String {
+    let created = app
+        .post(
+            "/v1/organizations",
+            json!({"name": name, "kind": kind, "parent_id": parent}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    id(&created.body)
+}
+
+#[tokio::test]
+async fn reach_follows_moves_and_delegations_from_the_next_request_on() {
+    let idp = TestIdp::start().await;
+    let app = start(&idp).await;
+    let corp = org(&app, "Corp", "customer", None).await;
+    let sub = org(&app, "Corp Sub", "customer", Some(&corp)).await;
+    let other = org(&app, "Other", "customer", None).await;
+    let partner = org(&app, "Partner", "partner", None).await;
+    let corp_admin = user_at(&app, &idp, &corp, "corp-admin", json!(["customer_admin"])).await;
+    let sub_admin = user_at(&app, &idp, &sub, "sub-admin", json!(["customer_admin"])).await;
+    let partner_admin = user_at(
+        &app,
+        &idp,
+        &partner,
+        "partner-admin",
+        json!(["customer_admin"]),
+    )
+    .await;
+    let get = |token: &str, path: String| {
+        let app = &app;
+        let token = token.to_owned();
+        async move { as_user(app, &token, Method::GET, &path, None).await }
+    };
+    assert_eq!(
+        get(&corp_admin, format!("/v1/organizations/{sub}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A transaction left open elsewhere on the server holds the commit horizon back: reach must
+    // not wait for it.
+    let server = tests::server_url();
+    let mut blocker = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("SELECT txid_current()")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+
+    let moved = app
+        .post(
+            &format!("/v1/organizations/{sub}/move"),
+            json!({"parent_id": other}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    let gone = get(&corp_admin, format!("/v1/organizations/{sub}")).await;
+    assert_eq!(
+        gone.status,
+        StatusCode::NOT_FOUND,
+        "the move is seen at once: {:?}",
+        gone.body
+    );
+    let listed = get(
+        &corp_admin,
+        format!("/v1/organizations/{corp}/licenses?include_descendants=true"),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    // Its own admin still reaches it, wherever it is.
+    assert_eq!(
+        get(&sub_admin, format!("/v1/organizations/{sub}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A delegation to the partner: its admin reaches the customer at once, marked delegated,
+    // and may not delegate it onwards; revoked, it is gone at once.
+    let delegated = app
+        .post(
+            &format!("/v1/organizations/{other}/delegations"),
+            json!({"partner_id": partner}),
+        )
+        .await;
+    assert_eq!(delegated.status, StatusCode::OK, "{:?}", delegated.body);
+    let me = get(&partner_admin, "/v1/me".to_owned()).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let reached: Vec<(String, bool)> = me.body["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_owned(),
+                o["delegated"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(reached.contains(&(other.clone(), true)), "{reached:?}");
+    assert!(reached.contains(&(sub.clone(), true)), "{reached:?}");
+    assert!(reached.contains(&(partner.clone(), false)), "{reached:?}");
+    let shadow = as_user(
+        &app,
+        &partner_admin,
+        Method::POST,
+        "/v1/organizations",
+        Some(json!({"name": "Shadow", "kind": "partner", "parent_id": partner})),
+    )
+    .await;
+    assert_eq!(
+        shadow.status,
+        StatusCode::FORBIDDEN,
+        "only the vendor creates partners: {:?}",
+        shadow.body
+    );
+    let onwards = as_user(
+        &app,
+        &partner_admin,
+        Method::POST,
+        &format!("/v1/organizations/{other}/delegations"),
+        Some(json!({"partner_id": partner})),
+    )
+    .await;
+    assert_eq!(onwards.status, StatusCode::FORBIDDEN, "{:?}", onwards.body);
+    let revoked = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/organizations/{other}/delegations/{partner}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{:?}", revoked.body);
+    assert_eq!(
+        get(&partner_admin, format!("/v1/organizations/{other}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+
+    // A customer admin links no identity, and an administrator of a location may not lock out
+    // one of its parent's.
+    let link = as_user(
+        &app,
+        &sub_admin,
+        Method::POST,
+        &format!("/v1/organizations/{sub}/users"),
+        Some(
+            json!({"email": "x@example.com", "roles": [], "issuer": idp.issuer(), "subject": "x"}),
+        ),
+    )
+    .await;
+    assert_eq!(link.status, StatusCode::FORBIDDEN, "{:?}", link.body);
+    let climber = app
+        .post(
+            &format!("/v1/organizations/{sub}/users"),
+            json!({"email": "climber@example.com", "roles": ["support_contact"]}),
+        )
+        .await;
+    let climber = id(&climber.body);
+    let raised = app
+        .put(
+            &format!("/v1/users/{climber}/roles"),
+            json!({"organization_id": other, "roles": ["customer_admin"]}),
+        )
+        .await;
+    assert_eq!(raised.status, StatusCode::OK, "{:?}", raised.body);
+    let sub_admin_other = user_at(&app, &idp, &sub, "sub-admin-2", json!(["customer_admin"])).await;
+    // `sub` is now below `other`; give the climber a role at `corp`, out of the sub admins' reach.
+    let at_corp = app
+        .put(
+            &format!("/v1/users/{climber}/roles"),
+            json!({"organization_id": corp, "roles": ["customer_admin"]}),
+        )
+        .await;
+    assert_eq!(at_corp.status, StatusCode::OK);
+    let seen = get(&sub_admin_other, format!("/v1/users/{climber}")).await;
+    assert_eq!(seen.status, StatusCode::OK, "{:?}", seen.body);
+    assert!(
+        seen.body["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["organization_id"] != corp.as_str()),
+        "roles out of reach are not shown: {:?}",
+        seen.body
+    );
+    let lockout = as_user(
+        &app,
+        &sub_admin_other,
+        Method::POST,
+        &format!("/v1/users/{climber}/deactivate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(lockout.status, StatusCode::FORBIDDEN, "{:?}", lockout.body);
+
+    // Two Authorization headers: neither is taken.
+    let two = app
+        .call_as(
+            &corp_admin,
+            Method::GET,
+            "/v1/me",
+            None,
+            &[("authorization", "Bearer llt_x_y")],
+        )
+        .await;
+    assert_eq!(two.status, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_invitation_is_claimed_through_its_own_provider_only() {
+    let idp = TestIdp::start().await;
+    let other_idp = TestIdp::start().await;
+    let db = TestDb::create().await;
+    let mut config = test_config(&db);
+    config.app.oidc.issuers = vec![
+        domain::values::Issuer::parse(idp.issuer()).unwrap(),
+        domain::values::Issuer::parse(other_idp.issuer()).unwrap(),
+    ];
+    let app = TestApp::start_with(db, config).await;
+    let acme = org(&app, "Acme", "customer", None).await;
+    let users = format!("/v1/organizations/{acme}/users");
+    // Several providers: an invitation names the one it is claimed through.
+    let unbound = app
+        .post(
+            &users,
+            json!({"email": "ana@acme.example", "roles": ["customer_admin"]}),
+        )
+        .await;
+    assert_eq!(
+        unbound.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        unbound.body
+    );
+    assert_eq!(unbound.body["field"], "issuer");
+    let unknown = app
+        .post(
+            &users,
+            json!({"email": "ana@acme.example", "roles": [], "issuer": "https://elsewhere.example"}),
+        )
+        .await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        unknown.body
+    );
+    let invited = app
+        .post(
+            &users,
+            json!({"email": "ana@acme.example", "roles": ["customer_admin"], "issuer": idp.issuer()}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{:?}", invited.body);
+    // The other provider vouches for the same email: not its invitation.
+    let ana = IdpUser::verified("ana", "ana@acme.example");
+    let stolen = other_idp.access_token(&ana).await;
+    assert_eq!(
+        as_user(&app, &stolen, Method::GET, "/v1/me", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // A Kelvin sign is not a `k`: no claim either.
+    let kelvin = IdpUser::verified("mallory", "\u{212a}ate@acme.example");
+    let kate = app
+        .post(
+            &users,
+            json!({"email": "kate@acme.example", "roles": [], "issuer": idp.issuer()}),
+        )
+        .await;
+    assert_eq!(kate.status, StatusCode::CREATED);
+    let fake = idp.access_token(&kelvin).await;
+    assert_eq!(
+        as_user(&app, &fake, Method::GET, "/v1/me", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Its own provider claims it.
+    let own = idp.access_token(&ana).await;
+    let me = as_user(&app, &own, Method::GET, "/v1/me", None).await;
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
     app.stop().await;
 }

@@ -21,9 +21,8 @@ use domain::validation::ValidationCode;
 use domain::values::{Environment, Fingerprint, Label};
 use serde::Deserialize;
 
-use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Body, ReqId};
+use crate::extract::{Allowed, Body, ReqId, Support};
 use crate::openapi::Problem;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -117,13 +116,12 @@ fn text(status: StatusCode, body: String) -> Response {
     ))]
 async fn offline_activation(
     State(state): State<AppState>,
-    principal: Principal,
+    Allowed(principal, _): Allowed<Support>,
     ReqId(request_id): ReqId,
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    principal.require(Permission::Support)?;
     let text_body =
         std::str::from_utf8(&body).map_err(|_| malformed("the request file is not UTF-8 text"))?;
     let (label, payload) = unarmor(text_body)?;

@@ -83,6 +83,13 @@ async fn create_organization(
             .app
             .authorize_everywhere(&cmd.principal.access, Action::Administer)?,
     }
+    // Partners receive other customers' delegations and vendor organizations hold vendor
+    // roles: only the vendor's administrators create those; a customer creates customers.
+    if cmd.body.kind != OrganizationKind::Customer {
+        state
+            .app
+            .authorize_everywhere(&cmd.principal.access, Action::Administer)?;
+    }
     let written = state
         .app
         .catalogue()
@@ -421,12 +428,34 @@ async fn grant_delegation(
         .app
         .authorize_organization(&cmd.principal.access, id, Action::ManageDelegations)
         .await?;
+    let partner = cmd.body.partner_id;
     let written = state
         .app
         .catalogue()
-        .grant_partner_delegation(&cmd.context, id, cmd.body.partner_id)
-        .await?;
+        .grant_partner_delegation(&cmd.context, id, partner)
+        .await
+        .map_err(|e| {
+            // Whether an id is an organization, a closed one, or not a partner is not a
+            // customer's to learn about organizations it does not reach: one answer, as for an
+            // unknown id.
+            if cmd.principal.access.everywhere().is_empty() && names_partner(&e, partner) {
+                application::access::organization_not_found(partner)
+            } else {
+                e
+            }
+        })?;
     Ok(answer(StatusCode::OK, None, written))
+}
+
+/// Whether `e` refuses a delegation for what `partner` is (unknown, closed, not a partner).
+fn names_partner(e: &application::AppError, partner: OrganizationId) -> bool {
+    use domain::DomainError as D;
+    matches!(
+        e,
+        application::AppError::Command(commands::CommandError::Rejected(
+            D::OrganizationNotFound(p) | D::OrganizationClosed(p) | D::NotAPartner(p)
+        )) if *p == partner
+    )
 }
 
 /// Ends a partner's delegation.

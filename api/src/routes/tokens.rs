@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use domain::ErrorCode;
 use domain::ids::ApiTokenId;
-use domain::values::{Name, Role};
+use domain::values::{NewName, Role};
 use serde::Deserialize;
 
 use super::answer;
@@ -30,7 +30,7 @@ struct CreateToken {
     role: Role,
     #[serde(default)]
     #[schema(value_type = Option<schemas::Name>)]
-    label: Option<Name>,
+    label: Option<NewName>,
     /// Lifetime in seconds (60 s to 365 days); absent: 24 hours.
     #[serde(default)]
     #[schema(minimum = 60, maximum = 31_536_000)]
@@ -72,7 +72,7 @@ async fn create_token(
         .mint_token(
             &cmd.context,
             cmd.body.role,
-            cmd.body.label,
+            cmd.body.label.map(NewName::into_name),
             chrono::Duration::seconds(ttl),
         )
         .await?;

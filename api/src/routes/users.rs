@@ -63,9 +63,10 @@ struct CreateUser {
     /// The roles at this organization (and its descendants).
     #[schema(value_type = Vec<schemas::Role>, max_items = 8)]
     roles: Vec<Role>,
-    /// With `subject`: the user is linked to this identity at once. Without both: an
-    /// invitation, claimed by the first token of a configured issuer carrying this email,
-    /// verified.
+    /// A configured identity provider. With `subject` (vendor administrators only): the user
+    /// is linked to that identity at once. Alone: the invitation is claimed through this
+    /// provider only. Absent: an invitation claimed through the only configured provider (with
+    /// several configured, name one).
     #[serde(default)]
     #[schema(value_type = Option<schemas::Issuer>)]
     issuer: Option<Issuer>,
@@ -93,21 +94,11 @@ async fn create_user(
     cmd: Command<CreateUser, ManagesUsers>,
 ) -> Result<Response, ApiError> {
     let organization = organization_id(&raw)?;
-    let identity = match (cmd.body.issuer, cmd.body.subject) {
-        (Some(issuer), Some(subject)) => Some((issuer, subject)),
-        (None, None) => None,
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidField,
-                "issuer and subject: give both (a linked user) or neither (an invitation)",
-                Some("subject".into()),
-            ));
-        }
-    };
     let input = UserInput {
         email: cmd.body.email,
         roles: role_set(cmd.body.roles)?,
-        identity,
+        issuer: cmd.body.issuer,
+        subject: cmd.body.subject,
     };
     let written = state
         .app

@@ -20,6 +20,8 @@ pub struct NewUser {
     pub email: Email,
     pub organization_id: OrganizationId,
     pub identity: Option<Identity>,
+    /// Without an identity: the only issuer whose tokens may claim the invitation.
+    pub invitation_issuer: Option<Issuer>,
     pub roles: BTreeSet<Role>,
 }
 
@@ -45,6 +47,7 @@ impl Ledger {
                 email: input.email,
                 organization,
                 identity: input.identity,
+                invitation_issuer: input.invitation_issuer,
                 roles: input.roles,
             },
         };
