@@ -118,6 +118,10 @@ struct Inner {
     /// The organization tree reach is asked about, following the log.
     tree: Arc<TreeModel>,
     oidc: Oidc,
+    /// Which user an identity (`<iss>#<sub>`) belongs to. An identity's claim is never released
+    /// nor moved to another user, so an entry never goes stale; the user's own stream, which
+    /// says whether it is deactivated, is still read on every request.
+    identities: std::sync::Mutex<std::collections::HashMap<String, domain::ids::UserId>>,
 }
 
 impl std::fmt::Debug for App {
@@ -194,6 +198,7 @@ impl App {
             idempotency,
             tree,
             oidc,
+            identities: std::sync::Mutex::new(std::collections::HashMap::new()),
         })))
     }
 
@@ -277,5 +282,15 @@ impl App {
     /// The verifier of OIDC access tokens.
     pub fn oidc(&self) -> &Oidc {
         &self.0.oidc
+    }
+
+    /// The users of identities already looked up (see the field's comment).
+    pub(crate) fn identities(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, domain::ids::UserId>> {
+        self.0
+            .identities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -28,6 +28,7 @@ use domain::values::{Email, Issuer, Subject};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use sha2::Digest;
 use tokio::sync::{Mutex, RwLock};
 
 /// The least time between two fetches of an issuer's keys caused by unknown `kid`s.
@@ -36,6 +37,8 @@ pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 pub const LEEWAY_SECONDS: u64 = 60;
 /// The longest a fetch from an identity provider may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most verified tokens remembered (a client sends the same token until it expires).
+const VERIFIED_CAPACITY: usize = 10_000;
 /// The largest discovery document or JWKS read (providers' are a few kB).
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// The longest token looked at.
@@ -158,8 +161,20 @@ type HttpClient = hyper_util::client::legacy::Client<
     http_body_util::Empty<hyper::body::Bytes>,
 >;
 
+/// A token that verified, remembered by the SHA-256 of its text until it expires: its
+/// signature (a quarter of a millisecond for ES256) is not checked again on every request. The
+/// times are checked again on every use, against the server's clock.
+#[derive(Clone)]
+struct Remembered {
+    token: VerifiedToken,
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
 struct Inner {
     issuers: Vec<Issuer>,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Remembered>>,
     providers: HashMap<String, Provider>,
     audience: String,
     /// `None` without issuers: a server that accepts no OIDC token needs no TLS roots (a
@@ -216,6 +231,7 @@ impl Oidc {
             .collect();
         Ok(Self(Arc::new(Inner {
             issuers: config.issuers.clone(),
+            verified: std::sync::Mutex::new(HashMap::new()),
             providers,
             audience: config.audience.clone(),
             http,
@@ -256,6 +272,12 @@ impl Oidc {
         if !Self::looks_like_jwt(token) {
             return Err(OidcRejection::Malformed);
         }
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let hit = self.remembered().get(&digest).cloned();
+        if let Some(r) = hit {
+            check_times(r.exp, r.nbf, r.iat, now.timestamp())?;
+            return Ok(r.token);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| OidcRejection::Malformed)?;
         let algorithm = header.alg;
         if !matches!(
@@ -295,33 +317,44 @@ impl Oidc {
                 "an ID token, not an access token".into(),
             ));
         }
-        let now = now.timestamp();
-        let leeway = LEEWAY_SECONDS as i64;
-        if claims.exp.saturating_add(leeway) <= now {
-            return Err(OidcRejection::Invalid("expired".into()));
-        }
-        if claims
-            .nbf
-            .is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
-        {
-            return Err(OidcRejection::Invalid("not valid yet (nbf)".into()));
-        }
-        if claims
-            .iat
-            .is_some_and(|iat| iat.saturating_sub(leeway) > now)
-        {
-            return Err(OidcRejection::Invalid("issued in the future (iat)".into()));
-        }
+        check_times(claims.exp, claims.nbf, claims.iat, now.timestamp())?;
         let subject =
             Subject::parse(&claims.sub).map_err(|e| OidcRejection::Invalid(format!("sub: {e}")))?;
         let email_verified = matches!(claims.email_verified, Some(serde_json::Value::Bool(true)))
             || matches!(&claims.email_verified, Some(serde_json::Value::String(s)) if s == "true");
-        Ok(VerifiedToken {
+        let verified = VerifiedToken {
             issuer: provider.issuer.clone(),
             subject,
             email: claims.email.as_deref().and_then(|e| Email::parse(e).ok()),
             email_verified,
-        })
+        };
+        let mut remembered = self.remembered();
+        if remembered.len() >= VERIFIED_CAPACITY {
+            // Forget the expired; when every one is still valid, forget them all (the next
+            // requests verify once more): bounded memory whatever tokens arrive.
+            let now = now.timestamp();
+            remembered.retain(|_, r| r.exp.saturating_add(LEEWAY_SECONDS as i64) > now);
+            if remembered.len() >= VERIFIED_CAPACITY {
+                remembered.clear();
+            }
+        }
+        remembered.insert(
+            digest,
+            Remembered {
+                token: verified.clone(),
+                exp: claims.exp,
+                nbf: claims.nbf,
+                iat: claims.iat,
+            },
+        );
+        Ok(verified)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Remembered>> {
+        self.0
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The issuer's keys, fetched when none are held yet or when none matches `kid` (then at
@@ -425,6 +458,26 @@ impl Oidc {
             .await
             .map_err(|_| failed(&"timed out"))?
     }
+}
+
+/// `exp` not passed, `nbf` and `iat` not ahead of `now`, each with [`LEEWAY_SECONDS`].
+fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    now: i64,
+) -> Result<(), OidcRejection> {
+    let leeway = LEEWAY_SECONDS as i64;
+    if exp.saturating_add(leeway) <= now {
+        return Err(OidcRejection::Invalid("expired".into()));
+    }
+    if nbf.is_some_and(|nbf| nbf.saturating_sub(leeway) > now) {
+        return Err(OidcRejection::Invalid("not valid yet (nbf)".into()));
+    }
+    if iat.is_some_and(|iat| iat.saturating_sub(leeway) > now) {
+        return Err(OidcRejection::Invalid("issued in the future (iat)".into()));
+    }
+    Ok(())
 }
 
 /// A JWK the ledger verifies with: RSA (RS256), EC P-256 (ES256) or OKP Ed25519 (EdDSA), for

@@ -207,10 +207,26 @@ impl Users<'_> {
             Err(e) => return Ok(Err(e.into())),
         };
         let ledger = self.app.ledger();
-        let id = match ledger
-            .user_by_identity(&verified.issuer, &verified.subject)
-            .await?
-        {
+        let key = Identity::claim_value(&verified.issuer, &verified.subject);
+        let known = self.app.identities().get(&key).copied();
+        let found = match known {
+            Some(id) => Some(id),
+            None => {
+                let found = ledger
+                    .user_by_identity(&verified.issuer, &verified.subject)
+                    .await?;
+                if let Some(id) = found {
+                    let mut identities = self.app.identities();
+                    // Bounded: a full map is forgotten and filled again, one query per identity.
+                    if identities.len() >= 100_000 {
+                        identities.clear();
+                    }
+                    identities.insert(key, id);
+                }
+                found
+            }
+        };
+        let id = match found {
             Some(id) => id,
             None => {
                 let Some(email) = verified.email.as_ref().filter(|_| verified.email_verified)
