@@ -44,7 +44,7 @@ end
 }
 
 /// CPU time (user + system) the process has used, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces, inside parentheses).
     let rest = stat.rsplit_once(')').context("stat")?.1;
@@ -55,7 +55,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / 100.0)
 }
 
-fn mint(ledger: &Path, url: &str) -> anyhow::Result<String> {
+pub(crate) fn mint(ledger: &Path, url: &str) -> anyhow::Result<String> {
     let out = Command::new(ledger)
         .args([
             "token",

@@ -11,6 +11,11 @@
 //! - `bench lists`: a filtered page of the license list at 1M licenses (issue #14).
 //! - `bench replay`: rebuild, as-of reads and verify vs plain reads of the log (issue #4); on a
 //!   database of its own name (`bench_replay`), recreated at the start.
+//! - `bench reach`: `domain::reach` per request over a 10,000-organization tree vs a lookup in
+//!   a materialized table (issue #15; no database).
+//! - `bench auth`: `GET /v1/me` and `GET /v1/organizations/{id}` of `ledger serve` with an OIDC
+//!   access token of the tests' identity provider vs an administration token, with wrk (issue
+//!   #15).
 
 // Every binary of the workspace allocates with mimalloc: the ledger folds and serves JSON through
 // many short-lived allocations on several threads, where glibc's allocator spent a third of a
@@ -19,10 +24,14 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod activations;
+mod auth_http;
 mod command_path;
 mod harness;
+mod http1;
 mod idempotency_http;
+mod idp;
 mod lists;
+mod reach;
 mod replay;
 mod tokens;
 mod validation;
@@ -109,6 +118,13 @@ enum Which {
     },
     /// Rebuild, as-of reads and verify on one seeded log, each next to a plain read.
     Replay(replay::Options),
+    /// `Reach::compute` + `at` per request over a generated 10,000-organization tree vs a
+    /// HashMap lookup of a materialized (principal, organization) table (no database).
+    Reach(reach::Options),
+    /// `GET /v1/me` and `GET /v1/organizations/{id}` with an OIDC access token vs an
+    /// administration token, through `ledger serve` and wrk, with the tests' identity provider
+    /// (`tests/idp`, Node.js); then the authentication's steps in process.
+    Auth(auth_http::Options),
     /// (internal) Seeds DATABASE_URL itself (migrated, not dropped) with licenses and writes the
     /// wrk script, for profiling a server by hand.
     #[command(hide = true)]
@@ -231,6 +247,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Which::Replay(options) => replay::run(&url, &options).await,
+        Which::Reach(options) => reach::run(&options),
+        Which::Auth(options) => {
+            with_database(&url, |pool, db_url| async move {
+                auth_http::run(pool, &db_url, &options).await
+            })
+            .await
+        }
         Which::Seed { licenses, script } => {
             // Writes into the named database itself: never into the default server's `postgres`.
             let url = commands::db::required_url(cli.database_url.as_deref())?;

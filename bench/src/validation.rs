@@ -239,6 +239,16 @@ pub(crate) fn start_ours(
     url: &str,
     data_dir: &Path,
 ) -> anyhow::Result<(Process, Duration)> {
+    start_ours_with(ledger, url, data_dir, &[])
+}
+
+/// [`start_ours`] with more arguments for `ledger serve`.
+pub(crate) fn start_ours_with(
+    ledger: &Path,
+    url: &str,
+    data_dir: &Path,
+    more: &[&str],
+) -> anyhow::Result<(Process, Duration)> {
     let started = Instant::now();
     let mut child = Command::new(ledger)
         .args([
@@ -254,6 +264,7 @@ pub(crate) fn start_ours(
         .arg(url)
         .arg("--data-dir")
         .arg(data_dir)
+        .args(more)
         .env("LEDGER_KEY_PEPPER", hex::encode(PEPPER))
         .env("LEDGER_LOG_FORMAT", "json")
         .env("RUST_LOG", "warn,api=info")
@@ -262,6 +273,7 @@ pub(crate) fn start_ours(
         .spawn()?;
     let stderr = child.stderr.take().context("stderr")?;
     let mut addr = None;
+    let mut said = Vec::new();
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
         if let Ok(log) = serde_json::from_str::<Value>(&line)
             && log["fields"]["message"] == "license-ledger listening"
@@ -269,8 +281,9 @@ pub(crate) fn start_ours(
             addr = log["fields"]["addr"].as_str().map(str::to_owned);
             break;
         }
+        said.push(line);
     }
-    let addr = addr.context("the server did not start")?;
+    let addr = addr.with_context(|| format!("the server did not start:\n{}", said.join("\n")))?;
     Ok((Process { child, addr }, started.elapsed()))
 }
 
