@@ -9,7 +9,9 @@ CREATE TABLE rm_users
     email           text        NOT NULL,
     -- The organization the user was registered or invited at.
     organization_id uuid        NOT NULL,
+    -- The user's provider once linked, or the one its invitation is claimed through.
     issuer          text,
+    -- Null while the invitation waits.
     subject         text,
     deactivated     boolean     NOT NULL DEFAULT false,
     -- Its roles, each `<organization id>:<role>`, in the order they were granted.

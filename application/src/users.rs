@@ -45,8 +45,10 @@ pub struct UserView {
     pub organization_id: Uuid,
     /// `invited` (no identity yet), `active` or `deactivated`.
     pub status: String,
-    /// The identity provider and its subject, once linked.
+    /// The identity provider: the user's once linked, or the one an invitation is claimed
+    /// through.
     pub issuer: Option<String>,
+    /// The provider's subject, once linked.
     pub subject: Option<String>,
     pub roles: Vec<RoleView>,
     pub version: i64,
@@ -66,7 +68,12 @@ impl UserView {
             email: s.email.as_str().to_owned(),
             organization_id: s.organization_id.into(),
             status: status.to_owned(),
-            issuer: s.identity.as_ref().map(|i| i.issuer.as_str().to_owned()),
+            issuer: s
+                .identity
+                .as_ref()
+                .map(|i| &i.issuer)
+                .or(s.invitation_issuer.as_ref())
+                .map(|i| i.as_str().to_owned()),
             subject: s.identity.as_ref().map(|i| i.subject.as_str().to_owned()),
             roles: s
                 .grants
@@ -86,7 +93,7 @@ impl UserView {
     pub fn from_row(r: projections::queries::UserRow) -> Self {
         let status = if r.deactivated {
             "deactivated"
-        } else if r.issuer.is_none() {
+        } else if r.subject.is_none() {
             "invited"
         } else {
             "active"
@@ -248,6 +255,12 @@ impl Users<'_> {
                 // on as the user. Claimed by another, or deactivated: not this token's user.
                 if state.identity.as_ref() != Some(&identity) {
                     if state.identity.is_some() || state.deactivated {
+                        return Ok(Err(Unauthenticated::UnknownUser));
+                    }
+                    // An invitation made while no provider was configured names none: with
+                    // several configured now, any of them could vouch for its email, so it is
+                    // claimed only while there is one (re-invite naming the provider otherwise).
+                    if state.invitation_issuer.is_none() && self.app.oidc().issuers().len() > 1 {
                         return Ok(Err(Unauthenticated::UnknownUser));
                     }
                     let ctx = CommandContext::new(Actor::User(id), request_id.to_owned());

@@ -70,20 +70,23 @@ impl Projection for UsersProjection {
                 email,
                 organization_id,
                 roles,
-                ..
+                issuer,
             } => {
                 let org = Uuid::from(organization_id);
                 let roles: Vec<String> = roles
                     .iter()
                     .map(|r| role_entry(org, r.as_str()))
                     .collect();
+                // `issuer` of an invitation: the provider it is claimed through (`subject` null
+                // until then).
                 sqlx::query(
-                    "INSERT INTO rm_users (id, email, organization_id, roles, created_at, updated_at, version) \
-                     VALUES ($1, $2, $3, $4, $5, $5, $6)",
+                    "INSERT INTO rm_users (id, email, organization_id, issuer, roles, created_at, updated_at, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
                 )
                 .bind(id)
                 .bind(email.as_str())
                 .bind(org)
+                .bind(issuer.as_ref().map(|i| i.as_str()))
                 .bind(roles)
                 .bind(at)
                 .bind(v)

@@ -67,6 +67,9 @@ async fn an_invited_customer_admin_logs_in_and_sees_exactly_its_subtree() {
     assert_eq!(invited.status, StatusCode::CREATED, "{:?}", invited.body);
     assert_eq!(invited.body["status"], "invited");
     assert_eq!(invited.body["email"], "ana@acme.example");
+    // Bound to the one provider configured, and shown.
+    assert_eq!(invited.body["issuer"], idp.issuer());
+    assert_eq!(invited.body["subject"], Value::Null);
     let ana_id = id(&invited.body);
 
     // An invitation for an email that already is a user's: 409.
