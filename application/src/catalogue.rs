@@ -247,16 +247,7 @@ impl Catalogue<'_> {
             &window,
             rows,
             |r| r.id,
-            |r| {
-                LicenseView::new(
-                    r.id,
-                    &r.state,
-                    Some(r.created_at),
-                    Some(r.updated_at),
-                    r.version,
-                    now,
-                )
-            },
+            |r| LicenseView::from_row(&r, now),
         ))
     }
 
@@ -316,16 +307,7 @@ impl Catalogue<'_> {
             &window,
             rows,
             |r| r.id,
-            |r| {
-                LicenseView::new(
-                    r.id,
-                    &r.state,
-                    Some(r.created_at),
-                    Some(r.updated_at),
-                    r.version,
-                    now,
-                )
-            },
+            |r| LicenseView::from_row(&r, now),
         ))
     }
 

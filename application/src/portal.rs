@@ -130,16 +130,7 @@ impl Portal<'_> {
             &window,
             rows,
             |r| r.id,
-            |r| {
-                LicenseView::new(
-                    r.id,
-                    &r.state,
-                    Some(r.created_at),
-                    Some(r.updated_at),
-                    r.version,
-                    now,
-                )
-            },
+            |r| LicenseView::from_row(&r, now),
         ))
     }
 

@@ -261,6 +261,18 @@ pub struct LicenseView {
 }
 
 impl LicenseView {
+    /// From a row of the licenses' read model, with the status at `at`.
+    pub fn from_row(r: &projections::queries::LicenseRow, at: Timestamp) -> Self {
+        Self::new(
+            r.id,
+            &r.state,
+            Some(r.created_at),
+            Some(r.updated_at),
+            r.version,
+            at,
+        )
+    }
+
     /// From the aggregate's state, with the status at `at`.
     pub fn new(
         id: Uuid,

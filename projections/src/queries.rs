@@ -367,6 +367,21 @@ pub async fn organization_licenses(
     licenses(pool, &filter, Timestamp::UNIX_EPOCH, window).await
 }
 
+/// Reads a row selected with the columns of [`OrganizationRow`].
+fn organization_row(r: &PgRow) -> Result<OrganizationRow, sqlx::Error> {
+    Ok(OrganizationRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        parent_id: r.try_get("parent_id")?,
+        delegated_partners: r.try_get("delegated_partners")?,
+        closed: r.try_get("closed")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        version: r.try_get("version")?,
+    })
+}
+
 /// The filters of `GET /v1/organizations`.
 #[derive(Clone, Debug, Default)]
 pub struct OrganizationFilter {
@@ -409,19 +424,7 @@ pub async fn organizations_by_id(
     .fetch_all(pool)
     .await?
     .iter()
-    .map(|r| {
-        Ok(OrganizationRow {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            kind: r.try_get("kind")?,
-            parent_id: r.try_get("parent_id")?,
-            delegated_partners: r.try_get("delegated_partners")?,
-            closed: r.try_get("closed")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            version: r.try_get("version")?,
-        })
-    })
+    .map(organization_row)
     .collect()
 }
 
@@ -456,19 +459,7 @@ pub async fn organizations(
         .fetch_all(pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(OrganizationRow {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                kind: r.try_get("kind")?,
-                parent_id: r.try_get("parent_id")?,
-                delegated_partners: r.try_get("delegated_partners")?,
-                closed: r.try_get("closed")?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-                version: r.try_get("version")?,
-            })
-        })
+        .map(organization_row)
         .collect()
 }
 
