@@ -140,11 +140,15 @@ impl App {
         Ok(())
     }
 
-    /// Checks `access` may do `action` at organization `id`, an unknown organization's answer
-    /// standing for one it does not reach.
+    /// Checks organization `id` exists and `access` may do `action` there, an unknown
+    /// organization's answer standing for one it does not reach.
+    ///
+    /// Reach answers for what a principal reaches only through the tree, which holds existing
+    /// organizations; a vendor role reaches every id, so for it the organization's stream is
+    /// read (the write side's answer: one registered a moment ago on another server exists).
     ///
     /// # Errors
-    /// As [`App::authorize_at`].
+    /// As [`App::authorize_at`]; `ORGANIZATION_NOT_FOUND` for an unknown id.
     pub async fn authorize_organization(
         &self,
         access: &Access,
@@ -152,7 +156,19 @@ impl App {
         action: Action,
     ) -> Result<(), AppError> {
         self.authorize_at(access, id, action, || organization_not_found(id))
-            .await
+            .await?;
+        if access.everywhere().contains(action) {
+            let exists = self
+                .ledger()
+                .store()
+                .read::<domain::organization::Organization>(id)
+                .await?
+                .exists();
+            if !exists {
+                return Err(organization_not_found(id));
+            }
+        }
+        Ok(())
     }
 
     /// Checks `access` may do `action` everywhere (vendor-wide routes).

@@ -467,16 +467,6 @@ impl Users<'_> {
         self.app
             .authorize_organization(access, id, Action::ReadUsers)
             .await?;
-        let exists = self
-            .app
-            .ledger()
-            .store()
-            .read::<domain::organization::Organization>(id)
-            .await?
-            .exists();
-        if !exists {
-            return Err(crate::access::organization_not_found(id));
-        }
         let scope =
             crate::lists::Scope::new("organization users").with("organization_id", Some(id));
         let cursors = self.app.cursors();
