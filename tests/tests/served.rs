@@ -207,3 +207,65 @@ async fn a_closed_stdout_is_an_error_line_not_a_panic() {
     );
     db.drop_db().await;
 }
+
+/// Users sign in through the identity provider given to `ledger serve --oidc-issuer` (the flag
+/// as users pass it, parsed by the binary), and the users' read model is kept by the binary's
+/// own projectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_serve_takes_its_oidc_issuer_and_projects_users() {
+    use tests::idp::{IdpUser, TestIdp};
+    let idp = TestIdp::start().await;
+    let db = TestDb::create().await;
+    let data_dir = temp_data_dir();
+    let token = mint_token(BIN, &db);
+    let server = spawn_server(BIN, &db, &data_dir, &["--oidc-issuer", idp.issuer()]);
+    let client = reqwest::Client::new();
+    let org = client
+        .post(format!("{}/v1/organizations", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Acme GmbH", "kind": "customer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(org.status().as_u16(), 201);
+    let org: Value = org.json().await.unwrap();
+    let users_url = format!(
+        "{}/v1/organizations/{}/users",
+        server.base,
+        org["id"].as_str().unwrap()
+    );
+    let invited = client
+        .post(&users_url)
+        .bearer_auth(&token)
+        .json(&json!({"email": "ana@acme.example", "roles": ["customer_admin"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invited.status().as_u16(), 201);
+
+    let ana = idp
+        .access_token(&IdpUser::verified("ana", "ana@acme.example"))
+        .await;
+    let (status, me) = get(&client, &format!("{}/v1/me", server.base), &ana).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["principal"]["email"], "ana@acme.example");
+
+    // The users' projector of the binary lists her, linked now.
+    let since = Instant::now();
+    loop {
+        let (status, body) = get(&client, &users_url, &ana).await;
+        assert_eq!(status, 200, "{body}");
+        if body["users"][0]["status"] == "active" {
+            assert_eq!(body["users"][0]["subject"], "ana");
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "not projected: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    db.drop_db().await;
+}
