@@ -165,6 +165,26 @@ impl Needs for ManagesOrganizations {
     }
 }
 
+/// Assigning licenses to named users somewhere (the license's organization is checked by the
+/// use case).
+#[derive(Debug)]
+pub struct AssignsLicenses;
+impl Needs for AssignsLicenses {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require_somewhere(Action::AssignLicenses)
+    }
+}
+
+/// Deactivating installations somewhere (the license's organization is checked by the use
+/// case).
+#[derive(Debug)]
+pub struct ManagesInstallations;
+impl Needs for ManagesInstallations {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require_somewhere(Action::ManageInstallations)
+    }
+}
+
 /// Managing partner delegations somewhere (the organization is checked by the use case).
 #[derive(Debug)]
 pub struct ManagesDelegations;
@@ -360,6 +380,39 @@ pub fn page_limit(limit: Option<i64>) -> Result<Option<i64>, ApiError> {
             Some("limit".into()),
         )),
         _ => Ok(limit),
+    }
+}
+
+/// The two ids of a route with two path parameters (`/v1/organizations/{id}/delegations/{partner_id}`,
+/// `/v1/licenses/{id}/assignments/{user_id}`), as text: [`PathParam`] reads a route's one
+/// parameter. As there, a value that is not UTF-8 once percent-decoded is kept as sent, so that
+/// it answers 404 problem+json like any id that is not one (not axum's plain-text 400).
+pub struct TwoPathParams(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TwoPathParams {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(decoded) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            let mut values = decoded.iter().map(|(_, value)| value.to_owned());
+            if let (Some(first), Some(second)) = (values.next(), values.next()) {
+                return Ok(Self(first, second));
+            }
+        }
+        // Read back from the URI, at the parameters' places in the route's template.
+        let template = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default();
+        let segments: Vec<&str> = parts.uri.path().split('/').collect();
+        let mut raw = template
+            .split('/')
+            .enumerate()
+            .filter(|(_, s)| s.starts_with('{'))
+            .map(|(i, _)| segments.get(i).copied().unwrap_or_default().to_owned());
+        let first = raw.next().unwrap_or_default();
+        let second = raw.next().unwrap_or_default();
+        Ok(Self(first, second))
     }
 }
 

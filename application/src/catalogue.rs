@@ -37,6 +37,8 @@ pub struct LicenseQuery {
     /// The start of a license key as support typed it ([`SupportPrefixSearch`]).
     pub key_prefix: Option<String>,
     pub expires_before: Option<Timestamp>,
+    /// Licenses naming this user (named-user assignments).
+    pub user_id: Option<Uuid>,
 }
 
 /// The catalogue use cases of an [`App`].
@@ -287,7 +289,8 @@ impl Catalogue<'_> {
             .with(
                 "expires_before",
                 query.expires_before.map(|t| t.to_rfc3339()),
-            );
+            )
+            .with("user_id", query.user_id);
         let cursors = self.app.cursors();
         let window = cursors.window(&scope, &page)?;
         let filter = LicenseFilter {
@@ -299,6 +302,7 @@ impl Catalogue<'_> {
             status: query.status,
             key_prefix: key_prefix.as_ref().map(SupportPrefixSearch::range),
             expires_before: query.expires_before,
+            user_id: query.user_id,
         };
         let now = self.app.now();
         let rows = queries::licenses(self.app.pool(), &filter, now, &window).await?;

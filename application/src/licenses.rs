@@ -10,8 +10,9 @@
 use commands::ledger::{LicenseChange, NewLicense};
 use commands::{CommandContext, Idempotency, Ledger, Loaded, Outcome};
 use domain::event::Actor;
-use domain::ids::{AppId, InstallationId, LicenseId};
+use domain::ids::{AppId, InstallationId, LicenseId, UserId};
 use domain::license::{License, LicenseEvent, LicenseState};
+use domain::reach::Action;
 use domain::values::{DeactivationReason, Environment, Fingerprint, Label, OfflineTokenKind};
 use domain::{AggregateType, ErrorCode, Timestamp};
 
@@ -39,6 +40,14 @@ pub struct ActivationRequest {
 pub struct Activated {
     pub created: bool,
     pub installation: InstallationView,
+}
+
+/// An assignment's answer: the license, and whether this request named the user (one named
+/// already gets the license back unchanged).
+#[derive(Clone, Debug)]
+pub struct Assigned {
+    pub created: bool,
+    pub written: Written<LicenseView>,
 }
 
 /// The license use cases of an [`App`].
@@ -155,6 +164,119 @@ impl Licenses<'_> {
         })
     }
 
+    /// Names user `user_id` on license `id`, for a principal that may assign licenses at the
+    /// license's organization. The user must be one the principal reaches (any other answers
+    /// exactly as an unknown user) and of the license's organization or below.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND` or `USER_NOT_FOUND` (unknown or out of reach), 403 without
+    /// `AssignLicenses` there; refusals (`TOO_MANY_ASSIGNMENTS`, `USER_DEACTIVATED`,
+    /// `ASSIGNEE_OUTSIDE_ORGANIZATION`, `LICENSE_REVOKED`); infrastructure errors.
+    pub async fn assign(
+        &self,
+        ctx: &CommandContext,
+        access: &crate::access::Access,
+        id: LicenseId,
+        user_id: UserId,
+    ) -> Result<Assigned, AppError> {
+        self.authorize(access, id, Action::AssignLicenses, || license_not_found(id))
+            .await?;
+        let user = self.ledger.user(user_id).await?;
+        let state = user
+            .state()
+            .ok_or_else(|| crate::users::user_not_found(user_id))?;
+        // Reaching the user's home organization at all is what makes it known to the caller.
+        self.app
+            .authorize_at(access, state.organization_id, Action::ReadLicenses, || {
+                crate::users::user_not_found(user_id)
+            })
+            .await?;
+        let outcome = self.ledger.assign(ctx, id, user_id, state).await?;
+        let outcome = self.observed(outcome);
+        Ok(Assigned {
+            created: !outcome.events.is_empty(),
+            written: Written {
+                view: self.view(&outcome)?,
+                replayed: outcome.replayed,
+            },
+        })
+    }
+
+    /// Takes user `user_id`'s name off license `id`.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND` (unknown or out of reach), 403 without `AssignLicenses` there,
+    /// `ASSIGNMENT_NOT_FOUND`; infrastructure errors.
+    pub async fn unassign(
+        &self,
+        ctx: &CommandContext,
+        access: &crate::access::Access,
+        id: LicenseId,
+        user_id: UserId,
+    ) -> Result<Written<LicenseView>, AppError> {
+        self.authorize(access, id, Action::AssignLicenses, || license_not_found(id))
+            .await?;
+        let outcome = self.ledger.unassign(ctx, id, user_id).await?;
+        let outcome = self.observed(outcome);
+        Ok(Written {
+            view: self.view(&outcome)?,
+            replayed: outcome.replayed,
+        })
+    }
+
+    /// Ends installation `installation_id` from the portal (moving a machine): for a principal
+    /// that may manage installations at its license's organization. The license is found
+    /// through the log, so an installation activated a moment ago is found at once.
+    ///
+    /// # Errors
+    /// `INSTALLATION_NOT_FOUND` (unknown, ended already, or out of reach), 403 without
+    /// `ManageInstallations` there; infrastructure errors.
+    pub async fn deactivate_installation(
+        &self,
+        ctx: &CommandContext,
+        access: &crate::access::Access,
+        installation_id: InstallationId,
+    ) -> Result<DeactivationView, AppError> {
+        let not_found = || {
+            let e = domain::DomainError::InstallationNotFound(installation_id);
+            AppError::not_found(e.code(), e.to_string())
+        };
+        let license_id =
+            projections::queries::license_of_installation(self.app.pool(), installation_id.into())
+                .await?
+                .map(LicenseId::from_uuid)
+                .ok_or_else(not_found)?;
+        self.authorize(access, license_id, Action::ManageInstallations, not_found)
+            .await?;
+        self.deactivate(ctx, license_id, installation_id, DeactivationReason::Admin)
+            .await
+    }
+
+    /// Checks `access` may do `action` on license `id` at its organization now; a license it
+    /// does not reach answers `not_found` (for the license itself: exactly as an unknown one).
+    /// Returns the license as read.
+    async fn authorize(
+        &self,
+        access: &crate::access::Access,
+        id: LicenseId,
+        action: Action,
+        not_found: impl Fn() -> AppError,
+    ) -> Result<LicenseView, AppError> {
+        let now = self.get(id).await.map_err(|e| match e {
+            AppError::NotFound { .. } => not_found(),
+            other => other,
+        })?;
+        self.app
+            .authorize_at(
+                access,
+                domain::ids::OrganizationId::from_uuid(now.organization_id),
+                action,
+                not_found,
+            )
+            .await?;
+        Ok(now)
+    }
+
     /// Replaces the license's key; the answer carries the new key this once.
     ///
     /// # Errors
@@ -202,14 +324,8 @@ impl Licenses<'_> {
         id: LicenseId,
         as_of: Option<Timestamp>,
     ) -> Result<LicenseView, AppError> {
-        let now = self.get(id).await?;
-        self.app
-            .authorize_at(
-                access,
-                domain::ids::OrganizationId::from_uuid(now.organization_id),
-                domain::reach::Action::ReadLicenses,
-                || license_not_found(id),
-            )
+        let now = self
+            .authorize(access, id, Action::ReadLicenses, || license_not_found(id))
             .await?;
         match as_of {
             None => Ok(now),

@@ -13,6 +13,7 @@ use domain::Timestamp;
 use domain::ids::OrganizationId;
 use domain::reach::Action;
 use domain::status::{LicenseStatus, status_at};
+use domain::values::LicenseModel;
 use projections::queries::{self, LicenseFilter, Order, Window};
 use serde::Serialize;
 use uuid::Uuid;
@@ -46,7 +47,7 @@ pub struct EntitlementView {
     /// The features of any usable license, sorted.
     pub features: Vec<String>,
     pub seats_total: u64,
-    /// Active installations of those licenses.
+    /// Seats in use: active installations, or users named on `named_user` licenses.
     pub seats_used: u64,
     pub licenses: u32,
     /// The latest end among them; `null` when one of them is perpetual.
@@ -263,7 +264,12 @@ impl Portal<'_> {
             });
             entry.licenses += 1;
             entry.seats_total += u64::from(view.seats);
-            entry.seats_used += view.activations.len() as u64;
+            // A named-user license's seats are its assignees; the others' their installations.
+            entry.seats_used += if r.state.terms.model == LicenseModel::NamedUser {
+                u64::from(r.state.named_seats_used())
+            } else {
+                view.activations.len() as u64
+            };
             for f in view.features {
                 if !entry.features.contains(&f) {
                     entry.features.push(f);

@@ -181,7 +181,7 @@ impl App {
     }
 }
 
-fn user_not_found(id: UserId) -> AppError {
+pub(crate) fn user_not_found(id: UserId) -> AppError {
     let e = DomainError::UserNotFound(id);
     AppError::not_found(e.code(), e.to_string())
 }

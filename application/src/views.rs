@@ -236,6 +236,9 @@ pub struct LicenseView {
     pub seats: u32,
     pub features: Vec<String>,
     pub activations: Vec<ActivationView>,
+    /// The users named on the license (`POST /v1/licenses/{id}/assignments`); for a
+    /// `named_user` policy each holds a seat.
+    pub assignees: Vec<Uuid>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub starts_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
@@ -306,6 +309,7 @@ impl LicenseView {
                     lease_expires_at: a.lease_expires_at,
                 })
                 .collect(),
+            assignees: s.assignees.iter().map(|u| (*u).into()).collect(),
             starts_at: s.starts_at,
             expires_at: s.expires_at,
             trial_ends_at: s.trial_ends_at,

@@ -109,6 +109,14 @@ pub enum ErrorCode {
     EmailTaken,
     /// Another user has this identity (issuer and subject).
     IdentityTaken,
+    /// Every named-user seat of the license is assigned.
+    TooManyAssignments,
+    /// Seats cannot go below the users named on a `named_user` license.
+    SeatsBelowAssignments,
+    /// A license is assigned only to users of its organization or below.
+    AssigneeOutsideOrganization,
+    /// The user is not assigned to the license.
+    AssignmentNotFound,
     /// A validation code: `NOT_FOUND` and `APP_MISMATCH` at the client edge, and the code of a
     /// license that is not valid for what was asked (`SUSPENDED`, `TOO_MANY_ACTIVATIONS`, ...).
     #[strum(disabled)]
@@ -184,6 +192,10 @@ impl ErrorCode {
             Self::RoleNotHeldThere => "ROLE_NOT_HELD_THERE",
             Self::EmailTaken => "EMAIL_TAKEN",
             Self::IdentityTaken => "IDENTITY_TAKEN",
+            Self::TooManyAssignments => "TOO_MANY_ASSIGNMENTS",
+            Self::SeatsBelowAssignments => "SEATS_BELOW_ASSIGNMENTS",
+            Self::AssigneeOutsideOrganization => "ASSIGNEE_OUTSIDE_ORGANIZATION",
+            Self::AssignmentNotFound => "ASSIGNMENT_NOT_FOUND",
             Self::Validation(code) => code.as_str(),
             Self::Internal => "INTERNAL",
             Self::Unavailable => "UNAVAILABLE",
@@ -244,9 +256,9 @@ mod tests {
 
     #[test]
     fn the_problem_codes_are_all_there() {
-        // 60 of the API's own (the users' the latest) plus the 12 validation codes: a code
+        // 64 of the API's own (named-user assignments the latest) plus the 12 validation codes: a code
         // removed by mistake shows here.
-        assert_eq!(ErrorCode::iter().count(), 60);
+        assert_eq!(ErrorCode::iter().count(), 64);
         assert_eq!(ValidationCode::iter().count(), 12);
     }
 

@@ -91,6 +91,21 @@ pub enum DomainError {
     LeaseExpired(InstallationId),
     #[error("the license's policy does not allow offline use")]
     OfflineNotAllowed,
+    #[error("all {seats} named-user seats of the license are assigned; unassign a user first")]
+    TooManyAssignments { seats: u32 },
+    #[error(
+        "cannot lower seats to {seats}: {assigned} users are named on the license; unassign some first"
+    )]
+    SeatsBelowAssignments { seats: u32, assigned: u32 },
+    #[error(
+        "user {user_id} is not of organization {organization_id} or one below it: a license is assigned to its own organization's users"
+    )]
+    AssigneeOutsideOrganization {
+        user_id: UserId,
+        organization_id: OrganizationId,
+    },
+    #[error("user {0} is not assigned to this license")]
+    AssignmentNotFound(UserId),
 
     #[error("API token {0} does not exist")]
     ApiTokenNotFound(ApiTokenId),
@@ -155,6 +170,10 @@ impl DomainError {
             Self::NotFloating => ErrorCode::NotFloating,
             Self::LeaseExpired(_) => ErrorCode::LeaseExpired,
             Self::OfflineNotAllowed => ErrorCode::OfflineNotAllowed,
+            Self::TooManyAssignments { .. } => ErrorCode::TooManyAssignments,
+            Self::SeatsBelowAssignments { .. } => ErrorCode::SeatsBelowAssignments,
+            Self::AssigneeOutsideOrganization { .. } => ErrorCode::AssigneeOutsideOrganization,
+            Self::AssignmentNotFound(_) => ErrorCode::AssignmentNotFound,
             Self::ApiTokenNotFound(_) => ErrorCode::TokenNotFound,
             Self::ApiTokenAlreadyRevoked(_) => ErrorCode::TokenAlreadyRevoked,
             Self::UserNotFound(_) => ErrorCode::UserNotFound,
@@ -176,7 +195,8 @@ impl DomainError {
             | Self::LicenseNotFound(_)
             | Self::InstallationNotFound(_)
             | Self::ApiTokenNotFound(_)
-            | Self::UserNotFound(_) => RejectionKind::NotFound,
+            | Self::UserNotFound(_)
+            | Self::AssignmentNotFound(_) => RejectionKind::NotFound,
             Self::OrganizationAlreadyRegistered(_)
             | Self::ProductAlreadyDefined(_)
             | Self::PolicyAlreadyDefined(_)
@@ -185,6 +205,7 @@ impl DomainError {
             | Self::UserAlreadyRegistered(_)
             | Self::InvitationAlreadyClaimed(_)
             | Self::TooManyActivations { .. }
+            | Self::TooManyAssignments { .. }
             | Self::LeaseExpired(_) => RejectionKind::Conflict,
             Self::OrganizationClosed(_)
             | Self::OrganizationCycle(_)
@@ -203,6 +224,8 @@ impl DomainError {
             | Self::LicensePerpetual(_)
             | Self::SameOrganization(_)
             | Self::SeatsBelowActivations { .. }
+            | Self::SeatsBelowAssignments { .. }
+            | Self::AssigneeOutsideOrganization { .. }
             | Self::LicenseNotValid(_)
             | Self::NotFloating
             | Self::OfflineNotAllowed

@@ -200,6 +200,12 @@ fn license_samples() -> Vec<LicenseEvent> {
             at: t("2026-05-01T00:00:00Z"),
         },
         LicenseEvent::SubscriptionCanceled {},
+        LicenseEvent::Assigned {
+            user_id: UserId::from_uuid(uuid(50)),
+        },
+        LicenseEvent::Unassigned {
+            user_id: UserId::from_uuid(uuid(50)),
+        },
     ]
 }
 

@@ -207,6 +207,8 @@ pub struct LicenseFilter {
     pub key_prefix: Option<(String, String)>,
     /// Licenses that end (`expires_at`) strictly before this instant; perpetual ones never do.
     pub expires_before: Option<Timestamp>,
+    /// Licenses naming this user now (the state's `assignees`).
+    pub user_id: Option<Uuid>,
 }
 
 const LICENSE_COLUMNS: &str =
@@ -309,6 +311,18 @@ fn license_query<'a>(
     if let Some(before) = filter.expires_before {
         q.push(" AND expires_at < ");
         q.push_bind(before);
+    }
+    if let Some(user) = filter.user_id {
+        // The licenses the user was ever assigned (the log's partial index, migration 0012),
+        // then those whose state names the user now.
+        let user = user.to_string();
+        q.push(
+            " AND id IN (SELECT aggregate_id::uuid FROM events WHERE event_type = 'LicenseAssigned' \
+             AND aggregate_type = 'License' AND payload->>'user_id' = ",
+        );
+        q.push_bind(user.clone());
+        q.push(") AND (state->'assignees')::jsonb ? ");
+        q.push_bind(user);
     }
     keyset(&mut q, "id", window);
     if tree.is_some() {
@@ -690,4 +704,23 @@ pub async fn organization_users(
             })
         })
         .collect()
+}
+
+/// The license installation `installation_id` was activated on, from the log (the partial index
+/// of migration 0012): read-your-writes, whichever server took the activation.
+///
+/// # Errors
+/// Database errors.
+pub async fn license_of_installation(
+    pool: &PgPool,
+    installation_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE event_type = 'InstallationActivated' \
+         AND aggregate_type = 'License' AND payload->>'installation_id' = $1 LIMIT 1",
+    )
+    .bind(installation_id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
 }

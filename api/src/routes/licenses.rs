@@ -3,13 +3,13 @@
 //! validation model current.
 
 use application::catalogue::LicenseQuery;
-use application::views::{LicenseView, LicenseWithKey, Written};
+use application::views::{DeactivationView, LicenseView, LicenseWithKey, Written};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use commands::ledger::{LicenseChange, NewLicense};
-use domain::ids::{LicenseId, OrganizationId, PolicyId};
+use domain::ids::{InstallationId, LicenseId, OrganizationId, PolicyId, UserId};
 use domain::status::LicenseStatus;
 use domain::values::{FeatureSet, LicenseSource, Reason, RevocationCategory, SeatCount};
 use domain::{ErrorCode, Timestamp};
@@ -19,7 +19,10 @@ use serde_json::json;
 use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::extract::{Admin, Command, Needs, NoBody, PathParam, Support, path_id};
+use crate::extract::{
+    Admin, AssignsLicenses, Command, ManagesInstallations, Needs, NoBody, PathParam, Support,
+    TwoPathParams, path_id,
+};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -41,6 +44,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(change_entitlements))
         .routes(routes!(change_seats))
         .routes(routes!(extend_maintenance))
+        .routes(routes!(assign_license))
+        .routes(routes!(unassign_license))
+        .routes(routes!(deactivate_installation))
 }
 
 /// A license's event stream.
@@ -134,7 +140,7 @@ const STATUSES: [LicenseStatus; 8] = [
         ("status" = Option<String>, Query, pattern = "^(active|trialing|past_due|paused|suspended|expired|canceled|revoked)$", description = "Only licenses in this status now"),
         ("key_prefix" = Option<String>, Query, description = "The start of a license key as a customer reads it: the product prefix, a hyphen and 2-4 characters (e.g. `ACME-7K2Q`); never a whole key"),
         ("expires_before" = Option<String>, Query, format = DateTime, description = "Only licenses expiring before this RFC 3339 instant"),
-        ("user_id" = Option<String>, Query, deprecated, description = "Reserved for named users (issue #15): refused with 400 until users exist"),
+        ("user_id" = Option<uuid::Uuid>, Query, description = "Only licenses this user is assigned to (`POST /v1/licenses/{id}/assignments`)"),
         super::PageParams,
     ),
     responses((status = 200, description = "A page", body = super::LicensePage), (status = 400, response = Problem)))]
@@ -161,16 +167,6 @@ async fn list_licenses(
         ]
         .concat(),
     )?;
-    if q.get("user_id").is_some() {
-        // Reserved by the contract for named users, who do not exist yet (ADR 0017): refused
-        // rather than answered with a list the filter did not narrow.
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            "user_id is reserved for licenses assigned to users, which this server does not \
-             have yet; leave it out",
-            Some("user_id".to_owned()),
-        ));
-    }
     let organization_id = q.uuid("organization_id")?;
     let include_descendants = q.bool("include_descendants")?.unwrap_or(false);
     if include_descendants && organization_id.is_none() {
@@ -189,6 +185,7 @@ async fn list_licenses(
         status: q.one_of("status", &statuses)?,
         key_prefix: q.get("key_prefix").map(str::to_owned),
         expires_before: q.instant("expires_before")?,
+        user_id: q.uuid("user_id")?,
     };
     let listed = state.app.catalogue().licenses(filter, q.page()?).await?;
     page("licenses", listed)
@@ -512,4 +509,112 @@ async fn rotate_license_key(
     let id = license_id(&raw)?;
     let written = state.app.licenses().rotate_key(&cmd.context, id).await?;
     Ok(answer(StatusCode::OK, None, written))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AssignmentBody {
+    /// The user to name on the license: of the license's organization or one below it.
+    #[schema(value_type = uuid::Uuid)]
+    user_id: UserId,
+}
+
+/// Names a user on a license (named users).
+///
+/// For a `named_user` policy each user named holds a seat: once `seats` users are named, 409
+/// `TOO_MANY_ASSIGNMENTS`. A user named already: 200 and the license unchanged. A user the
+/// caller does not reach: 404 `USER_NOT_FOUND`, as an unknown one; a user outside the license's
+/// organization and its descendants: 422 `ASSIGNEE_OUTSIDE_ORGANIZATION`; a deactivated user:
+/// 422 `USER_DEACTIVATED`. Allowed to `vendor_admin`, and to `customer_admin` and
+/// `license_manager` at the license's organization or above.
+#[utoipa::path(post, path = "/v1/licenses/{id}/assignments", tag = "licenses", summary = "Assign a license to a user",
+    params(("id" = uuid::Uuid, Path, description = "The license")),
+    request_body = AssignmentBody,
+    responses(
+        (status = 201, description = "The user is named; the license as the assignment left it", body = LicenseView),
+        (status = 200, description = "The user was named already; the license", body = LicenseView),
+        (status = 400, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
+async fn assign_license(
+    State(state): State<AppState>,
+    PathParam(raw): PathParam,
+    cmd: Command<AssignmentBody, AssignsLicenses>,
+) -> Result<Response, ApiError> {
+    let id = license_id(&raw)?;
+    let assigned = state
+        .app
+        .licenses()
+        .assign(&cmd.context, &cmd.principal.access, id, cmd.body.user_id)
+        .await?;
+    let status = if assigned.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(answer(status, None, assigned.written))
+}
+
+/// Takes a user's name off a license, freeing its seat.
+///
+/// A user not named on the license (or an id that is none): 404 `ASSIGNMENT_NOT_FOUND`.
+#[utoipa::path(delete, path = "/v1/licenses/{id}/assignments/{user_id}", tag = "licenses", summary = "Unassign a license from a user",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The license"),
+        ("user_id" = uuid::Uuid, Path, description = "The user named on it"),
+    ),
+    responses(
+        (status = 200, description = "The license as the change left it", body = LicenseView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
+async fn unassign_license(
+    State(state): State<AppState>,
+    TwoPathParams(raw, raw_user): TwoPathParams,
+    cmd: Command<NoBody, AssignsLicenses>,
+) -> Result<Response, ApiError> {
+    let id = license_id(&raw)?;
+    let user_id: UserId = path_id(
+        &raw_user,
+        ErrorCode::AssignmentNotFound,
+        "assignment of user",
+    )?;
+    let written = state
+        .app
+        .licenses()
+        .unassign(&cmd.context, &cmd.principal.access, id, user_id)
+        .await?;
+    Ok(answer(StatusCode::OK, None, written))
+}
+
+/// Ends an installation from the portal or the dashboard (moving a machine): its seat is free
+/// at once, and the client's next validation answers `NOT_ACTIVATED`.
+///
+/// Allowed to `vendor_admin`, and to `customer_admin` and `license_manager` at the license's
+/// organization or above. An installation unknown, ended already or out of reach: 404
+/// `INSTALLATION_NOT_FOUND`.
+#[utoipa::path(post, path = "/v1/installations/{id}/deactivate", tag = "licenses", summary = "Deactivate an installation (portal)",
+    params(("id" = uuid::Uuid, Path, description = "The installation")),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
+    responses(
+        (status = 200, description = "Deactivated", body = DeactivationView),
+        (status = 400, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
+async fn deactivate_installation(
+    State(state): State<AppState>,
+    PathParam(raw): PathParam,
+    cmd: Command<NoBody, ManagesInstallations>,
+) -> Result<Response, ApiError> {
+    let id: InstallationId = path_id(&raw, ErrorCode::InstallationNotFound, "installation")?;
+    let done = state
+        .app
+        .licenses()
+        .deactivate_installation(&cmd.context, &cmd.principal.access, id)
+        .await?;
+    Ok(axum::response::IntoResponse::into_response(Json(done)))
 }

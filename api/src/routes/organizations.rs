@@ -3,9 +3,8 @@
 
 use application::views::OrganizationView;
 use axum::Json;
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::Response;
 use commands::ledger::NewOrganization;
 use domain::ErrorCode;
@@ -19,7 +18,8 @@ use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{
-    Admin, Command, ManagesDelegations, ManagesOrganizations, NoBody, PathParam, path_id,
+    Admin, Command, ManagesDelegations, ManagesOrganizations, NoBody, PathParam, TwoPathParams,
+    path_id,
 };
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
@@ -476,7 +476,7 @@ fn names_partner(e: &application::AppError, partner: OrganizationId) -> bool {
     ))]
 async fn revoke_delegation(
     State(state): State<AppState>,
-    DelegationPath(raw_id, raw_partner): DelegationPath,
+    TwoPathParams(raw_id, raw_partner): TwoPathParams,
     cmd: Command<NoBody, ManagesDelegations>,
 ) -> Result<Response, ApiError> {
     let id = organization_id(&raw_id)?;
@@ -491,37 +491,4 @@ async fn revoke_delegation(
         .revoke_partner_delegation(&cmd.context, id, partner_id)
         .await?;
     Ok(answer(StatusCode::OK, None, written))
-}
-
-/// The two ids of `/v1/organizations/{id}/delegations/{partner_id}`, as text: [`PathParam`]
-/// reads a route's one parameter, this route has two. As there, a value that is not UTF-8 once
-/// percent-decoded is kept as sent, so that it answers 404 problem+json like any id that is
-/// not one (not axum's plain-text 400).
-struct DelegationPath(String, String);
-
-impl<S: Send + Sync> FromRequestParts<S> for DelegationPath {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        if let Ok(decoded) = RawPathParams::from_request_parts(parts, state).await {
-            let mut values = decoded.iter().map(|(_, value)| value.to_owned());
-            if let (Some(id), Some(partner)) = (values.next(), values.next()) {
-                return Ok(Self(id, partner));
-            }
-        }
-        // Read back from the URI, at the parameters' places in the route's template.
-        let template = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map(|t| t.as_str().to_owned())
-            .unwrap_or_default();
-        let segments: Vec<&str> = parts.uri.path().split('/').collect();
-        let mut raw = template
-            .split('/')
-            .enumerate()
-            .filter(|(_, s)| s.starts_with('{'))
-            .map(|(i, _)| segments.get(i).copied().unwrap_or_default().to_owned());
-        let id = raw.next().unwrap_or_default();
-        let partner = raw.next().unwrap_or_default();
-        Ok(Self(id, partner))
-    }
 }

@@ -3,9 +3,9 @@
 
 use domain::DomainError;
 use domain::Timestamp;
-use domain::ids::{InstallationId, LicenseId, OrganizationId, PolicyId};
+use domain::ids::{InstallationId, LicenseId, OrganizationId, PolicyId, UserId};
 use domain::keys::{KeyHash, LicenseKey};
-use domain::license::{IssueLicense, License, LicenseAction, LicenseCommand};
+use domain::license::{Assignee, IssueLicense, License, LicenseAction, LicenseCommand};
 use domain::stream::{AggregateType, ClaimScope, id_from_claim_stream};
 use domain::values::{
     DeactivationReason, Environment, FeatureSet, Fingerprint, Label, LicenseSource,
@@ -290,6 +290,44 @@ impl Ledger {
             fingerprint,
         };
         self.license_command(ctx, license_id, action).await
+    }
+
+    /// Names user `user_id` (whose state the caller read, [`Ledger::user`]) on a license
+    /// (no-op when it is named already). Its home organization's lineage is read here; the
+    /// license's organization is the one its stream holds when the command is decided.
+    ///
+    /// # Errors
+    /// `USER_DEACTIVATED`, `ASSIGNEE_OUTSIDE_ORGANIZATION`, `TOO_MANY_ASSIGNMENTS`,
+    /// `LICENSE_REVOKED`; infrastructure errors.
+    pub async fn assign(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        user_id: UserId,
+        user: &domain::user::UserState,
+    ) -> Result<Outcome<License>, LedgerError> {
+        let home = self.organization_ref(user.organization_id).await?;
+        let assignee = Assignee {
+            user_id,
+            deactivated: user.deactivated,
+            lineage: home.facts.map(|f| f.lineage).unwrap_or_default(),
+        };
+        self.license_command(ctx, license_id, LicenseAction::Assign(assignee))
+            .await
+    }
+
+    /// Takes user `user_id`'s name off a license.
+    ///
+    /// # Errors
+    /// `ASSIGNMENT_NOT_FOUND`; infrastructure errors.
+    pub async fn unassign(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        user_id: UserId,
+    ) -> Result<Outcome<License>, LedgerError> {
+        self.license_command(ctx, license_id, LicenseAction::Unassign { user_id })
+            .await
     }
 
     async fn license_command(

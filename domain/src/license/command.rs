@@ -3,7 +3,7 @@
 //! organization), so deciding stays deterministic.
 
 use crate::Timestamp;
-use crate::ids::{InstallationId, LicenseId};
+use crate::ids::{InstallationId, LicenseId, OrganizationId, UserId};
 use crate::keys::KeyHash;
 use crate::organization::OrganizationRef;
 use crate::policy::PolicyRef;
@@ -78,6 +78,25 @@ pub enum LicenseAction {
         kind: OfflineTokenKind,
         fingerprint: Option<Fingerprint>,
     },
+    /// Name a user on the license (for `named_user` policies, a seat). Assigning a user already
+    /// named changes nothing.
+    Assign(Assignee),
+    /// Take a user's name off the license, freeing its seat.
+    Unassign {
+        user_id: UserId,
+    },
+}
+
+/// A user to name on a license, with the facts the decision needs, looked up by the write side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignee {
+    pub user_id: UserId,
+    /// The user is deactivated: it is named on nothing new.
+    pub deactivated: bool,
+    /// The user's home organization and every organization above it, nearest first: a license
+    /// is assigned only to users of its organization or below (the license's organization is
+    /// read at decision time, so a transfer in between cannot slip past the rule).
+    pub lineage: Vec<OrganizationId>,
 }
 
 /// Everything issuing a license needs, looked up by the write side.

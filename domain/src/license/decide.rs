@@ -4,7 +4,8 @@
 use chrono::{Duration, Months};
 
 use super::{
-    IssueLicense, License, LicenseAction, LicenseCommand, LicenseEvent, LicenseIssued, LicenseState,
+    Assignee, IssueLicense, License, LicenseAction, LicenseCommand, LicenseEvent, LicenseIssued,
+    LicenseState,
 };
 use crate::Timestamp;
 use crate::error::DomainError;
@@ -47,6 +48,12 @@ impl License {
                     .map(|installation_id| LicenseEvent::FloatingLeaseExpired { installation_id })
                     .collect());
             }
+            LicenseAction::Unassign { user_id } => {
+                if !state.assignees.contains(user_id) {
+                    return Err(DomainError::AssignmentNotFound(*user_id));
+                }
+                return Ok(vec![LicenseEvent::Unassigned { user_id: *user_id }]);
+            }
             _ => {}
         }
         // Revocation is final: nothing else changes a revoked license.
@@ -56,7 +63,9 @@ impl License {
         let events = match &cmd.action {
             LicenseAction::Issue(_)
             | LicenseAction::Deactivate { .. }
+            | LicenseAction::Unassign { .. }
             | LicenseAction::ExpireLeases => unreachable!("handled above"),
+            LicenseAction::Assign(assignee) => return Self::assign(state, assignee),
             LicenseAction::Activate {
                 installation_id,
                 fingerprint,
@@ -145,6 +154,13 @@ impl License {
                         active,
                     });
                 }
+                let assigned = state.named_seats_used();
+                if seats.get() < assigned {
+                    return Err(DomainError::SeatsBelowAssignments {
+                        seats: seats.get(),
+                        assigned,
+                    });
+                }
                 if *seats == state.seats {
                     vec![]
                 } else {
@@ -220,6 +236,33 @@ impl License {
             });
         }
         Ok(events)
+    }
+
+    /// Names a user on the license. For a `named_user` policy the seats count assignees; for
+    /// the other models an assignment is a record of who uses it and holds no seat.
+    fn assign(state: &LicenseState, assignee: &Assignee) -> Result<Vec<LicenseEvent>, DomainError> {
+        if state.assignees.contains(&assignee.user_id) {
+            return Ok(vec![]);
+        }
+        if assignee.deactivated {
+            return Err(DomainError::UserDeactivated(assignee.user_id));
+        }
+        if !assignee.lineage.contains(&state.organization_id) {
+            return Err(DomainError::AssigneeOutsideOrganization {
+                user_id: assignee.user_id,
+                organization_id: state.organization_id,
+            });
+        }
+        if state.terms.model == LicenseModel::NamedUser
+            && state.named_seats_used() >= state.seats.get()
+        {
+            return Err(DomainError::TooManyAssignments {
+                seats: state.seats.get(),
+            });
+        }
+        Ok(vec![LicenseEvent::Assigned {
+            user_id: assignee.user_id,
+        }])
     }
 
     fn deactivate(

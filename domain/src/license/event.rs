@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 use crate::event::{UniqueClaim, VersionedEvent};
-use crate::ids::{AppId, InstallationId, OrganizationId, PolicyId, ProductId};
+use crate::ids::{AppId, InstallationId, OrganizationId, PolicyId, ProductId, UserId};
 use crate::keys::KeyHash;
 use crate::policy::PolicyTerms;
 use crate::stream::{AggregateType, ClaimScope};
@@ -97,6 +97,11 @@ pub enum LicenseEvent {
     CancellationScheduled { at: Timestamp },
     #[serde(rename = "SubscriptionCanceled")]
     SubscriptionCanceled {},
+    /// A user is named on the license (round 2).
+    #[serde(rename = "LicenseAssigned")]
+    Assigned { user_id: UserId },
+    #[serde(rename = "LicenseUnassigned")]
+    Unassigned { user_id: UserId },
 }
 
 /// The payload of `LicenseIssued`: the license's terms at issue, self-contained (the policy terms
@@ -146,6 +151,8 @@ impl DomainEvent for LicenseEvent {
             Self::SubscriptionResumed {} => "SubscriptionResumed",
             Self::CancellationScheduled { .. } => "CancellationScheduled",
             Self::SubscriptionCanceled {} => "SubscriptionCanceled",
+            Self::Assigned { .. } => "LicenseAssigned",
+            Self::Unassigned { .. } => "LicenseUnassigned",
         }
         .to_owned()
     }
@@ -184,6 +191,8 @@ impl VersionedEvent for LicenseEvent {
         ("SubscriptionResumed", "1"),
         ("CancellationScheduled", "1"),
         ("SubscriptionCanceled", "1"),
+        ("LicenseAssigned", "1"),
+        ("LicenseUnassigned", "1"),
     ];
 
     /// LicenseRevoked v1 `{reason}` became v2 `{reason, category}`: old revocations read as

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::DomainError;
 use crate::stream::AggregateType;
 
-pub use command::{IssueLicense, LicenseAction, LicenseCommand};
+pub use command::{Assignee, IssueLicense, LicenseAction, LicenseCommand};
 pub use event::{LicenseEvent, LicenseIssued};
 pub use state::{Activation, Billing, LicenseState};
 

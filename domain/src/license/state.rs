@@ -2,12 +2,12 @@
 //! every stored sequence of events folds, whatever decisions allowed at the time, because the
 //! read models, the as-of view and the aggregate all replay the same log through it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::{License, LicenseEvent, LicenseIssued};
-use crate::ids::{AppId, InstallationId, OrganizationId, PolicyId, ProductId};
+use crate::ids::{AppId, InstallationId, OrganizationId, PolicyId, ProductId, UserId};
 use crate::keys::KeyHash;
 use crate::policy::PolicyTerms;
 use crate::validation::LicenseFacts;
@@ -80,6 +80,9 @@ pub struct LicenseState {
     pub activations: BTreeMap<InstallationId, Activation>,
     #[serde(default)]
     pub billing: Billing,
+    /// The users named on the license; for a `named_user` policy each holds a seat.
+    #[serde(default)]
+    pub assignees: BTreeSet<UserId>,
 }
 
 impl LicenseState {
@@ -102,6 +105,15 @@ impl LicenseState {
             .iter()
             .find(|(_, a)| a.fingerprint.as_str() == fingerprint && a.active_at(now))
             .map(|(id, _)| *id)
+    }
+
+    /// The seats named users hold: every assignee of a `named_user` license, none otherwise.
+    pub fn named_seats_used(&self) -> u32 {
+        if self.terms.model == LicenseModel::NamedUser {
+            u32::try_from(self.assignees.len()).unwrap_or(u32::MAX)
+        } else {
+            0
+        }
     }
 
     /// Floating installations whose lease has lapsed at `now`.
@@ -206,6 +218,7 @@ impl License {
                 revocation_category: None,
                 activations: BTreeMap::new(),
                 billing: Billing::default(),
+                assignees: BTreeSet::new(),
             }));
             return;
         }
@@ -283,6 +296,12 @@ impl License {
             LicenseEvent::SubscriptionResumed {} => state.billing.paused = false,
             LicenseEvent::CancellationScheduled { at } => state.billing.cancel_at = Some(at),
             LicenseEvent::SubscriptionCanceled {} => state.billing.canceled = true,
+            LicenseEvent::Assigned { user_id } => {
+                state.assignees.insert(user_id);
+            }
+            LicenseEvent::Unassigned { user_id } => {
+                state.assignees.remove(&user_id);
+            }
         }
     }
 }

@@ -269,7 +269,9 @@ impl ValidationEntry {
             // Facts validation does not read.
             LicenseEvent::Transferred { .. }
             | LicenseEvent::MaintenanceExtended { .. }
-            | LicenseEvent::OfflineTokenIssued { .. } => {}
+            | LicenseEvent::OfflineTokenIssued { .. }
+            | LicenseEvent::Assigned { .. }
+            | LicenseEvent::Unassigned { .. } => {}
         }
         replaced
     }

@@ -312,7 +312,25 @@ async fn a_reset_connection_loses_no_secret_and_holds_no_key() {
 async fn every_administration_write_replays_from_memory_and_from_the_table() {
     let app = TestApp::start().await;
     let c = app.catalogue().await;
-    let license = app.issue(&c).await["id"].as_str().unwrap().to_owned();
+    let issued = app.issue(&c).await;
+    let license = issued["id"].as_str().unwrap().to_owned();
+    let activated = app
+        .client_call(
+            "/v1/activations",
+            &c.app_id,
+            json!({"key": issued["key"], "fingerprint": "moved-machine"}),
+        )
+        .await;
+    assert_eq!(
+        activated.status,
+        StatusCode::CREATED,
+        "{:?}",
+        activated.body
+    );
+    let installation = activated.body["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let moved_to = app
         .post(
             "/v1/organizations",
@@ -435,6 +453,27 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
             "/v1/licenses".into(),
             json!({"policy_id": p, "organization_id": c.organization_id}),
             StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/v1/licenses/{id}/assignments",
+            l("assignments"),
+            json!({"user_id": doomed_user}),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::DELETE,
+            "/v1/licenses/{id}/assignments/{user_id}",
+            l(&format!("assignments/{doomed_user}")),
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/installations/{id}/deactivate",
+            format!("/v1/installations/{installation}/deactivate"),
+            json!({}),
+            StatusCode::OK,
         ),
         (
             Method::POST,

@@ -479,7 +479,7 @@ async fn each_invalid_or_unknown_query_parameter_is_refused_by_its_name() {
             "/v1/licenses?expires_before=tomorrow".into(),
             "expires_before",
         ),
-        (format!("/v1/licenses?user_id={uuid}"), "user_id"),
+        ("/v1/licenses?user_id=ana".into(), "user_id"),
         ("/v1/licenses?after=x".into(), "after"),
         ("/v1/licenses?cursor=a&cursor=b".into(), "cursor"),
         ("/v1/licenses?stauts=active".into(), "stauts"),

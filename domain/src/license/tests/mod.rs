@@ -7,6 +7,7 @@
 //! because the status tests fold the same license.
 
 mod activations;
+mod assignments;
 mod billing;
 mod event;
 mod issuing;
