@@ -163,8 +163,7 @@ async fn authenticate(
     token: &str,
 ) -> Result<Option<Access>, ApiError> {
     if let Ok(secret) = ApiTokenSecret::parse(token) {
-        let role = state.app.authenticate(&secret).await?;
-        return Ok(role.map(|role| Access::token(secret.id(), role)));
+        return Ok(state.app.authenticate(&secret).await?);
     }
     if !state.app.oidc().enabled() || !application::oidc::Oidc::looks_like_jwt(token) {
         return Ok(None);
@@ -191,7 +190,7 @@ mod tests {
     fn granted_to(p: Permission, role: Role) -> bool {
         let id = domain::ids::ApiTokenId::from_uuid(uuid::Uuid::nil());
         Principal {
-            access: Access::token(id, role),
+            access: Access::token(id, role, None),
         }
         .require(p)
         .is_ok()

@@ -458,7 +458,7 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--label: {e}"))?;
             let ledger = operator_ledger(database_url).await?;
             let (outcome, secret) = ledger
-                .issue_api_token(&operator_context(), role, label, Some(args.ttl))
+                .issue_api_token(&operator_context(), role, None, label, Some(args.ttl))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let id = outcome.id;

@@ -188,6 +188,7 @@ impl From<CommandError> for ApiError {
                     RejectionKind::NotFound => StatusCode::NOT_FOUND,
                     RejectionKind::Conflict => StatusCode::CONFLICT,
                     RejectionKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+                    RejectionKind::Invalid => StatusCode::BAD_REQUEST,
                 };
                 Self::new(status, rejection.code(), rejection.to_string())
             }

@@ -185,6 +185,15 @@ impl Needs for ManagesInstallations {
     }
 }
 
+/// Impersonating users (vendor support or administration).
+#[derive(Debug)]
+pub struct Impersonates;
+impl Needs for Impersonates {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require_somewhere(Action::Impersonate)
+    }
+}
+
 /// Managing partner delegations somewhere (the organization is checked by the use case).
 #[derive(Debug)]
 pub struct ManagesDelegations;
@@ -270,6 +279,9 @@ impl<T: DeserializeOwned + Send, N: Needs> FromRequest<AppState> for Command<T, 
         }
         let body: T = parse_json(if empty { b"{}" } else { &bytes })?;
         let mut context = CommandContext::new(principal.actor(), request_id);
+        context
+            .impersonated_by
+            .clone_from(&principal.access.impersonated_by);
         if let Some(key) = idempotency_key {
             let digest = crate::idempotency::request_digest(&method, &path, &bytes);
             context.idempotency = Some(Idempotency {

@@ -523,8 +523,6 @@ pub mod schemas {
         Environment => one_of(domain::values::Environment::ALL, "Where an installation runs.");
         /// `domain::values::Role`.
         Role => one_of(domain::values::Role::ALL, "A role: vendor roles (over everything) or customer roles (held at an organization, over its subtree).");
-        /// The vendor roles of `domain::values::Role`: what an administration token holds.
-        VendorRole => one_of(&["vendor_admin", "vendor_support", "vendor_auditor"], "A vendor role, held by an administration token.");
         /// `domain::values::Email`.
         Email => ObjectBuilder::new()
             .schema_type(Type::String)

@@ -17,7 +17,9 @@ use crate::{App, AppError};
 /// Who a principal is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PrincipalKind {
-    /// An administration token (`llt_…`), with its vendor role.
+    /// A token (`llt_…`) holding a role: a vendor role everywhere (an administration token), or
+    /// a customer role at one organization (a service token: its grant is in
+    /// [`Access::grants`]).
     Token { id: ApiTokenId, role: Role },
     /// A user, authenticated by an OIDC access token.
     User { id: UserId, email: Email },
@@ -27,16 +29,28 @@ pub enum PrincipalKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Access {
     pub kind: PrincipalKind,
-    /// The user's roles at organizations (empty for a token: its role is global).
+    /// The user's roles at organizations; a service token's one grant; empty for an
+    /// administration token (its vendor role is global).
     pub grants: Vec<Grant>,
+    /// For a user acted as through an impersonation token: the vendor staff member behind it
+    /// (recorded on every event as `impersonated_by`).
+    pub impersonated_by: Option<Actor>,
 }
 
 impl Access {
-    /// An administration token's access: its vendor role, everywhere.
-    pub fn token(id: ApiTokenId, role: Role) -> Self {
+    /// A token's access: its vendor role everywhere, or its customer role at the organization
+    /// it is bound to.
+    pub fn token(id: ApiTokenId, role: Role, organization_id: Option<OrganizationId>) -> Self {
         Self {
             kind: PrincipalKind::Token { id, role },
-            grants: Vec::new(),
+            grants: organization_id
+                .map(|organization_id| Grant {
+                    role,
+                    organization_id,
+                })
+                .into_iter()
+                .collect(),
+            impersonated_by: None,
         }
     }
 
@@ -69,8 +83,12 @@ impl Access {
     /// The principal's reach over `tree`.
     pub fn reach(&self, tree: &Tree) -> Reach {
         match &self.kind {
-            PrincipalKind::Token { role, .. } => Reach::compute(tree, &[vendor_grant(*role)]),
-            PrincipalKind::User { .. } => Reach::compute(tree, &self.grants),
+            PrincipalKind::Token { role, .. } if role.is_vendor() => {
+                Reach::compute(tree, &[vendor_grant(*role)])
+            }
+            PrincipalKind::Token { .. } | PrincipalKind::User { .. } => {
+                Reach::compute(tree, &self.grants)
+            }
         }
     }
 

@@ -3,12 +3,15 @@
 
 use commands::CommandContext;
 use domain::Timestamp;
-use domain::ids::ApiTokenId;
-use domain::values::{Name, Role};
+use domain::api_token::TokenGrant;
+use domain::ids::{ApiTokenId, OrganizationId, UserId};
+use domain::reach::Action;
+use domain::values::{Name, Reason, Role};
 use projections::engine::ProjectorLag;
 use projections::queries::{AuditFilter, AuditRow};
 use serde::Serialize;
 
+use crate::access::{Access, PrincipalKind};
 use crate::checkpoints::CheckpointView;
 use crate::views::Written;
 use crate::{App, AppError};
@@ -19,14 +22,34 @@ use crate::{App, AppError};
 pub struct MintedToken {
     #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub id: ApiTokenId,
-    /// `vendor_admin`, `vendor_support` or `vendor_auditor`.
+    /// A vendor role (`vendor_admin`, `vendor_support`, `vendor_auditor`), or for a service
+    /// token a customer role held at `organization_id`.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub role: Role,
+    /// The organization a service token is bound to; `null` for a vendor role.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
+    pub organization_id: Option<OrganizationId>,
     /// The bearer secret (`llt_…`); `null` when this answer replays an earlier request with the
     /// same `Idempotency-Key` (the secret was shown to that request and is stored nowhere).
     pub token: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
+}
+
+/// An impersonation just started: the token acting as the user, shown this once.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImpersonationView {
+    /// The impersonation token's id (`POST /v1/tokens/{id}/revoke` ends it early).
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
+    pub id: ApiTokenId,
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
+    pub user_id: UserId,
+    /// The bearer secret (`llt_…`); `null` when this answer replays an earlier request with the
+    /// same `Idempotency-Key`.
+    pub token: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: Timestamp,
 }
 
 /// A token after revocation.
@@ -80,8 +103,35 @@ impl App {
     pub async fn authenticate(
         &self,
         presented: &domain::keys::ApiTokenSecret,
-    ) -> Result<Option<Role>, AppError> {
-        Ok(self.ledger().authenticate(presented).await?.ok())
+    ) -> Result<Option<Access>, AppError> {
+        let Ok(grant) = self.ledger().authenticate(presented).await? else {
+            return Ok(None);
+        };
+        match grant {
+            TokenGrant::Role {
+                role,
+                organization_id,
+            } => Ok(Some(Access::token(presented.id(), role, organization_id))),
+            // The user's rights as its stream says now: a role revoked or a deactivation during
+            // the impersonation takes effect on the next request, as for the user itself.
+            TokenGrant::Impersonation {
+                user_id,
+                started_by,
+            } => {
+                let user = self.ledger().user(user_id).await?;
+                let Some(state) = user.state().filter(|s| !s.deactivated) else {
+                    return Ok(None);
+                };
+                Ok(Some(Access {
+                    kind: PrincipalKind::User {
+                        id: user_id,
+                        email: state.email.clone(),
+                    },
+                    grants: state.effective_grants(),
+                    impersonated_by: Some(started_by),
+                }))
+            }
+        }
     }
 
     /// Mints an administration token.
@@ -92,12 +142,13 @@ impl App {
         &self,
         ctx: &CommandContext,
         role: Role,
+        organization_id: Option<OrganizationId>,
         label: Option<Name>,
         ttl: chrono::Duration,
     ) -> Result<Written<MintedToken>, AppError> {
         let (outcome, secret) = self
             .ledger()
-            .issue_api_token(ctx, role, label, Some(ttl))
+            .issue_api_token(ctx, role, organization_id, label, Some(ttl))
             .await?;
         let state = outcome
             .aggregate
@@ -106,7 +157,8 @@ impl App {
         Ok(Written {
             view: MintedToken {
                 id: outcome.id,
-                role: state.role,
+                role: state.role().unwrap_or(role),
+                organization_id,
                 token: secret.map(|s| s.expose().to_owned()),
                 expires_at: state.expires_at,
             },
@@ -114,7 +166,44 @@ impl App {
         })
     }
 
-    /// Revokes an administration token: it stops working on the next request.
+    /// Starts an impersonation of user `user_id` (vendor support or administration): a token
+    /// acting with exactly the user's rights, every event it causes naming the staff member as
+    /// `impersonated_by`.
+    ///
+    /// # Errors
+    /// 403 without `Impersonate`; `USER_NOT_FOUND`, `USER_DEACTIVATED`,
+    /// `STAFF_NOT_IMPERSONATED`; infrastructure errors.
+    pub async fn start_impersonation(
+        &self,
+        ctx: &CommandContext,
+        access: &Access,
+        user_id: UserId,
+        reason: Reason,
+        ttl: chrono::Duration,
+    ) -> Result<Written<ImpersonationView>, AppError> {
+        self.authorize_everywhere(access, Action::Impersonate)?;
+        let (outcome, secret) = self
+            .ledger()
+            .start_impersonation(ctx, user_id, reason, ttl)
+            .await?;
+        let state = outcome
+            .aggregate
+            .state()
+            .ok_or(AppError::Invariant("a token command left no token"))?;
+        Ok(Written {
+            view: ImpersonationView {
+                id: outcome.id,
+                user_id,
+                token: secret.map(|s| s.expose().to_owned()),
+                expires_at: state
+                    .expires_at
+                    .ok_or(AppError::Invariant("an impersonation without an end"))?,
+            },
+            replayed: outcome.replayed,
+        })
+    }
+
+    /// Revokes a token: it stops working on the next request.
     ///
     /// # Errors
     /// `TOKEN_NOT_FOUND`, `TOKEN_ALREADY_REVOKED`, infrastructure errors.

@@ -129,6 +129,10 @@ pub struct PrincipalView {
     pub kind: String,
     pub id: Uuid,
     pub email: Option<String>,
+    /// Acting as this user through an impersonation: the vendor staff member behind it
+    /// (`api_token:<id>` or `user:<id>`), for the portal's banner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impersonated_by: Option<String>,
 }
 
 /// An organization the principal reaches.
@@ -303,6 +307,7 @@ impl Users<'_> {
                 email: state.email.clone(),
             },
             grants: state.effective_grants(),
+            impersonated_by: None,
         }))
     }
 
@@ -316,19 +321,23 @@ impl Users<'_> {
                 kind: "token".into(),
                 id: (*id).into(),
                 email: None,
+                impersonated_by: None,
             },
             PrincipalKind::User { id, email } => PrincipalView {
                 kind: "user".into(),
                 id: (*id).into(),
                 email: Some(email.as_str().to_owned()),
+                impersonated_by: access.impersonated_by.as_ref().map(ToString::to_string),
             },
         };
         let roles = match &access.kind {
-            PrincipalKind::Token { role, .. } => vec![RoleView {
+            // An administration token's vendor role holds everywhere (no organization); a
+            // service token's is its grant, listed as a user's are.
+            PrincipalKind::Token { role, .. } if access.grants.is_empty() => vec![RoleView {
                 organization_id: Uuid::nil(),
                 role: role.as_str().to_owned(),
             }],
-            PrincipalKind::User { .. } => access
+            PrincipalKind::Token { .. } | PrincipalKind::User { .. } => access
                 .grants
                 .iter()
                 .map(|g| RoleView {

@@ -41,6 +41,9 @@ pub struct CommandContext {
     pub causation_id: Option<String>,
     pub effective_at: Option<Timestamp>,
     pub idempotency: Option<Idempotency>,
+    /// The staff member behind an impersonation token, recorded on every event as
+    /// `impersonated_by`.
+    pub impersonated_by: Option<Actor>,
 }
 
 impl CommandContext {
@@ -52,6 +55,7 @@ impl CommandContext {
             causation_id: None,
             effective_at: None,
             idempotency: None,
+            impersonated_by: None,
         }
     }
 
@@ -59,6 +63,7 @@ impl CommandContext {
         let mut meta = EventMetadata::new(self.actor.clone(), self.correlation_id.clone());
         meta.causation_id.clone_from(&self.causation_id);
         meta.effective_at = self.effective_at;
+        meta.impersonated_by.clone_from(&self.impersonated_by);
         if first && let Some(idem) = &self.idempotency {
             meta.idempotency_key = Some(idem.key.clone());
             meta.request_hash = Some(idem.request_hash.clone());

@@ -117,6 +117,8 @@ pub enum ErrorCode {
     AssigneeOutsideOrganization,
     /// The user is not assigned to the license.
     AssignmentNotFound,
+    /// Vendor staff are not impersonated.
+    StaffNotImpersonated,
     /// A validation code: `NOT_FOUND` and `APP_MISMATCH` at the client edge, and the code of a
     /// license that is not valid for what was asked (`SUSPENDED`, `TOO_MANY_ACTIVATIONS`, ...).
     #[strum(disabled)]
@@ -196,6 +198,7 @@ impl ErrorCode {
             Self::SeatsBelowAssignments => "SEATS_BELOW_ASSIGNMENTS",
             Self::AssigneeOutsideOrganization => "ASSIGNEE_OUTSIDE_ORGANIZATION",
             Self::AssignmentNotFound => "ASSIGNMENT_NOT_FOUND",
+            Self::StaffNotImpersonated => "STAFF_NOT_IMPERSONATED",
             Self::Validation(code) => code.as_str(),
             Self::Internal => "INTERNAL",
             Self::Unavailable => "UNAVAILABLE",
@@ -256,9 +259,9 @@ mod tests {
 
     #[test]
     fn the_problem_codes_are_all_there() {
-        // 64 of the API's own (named-user assignments the latest) plus the 12 validation codes: a code
+        // 65 of the API's own (impersonation the latest) plus the 12 validation codes: a code
         // removed by mistake shows here.
-        assert_eq!(ErrorCode::iter().count(), 64);
+        assert_eq!(ErrorCode::iter().count(), 65);
         assert_eq!(ValidationCode::iter().count(), 12);
     }
 

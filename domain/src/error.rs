@@ -17,6 +17,8 @@ pub enum RejectionKind {
     Conflict,
     /// The command is well-formed but not allowed in the current state.
     Unprocessable,
+    /// The command is not well-formed: its fields contradict each other (400).
+    Invalid,
 }
 
 /// A command refused by an aggregate. Deterministic: the same state and command always give the
@@ -113,6 +115,12 @@ pub enum DomainError {
     ApiTokenAlreadyIssued(ApiTokenId),
     #[error("API token {0} is already revoked")]
     ApiTokenAlreadyRevoked(ApiTokenId),
+    #[error("the vendor role {0} holds everywhere; a token with it is bound to no organization")]
+    VendorRoleBound(Role),
+    #[error("the customer role {0} holds at an organization; name it in organization_id")]
+    CustomerRoleUnbound(Role),
+    #[error("user {0} holds a vendor role: vendor staff are not impersonated")]
+    StaffNotImpersonated(UserId),
 
     #[error("user {0} does not exist")]
     UserNotFound(UserId),
@@ -176,6 +184,8 @@ impl DomainError {
             Self::AssignmentNotFound(_) => ErrorCode::AssignmentNotFound,
             Self::ApiTokenNotFound(_) => ErrorCode::TokenNotFound,
             Self::ApiTokenAlreadyRevoked(_) => ErrorCode::TokenAlreadyRevoked,
+            Self::VendorRoleBound(_) | Self::CustomerRoleUnbound(_) => ErrorCode::InvalidField,
+            Self::StaffNotImpersonated(_) => ErrorCode::StaffNotImpersonated,
             Self::UserNotFound(_) => ErrorCode::UserNotFound,
             Self::UserAlreadyRegistered(_) => ErrorCode::AlreadyExists,
             Self::UserDeactivated(_) => ErrorCode::UserDeactivated,
@@ -230,10 +240,12 @@ impl DomainError {
             | Self::NotFloating
             | Self::OfflineNotAllowed
             | Self::ApiTokenAlreadyRevoked(_)
+            | Self::StaffNotImpersonated(_)
             | Self::UserDeactivated(_)
             | Self::InvitationEmailUnverified
             | Self::InvitationIssuerMismatch
             | Self::RoleNotHeldThere { .. } => RejectionKind::Unprocessable,
+            Self::VendorRoleBound(_) | Self::CustomerRoleUnbound(_) => RejectionKind::Invalid,
         }
     }
 }

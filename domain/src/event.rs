@@ -299,6 +299,10 @@ pub struct EventMetadata {
     /// A digest of the request the idempotency key was first used with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_hash: Option<String>,
+    /// The vendor staff member acting as `actor` through an impersonation (issue #15): the
+    /// audit trail names both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonated_by: Option<Actor>,
 }
 
 impl EventMetadata {
@@ -311,6 +315,7 @@ impl EventMetadata {
             effective_at: None,
             idempotency_key: None,
             request_hash: None,
+            impersonated_by: None,
         }
     }
 }

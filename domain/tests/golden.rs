@@ -212,11 +212,20 @@ fn license_samples() -> Vec<LicenseEvent> {
 fn api_token_samples() -> Vec<ApiTokenEvent> {
     vec![
         ApiTokenEvent::Issued {
-            role: Role::VendorSupport,
+            role: Role::LicenseManager,
             label: Some(Name::parse("helpdesk").unwrap()),
             token_hash: KeyHash::from_bytes([0x11; 32]),
             issued_at: t("2026-03-01T10:00:00Z"),
             expires_at: Some(t("2026-03-02T10:00:00Z")),
+            organization_id: Some(OrganizationId::from_uuid(uuid(3))),
+        },
+        ApiTokenEvent::ImpersonationStarted {
+            user_id: UserId::from_uuid(uuid(50)),
+            reason: Reason::parse("ticket 4711: cannot see her licenses").unwrap(),
+            started_by: domain::event::Actor::ApiToken(ApiTokenId::from_uuid(uuid(60))),
+            token_hash: KeyHash::from_bytes([0x22; 32]),
+            issued_at: t("2026-03-01T11:00:00Z"),
+            expires_at: t("2026-03-01T11:15:00Z"),
         },
         ApiTokenEvent::Revoked {
             revoked_at: t("2026-03-01T12:00:00Z"),

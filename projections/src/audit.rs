@@ -3,7 +3,8 @@
 //!
 //! A row is written from a [`RecordedEvent`] by the live projector and from a [`ReplayEvent`]
 //! (metadata still JSON text) by a rebuild; both go through [`write_row`], and [`Meta`] reads the
-//! three metadata fields from either as `serde_json::Value::as_str` would.
+//! four metadata fields (`actor`, `correlation_id`, `causation_id`, `impersonated_by`) from either
+//! as `serde_json::Value::as_str` would.
 
 use domain::AggregateType;
 use std::borrow::Cow;
@@ -54,13 +55,13 @@ impl Projection for AuditProjection {
         conn: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        copy_all(conn, COPY, 11, events, add_row).await
+        copy_all(conn, COPY, 12, events, add_row).await
     }
 }
 
 /// The columns, in the order [`add_row`] writes them.
 const COPY: &str = "COPY rm_audit (position, event_id, recorded_at, actor, action, subject_type, subject_id, \
-     sequence, license_id, correlation_id, causation_id) FROM STDIN (FORMAT binary)";
+     sequence, license_id, correlation_id, causation_id, impersonated_by) FROM STDIN (FORMAT binary)";
 
 /// The audit row of one event, as the live projector reads it.
 fn add_row(rows: &mut CopyRows, e: &RecordedEvent) -> Result<(), ProjectionError> {
@@ -99,7 +100,8 @@ fn write_row(
                 .flatten(),
         )
         .opt_text(meta.correlation_id.as_deref())
-        .opt_text(meta.causation_id.as_deref());
+        .opt_text(meta.causation_id.as_deref())
+        .opt_text(meta.impersonated_by.as_deref());
     Ok(())
 }
 
@@ -110,9 +112,10 @@ struct Meta<'a> {
     actor: Option<Cow<'a, str>>,
     correlation_id: Option<Cow<'a, str>>,
     causation_id: Option<Cow<'a, str>>,
+    impersonated_by: Option<Cow<'a, str>>,
 }
 
-/// The three fields as they stand in the JSON text, other fields skipped unread.
+/// The four fields as they stand in the JSON text, other fields skipped unread.
 #[derive(Deserialize)]
 struct RawMeta<'a> {
     #[serde(borrow, default)]
@@ -121,6 +124,8 @@ struct RawMeta<'a> {
     correlation_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     causation_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    impersonated_by: Option<&'a RawValue>,
 }
 
 impl<'a> Meta<'a> {
@@ -131,6 +136,7 @@ impl<'a> Meta<'a> {
             actor: text(metadata, "actor").map(Cow::Borrowed),
             correlation_id: text(metadata, "correlation_id").map(Cow::Borrowed),
             causation_id: text(metadata, "causation_id").map(Cow::Borrowed),
+            impersonated_by: text(metadata, "impersonated_by").map(Cow::Borrowed),
         }
     }
 
@@ -141,6 +147,7 @@ impl<'a> Meta<'a> {
             actor: own(self.actor),
             correlation_id: own(self.correlation_id),
             causation_id: own(self.causation_id),
+            impersonated_by: own(self.impersonated_by),
         }
     }
 
@@ -159,6 +166,7 @@ impl<'a> Meta<'a> {
                 actor: string(raw.actor)?,
                 correlation_id: string(raw.correlation_id)?,
                 causation_id: string(raw.causation_id)?,
+                impersonated_by: string(raw.impersonated_by)?,
             })
         });
         direct.or_else(|_| {
@@ -193,7 +201,7 @@ impl BulkApply for ReplayRows {
         conn: &mut PgConnection,
         batch: &ReplayBatch,
     ) -> Result<(), ProjectionError> {
-        copy_all(conn, COPY, 11, batch.events(), add_replayed_row).await
+        copy_all(conn, COPY, 12, batch.events(), add_replayed_row).await
     }
 
     async fn finish(&mut self, _: &mut PgConnection) -> Result<(), ProjectionError> {

@@ -562,6 +562,8 @@ pub struct AuditRow {
     pub license_id: Option<Uuid>,
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
+    /// The vendor staff member who caused the event acting as `actor` (an impersonation).
+    pub impersonated_by: Option<String>,
 }
 
 /// A filter of the audit trail.
@@ -582,27 +584,46 @@ pub async fn audit(
     filter: &AuditFilter,
     window: &Window<i64>,
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
-    let mut q = QueryBuilder::new(
-        "SELECT position, event_id, recorded_at, actor, action, subject_type, subject_id, sequence, license_id, \
-                correlation_id, causation_id FROM rm_audit WHERE true",
-    );
-    if let Some(from) = filter.from {
-        q.push(" AND recorded_at >= ");
-        q.push_bind(from);
-    }
-    if let Some(to) = filter.to {
-        q.push(" AND recorded_at <= ");
-        q.push_bind(to);
-    }
-    if let Some(license) = filter.license_id {
-        q.push(" AND license_id = ");
-        q.push_bind(license);
-    }
+    const COLUMNS: &str = "SELECT position, event_id, recorded_at, actor, action, subject_type, subject_id, \
+         sequence, license_id, correlation_id, causation_id, impersonated_by FROM rm_audit WHERE true";
+    let filters = |q: &mut QueryBuilder<'_, Postgres>| {
+        if let Some(from) = filter.from {
+            q.push(" AND recorded_at >= ");
+            q.push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            q.push(" AND recorded_at <= ");
+            q.push_bind(to);
+        }
+        if let Some(license) = filter.license_id {
+            q.push(" AND license_id = ");
+            q.push_bind(license);
+        }
+    };
+    let mut q = QueryBuilder::new("");
     if let Some(actor) = &filter.actor {
-        q.push(" AND actor = ");
-        q.push_bind(actor.clone());
+        // The events the actor caused, and those it caused as someone else (impersonation):
+        // each side a window of its own index in position order, merged.
+        q.push("SELECT * FROM ((");
+        for (n, column) in ["actor", "impersonated_by"].into_iter().enumerate() {
+            if n > 0 {
+                q.push(") UNION (");
+            }
+            q.push(COLUMNS);
+            filters(&mut q);
+            q.push(format!(" AND {column} = "));
+            q.push_bind(actor.clone());
+            keyset(&mut q, "position", window);
+        }
+        q.push(")) u ORDER BY position ")
+            .push(window.order.sql())
+            .push(" LIMIT ");
+        q.push_bind(page(window.limit) + 1);
+    } else {
+        q.push(COLUMNS);
+        filters(&mut q);
+        keyset(&mut q, "position", window);
     }
-    keyset(&mut q, "position", window);
     q.build()
         .fetch_all(pool)
         .await?
@@ -620,6 +641,7 @@ pub async fn audit(
                 license_id: r.try_get("license_id")?,
                 correlation_id: r.try_get("correlation_id")?,
                 causation_id: r.try_get("causation_id")?,
+                impersonated_by: r.try_get("impersonated_by")?,
             })
         })
         .collect()

@@ -101,7 +101,7 @@ impl TestApp {
         let minted = server
             .state
             .app
-            .mint_token(&ctx, role, None, chrono::Duration::hours(1))
+            .mint_token(&ctx, role, None, None, chrono::Duration::hours(1))
             .await
             .expect("mint token");
         minted.view.token.expect("a fresh token shows its secret")

@@ -6,9 +6,10 @@
 //! Principals: the three vendor roles (administration tokens); users holding `customer_admin`
 //! at a parent, at its child and at a foreign organization; `license_manager` and
 //! `support_contact` at the parent; a partner's admin whose partner the parent is delegated to;
-//! one whose delegation was revoked; and a deactivated user.
-//!
-//! Not yet in the table (later parts of the issue): impersonation tokens and service tokens.
+//! one whose delegation was revoked; a deactivated user; a service token holding
+//! `customer_admin` at the parent; and vendor support impersonating the parent's admin. The
+//! last two answer exactly as the parent's admin does: a token acts with the rights it holds,
+//! whoever holds it.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -20,7 +21,7 @@ fn id(v: &Value) -> String {
 }
 
 /// The principals, in the table's column order.
-const PRINCIPALS: [&str; 11] = [
+const PRINCIPALS: [&str; 13] = [
     "vendor_admin",
     "vendor_support",
     "vendor_auditor",
@@ -32,6 +33,8 @@ const PRINCIPALS: [&str; 11] = [
     "partner",
     "revoked partner",
     "deactivated",
+    "service token",
+    "impersonation",
 ];
 
 /// A route: what to send, and for a 404 cell the same request about unknown ids.
@@ -42,7 +45,7 @@ struct Route {
     unknown_path: String,
     body: Option<Value>,
     /// The expected status per principal, in [`PRINCIPALS`] order.
-    expected: [u16; 11],
+    expected: [u16; 13],
 }
 
 #[tokio::test]
@@ -116,6 +119,7 @@ async fn every_route_answers_every_principal_as_the_table_says() {
         app.token(domain::values::Role::VendorSupport).await,
         app.token(domain::values::Role::VendorAuditor).await,
     ];
+    let mut admin_parent = String::new();
     for (org, subject, role) in [
         (parent.clone(), "admin-parent", "customer_admin"),
         (child.clone(), "admin-child", "customer_admin"),
@@ -125,7 +129,11 @@ async fn every_route_answers_every_principal_as_the_table_says() {
         (partner.clone(), "admin-partner", "customer_admin"),
         (partner2.clone(), "admin-partner-two", "customer_admin"),
     ] {
-        tokens.push(user(org, subject, role).await.1);
+        let (user_id, token) = user(org, subject, role).await;
+        if subject == "admin-parent" {
+            admin_parent = user_id;
+        }
+        tokens.push(token);
     }
     let (gone, gone_token) = user(parent.clone(), "gone-parent", "customer_admin").await;
     let off = app
@@ -133,6 +141,31 @@ async fn every_route_answers_every_principal_as_the_table_says() {
         .await;
     assert_eq!(off.status, StatusCode::OK);
     tokens.push(gone_token);
+    let service = app
+        .post(
+            "/v1/tokens",
+            json!({"role": "customer_admin", "organization_id": parent, "label": "parent's CRM"}),
+        )
+        .await;
+    assert_eq!(service.status, StatusCode::CREATED, "{:?}", service.body);
+    tokens.push(service.body["token"].as_str().unwrap().to_owned());
+    let support = tokens[1].clone();
+    let impersonation = app
+        .call_as(
+            &support,
+            Method::POST,
+            "/v1/impersonations",
+            Some(json!({"user_id": admin_parent, "reason": "ticket 17"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        impersonation.status,
+        StatusCode::CREATED,
+        "{:?}",
+        impersonation.body
+    );
+    tokens.push(impersonation.body["token"].as_str().unwrap().to_owned());
     assert_eq!(tokens.len(), PRINCIPALS.len());
     app.projected().await;
 
@@ -146,13 +179,25 @@ async fn every_route_answers_every_principal_as_the_table_says() {
         body: None,
         expected,
     };
-    //             vadmin vsupp vaud  a@par a@chi lm@p  sc@p  a@for partn revok deact
-    let read_org = [200, 200, 200, 200, 404, 403, 200, 404, 200, 404, 401];
-    let read_child = [200, 200, 200, 200, 200, 403, 200, 404, 200, 404, 401];
-    let read_licenses = [200, 200, 200, 200, 404, 200, 200, 404, 200, 404, 401];
-    let read_users = [200, 200, 200, 200, 404, 403, 403, 404, 200, 404, 401];
-    let vendor_wide = [200, 200, 200, 403, 403, 403, 403, 403, 403, 403, 401];
-    let everyone = [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 401];
+    //             vadmin vsupp vaud  a@par a@chi lm@p  sc@p  a@for partn revok deact svc   imp
+    let read_org = [
+        200, 200, 200, 200, 404, 403, 200, 404, 200, 404, 401, 200, 200,
+    ];
+    let read_child = [
+        200, 200, 200, 200, 200, 403, 200, 404, 200, 404, 401, 200, 200,
+    ];
+    let read_licenses = [
+        200, 200, 200, 200, 404, 200, 200, 404, 200, 404, 401, 200, 200,
+    ];
+    let read_users = [
+        200, 200, 200, 200, 404, 403, 403, 404, 200, 404, 401, 200, 200,
+    ];
+    let vendor_wide = [
+        200, 200, 200, 403, 403, 403, 403, 403, 403, 403, 401, 403, 403,
+    ];
+    let everyone = [
+        200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 401, 200, 200,
+    ];
     let routes = vec![
         get(
             "GET organization",
@@ -233,8 +278,10 @@ async fn every_route_answers_every_principal_as_the_table_says() {
             path: o(&child, ""),
             unknown_path: o(&unknown, ""),
             body: Some(json!({"name": "Child renamed"})),
-            //        vadmin vsupp vaud  a@par a@chi lm@p  sc@p  a@for partn revok deact
-            expected: [200, 403, 403, 200, 200, 403, 403, 404, 200, 404, 401],
+            //        vadmin vsupp vaud  a@par a@chi lm@p  sc@p  a@for partn revok deact svc   imp
+            expected: [
+                200, 403, 403, 200, 200, 403, 403, 404, 200, 404, 401, 200, 200,
+            ],
         },
         Route {
             name: "POST users of",
@@ -242,7 +289,30 @@ async fn every_route_answers_every_principal_as_the_table_says() {
             path: o(&parent, "/users"),
             unknown_path: o(&unknown, "/users"),
             body: None, // per principal, below: emails are unique
-            expected: [201, 403, 403, 201, 404, 403, 403, 404, 201, 404, 401],
+            expected: [
+                201, 403, 403, 201, 404, 403, 403, 404, 201, 404, 401, 201, 201,
+            ],
+        },
+        Route {
+            name: "POST assignments",
+            method: Method::POST,
+            path: format!("/v1/licenses/{license}/assignments"),
+            unknown_path: format!("/v1/licenses/{unknown}/assignments"),
+            body: Some(json!({"user_id": admin_parent})),
+            // The vendor names her first (201); every later one finds her named (200).
+            expected: [
+                201, 403, 403, 200, 404, 200, 403, 404, 200, 404, 401, 200, 200,
+            ],
+        },
+        Route {
+            name: "POST impersonations (vendor support)",
+            method: Method::POST,
+            path: "/v1/impersonations".into(),
+            unknown_path: "/v1/impersonations".into(),
+            body: Some(json!({"user_id": admin_parent, "reason": "matrix"})),
+            expected: [
+                201, 201, 403, 403, 403, 403, 403, 403, 403, 403, 401, 403, 403,
+            ],
         },
         Route {
             name: "POST move (vendor only)",
@@ -250,7 +320,9 @@ async fn every_route_answers_every_principal_as_the_table_says() {
             path: o(&child, "/move"),
             unknown_path: o(&unknown, "/move"),
             body: Some(json!({"parent_id": parent})),
-            expected: [200, 403, 403, 403, 403, 403, 403, 403, 403, 403, 401],
+            expected: [
+                200, 403, 403, 403, 403, 403, 403, 403, 403, 403, 401, 403, 403,
+            ],
         },
     ];
 

@@ -155,6 +155,8 @@ async fn offline_activation(
     }
     let license_id = license_for(&state, &request).await?;
     let mut ctx = commands::CommandContext::new(principal.actor(), request_id);
+    ctx.impersonated_by
+        .clone_from(&principal.access.impersonated_by);
     ctx.causation_id = Some(format!("offline-request:{}", request.nonce));
     // The events' safety net under the stored answers (ADR 0016), scoped like the
     // administration routes' keys: by the token.

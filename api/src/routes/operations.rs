@@ -51,6 +51,8 @@ struct AuditEntry {
     license_id: Option<uuid::Uuid>,
     correlation_id: Option<String>,
     causation_id: Option<String>,
+    /// The vendor staff member who caused the event acting as `actor` (an impersonation).
+    impersonated_by: Option<String>,
 }
 
 /// Every projector's lag.
@@ -108,6 +110,7 @@ fn audit_schema_matches(r: AuditRow) -> AuditEntry {
         license_id,
         correlation_id,
         causation_id,
+        impersonated_by,
     } = r;
     AuditEntry {
         position,
@@ -121,6 +124,7 @@ fn audit_schema_matches(r: AuditRow) -> AuditEntry {
         license_id,
         correlation_id,
         causation_id,
+        impersonated_by,
     }
 }
 
@@ -130,7 +134,7 @@ fn audit_schema_matches(r: AuditRow) -> AuditEntry {
         ("from" = Option<String>, Query, format = DateTime, description = "Recorded at or after this RFC 3339 instant"),
         ("to" = Option<String>, Query, format = DateTime, description = "Recorded before this RFC 3339 instant"),
         ("license_id" = Option<uuid::Uuid>, Query, description = "Only this license's events"),
-        ("actor" = Option<String>, Query, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$", description = "Only this actor's events (`api_token:<id>`, `operator`, ...); no control characters"),
+        ("actor" = Option<String>, Query, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$", description = "Only this actor's events (`api_token:<id>`, `user:<id>`, `operator`, ...), including those it caused impersonating a user; no control characters"),
         super::PageParams,
     ),
     responses((status = 200, description = "A page", body = AuditPage), (status = 400, response = Problem)))]

@@ -1,9 +1,12 @@
-//! Administration tokens: minted with a secret shown once, revoked, and checked on every request.
+//! Bearer tokens (`llt_…`): administration and service tokens minted with a secret shown once,
+//! impersonation tokens, revocation, and the check on every request.
 
-use domain::api_token::{ApiToken, ApiTokenAction, ApiTokenCommand, TokenRejection};
-use domain::ids::ApiTokenId;
+use domain::api_token::{
+    ApiToken, ApiTokenAction, ApiTokenCommand, ImpersonatedUser, TokenGrant, TokenRejection,
+};
+use domain::ids::{ApiTokenId, OrganizationId, UserId};
 use domain::keys::ApiTokenSecret;
-use domain::values::{Name, Role};
+use domain::values::{Name, Reason, Role};
 use uuid::Uuid;
 
 use super::{Ledger, LedgerError};
@@ -22,11 +25,16 @@ impl Ledger {
         &self,
         ctx: &CommandContext,
         role: Role,
+        organization_id: Option<OrganizationId>,
         label: Option<Name>,
         ttl: Option<chrono::Duration>,
     ) -> Result<(Outcome<ApiToken>, Option<ApiTokenSecret>), LedgerError> {
         let id = ApiTokenId::from_uuid(Uuid::now_v7());
         let secret = keys::generate_api_token(id)?;
+        let organization = match organization_id {
+            Some(org) => Some(self.organization_ref(org).await?),
+            None => None,
+        };
         let now = self.now();
         let command = ApiTokenCommand {
             token_id: id,
@@ -36,6 +44,7 @@ impl Ledger {
                 label,
                 token_hash: secret.hash(),
                 expires_at: ttl.map(|ttl| now + ttl),
+                organization,
             },
         };
         let outcome = self.store.execute_new::<ApiToken>(id, command, ctx).await?;
@@ -43,7 +52,46 @@ impl Ledger {
         Ok((outcome, secret))
     }
 
-    /// Revokes an administration token.
+    /// Starts an impersonation of user `user_id` by `ctx`'s actor: a token acting with the
+    /// user's rights for `ttl`; the secret is returned once, as for [`Ledger::issue_api_token`].
+    ///
+    /// # Errors
+    /// `USER_NOT_FOUND`, `USER_DEACTIVATED`, `STAFF_NOT_IMPERSONATED`; infrastructure errors.
+    pub async fn start_impersonation(
+        &self,
+        ctx: &CommandContext,
+        user_id: UserId,
+        reason: Reason,
+        ttl: chrono::Duration,
+    ) -> Result<(Outcome<ApiToken>, Option<ApiTokenSecret>), LedgerError> {
+        let user = self.user(user_id).await?;
+        let state = user
+            .state()
+            .ok_or(domain::DomainError::UserNotFound(user_id))?;
+        let id = ApiTokenId::from_uuid(Uuid::now_v7());
+        let secret = keys::generate_api_token(id)?;
+        let now = self.now();
+        let command = ApiTokenCommand {
+            token_id: id,
+            at: now,
+            action: ApiTokenAction::Impersonate {
+                user_id,
+                user: ImpersonatedUser {
+                    deactivated: state.deactivated,
+                    vendor_staff: state.grants.iter().any(|g| g.role.is_vendor()),
+                },
+                reason,
+                started_by: ctx.actor.clone(),
+                token_hash: secret.hash(),
+                expires_at: now + ttl,
+            },
+        };
+        let outcome = self.store.execute_new::<ApiToken>(id, command, ctx).await?;
+        let secret = (!outcome.replayed).then_some(secret);
+        Ok((outcome, secret))
+    }
+
+    /// Revokes a token (ends an impersonation).
     ///
     /// # Errors
     /// Refusals and infrastructure errors.
@@ -67,7 +115,7 @@ impl Ledger {
     pub async fn authenticate(
         &self,
         presented: &ApiTokenSecret,
-    ) -> Result<Result<Role, TokenRejection>, LedgerError> {
+    ) -> Result<Result<TokenGrant, TokenRejection>, LedgerError> {
         let (token, _) = self.store.load::<ApiToken>(presented.id()).await?;
         Ok(token.authenticate(&presented.hash(), self.now()))
     }

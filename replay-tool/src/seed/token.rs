@@ -32,6 +32,7 @@ impl Generator {
                 label: Some(Name::parse("Seed administration")?),
                 token_hash: secret.hash(),
                 expires_at: None,
+                organization: None,
             },
         })?;
         let mut stream = self.out.stream(id.to_string());

@@ -568,6 +568,13 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
         ),
         (
             Method::POST,
+            "/v1/impersonations",
+            "/v1/impersonations".into(),
+            json!({"user_id": doomed_user, "reason": "ticket 1"}),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
             "/v1/users/{id}/deactivate",
             format!("/v1/users/{doomed_user}/deactivate"),
             json!({}),
