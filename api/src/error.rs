@@ -190,7 +190,9 @@ impl From<CommandError> for ApiError {
                     RejectionKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
                     RejectionKind::Invalid => StatusCode::BAD_REQUEST,
                 };
-                Self::new(status, rejection.code(), rejection.to_string())
+                let mut error = Self::new(status, rejection.code(), rejection.to_string());
+                error.field = rejection.field().map(str::to_owned);
+                error
             }
             CommandError::Conflict { .. } => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())

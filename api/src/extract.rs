@@ -194,6 +194,22 @@ impl Needs for Impersonates {
     }
 }
 
+/// Revoking tokens: vendor administrators (any token), staff who impersonate (the
+/// impersonations they started) and an impersonation itself (ending it); the token is checked by
+/// the use case.
+#[derive(Debug)]
+pub struct RevokesTokens;
+impl Needs for RevokesTokens {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        if principal.access.impersonation.is_some() {
+            return Ok(());
+        }
+        principal
+            .require(Permission::Admin)
+            .or_else(|_| principal.require_somewhere(Action::Impersonate))
+    }
+}
+
 /// Managing partner delegations somewhere (the organization is checked by the use case).
 #[derive(Debug)]
 pub struct ManagesDelegations;
@@ -279,13 +295,11 @@ impl<T: DeserializeOwned + Send, N: Needs> FromRequest<AppState> for Command<T, 
         }
         let body: T = parse_json(if empty { b"{}" } else { &bytes })?;
         let mut context = CommandContext::new(principal.actor(), request_id);
-        context
-            .impersonated_by
-            .clone_from(&principal.access.impersonated_by);
+        context.impersonated_by = principal.access.impersonated_by().cloned();
         if let Some(key) = idempotency_key {
             let digest = crate::idempotency::request_digest(&method, &path, &bytes);
             context.idempotency = Some(Idempotency {
-                key,
+                key: crate::idempotency::event_key(&principal, key),
                 request_hash: hex::encode(digest),
             });
         }

@@ -58,6 +58,16 @@ impl Idempotency {
     }
 }
 
+/// The idempotency key as the events record it (their `idempotency_key`, looked up with the
+/// events' actor): the key itself, or for an impersonation `impersonation:<token id>/<key>`,
+/// whose events name the user as their actor: the staff member's keys are not the user's.
+pub fn event_key(principal: &crate::auth::Principal, key: String) -> String {
+    match &principal.access.impersonation {
+        Some(i) => format!("impersonation:{}/{key}", i.token),
+        None => key,
+    }
+}
+
 /// The `Idempotency-Key` of a request, checked: absent, or 1-255 visible ASCII characters.
 ///
 /// # Errors
@@ -127,9 +137,10 @@ pub async fn admin(State(idem): State<Idempotency>, req: Request, next: Next) ->
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };
-    // One scope per principal: `token:<id>` (the spelling answers were stored under before
-    // users existed, kept so that retries across an upgrade find theirs), `user:<id>`.
-    let scope = match principal.actor() {
+    // One scope per credential: `token:<id>` (the spelling answers were stored under before
+    // users existed, kept so that retries across an upgrade find theirs; an impersonation is its
+    // token's, apart from the user's own requests), `user:<id>`.
+    let scope = match principal.access.credential() {
         domain::event::Actor::ApiToken(id) => format!("token:{id}"),
         other => other.to_string(),
     };

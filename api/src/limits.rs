@@ -278,7 +278,7 @@ impl PrincipalLimits {
                 .by_role
                 .iter()
                 .find(|(role, _)| *role == p.rate_role())
-                .map(|(_, b)| b.check(&p.actor())),
+                .map(|(_, b)| b.check(&p.access.credential())),
             None => Some(self.by_address.as_ref()?.check(&address?)),
         }
     }

@@ -32,9 +32,19 @@ pub struct Access {
     /// The user's roles at organizations; a service token's one grant; empty for an
     /// administration token (its vendor role is global).
     pub grants: Vec<Grant>,
-    /// For a user acted as through an impersonation token: the vendor staff member behind it
-    /// (recorded on every event as `impersonated_by`).
-    pub impersonated_by: Option<Actor>,
+    /// For a user acted as through an impersonation token: the token and the vendor staff
+    /// member behind it.
+    pub impersonation: Option<Impersonation>,
+}
+
+/// An impersonation a principal acts through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Impersonation {
+    /// The impersonation token: its own scope for idempotency keys and rate limits, apart from
+    /// the user's own requests.
+    pub token: ApiTokenId,
+    /// The staff member who started it (recorded on every event as `impersonated_by`).
+    pub by: Actor,
 }
 
 impl Access {
@@ -50,7 +60,22 @@ impl Access {
                 })
                 .into_iter()
                 .collect(),
-            impersonated_by: None,
+            impersonation: None,
+        }
+    }
+
+    /// The staff member behind an impersonation, if this is one.
+    pub fn impersonated_by(&self) -> Option<&Actor> {
+        self.impersonation.as_ref().map(|i| &i.by)
+    }
+
+    /// The credential this principal presents, as an actor: the impersonation token for an
+    /// impersonation (so the staff member's requests do not share the user's idempotency keys
+    /// or rate limit), the principal itself otherwise.
+    pub fn credential(&self) -> Actor {
+        match &self.impersonation {
+            Some(i) => Actor::ApiToken(i.token),
+            None => self.actor(),
         }
     }
 
@@ -64,6 +89,11 @@ impl Access {
 
     /// What the principal may do everywhere (a token's vendor role, a user's vendor roles).
     pub fn everywhere(&self) -> Actions {
+        // An impersonation acts with a customer's rights only (authentication refuses one whose
+        // user holds a vendor role; this keeps it so should anything else build one).
+        if self.impersonation.is_some() {
+            return Actions::NONE;
+        }
         let token = match &self.kind {
             PrincipalKind::Token { role, .. } if role.is_vendor() => role.actions(),
             PrincipalKind::Token { .. } | PrincipalKind::User { .. } => Actions::NONE,
@@ -99,6 +129,7 @@ impl Access {
             || self
                 .grants
                 .iter()
+                .filter(|g| self.impersonation.is_none() || !g.role.is_vendor())
                 .any(|g| g.role.actions().contains(action))
     }
 

@@ -3,7 +3,8 @@
 
 use commands::CommandContext;
 use domain::Timestamp;
-use domain::api_token::TokenGrant;
+use domain::api_token::{ApiToken, TokenGrant};
+use domain::event::Actor;
 use domain::ids::{ApiTokenId, OrganizationId, UserId};
 use domain::reach::Action;
 use domain::values::{Name, Reason, Role};
@@ -11,7 +12,7 @@ use projections::engine::ProjectorLag;
 use projections::queries::{AuditFilter, AuditRow};
 use serde::Serialize;
 
-use crate::access::{Access, PrincipalKind};
+use crate::access::{Access, Impersonation, PrincipalKind};
 use crate::checkpoints::CheckpointView;
 use crate::views::Written;
 use crate::{App, AppError};
@@ -112,14 +113,23 @@ impl App {
                 role,
                 organization_id,
             } => Ok(Some(Access::token(presented.id(), role, organization_id))),
-            // The user's rights as its stream says now: a role revoked or a deactivation during
-            // the impersonation takes effect on the next request, as for the user itself.
+            // Both sides as their streams say now: the user's rights (a role revoked, or the
+            // user deactivated, during the impersonation takes effect on the next request), and
+            // the staff member's (deactivated, its token revoked or expired, or no more allowed
+            // to impersonate: its impersonations stop with it). A user who came to hold a vendor
+            // role is not acted as: support would act with staff rights.
             TokenGrant::Impersonation {
                 user_id,
                 started_by,
             } => {
+                if !self.may_still_impersonate(&started_by).await? {
+                    return Ok(None);
+                }
                 let user = self.ledger().user(user_id).await?;
-                let Some(state) = user.state().filter(|s| !s.deactivated) else {
+                let Some(state) = user
+                    .state()
+                    .filter(|s| !s.deactivated && !s.grants.iter().any(|g| g.role.is_vendor()))
+                else {
                     return Ok(None);
                 };
                 Ok(Some(Access {
@@ -128,10 +138,38 @@ impl App {
                         email: state.email.clone(),
                     },
                     grants: state.effective_grants(),
-                    impersonated_by: Some(started_by),
+                    impersonation: Some(Impersonation {
+                        token: presented.id(),
+                        by: started_by,
+                    }),
                 }))
             }
         }
+    }
+
+    /// Whether the staff member `who` may impersonate now: a live token of a vendor role that
+    /// may, or an active user holding one.
+    async fn may_still_impersonate(&self, who: &Actor) -> Result<bool, AppError> {
+        let may = |role: Role| role.is_vendor() && role.actions().contains(Action::Impersonate);
+        Ok(match who {
+            Actor::ApiToken(id) => {
+                let (token, _) = self.ledger().store().load::<ApiToken>(*id).await?;
+                token.state().is_some_and(|s| {
+                    s.revoked_at.is_none()
+                        && s.expires_at.is_none_or(|end| self.now() < end)
+                        && matches!(
+                            s.grant,
+                            TokenGrant::Role { role, organization_id: None } if may(role)
+                        )
+                })
+            }
+            Actor::User(id) => {
+                let user = self.ledger().user(*id).await?;
+                user.state()
+                    .is_some_and(|s| s.effective_grants().iter().any(|g| may(g.role)))
+            }
+            _ => false,
+        })
     }
 
     /// Mints an administration token.
@@ -203,15 +241,34 @@ impl App {
         })
     }
 
-    /// Revokes a token: it stops working on the next request.
+    /// Revokes a token: it stops working on the next request. Vendor administrators revoke any;
+    /// an impersonation is also ended by the staff member who started it, or from within itself
+    /// (the portal's banner).
     ///
     /// # Errors
-    /// `TOKEN_NOT_FOUND`, `TOKEN_ALREADY_REVOKED`, infrastructure errors.
+    /// 403 for anyone else (whether the token exists or not); `TOKEN_NOT_FOUND`,
+    /// `TOKEN_ALREADY_REVOKED`, infrastructure errors.
     pub async fn revoke_token(
         &self,
         ctx: &CommandContext,
+        access: &Access,
         id: ApiTokenId,
     ) -> Result<Written<RevokedToken>, AppError> {
+        if !access.may_everywhere(Action::Administer) {
+            let own = access.impersonation.as_ref().is_some_and(|i| i.token == id) || {
+                let (token, _) = self.ledger().store().load::<ApiToken>(id).await?;
+                token.state().is_some_and(|s| {
+                    matches!(&s.grant, TokenGrant::Impersonation { started_by, .. }
+                        if *started_by == access.actor())
+                })
+            };
+            if !own {
+                return Err(AppError::Forbidden(format!(
+                    "{} may revoke only the impersonations it started",
+                    access.describe()
+                )));
+            }
+        }
         let outcome = self.ledger().revoke_api_token(ctx, id).await?;
         Ok(Written {
             view: RevokedToken {

@@ -307,7 +307,7 @@ impl Users<'_> {
                 email: state.email.clone(),
             },
             grants: state.effective_grants(),
-            impersonated_by: None,
+            impersonation: None,
         }))
     }
 
@@ -327,7 +327,7 @@ impl Users<'_> {
                 kind: "user".into(),
                 id: (*id).into(),
                 email: Some(email.as_str().to_owned()),
-                impersonated_by: access.impersonated_by.as_ref().map(ToString::to_string),
+                impersonated_by: access.impersonated_by().map(ToString::to_string),
             },
         };
         let roles = match &access.kind {

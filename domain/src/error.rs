@@ -196,6 +196,14 @@ impl DomainError {
         }
     }
 
+    /// The request field a refusal of the request's own shape names (a 400's `field`).
+    pub const fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::VendorRoleBound(_) | Self::CustomerRoleUnbound(_) => Some("organization_id"),
+            _ => None,
+        }
+    }
+
     /// How the refusal reads to a caller.
     pub const fn kind(&self) -> RejectionKind {
         match self {

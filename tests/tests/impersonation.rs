@@ -5,7 +5,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tests::idp::TestIdp;
+use tests::idp::{IdpUser, TestIdp};
 use tests::{TestApp, TestDb, test_config};
 
 fn id(v: &Value) -> String {
@@ -372,6 +372,32 @@ async fn support_acts_as_a_customer_user_and_the_audit_names_both() {
     .unwrap();
     assert_eq!(stored, (format!("user:{ana}"), support_actor.clone()));
 
+    // Ana's own requests and support's requests as Ana keep apart idempotency keys: the same
+    // key with another body is neither refused nor answered with the other's answer.
+    let ana_token = idp
+        .access_token(&IdpUser::verified("ana-1", "ana@acme.example"))
+        .await;
+    let mut names = Vec::new();
+    for (bearer, name) in [(&ana_token, "Acme Hamburg"), (&token, "Acme Munich")] {
+        let created = app
+            .call_as(
+                bearer,
+                Method::POST,
+                "/v1/organizations",
+                Some(json!({"name": name, "kind": "customer", "parent_id": acme})),
+                &[("idempotency-key", "create-location-1")],
+            )
+            .await;
+        assert_eq!(
+            created.status,
+            StatusCode::CREATED,
+            "{name}: {:?}",
+            created.body
+        );
+        names.push(created.body["name"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(names, vec!["Acme Hamburg", "Acme Munich"]);
+
     // Refusals: an auditor may not impersonate; over an hour; an unknown user; vendor staff.
     let auditor = app.token(domain::values::Role::VendorAuditor).await;
     let refused = call(
@@ -437,17 +463,41 @@ async fn support_acts_as_a_customer_user_and_the_audit_names_both() {
     }
     assert_eq!(app.event_count().await, before, "nothing half-written");
 
-    // Ana's rights are read at each request: deactivated, the impersonation stops too; and
-    // support ends an impersonation early by revoking its token.
-    let second = call(
+    // Support ends its impersonation early; the impersonation can end itself (the portal's
+    // banner); anyone else may not end one.
+    let start = |reason: &'static str| {
+        let (app, support, ana) = (&app, &support, &ana);
+        async move {
+            let started = call(
+                app,
+                support,
+                Method::POST,
+                "/v1/impersonations",
+                Some(json!({"user_id": ana, "reason": reason})),
+            )
+            .await;
+            assert_eq!(started.status, StatusCode::CREATED, "{:?}", started.body);
+            (
+                id(&started.body),
+                started.body["token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (second, second_token) = start("follow-up").await;
+    let not_theirs = call(
         &app,
-        &support,
+        &second_token,
         Method::POST,
-        "/v1/impersonations",
-        Some(json!({"user_id": ana, "reason": "follow-up"})),
+        &format!("/v1/tokens/{impersonation}/revoke"),
+        Some(json!({})),
     )
     .await;
-    let second_token = second.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        not_theirs.status,
+        StatusCode::FORBIDDEN,
+        "{:?}",
+        not_theirs.body
+    );
     let ended = call(
         &app,
         &support,
@@ -456,15 +506,7 @@ async fn support_acts_as_a_customer_user_and_the_audit_names_both() {
         Some(json!({})),
     )
     .await;
-    assert_eq!(
-        ended.status,
-        StatusCode::FORBIDDEN,
-        "revoking tokens is administration"
-    );
-    let ended = app
-        .post(&format!("/v1/tokens/{impersonation}/revoke"), json!({}))
-        .await;
-    assert_eq!(ended.status, StatusCode::OK);
+    assert_eq!(ended.status, StatusCode::OK, "{:?}", ended.body);
     assert_eq!(
         call(&app, &token, Method::GET, "/v1/me", None).await.status,
         StatusCode::UNAUTHORIZED
@@ -475,12 +517,106 @@ async fn support_acts_as_a_customer_user_and_the_audit_names_both() {
             .status,
         StatusCode::OK
     );
+    let itself = call(
+        &app,
+        &second_token,
+        Method::POST,
+        &format!("/v1/tokens/{second}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(itself.status, StatusCode::OK, "{:?}", itself.body);
+    assert_eq!(
+        call(&app, &second_token, Method::GET, "/v1/me", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The staff side is read at each request too: its token revoked, its impersonations stop.
+    let other_support = app.token(domain::values::Role::VendorSupport).await;
+    let other_id = call(&app, &other_support, Method::GET, "/v1/me", None)
+        .await
+        .body["principal"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_other = call(
+        &app,
+        &other_support,
+        Method::POST,
+        "/v1/impersonations",
+        Some(json!({"user_id": ana, "reason": "night shift"})),
+    )
+    .await;
+    let by_other = by_other.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(&app, &by_other, Method::GET, "/v1/me", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.post(&format!("/v1/tokens/{other_id}/revoke"), json!({}))
+        .await;
+    assert_eq!(
+        call(&app, &by_other, Method::GET, "/v1/me", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A user who comes to hold a vendor role is no longer acted as (support would act with
+    // staff rights).
+    let val = app
+        .post(
+            &format!("/v1/organizations/{}/users", id(&vendor_org.body)),
+            json!({"email": "val@vendor.example", "roles": []}),
+        )
+        .await;
+    let val = id(&val.body);
+    let as_val = call(
+        &app,
+        &support,
+        Method::POST,
+        "/v1/impersonations",
+        Some(json!({"user_id": val, "reason": "before her first day"})),
+    )
+    .await;
+    assert_eq!(as_val.status, StatusCode::CREATED, "{:?}", as_val.body);
+    let as_val = as_val.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(&app, &as_val, Method::GET, "/v1/me", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let granted = app
+        .put(
+            &format!("/v1/users/{val}/roles"),
+            json!({"organization_id": id(&vendor_org.body), "roles": ["vendor_admin"]}),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::OK, "{:?}", granted.body);
+    for (method, path) in [(Method::GET, "/v1/me"), (Method::POST, "/v1/tokens")] {
+        let answer = call(
+            &app,
+            &as_val,
+            method,
+            path,
+            Some(json!({"role": "vendor_admin"})),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+
+    // The user's side: Ana deactivated, acting as her stops.
+    let (_, third_token) = start("last one").await;
     let off = app
         .post(&format!("/v1/users/{ana}/deactivate"), json!({}))
         .await;
     assert_eq!(off.status, StatusCode::OK);
     assert_eq!(
-        call(&app, &second_token, Method::GET, "/v1/me", None)
+        call(&app, &third_token, Method::GET, "/v1/me", None)
             .await
             .status,
         StatusCode::UNAUTHORIZED

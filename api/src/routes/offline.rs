@@ -155,8 +155,7 @@ async fn offline_activation(
     }
     let license_id = license_for(&state, &request).await?;
     let mut ctx = commands::CommandContext::new(principal.actor(), request_id);
-    ctx.impersonated_by
-        .clone_from(&principal.access.impersonated_by);
+    ctx.impersonated_by = principal.access.impersonated_by().cloned();
     ctx.causation_id = Some(format!("offline-request:{}", request.nonce));
     // The events' safety net under the stored answers (ADR 0016), scoped like the
     // administration routes' keys: by the token.
@@ -164,7 +163,7 @@ async fn offline_activation(
         let digest =
             crate::idempotency::request_digest(&axum::http::Method::POST, uri.path(), &body);
         ctx.idempotency = Some(commands::Idempotency {
-            key: key.to_owned(),
+            key: crate::idempotency::event_key(&principal, key.to_owned()),
             request_hash: hex::encode(digest),
         });
     }

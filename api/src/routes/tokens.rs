@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::answer;
 use crate::error::ApiError;
-use crate::extract::{Admin, Command, Impersonates, NoBody, PathParam, path_id};
+use crate::extract::{Admin, Command, Impersonates, NoBody, PathParam, RevokesTokens, path_id};
 use crate::openapi::{Problem, schemas};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -88,7 +88,8 @@ async fn create_token(
     Ok(answer(StatusCode::CREATED, None, written))
 }
 
-/// Revokes a token at once.
+/// Revokes a token at once: any, for a vendor administrator; an impersonation, for the staff
+/// member who started it or from within the impersonation itself (403 otherwise).
 #[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens", summary = "Revoke a token",
     params(("id" = uuid::Uuid, Path, description = "The token's id")),
     request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
@@ -100,10 +101,13 @@ async fn create_token(
 async fn revoke_token(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
-    cmd: Command<NoBody, Admin>,
+    cmd: Command<NoBody, RevokesTokens>,
 ) -> Result<Response, ApiError> {
     let id: ApiTokenId = path_id(&raw, ErrorCode::TokenNotFound, "token")?;
-    let written = state.app.revoke_token(&cmd.context, id).await?;
+    let written = state
+        .app
+        .revoke_token(&cmd.context, &cmd.principal.access, id)
+        .await?;
     Ok(answer(StatusCode::OK, None, written))
 }
 
@@ -125,7 +129,8 @@ struct StartImpersonation {
 /// Starts an impersonation: a token that acts with exactly the user's rights (read at each
 /// request), every event it causes carrying `actor` = the user and `impersonated_by` = the
 /// caller; `GET /v1/audit?actor=` finds those events by either. End it early with
-/// `POST /v1/tokens/{id}/revoke`. Vendor support or administration only.
+/// `POST /v1/tokens/{id}/revoke` (the starter, the impersonation itself or a vendor admin).
+/// Vendor support or administration only.
 ///
 /// An unknown user: 404 `USER_NOT_FOUND`; a deactivated one: 422 `USER_DEACTIVATED`; one holding
 /// a vendor role: 422 `STAFF_NOT_IMPERSONATED`; `ttl_seconds` outside 60-3600: 400.

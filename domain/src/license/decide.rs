@@ -129,9 +129,17 @@ impl License {
                 if organization.id == state.organization_id {
                     return Err(DomainError::SameOrganization(organization.id));
                 }
-                vec![LicenseEvent::Transferred {
+                // The users named on it are the former owner's: their names go with the move
+                // (a license is assigned to its own organization's users).
+                let mut events: Vec<LicenseEvent> = state
+                    .assignees
+                    .iter()
+                    .map(|user_id| LicenseEvent::Unassigned { user_id: *user_id })
+                    .collect();
+                events.push(LicenseEvent::Transferred {
                     organization_id: organization.id,
-                }]
+                });
+                events
             }
             LicenseAction::Revoke { reason, category } => vec![LicenseEvent::Revoked {
                 reason: reason.clone(),

@@ -477,6 +477,7 @@ async fn a_token_with_a_customer_role_and_no_organization_is_refused() {
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{:?}", answer.body);
     assert_eq!(answer.body["code"], "INVALID_FIELD");
+    assert_eq!(answer.body["field"], "organization_id");
     assert_eq!(app.event_count().await, before);
     let unknown = app.post("/v1/tokens", json!({"role": "superuser"})).await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);

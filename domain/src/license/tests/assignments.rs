@@ -159,3 +159,25 @@ fn unassigning_a_user_not_named_is_not_found_and_works_on_a_revoked_license() {
         .when(cmd(LicenseAction::Unassign { user_id: uid(1) }))
         .then_expect_events(vec![LicenseEvent::Unassigned { user_id: uid(1) }]);
 }
+
+#[test]
+fn a_transfer_takes_the_former_owner_users_off_the_license() {
+    let to = OrganizationRef {
+        id: org(20),
+        facts: Some(crate::organization::OrganizationFacts {
+            kind: crate::values::OrganizationKind::Customer,
+            closed: false,
+            lineage: vec![org(20)],
+        }),
+    };
+    Fw::with(())
+        .given(vec![named_user_issued(2), assigned(1), assigned(2)])
+        .when(cmd(LicenseAction::Transfer { organization: to }))
+        .then_expect_events(vec![
+            LicenseEvent::Unassigned { user_id: uid(1) },
+            LicenseEvent::Unassigned { user_id: uid(2) },
+            LicenseEvent::Transferred {
+                organization_id: org(20),
+            },
+        ]);
+}
