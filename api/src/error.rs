@@ -161,13 +161,20 @@ impl IntoResponse for ApiError {
 }
 
 fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
+    match e {
         sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-    )
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        // The server refusing a new session: out of connection slots or resources (class 53,
+        // `too_many_connections`), starting up or shutting down (57P01-57P03). A connection
+        // opened outside the pool (a `DatabaseLock`'s) meets these first; the request may be
+        // retried, the ledger is not at fault.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("53") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
 }
 
 impl From<sqlx::Error> for ApiError {

@@ -105,11 +105,33 @@ impl FromRequest<AppState> for Body {
     }
 }
 
-/// A body that must be absent or an empty JSON object (`reinstate`, `rotate-key`).
-#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A body that must be absent or an empty JSON object (`reinstate`, `rotate-key`). Not derived:
+/// serde's derive reads a struct from a sequence too, so `[]` passed for "nothing".
+#[derive(Debug, Default, utoipa::ToSchema)]
 #[schema(as = EmptyBody)]
 pub struct NoBody {}
+
+impl<'de> serde::Deserialize<'de> for NoBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Empty;
+        impl<'de> serde::de::Visitor<'de> for Empty {
+            type Value = NoBody;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an empty JSON object, or no body")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<NoBody, A::Error> {
+                match map.next_key::<String>()? {
+                    None => Ok(NoBody {}),
+                    Some(field) => Err(serde::de::Error::unknown_field(&field, &[])),
+                }
+            }
+        }
+        d.deserialize_map(Empty)
+    }
+}
 
 /// What a write route asks of its caller before it reads the body: a caller that may not do
 /// it is refused 403 without learning what its body got wrong (issue #15). The precise check

@@ -566,6 +566,7 @@ async fn assign_license(
         ("id" = uuid::Uuid, Path, description = "The license"),
         ("user_id" = uuid::Uuid, Path, description = "The user named on it"),
     ),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
     responses(
         (status = 200, description = "The license as the change left it", body = LicenseView),
         (status = 403, response = Problem),

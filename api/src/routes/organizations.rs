@@ -468,6 +468,7 @@ fn names_partner(e: &application::AppError, partner: OrganizationId) -> bool {
         ("id" = uuid::Uuid, Path, description = "The organization"),
         ("partner_id" = uuid::Uuid, Path, description = "The partner organization"),
     ),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
     responses(
         (status = 200, description = "The organization as the revocation left it", body = OrganizationView),
         (status = 403, response = Problem),

@@ -401,6 +401,50 @@ async fn invalid_transitions_are_unprocessable_with_a_stable_code_and_write_noth
     app.stop().await;
 }
 
+/// "No body" is no body or `{}`: a JSON array, a field, or anything else is refused before the
+/// command runs (an empty array used to pass for nothing).
+#[tokio::test]
+async fn routes_without_a_body_take_nothing_or_an_empty_object() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let license = app.issue(&c).await;
+    let path = format!("/v1/licenses/{}", license["id"].as_str().unwrap());
+    app.post(&format!("{path}/suspend"), json!({"reason": "audit"}))
+        .await;
+    let before = app.event_count().await;
+    for body in [
+        json!([]),
+        json!([1]),
+        json!({"x": 1}),
+        json!(null),
+        json!(""),
+    ] {
+        let answer = app
+            .call(
+                Method::POST,
+                &format!("{path}/reinstate"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {:?}",
+            answer.body
+        );
+    }
+    assert_eq!(app.event_count().await, before);
+    for body in [None, Some(json!({}))] {
+        let answer = app
+            .call(Method::POST, &format!("{path}/reinstate"), body)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        app.post(&format!("{path}/suspend"), json!({"reason": "audit"}))
+            .await;
+    }
+    app.stop().await;
+}
+
 /// Authorization is decided before the body is read: a role that may not write gets 403 for a
 /// malformed body too, never the body's schema details (issue #15).
 #[tokio::test]
