@@ -22,6 +22,7 @@
 //!   [`validation`] is the validation decision every client check goes through.
 
 pub mod api_token;
+pub mod billing;
 pub mod codes;
 pub mod error;
 pub mod event;

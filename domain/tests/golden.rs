@@ -200,6 +200,28 @@ fn license_samples() -> Vec<LicenseEvent> {
             at: t("2026-05-01T00:00:00Z"),
         },
         LicenseEvent::SubscriptionCanceled {},
+        LicenseEvent::TrialStarted {
+            ends_at: t("2026-03-15T10:00:00Z"),
+        },
+        LicenseEvent::CancellationWithdrawn {},
+        LicenseEvent::SubscriptionSynced {
+            fact: domain::billing::BillingFact {
+                observed: domain::billing::Observation {
+                    created: t("2026-03-01T10:00:05Z"),
+                    event_id: "evt_1Pgc76B7WZ01zgkWwyRHS12y".into(),
+                },
+                target: domain::billing::BillingTarget {
+                    gateway: "stripe".into(),
+                    subscription_id: "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw".into(),
+                    customer_id: "cus_QXg1o8vcGmoR32".into(),
+                    standing: domain::billing::Standing::PastDue,
+                    trial_ends_at: None,
+                    paid_until: Some(t("2026-04-01T10:00:00Z")),
+                    cancel_at: None,
+                    quantity: Some(3),
+                },
+            },
+        },
         LicenseEvent::Assigned {
             user_id: UserId::from_uuid(uuid(50)),
         },

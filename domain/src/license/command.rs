@@ -85,6 +85,12 @@ pub enum LicenseAction {
     Unassign {
         user_id: UserId,
     },
+    /// Bring the license's billing state to what a gateway's subscription says, if the fact is
+    /// newer than the last one applied (`crate::billing`).
+    SyncBilling {
+        target: crate::billing::BillingTarget,
+        observed: crate::billing::Observation,
+    },
 }
 
 /// A user to name on a license, with the facts the decision needs, looked up by the write side.

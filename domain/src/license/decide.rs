@@ -66,6 +66,9 @@ impl License {
             | LicenseAction::Unassign { .. }
             | LicenseAction::ExpireLeases => unreachable!("handled above"),
             LicenseAction::Assign(assignee) => return Self::assign(state, assignee),
+            LicenseAction::SyncBilling { target, observed } => {
+                return Ok(Self::sync_billing(state, target, observed));
+            }
             LicenseAction::Activate {
                 installation_id,
                 fingerprint,
@@ -244,6 +247,79 @@ impl License {
             });
         }
         Ok(events)
+    }
+
+    /// The events that record gateway fact `observed` (what `target` says) and bring the billing
+    /// state to what all the license's facts give, read in the gateway's order
+    /// ([`crate::billing::derive`]): none for a fact applied already; otherwise what changed,
+    /// then `SubscriptionSynced` with the fact, so that a fact arriving late takes its place.
+    fn sync_billing(
+        state: &LicenseState,
+        target: &crate::billing::BillingTarget,
+        observed: &crate::billing::Observation,
+    ) -> Vec<LicenseEvent> {
+        let billing = &state.billing;
+        let Err(place) = billing.facts.binary_search_by(|f| f.observed.cmp(observed)) else {
+            return vec![]; // delivered again
+        };
+        let fact = crate::billing::BillingFact {
+            observed: observed.clone(),
+            target: target.clone(),
+        };
+        let mut facts = billing.facts.clone();
+        facts.insert(place, fact.clone());
+        let Some(d) = crate::billing::derive(&facts, state.terms.payment_grace_days) else {
+            return vec![];
+        };
+        let mut events = Vec::new();
+        let linked = (d.link.0.clone(), d.link.1.clone());
+        if billing.subscription.as_ref() != Some(&linked) {
+            events.push(LicenseEvent::SubscriptionLinked {
+                gateway: d.link.0,
+                subscription_id: d.link.1,
+                customer_id: d.link.2,
+            });
+        }
+        if let Some(ends_at) = d.trial_ends_at
+            && state.trial_ends_at != Some(ends_at)
+        {
+            events.push(LicenseEvent::TrialStarted { ends_at });
+        }
+        match (billing.paused, d.paused) {
+            (true, false) => events.push(LicenseEvent::SubscriptionResumed {}),
+            (false, true) => events.push(LicenseEvent::SubscriptionPaused {}),
+            _ => {}
+        }
+        if billing.payment_grace_until != d.payment_grace_until {
+            events.push(match d.payment_grace_until {
+                Some(grace_until) => LicenseEvent::PaymentFailed { grace_until },
+                None => LicenseEvent::PaymentRecovered {},
+            });
+        }
+        if billing.cancel_at != d.cancel_at {
+            events.push(match d.cancel_at {
+                Some(at) => LicenseEvent::CancellationScheduled { at },
+                None => LicenseEvent::CancellationWithdrawn {},
+            });
+        }
+        if d.canceled && !billing.canceled {
+            events.push(LicenseEvent::SubscriptionCanceled {});
+        }
+        if let Some(end) = d.paid_until
+            && state.expires_at.is_some_and(|current| end > current)
+        {
+            events.push(LicenseEvent::Renewed { expires_at: end });
+        }
+        if let Some(seats) = d
+            .quantity
+            .and_then(|q| q.checked_mul(state.terms.seats.get()))
+            .and_then(|n| crate::values::SeatCount::new(n).ok())
+            && seats != state.seats
+        {
+            events.push(LicenseEvent::SeatsChanged { seats });
+        }
+        events.push(LicenseEvent::SubscriptionSynced { fact });
+        events
     }
 
     /// Names a user on the license. For a `named_user` policy the seats count assignees; for

@@ -97,6 +97,17 @@ pub enum LicenseEvent {
     CancellationScheduled { at: Timestamp },
     #[serde(rename = "SubscriptionCanceled")]
     SubscriptionCanceled {},
+    /// A subscription's trial runs until `ends_at` (issue #16).
+    #[serde(rename = "TrialStarted")]
+    TrialStarted { ends_at: Timestamp },
+    /// A scheduled cancellation was taken back: the subscription renews.
+    #[serde(rename = "CancellationWithdrawn")]
+    CancellationWithdrawn {},
+    /// A gateway fact the license applied: what the subscription said in gateway event
+    /// `fact.observed` (`crate::billing`). The license's billing state is derived from its facts in
+    /// the gateway's order; the events before this one in the same command are what changed.
+    #[serde(rename = "SubscriptionSynced")]
+    SubscriptionSynced { fact: crate::billing::BillingFact },
     /// A user is named on the license (round 2).
     #[serde(rename = "LicenseAssigned")]
     Assigned { user_id: UserId },
@@ -151,6 +162,9 @@ impl DomainEvent for LicenseEvent {
             Self::SubscriptionResumed {} => "SubscriptionResumed",
             Self::CancellationScheduled { .. } => "CancellationScheduled",
             Self::SubscriptionCanceled {} => "SubscriptionCanceled",
+            Self::TrialStarted { .. } => "TrialStarted",
+            Self::CancellationWithdrawn {} => "CancellationWithdrawn",
+            Self::SubscriptionSynced { .. } => "SubscriptionSynced",
             Self::Assigned { .. } => "LicenseAssigned",
             Self::Unassigned { .. } => "LicenseUnassigned",
         }
@@ -191,6 +205,9 @@ impl VersionedEvent for LicenseEvent {
         ("SubscriptionResumed", "1"),
         ("CancellationScheduled", "1"),
         ("SubscriptionCanceled", "1"),
+        ("TrialStarted", "1"),
+        ("CancellationWithdrawn", "1"),
+        ("SubscriptionSynced", "1"),
         ("LicenseAssigned", "1"),
         ("LicenseUnassigned", "1"),
     ];

@@ -47,6 +47,9 @@ pub struct Billing {
     pub paused: bool,
     pub cancel_at: Option<Timestamp>,
     pub canceled: bool,
+    /// The gateway facts applied, in the gateway's order (`crate::billing::derive`).
+    #[serde(default)]
+    pub facts: Vec<crate::billing::BillingFact>,
 }
 
 /// The state of an issued license. Stored as JSON in the license read model, so fields added
@@ -296,6 +299,14 @@ impl License {
             LicenseEvent::SubscriptionResumed {} => state.billing.paused = false,
             LicenseEvent::CancellationScheduled { at } => state.billing.cancel_at = Some(at),
             LicenseEvent::SubscriptionCanceled {} => state.billing.canceled = true,
+            LicenseEvent::TrialStarted { ends_at } => state.trial_ends_at = Some(ends_at),
+            LicenseEvent::CancellationWithdrawn {} => state.billing.cancel_at = None,
+            LicenseEvent::SubscriptionSynced { fact } => {
+                let facts = &mut state.billing.facts;
+                if let Err(place) = facts.binary_search_by(|f| f.observed.cmp(&fact.observed)) {
+                    facts.insert(place, fact);
+                }
+            }
             LicenseEvent::Assigned { user_id } => {
                 state.assignees.insert(user_id);
             }

@@ -266,12 +266,17 @@ impl ValidationEntry {
             LicenseEvent::SubscriptionResumed {} => self.set(PAUSED, false),
             LicenseEvent::CancellationScheduled { at } => self.cancel_at = at.timestamp_micros(),
             LicenseEvent::SubscriptionCanceled {} => self.set(CANCELED, true),
+            LicenseEvent::TrialStarted { ends_at } => {
+                self.trial_ends_at = ends_at.timestamp_micros();
+            }
+            LicenseEvent::CancellationWithdrawn {} => self.cancel_at = NONE,
             // Facts validation does not read.
             LicenseEvent::Transferred { .. }
             | LicenseEvent::MaintenanceExtended { .. }
             | LicenseEvent::OfflineTokenIssued { .. }
             | LicenseEvent::Assigned { .. }
-            | LicenseEvent::Unassigned { .. } => {}
+            | LicenseEvent::Unassigned { .. }
+            | LicenseEvent::SubscriptionSynced { .. } => {}
         }
         replaced
     }

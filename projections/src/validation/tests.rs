@@ -106,7 +106,10 @@ fn any_event() -> impl Strategy<Value = LicenseEvent> {
         Just(LicenseEvent::PaymentRecovered {}),
         Just(LicenseEvent::SubscriptionPaused {}),
         Just(LicenseEvent::SubscriptionResumed {}),
-        when.prop_map(|at| LicenseEvent::CancellationScheduled { at }),
+        when.clone()
+            .prop_map(|at| LicenseEvent::CancellationScheduled { at }),
+        Just(LicenseEvent::CancellationWithdrawn {}),
+        when.prop_map(|ends_at| LicenseEvent::TrialStarted { ends_at }),
         Just(LicenseEvent::SubscriptionCanceled {}),
         Just(LicenseEvent::SubscriptionLinked {
             gateway: "stripe".into(),

@@ -44,7 +44,7 @@ fn org(n: u128) -> OrganizationId {
 pub(crate) fn terms() -> PolicyTerms {
     PolicyTerms::new(crate::policy::tests::input()).unwrap()
 }
-fn issue_with(terms: PolicyTerms, expires_at: Option<Timestamp>) -> IssueLicense {
+pub(crate) fn issue_with(terms: PolicyTerms, expires_at: Option<Timestamp>) -> IssueLicense {
     let product_id = ProductId::from_uuid(Uuid::from_u128(20));
     IssueLicense {
         policy: PolicyRef {

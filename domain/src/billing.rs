@@ -1,0 +1,185 @@
+//! Billing as the ledger understands it (issue #16, ADR 0022): a payment gateway's subscription,
+//! read through the anti-corruption layer of [`stripe`], becomes a [`BillingTarget`] — the
+//! license's billing state in the ledger's own words — by one pure function, [`target`]. The
+//! License aggregate then appends only the differences between that target and its state
+//! (`LicenseAction::SyncBilling`), so the same fact delivered twice changes nothing.
+//!
+//! Order: every fact carries the gateway event it came from ([`Observation`]: its `created` and
+//! id). A license keeps the facts it applied ([`BillingFact`], in `SubscriptionSynced`), and its
+//! billing state is [`derive`]d from them **in the gateway's order**, whatever order they came in:
+//! a fact that arrives late is put in its place and the state derived again, and the license
+//! appends what changed. So facts delivered in any order, with duplicates, end in the state that
+//! in-order delivery gives (property-tested in `billing/tests.rs`), and an older fact never undoes
+//! a newer one. Stripe's `created` has one-second resolution: two events of the same second are
+//! ordered by their ids, an arbitrary but total order every node agrees on.
+
+pub mod stripe;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+use stripe::{Subscription, SubscriptionStatus};
+
+/// The gateway a subscription lives at (`stripe`): the seam another processor plugs into.
+pub const STRIPE: &str = "stripe";
+
+/// A gateway event a fact came from: what orders the facts of one license.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Observation {
+    /// When the gateway created the event (compared first).
+    pub created: Timestamp,
+    /// The gateway's event id (`evt_…`; compared second, for events of the same second).
+    pub event_id: String,
+}
+
+/// How the subscription stands, in the ledger's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// Trialing or paid up.
+    Good,
+    /// A payment failed: the license runs on its payment grace.
+    PastDue,
+    /// Collection is paused: the license answers `PAUSED`.
+    Paused,
+    /// Ended (canceled, unpaid, or never paid): valid until `cancel_at` if one is scheduled.
+    Canceled,
+    /// A status that says nothing the license acts on (`incomplete`, one this build does not
+    /// know): the standing stays as it is.
+    Unchanged,
+}
+
+/// A license's billing state as a subscription says it should be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingTarget {
+    pub gateway: String,
+    pub subscription_id: String,
+    pub customer_id: String,
+    pub standing: Standing,
+    /// The end of a trial the subscription is in.
+    pub trial_ends_at: Option<Timestamp>,
+    /// The end of the period paid (or trialed) for: the license runs at least until then.
+    pub paid_until: Option<Timestamp>,
+    /// A cancellation scheduled for the end of the period (or a date), if any.
+    pub cancel_at: Option<Timestamp>,
+    /// The quantity of the subscription's first item with one: seats are quantity × the
+    /// policy's seats.
+    pub quantity: Option<u32>,
+}
+
+/// What subscription `sub`, as an event shows it, says of the license's billing state.
+pub fn target(sub: &Subscription) -> BillingTarget {
+    let standing = match &sub.status {
+        _ if sub.collection_paused
+            && !matches!(
+                sub.status,
+                SubscriptionStatus::Canceled
+                    | SubscriptionStatus::Unpaid
+                    | SubscriptionStatus::IncompleteExpired
+            ) =>
+        {
+            Standing::Paused
+        }
+        SubscriptionStatus::Trialing | SubscriptionStatus::Active => Standing::Good,
+        SubscriptionStatus::PastDue => Standing::PastDue,
+        SubscriptionStatus::Paused => Standing::Paused,
+        SubscriptionStatus::Unpaid
+        | SubscriptionStatus::Canceled
+        | SubscriptionStatus::IncompleteExpired => Standing::Canceled,
+        SubscriptionStatus::Incomplete | SubscriptionStatus::Other(_) => Standing::Unchanged,
+    };
+    let cancel_at = if sub.cancel_at_period_end {
+        sub.cancel_at.or(sub.current_period_end)
+    } else {
+        sub.cancel_at
+    };
+    BillingTarget {
+        gateway: STRIPE.to_owned(),
+        subscription_id: sub.id.clone(),
+        customer_id: sub.customer.clone().unwrap_or_default(),
+        standing,
+        trial_ends_at: sub
+            .trial_end
+            .filter(|_| sub.status == SubscriptionStatus::Trialing),
+        paid_until: sub.current_period_end,
+        cancel_at,
+        quantity: sub.items.iter().find_map(|i| i.quantity),
+    }
+}
+
+/// One fact a license applied: what a gateway event said.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingFact {
+    pub observed: Observation,
+    pub target: BillingTarget,
+}
+
+/// The billing state a license's facts give, read in the gateway's order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derived {
+    /// The newest fact's subscription (`gateway`, `subscription_id`, `customer_id`).
+    pub link: (String, String, String),
+    /// The newest trial end a fact showed, if any did.
+    pub trial_ends_at: Option<Timestamp>,
+    /// Grace runs from the first payment failure after the last fact in good standing.
+    pub payment_grace_until: Option<Timestamp>,
+    /// The newest fact that says so is paused (canceled or unknown standings say nothing).
+    pub paused: bool,
+    /// Some fact said the subscription ended: that is final.
+    pub canceled: bool,
+    /// The newest fact's scheduled cancellation.
+    pub cancel_at: Option<Timestamp>,
+    /// The latest period paid for (facts in good standing or past due).
+    pub paid_until: Option<Timestamp>,
+    /// The newest quantity a fact showed.
+    pub quantity: Option<u32>,
+}
+
+/// The billing state `facts` give (sorted by [`Observation`]; `None` when there is none), with
+/// `payment_grace_days` of grace after a failure.
+pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived> {
+    let newest = facts.last()?;
+    let mut derived = Derived {
+        link: (
+            newest.target.gateway.clone(),
+            newest.target.subscription_id.clone(),
+            newest.target.customer_id.clone(),
+        ),
+        trial_ends_at: None,
+        payment_grace_until: None,
+        paused: false,
+        canceled: false,
+        cancel_at: newest.target.cancel_at,
+        paid_until: None,
+        quantity: None,
+    };
+    for fact in facts {
+        let t = &fact.target;
+        derived.trial_ends_at = t.trial_ends_at.or(derived.trial_ends_at);
+        derived.quantity = t.quantity.or(derived.quantity);
+        match t.standing {
+            Standing::Good => {
+                derived.payment_grace_until = None;
+                derived.paused = false;
+            }
+            Standing::PastDue => {
+                derived.paused = false;
+                derived.payment_grace_until = derived.payment_grace_until.or_else(|| {
+                    Some(
+                        fact.observed.created
+                            + chrono::Duration::days(i64::from(payment_grace_days)),
+                    )
+                });
+            }
+            Standing::Paused => derived.paused = true,
+            Standing::Canceled => derived.canceled = true,
+            Standing::Unchanged => {}
+        }
+        if matches!(t.standing, Standing::Good | Standing::PastDue) {
+            derived.paid_until = derived.paid_until.max(t.paid_until);
+        }
+    }
+    Some(derived)
+}

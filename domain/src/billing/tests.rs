@@ -1,0 +1,311 @@
+//! The anti-corruption layer and the billing decision: Stripe's JSON read leniently, statuses
+//! mapped to standings, and — property-tested — facts delivered in any order with duplicates
+//! ending in the license state in-order delivery gives.
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::stripe::{StripeEvent, StripeObject, SubscriptionStatus};
+use super::*;
+use crate::license::{License, LicenseAction, LicenseCommand};
+
+fn at(seconds: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp(seconds, 0).unwrap()
+}
+
+/// A subscription event as Stripe renders it with a current API version: the period on the
+/// items, fields this build does not know, an expanded customer.
+fn subscription_event(status: &str, created: i64) -> serde_json::Value {
+    json!({
+        "id": format!("evt_{created}"),
+        "object": "event",
+        "api_version": "2025-08-27.basil",
+        "created": created,
+        "livemode": false,
+        "pending_webhooks": 1,
+        "type": "customer.subscription.updated",
+        "data": {"object": {
+            "id": "sub_1", "object": "subscription", "status": status,
+            "customer": {"id": "cus_1", "object": "customer", "email": "ap@acme.example"},
+            "cancel_at_period_end": false, "cancel_at": null,
+            "trial_end": 1_700_000_000,
+            "pause_collection": null,
+            "billing_mode": {"type": "flexible"},
+            "some_future_field": {"nested": [1, 2, 3]},
+            "items": {"object": "list", "data": [
+                {"id": "si_1", "quantity": 2, "current_period_end": 1_702_592_000,
+                 "price": {"id": "price_1", "object": "price", "unit_amount": 2000}}
+            ]},
+            "metadata": {"organization_id": "o-1", "n": 7}
+        }}
+    })
+}
+
+#[test]
+fn a_current_subscription_event_reads_with_its_period_on_the_items() {
+    let event = StripeEvent::from_value(subscription_event("trialing", 1_699_000_000)).unwrap();
+    assert_eq!(event.id, "evt_1699000000");
+    assert_eq!(event.kind, "customer.subscription.updated");
+    assert_eq!(event.created, at(1_699_000_000));
+    let StripeObject::Subscription(sub) = StripeObject::of(&event.object) else {
+        panic!("a subscription");
+    };
+    assert_eq!(sub.customer.as_deref(), Some("cus_1"));
+    assert_eq!(sub.status, SubscriptionStatus::Trialing);
+    assert_eq!(sub.current_period_end, Some(at(1_702_592_000)));
+    assert_eq!(sub.items[0].price_id.as_deref(), Some("price_1"));
+    assert_eq!(sub.items[0].quantity, Some(2));
+    // Only string metadata is kept.
+    assert_eq!(sub.metadata.len(), 1);
+    let t = target(&sub);
+    assert_eq!(t.standing, Standing::Good);
+    assert_eq!(t.trial_ends_at, Some(at(1_700_000_000)));
+    assert_eq!(t.paid_until, Some(at(1_702_592_000)));
+    assert_eq!(t.quantity, Some(2));
+}
+
+#[test]
+fn older_api_versions_keep_the_period_at_the_top_and_odd_fields_read_as_absent() {
+    let mut event = subscription_event("past_due", 1_699_000_000);
+    let object = &mut event["data"]["object"];
+    object["items"]["data"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("current_period_end");
+    object["current_period_end"] = json!(1_705_000_000);
+    object["customer"] = json!("cus_2");
+    object["cancel_at_period_end"] = json!("yes"); // not a bool: absent, i.e. false
+    object["trial_end"] = json!("soon"); // not a number: absent
+    let event = StripeEvent::from_value(event).unwrap();
+    let StripeObject::Subscription(sub) = StripeObject::of(&event.object) else {
+        panic!("a subscription");
+    };
+    assert_eq!(sub.current_period_end, Some(at(1_705_000_000)));
+    assert_eq!(sub.customer.as_deref(), Some("cus_2"));
+    assert!(!sub.cancel_at_period_end);
+    assert_eq!(sub.trial_end, None);
+    assert_eq!(target(&sub).standing, Standing::PastDue);
+}
+
+#[test]
+fn only_the_envelope_is_required() {
+    assert!(matches!(
+        StripeEvent::parse(b"not json"),
+        Err(stripe::NotAnEvent::NotJson(_))
+    ));
+    for missing in ["id", "type", "created"] {
+        let mut e = subscription_event("active", 1);
+        e.as_object_mut().unwrap().remove(missing);
+        assert_eq!(
+            StripeEvent::from_value(e),
+            Err(stripe::NotAnEvent::Missing(match missing {
+                "id" => "id",
+                "type" => "type",
+                _ => "created",
+            }))
+        );
+    }
+    let mut e = subscription_event("active", 1);
+    e["data"] = json!({"previous_attributes": {}});
+    assert_eq!(
+        StripeEvent::from_value(e),
+        Err(stripe::NotAnEvent::Missing("data.object"))
+    );
+    // An unknown object type is an object all the same.
+    let mut e = subscription_event("active", 1);
+    e["data"]["object"]["object"] = json!("radar.early_fraud_warning");
+    let e = StripeEvent::from_value(e).unwrap();
+    assert_eq!(
+        StripeObject::of(&e.object),
+        StripeObject::Other("radar.early_fraud_warning".into())
+    );
+}
+
+#[test]
+fn invoices_name_their_subscription_where_each_api_version_puts_it() {
+    let current = json!({"id": "in_1", "object": "invoice", "customer": "cus_1",
+        "parent": {"type": "subscription_details",
+                   "subscription_details": {"subscription": "sub_9", "metadata": null}}});
+    let older = json!({"id": "in_2", "object": "invoice", "subscription": "sub_8"});
+    let sub = |v| match StripeObject::of(&v) {
+        StripeObject::Invoice(i) => i.subscription,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(sub(current).as_deref(), Some("sub_9"));
+    assert_eq!(sub(older).as_deref(), Some("sub_8"));
+}
+
+#[test]
+fn statuses_map_to_standings() {
+    let mut sub = match StripeObject::of(&subscription_event("active", 1)["data"]["object"]) {
+        StripeObject::Subscription(s) => s,
+        other => panic!("{other:?}"),
+    };
+    for (status, standing) in [
+        ("trialing", Standing::Good),
+        ("active", Standing::Good),
+        ("past_due", Standing::PastDue),
+        ("paused", Standing::Paused),
+        ("unpaid", Standing::Canceled),
+        ("canceled", Standing::Canceled),
+        ("incomplete_expired", Standing::Canceled),
+        ("incomplete", Standing::Unchanged),
+        ("something_new", Standing::Unchanged),
+    ] {
+        sub.status = match status {
+            "trialing" => SubscriptionStatus::Trialing,
+            "active" => SubscriptionStatus::Active,
+            "past_due" => SubscriptionStatus::PastDue,
+            "paused" => SubscriptionStatus::Paused,
+            "unpaid" => SubscriptionStatus::Unpaid,
+            "canceled" => SubscriptionStatus::Canceled,
+            "incomplete_expired" => SubscriptionStatus::IncompleteExpired,
+            "incomplete" => SubscriptionStatus::Incomplete,
+            other => SubscriptionStatus::Other(other.into()),
+        };
+        assert_eq!(target(&sub).standing, standing, "{status}");
+    }
+    // Collection paused on an active subscription: paused; on a canceled one: canceled.
+    sub.collection_paused = true;
+    sub.status = SubscriptionStatus::Active;
+    assert_eq!(target(&sub).standing, Standing::Paused);
+    sub.status = SubscriptionStatus::Canceled;
+    assert_eq!(target(&sub).standing, Standing::Canceled);
+    // Cancel at period end: scheduled for the period's end.
+    sub.collection_paused = false;
+    sub.status = SubscriptionStatus::Active;
+    sub.cancel_at_period_end = true;
+    assert_eq!(target(&sub).cancel_at, sub.current_period_end);
+}
+
+// ----- convergence -----
+
+/// The license the facts apply to: a 30-day policy with 7 days of payment grace, issued at 0.
+fn license() -> License {
+    let mut terms = crate::license::tests::terms();
+    terms.payment_grace_days = 7;
+    let mut license = License::NotIssued;
+    for event in license
+        .decide(&LicenseCommand {
+            license_id: crate::license::tests::lid(),
+            at: at(0),
+            action: LicenseAction::Issue(Box::new(crate::license::tests::issue_with(
+                terms,
+                Some(at(30 * 86_400)),
+            ))),
+        })
+        .unwrap()
+    {
+        license.fold(event);
+    }
+    license
+}
+
+fn apply(license: &mut License, fact: &BillingFact) {
+    let events = license
+        .decide(&LicenseCommand {
+            license_id: crate::license::tests::lid(),
+            at: at(0),
+            action: LicenseAction::SyncBilling {
+                target: fact.target.clone(),
+                observed: fact.observed.clone(),
+            },
+        })
+        .unwrap();
+    for event in events {
+        license.fold(event);
+    }
+}
+
+prop_compose! {
+    /// One fact of a subscription's history.
+    fn fact_at(created: i64)(
+        standing in prop_oneof![
+            4 => Just(Standing::Good),
+            2 => Just(Standing::PastDue),
+            1 => Just(Standing::Paused),
+            1 => Just(Standing::Canceled),
+            1 => Just(Standing::Unchanged),
+        ],
+        trial in proptest::option::of(0i64..60),
+        period in 0i64..400,
+        cancel in proptest::option::of(0i64..400),
+        quantity in proptest::option::of(1u32..5),
+        same_second in any::<bool>(),
+    ) -> BillingFact {
+        // Some facts share their second with the previous one: ordered by event id then.
+        let created = if same_second { created - 1 } else { created };
+        BillingFact {
+            observed: Observation {
+                created: at(created),
+                event_id: format!("evt_{created}_{period}_{}", quantity.unwrap_or(0)),
+            },
+            target: BillingTarget {
+                gateway: STRIPE.into(),
+                subscription_id: "sub_1".into(),
+                customer_id: "cus_1".into(),
+                standing,
+                trial_ends_at: trial.map(|d| at(d * 86_400)),
+                paid_until: Some(at(period * 86_400)),
+                cancel_at: cancel.map(|d| at(d * 86_400)),
+                quantity,
+            },
+        }
+    }
+}
+
+fn history() -> impl Strategy<Value = Vec<BillingFact>> {
+    (1usize..12).prop_flat_map(|n| {
+        (0..n)
+            .map(|i| fact_at(1_000 + 10 * i64::try_from(i).unwrap()))
+            .collect::<Vec<_>>()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Delivered shuffled with ~30% duplicates, a history ends where in-order delivery does:
+    /// the same license state (hence the same validation answer and offline-token limit), and
+    /// each fact recorded exactly once.
+    #[test]
+    fn any_order_with_duplicates_converges_to_in_order_delivery(
+        facts in history(),
+        duplicates in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+        seed in any::<u64>(),
+    ) {
+        let mut sorted = facts.clone();
+        sorted.sort_by(|a, b| a.observed.cmp(&b.observed));
+        sorted.dedup_by(|a, b| a.observed == b.observed);
+        let mut in_order = license();
+        for fact in &sorted {
+            apply(&mut in_order, fact);
+        }
+
+        let mut delivered = facts.clone();
+        for d in &duplicates {
+            delivered.push(facts[d.index(facts.len())].clone());
+        }
+        // A seeded Fisher-Yates shuffle (proptest shrinks the seed).
+        let mut state = seed | 1;
+        for i in (1..delivered.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let j = usize::try_from(state % (i as u64 + 1)).unwrap();
+            delivered.swap(i, j);
+        }
+        let mut shuffled = license();
+        for fact in &delivered {
+            apply(&mut shuffled, fact);
+        }
+        prop_assert_eq!(&shuffled, &in_order);
+        let state = shuffled.state().unwrap();
+        prop_assert_eq!(state.billing.facts.len(), sorted.len());
+        let now = at(200 * 86_400);
+        prop_assert_eq!(
+            crate::validation::decide(state, now, None, &[]),
+            crate::validation::decide(in_order.state().unwrap(), now, None, &[])
+        );
+    }
+}
