@@ -43,7 +43,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (applies migrations first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Mint an administration bearer token and print it alone on stdout, or revoke one.
@@ -179,6 +179,17 @@ struct ServeArgs {
     /// The `aud` an OIDC access token must carry.
     #[arg(long, env = "LEDGER_OIDC_AUDIENCE", default_value = "license-ledger")]
     oidc_audience: String,
+    /// A Stripe webhook endpoint secret (`whsec_…`) that signs the events `POST
+    /// /v1/webhooks/stripe` accepts. Repeatable, or comma-separated in the environment: every one
+    /// is tried, so a secret is rotated by configuring the new one next to the old for a while.
+    #[arg(
+        long = "stripe-webhook-secret",
+        env = "LEDGER_STRIPE_WEBHOOK_SECRETS",
+        value_name = "SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    stripe_webhook_secrets: Vec<String>,
     /// Seconds a connection has to send a complete request head, from connecting or from the
     /// first byte of a later request; slower connections are closed.
     #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
@@ -349,6 +360,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 issuers: args.oidc_issuers,
                 audience: args.oidc_audience,
             };
+            config.app.stripe_webhook_secrets =
+                application::billing::WebhookSecrets::new(args.stripe_webhook_secrets);
             config.jobs.checkpoint_every_events = args.checkpoint_every_events as usize;
             config.jobs.checkpoint_every = Duration::from_secs(args.checkpoint_every_secs);
             let retention = Duration::from_secs(args.idempotency_retention_secs);

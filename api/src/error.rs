@@ -258,6 +258,9 @@ impl From<AppError> for ApiError {
             AppError::InvalidField { field, detail } => {
                 Self::bad_request(ErrorCode::InvalidField, detail, Some(field.to_owned()))
             }
+            AppError::InvalidSignature(detail) => {
+                Self::bad_request(ErrorCode::InvalidSignature, detail, None)
+            }
             AppError::Invariant(what) => Self::internal(&what),
         }
     }

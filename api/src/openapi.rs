@@ -82,6 +82,8 @@ pub enum Group {
     Admin,
     /// Client applications: `X-App-Id`, their own rate limit, deadline.
     Client,
+    /// Payment gateways' webhooks: a signature over the body, body limit, deadline.
+    Webhook,
 }
 
 /// The document, built once from the registration table.
@@ -115,6 +117,7 @@ pub fn document() -> OpenApi {
         (Group::Public, table.keys),
         (Group::Admin, table.admin),
         (Group::Client, table.client),
+        (Group::Webhook, table.webhooks),
     ] {
         doc.merge(finish(group, routes.into_openapi()));
     }
@@ -191,8 +194,8 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
     );
     // Every write takes an `Idempotency-Key` but validation, which appends nothing and answers
     // the license as it is now (ADR 0016); the public group has no writes.
-    let keyed = write && group != Group::Public && path != "/v1/validate";
-    let limited = group != Group::Public;
+    let keyed = write && !matches!(group, Group::Public | Group::Webhook) && path != "/v1/validate";
+    let limited = !matches!(group, Group::Public | Group::Webhook);
     let mut problems: Vec<u16> = Vec::new();
     match group {
         Group::Public => {}
@@ -212,6 +215,12 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
             // Missing or malformed X-App-Id, body or query; the key opens no license of this
             // application (unknown and foreign keys alike); too large; rate; deadline.
             problems.extend([400, 403, 413, 429, 500, 503]);
+        }
+        Group::Webhook => {
+            op.security = Some(Vec::new());
+            // An unverified signature or a verified body that is not an event; too large; the
+            // deadline or the database.
+            problems.extend([400, 413, 500, 503]);
         }
     }
     if keyed {

@@ -108,6 +108,9 @@ pub struct RouteTable {
     pub admin: OpenApiRouter<AppState>,
     /// The client applications' API (`X-App-Id`).
     pub client: OpenApiRouter<AppState>,
+    /// Payment gateways' webhooks: no bearer (a signature over the body instead), a body limit
+    /// and the deadline, no rate limit (the gateway retries; nothing is stored unsigned).
+    pub webhooks: OpenApiRouter<AppState>,
 }
 
 /// The registration table (see [`RouteTable`]).
@@ -125,6 +128,7 @@ pub fn route_table() -> RouteTable {
             .merge(routes::operations::routes())
             .merge(metrics::routes()),
         client: routes::client::routes(),
+        webhooks: routes::webhooks::routes(),
     }
 }
 
@@ -191,6 +195,12 @@ pub fn app_router(
             request_timeout,
             limits::deadline,
         ));
+    let webhooks = Router::from(table.webhooks)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            limits::deadline,
+        ));
     let mut jwks = Router::from(table.keys);
     if let Some(limit) = client_rate_limit {
         client = client.layer(middleware::from_fn_with_state(
@@ -205,6 +215,7 @@ pub fn app_router(
         .merge(jwks.layer(trace_layer(Level::DEBUG)))
         .merge(api.layer(trace_layer(Level::INFO)))
         .merge(client.layer(trace_layer(Level::DEBUG)))
+        .merge(webhooks.layer(trace_layer(Level::INFO)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id::assign))

@@ -50,6 +50,9 @@ pub struct AppConfig {
     /// The OpenID Connect issuers whose access tokens authenticate users (none: only
     /// administration tokens do).
     pub oidc: crate::oidc::OidcConfig,
+    /// The Stripe webhook endpoint secrets (`--stripe-webhook-secret`; none: every webhook is
+    /// refused).
+    pub stripe_webhook_secrets: crate::billing::WebhookSecrets,
 }
 
 impl AppConfig {
@@ -67,6 +70,7 @@ impl AppConfig {
                 issuers: Vec::new(),
                 audience: crate::oidc::OidcConfig::DEFAULT_AUDIENCE.to_owned(),
             },
+            stripe_webhook_secrets: crate::billing::WebhookSecrets::default(),
         }
     }
 
@@ -118,6 +122,9 @@ struct Inner {
     /// The organization tree reach is asked about, following the log.
     tree: Arc<TreeModel>,
     oidc: Oidc,
+    webhook_secrets: crate::billing::WebhookSecrets,
+    /// Wakes this process's billing consumer when a webhook stored an event.
+    billing_wake: tokio::sync::Notify,
     /// Which user an identity (`<iss>#<sub>`) belongs to. An identity's claim is never released
     /// nor moved to another user, so an entry never goes stale; the user's own stream, which
     /// says whether it is deactivated, is still read on every request.
@@ -198,6 +205,8 @@ impl App {
             idempotency,
             tree,
             oidc,
+            webhook_secrets: config.stripe_webhook_secrets.clone(),
+            billing_wake: tokio::sync::Notify::new(),
             identities: std::sync::Mutex::new(std::collections::HashMap::new()),
         })))
     }
@@ -277,6 +286,16 @@ impl App {
             .tree
             .current(self.pool(), self.0.signal.appends())
             .await?)
+    }
+
+    /// What wakes the billing consumer ([`crate::jobs::Job::BillingConsumer`]).
+    pub(crate) fn billing_wake(&self) -> &tokio::sync::Notify {
+        &self.0.billing_wake
+    }
+
+    /// The Stripe webhook endpoint secrets.
+    pub fn webhook_secrets(&self) -> &crate::billing::WebhookSecrets {
+        &self.0.webhook_secrets
     }
 
     /// The verifier of OIDC access tokens.

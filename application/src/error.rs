@@ -43,6 +43,9 @@ pub enum AppError {
     /// does not reach at all is [`AppError::NotFound`], exactly as an unknown id.
     #[error("{0}")]
     Forbidden(String),
+    /// A webhook's signature does not verify (400 `INVALID_SIGNATURE`; nothing was stored).
+    #[error("{0}")]
+    InvalidSignature(String),
     /// An invariant of the ledger does not hold (a command left no state behind): a bug.
     #[error("{0}")]
     Invariant(&'static str),

@@ -47,6 +47,9 @@ pub enum Job {
     CheckpointSigner,
     /// Deletes the idempotent answers older than their retention (ADR 0016).
     IdempotencyPruner,
+    /// Processes the billing inbox: Stripe events into license facts (ADR 0022). Not a
+    /// projection, and never replayed: it causes events, once per Stripe event.
+    BillingConsumer,
 }
 
 /// How often the jobs run.
@@ -175,6 +178,13 @@ impl Jobs {
                     token,
                 ));
             }
+            Job::BillingConsumer => {
+                self.tasks.spawn(consume_billing(
+                    app.clone(),
+                    config.projector_poll_interval,
+                    token,
+                ));
+            }
             Job::IdempotencyPruner => {
                 self.tasks.spawn(prune_idempotency(
                     pool,
@@ -246,6 +256,29 @@ async fn prune_idempotency(
                 tracing::debug!(deleted, "idempotent answers past their retention pruned")
             }
             Err(e) => tracing::warn!(error = %e, "could not prune idempotent answers; will retry"),
+        }
+    }
+}
+
+/// Processes the billing inbox: at once when this process stored an event, every `interval`
+/// otherwise (events stored by other nodes, failures whose back-off ran out).
+async fn consume_billing(app: App, interval: Duration, shutdown: CancellationToken) {
+    const BATCH: i64 = 100;
+    loop {
+        let taken = match app.process_billing_inbox(BATCH).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "billing inbox unreadable; will retry");
+                0
+            }
+        };
+        if taken >= usize::try_from(BATCH).unwrap_or(usize::MAX) {
+            continue;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = app.billing_wake().notified() => {}
+            () = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod access;
 pub mod app;
 pub mod args;
 pub mod asof;
+pub mod billing;
 pub mod catalogue;
 pub mod checkpoints;
 pub mod datadir;

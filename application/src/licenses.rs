@@ -131,6 +131,40 @@ impl Licenses<'_> {
         })
     }
 
+    // ----- billing (the inbox's consumer, on the jobs pool) -----
+
+    /// Issues license `id` (derived from what provisions it: provisioning twice issues once).
+    ///
+    /// # Errors
+    /// `LICENSE_ALREADY_ISSUED` the second time; refusals and infrastructure errors.
+    pub(crate) async fn issue_as(
+        &self,
+        ctx: &CommandContext,
+        id: LicenseId,
+        input: NewLicense,
+    ) -> Result<(), AppError> {
+        let (outcome, _key) = self.ledger.issue_license_as(ctx, id, input).await?;
+        self.observed(outcome);
+        Ok(())
+    }
+
+    /// Records a payment gateway's fact on license `id`.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND`, `LICENSE_REVOKED`; infrastructure errors.
+    pub(crate) async fn sync_billing(
+        &self,
+        ctx: &CommandContext,
+        id: LicenseId,
+        target: domain::billing::BillingTarget,
+        observed: domain::billing::Observation,
+    ) -> Result<usize, AppError> {
+        let outcome = self.ledger.sync_billing(ctx, id, target, observed).await?;
+        let appended = outcome.events.len();
+        self.observed(outcome);
+        Ok(appended)
+    }
+
     // ----- administration -----
 
     /// Issues a license; the answer carries its key this once.

@@ -123,13 +123,16 @@ pub struct Derived {
     pub link: (String, String, String),
     /// The newest trial end a fact showed, if any did.
     pub trial_ends_at: Option<Timestamp>,
+    /// The newest fact that says how the subscription stands is a trial.
+    pub trialing: bool,
     /// Grace runs from the first payment failure after the last fact in good standing.
     pub payment_grace_until: Option<Timestamp>,
     /// The newest fact that says so is paused (canceled or unknown standings say nothing).
     pub paused: bool,
     /// Some fact said the subscription ended: that is final.
     pub canceled: bool,
-    /// The newest fact's scheduled cancellation.
+    /// The scheduled cancellation of the newest fact that says how the subscription stands
+    /// (one of an unknown standing, or a checkout's link, says nothing of it).
     pub cancel_at: Option<Timestamp>,
     /// The latest period paid for (facts in good standing or past due).
     pub paid_until: Option<Timestamp>,
@@ -148,10 +151,11 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
             newest.target.customer_id.clone(),
         ),
         trial_ends_at: None,
+        trialing: false,
         payment_grace_until: None,
         paused: false,
         canceled: false,
-        cancel_at: newest.target.cancel_at,
+        cancel_at: None,
         paid_until: None,
         quantity: None,
     };
@@ -159,6 +163,10 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
         let t = &fact.target;
         derived.trial_ends_at = t.trial_ends_at.or(derived.trial_ends_at);
         derived.quantity = t.quantity.or(derived.quantity);
+        if t.standing != Standing::Unchanged {
+            derived.cancel_at = t.cancel_at;
+            derived.trialing = t.trial_ends_at.is_some();
+        }
         match t.standing {
             Standing::Good => {
                 derived.payment_grace_until = None;

@@ -119,6 +119,8 @@ pub enum ErrorCode {
     AssignmentNotFound,
     /// Vendor staff are not impersonated.
     StaffNotImpersonated,
+    /// A webhook's signature does not verify.
+    InvalidSignature,
     /// A validation code: `NOT_FOUND` and `APP_MISMATCH` at the client edge, and the code of a
     /// license that is not valid for what was asked (`SUSPENDED`, `TOO_MANY_ACTIVATIONS`, ...).
     #[strum(disabled)]
@@ -199,6 +201,7 @@ impl ErrorCode {
             Self::AssigneeOutsideOrganization => "ASSIGNEE_OUTSIDE_ORGANIZATION",
             Self::AssignmentNotFound => "ASSIGNMENT_NOT_FOUND",
             Self::StaffNotImpersonated => "STAFF_NOT_IMPERSONATED",
+            Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::Validation(code) => code.as_str(),
             Self::Internal => "INTERNAL",
             Self::Unavailable => "UNAVAILABLE",
@@ -259,9 +262,9 @@ mod tests {
 
     #[test]
     fn the_problem_codes_are_all_there() {
-        // 65 of the API's own (impersonation the latest) plus the 12 validation codes: a code
+        // 66 of the API's own (webhook signatures the latest) plus the 12 validation codes: a code
         // removed by mistake shows here.
-        assert_eq!(ErrorCode::iter().count(), 65);
+        assert_eq!(ErrorCode::iter().count(), 66);
         assert_eq!(ValidationCode::iter().count(), 12);
     }
 

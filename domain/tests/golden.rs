@@ -203,6 +203,7 @@ fn license_samples() -> Vec<LicenseEvent> {
         LicenseEvent::TrialStarted {
             ends_at: t("2026-03-15T10:00:00Z"),
         },
+        LicenseEvent::TrialEnded {},
         LicenseEvent::CancellationWithdrawn {},
         LicenseEvent::SubscriptionSynced {
             fact: domain::billing::BillingFact {

@@ -198,11 +198,16 @@ async fn the_document_states_security_problems_and_idempotency() {
             .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"))
     };
     assert!(!takes_key(validate), "POST /v1/validate takes no key");
+    // Stripe's webhook is deduplicated by the event's own id and signed, not authenticated.
+    let webhook = &doc["paths"]["/v1/webhooks/stripe"]["post"];
+    assert!(!takes_key(webhook), "the webhook takes no key");
+    assert_eq!(webhook["security"], serde_json::json!([]));
     let mut keyed = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             if !["post", "put", "patch", "delete"].contains(&method.as_str())
                 || path == "/v1/validate"
+                || path == "/v1/webhooks/stripe"
             {
                 continue;
             }

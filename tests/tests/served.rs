@@ -269,3 +269,53 @@ async fn ledger_serve_takes_its_oidc_issuer_and_projects_users() {
     let _ = std::fs::remove_dir_all(&data_dir);
     db.drop_db().await;
 }
+
+/// Stripe webhooks reach `ledger serve` with its secrets given as users give them (the flag, a
+/// rotation's two secrets comma-separated), and the binary's own billing consumer takes the
+/// stored event and records its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_serve_takes_stripe_webhooks_and_its_consumer_processes_them() {
+    let db = TestDb::create().await;
+    let data_dir = temp_data_dir();
+    let server = spawn_server(
+        BIN,
+        &db,
+        &data_dir,
+        &["--stripe-webhook-secret", "whsec_a,whsec_b"],
+    );
+    let client = reqwest::Client::new();
+    let body = serde_json::to_vec(&json!({
+        "id": "evt_served", "object": "event", "created": chrono::Utc::now().timestamp(),
+        "type": "product.created", "livemode": false,
+        "data": {"object": {"id": "prod_1", "object": "product"}}
+    }))
+    .unwrap();
+    let signature =
+        application::billing::signature_header("whsec_b", chrono::Utc::now().timestamp(), &body);
+    let answer = client
+        .post(format!("{}/v1/webhooks/stripe", server.base))
+        .header("stripe-signature", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let since = Instant::now();
+    loop {
+        let outcome: Option<String> =
+            sqlx::query_scalar("SELECT outcome FROM billing_inbox WHERE event_id = 'evt_served'")
+                .fetch_one(&db.pool().await)
+                .await
+                .unwrap();
+        if let Some(outcome) = outcome {
+            assert_eq!(outcome, "ignored");
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(10), "not processed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    db.drop_db().await;
+}

@@ -30,6 +30,7 @@ pub mod policies;
 pub mod products;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 /// A command's answer: the status, the `Location` of a created resource, and the
 /// `Idempotent-Replayed` marker on replays.

@@ -71,7 +71,22 @@ impl Ledger {
         ctx: &CommandContext,
         input: NewOrganization,
     ) -> Result<Outcome<Organization>, LedgerError> {
-        let id = OrganizationId::from_uuid(Uuid::now_v7());
+        self.register_organization_as(ctx, OrganizationId::from_uuid(Uuid::now_v7()), input)
+            .await
+    }
+
+    /// Registers organization `id`: for an id derived from what it stands for (a payment
+    /// gateway's customer), so that registering twice registers once (the second command is
+    /// refused `ALREADY_EXISTS`).
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn register_organization_as(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        input: NewOrganization,
+    ) -> Result<Outcome<Organization>, LedgerError> {
         let parent = match input.parent_id {
             Some(parent_id) => Some(self.organization_ref(parent_id).await?),
             None => None,

@@ -67,7 +67,22 @@ impl Ledger {
         ctx: &CommandContext,
         input: NewLicense,
     ) -> Result<(Outcome<License>, Option<LicenseKey>), LedgerError> {
-        let id = LicenseId::from_uuid(Uuid::now_v7());
+        self.issue_license_as(ctx, LicenseId::from_uuid(Uuid::now_v7()), input)
+            .await
+    }
+
+    /// Issues license `id`: for an id derived from what provisions it (a Checkout session), so
+    /// that provisioning twice issues once — the second command finds the stream and is refused
+    /// `LICENSE_ALREADY_ISSUED` (see [`Ledger::issue_license`] for the key).
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn issue_license_as(
+        &self,
+        ctx: &CommandContext,
+        id: LicenseId,
+        input: NewLicense,
+    ) -> Result<(Outcome<License>, Option<LicenseKey>), LedgerError> {
         let policy = self.policy_ref(input.policy_id).await?;
         let product_id = policy
             .facts
@@ -314,6 +329,50 @@ impl Ledger {
         };
         self.license_command(ctx, license_id, LicenseAction::Assign(assignee))
             .await
+    }
+
+    /// Records a payment gateway's fact on a license (`domain::billing`): what changed, once.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND`, `LICENSE_REVOKED`; infrastructure errors.
+    pub async fn sync_billing(
+        &self,
+        ctx: &CommandContext,
+        license_id: LicenseId,
+        target: domain::billing::BillingTarget,
+        observed: domain::billing::Observation,
+    ) -> Result<Outcome<License>, LedgerError> {
+        self.license_command(
+            ctx,
+            license_id,
+            LicenseAction::SyncBilling { target, observed },
+        )
+        .await
+    }
+
+    /// The license a gateway's subscription is linked to, from the log (migration 0014's index
+    /// of `SubscriptionLinked`).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn license_of_subscription(
+        &self,
+        gateway: &str,
+        subscription_id: &str,
+    ) -> Result<Option<LicenseId>, LedgerError> {
+        let stream: Option<String> = sqlx::query_scalar(
+            "SELECT aggregate_id FROM events WHERE event_type = 'SubscriptionLinked' \
+             AND aggregate_type = 'License' AND payload->>'subscription_id' = $1 \
+             AND payload->>'gateway' = $2 ORDER BY global_position DESC LIMIT 1",
+        )
+        .bind(subscription_id)
+        .bind(gateway)
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(stream
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .map(LicenseId::from_uuid))
     }
 
     /// Takes user `user_id`'s name off a license.

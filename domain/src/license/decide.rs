@@ -280,10 +280,17 @@ impl License {
                 customer_id: d.link.2,
             });
         }
+        // The trial's end is the newest any fact showed; whether it still runs, the newest fact
+        // that says how the subscription stands. Both follow from the facts, not the order.
+        let mut trialing = billing.trialing;
         if let Some(ends_at) = d.trial_ends_at
-            && state.trial_ends_at != Some(ends_at)
+            && (state.trial_ends_at != Some(ends_at) || (d.trialing && !trialing))
         {
             events.push(LicenseEvent::TrialStarted { ends_at });
+            trialing = true;
+        }
+        if trialing && !d.trialing {
+            events.push(LicenseEvent::TrialEnded {});
         }
         match (billing.paused, d.paused) {
             (true, false) => events.push(LicenseEvent::SubscriptionResumed {}),

@@ -100,6 +100,9 @@ pub enum LicenseEvent {
     /// A subscription's trial runs until `ends_at` (issue #16).
     #[serde(rename = "TrialStarted")]
     TrialStarted { ends_at: Timestamp },
+    /// The subscription's trial is over: paid, or ended otherwise (the standing says).
+    #[serde(rename = "TrialEnded")]
+    TrialEnded {},
     /// A scheduled cancellation was taken back: the subscription renews.
     #[serde(rename = "CancellationWithdrawn")]
     CancellationWithdrawn {},
@@ -163,6 +166,7 @@ impl DomainEvent for LicenseEvent {
             Self::CancellationScheduled { .. } => "CancellationScheduled",
             Self::SubscriptionCanceled {} => "SubscriptionCanceled",
             Self::TrialStarted { .. } => "TrialStarted",
+            Self::TrialEnded {} => "TrialEnded",
             Self::CancellationWithdrawn {} => "CancellationWithdrawn",
             Self::SubscriptionSynced { .. } => "SubscriptionSynced",
             Self::Assigned { .. } => "LicenseAssigned",
@@ -206,6 +210,7 @@ impl VersionedEvent for LicenseEvent {
         ("CancellationScheduled", "1"),
         ("SubscriptionCanceled", "1"),
         ("TrialStarted", "1"),
+        ("TrialEnded", "1"),
         ("CancellationWithdrawn", "1"),
         ("SubscriptionSynced", "1"),
         ("LicenseAssigned", "1"),

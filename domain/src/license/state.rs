@@ -47,6 +47,10 @@ pub struct Billing {
     pub paused: bool,
     pub cancel_at: Option<Timestamp>,
     pub canceled: bool,
+    /// The linked subscription is in its trial (`TrialStarted` until `TrialEnded`): the trial
+    /// limits the license as if no subscription were linked.
+    #[serde(default)]
+    pub trialing: bool,
     /// The gateway facts applied, in the gateway's order (`crate::billing::derive`).
     #[serde(default)]
     pub facts: Vec<crate::billing::BillingFact>,
@@ -149,7 +153,7 @@ impl LicenseFacts for LicenseState {
         self.billing.cancel_at
     }
     fn subscribed(&self) -> bool {
-        self.billing.subscription.is_some()
+        self.billing.subscription.is_some() && !self.billing.trialing
     }
     fn trial_ends_at(&self) -> Option<Timestamp> {
         self.trial_ends_at
@@ -299,7 +303,11 @@ impl License {
             LicenseEvent::SubscriptionResumed {} => state.billing.paused = false,
             LicenseEvent::CancellationScheduled { at } => state.billing.cancel_at = Some(at),
             LicenseEvent::SubscriptionCanceled {} => state.billing.canceled = true,
-            LicenseEvent::TrialStarted { ends_at } => state.trial_ends_at = Some(ends_at),
+            LicenseEvent::TrialStarted { ends_at } => {
+                state.trial_ends_at = Some(ends_at);
+                state.billing.trialing = true;
+            }
+            LicenseEvent::TrialEnded {} => state.billing.trialing = false,
             LicenseEvent::CancellationWithdrawn {} => state.billing.cancel_at = None,
             LicenseEvent::SubscriptionSynced { fact } => {
                 let facts = &mut state.billing.facts;

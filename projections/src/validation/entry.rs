@@ -55,6 +55,8 @@ const REVOKED: u8 = 2;
 const PAUSED: u8 = 4;
 const SUBSCRIBED: u8 = 8;
 const CANCELED: u8 = 16;
+/// A linked subscription is in its trial: the trial limits the license as if none were linked.
+const TRIALING: u8 = 32;
 
 /// Shares equal license classes and feature sets between entries.
 #[derive(Debug, Default)]
@@ -167,7 +169,8 @@ impl ValidationEntry {
                 | flag(s.revocation.is_some(), REVOKED)
                 | flag(s.billing.paused, PAUSED)
                 | flag(s.billing.subscription.is_some(), SUBSCRIBED)
-                | flag(s.billing.canceled, CANCELED),
+                | flag(s.billing.canceled, CANCELED)
+                | flag(s.billing.trialing, TRIALING),
             version,
             expires_at: micros(s.expires_at),
             trial_ends_at: micros(s.trial_ends_at),
@@ -268,7 +271,9 @@ impl ValidationEntry {
             LicenseEvent::SubscriptionCanceled {} => self.set(CANCELED, true),
             LicenseEvent::TrialStarted { ends_at } => {
                 self.trial_ends_at = ends_at.timestamp_micros();
+                self.set(TRIALING, true);
             }
+            LicenseEvent::TrialEnded {} => self.set(TRIALING, false),
             LicenseEvent::CancellationWithdrawn {} => self.cancel_at = NONE,
             // Facts validation does not read.
             LicenseEvent::Transferred { .. }
@@ -323,7 +328,7 @@ impl LicenseFacts for ValidationEntry {
         instant(self.cancel_at)
     }
     fn subscribed(&self) -> bool {
-        self.flags & SUBSCRIBED != 0
+        self.flags & SUBSCRIBED != 0 && self.flags & TRIALING == 0
     }
     fn trial_ends_at(&self) -> Option<Timestamp> {
         instant(self.trial_ends_at)

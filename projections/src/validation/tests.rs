@@ -109,6 +109,7 @@ fn any_event() -> impl Strategy<Value = LicenseEvent> {
         when.clone()
             .prop_map(|at| LicenseEvent::CancellationScheduled { at }),
         Just(LicenseEvent::CancellationWithdrawn {}),
+        Just(LicenseEvent::TrialEnded {}),
         when.prop_map(|ends_at| LicenseEvent::TrialStarted { ends_at }),
         Just(LicenseEvent::SubscriptionCanceled {}),
         Just(LicenseEvent::SubscriptionLinked {

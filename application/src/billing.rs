@@ -1,0 +1,534 @@
+//! Stripe webhooks in (issue #16, ADR 0022): the signature checked over the raw bytes before
+//! anything reads them, then the event stored once by its id in the billing inbox
+//! (`billing_inbox`, migration 0014) in the statement that acknowledges it. Processing happens
+//! later, apart from the request (the inbox's consumer): Stripe is answered at once, and an
+//! event this build cannot act on is kept, never refused with a 5xx.
+//!
+//! The signature (Stripe's scheme): `Stripe-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>...]`,
+//! each `v1` an HMAC-SHA256 of `"{t}.{raw body}"` under an endpoint secret (`whsec_…`). Any `v1`
+//! under any configured secret verifies (secrets are rotated by configuring both for a while);
+//! `t` must be within 300 s of the server's clock, either way; the comparison is constant-time.
+
+use std::fmt;
+
+use domain::Timestamp;
+use domain::billing::stripe::{CheckoutSession, StripeEvent, StripeObject, Subscription};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::{App, AppError};
+
+/// How far a signature's `t` may be from the server's clock, either way.
+pub const TOLERANCE_SECONDS: i64 = 300;
+
+/// Webhook endpoint secrets (`--stripe-webhook-secret`): never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WebhookSecrets(Vec<String>);
+
+impl WebhookSecrets {
+    /// The secrets, as configured.
+    pub fn new(secrets: Vec<String>) -> Self {
+        Self(secrets.into_iter().filter(|s| !s.is_empty()).collect())
+    }
+
+    /// Whether any is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookSecrets({} configured)", self.0.len())
+    }
+}
+
+/// Why a webhook's signature does not verify (told to the caller: it is the sender's to fix).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureRefused {
+    #[error("no webhook secret is configured (ledger serve --stripe-webhook-secret)")]
+    NoSecret,
+    #[error("the Stripe-Signature header is missing")]
+    Missing,
+    #[error("the Stripe-Signature header is not `t=<seconds>,v1=<hex>[,...]`")]
+    Malformed,
+    #[error("the signature's timestamp is more than 300 s from the server's clock")]
+    OutOfTolerance,
+    #[error("no v1 signature matches the body under a configured secret")]
+    NoMatch,
+}
+
+/// Checks `header` (`Stripe-Signature`) over `body` at `now`.
+///
+/// # Errors
+/// The [`SignatureRefused`] reason.
+pub fn verify(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &WebhookSecrets,
+    now: Timestamp,
+) -> Result<(), SignatureRefused> {
+    if secrets.is_empty() {
+        return Err(SignatureRefused::NoSecret);
+    }
+    let header = header.ok_or(SignatureRefused::Missing)?;
+    let mut timestamp = None;
+    let mut candidates = Vec::new();
+    for part in header.split(',') {
+        let (key, value) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureRefused::Malformed)?;
+        match key {
+            "t" if timestamp.is_none() => {
+                timestamp = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| SignatureRefused::Malformed)?,
+                );
+            }
+            "t" => return Err(SignatureRefused::Malformed),
+            // Another scheme's signature, or a malformed one: never a match.
+            "v1" => {
+                if let Ok(bytes) = hex::decode(value) {
+                    candidates.push(bytes);
+                }
+            }
+            _ => {}
+        }
+    }
+    let t = timestamp.ok_or(SignatureRefused::Malformed)?;
+    if (now.timestamp() - t).abs() > TOLERANCE_SECONDS {
+        return Err(SignatureRefused::OutOfTolerance);
+    }
+    let signed = t.to_string();
+    for secret in &secrets.0 {
+        for candidate in &candidates {
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+                .map_err(|_| SignatureRefused::NoMatch)?;
+            mac.update(signed.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            if mac.verify_slice(candidate).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(SignatureRefused::NoMatch)
+}
+
+/// The header Stripe would send for `body` signed with `secret` at `t` (tests, benchmarks, and
+/// `ledger billing import`'s re-signing have no other source of truth than this construction,
+/// which is the one Stripe documents: HMAC-SHA256 of `"{t}.{body}"`, hex).
+pub fn signature_header(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A webhook acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Received {
+    /// Always true: the event is stored (or was already).
+    pub received: bool,
+    /// The event's id was stored already: this delivery changes nothing.
+    pub duplicate: bool,
+}
+
+impl App {
+    /// Receives a Stripe webhook: verified over `body`'s bytes, then stored once by its id.
+    ///
+    /// # Errors
+    /// [`AppError::InvalidSignature`] (nothing stored); `MALFORMED_BODY` for a verified body
+    /// that is not an event; database errors.
+    pub async fn receive_stripe_event(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Received, AppError> {
+        verify(signature, body, self.webhook_secrets(), self.now())
+            .map_err(|why| AppError::InvalidSignature(why.to_string()))?;
+        let event = StripeEvent::parse(body).map_err(|why| AppError::InvalidField {
+            field: "body",
+            detail: format!("not a Stripe event: {why}"),
+        })?;
+        let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField {
+            field: "body",
+            detail: "not UTF-8".to_owned(),
+        })?;
+        let stored = sqlx::query(
+            "INSERT INTO billing_inbox (event_id, gateway, event_type, created, livemode, api_version, payload) \
+             VALUES ($1, 'stripe', $2, $3, $4, $5, $6::json) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.kind)
+        .bind(event.created)
+        .bind(event.livemode)
+        .bind(event.api_version.as_deref())
+        .bind(text)
+        .execute(self.pool())
+        .await
+        .map_err(projections::ProjectionError::from)?;
+        let duplicate = stored.rows_affected() == 0;
+        if !duplicate {
+            self.billing_wake().notify_one();
+        }
+        tracing::info!(event = %event.id, kind = %event.kind, duplicate, "stripe event received");
+        Ok(Received {
+            received: true,
+            duplicate,
+        })
+    }
+}
+
+/// What became of an inbox event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Processed {
+    /// Its effects are in the log (none, when it was applied already).
+    Processed,
+    /// Nothing to do, and why (an event type not acted on, a revoked license).
+    Ignored(String),
+    /// It could not be applied now, and why; retried with back-off.
+    Failed(String),
+}
+
+/// The back-off after `attempts` failed attempts: 10 s doubling, at most an hour.
+pub fn backoff(attempts: i32) -> chrono::Duration {
+    let exponent = u32::try_from(attempts.clamp(0, 9)).unwrap_or(9);
+    chrono::Duration::seconds((10_i64 << exponent).min(3600))
+}
+
+/// How long a node holds an event it took, before another may take it (a node that died).
+const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A deterministic id for what a gateway object stands for (a Checkout session's license, a
+/// customer's organization): the same object, on any node, any number of times, the same id.
+fn derived_id(kind: &str, gateway_id: &str) -> uuid::Uuid {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("https://license-ledger.dev/stripe/{kind}/{gateway_id}").as_bytes(),
+    )
+}
+
+impl App {
+    /// Processes up to `limit` inbox events that are due (pending, or failed and past their
+    /// back-off), oldest Stripe event first; returns how many it took. Several nodes may run
+    /// it at once: each takes its events with `FOR UPDATE SKIP LOCKED` and leases them for a
+    /// minute, and every effect is idempotent (derived ids, facts applied once), so an event
+    /// processed twice after a crash changes nothing the second time.
+    ///
+    /// # Errors
+    /// Database errors (an event's own failure is recorded as its outcome instead).
+    pub async fn process_billing_inbox(&self, limit: i64) -> Result<usize, AppError> {
+        let now = self.now();
+        let taken: Vec<(String, String, i32)> = sqlx::query_as(
+            "UPDATE billing_inbox SET next_attempt_at = $2 WHERE event_id IN ( \
+               SELECT event_id FROM billing_inbox \
+               WHERE (outcome IS NULL OR outcome = 'failed') AND next_attempt_at <= $1 \
+               ORDER BY next_attempt_at, created, event_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING event_id, payload::text, attempts",
+        )
+        .bind(now)
+        .bind(now + LEASE)
+        .bind(limit)
+        .fetch_all(self.jobs_pool())
+        .await
+        .map_err(projections::ProjectionError::from)?;
+        let mut taken = taken;
+        // The statement returns rows in no order: Stripe's order, as far as the batch goes.
+        taken.sort_by_cached_key(|(id, payload, _)| {
+            (
+                StripeEvent::parse(payload.as_bytes())
+                    .map(|e| e.created)
+                    .ok(),
+                id.clone(),
+            )
+        });
+        for (event_id, payload, attempts) in &taken {
+            let processed = self.process_stripe_event(payload).await;
+            let (outcome, reason, next) = match &processed {
+                Processed::Processed => ("processed", None, now),
+                Processed::Ignored(why) => ("ignored", Some(why.as_str()), now),
+                Processed::Failed(why) => (
+                    "failed",
+                    Some(why.as_str()),
+                    self.now() + backoff(*attempts),
+                ),
+            };
+            if let Processed::Failed(why) = &processed {
+                tracing::warn!(event = %event_id, reason = %why, "stripe event failed; will retry");
+            }
+            sqlx::query(
+                "UPDATE billing_inbox SET outcome = $2, reason = $3, attempts = attempts + 1, \
+                 next_attempt_at = $4, processed_at = $5 WHERE event_id = $1",
+            )
+            .bind(event_id)
+            .bind(outcome)
+            .bind(reason)
+            .bind(next)
+            .bind(self.now())
+            .execute(self.jobs_pool())
+            .await
+            .map_err(projections::ProjectionError::from)?;
+        }
+        Ok(taken.len())
+    }
+
+    /// What one stored event does.
+    async fn process_stripe_event(&self, payload: &str) -> Processed {
+        let event = match StripeEvent::parse(payload.as_bytes()) {
+            Ok(event) => event,
+            Err(why) => return Processed::Ignored(format!("not a Stripe event: {why}")),
+        };
+        let mut ctx = commands::CommandContext::new(domain::event::Actor::Stripe, event.id.clone());
+        ctx.causation_id = Some(event.id.clone());
+        ctx.effective_at = Some(event.created);
+        let observed = domain::billing::Observation {
+            created: event.created,
+            event_id: event.id.clone(),
+        };
+        let result = match (event.kind.as_str(), StripeObject::of(&event.object)) {
+            (kind, StripeObject::Subscription(sub))
+                if kind.starts_with("customer.subscription.") =>
+            {
+                self.apply_subscription(&ctx, &sub, observed).await
+            }
+            ("checkout.session.completed", StripeObject::CheckoutSession(session)) => {
+                self.provision_checkout(&ctx, &session, observed).await
+            }
+            (kind, _) => Ok(Processed::Ignored(format!(
+                "{kind} is not acted on: the subscription's own events carry its state"
+            ))),
+        };
+        result.unwrap_or_else(|e| match e {
+            AppError::Command(commands::CommandError::Rejected(
+                domain::DomainError::LicenseRevoked(id),
+            )) => Processed::Ignored(format!("license {id} is revoked")),
+            other => Processed::Failed(other.to_string()),
+        })
+    }
+
+    /// A subscription's state, recorded on the license it is linked to.
+    async fn apply_subscription(
+        &self,
+        ctx: &commands::CommandContext,
+        sub: &Subscription,
+        observed: domain::billing::Observation,
+    ) -> Result<Processed, AppError> {
+        let linked = self
+            .jobs_ledger()
+            .license_of_subscription(domain::billing::STRIPE, &sub.id)
+            .await?;
+        let from_metadata = sub
+            .metadata
+            .get("license_id")
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .map(domain::ids::LicenseId::from_uuid);
+        let Some(license) = linked.or(from_metadata) else {
+            return Ok(Processed::Failed(format!(
+                "no license is linked to subscription {} yet (its checkout may not be processed \
+                 yet, or set metadata.license_id)",
+                sub.id
+            )));
+        };
+        self.licenses_for_jobs()
+            .sync_billing(ctx, license, domain::billing::target(sub), observed)
+            .await?;
+        Ok(Processed::Processed)
+    }
+
+    /// A completed Checkout in subscription mode: exactly one license, for the organization the
+    /// session names or one registered for the Stripe customer, linked to the subscription.
+    async fn provision_checkout(
+        &self,
+        ctx: &commands::CommandContext,
+        session: &CheckoutSession,
+        observed: domain::billing::Observation,
+    ) -> Result<Processed, AppError> {
+        if session.mode.as_deref() != Some("subscription") {
+            return Ok(Processed::Ignored(format!(
+                "a Checkout in {} mode provisions nothing",
+                session.mode.as_deref().unwrap_or("no")
+            )));
+        }
+        let (Some(subscription), Some(customer)) = (&session.subscription, &session.customer)
+        else {
+            return Ok(Processed::Failed(
+                "the session names no subscription or customer".to_owned(),
+            ));
+        };
+        let Some(policy_id) = session
+            .metadata
+            .get("policy_id")
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        else {
+            return Ok(Processed::Failed(
+                "no policy: set metadata.policy_id on the Checkout session".to_owned(),
+            ));
+        };
+        let named = session
+            .client_reference_id
+            .as_ref()
+            .or_else(|| session.metadata.get("organization_id"));
+        let organization = match named {
+            Some(id) => {
+                let Ok(id) = uuid::Uuid::parse_str(id) else {
+                    return Ok(Processed::Failed(format!(
+                        "organization {id:?} is not an id"
+                    )));
+                };
+                domain::ids::OrganizationId::from_uuid(id)
+            }
+            None => {
+                let id = domain::ids::OrganizationId::from_uuid(derived_id("customer", customer));
+                let name = session
+                    .customer_email
+                    .clone()
+                    .unwrap_or_else(|| format!("Stripe customer {customer}"));
+                let name = domain::values::Name::parse(&name).or_else(|_| {
+                    domain::values::Name::parse(&format!("Stripe customer {customer}"))
+                });
+                let Ok(name) = name else {
+                    return Ok(Processed::Failed(
+                        "the customer has no usable name".to_owned(),
+                    ));
+                };
+                match self
+                    .jobs_ledger()
+                    .register_organization_as(
+                        ctx,
+                        id,
+                        commands::ledger::NewOrganization {
+                            name,
+                            kind: domain::values::OrganizationKind::Customer,
+                            parent_id: None,
+                        },
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(commands::LedgerError::Command(commands::CommandError::Rejected(
+                        domain::DomainError::OrganizationAlreadyRegistered(_),
+                    ))) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                id
+            }
+        };
+        let license = domain::ids::LicenseId::from_uuid(derived_id("checkout", &session.id));
+        let issued = self
+            .licenses_for_jobs()
+            .issue_as(
+                ctx,
+                license,
+                commands::ledger::NewLicense {
+                    policy_id: domain::ids::PolicyId::from_uuid(policy_id),
+                    organization_id: organization,
+                    seats: None,
+                    features: None,
+                    expires_at: None,
+                    source: domain::values::LicenseSource::Stripe,
+                },
+            )
+            .await;
+        match issued {
+            Ok(()) => {}
+            Err(AppError::Command(commands::CommandError::Rejected(
+                domain::DomainError::LicenseAlreadyIssued(_),
+            ))) => {}
+            Err(e) => return Err(e),
+        }
+        // The link: a fact that says nothing of the standing (the subscription's events do).
+        let link = domain::billing::BillingTarget {
+            gateway: domain::billing::STRIPE.to_owned(),
+            subscription_id: subscription.clone(),
+            customer_id: customer.clone(),
+            standing: domain::billing::Standing::Unchanged,
+            trial_ends_at: None,
+            paid_until: None,
+            cancel_at: None,
+            quantity: None,
+        };
+        self.licenses_for_jobs()
+            .sync_billing(ctx, license, link, observed)
+            .await?;
+        Ok(Processed::Processed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+    fn secrets() -> WebhookSecrets {
+        WebhookSecrets::new(vec!["whsec_old".into(), "whsec_new".into()])
+    }
+    const BODY: &[u8] = br#"{"id":"evt_1","type":"customer.subscription.updated","created":1800000000,"data":{"object":{}}}"#;
+
+    #[test]
+    fn any_v1_under_any_secret_within_tolerance_verifies() {
+        for secret in ["whsec_old", "whsec_new"] {
+            for t in [1_800_000_000 - 300, 1_800_000_000, 1_800_000_000 + 300] {
+                let header = signature_header(secret, t, BODY);
+                assert_eq!(verify(Some(&header), BODY, &secrets(), now()), Ok(()));
+            }
+        }
+        // Several signatures (a rotation on Stripe's side, a v0 test signature): one is enough.
+        let good = signature_header("whsec_new", 1_800_000_000, BODY);
+        let v1 = good.split_once(",v1=").unwrap().1;
+        let header = format!("t=1800000000,v0=abcd,v1={},v1={v1}", "00".repeat(32));
+        assert_eq!(verify(Some(&header), BODY, &secrets(), now()), Ok(()));
+    }
+
+    #[test]
+    fn every_altered_byte_missing_or_stale_signature_is_refused() {
+        let header = signature_header("whsec_new", 1_800_000_000, BODY);
+        for i in 0..BODY.len() {
+            let mut body = BODY.to_vec();
+            body[i] ^= 0x01;
+            assert_eq!(
+                verify(Some(&header), &body, &secrets(), now()),
+                Err(SignatureRefused::NoMatch),
+                "byte {i}"
+            );
+        }
+        let (prefix, sig) = header.split_once(",v1=").unwrap();
+        for i in 0..sig.len() {
+            let mut flipped = sig.as_bytes().to_vec();
+            flipped[i] = if flipped[i] == b'0' { b'1' } else { b'0' };
+            let altered = format!("{prefix},v1={}", String::from_utf8(flipped).unwrap());
+            assert!(
+                verify(Some(&altered), BODY, &secrets(), now()).is_err(),
+                "char {i}"
+            );
+        }
+        let refused = |h: Option<&str>| verify(h, BODY, &secrets(), now()).unwrap_err();
+        assert_eq!(refused(None), SignatureRefused::Missing);
+        assert_eq!(refused(Some("")), SignatureRefused::Malformed);
+        assert_eq!(refused(Some("v1=ab")), SignatureRefused::Malformed);
+        assert_eq!(refused(Some("t=soon,v1=ab")), SignatureRefused::Malformed);
+        assert_eq!(refused(Some("t=1,t=2,v1=ab")), SignatureRefused::Malformed);
+        for t in [1_800_000_000 - 301, 1_800_000_000 + 301] {
+            let stale = signature_header("whsec_new", t, BODY);
+            assert_eq!(refused(Some(&stale)), SignatureRefused::OutOfTolerance);
+        }
+        let wrong = signature_header("whsec_other", 1_800_000_000, BODY);
+        assert_eq!(refused(Some(&wrong)), SignatureRefused::NoMatch);
+        assert_eq!(
+            verify(Some(&header), BODY, &WebhookSecrets::default(), now()),
+            Err(SignatureRefused::NoSecret)
+        );
+        assert_eq!(
+            format!("{:?}", secrets()),
+            "WebhookSecrets(2 configured)",
+            "secrets never print"
+        );
+    }
+}
