@@ -50,6 +50,46 @@ enum Command {
     Token(TokenArgs),
     /// Manage the offline-token signing keys in the data directory.
     Keys(KeysArgs),
+    /// The billing inbox: list the Stripe events received by outcome, retry them, import a
+    /// back-fill.
+    Billing(BillingArgs),
+}
+
+#[derive(Debug, Args)]
+struct BillingArgs {
+    /// PostgreSQL URL of the ledger's database (required; no default), before or after the
+    /// action.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    action: BillingAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum BillingAction {
+    /// Print the events received, oldest first, one per line: id, type, outcome, attempts,
+    /// reason.
+    List {
+        /// Only `pending`, `processed`, `ignored` or `failed` events.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// At most this many (1-1000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
+    /// Make events due again (a running server's consumer takes them within a second): one by
+    /// its id, or every failed one with --failed.
+    Retry {
+        /// The Stripe event id (`evt_…`).
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        failed: bool,
+    },
+    /// Store the Stripe events of a JSON Lines file (one event per line: a support export, or
+    /// `stripe events list` output turned into lines with `jq -c '.data[]'`) in the inbox, each
+    /// once by its id, for the server's consumer to process like delivered ones: back-fills and
+    /// disaster recovery. The file is trusted as the operator's: no signature is checked.
+    Import { file: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -394,7 +434,82 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Token(args) => token(args).await,
         Command::Keys(args) => keys(args),
+        Command::Billing(args) => billing(args).await,
     }
+}
+
+async fn billing(args: BillingArgs) -> anyhow::Result<()> {
+    let url = commands::db::required_url(args.database_url.as_deref())?;
+    commands::db::create_database_if_missing(url).await?;
+    commands::db::migrate(url).await?;
+    let pool = commands::db::connect(url, 2).await?;
+    match args.action {
+        BillingAction::List { outcome, limit } => {
+            let outcome = outcome
+                .map(|o| {
+                    application::billing::OUTCOMES
+                        .into_iter()
+                        .find(|known| *known == o)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--outcome {o}: pending, processed, ignored or failed")
+                        })
+                })
+                .transpose()?;
+            let window =
+                projections::queries::Window::first(projections::queries::Order::Asc, limit);
+            for e in projections::queries::billing_inbox(&pool, outcome, None, &window).await? {
+                out(format_args!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    e.event_id,
+                    e.event_type,
+                    e.outcome,
+                    e.attempts,
+                    e.reason.unwrap_or_default().replace(['\t', '\n'], " ")
+                ))?;
+            }
+        }
+        BillingAction::Retry { id, failed } => {
+            let now = chrono::Utc::now();
+            let ids: Vec<String> =
+                match (id, failed) {
+                    (Some(id), false) => vec![id],
+                    (None, true) => sqlx::query_scalar(
+                        "SELECT event_id FROM billing_inbox WHERE outcome = 'failed' ORDER BY seq",
+                    )
+                    .fetch_all(&pool)
+                    .await?,
+                    _ => bail!("name an event id, or --failed"),
+                };
+            let mut retried = 0;
+            for id in &ids {
+                if projections::queries::retry_billing_event(&pool, id, now)
+                    .await?
+                    .is_none()
+                {
+                    bail!("no Stripe event {id:?} was received");
+                }
+                retried += 1;
+            }
+            eprintln!("{retried} event(s) due again");
+        }
+        BillingAction::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let (mut stored, mut duplicates) = (0, 0);
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match application::billing::store_event(&pool, line.as_bytes()).await {
+                    Ok(r) if r.duplicate => duplicates += 1,
+                    Ok(_) => stored += 1,
+                    Err(e) => bail!("{}:{}: {e}", file.display(), n + 1),
+                }
+            }
+            eprintln!("{stored} event(s) stored, {duplicates} received already");
+        }
+    }
+    Ok(())
 }
 
 fn keys(args: KeysArgs) -> anyhow::Result<()> {

@@ -187,6 +187,16 @@ fn is_json_body(body: Option<&RefOr<RequestBody>>) -> bool {
     matches!(body, Some(RefOr::T(b)) if b.content.keys().any(|c| c == "application/json"))
 }
 
+/// The writes that take no `Idempotency-Key`, because doing them twice is doing them once and they
+/// record no event to find a key on: validation (appends nothing, answers the license as it is
+/// now; ADR 0016), Stripe's webhook (deduplicated by the event's own id) and the billing inbox's
+/// retry (makes an event due again; ADR 0022).
+pub const KEYLESS_WRITES: [&str; 3] = [
+    "/v1/validate",
+    "/v1/webhooks/stripe",
+    "/v1/billing/events/{id}/retry",
+];
+
 fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Operation) {
     let write = matches!(
         method,
@@ -194,7 +204,9 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
     );
     // Every write takes an `Idempotency-Key` but validation, which appends nothing and answers
     // the license as it is now (ADR 0016); the public group has no writes.
-    let keyed = write && !matches!(group, Group::Public | Group::Webhook) && path != "/v1/validate";
+    let keyed = write
+        && !matches!(group, Group::Public | Group::Webhook)
+        && !KEYLESS_WRITES.contains(&path);
     let limited = !matches!(group, Group::Public | Group::Webhook);
     let mut problems: Vec<u16> = Vec::new();
     match group {
@@ -581,8 +593,7 @@ mod tests {
                 let takes_key = op["parameters"]
                     .as_array()
                     .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"));
-                if path == "/v1/validate" {
-                    // Appends nothing, answers the license as it is now: no key (ADR 0016).
+                if KEYLESS_WRITES.contains(&path.as_str()) {
                     assert!(!takes_key, "{method} {path}");
                 } else if ["post", "put", "patch", "delete"].contains(&method.as_str()) {
                     writes += 1;

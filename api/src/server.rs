@@ -124,6 +124,7 @@ pub fn route_table() -> RouteTable {
             .merge(routes::licenses::routes())
             .merge(routes::tokens::routes())
             .merge(routes::users::routes())
+            .merge(routes::billing::routes())
             .merge(routes::offline::routes())
             .merge(routes::operations::routes())
             .merge(metrics::routes()),

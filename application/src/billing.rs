@@ -152,37 +152,48 @@ impl App {
     ) -> Result<Received, AppError> {
         verify(signature, body, self.webhook_secrets(), self.now())
             .map_err(|why| AppError::InvalidSignature(why.to_string()))?;
-        let event = StripeEvent::parse(body).map_err(|why| AppError::InvalidField {
-            field: "body",
-            detail: format!("not a Stripe event: {why}"),
-        })?;
-        let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField {
-            field: "body",
-            detail: "not UTF-8".to_owned(),
-        })?;
-        let stored = sqlx::query(
-            "INSERT INTO billing_inbox (event_id, gateway, event_type, created, livemode, api_version, payload) \
-             VALUES ($1, 'stripe', $2, $3, $4, $5, $6::json) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(&event.kind)
-        .bind(event.created)
-        .bind(event.livemode)
-        .bind(event.api_version.as_deref())
-        .bind(text)
-        .execute(self.pool())
-        .await
-        .map_err(projections::ProjectionError::from)?;
-        let duplicate = stored.rows_affected() == 0;
-        if !duplicate {
+        let received = store_event(self.pool(), body).await?;
+        if !received.duplicate {
             self.billing_wake().notify_one();
         }
-        tracing::info!(event = %event.id, kind = %event.kind, duplicate, "stripe event received");
-        Ok(Received {
-            received: true,
-            duplicate,
-        })
+        Ok(received)
     }
+}
+
+/// Stores a Stripe event in the inbox once by its id (the webhook after its signature is
+/// checked; `ledger billing import` for a back-fill an operator vouches for). The consumer of
+/// any server on the database takes it from there.
+///
+/// # Errors
+/// `INVALID_FIELD` for a body that is not a Stripe event; database errors.
+pub async fn store_event(pool: &sqlx::PgPool, body: &[u8]) -> Result<Received, AppError> {
+    let event = StripeEvent::parse(body).map_err(|why| AppError::InvalidField {
+        field: "body",
+        detail: format!("not a Stripe event: {why}"),
+    })?;
+    let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField {
+        field: "body",
+        detail: "not UTF-8".to_owned(),
+    })?;
+    let stored = sqlx::query(
+        "INSERT INTO billing_inbox (event_id, gateway, event_type, created, livemode, api_version, payload) \
+         VALUES ($1, 'stripe', $2, $3, $4, $5, $6::json) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.kind)
+    .bind(event.created)
+    .bind(event.livemode)
+    .bind(event.api_version.as_deref())
+    .bind(text)
+    .execute(pool)
+    .await
+    .map_err(projections::ProjectionError::from)?;
+    let duplicate = stored.rows_affected() == 0;
+    tracing::info!(event = %event.id, kind = %event.kind, duplicate, "stripe event received");
+    Ok(Received {
+        received: true,
+        duplicate,
+    })
 }
 
 /// What became of an inbox event.
@@ -457,6 +468,113 @@ impl App {
             .sync_billing(ctx, license, link, observed)
             .await?;
         Ok(Processed::Processed)
+    }
+}
+
+/// One event of the billing inbox, as support reads it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InboxEntry {
+    /// Stripe's event id.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When Stripe created it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub received_at: Timestamp,
+    /// `pending`, `processed`, `ignored` or `failed`.
+    pub outcome: String,
+    /// Why it was ignored, or why it failed.
+    pub reason: Option<String>,
+    pub attempts: i32,
+    /// When a pending or failed event is taken next.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub next_attempt_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub processed_at: Option<Timestamp>,
+}
+
+impl From<projections::queries::InboxRow> for InboxEntry {
+    fn from(r: projections::queries::InboxRow) -> Self {
+        Self {
+            id: r.event_id,
+            event_type: r.event_type,
+            created: r.created,
+            received_at: r.received_at,
+            outcome: r.outcome,
+            reason: r.reason,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            processed_at: r.processed_at,
+        }
+    }
+}
+
+/// An event made due again.
+#[derive(Clone, Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Retried {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `pending`: the consumer takes it next.
+    pub outcome: &'static str,
+}
+
+/// The inbox's outcomes, as `GET /v1/billing/events?outcome=` names them.
+pub const OUTCOMES: [&str; 4] = ["pending", "processed", "ignored", "failed"];
+
+impl App {
+    /// The billing inbox in arrival order, a page at a time, by outcome and event type.
+    ///
+    /// # Errors
+    /// `INVALID_CURSOR`; database errors.
+    pub async fn billing_events(
+        &self,
+        outcome: Option<&'static str>,
+        event_type: Option<String>,
+        page: crate::lists::PageRequest,
+    ) -> Result<crate::lists::Listed<InboxEntry>, AppError> {
+        let scope = crate::lists::Scope::new("billing events")
+            .with("outcome", outcome)
+            .with("type", event_type.as_deref());
+        let cursors = self.cursors();
+        let window = cursors.window::<i64>(&scope, &page)?;
+        let rows = projections::queries::billing_inbox(
+            self.pool(),
+            outcome,
+            event_type.as_deref(),
+            &window,
+        )
+        .await
+        .map_err(projections::ProjectionError::from)?;
+        Ok(cursors.page(&scope, &window, rows, |r| r.seq, InboxEntry::from))
+    }
+
+    /// Takes event `id` again at once: a failed one before its back-off runs out, or an ignored
+    /// or processed one after what it needed was put right (every effect is idempotent). The
+    /// answer names the event only: asking twice (a retried request) answers the same.
+    ///
+    /// # Errors
+    /// 404 `BILLING_EVENT_NOT_FOUND`; database errors.
+    pub async fn retry_billing_event(&self, id: &str) -> Result<Retried, AppError> {
+        let row = projections::queries::retry_billing_event(self.pool(), id, self.now())
+            .await
+            .map_err(projections::ProjectionError::from)?
+            .ok_or_else(|| {
+                AppError::not_found(
+                    domain::ErrorCode::BillingEventNotFound,
+                    format!("no Stripe event {id:?} was received"),
+                )
+            })?;
+        self.billing_wake().notify_one();
+        Ok(Retried {
+            id: row.event_id,
+            event_type: row.event_type,
+            outcome: "pending",
+        })
     }
 }
 

@@ -239,6 +239,8 @@ pub struct LicenseView {
     /// The users named on the license (`POST /v1/licenses/{id}/assignments`); for a
     /// `named_user` policy each holds a seat.
     pub assignees: Vec<Uuid>,
+    /// The payment gateway's subscription the license follows, if one is linked.
+    pub subscription: Option<SubscriptionView>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub starts_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
@@ -310,6 +312,7 @@ impl LicenseView {
                 })
                 .collect(),
             assignees: s.assignees.iter().map(|u| (*u).into()).collect(),
+            subscription: SubscriptionView::of(s),
             starts_at: s.starts_at,
             expires_at: s.expires_at,
             trial_ends_at: s.trial_ends_at,
@@ -325,6 +328,57 @@ impl LicenseView {
             version,
             as_of: at,
         }
+    }
+}
+
+/// A license's subscription, as its billing facts give it (`domain::billing::derive`).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubscriptionView {
+    /// `stripe`.
+    pub gateway: String,
+    pub subscription_id: String,
+    pub customer_id: String,
+    /// `trialing`, `active`, `past_due`, `paused` or `canceled`.
+    pub status: &'static str,
+    /// The end of the period paid (or trialed) for.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub current_period_end: Option<Timestamp>,
+    /// A scheduled cancellation.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub cancel_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub trial_end: Option<Timestamp>,
+}
+
+impl SubscriptionView {
+    /// The subscription of `s`, if one is linked.
+    pub fn of(s: &LicenseState) -> Option<Self> {
+        let (gateway, subscription_id) = s.billing.subscription.clone()?;
+        let derived = domain::billing::derive(&s.billing.facts, s.terms.payment_grace_days);
+        let status = if s.billing.canceled {
+            "canceled"
+        } else if s.billing.paused {
+            "paused"
+        } else if s.billing.payment_grace_until.is_some() {
+            "past_due"
+        } else if s.billing.trialing {
+            "trialing"
+        } else {
+            "active"
+        };
+        Some(Self {
+            gateway,
+            subscription_id,
+            customer_id: derived
+                .as_ref()
+                .map(|d| d.link.2.clone())
+                .unwrap_or_default(),
+            status,
+            current_period_end: derived.as_ref().and_then(|d| d.paid_until),
+            cancel_at: s.billing.cancel_at,
+            trial_end: s.trial_ends_at.filter(|_| s.billing.trialing),
+        })
     }
 }
 

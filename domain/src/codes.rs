@@ -121,6 +121,8 @@ pub enum ErrorCode {
     StaffNotImpersonated,
     /// A webhook's signature does not verify.
     InvalidSignature,
+    /// No gateway event of that id was received.
+    BillingEventNotFound,
     /// A validation code: `NOT_FOUND` and `APP_MISMATCH` at the client edge, and the code of a
     /// license that is not valid for what was asked (`SUSPENDED`, `TOO_MANY_ACTIVATIONS`, ...).
     #[strum(disabled)]
@@ -202,6 +204,7 @@ impl ErrorCode {
             Self::AssignmentNotFound => "ASSIGNMENT_NOT_FOUND",
             Self::StaffNotImpersonated => "STAFF_NOT_IMPERSONATED",
             Self::InvalidSignature => "INVALID_SIGNATURE",
+            Self::BillingEventNotFound => "BILLING_EVENT_NOT_FOUND",
             Self::Validation(code) => code.as_str(),
             Self::Internal => "INTERNAL",
             Self::Unavailable => "UNAVAILABLE",
@@ -262,9 +265,9 @@ mod tests {
 
     #[test]
     fn the_problem_codes_are_all_there() {
-        // 66 of the API's own (webhook signatures the latest) plus the 12 validation codes: a code
+        // 67 of the API's own (the billing inbox the latest) plus the 12 validation codes: a code
         // removed by mistake shows here.
-        assert_eq!(ErrorCode::iter().count(), 66);
+        assert_eq!(ErrorCode::iter().count(), 67);
         assert_eq!(ValidationCode::iter().count(), 12);
     }
 

@@ -746,3 +746,98 @@ pub async fn license_of_installation(
     .await?;
     Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
 }
+
+/// One event of the billing inbox (`billing_inbox`, migrations 0014-0015).
+#[derive(Clone, Debug)]
+pub struct InboxRow {
+    /// Arrival order: the list's key.
+    pub seq: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub created: Timestamp,
+    pub received_at: Timestamp,
+    /// `pending`, `processed`, `ignored` or `failed`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub attempts: i32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub processed_at: Option<Timestamp>,
+}
+
+const INBOX_COLUMNS: &str = "seq, event_id, event_type, created, received_at, \
+     coalesce(outcome, 'pending') AS outcome, reason, attempts, \
+     CASE WHEN outcome IS NULL OR outcome = 'failed' THEN next_attempt_at END AS next_attempt_at, \
+     processed_at";
+
+fn inbox_row(r: &PgRow) -> Result<InboxRow, sqlx::Error> {
+    Ok(InboxRow {
+        seq: r.try_get("seq")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        created: r.try_get("created")?,
+        received_at: r.try_get("received_at")?,
+        outcome: r.try_get("outcome")?,
+        reason: r.try_get("reason")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        processed_at: r.try_get("processed_at")?,
+    })
+}
+
+/// Inbox events in arrival order, by outcome (`pending` for those not taken yet) and type.
+///
+/// # Errors
+/// Database errors.
+pub async fn billing_inbox(
+    pool: &PgPool,
+    outcome: Option<&str>,
+    event_type: Option<&str>,
+    window: &Window<i64>,
+) -> Result<Vec<InboxRow>, sqlx::Error> {
+    let mut q = QueryBuilder::new(format!(
+        "SELECT {INBOX_COLUMNS} FROM billing_inbox WHERE true"
+    ));
+    match outcome {
+        Some("pending") => {
+            q.push(" AND outcome IS NULL");
+        }
+        Some(outcome) => {
+            q.push(" AND outcome = ");
+            q.push_bind(outcome.to_owned());
+        }
+        None => {}
+    }
+    if let Some(event_type) = event_type {
+        q.push(" AND event_type = ");
+        q.push_bind(event_type.to_owned());
+    }
+    keyset(&mut q, "seq", window);
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(inbox_row)
+        .collect()
+}
+
+/// Makes inbox event `id` due at `now`, whatever its outcome; `None` when there is no such event.
+///
+/// # Errors
+/// Database errors.
+pub async fn retry_billing_event(
+    pool: &PgPool,
+    id: &str,
+    now: Timestamp,
+) -> Result<Option<InboxRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE billing_inbox SET outcome = NULL, next_attempt_at = $2 WHERE event_id = $1 \
+         RETURNING {INBOX_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(inbox_row)
+    .transpose()
+}

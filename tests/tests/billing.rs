@@ -289,6 +289,10 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
     let v = validate().await;
     assert_eq!(v["code"], "VALID", "{v}");
     assert!(v["warnings"].to_string().contains("TRIAL_ENDING"), "{v}");
+    let view = app.get(&format!("/v1/licenses/{license}")).await.body;
+    assert_eq!(view["subscription"]["status"], "trialing", "{view}");
+    assert_eq!(view["subscription"]["subscription_id"], "sub_life");
+    assert_eq!(view["subscription"]["customer_id"], "cus_life");
 
     // Paid for 30 days; then a payment fails: grace for 7 days from the failure.
     deliver(
@@ -349,6 +353,19 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
     .await;
     drained(&app).await;
     assert_eq!(validate().await["code"], "PAUSED");
+    // The clock moved 42 days: the harness's administration token has expired; a fresh one.
+    let admin = app.token(domain::values::Role::VendorAdmin).await;
+    let view = app
+        .call_as(
+            &admin,
+            reqwest::Method::GET,
+            &format!("/v1/licenses/{license}"),
+            None,
+            &[],
+        )
+        .await
+        .body;
+    assert_eq!(view["subscription"]["status"], "paused", "{view}");
     deliver(
         &app,
         "evt_resumed",
@@ -457,5 +474,65 @@ async fn an_event_without_a_license_fails_visibly_and_others_are_ignored() {
             .await
             .unwrap();
     assert_eq!(attempts, 1);
+
+    // Support reads the inbox by outcome; an administrator retries the failed one at once.
+    let failed = app.get("/v1/billing/events?outcome=failed").await;
+    assert_eq!(failed.status, StatusCode::OK, "{:?}", failed.body);
+    let events = failed.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["id"], "evt_orphan");
+    assert_eq!(events[0]["type"], "customer.subscription.updated");
+    assert!(events[0]["next_attempt_at"].is_string());
+    let all = app.get("/v1/billing/events?limit=2").await;
+    assert_eq!(all.body["events"].as_array().unwrap().len(), 2);
+    let next = all.body["next_cursor"].as_str().unwrap().to_owned();
+    let rest = app
+        .get(&format!("/v1/billing/events?limit=2&cursor={next}"))
+        .await;
+    assert_eq!(rest.body["events"].as_array().unwrap().len(), 1);
+    let auditor = app.token(domain::values::Role::VendorAuditor).await;
+    let read = app
+        .call_as(
+            &auditor,
+            reqwest::Method::GET,
+            "/v1/billing/events",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    let refused = app
+        .call_as(
+            &auditor,
+            reqwest::Method::POST,
+            "/v1/billing/events/evt_orphan/retry",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let retried = app
+        .post("/v1/billing/events/evt_orphan/retry", json!({}))
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+    let outcomes = drained(&app).await;
+    assert!(
+        outcomes
+            .iter()
+            .any(|(id, outcome, _)| id == "evt_orphan" && outcome == "failed")
+    );
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM billing_inbox WHERE event_id = 'evt_orphan'")
+            .fetch_one(app.server.state.app.pool())
+            .await
+            .unwrap();
+    assert_eq!(attempts, 2, "taken again at once");
+    let unknown = app
+        .post("/v1/billing/events/evt_never/retry", json!({}))
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.body["code"], "BILLING_EVENT_NOT_FOUND");
+    let bad = app.get("/v1/billing/events?outcome=lost").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     app.stop().await;
 }

@@ -315,6 +315,57 @@ async fn ledger_serve_takes_stripe_webhooks_and_its_consumer_processes_them() {
         assert!(since.elapsed() < Duration::from_secs(10), "not processed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A back-fill through `ledger billing import`: the event delivered already is stored once;
+    // the new one is processed by the server's consumer; `ledger billing list` shows both.
+    let export = data_dir.join("events.jsonl");
+    let line = |id: &str| {
+        json!({"id": id, "object": "event", "created": chrono::Utc::now().timestamp(),
+               "type": "invoice.paid", "data": {"object": {"id": "in_1", "object": "invoice"}}})
+        .to_string()
+    };
+    std::fs::write(
+        &export,
+        format!("{}\n\n{}\n", line("evt_served"), line("evt_backfill")),
+    )
+    .unwrap();
+    let billing = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("billing")
+            .args(args)
+            .arg("--database-url")
+            .arg(&db.url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (_, said) = billing(&["import", export.to_str().unwrap()]);
+    assert!(
+        said.contains("1 event(s) stored, 1 received already"),
+        "{said}"
+    );
+    let since = Instant::now();
+    loop {
+        let (listed, _) = billing(&["list"]);
+        let lines: Vec<&str> = listed.lines().collect();
+        if lines.len() == 2 && lines.iter().all(|l| l.contains("\tignored\t")) {
+            assert!(lines[1].starts_with("evt_backfill\tinvoice.paid\tignored\t1\t"));
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "not processed: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(&data_dir);
     db.drop_db().await;

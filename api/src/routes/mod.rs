@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+pub mod billing;
 pub mod client;
 pub mod health;
 pub mod licenses;
@@ -341,6 +342,9 @@ page_schema!(
     },
     UserPage {
         users: application::users::UserView
+    },
+    BillingEventPage {
+        events: application::billing::InboxEntry
     },
 );
 
