@@ -500,7 +500,9 @@ async fn billing(args: BillingArgs) -> anyhow::Result<()> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                match application::billing::store_event(&pool, line.as_bytes()).await {
+                match application::billing::store_event(&pool, line.as_bytes(), chrono::Utc::now())
+                    .await
+                {
                     Ok(r) if r.duplicate => duplicates += 1,
                     Ok(_) => stored += 1,
                     Err(e) => bail!("{}:{}: {e}", file.display(), n + 1),

@@ -196,8 +196,10 @@ pub fn app_router(
             request_timeout,
             limits::deadline,
         ));
+    // Stripe's events carry whole objects (an invoice with its lines): at least 1 MiB, whatever
+    // the administration limit, so a large event is not refused on every redelivery.
     let webhooks = Router::from(table.webhooks)
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(DefaultBodyLimit::max(max_body.max(1 << 20)))
         .layer(middleware::from_fn_with_state(
             request_timeout,
             limits::deadline,

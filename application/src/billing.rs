@@ -21,6 +21,9 @@ use crate::{App, AppError};
 /// How far a signature's `t` may be from the server's clock, either way.
 pub const TOLERANCE_SECONDS: i64 = 300;
 
+/// The most `v1` signatures a header may carry (Stripe sends one, two while rolling a secret).
+const MAX_SIGNATURES: usize = 8;
+
 /// Webhook endpoint secrets (`--stripe-webhook-secret`): never printed.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct WebhookSecrets(Vec<String>);
@@ -88,9 +91,15 @@ pub fn verify(
                 );
             }
             "t" => return Err(SignatureRefused::Malformed),
-            // Another scheme's signature, or a malformed one: never a match.
+            // Another scheme's signature, or a malformed one: never a match. Stripe sends one
+            // or two (during its own secret rolls); a header of hundreds is nobody's.
             "v1" => {
-                if let Ok(bytes) = hex::decode(value) {
+                if let Ok(bytes) = hex::decode(value)
+                    && bytes.len() == 32
+                {
+                    if candidates.len() == MAX_SIGNATURES {
+                        return Err(SignatureRefused::Malformed);
+                    }
                     candidates.push(bytes);
                 }
             }
@@ -98,18 +107,22 @@ pub fn verify(
         }
     }
     let t = timestamp.ok_or(SignatureRefused::Malformed)?;
-    if (now.timestamp() - t).abs() > TOLERANCE_SECONDS {
+    if now.timestamp().abs_diff(t) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureRefused::OutOfTolerance);
     }
+    if candidates.is_empty() {
+        return Err(SignatureRefused::NoMatch);
+    }
+    // The body is hashed once per secret, whatever the number of signatures.
     let signed = t.to_string();
     for secret in &secrets.0 {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+            .map_err(|_| SignatureRefused::NoMatch)?;
+        mac.update(signed.as_bytes());
+        mac.update(b".");
+        mac.update(body);
         for candidate in &candidates {
-            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-                .map_err(|_| SignatureRefused::NoMatch)?;
-            mac.update(signed.as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            if mac.verify_slice(candidate).is_ok() {
+            if mac.clone().verify_slice(candidate).is_ok() {
                 return Ok(());
             }
         }
@@ -152,7 +165,7 @@ impl App {
     ) -> Result<Received, AppError> {
         verify(signature, body, self.webhook_secrets(), self.now())
             .map_err(|why| AppError::InvalidSignature(why.to_string()))?;
-        let received = store_event(self.pool(), body).await?;
+        let received = store_event(self.pool(), body, self.now()).await?;
         if !received.duplicate {
             self.billing_wake().notify_one();
         }
@@ -166,7 +179,11 @@ impl App {
 ///
 /// # Errors
 /// `INVALID_FIELD` for a body that is not a Stripe event; database errors.
-pub async fn store_event(pool: &sqlx::PgPool, body: &[u8]) -> Result<Received, AppError> {
+pub async fn store_event(
+    pool: &sqlx::PgPool,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Received, AppError> {
     let event = StripeEvent::parse(body).map_err(|why| AppError::InvalidField {
         field: "body",
         detail: format!("not a Stripe event: {why}"),
@@ -176,8 +193,9 @@ pub async fn store_event(pool: &sqlx::PgPool, body: &[u8]) -> Result<Received, A
         detail: "not UTF-8".to_owned(),
     })?;
     let stored = sqlx::query(
-        "INSERT INTO billing_inbox (event_id, gateway, event_type, created, livemode, api_version, payload) \
-         VALUES ($1, 'stripe', $2, $3, $4, $5, $6::json) ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO billing_inbox (event_id, gateway, event_type, created, livemode, api_version, payload, \
+         received_at, next_attempt_at) \
+         VALUES ($1, 'stripe', $2, $3, $4, $5, $6::json, $7, $7) ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(&event.id)
     .bind(&event.kind)
@@ -185,6 +203,7 @@ pub async fn store_event(pool: &sqlx::PgPool, body: &[u8]) -> Result<Received, A
     .bind(event.livemode)
     .bind(event.api_version.as_deref())
     .bind(text)
+    .bind(now)
     .execute(pool)
     .await
     .map_err(projections::ProjectionError::from)?;
@@ -236,6 +255,7 @@ impl App {
     /// Database errors (an event's own failure is recorded as its outcome instead).
     pub async fn process_billing_inbox(&self, limit: i64) -> Result<usize, AppError> {
         let now = self.now();
+        let lease_until = now + LEASE;
         let taken: Vec<(String, String, i32)> = sqlx::query_as(
             "UPDATE billing_inbox SET next_attempt_at = $2 WHERE event_id IN ( \
                SELECT event_id FROM billing_inbox \
@@ -244,7 +264,7 @@ impl App {
              RETURNING event_id, payload::text, attempts",
         )
         .bind(now)
-        .bind(now + LEASE)
+        .bind(lease_until)
         .bind(limit)
         .fetch_all(self.jobs_pool())
         .await
@@ -273,15 +293,18 @@ impl App {
             if let Processed::Failed(why) = &processed {
                 tracing::warn!(event = %event_id, reason = %why, "stripe event failed; will retry");
             }
+            // Only while the lease is ours: a retry asked meanwhile (which makes the event due
+            // now) wins, and so does another node that took the event after our lease ran out.
             sqlx::query(
                 "UPDATE billing_inbox SET outcome = $2, reason = $3, attempts = attempts + 1, \
-                 next_attempt_at = $4, processed_at = $5 WHERE event_id = $1",
+                 next_attempt_at = $4, processed_at = $5 WHERE event_id = $1 AND next_attempt_at = $6",
             )
             .bind(event_id)
             .bind(outcome)
             .bind(reason)
             .bind(next)
             .bind(self.now())
+            .bind(lease_until)
             .execute(self.jobs_pool())
             .await
             .map_err(projections::ProjectionError::from)?;
@@ -388,8 +411,9 @@ impl App {
         let organization = match named {
             Some(id) => {
                 let Ok(id) = uuid::Uuid::parse_str(id) else {
-                    return Ok(Processed::Failed(format!(
-                        "organization {id:?} is not an id"
+                    // No retry will make it one.
+                    return Ok(Processed::Ignored(format!(
+                        "client_reference_id {id:?} is not a ledger organization id"
                     )));
                 };
                 domain::ids::OrganizationId::from_uuid(id)
@@ -431,21 +455,34 @@ impl App {
             }
         };
         let license = domain::ids::LicenseId::from_uuid(derived_id("checkout", &session.id));
-        let issued = self
-            .licenses_for_jobs()
-            .issue_as(
-                ctx,
-                license,
-                commands::ledger::NewLicense {
-                    policy_id: domain::ids::PolicyId::from_uuid(policy_id),
-                    organization_id: organization,
-                    seats: None,
-                    features: None,
-                    expires_at: None,
-                    source: domain::values::LicenseSource::Stripe,
-                },
-            )
-            .await;
+        // Issued by an earlier run (then the policy may be retired or the organization closed
+        // since: issuing again would be refused for that, before finding the license): link only.
+        let exists = self
+            .jobs_ledger()
+            .store()
+            .read::<domain::license::License>(license)
+            .await?
+            .aggregate
+            .state()
+            .is_some();
+        let issued = if exists {
+            Ok(())
+        } else {
+            self.licenses_for_jobs()
+                .issue_as(
+                    ctx,
+                    license,
+                    commands::ledger::NewLicense {
+                        policy_id: domain::ids::PolicyId::from_uuid(policy_id),
+                        organization_id: organization,
+                        seats: None,
+                        features: None,
+                        expires_at: None,
+                        source: domain::values::LicenseSource::Stripe,
+                    },
+                )
+                .await
+        };
         match issued {
             Ok(()) => {}
             Err(AppError::Command(commands::CommandError::Rejected(
@@ -603,6 +640,39 @@ mod tests {
         let v1 = good.split_once(",v1=").unwrap().1;
         let header = format!("t=1800000000,v0=abcd,v1={},v1={v1}", "00".repeat(32));
         assert_eq!(verify(Some(&header), BODY, &secrets(), now()), Ok(()));
+    }
+
+    #[test]
+    fn a_vector_computed_elsewhere_verifies() {
+        // Computed with OpenSSL, not this code:
+        // printf '%s' '1800000000.{"id":"evt_1"}' | openssl dgst -sha256 -hmac whsec_test -hex
+        let body = br#"{"id":"evt_1"}"#;
+        let header =
+            "t=1800000000,v1=45705be2a45ab5acdd1395cc695e9e7073125385ec24194921c401dff44176f8";
+        let only = WebhookSecrets::new(vec!["whsec_test".into()]);
+        assert_eq!(verify(Some(header), body, &only, now()), Ok(()));
+        assert_eq!(signature_header("whsec_test", 1_800_000_000, body), header);
+    }
+
+    #[test]
+    fn a_header_of_many_signatures_is_refused_before_any_hash() {
+        let mut header = String::from("t=1800000000");
+        for _ in 0..=MAX_SIGNATURES {
+            header.push_str(&format!(",v1={}", "00".repeat(32)));
+        }
+        assert_eq!(
+            verify(Some(&header), BODY, &secrets(), now()),
+            Err(SignatureRefused::Malformed)
+        );
+        assert_eq!(
+            verify(
+                Some("t=-9223372036854775808,v1=00"),
+                BODY,
+                &secrets(),
+                now()
+            ),
+            Err(SignatureRefused::OutOfTolerance)
+        );
     }
 
     #[test]

@@ -355,7 +355,7 @@ impl Users<'_> {
         };
         let ids: Vec<Uuid> = reached.iter().map(|r| r.organization_id.into()).collect();
         let rows = projections::queries::organizations_by_id(self.app.pool(), &ids).await?;
-        let organizations = rows
+        let mut organizations: Vec<ReachedOrganizationView> = rows
             .into_iter()
             .filter_map(|row| {
                 let delegated = reached
@@ -372,6 +372,31 @@ impl Users<'_> {
                 })
             })
             .collect();
+        // Reach follows the log at once; the read model may not hold an organization registered
+        // (or a delegation granted) a moment ago: those are read from their streams.
+        for r in &reached {
+            let id = Uuid::from(r.organization_id);
+            if organizations.iter().any(|o| o.id == id) {
+                continue;
+            }
+            let loaded = self
+                .app
+                .ledger()
+                .store()
+                .read::<domain::organization::Organization>(r.organization_id)
+                .await?;
+            if let Some(state) = loaded.aggregate.state() {
+                organizations.push(ReachedOrganizationView {
+                    id,
+                    name: state.name.as_str().to_owned(),
+                    kind: state.kind.as_str().to_owned(),
+                    parent_id: state.parent_id.map(Uuid::from),
+                    closed: state.closed,
+                    delegated: r.delegated,
+                });
+            }
+        }
+        organizations.sort_by_key(|o| o.id);
         Ok(MeView {
             principal,
             roles,

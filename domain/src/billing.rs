@@ -129,12 +129,14 @@ pub struct Derived {
     pub payment_grace_until: Option<Timestamp>,
     /// The newest fact that says so is paused (canceled or unknown standings say nothing).
     pub paused: bool,
-    /// Some fact said the subscription ended: that is final.
+    /// The newest fact that says how the subscription stands says it ended. Not final by
+    /// itself: Stripe brings an `unpaid` subscription back to `active` once it is paid.
     pub canceled: bool,
     /// The scheduled cancellation of the newest fact that says how the subscription stands
     /// (one of an unknown standing, or a checkout's link, says nothing of it).
     pub cancel_at: Option<Timestamp>,
-    /// The latest period paid for (facts in good standing or past due).
+    /// How long the license runs: the latest period paid for (facts in good standing), or for a
+    /// past-due fact its grace at most (a period not collected is not paid for; its grace is).
     pub paid_until: Option<Timestamp>,
     /// The newest quantity a fact showed.
     pub quantity: Option<u32>,
@@ -164,8 +166,14 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
         derived.trial_ends_at = t.trial_ends_at.or(derived.trial_ends_at);
         derived.quantity = t.quantity.or(derived.quantity);
         if t.standing != Standing::Unchanged {
-            derived.cancel_at = t.cancel_at;
+            // An ended subscription keeps the end it was scheduled for (valid until then);
+            // one canceled at once has none to keep.
+            derived.cancel_at = match t.standing {
+                Standing::Canceled => t.cancel_at.or(derived.cancel_at),
+                _ => t.cancel_at,
+            };
             derived.trialing = t.trial_ends_at.is_some();
+            derived.canceled = t.standing == Standing::Canceled;
         }
         match t.standing {
             Standing::Good => {
@@ -182,11 +190,16 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
                 });
             }
             Standing::Paused => derived.paused = true,
-            Standing::Canceled => derived.canceled = true,
-            Standing::Unchanged => {}
+            Standing::Canceled | Standing::Unchanged => {}
         }
-        if matches!(t.standing, Standing::Good | Standing::PastDue) {
-            derived.paid_until = derived.paid_until.max(t.paid_until);
+        match t.standing {
+            Standing::Good => derived.paid_until = derived.paid_until.max(t.paid_until),
+            Standing::PastDue => {
+                let grace =
+                    fact.observed.created + chrono::Duration::days(i64::from(payment_grace_days));
+                derived.paid_until = derived.paid_until.max(t.paid_until.map(|p| p.min(grace)));
+            }
+            _ => {}
         }
     }
     Some(derived)

@@ -204,6 +204,7 @@ fn license_samples() -> Vec<LicenseEvent> {
             ends_at: t("2026-03-15T10:00:00Z"),
         },
         LicenseEvent::TrialEnded {},
+        LicenseEvent::SubscriptionReactivated {},
         LicenseEvent::CancellationWithdrawn {},
         LicenseEvent::SubscriptionSynced {
             fact: domain::billing::BillingFact {

@@ -70,14 +70,14 @@ async fn a_signed_event_is_stored_once_under_either_secret_of_a_rotation() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer, json!({"received": true, "duplicate": true}));
     assert_eq!(stored(&app).await, 1);
-    let (kind, pending, payload): (String, bool, String) = sqlx::query_as(
-        "SELECT event_type, outcome IS NULL, payload::text FROM billing_inbox WHERE event_id = 'evt_once'",
+    // (The consumer may have taken it already: its outcome is not this test's.)
+    let (kind, payload): (String, String) = sqlx::query_as(
+        "SELECT event_type, payload::text FROM billing_inbox WHERE event_id = 'evt_once'",
     )
     .fetch_one(app.server.state.app.pool())
     .await
     .unwrap();
     assert_eq!(kind, "customer.subscription.updated");
-    assert!(pending);
     assert_eq!(
         payload.as_bytes(),
         body.as_slice(),

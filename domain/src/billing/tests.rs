@@ -232,13 +232,16 @@ prop_compose! {
         cancel in proptest::option::of(0i64..400),
         quantity in proptest::option::of(1u32..5),
         same_second in any::<bool>(),
+        nonce in any::<u32>(),
     ) -> BillingFact {
-        // Some facts share their second with the previous one: ordered by event id then.
-        let created = if same_second { created - 1 } else { created };
+        // Some facts share their second with the previous one (facts are 10 s apart): ordered
+        // by event id then.
+        let created = if same_second && created > 1_000 { created - 10 } else { created };
         BillingFact {
             observed: Observation {
                 created: at(created),
-                event_id: format!("evt_{created}_{period}_{}", quantity.unwrap_or(0)),
+                // Distinct events have distinct ids (one id is one delivery of the same event).
+                event_id: format!("evt_{created}_{nonce:08x}"),
             },
             target: BillingTarget {
                 gateway: STRIPE.into(),
@@ -308,4 +311,69 @@ proptest! {
             crate::validation::decide(in_order.state().unwrap(), now, None, &[])
         );
     }
+}
+
+fn fact(created: i64, standing: Standing, period_days: i64, quantity: Option<u32>) -> BillingFact {
+    BillingFact {
+        observed: Observation {
+            created: at(created),
+            event_id: format!("evt_{created}"),
+        },
+        target: BillingTarget {
+            gateway: STRIPE.into(),
+            subscription_id: "sub_1".into(),
+            customer_id: "cus_1".into(),
+            standing,
+            trial_ends_at: None,
+            paid_until: Some(at(period_days * 86_400)),
+            cancel_at: None,
+            quantity,
+        },
+    }
+}
+
+#[test]
+fn an_unpaid_subscription_paid_after_all_is_live_again() {
+    let mut l = license();
+    apply(&mut l, &fact(10, Standing::Canceled, 40, None));
+    assert!(l.state().unwrap().billing.canceled);
+    apply(&mut l, &fact(20, Standing::Good, 60, None));
+    let s = l.state().unwrap();
+    assert!(!s.billing.canceled, "reactivated");
+    assert_eq!(s.expires_at, Some(at(60 * 86_400)));
+    // A past-due period is not paid: the license runs through its grace at most (7 days from
+    // the failure), not to the period's end.
+    apply(&mut l, &fact(55 * 86_400, Standing::PastDue, 90, None));
+    assert_eq!(l.state().unwrap().expires_at, Some(at(62 * 86_400)));
+}
+
+#[test]
+fn seats_follow_the_quantity_but_not_below_what_is_in_use() {
+    let mut l = license();
+    // The standard license: 3 seats per unit of quantity.
+    apply(&mut l, &fact(10, Standing::Good, 40, Some(2)));
+    assert_eq!(l.state().unwrap().seats.get(), 6);
+    for n in 0..4u128 {
+        let events = l
+            .decide(&LicenseCommand {
+                license_id: crate::license::tests::lid(),
+                at: at(11),
+                action: LicenseAction::Activate {
+                    installation_id: crate::ids::InstallationId::from_uuid(uuid::Uuid::from_u128(
+                        900 + n,
+                    )),
+                    fingerprint: crate::values::Fingerprint::parse(&format!("m{n}")).unwrap(),
+                    hostname: None,
+                    platform: None,
+                    environment: crate::values::Environment::Production,
+                },
+            })
+            .unwrap();
+        for e in events {
+            l.fold(e);
+        }
+    }
+    // Down to one unit (3 seats) with 4 machines active: 4 seats until one is deactivated.
+    apply(&mut l, &fact(20, Standing::Good, 40, Some(1)));
+    assert_eq!(l.state().unwrap().seats.get(), 4);
 }

@@ -309,17 +309,25 @@ impl License {
                 None => LicenseEvent::CancellationWithdrawn {},
             });
         }
-        if d.canceled && !billing.canceled {
-            events.push(LicenseEvent::SubscriptionCanceled {});
+        match (billing.canceled, d.canceled) {
+            (false, true) => events.push(LicenseEvent::SubscriptionCanceled {}),
+            (true, false) => events.push(LicenseEvent::SubscriptionReactivated {}),
+            _ => {}
         }
         if let Some(end) = d.paid_until
             && state.expires_at.is_some_and(|current| end > current)
         {
             events.push(LicenseEvent::Renewed { expires_at: end });
         }
+        // Seats follow the quantity, but not below what is in use: the excess waits for
+        // deactivations (or unassignments), as an administrator's change would be refused.
         if let Some(seats) = d
             .quantity
             .and_then(|q| q.checked_mul(state.terms.seats.get()))
+            .map(|n| {
+                n.max(state.active_installations(observed.created))
+                    .max(state.named_seats_used())
+            })
             .and_then(|n| crate::values::SeatCount::new(n).ok())
             && seats != state.seats
         {

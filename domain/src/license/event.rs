@@ -100,6 +100,9 @@ pub enum LicenseEvent {
     /// A subscription's trial runs until `ends_at` (issue #16).
     #[serde(rename = "TrialStarted")]
     TrialStarted { ends_at: Timestamp },
+    /// An ended subscription is live again (Stripe brings `unpaid` back to `active` once paid).
+    #[serde(rename = "SubscriptionReactivated")]
+    SubscriptionReactivated {},
     /// The subscription's trial is over: paid, or ended otherwise (the standing says).
     #[serde(rename = "TrialEnded")]
     TrialEnded {},
@@ -166,6 +169,7 @@ impl DomainEvent for LicenseEvent {
             Self::CancellationScheduled { .. } => "CancellationScheduled",
             Self::SubscriptionCanceled {} => "SubscriptionCanceled",
             Self::TrialStarted { .. } => "TrialStarted",
+            Self::SubscriptionReactivated {} => "SubscriptionReactivated",
             Self::TrialEnded {} => "TrialEnded",
             Self::CancellationWithdrawn {} => "CancellationWithdrawn",
             Self::SubscriptionSynced { .. } => "SubscriptionSynced",
@@ -210,6 +214,7 @@ impl VersionedEvent for LicenseEvent {
         ("CancellationScheduled", "1"),
         ("SubscriptionCanceled", "1"),
         ("TrialStarted", "1"),
+        ("SubscriptionReactivated", "1"),
         ("TrialEnded", "1"),
         ("CancellationWithdrawn", "1"),
         ("SubscriptionSynced", "1"),

@@ -308,6 +308,7 @@ impl License {
                 state.billing.trialing = true;
             }
             LicenseEvent::TrialEnded {} => state.billing.trialing = false,
+            LicenseEvent::SubscriptionReactivated {} => state.billing.canceled = false,
             LicenseEvent::CancellationWithdrawn {} => state.billing.cancel_at = None,
             LicenseEvent::SubscriptionSynced { fact } => {
                 let facts = &mut state.billing.facts;

@@ -274,6 +274,7 @@ impl ValidationEntry {
                 self.set(TRIALING, true);
             }
             LicenseEvent::TrialEnded {} => self.set(TRIALING, false),
+            LicenseEvent::SubscriptionReactivated {} => self.set(CANCELED, false),
             LicenseEvent::CancellationWithdrawn {} => self.cancel_at = NONE,
             // Facts validation does not read.
             LicenseEvent::Transferred { .. }

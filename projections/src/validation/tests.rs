@@ -110,6 +110,7 @@ fn any_event() -> impl Strategy<Value = LicenseEvent> {
             .prop_map(|at| LicenseEvent::CancellationScheduled { at }),
         Just(LicenseEvent::CancellationWithdrawn {}),
         Just(LicenseEvent::TrialEnded {}),
+        Just(LicenseEvent::SubscriptionReactivated {}),
         when.prop_map(|ends_at| LicenseEvent::TrialStarted { ends_at }),
         Just(LicenseEvent::SubscriptionCanceled {}),
         Just(LicenseEvent::SubscriptionLinked {
