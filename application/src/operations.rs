@@ -37,6 +37,16 @@ pub struct MintedToken {
     pub expires_at: Option<Timestamp>,
 }
 
+/// The state a token command left.
+fn token_state(
+    outcome: &commands::Outcome<ApiToken>,
+) -> Result<&domain::api_token::ApiTokenState, AppError> {
+    outcome
+        .aggregate
+        .state()
+        .ok_or(AppError::Invariant("a token command left no token"))
+}
+
 /// An impersonation just started: the token acting as the user, shown this once.
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -188,10 +198,7 @@ impl App {
             .ledger()
             .issue_api_token(ctx, role, organization_id, label, Some(ttl))
             .await?;
-        let state = outcome
-            .aggregate
-            .state()
-            .ok_or(AppError::Invariant("a token command left no token"))?;
+        let state = token_state(&outcome)?;
         Ok(Written {
             view: MintedToken {
                 id: outcome.id,
@@ -224,10 +231,7 @@ impl App {
             .ledger()
             .start_impersonation(ctx, user_id, reason, ttl)
             .await?;
-        let state = outcome
-            .aggregate
-            .state()
-            .ok_or(AppError::Invariant("a token command left no token"))?;
+        let state = token_state(&outcome)?;
         Ok(Written {
             view: ImpersonationView {
                 id: outcome.id,

@@ -316,6 +316,15 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
     let v = validate().await;
     assert_eq!(v["code"], "VALID", "{v}");
     assert!(v["warnings"].to_string().contains("PAYMENT_GRACE"), "{v}");
+    // An offline token taken in grace ends with the grace (failure at day 34 + 7 days), not 14
+    // days of the policy's offline grace later.
+    let offline = app
+        .client_call("/v1/offline-tokens", &c.app_id, json!({"key": key}))
+        .await;
+    assert_eq!(offline.status, StatusCode::CREATED, "{:?}", offline.body);
+    let until: chrono::DateTime<chrono::Utc> =
+        offline.body["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(until.timestamp(), t0 + 34 * DAY + 7 * DAY);
     clock.advance(chrono::Duration::days(7));
     assert_eq!(validate().await["code"], "OVERDUE");
 
@@ -353,6 +362,11 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
     .await;
     drained(&app).await;
     assert_eq!(validate().await["code"], "PAUSED");
+    let refused = app
+        .client_call("/v1/offline-tokens", &c.app_id, json!({"key": key}))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
+    assert_eq!(refused.body["code"], "PAUSED");
     // The clock moved 42 days: the harness's administration token has expired; a fresh one.
     let admin = app.token(domain::values::Role::VendorAdmin).await;
     let view = app

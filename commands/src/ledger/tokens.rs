@@ -29,27 +29,18 @@ impl Ledger {
         label: Option<Name>,
         ttl: Option<chrono::Duration>,
     ) -> Result<(Outcome<ApiToken>, Option<ApiTokenSecret>), LedgerError> {
-        let id = ApiTokenId::from_uuid(Uuid::now_v7());
-        let secret = keys::generate_api_token(id)?;
         let organization = match organization_id {
             Some(org) => Some(self.organization_ref(org).await?),
             None => None,
         };
-        let now = self.now();
-        let command = ApiTokenCommand {
-            token_id: id,
-            at: now,
-            action: ApiTokenAction::Issue {
-                role,
-                label,
-                token_hash: secret.hash(),
-                expires_at: ttl.map(|ttl| now + ttl),
-                organization,
-            },
-        };
-        let outcome = self.store.execute_new::<ApiToken>(id, command, ctx).await?;
-        let secret = (!outcome.replayed).then_some(secret);
-        Ok((outcome, secret))
+        self.mint(ctx, |token_hash, now| ApiTokenAction::Issue {
+            role,
+            label,
+            token_hash,
+            expires_at: ttl.map(|ttl| now + ttl),
+            organization,
+        })
+        .await
     }
 
     /// Starts an impersonation of user `user_id` by `ctx`'s actor: a token acting with the
@@ -68,23 +59,35 @@ impl Ledger {
         let state = user
             .state()
             .ok_or(domain::DomainError::UserNotFound(user_id))?;
+        let user = ImpersonatedUser {
+            deactivated: state.deactivated,
+            vendor_staff: state.grants.iter().any(|g| g.role.is_vendor()),
+        };
+        self.mint(ctx, |token_hash, now| ApiTokenAction::Impersonate {
+            user_id,
+            user,
+            reason,
+            started_by: ctx.actor.clone(),
+            token_hash,
+            expires_at: now + ttl,
+        })
+        .await
+    }
+
+    /// A new token stream whose first command is `action(hash of a fresh secret, now)`; the
+    /// secret is returned unless the request is a replay (it was shown to the first one).
+    async fn mint(
+        &self,
+        ctx: &CommandContext,
+        action: impl FnOnce(domain::keys::KeyHash, domain::Timestamp) -> ApiTokenAction,
+    ) -> Result<(Outcome<ApiToken>, Option<ApiTokenSecret>), LedgerError> {
         let id = ApiTokenId::from_uuid(Uuid::now_v7());
         let secret = keys::generate_api_token(id)?;
         let now = self.now();
         let command = ApiTokenCommand {
             token_id: id,
             at: now,
-            action: ApiTokenAction::Impersonate {
-                user_id,
-                user: ImpersonatedUser {
-                    deactivated: state.deactivated,
-                    vendor_staff: state.grants.iter().any(|g| g.role.is_vendor()),
-                },
-                reason,
-                started_by: ctx.actor.clone(),
-                token_hash: secret.hash(),
-                expires_at: now + ttl,
-            },
+            action: action(secret.hash(), now),
         };
         let outcome = self.store.execute_new::<ApiToken>(id, command, ctx).await?;
         let secret = (!outcome.replayed).then_some(secret);
