@@ -58,6 +58,28 @@ pub struct EntitlementView {
     pub maintenance_until: Option<Timestamp>,
 }
 
+/// One license's subscription (`GET /v1/organizations/{id}/subscriptions`).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LicenseSubscriptionView {
+    pub license_id: Uuid,
+    pub organization_id: Uuid,
+    pub product_id: Uuid,
+    #[serde(flatten)]
+    pub subscription: crate::views::SubscriptionView,
+}
+
+/// `GET /v1/organizations/{id}/subscriptions`.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubscriptionsView {
+    pub organization_id: Uuid,
+    pub include_descendants: bool,
+    pub subscriptions: Vec<LicenseSubscriptionView>,
+    /// False when the organization holds more than the licenses one answer reads (10,000).
+    pub complete: bool,
+}
+
 /// `GET /v1/organizations/{id}/entitlements`.
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -224,6 +246,41 @@ impl Portal<'_> {
             |i| i.installation.installation_id,
             |i| i,
         ))
+    }
+
+    /// The subscriptions of organization `id`'s licenses (with its descendants' when asked), for a
+    /// principal that may read billing there (`billing_admin`, `customer_admin`, vendor roles).
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND` (unknown or out of reach), 403 without `ReadBilling`; database
+    /// errors.
+    pub async fn subscriptions(
+        &self,
+        access: &Access,
+        id: OrganizationId,
+        include_descendants: bool,
+    ) -> Result<SubscriptionsView, AppError> {
+        self.app
+            .authorize_organization(access, id, Action::ReadBilling)
+            .await?;
+        let (rows, complete) = self.all_licenses(id, include_descendants).await?;
+        let subscriptions = rows
+            .iter()
+            .filter_map(|r| {
+                Some(LicenseSubscriptionView {
+                    license_id: r.id,
+                    organization_id: r.state.organization_id.into(),
+                    product_id: r.state.product_id.into(),
+                    subscription: crate::views::SubscriptionView::of(&r.state)?,
+                })
+            })
+            .collect();
+        Ok(SubscriptionsView {
+            organization_id: id.into(),
+            include_descendants,
+            subscriptions,
+            complete,
+        })
     }
 
     /// What organization `id` (with its descendants when asked) is entitled to, per product.

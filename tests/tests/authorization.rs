@@ -236,6 +236,15 @@ async fn every_route_answers_every_principal_as_the_table_says() {
             read_licenses,
         ),
         get(
+            "GET subscriptions of",
+            o(&parent, "/subscriptions?include_descendants=true"),
+            o(&unknown, "/subscriptions?include_descendants=true"),
+            //  vadmin vsupp vaud  a@par a@chi lm@p  sc@p  a@for partn revok deact svc   imp
+            [
+                200, 200, 200, 200, 404, 403, 403, 404, 200, 404, 401, 200, 200,
+            ],
+        ),
+        get(
             "GET users of",
             o(&parent, "/users"),
             o(&unknown, "/users"),

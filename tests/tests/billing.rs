@@ -322,8 +322,11 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
         .client_call("/v1/offline-tokens", &c.app_id, json!({"key": key}))
         .await;
     assert_eq!(offline.status, StatusCode::CREATED, "{:?}", offline.body);
-    let until: chrono::DateTime<chrono::Utc> =
-        offline.body["expires_at"].as_str().unwrap().parse().unwrap();
+    let until: chrono::DateTime<chrono::Utc> = offline.body["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(until.timestamp(), t0 + 34 * DAY + 7 * DAY);
     clock.advance(chrono::Duration::days(7));
     assert_eq!(validate().await["code"], "OVERDUE");
@@ -365,7 +368,12 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
     let refused = app
         .client_call("/v1/offline-tokens", &c.app_id, json!({"key": key}))
         .await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        refused.body
+    );
     assert_eq!(refused.body["code"], "PAUSED");
     // The clock moved 42 days: the harness's administration token has expired; a fresh one.
     let admin = app.token(domain::values::Role::VendorAdmin).await;
@@ -380,6 +388,19 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
         .await
         .body;
     assert_eq!(view["subscription"]["status"], "paused", "{view}");
+    let listed = app
+        .call_as(
+            &admin,
+            reqwest::Method::GET,
+            &format!("/v1/organizations/{}/subscriptions", c.organization_id),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    assert_eq!(listed.body["subscriptions"][0]["license_id"], license);
+    assert_eq!(listed.body["subscriptions"][0]["status"], "paused");
+    assert_eq!(listed.body["subscriptions"].as_array().unwrap().len(), 1);
     deliver(
         &app,
         "evt_resumed",

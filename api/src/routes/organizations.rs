@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(organization_licenses))
         .routes(routes!(organization_installations))
         .routes(routes!(organization_entitlements))
+        .routes(routes!(organization_subscriptions))
         .routes(routes!(organization_children))
         .routes(routes!(move_organization))
         .routes(routes!(close_organization))
@@ -250,6 +251,36 @@ async fn organization_entitlements(
             .app
             .portal()
             .entitlements(
+                &principal.access,
+                id,
+                q.bool("include_descendants")?.unwrap_or(false),
+            )
+            .await?,
+    ))
+}
+
+/// The payment gateway's subscriptions of an organization's licenses (and its descendants' with
+/// `include_descendants=true`), as their billing facts give them (`billing_admin`,
+/// `customer_admin` and vendor roles).
+#[utoipa::path(get, path = "/v1/organizations/{id}/subscriptions", tag = "organizations", summary = "An organization's subscriptions",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The organization"),
+        ("include_descendants" = Option<bool>, Query, description = "Also every organization below it"),
+    ),
+    responses((status = 200, description = "One per license with a subscription", body = application::portal::SubscriptionsView), (status = 400, response = Problem), (status = 403, response = Problem), (status = 404, response = Problem)))]
+async fn organization_subscriptions(
+    State(state): State<AppState>,
+    principal: Principal,
+    PathParam(raw): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<Json<application::portal::SubscriptionsView>, ApiError> {
+    let id = organization_id(&raw)?;
+    let q = Params::parse(query.as_deref(), &["include_descendants"])?;
+    Ok(Json(
+        state
+            .app
+            .portal()
+            .subscriptions(
                 &principal.access,
                 id,
                 q.bool("include_descendants")?.unwrap_or(false),
