@@ -388,6 +388,8 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
         .await
         .body;
     assert_eq!(view["subscription"]["status"], "paused", "{view}");
+    // The organization's lists read the licenses' read model: once it has caught up.
+    app.projected().await;
     let listed = app
         .call_as(
             &admin,
