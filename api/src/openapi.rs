@@ -527,6 +527,12 @@ pub mod schemas {
             .pattern(Some("^[A-Z0-9]{2,8}$"))
             .description(Some("The readable prefix of the product's license keys."))
             .into();
+        /// `domain::billing::PriceId`.
+        PriceId => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[A-Za-z0-9_-]{1,255}$"))
+            .description(Some("A Stripe price id (`price_…`): 1-255 ASCII letters, digits, `_` and `-`."))
+            .into();
         /// `domain::values::Fingerprint`.
         Fingerprint => ObjectBuilder::new()
             .schema_type(Type::String)

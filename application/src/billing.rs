@@ -232,10 +232,15 @@ pub fn backoff(attempts: i32) -> chrono::Duration {
     chrono::Duration::seconds((10_i64 << exponent).min(3600))
 }
 
+/// How many times the consumer takes a failing event by itself (10 s doubling to an hour:
+/// about 16 hours in all, while Stripe retries a delivery for three days); after that only a
+/// retry by hand (`POST /v1/billing/events/{id}/retry`, `ledger billing retry`) takes it again.
+pub const MAX_ATTEMPTS: i32 = 24;
+
 /// How long a node holds an event it took, before another may take it (a node that died).
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
-/// A deterministic id for what a gateway object stands for (a Checkout session's license, a
+/// A deterministic id for what a gateway object stands for (a subscription's license, a
 /// customer's organization): the same object, on any node, any number of times, the same id.
 fn derived_id(kind: &str, gateway_id: &str) -> uuid::Uuid {
     uuid::Uuid::new_v5(
@@ -282,16 +287,26 @@ impl App {
         for (event_id, payload, attempts) in &taken {
             let processed = self.process_stripe_event(payload).await;
             let (outcome, reason, next) = match &processed {
-                Processed::Processed => ("processed", None, now),
-                Processed::Ignored(why) => ("ignored", Some(why.as_str()), now),
+                Processed::Processed => ("processed", None, Some(now)),
+                Processed::Ignored(why) => ("ignored", Some(why.as_str()), Some(now)),
+                // Retried with back-off, MAX_ATTEMPTS times in all; then by hand only.
                 Processed::Failed(why) => (
                     "failed",
                     Some(why.as_str()),
-                    self.now() + backoff(*attempts),
+                    (*attempts + 1 < MAX_ATTEMPTS).then(|| self.now() + backoff(*attempts)),
                 ),
             };
             if let Processed::Failed(why) = &processed {
-                tracing::warn!(event = %event_id, reason = %why, "stripe event failed; will retry");
+                if next.is_some() {
+                    tracing::warn!(event = %event_id, reason = %why, "stripe event failed; will retry");
+                } else {
+                    tracing::error!(
+                        event = %event_id,
+                        reason = %why,
+                        attempts = *attempts + 1,
+                        "stripe event failed for good; retry it by hand (ledger billing retry)"
+                    );
+                }
             }
             // Only while the lease is ours: a retry asked meanwhile (which makes the event due
             // now) wins, and so does another node that took the event after our lease ran out.
@@ -325,18 +340,32 @@ impl App {
             created: event.created,
             event_id: event.id.clone(),
         };
-        let result = match (event.kind.as_str(), StripeObject::of(&event.object)) {
-            (kind, StripeObject::Subscription(sub))
-                if kind.starts_with("customer.subscription.") =>
-            {
+        let kind = event.kind.as_str();
+        let result = match StripeObject::of(&event.object) {
+            StripeObject::Subscription(sub) if kind.starts_with("customer.subscription.") => {
                 self.apply_subscription(&ctx, &sub, observed).await
             }
-            ("checkout.session.completed", StripeObject::CheckoutSession(session)) => {
+            StripeObject::CheckoutSession(session) if kind == "checkout.session.completed" => {
                 self.provision_checkout(&ctx, &session, observed).await
             }
-            (kind, _) => Ok(Processed::Ignored(format!(
-                "{kind} is not acted on: the subscription's own events carry its state"
-            ))),
+            StripeObject::Invoice(invoice) => {
+                match domain::billing::target_of_invoice(kind, &invoice) {
+                    Some(target) => self.apply_payment(&ctx, target, observed).await,
+                    None if invoice.subscription.is_none() => Ok(Processed::Ignored(format!(
+                        "invoice {} bills no subscription",
+                        invoice.id
+                    ))),
+                    None => Ok(Processed::Ignored(format!(
+                        "{kind} is not acted on: invoice.paid and invoice.payment_failed are"
+                    ))),
+                }
+            }
+            StripeObject::Customer(customer)
+                if matches!(kind, "customer.created" | "customer.updated") =>
+            {
+                self.link_customer(&ctx, &customer).await
+            }
+            _ => Ok(Processed::Ignored(format!("{kind} is not acted on"))),
         };
         result.unwrap_or_else(|e| match e {
             AppError::Command(commands::CommandError::Rejected(
@@ -346,28 +375,18 @@ impl App {
         })
     }
 
-    /// A subscription's state, recorded on the license it is linked to.
+    /// A subscription's state, recorded on the license it is linked to; the first event of a
+    /// subscription the ledger has no license for issues one, when its policy and organization
+    /// are known (see [`Self::license_for_subscription`]).
     async fn apply_subscription(
         &self,
         ctx: &commands::CommandContext,
         sub: &Subscription,
         observed: domain::billing::Observation,
     ) -> Result<Processed, AppError> {
-        let linked = self
-            .jobs_ledger()
-            .license_of_subscription(domain::billing::STRIPE, &sub.id)
-            .await?;
-        let from_metadata = sub
-            .metadata
-            .get("license_id")
-            .and_then(|id| uuid::Uuid::parse_str(id).ok())
-            .map(domain::ids::LicenseId::from_uuid);
-        let Some(license) = linked.or(from_metadata) else {
-            return Ok(Processed::Failed(format!(
-                "no license is linked to subscription {} yet (its checkout may not be processed \
-                 yet, or set metadata.license_id)",
-                sub.id
-            )));
+        let license = match self.license_for_subscription(ctx, sub).await? {
+            Ok(license) => license,
+            Err(why) => return Ok(Processed::Failed(why)),
         };
         self.licenses_for_jobs()
             .sync_billing(ctx, license, domain::billing::target(sub), observed)
@@ -375,14 +394,168 @@ impl App {
         Ok(Processed::Processed)
     }
 
-    /// A completed Checkout in subscription mode: exactly one license, for the organization the
-    /// session names or one registered for the Stripe customer, linked to the subscription.
+    /// An invoice paid or failed, recorded on the license its subscription is linked to.
+    async fn apply_payment(
+        &self,
+        ctx: &commands::CommandContext,
+        target: domain::billing::BillingTarget,
+        observed: domain::billing::Observation,
+    ) -> Result<Processed, AppError> {
+        let Some(license) = self
+            .jobs_ledger()
+            .license_of_subscription(&target.gateway, &target.subscription_id)
+            .await?
+        else {
+            return Ok(Processed::Failed(format!(
+                "no license is linked to subscription {} yet (its checkout or first \
+                 subscription event may not be processed yet)",
+                target.subscription_id
+            )));
+        };
+        self.licenses_for_jobs()
+            .sync_billing(ctx, license, target, observed)
+            .await?;
+        Ok(Processed::Processed)
+    }
+
+    /// The license of subscription `sub`: the one linked to it, the one its
+    /// `metadata.license_id` names, or one issued now — under the policy its
+    /// `metadata.policy_id` names or one of its prices is linked to, for the organization its
+    /// `metadata.organization_id` names or its customer is. `Err` says what is missing (the
+    /// event fails, and is retried: its checkout may link the customer meanwhile).
+    async fn license_for_subscription(
+        &self,
+        ctx: &commands::CommandContext,
+        sub: &Subscription,
+    ) -> Result<Result<domain::ids::LicenseId, String>, AppError> {
+        let gateway = domain::billing::STRIPE;
+        if let Some(linked) = self
+            .jobs_ledger()
+            .license_of_subscription(gateway, &sub.id)
+            .await?
+        {
+            return Ok(Ok(linked));
+        }
+        if let Some(id) = uuid_in(&sub.metadata, "license_id") {
+            return Ok(Ok(domain::ids::LicenseId::from_uuid(id)));
+        }
+        let policy = match uuid_in(&sub.metadata, "policy_id") {
+            Some(id) => Some(domain::ids::PolicyId::from_uuid(id)),
+            None => {
+                self.policy_of_prices(sub.items.iter().filter_map(|i| i.price_id.as_deref()))
+                    .await?
+            }
+        };
+        let Some(policy) = policy else {
+            let prices: Vec<&str> = sub
+                .items
+                .iter()
+                .filter_map(|i| i.price_id.as_deref())
+                .collect();
+            return Ok(Err(format!(
+                "no license is linked to subscription {} and none can be issued: it has no \
+                 metadata.policy_id and none of its prices ({}) is linked to a policy \
+                 (PUT /v1/policies/{{id}}/stripe-prices)",
+                sub.id,
+                prices.join(", ")
+            )));
+        };
+        let organization = match uuid_in(&sub.metadata, "organization_id") {
+            Some(id) => Some(domain::ids::OrganizationId::from_uuid(id)),
+            None => match &sub.customer {
+                Some(customer) => {
+                    self.jobs_ledger()
+                        .organization_of_customer(gateway, customer)
+                        .await?
+                }
+                None => None,
+            },
+        };
+        let Some(organization) = organization else {
+            return Ok(Err(format!(
+                "no license is linked to subscription {} and none can be issued yet: its \
+                 customer {} is no organization (its checkout links it; or set \
+                 metadata.organization_id)",
+                sub.id,
+                sub.customer.as_deref().unwrap_or("(none)")
+            )));
+        };
+        let license = domain::ids::LicenseId::from_uuid(derived_id("subscription", &sub.id));
+        self.issue_for_subscription(ctx, license, policy, organization)
+            .await?;
+        Ok(Ok(license))
+    }
+
+    /// The policy that holds one of `prices` (the first that one does).
+    async fn policy_of_prices(
+        &self,
+        prices: impl Iterator<Item = &str>,
+    ) -> Result<Option<domain::ids::PolicyId>, AppError> {
+        let held = self
+            .jobs_ledger()
+            .prices_held(domain::billing::STRIPE)
+            .await?;
+        Ok(prices
+            .filter_map(|p| domain::billing::PriceId::parse(p).ok())
+            .find_map(|p| held.get(&p).copied()))
+    }
+
+    /// Issues subscription license `license` unless an earlier run did (then the policy may be
+    /// retired or the organization closed since: issuing again would be refused for that,
+    /// before finding the license).
+    async fn issue_for_subscription(
+        &self,
+        ctx: &commands::CommandContext,
+        license: domain::ids::LicenseId,
+        policy: domain::ids::PolicyId,
+        organization: domain::ids::OrganizationId,
+    ) -> Result<(), AppError> {
+        let exists = self
+            .jobs_ledger()
+            .store()
+            .read::<domain::license::License>(license)
+            .await?
+            .aggregate
+            .state()
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        let issued = self
+            .licenses_for_jobs()
+            .issue_as(
+                ctx,
+                license,
+                commands::ledger::NewLicense {
+                    policy_id: policy,
+                    organization_id: organization,
+                    seats: None,
+                    features: None,
+                    expires_at: None,
+                    source: domain::values::LicenseSource::Stripe,
+                },
+            )
+            .await;
+        match issued {
+            Ok(())
+            | Err(AppError::Command(commands::CommandError::Rejected(
+                domain::DomainError::LicenseAlreadyIssued(_),
+            ))) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A completed Checkout in subscription mode: the customer linked to the organization the
+    /// session names (or one registered for it), and, when the session names its policy,
+    /// exactly one license there, linked to the subscription. Without `metadata.policy_id` the
+    /// subscription's own events issue the license, under the policy its price is linked to.
     async fn provision_checkout(
         &self,
         ctx: &commands::CommandContext,
         session: &CheckoutSession,
         observed: domain::billing::Observation,
     ) -> Result<Processed, AppError> {
+        let gateway = domain::billing::STRIPE;
         if session.mode.as_deref() != Some("subscription") {
             return Ok(Processed::Ignored(format!(
                 "a Checkout in {} mode provisions nothing",
@@ -393,15 +566,6 @@ impl App {
         else {
             return Ok(Processed::Failed(
                 "the session names no subscription or customer".to_owned(),
-            ));
-        };
-        let Some(policy_id) = session
-            .metadata
-            .get("policy_id")
-            .and_then(|id| uuid::Uuid::parse_str(id).ok())
-        else {
-            return Ok(Processed::Failed(
-                "no policy: set metadata.policy_id on the Checkout session".to_owned(),
             ));
         };
         let named = session
@@ -418,81 +582,58 @@ impl App {
                 };
                 domain::ids::OrganizationId::from_uuid(id)
             }
-            None => {
-                let id = domain::ids::OrganizationId::from_uuid(derived_id("customer", customer));
-                let name = session
-                    .customer_email
-                    .clone()
-                    .unwrap_or_else(|| format!("Stripe customer {customer}"));
-                let name = domain::values::Name::parse(&name).or_else(|_| {
-                    domain::values::Name::parse(&format!("Stripe customer {customer}"))
-                });
-                let Ok(name) = name else {
-                    return Ok(Processed::Failed(
-                        "the customer has no usable name".to_owned(),
-                    ));
-                };
-                match self
-                    .jobs_ledger()
-                    .register_organization_as(
-                        ctx,
-                        id,
-                        commands::ledger::NewOrganization {
-                            name,
-                            kind: domain::values::OrganizationKind::Customer,
-                            parent_id: None,
-                        },
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(commands::LedgerError::Command(commands::CommandError::Rejected(
-                        domain::DomainError::OrganizationAlreadyRegistered(_),
-                    ))) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                id
-            }
+            None => match self
+                .jobs_ledger()
+                .organization_of_customer(gateway, customer)
+                .await?
+            {
+                Some(known) => known,
+                None => match self.register_customer(ctx, customer, session).await? {
+                    Ok(id) => id,
+                    Err(why) => return Ok(Processed::Failed(why)),
+                },
+            },
         };
-        let license = domain::ids::LicenseId::from_uuid(derived_id("checkout", &session.id));
-        // Issued by an earlier run (then the policy may be retired or the organization closed
-        // since: issuing again would be refused for that, before finding the license): link only.
-        let exists = self
+        match self
             .jobs_ledger()
-            .store()
-            .read::<domain::license::License>(license)
-            .await?
-            .aggregate
-            .state()
-            .is_some();
-        let issued = if exists {
-            Ok(())
-        } else {
-            self.licenses_for_jobs()
-                .issue_as(
-                    ctx,
-                    license,
-                    commands::ledger::NewLicense {
-                        policy_id: domain::ids::PolicyId::from_uuid(policy_id),
-                        organization_id: organization,
-                        seats: None,
-                        features: None,
-                        expires_at: None,
-                        source: domain::values::LicenseSource::Stripe,
-                    },
-                )
-                .await
-        };
-        match issued {
-            Ok(()) => {}
-            Err(AppError::Command(commands::CommandError::Rejected(
-                domain::DomainError::LicenseAlreadyIssued(_),
-            ))) => {}
-            Err(e) => return Err(e),
+            .link_organization_customer(ctx, organization, gateway, customer)
+            .await
+        {
+            Ok(_) => {}
+            Err(commands::LedgerError::Command(commands::CommandError::ClaimTaken { .. })) => {
+                let holder = self
+                    .jobs_ledger()
+                    .organization_of_customer(gateway, customer)
+                    .await?;
+                if holder != Some(organization) {
+                    return Ok(Processed::Failed(format!(
+                        "customer {customer} is organization {} already; the session names \
+                         organization {organization}",
+                        holder.map_or_else(|| "?".to_owned(), |h| h.to_string())
+                    )));
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
+        let Some(policy) = session.metadata.get("policy_id") else {
+            return Ok(Processed::Processed);
+        };
+        let Ok(policy) = uuid::Uuid::parse_str(policy) else {
+            return Ok(Processed::Ignored(format!(
+                "metadata.policy_id {policy:?} is not a ledger policy id"
+            )));
+        };
+        let license = domain::ids::LicenseId::from_uuid(derived_id("subscription", subscription));
+        self.issue_for_subscription(
+            ctx,
+            license,
+            domain::ids::PolicyId::from_uuid(policy),
+            organization,
+        )
+        .await?;
         // The link: a fact that says nothing of the standing (the subscription's events do).
         let link = domain::billing::BillingTarget {
-            gateway: domain::billing::STRIPE.to_owned(),
+            gateway: gateway.to_owned(),
             subscription_id: subscription.clone(),
             customer_id: customer.clone(),
             standing: domain::billing::Standing::Unchanged,
@@ -500,12 +641,106 @@ impl App {
             paid_until: None,
             cancel_at: None,
             quantity: None,
+            payment_only: false,
         };
         self.licenses_for_jobs()
             .sync_billing(ctx, license, link, observed)
             .await?;
         Ok(Processed::Processed)
     }
+
+    /// Registers the organization of a Stripe customer no session or metadata names: a root
+    /// customer organization named after its email, with an id derived from the customer's.
+    async fn register_customer(
+        &self,
+        ctx: &commands::CommandContext,
+        customer: &str,
+        session: &CheckoutSession,
+    ) -> Result<Result<domain::ids::OrganizationId, String>, AppError> {
+        let id = domain::ids::OrganizationId::from_uuid(derived_id("customer", customer));
+        let name = session
+            .customer_email
+            .clone()
+            .unwrap_or_else(|| format!("Stripe customer {customer}"));
+        let name = domain::values::Name::parse(&name)
+            .or_else(|_| domain::values::Name::parse(&format!("Stripe customer {customer}")));
+        let Ok(name) = name else {
+            return Ok(Err("the customer has no usable name".to_owned()));
+        };
+        match self
+            .jobs_ledger()
+            .register_organization_as(
+                ctx,
+                id,
+                commands::ledger::NewOrganization {
+                    name,
+                    kind: domain::values::OrganizationKind::Customer,
+                    parent_id: None,
+                },
+            )
+            .await
+        {
+            Ok(_)
+            | Err(commands::LedgerError::Command(commands::CommandError::Rejected(
+                domain::DomainError::OrganizationAlreadyRegistered(_),
+            ))) => Ok(Ok(id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `customer.created|updated`: a customer whose `metadata.organization_id` names an
+    /// organization is linked to it (a vendor creating customers from its CRM says which
+    /// organization each is); others wait for their checkout.
+    async fn link_customer(
+        &self,
+        ctx: &commands::CommandContext,
+        customer: &domain::billing::stripe::Customer,
+    ) -> Result<Processed, AppError> {
+        let gateway = domain::billing::STRIPE;
+        let Some(named) = customer.metadata.get("organization_id") else {
+            return Ok(Processed::Ignored(format!(
+                "customer {} names no organization (metadata.organization_id): its checkout \
+                 links it",
+                customer.id
+            )));
+        };
+        let Ok(organization) = uuid::Uuid::parse_str(named) else {
+            return Ok(Processed::Ignored(format!(
+                "metadata.organization_id {named:?} is not a ledger organization id"
+            )));
+        };
+        let organization = domain::ids::OrganizationId::from_uuid(organization);
+        match self
+            .jobs_ledger()
+            .link_organization_customer(ctx, organization, gateway, &customer.id)
+            .await
+        {
+            Ok(_) => Ok(Processed::Processed),
+            Err(commands::LedgerError::Command(commands::CommandError::ClaimTaken { .. })) => {
+                let holder = self
+                    .jobs_ledger()
+                    .organization_of_customer(gateway, &customer.id)
+                    .await?;
+                if holder == Some(organization) {
+                    Ok(Processed::Processed)
+                } else {
+                    Ok(Processed::Failed(format!(
+                        "customer {} is organization {} already; its metadata names {organization}",
+                        customer.id,
+                        holder.map_or_else(|| "?".to_owned(), |h| h.to_string())
+                    )))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A UUID in `metadata[key]`, when there is one.
+fn uuid_in(metadata: &std::collections::BTreeMap<String, String>, key: &str) -> Option<uuid::Uuid> {
+    metadata
+        .get(key)
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
 }
 
 /// One event of the billing inbox, as support reads it.

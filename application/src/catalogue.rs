@@ -446,6 +446,25 @@ impl Catalogue<'_> {
         Self::policy_view(&o)
     }
 
+    /// Links Stripe prices `price_ids` to policy `id` (the set replaces the one before).
+    ///
+    /// # Errors
+    /// `POLICY_NOT_FOUND`, `POLICY_RETIRED`, `PRICE_LINKED_ELSEWHERE` (409); infrastructure
+    /// errors.
+    pub async fn link_stripe_prices(
+        &self,
+        ctx: &CommandContext,
+        id: PolicyId,
+        price_ids: std::collections::BTreeSet<domain::billing::PriceId>,
+    ) -> Result<Written<PolicyView>, AppError> {
+        let o = self
+            .app
+            .ledger()
+            .link_policy_prices(ctx, id, domain::billing::STRIPE, price_ids)
+            .await?;
+        Self::policy_view(&o)
+    }
+
     /// A policy at its current version.
     ///
     /// # Errors

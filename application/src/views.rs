@@ -21,6 +21,8 @@ pub struct OrganizationView {
     pub parent_id: Option<Uuid>,
     pub delegated_partners: Vec<Uuid>,
     pub closed: bool,
+    /// The Stripe customers it is (`cus_…`): their subscriptions' licenses are issued here.
+    pub stripe_customer_ids: Vec<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub created_at: Option<Timestamp>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
@@ -49,6 +51,12 @@ impl OrganizationView {
                 .map(Uuid::from)
                 .collect(),
             closed: s.closed,
+            stripe_customer_ids: s
+                .customers
+                .iter()
+                .filter(|(gateway, _)| gateway == domain::billing::STRIPE)
+                .map(|(_, id)| id.clone())
+                .collect(),
             created_at,
             updated_at,
             version,
@@ -64,6 +72,15 @@ impl OrganizationView {
             parent_id: r.parent_id,
             delegated_partners: r.delegated_partners,
             closed: r.closed,
+            stripe_customer_ids: r
+                .customers
+                .iter()
+                .filter_map(|c| {
+                    c.strip_prefix(domain::billing::STRIPE)?
+                        .strip_prefix(':')
+                        .map(str::to_owned)
+                })
+                .collect(),
             created_at: Some(r.created_at),
             updated_at: Some(r.updated_at),
             version: r.version,
@@ -140,6 +157,8 @@ pub struct PolicyView {
     #[serde(flatten)]
     #[cfg_attr(feature = "openapi", schema(value_type = PolicyTermsSchema))]
     pub terms: serde_json::Value,
+    /// The Stripe prices it is sold through (`PUT /v1/policies/{id}/stripe-prices`).
+    pub stripe_price_ids: Vec<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub created_at: Option<Timestamp>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
@@ -161,6 +180,11 @@ impl PolicyView {
             version: s.version,
             retired: s.retired,
             terms: serde_json::to_value(&s.terms).unwrap_or_default(),
+            stripe_price_ids: s
+                .prices
+                .get(domain::billing::STRIPE)
+                .map(|p| p.iter().map(|id| id.as_str().to_owned()).collect())
+                .unwrap_or_default(),
             created_at,
             updated_at,
         }
@@ -175,6 +199,16 @@ impl PolicyView {
             version: u32::try_from(r.policy_version).unwrap_or_default(),
             retired: r.retired,
             terms: r.terms,
+            stripe_price_ids: r
+                .prices
+                .get(domain::billing::STRIPE)
+                .and_then(serde_json::Value::as_array)
+                .map(|p| {
+                    p.iter()
+                        .filter_map(|id| id.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
             created_at: Some(r.created_at),
             updated_at: Some(r.updated_at),
         }

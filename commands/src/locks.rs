@@ -78,6 +78,10 @@ impl Drop for KeyedGuard<'_> {
 /// one-key advisory lock space next to the checkpoint signer's `5_172` and the rebuild's `5_173`.
 pub const ORGANIZATION_TREE_LOCK: i64 = 5_174;
 
+/// The advisory lock of links between gateway prices and policies (a price belongs to one
+/// policy), next to [`ORGANIZATION_TREE_LOCK`].
+pub const PRICE_LINKS_LOCK: i64 = 5_175;
+
 /// How long a command waits for a [`DatabaseLock`] before it gives up with a database error
 /// (`lock_timeout`): as long as a request waits for a pooled connection.
 const LOCK_WAIT: &str = "10s";

@@ -20,10 +20,45 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
-use stripe::{Subscription, SubscriptionStatus};
+use stripe::{Invoice, Subscription, SubscriptionStatus};
 
 /// The gateway a subscription lives at (`stripe`): the seam another processor plugs into.
 pub const STRIPE: &str = "stripe";
+
+/// A gateway's price id (`price_…`), as a policy links it: 1 to 255 ASCII letters, digits, `_`
+/// and `-` (Stripe's ids, and the lookup keys vendors choose, are of that alphabet).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PriceId(String);
+
+impl PriceId {
+    /// Reads a price id.
+    ///
+    /// # Errors
+    /// What is wrong with it, for the caller.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 255 {
+            return Err("a price id is 1 to 255 characters".to_owned());
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err("a price id holds ASCII letters, digits, '_' and '-' only".to_owned());
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PriceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A gateway event a fact came from: what orders the facts of one license.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,6 +102,11 @@ pub struct BillingTarget {
     /// The quantity of the subscription's first item with one: seats are quantity × the
     /// policy's seats.
     pub quantity: Option<u32>,
+    /// A fact about one payment (an invoice paid or failed), not about the subscription: it
+    /// moves the payment grace and the paid period, and says nothing of trial, pause or
+    /// cancellation (an invoice does not show them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub payment_only: bool,
 }
 
 /// What subscription `sub`, as an event shows it, says of the license's billing state.
@@ -106,7 +146,30 @@ pub fn target(sub: &Subscription) -> BillingTarget {
         paid_until: sub.current_period_end,
         cancel_at,
         quantity: sub.items.iter().find_map(|i| i.quantity),
+        payment_only: false,
     }
+}
+
+/// What an invoice event says of the license's billing state: `invoice.paid` that the period it
+/// billed is paid, `invoice.payment_failed` that a payment failed (grace starts if it has not).
+/// `None` for an invoice of no subscription, or another event.
+pub fn target_of_invoice(kind: &str, invoice: &Invoice) -> Option<BillingTarget> {
+    let standing = match kind {
+        "invoice.paid" => Standing::Good,
+        "invoice.payment_failed" => Standing::PastDue,
+        _ => return None,
+    };
+    Some(BillingTarget {
+        gateway: STRIPE.to_owned(),
+        subscription_id: invoice.subscription.clone()?,
+        customer_id: invoice.customer.clone().unwrap_or_default(),
+        standing,
+        trial_ends_at: None,
+        paid_until: invoice.period_end,
+        cancel_at: None,
+        quantity: None,
+        payment_only: true,
+    })
 }
 
 /// One fact a license applied: what a gateway event said.
@@ -163,6 +226,28 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
     };
     for fact in facts {
         let t = &fact.target;
+        let grace = fact.observed.created + chrono::Duration::days(i64::from(payment_grace_days));
+        if t.payment_only {
+            // The period an invoice paid counts whatever came before it (the license's end
+            // only ever moves forward, so what counts must not depend on order); the grace it
+            // starts or ends does not apply to a subscription that has ended.
+            match t.standing {
+                Standing::Good => {
+                    derived.paid_until = derived.paid_until.max(t.paid_until);
+                    if !derived.canceled {
+                        derived.payment_grace_until = None;
+                    }
+                }
+                Standing::PastDue => {
+                    derived.paid_until = derived.paid_until.max(t.paid_until.map(|p| p.min(grace)));
+                    if !derived.canceled {
+                        derived.payment_grace_until = derived.payment_grace_until.or(Some(grace));
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
         derived.trial_ends_at = t.trial_ends_at.or(derived.trial_ends_at);
         derived.quantity = t.quantity.or(derived.quantity);
         if t.standing != Standing::Unchanged {
@@ -182,12 +267,7 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
             }
             Standing::PastDue => {
                 derived.paused = false;
-                derived.payment_grace_until = derived.payment_grace_until.or_else(|| {
-                    Some(
-                        fact.observed.created
-                            + chrono::Duration::days(i64::from(payment_grace_days)),
-                    )
-                });
+                derived.payment_grace_until = derived.payment_grace_until.or(Some(grace));
             }
             Standing::Paused => derived.paused = true,
             Standing::Canceled | Standing::Unchanged => {}
@@ -195,8 +275,6 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
         match t.standing {
             Standing::Good => derived.paid_until = derived.paid_until.max(t.paid_until),
             Standing::PastDue => {
-                let grace =
-                    fact.observed.created + chrono::Duration::days(i64::from(payment_grace_days));
                 derived.paid_until = derived.paid_until.max(t.paid_until.map(|p| p.min(grace)));
             }
             _ => {}

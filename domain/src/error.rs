@@ -59,6 +59,11 @@ pub enum DomainError {
     PolicyRetired(PolicyId),
     #[error("{0}")]
     InvalidPolicyTerms(String),
+    #[error("price {price_id} is linked to policy {policy_id}; unlink it there first")]
+    PriceLinkedElsewhere {
+        price_id: String,
+        policy_id: PolicyId,
+    },
 
     #[error("license {0} does not exist")]
     LicenseNotFound(LicenseId),
@@ -162,6 +167,7 @@ impl DomainError {
             Self::PolicyNotFound(_) => ErrorCode::PolicyNotFound,
             Self::PolicyRetired(_) => ErrorCode::PolicyRetired,
             Self::InvalidPolicyTerms(_) => ErrorCode::InvalidPolicyTerms,
+            Self::PriceLinkedElsewhere { .. } => ErrorCode::PriceLinkedElsewhere,
             Self::LicenseNotFound(_) => ErrorCode::LicenseNotFound,
             Self::LicenseRevoked(_) => ErrorCode::LicenseRevoked,
             Self::LicenseAlreadySuspended(_) => ErrorCode::LicenseAlreadySuspended,
@@ -224,6 +230,7 @@ impl DomainError {
             | Self::InvitationAlreadyClaimed(_)
             | Self::TooManyActivations { .. }
             | Self::TooManyAssignments { .. }
+            | Self::PriceLinkedElsewhere { .. }
             | Self::LeaseExpired(_) => RejectionKind::Conflict,
             Self::OrganizationClosed(_)
             | Self::OrganizationCycle(_)

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 use crate::error::DomainError;
-use crate::event::VersionedEvent;
+use crate::event::{UniqueClaim, VersionedEvent};
 use crate::ids::OrganizationId;
-use crate::stream::AggregateType;
+use crate::stream::{AggregateType, ClaimScope};
 use crate::values::{Name, OrganizationKind};
 
 /// How deep an organization tree may be (corporate > subsidiary > location needs three): the
@@ -118,6 +118,13 @@ pub enum OrganizationAction {
     /// or moved) and no license is issued or transferred to it. Closing does not cascade: its
     /// children stay where they are, open, and can still be moved away.
     Close,
+    /// Records that customer `customer_id` of a payment gateway is this organization: its
+    /// subscriptions' licenses are issued here. A gateway customer is one organization, for
+    /// good (a unique claim); an organization may be several customers.
+    LinkCustomer {
+        gateway: String,
+        customer_id: String,
+    },
 }
 
 /// Events of an organization's stream. The serde names are the stored `event_type`s.
@@ -141,6 +148,11 @@ pub enum OrganizationEvent {
     PartnerDelegationRevoked { partner_id: OrganizationId },
     #[serde(rename = "OrganizationClosed")]
     Closed {},
+    #[serde(rename = "OrganizationCustomerLinked")]
+    CustomerLinked {
+        gateway: String,
+        customer_id: String,
+    },
 }
 
 impl DomainEvent for OrganizationEvent {
@@ -152,6 +164,7 @@ impl DomainEvent for OrganizationEvent {
             Self::PartnerDelegationGranted { .. } => "PartnerDelegationGranted",
             Self::PartnerDelegationRevoked { .. } => "PartnerDelegationRevoked",
             Self::Closed {} => "OrganizationClosed",
+            Self::CustomerLinked { .. } => "OrganizationCustomerLinked",
         }
         .to_owned()
     }
@@ -169,7 +182,22 @@ impl VersionedEvent for OrganizationEvent {
         ("PartnerDelegationGranted", "1"),
         ("PartnerDelegationRevoked", "1"),
         ("OrganizationClosed", "1"),
+        ("OrganizationCustomerLinked", "1"),
     ];
+
+    /// A gateway customer is one organization.
+    fn unique_claims(&self) -> Vec<UniqueClaim> {
+        match self {
+            Self::CustomerLinked {
+                gateway,
+                customer_id,
+            } => vec![UniqueClaim {
+                scope: ClaimScope::GatewayCustomer.as_str(),
+                value: customer_claim(gateway, customer_id),
+            }],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The state of a registered organization.
@@ -180,6 +208,14 @@ pub struct OrganizationState {
     pub parent_id: Option<OrganizationId>,
     pub delegated_partners: BTreeSet<OrganizationId>,
     pub closed: bool,
+    /// The gateway customers it is: `(gateway, customer id)`.
+    #[serde(default)]
+    pub customers: BTreeSet<(String, String)>,
+}
+
+/// The unique claim's value of a gateway customer: `<gateway>:<customer id>`.
+pub fn customer_claim(gateway: &str, customer_id: &str) -> String {
+    format!("{gateway}:{customer_id}")
 }
 
 /// The Organization aggregate.
@@ -262,6 +298,21 @@ impl Organization {
                 }])
             }
             OrganizationAction::Close => Ok(vec![OrganizationEvent::Closed {}]),
+            OrganizationAction::LinkCustomer {
+                gateway,
+                customer_id,
+            } => {
+                if state
+                    .customers
+                    .contains(&(gateway.clone(), customer_id.clone()))
+                {
+                    return Ok(vec![]);
+                }
+                Ok(vec![OrganizationEvent::CustomerLinked {
+                    gateway: gateway.clone(),
+                    customer_id: customer_id.clone(),
+                }])
+            }
         }
     }
 }
@@ -333,6 +384,7 @@ impl Aggregate for Organization {
                     parent_id,
                     delegated_partners: BTreeSet::new(),
                     closed: false,
+                    customers: BTreeSet::new(),
                 });
             }
             other => {
@@ -350,6 +402,12 @@ impl Aggregate for Organization {
                         state.delegated_partners.remove(&partner_id);
                     }
                     OrganizationEvent::Closed {} => state.closed = true,
+                    OrganizationEvent::CustomerLinked {
+                        gateway,
+                        customer_id,
+                    } => {
+                        state.customers.insert((gateway, customer_id));
+                    }
                 }
             }
         }

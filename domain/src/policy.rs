@@ -5,9 +5,12 @@
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
+use crate::billing::PriceId;
 use crate::error::DomainError;
 use crate::event::VersionedEvent;
 use crate::ids::{PolicyId, ProductId};
@@ -185,6 +188,15 @@ pub enum PolicyAction {
         terms: PolicyTerms,
     },
     Retire,
+    /// Sells the policy through `price_ids` of a payment gateway (all of them: the set
+    /// replaces the one linked before; empty unlinks every price). A price belongs to one
+    /// policy: `linked_elsewhere` is what the write side read, under a lock every node shares,
+    /// of the prices other policies hold now (ADR 0022).
+    LinkPrices {
+        gateway: String,
+        price_ids: BTreeSet<PriceId>,
+        linked_elsewhere: BTreeMap<PriceId, PolicyId>,
+    },
 }
 
 /// Events of a policy's stream.
@@ -205,6 +217,12 @@ pub enum PolicyEvent {
     },
     #[serde(rename = "PolicyRetired")]
     Retired {},
+    /// The gateway prices the policy is sold through now (replacing the set before).
+    #[serde(rename = "PolicyPricesLinked")]
+    PricesLinked {
+        gateway: String,
+        price_ids: BTreeSet<PriceId>,
+    },
 }
 
 impl DomainEvent for PolicyEvent {
@@ -213,6 +231,7 @@ impl DomainEvent for PolicyEvent {
             Self::Defined { .. } => "PolicyDefined",
             Self::Revised { .. } => "PolicyRevised",
             Self::Retired {} => "PolicyRetired",
+            Self::PricesLinked { .. } => "PolicyPricesLinked",
         }
         .to_owned()
     }
@@ -227,6 +246,7 @@ impl VersionedEvent for PolicyEvent {
         ("PolicyDefined", "1"),
         ("PolicyRevised", "1"),
         ("PolicyRetired", "1"),
+        ("PolicyPricesLinked", "1"),
     ];
 }
 
@@ -238,6 +258,9 @@ pub struct PolicyState {
     pub version: u32,
     pub terms: PolicyTerms,
     pub retired: bool,
+    /// The gateway prices it is sold through, by gateway.
+    #[serde(default)]
+    pub prices: BTreeMap<String, BTreeSet<PriceId>>,
 }
 
 impl PolicyState {
@@ -308,6 +331,34 @@ impl Policy {
                 }])
             }
             (Self::Defined(_), PolicyAction::Retire) => Ok(vec![PolicyEvent::Retired {}]),
+            (
+                Self::Defined(state),
+                PolicyAction::LinkPrices {
+                    gateway,
+                    price_ids,
+                    linked_elsewhere,
+                },
+            ) => {
+                if let Some((price_id, holder)) = price_ids.iter().find_map(|p| {
+                    linked_elsewhere
+                        .get(p)
+                        .filter(|holder| **holder != id)
+                        .map(|holder| (p, *holder))
+                }) {
+                    return Err(DomainError::PriceLinkedElsewhere {
+                        price_id: price_id.to_string(),
+                        policy_id: holder,
+                    });
+                }
+                let current = state.prices.get(gateway);
+                if current.map_or(price_ids.is_empty(), |c| c == price_ids) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![PolicyEvent::PricesLinked {
+                    gateway: gateway.clone(),
+                    price_ids: price_ids.clone(),
+                }])
+            }
         }
     }
 }
@@ -345,6 +396,7 @@ impl Aggregate for Policy {
                     version,
                     terms,
                     retired: false,
+                    prices: BTreeMap::new(),
                 });
             }
             PolicyEvent::Revised {
@@ -361,6 +413,15 @@ impl Aggregate for Policy {
             PolicyEvent::Retired {} => {
                 if let Self::Defined(state) = self {
                     state.retired = true;
+                }
+            }
+            PolicyEvent::PricesLinked { gateway, price_ids } => {
+                if let Self::Defined(state) = self {
+                    if price_ids.is_empty() {
+                        state.prices.remove(&gateway);
+                    } else {
+                        state.prices.insert(gateway, price_ids);
+                    }
                 }
             }
         }
@@ -529,6 +590,70 @@ pub(crate) mod tests {
                 .given(vec![defined(), PolicyEvent::Retired {}])
                 .when(cmd(action))
                 .then_expect_error(DomainError::PolicyRetired(pid(1)));
+        }
+    }
+
+    fn prices(ids: &[&str]) -> BTreeSet<PriceId> {
+        ids.iter().map(|p| PriceId::parse(p).unwrap()).collect()
+    }
+    fn link(ids: &[&str], elsewhere: &[(&str, u128)]) -> PolicyAction {
+        PolicyAction::LinkPrices {
+            gateway: "stripe".into(),
+            price_ids: prices(ids),
+            linked_elsewhere: elsewhere
+                .iter()
+                .map(|(p, holder)| (PriceId::parse(p).unwrap(), pid(*holder)))
+                .collect(),
+        }
+    }
+    fn linked(ids: &[&str]) -> PolicyEvent {
+        PolicyEvent::PricesLinked {
+            gateway: "stripe".into(),
+            price_ids: prices(ids),
+        }
+    }
+
+    #[test]
+    fn prices_replace_the_set_and_the_same_set_again_is_a_no_op() {
+        Fw::with(())
+            .given(vec![defined()])
+            .when(cmd(link(&["price_a", "price_b"], &[])))
+            .then_expect_events(vec![linked(&["price_a", "price_b"])]);
+        Fw::with(())
+            .given(vec![defined(), linked(&["price_a", "price_b"])])
+            .when(cmd(link(&["price_b", "price_a"], &[("price_a", 1)])))
+            .then_expect_events(vec![]);
+        Fw::with(())
+            .given(vec![defined(), linked(&["price_a"])])
+            .when(cmd(link(&[], &[])))
+            .then_expect_events(vec![linked(&[])]);
+        // Nothing linked, nothing to unlink.
+        Fw::with(())
+            .given(vec![defined()])
+            .when(cmd(link(&[], &[])))
+            .then_expect_events(vec![]);
+        let mut policy = Policy::default();
+        for e in [defined(), linked(&["price_a"]), linked(&[])] {
+            policy.apply(e);
+        }
+        assert!(policy.state().unwrap().prices.is_empty());
+    }
+
+    #[test]
+    fn a_price_belongs_to_one_policy_and_a_retired_one_links_none() {
+        Fw::with(())
+            .given(vec![defined()])
+            .when(cmd(link(&["price_a", "price_b"], &[("price_b", 9)])))
+            .then_expect_error(DomainError::PriceLinkedElsewhere {
+                price_id: "price_b".into(),
+                policy_id: pid(9),
+            });
+        Fw::with(())
+            .given(vec![defined(), PolicyEvent::Retired {}])
+            .when(cmd(link(&["price_a"], &[])))
+            .then_expect_error(DomainError::PolicyRetired(pid(1)));
+        for bad in ["", "price a", "price/../x", "prïce", &"p".repeat(256)] {
+            assert!(PriceId::parse(bad).is_err(), "{bad:?}");
         }
     }
 

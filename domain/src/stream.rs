@@ -71,6 +71,8 @@ pub enum ClaimScope {
     UserEmail,
     /// A user's identity: `<issuer>#<subject>`.
     UserIdentity,
+    /// A payment gateway's customer: `<gateway>:<customer id>`.
+    GatewayCustomer,
 }
 
 impl ClaimScope {
@@ -81,6 +83,7 @@ impl ClaimScope {
             Self::LicenseKey => "license_key",
             Self::UserEmail => "user_email",
             Self::UserIdentity => "user_identity",
+            Self::GatewayCustomer => "gateway_customer",
         }
     }
 }

@@ -79,6 +79,10 @@ fn organization_samples() -> Vec<OrganizationEvent> {
             partner_id: partner,
         },
         OrganizationEvent::Closed {},
+        OrganizationEvent::CustomerLinked {
+            gateway: "stripe".into(),
+            customer_id: "cus_QXg1o8vcGmoR32".into(),
+        },
     ]
 }
 
@@ -106,6 +110,16 @@ fn policy_samples() -> Vec<PolicyEvent> {
             terms: terms(),
         },
         PolicyEvent::Retired {},
+        PolicyEvent::PricesLinked {
+            gateway: "stripe".into(),
+            price_ids: [
+                "price_1MoBy5LkdIwHu7ixZhnattbh",
+                "price_1MoBy5LkdIwHu7ixgRw4qIz1",
+            ]
+            .into_iter()
+            .map(|p| domain::billing::PriceId::parse(p).unwrap())
+            .collect(),
+        },
     ]
 }
 
@@ -221,6 +235,7 @@ fn license_samples() -> Vec<LicenseEvent> {
                     paid_until: Some(t("2026-04-01T10:00:00Z")),
                     cancel_at: None,
                     quantity: Some(3),
+                    payment_only: false,
                 },
             },
         },

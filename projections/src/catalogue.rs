@@ -129,6 +129,21 @@ impl Projection for OrganizationsProjection {
                     .execute(&mut *conn)
                     .await?
             }
+            OrganizationEvent::CustomerLinked {
+                gateway,
+                customer_id,
+            } => {
+                sqlx::query(
+                    "UPDATE rm_organizations SET customers = array_append(customers, $2), \
+                     updated_at = $3, version = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(domain::organization::customer_claim(&gateway, &customer_id))
+                .bind(at)
+                .bind(v)
+                .execute(&mut *conn)
+                .await?
+            }
         };
         expect_one(result, e)
     }
@@ -258,6 +273,20 @@ impl Projection for PoliciesProjection {
                     .bind(e.sequence)
                     .execute(&mut *conn)
                     .await?
+            }
+            PolicyEvent::PricesLinked { gateway, price_ids } => {
+                // The set replaces the gateway's; an empty one removes it.
+                sqlx::query(
+                    "UPDATE rm_policies SET prices = CASE WHEN jsonb_array_length($3) = 0 THEN prices - $2 \
+                     ELSE jsonb_set(prices, ARRAY[$2], $3) END, updated_at = $4, version = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(gateway)
+                .bind(serde_json::to_value(&price_ids).map_err(|err| ProjectionError::Inconsistent(err.to_string()))?)
+                .bind(e.recorded_at)
+                .bind(e.sequence)
+                .execute(&mut *conn)
+                .await?
             }
         };
         expect_one(result, e)

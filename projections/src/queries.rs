@@ -31,6 +31,8 @@ pub struct OrganizationRow {
     pub parent_id: Option<Uuid>,
     pub delegated_partners: Vec<Uuid>,
     pub closed: bool,
+    /// `<gateway>:<customer id>` of each gateway customer it is.
+    pub customers: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: i64,
@@ -59,6 +61,8 @@ pub struct PolicyRow {
     pub policy_version: i32,
     pub terms: serde_json::Value,
     pub retired: bool,
+    /// `{"<gateway>": ["<price id>", ...]}`.
+    pub prices: serde_json::Value,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: i64,
@@ -389,6 +393,7 @@ fn organization_row(r: &PgRow) -> Result<OrganizationRow, sqlx::Error> {
         kind: r.try_get("kind")?,
         parent_id: r.try_get("parent_id")?,
         delegated_partners: r.try_get("delegated_partners")?,
+        customers: r.try_get("customers")?,
         closed: r.try_get("closed")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -431,7 +436,7 @@ pub async fn organizations_by_id(
     ids: &[Uuid],
 ) -> Result<Vec<OrganizationRow>, sqlx::Error> {
     sqlx::query(
-        "SELECT id, name, kind, parent_id, delegated_partners, closed, created_at, updated_at, version \
+        "SELECT id, name, kind, parent_id, delegated_partners, closed, customers, created_at, updated_at, version \
          FROM rm_organizations WHERE id = ANY($1) ORDER BY id",
     )
     .bind(ids)
@@ -452,7 +457,7 @@ pub async fn organizations(
     window: &Window<Uuid>,
 ) -> Result<Vec<OrganizationRow>, sqlx::Error> {
     let mut q = QueryBuilder::new(
-        "SELECT id, name, kind, parent_id, delegated_partners, closed, created_at, updated_at, version \
+        "SELECT id, name, kind, parent_id, delegated_partners, closed, customers, created_at, updated_at, version \
          FROM rm_organizations WHERE true",
     );
     if let Some(parent) = filter.parent_id {
@@ -520,7 +525,7 @@ pub async fn policies(
     window: &Window<Uuid>,
 ) -> Result<Vec<PolicyRow>, sqlx::Error> {
     let mut q = QueryBuilder::new(
-        "SELECT id, product_id, name, policy_version, terms, retired, created_at, updated_at, version \
+        "SELECT id, product_id, name, policy_version, terms, retired, prices, created_at, updated_at, version \
          FROM rm_policies WHERE true",
     );
     if let Some(product) = product_id {
@@ -540,6 +545,7 @@ pub async fn policies(
                 policy_version: r.try_get("policy_version")?,
                 terms: r.try_get("terms")?,
                 retired: r.try_get("retired")?,
+                prices: r.try_get("prices")?,
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
                 version: r.try_get("version")?,

@@ -75,7 +75,9 @@ impl TreeState {
             OrganizationEvent::PartnerDelegationRevoked { partner_id } => {
                 self.tree.revoke(id, partner_id);
             }
-            OrganizationEvent::Renamed { .. } | OrganizationEvent::Closed {} => {}
+            OrganizationEvent::Renamed { .. }
+            | OrganizationEvent::Closed {}
+            | OrganizationEvent::CustomerLinked { .. } => {}
         }
         self.versions.insert(id, e.sequence);
         Ok(())

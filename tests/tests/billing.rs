@@ -486,7 +486,8 @@ async fn an_event_without_a_license_fails_visibly_and_others_are_ignored() {
         "evt_invoice",
         "invoice.paid",
         t,
-        json!({"id": "in_1", "object": "invoice", "subscription": "sub_nobody"}),
+        // A one-off invoice: no subscription, nothing for a license.
+        json!({"id": "in_1", "object": "invoice", "customer": "cus_9"}),
     )
     .await;
     deliver(
@@ -571,5 +572,354 @@ async fn an_event_without_a_license_fails_visibly_and_others_are_ignored() {
     assert_eq!(unknown.body["code"], "BILLING_EVENT_NOT_FOUND");
     let bad = app.get("/v1/billing/events?outcome=lost").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+// ----- prices, customers and invoices -----
+
+#[tokio::test]
+async fn a_price_linked_to_a_policy_issues_the_license_and_invoices_move_its_grace() {
+    let app = start(&[NEW]).await;
+    let c = app
+        .catalogue_with(
+            json!({"name": "Monthly", "model": "node_locked", "seats": 2,
+            "duration_days": 30, "features": ["pro"], "offline_allowed": true,
+            "offline_grace_days": 14, "payment_grace_days": 7}),
+        )
+        .await;
+    let prices = format!("/v1/policies/{}/stripe-prices", c.policy_id);
+
+    // Linking: the set replaces the one before; bad ids and foreign prices are refused.
+    let linked = app
+        .put(
+            &prices,
+            json!({"price_ids": ["price_pro_y", "price_pro_m", "price_pro_m"]}),
+        )
+        .await;
+    assert_eq!(linked.status, StatusCode::OK, "{:?}", linked.body);
+    assert_eq!(
+        linked.body["stripe_price_ids"],
+        json!(["price_pro_m", "price_pro_y"])
+    );
+    for bad in [
+        json!({"price_ids": ["price/../x"]}),
+        json!({"price_ids": [""]}),
+    ] {
+        let refused = app.put(&prices, bad).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{:?}",
+            refused.body
+        );
+        assert_eq!(refused.body["code"], "INVALID_FIELD");
+        assert_eq!(refused.body["field"], "price_ids");
+    }
+    let other = app
+        .post(
+            "/v1/policies",
+            json!({"name": "Yearly", "product_id": c.product_id, "model": "node_locked",
+                   "seats": 1, "duration_days": 365, "features": [], "offline_allowed": false,
+                   "offline_grace_days": 0, "payment_grace_days": 3}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
+    let other_prices = format!(
+        "/v1/policies/{}/stripe-prices",
+        other.body["id"].as_str().unwrap()
+    );
+    let taken = app
+        .put(
+            &other_prices,
+            json!({"price_ids": ["price_other", "price_pro_y"]}),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{:?}", taken.body);
+    assert_eq!(taken.body["code"], "PRICE_LINKED_ELSEWHERE");
+    assert!(
+        taken.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&c.policy_id)
+    );
+    // Two policies asking for one price at once: one gets it.
+    let (a, b) = tokio::join!(
+        app.put(&other_prices, json!({"price_ids": ["price_race"]})),
+        app.put(
+            &prices,
+            json!({"price_ids": ["price_pro_m", "price_pro_y", "price_race"]})
+        )
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{:?} {:?}",
+        a.body,
+        b.body
+    );
+    // Whoever lost, the policy keeps its two prices.
+    let _ = app
+        .put(
+            &prices,
+            json!({"price_ids": ["price_pro_m", "price_pro_y"]}),
+        )
+        .await;
+    let _ = app.put(&other_prices, json!({"price_ids": []})).await;
+    let read = app.get(&format!("/v1/policies/{}", c.policy_id)).await;
+    assert_eq!(
+        read.body["stripe_price_ids"],
+        json!(["price_pro_m", "price_pro_y"])
+    );
+
+    // A checkout without a policy links the customer; the subscription's price issues the
+    // license, quantity 3 × 2 seats.
+    let t0 = now(&app);
+    deliver(
+        &app,
+        "evt_co",
+        "checkout.session.completed",
+        t0,
+        json!({"id": "cs_price", "object": "checkout.session", "mode": "subscription",
+               "customer": "cus_price", "subscription": "sub_price",
+               "client_reference_id": c.organization_id, "metadata": {}}),
+    )
+    .await;
+    let mut sub = subscription("active", t0 + 30 * DAY, json!({}));
+    sub["id"] = json!("sub_price");
+    sub["customer"] = json!("cus_price");
+    sub["items"]["data"][0]["price"] = json!({"id": "price_pro_y", "object": "price"});
+    sub["items"]["data"][0]["quantity"] = json!(3);
+    deliver(
+        &app,
+        "evt_sub",
+        "customer.subscription.created",
+        t0 + 1,
+        sub,
+    )
+    .await;
+    let outcomes = drained(&app).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, outcome, _)| outcome == "processed"),
+        "{outcomes:?}"
+    );
+    app.projected().await;
+    let org = app
+        .get(&format!("/v1/organizations/{}", c.organization_id))
+        .await;
+    assert_eq!(
+        org.body["stripe_customer_ids"],
+        json!(["cus_price"]),
+        "{:?}",
+        org.body
+    );
+    let licenses = app
+        .get(&format!(
+            "/v1/licenses?organization_id={}",
+            c.organization_id
+        ))
+        .await
+        .body["licenses"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(licenses.len(), 1, "{licenses:?}");
+    assert_eq!(licenses[0]["policy_id"], c.policy_id.as_str());
+    assert_eq!(licenses[0]["seats"], 6);
+    let license = licenses[0]["id"].as_str().unwrap().to_owned();
+    let key = app
+        .post(&format!("/v1/licenses/{license}/rotate-key"), json!({}))
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let validate = || {
+        let (app, key, app_id) = (&app, key.clone(), c.app_id.clone());
+        async move {
+            app.client_call("/v1/validate", &app_id, json!({"key": key}))
+                .await
+                .body
+        }
+    };
+    assert_eq!(validate().await["warnings"], json!([]));
+
+    // Invoices: a failed payment starts the grace, the paid one ends it and extends the
+    // license to the period it paid.
+    let invoice = |status: &str, period_end: i64| {
+        json!({"id": "in_price", "object": "invoice", "customer": "cus_price", "status": status,
+               "parent": {"type": "subscription_details",
+                          "subscription_details": {"subscription": "sub_price"}},
+               "lines": {"object": "list", "data": [
+                   {"id": "il_1", "object": "line_item",
+                    "period": {"start": t0, "end": period_end}}]}})
+    };
+    deliver(
+        &app,
+        "evt_inv_failed",
+        "invoice.payment_failed",
+        t0 + 2,
+        invoice("open", t0 + 30 * DAY),
+    )
+    .await;
+    drained(&app).await;
+    let v = validate().await;
+    assert!(v["warnings"].to_string().contains("PAYMENT_GRACE"), "{v}");
+    deliver(
+        &app,
+        "evt_inv_paid",
+        "invoice.paid",
+        t0 + 3,
+        invoice("paid", t0 + 60 * DAY),
+    )
+    .await;
+    drained(&app).await;
+    let v = validate().await;
+    assert_eq!(v["code"], "VALID", "{v}");
+    assert_eq!(v["warnings"], json!([]), "{v}");
+    let view = app.get(&format!("/v1/licenses/{license}")).await.body;
+    let expires: chrono::DateTime<chrono::Utc> =
+        view["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(expires.timestamp(), t0 + 60 * DAY, "{view}");
+
+    // Customers: one named by its metadata is linked; one claiming another organization fails
+    // visibly; one naming none is ignored. A subscription of a customer the ledger does not
+    // know fails, saying so.
+    let second = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Second Ltd", "kind": "customer"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let customer = |id: &str, org: &str| {
+        json!({"id": id, "object": "customer", "email": "ap@second.example",
+               "metadata": {"organization_id": org}})
+    };
+    deliver(
+        &app,
+        "evt_cu_new",
+        "customer.created",
+        t0 + 4,
+        customer("cus_crm", &second),
+    )
+    .await;
+    deliver(
+        &app,
+        "evt_cu_steal",
+        "customer.updated",
+        t0 + 5,
+        customer("cus_price", &second),
+    )
+    .await;
+    deliver(
+        &app,
+        "evt_cu_none",
+        "customer.updated",
+        t0 + 6,
+        json!({"id": "cus_none", "object": "customer", "metadata": {}}),
+    )
+    .await;
+    let mut stranger = subscription("active", t0 + 30 * DAY, json!({}));
+    stranger["id"] = json!("sub_stranger");
+    stranger["customer"] = json!("cus_stranger");
+    stranger["items"]["data"][0]["price"] = json!("price_pro_m");
+    deliver(
+        &app,
+        "evt_stranger",
+        "customer.subscription.created",
+        t0 + 7,
+        stranger,
+    )
+    .await;
+    let outcomes = drained(&app).await;
+    let by_id = |id: &str| outcomes.iter().find(|(e, ..)| e == id).unwrap().clone();
+    assert_eq!(by_id("evt_cu_new").1, "processed");
+    let (_, outcome, reason) = by_id("evt_cu_steal");
+    assert_eq!(outcome, "failed");
+    assert!(reason.unwrap().contains(&c.organization_id));
+    assert_eq!(by_id("evt_cu_none").1, "ignored");
+    let (_, outcome, reason) = by_id("evt_stranger");
+    assert_eq!(outcome, "failed");
+    assert!(reason.unwrap().contains("cus_stranger"));
+    app.projected().await;
+    let second_view = app.get(&format!("/v1/organizations/{second}")).await;
+    assert_eq!(second_view.body["stripe_customer_ids"], json!(["cus_crm"]));
+
+    // Retired, the policy lets its prices go to another.
+    let retired = app
+        .post(&format!("/v1/policies/{}/retire", c.policy_id), json!({}))
+        .await;
+    assert_eq!(retired.status, StatusCode::OK);
+    let moved = app
+        .put(&other_prices, json!({"price_ids": ["price_pro_y"]}))
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    let refused = app.put(&prices, json!({"price_ids": []})).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.body["code"], "POLICY_RETIRED");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_is_retried_no_more_by_itself() {
+    let app = start(&[NEW]).await;
+    let t = now(&app);
+    deliver(
+        &app,
+        "evt_hopeless",
+        "customer.subscription.updated",
+        t,
+        subscription("active", t + 30 * DAY, json!({"id": "sub_hopeless"})),
+    )
+    .await;
+    drained(&app).await;
+    // As if it had failed all but once already.
+    let pool = app.server.state.app.pool().clone();
+    sqlx::query(
+        "UPDATE billing_inbox SET attempts = $1, next_attempt_at = now() WHERE event_id = 'evt_hopeless'",
+    )
+    .bind(application::billing::MAX_ATTEMPTS - 1)
+    .execute(&pool)
+    .await
+    .unwrap();
+    app.server.state.app.billing_wake().notify_one();
+    let mut next = Some(String::new());
+    for _ in 0..500 {
+        let (attempts, at): (i32, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+            "SELECT attempts, next_attempt_at FROM billing_inbox WHERE event_id = 'evt_hopeless'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if attempts == application::billing::MAX_ATTEMPTS {
+            next = at.map(|a| a.to_rfc3339());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(next, None, "no automatic attempt is scheduled");
+    let listed = app.get("/v1/billing/events?outcome=failed").await;
+    assert_eq!(listed.body["events"][0]["id"], "evt_hopeless");
+    assert_eq!(listed.body["events"][0]["next_attempt_at"], Value::Null);
+    // By hand, it is taken again.
+    let retried = app
+        .post("/v1/billing/events/evt_hopeless/retry", json!({}))
+        .await;
+    assert_eq!(retried.status, StatusCode::OK);
+    let outcomes = drained(&app).await;
+    assert_eq!(outcomes[0].1, "failed");
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM billing_inbox WHERE event_id = 'evt_hopeless'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, application::billing::MAX_ATTEMPTS + 1);
     app.stop().await;
 }

@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_policy, list_policies))
         .routes(routes!(get_policy, revise_policy))
         .routes(routes!(retire_policy))
+        .routes(routes!(link_stripe_prices))
 }
 
 fn policy_id(raw: &str) -> Result<PolicyId, ApiError> {
@@ -233,6 +234,62 @@ async fn retire_policy(
         .app
         .catalogue()
         .change_policy(&cmd.context, id, PolicyAction::Retire)
+        .await?;
+    Ok(answer(StatusCode::OK, None, written))
+}
+
+/// The most prices one policy is sold through.
+const MAX_PRICES: usize = 100;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StripePricesBody {
+    /// Every Stripe price (`price_…`) the policy is sold through; `[]` unlinks them all. A
+    /// price belongs to one policy that is not retired.
+    #[schema(max_items = 100, value_type = Vec<schemas::PriceId>)]
+    price_ids: Vec<String>,
+}
+
+/// Links Stripe prices to a policy: a subscription to one of them issues its license under
+/// this policy, with the subscription item's quantity × the policy's seats.
+#[utoipa::path(put, path = "/v1/policies/{id}/stripe-prices", tag = "policies",
+    summary = "Link Stripe prices to a policy",
+    params(("id" = uuid::Uuid, Path, description = "The policy")),
+    request_body = StripePricesBody,
+    responses(
+        (status = 200, description = "The policy with its prices", body = PolicyView),
+        (status = 400, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
+async fn link_stripe_prices(
+    State(state): State<AppState>,
+    PathParam(raw): PathParam,
+    cmd: Command<StripePricesBody, Admin>,
+) -> Result<Response, ApiError> {
+    let id = policy_id(&raw)?;
+    if cmd.body.price_ids.len() > MAX_PRICES {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidField,
+            format!("at most {MAX_PRICES} prices"),
+            Some("price_ids".to_owned()),
+        ));
+    }
+    let price_ids = cmd
+        .body
+        .price_ids
+        .iter()
+        .map(|p| domain::billing::PriceId::parse(p))
+        .collect::<Result<_, _>>()
+        .map_err(|why| {
+            ApiError::bad_request(ErrorCode::InvalidField, why, Some("price_ids".to_owned()))
+        })?;
+    let written = state
+        .app
+        .catalogue()
+        .link_stripe_prices(&cmd.context, id, price_ids)
         .await?;
     Ok(answer(StatusCode::OK, None, written))
 }

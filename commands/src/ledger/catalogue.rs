@@ -1,6 +1,9 @@
 //! Organizations, products and policies: the catalogue the licenses are issued from.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use domain::AggregateType;
+use domain::billing::PriceId;
 use domain::ids::{AppId, OrganizationId, PolicyId, ProductId};
 use domain::organization::{MAX_DEPTH, Organization, OrganizationAction, OrganizationCommand};
 use domain::policy::{Policy, PolicyAction, PolicyCommand, PolicyTerms};
@@ -12,7 +15,7 @@ use uuid::Uuid;
 use super::{Ledger, LedgerError};
 
 use crate::executor::{CommandContext, CommandError, Outcome};
-use crate::locks::{DatabaseLock, ORGANIZATION_TREE_LOCK, is_lock_timeout};
+use crate::locks::{DatabaseLock, ORGANIZATION_TREE_LOCK, PRICE_LINKS_LOCK, is_lock_timeout};
 
 /// The in-process queue of moves (a [`crate::locks::KeyedLocks`] key no aggregate type has).
 const TREE_QUEUE: &str = "organization tree";
@@ -40,6 +43,31 @@ WITH RECURSIVE parents AS MATERIALIZED (
     WHERE b.depth < $3
 )
 SELECT max(depth) FROM below";
+
+/// The in-process queue of price links (a [`crate::locks::KeyedLocks`] key no aggregate type has).
+const PRICES_QUEUE: &str = "gateway prices";
+
+/// How `pg_stat_activity` shows the connection that holds [`PRICE_LINKS_LOCK`].
+const PRICES_LOCK_APPLICATION_NAME: &str = "license-ledger price links";
+
+/// The prices each policy that is not retired holds now, from the log (`$1` the policy
+/// aggregate type, `$2` the gateway): the last `PolicyPricesLinked` of each policy and gateway
+/// (payload fields `gateway` and `price_ids` of the stored version 1 event, which never
+/// change; a new version must be read here too). Partial index `events_policy_prices`
+/// (migration 0016); a handful of events per policy.
+const PRICES_HELD_SQL: &str = "
+SELECT p.price_id, l.aggregate_id
+FROM (
+    SELECT DISTINCT ON (aggregate_id) aggregate_id, payload
+    FROM events
+    WHERE event_type = 'PolicyPricesLinked' AND aggregate_type = $1 AND payload ->> 'gateway' = $2
+    ORDER BY aggregate_id, sequence DESC
+) l
+CROSS JOIN LATERAL json_array_elements_text(l.payload -> 'price_ids') AS p(price_id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM events r
+    WHERE r.aggregate_type = $1 AND r.aggregate_id = l.aggregate_id AND r.event_type = 'PolicyRetired'
+)";
 
 /// A new organization.
 #[derive(Clone, Debug)]
@@ -142,19 +170,66 @@ impl Ledger {
         id: OrganizationId,
         new_parent_id: Option<OrganizationId>,
     ) -> Result<Outcome<Organization>, LedgerError> {
-        // In a task of its own, which a request cancelled midway (its client gone, its deadline
-        // past) does not cut: the lock must outlive an append already sent, which commits
-        // whatever becomes of the request, or the next move could read the tree before it. The
-        // executor's idempotency marks are task-local: they are carried back to this task.
+        self.serialized(
+            TREE_QUEUE,
+            ORGANIZATION_TREE_LOCK,
+            TREE_LOCK_APPLICATION_NAME,
+            ctx,
+            move |ledger, ctx| async move { ledger.move_locked(&ctx, id, new_parent_id).await },
+        )
+        .await
+    }
+
+    /// Runs `decide` one at a time across every node: queued in the process on `queue`, then
+    /// under the database's advisory lock `key`, held from before `decide` reads its facts
+    /// until its append has committed.
+    ///
+    /// In a task of its own, which a request cancelled midway (its client gone, its deadline
+    /// past) does not cut: the lock must outlive an append already sent, which commits
+    /// whatever becomes of the request, or the next command could read its facts before it.
+    /// The executor's idempotency marks are task-local: they are carried back to this task.
+    async fn serialized<T, F, Fut>(
+        &self,
+        queue: &'static str,
+        key: i64,
+        application_name: &'static str,
+        ctx: &CommandContext,
+        decide: F,
+    ) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Self, CommandContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, LedgerError>> + Send,
+    {
         let ledger = self.clone();
         let ctx = ctx.clone();
         let serialized = tokio::spawn(
             crate::replays::observe(async move {
-                ledger.move_serialized(&ctx, id, new_parent_id).await
+                // Queued in the process first: a process waits on the database with one
+                // connection.
+                let _queued = ledger.store.locks().lock(queue, "").await;
+                let lock = DatabaseLock::acquire(ledger.store.pool(), key, application_name)
+                    .await
+                    .map_err(|e| {
+                        if is_lock_timeout(&e) {
+                            // Others held the lock all along: like a stream that kept changing.
+                            CommandError::Conflict {
+                                aggregate_type: queue,
+                                attempts: 1,
+                            }
+                        } else {
+                            CommandError::Database(e)
+                        }
+                    })?;
+                let decided = decide(ledger.clone(), ctx).await;
+                // Released only now: the events have committed (an autocommit append) or were
+                // refused.
+                lock.release().await;
+                decided
             })
             .instrument(tracing::Span::current()),
         );
-        let (moved, seen) = match serialized.await {
+        let (decided, seen) = match serialized.await {
             Ok(done) => done,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Only a runtime shutting down cancels a task.
@@ -166,39 +241,7 @@ impl Ledger {
         if seen.replayed {
             crate::replays::mark_replayed();
         }
-        moved
-    }
-
-    /// The move, one at a time: queued in the process, then under the database's tree lock.
-    async fn move_serialized(
-        &self,
-        ctx: &CommandContext,
-        id: OrganizationId,
-        new_parent_id: Option<OrganizationId>,
-    ) -> Result<Outcome<Organization>, LedgerError> {
-        // Queued in the process first: a process waits on the database with one connection.
-        let _queued = self.store.locks().lock(TREE_QUEUE, "").await;
-        let lock = DatabaseLock::acquire(
-            self.store.pool(),
-            ORGANIZATION_TREE_LOCK,
-            TREE_LOCK_APPLICATION_NAME,
-        )
-        .await
-        .map_err(|e| {
-            if is_lock_timeout(&e) {
-                // Other moves held the tree all along: like a stream that kept changing.
-                CommandError::Conflict {
-                    aggregate_type: TREE_QUEUE,
-                    attempts: 1,
-                }
-            } else {
-                CommandError::Database(e)
-            }
-        })?;
-        let moved = self.move_locked(ctx, id, new_parent_id).await;
-        // Released only now: the event has committed (an autocommit append) or was refused.
-        lock.release().await;
-        moved
+        decided
     }
 
     /// The move itself, under the tree lock: facts read now are current until the append.
@@ -384,5 +427,117 @@ impl Ledger {
             action,
         };
         Ok(self.store.execute(id, command, ctx).await?)
+    }
+
+    /// Links `price_ids` of `gateway` to policy `id`, replacing the prices it had (empty
+    /// unlinks them all). A price belongs to one policy that is not retired: the prices the
+    /// others hold are read from the log under [`PRICE_LINKS_LOCK`], which every link holds
+    /// until its event has committed, so two policies never take the same price at once.
+    ///
+    /// # Errors
+    /// Refusals (`POLICY_NOT_FOUND`, `POLICY_RETIRED`, `PRICE_LINKED_ELSEWHERE`),
+    /// [`CommandError::Conflict`] when other links held the lock for 10 s, and infrastructure
+    /// errors.
+    pub async fn link_policy_prices(
+        &self,
+        ctx: &CommandContext,
+        id: PolicyId,
+        gateway: &str,
+        price_ids: BTreeSet<PriceId>,
+    ) -> Result<Outcome<Policy>, LedgerError> {
+        let gateway = gateway.to_owned();
+        self.serialized(
+            PRICES_QUEUE,
+            PRICE_LINKS_LOCK,
+            PRICES_LOCK_APPLICATION_NAME,
+            ctx,
+            move |ledger, ctx| async move {
+                let linked_elsewhere = ledger.prices_held(&gateway).await?;
+                ledger
+                    .change_policy(
+                        &ctx,
+                        id,
+                        PolicyAction::LinkPrices {
+                            gateway,
+                            price_ids,
+                            linked_elsewhere,
+                        },
+                    )
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Every price of `gateway` a policy that is not retired holds now, read from the log
+    /// (read-your-writes: a checkout processed right after a link sees it).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn prices_held(
+        &self,
+        gateway: &str,
+    ) -> Result<BTreeMap<PriceId, PolicyId>, LedgerError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(PRICES_HELD_SQL)
+            .bind(AggregateType::Policy.as_str())
+            .bind(gateway)
+            .fetch_all(self.store.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(price, policy)| {
+                // What was accepted once reads back; anything else is not a link.
+                Some((
+                    PriceId::parse(&price).ok()?,
+                    PolicyId::from_uuid(Uuid::parse_str(&policy).ok()?),
+                ))
+            })
+            .collect())
+    }
+
+    /// Records that customer `customer_id` of `gateway` is organization `id` (nothing when it
+    /// is already).
+    ///
+    /// # Errors
+    /// Refusals (`ORGANIZATION_NOT_FOUND`, `ORGANIZATION_CLOSED`), `ClaimTaken` when the
+    /// customer is another organization, and infrastructure errors.
+    pub async fn link_organization_customer(
+        &self,
+        ctx: &CommandContext,
+        id: OrganizationId,
+        gateway: &str,
+        customer_id: &str,
+    ) -> Result<Outcome<Organization>, LedgerError> {
+        self.organization_command(
+            ctx,
+            id,
+            OrganizationAction::LinkCustomer {
+                gateway: gateway.to_owned(),
+                customer_id: customer_id.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// The organization customer `customer_id` of `gateway` is, found through its unique claim
+    /// (written with the event: read-your-writes).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn organization_of_customer(
+        &self,
+        gateway: &str,
+        customer_id: &str,
+    ) -> Result<Option<OrganizationId>, LedgerError> {
+        let stream: Option<String> = sqlx::query_scalar(
+            "SELECT stream_id FROM unique_claims WHERE scope = $1 AND value = $2",
+        )
+        .bind(domain::stream::ClaimScope::GatewayCustomer.as_str())
+        .bind(domain::organization::customer_claim(gateway, customer_id))
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(stream
+            .as_deref()
+            .and_then(|s| domain::stream::id_from_claim_stream(AggregateType::Organization, s)))
     }
 }

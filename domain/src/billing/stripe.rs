@@ -151,6 +151,9 @@ pub struct Invoice {
     /// `parent.subscription_details.subscription` (current versions) or `subscription`.
     pub subscription: Option<String>,
     pub status: Option<String>,
+    /// The latest end of the periods its lines bill (`lines.data[].period.end`): what paying
+    /// it pays for.
+    pub period_end: Option<Timestamp>,
 }
 
 /// A customer.
@@ -204,6 +207,17 @@ impl StripeObject {
                     .and_then(|d| reference(d, "subscription"))
                     .or_else(|| reference(object, "subscription")),
                 status: text(object, "status"),
+                period_end: object
+                    .get("lines")
+                    .and_then(|l| l.get("data"))
+                    .and_then(Value::as_array)
+                    .and_then(|lines| {
+                        lines
+                            .iter()
+                            .filter_map(|line| line.get("period").and_then(|p| instant(p, "end")))
+                            .max()
+                    })
+                    .or_else(|| instant(object, "period_end")),
             }),
             "customer" => Self::Customer(Customer {
                 id,

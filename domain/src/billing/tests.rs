@@ -233,6 +233,8 @@ prop_compose! {
         quantity in proptest::option::of(1u32..5),
         same_second in any::<bool>(),
         nonce in any::<u32>(),
+        // An invoice paid or failed, among the subscription's own events.
+        invoice in proptest::bool::weighted(0.25),
     ) -> BillingFact {
         // Some facts share their second with the previous one (facts are 10 s apart): ordered
         // by event id then.
@@ -252,6 +254,7 @@ prop_compose! {
                 paid_until: Some(at(period * 86_400)),
                 cancel_at: cancel.map(|d| at(d * 86_400)),
                 quantity,
+                payment_only: invoice,
             },
         }
     }
@@ -328,6 +331,7 @@ fn fact(created: i64, standing: Standing, period_days: i64, quantity: Option<u32
             paid_until: Some(at(period_days * 86_400)),
             cancel_at: None,
             quantity,
+            payment_only: false,
         },
     }
 }
@@ -376,4 +380,114 @@ fn seats_follow_the_quantity_but_not_below_what_is_in_use() {
     // Down to one unit (3 seats) with 4 machines active: 4 seats until one is deactivated.
     apply(&mut l, &fact(20, Standing::Good, 40, Some(1)));
     assert_eq!(l.state().unwrap().seats.get(), 4);
+}
+
+/// An invoice as current API versions render it: the subscription under `parent`, the period on
+/// the lines.
+fn invoice_object(subscription_at_top: bool) -> serde_json::Value {
+    let mut invoice = json!({
+        "id": "in_1", "object": "invoice", "customer": "cus_1", "status": "paid",
+        "billing_reason": "subscription_cycle", "amount_paid": 2000,
+        "parent": {"type": "subscription_details",
+                   "subscription_details": {"metadata": {}, "subscription": "sub_1"}},
+        "period_end": 1_699_000_000,
+        "lines": {"object": "list", "data": [
+            {"id": "il_1", "object": "line_item", "period": {"start": 1_700_000_000, "end": 1_702_592_000}},
+            {"id": "il_2", "object": "line_item", "period": {"start": 1_700_000_000, "end": 1_701_000_000}},
+        ]},
+    });
+    if subscription_at_top {
+        invoice.as_object_mut().unwrap().remove("parent");
+        invoice["subscription"] = json!({"id": "sub_1", "object": "subscription"});
+    }
+    invoice
+}
+
+#[test]
+fn an_invoice_reads_its_subscription_and_the_period_its_lines_bill() {
+    for at_top in [false, true] {
+        let StripeObject::Invoice(invoice) = StripeObject::of(&invoice_object(at_top)) else {
+            panic!("an invoice");
+        };
+        assert_eq!(invoice.subscription.as_deref(), Some("sub_1"));
+        assert_eq!(invoice.period_end, Some(at(1_702_592_000)));
+        let paid = target_of_invoice("invoice.paid", &invoice).unwrap();
+        assert_eq!(paid.standing, Standing::Good);
+        assert!(paid.payment_only);
+        assert_eq!(paid.paid_until, Some(at(1_702_592_000)));
+        assert_eq!(
+            target_of_invoice("invoice.payment_failed", &invoice).map(|t| t.standing),
+            Some(Standing::PastDue)
+        );
+        assert_eq!(target_of_invoice("invoice.finalized", &invoice), None);
+    }
+    // No subscription: a one-off invoice, nothing to say of a license.
+    let mut lone = invoice_object(false);
+    lone.as_object_mut().unwrap().remove("parent");
+    let StripeObject::Invoice(lone) = StripeObject::of(&lone) else {
+        panic!("an invoice");
+    };
+    assert_eq!(target_of_invoice("invoice.paid", &lone), None);
+}
+
+#[test]
+fn a_paid_invoice_recovers_and_renews_but_keeps_trial_pause_and_cancellation() {
+    let fact = |created: i64, target: BillingTarget| BillingFact {
+        observed: Observation {
+            created: at(created),
+            event_id: format!("evt_{created}"),
+        },
+        target,
+    };
+    let subscription = |standing, cancel_at: Option<i64>| BillingTarget {
+        gateway: STRIPE.into(),
+        subscription_id: "sub_1".into(),
+        customer_id: "cus_1".into(),
+        standing,
+        trial_ends_at: None,
+        paid_until: Some(at(100 * 86_400)),
+        cancel_at: cancel_at.map(at),
+        quantity: None,
+        payment_only: false,
+    };
+    let StripeObject::Invoice(invoice) = StripeObject::of(&invoice_object(false)) else {
+        panic!("an invoice");
+    };
+    let failed = target_of_invoice("invoice.payment_failed", &invoice).unwrap();
+    let paid = target_of_invoice("invoice.paid", &invoice).unwrap();
+
+    // Scheduled to cancel, then a payment fails and is paid: the cancellation stands.
+    let facts = [
+        fact(1_000, subscription(Standing::Good, Some(9_000_000))),
+        fact(2_000, failed.clone()),
+    ];
+    let d = derive(&facts, 7).unwrap();
+    assert_eq!(d.payment_grace_until, Some(at(2_000 + 7 * 86_400)));
+    assert_eq!(d.cancel_at, Some(at(9_000_000)));
+    let facts = [
+        facts[0].clone(),
+        facts[1].clone(),
+        fact(3_000, paid.clone()),
+    ];
+    let d = derive(&facts, 7).unwrap();
+    assert_eq!(d.payment_grace_until, None);
+    assert_eq!(d.cancel_at, Some(at(9_000_000)));
+    assert_eq!(d.paid_until, Some(at(1_702_592_000)));
+
+    // Paused stays paused; an ended subscription is not revived by a late payment (the period
+    // paid still counts: a license's end never moves back, whatever the order).
+    let paused = [
+        fact(1_000, subscription(Standing::Paused, None)),
+        fact(2_000, paid.clone()),
+    ];
+    assert!(derive(&paused, 7).unwrap().paused);
+    let ended = [
+        fact(1_000, subscription(Standing::Canceled, None)),
+        fact(2_000, failed),
+        fact(3_000, paid),
+    ];
+    let d = derive(&ended, 7).unwrap();
+    assert!(d.canceled);
+    assert_eq!(d.payment_grace_until, None);
+    assert_eq!(d.paid_until, Some(at(1_702_592_000)));
 }
