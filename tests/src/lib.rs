@@ -6,6 +6,7 @@
 //! server is unreachable the tests fail with instructions; they never skip.
 
 pub mod idp;
+pub mod stripe;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
-//! Stripe webhooks in (issue #16): signatures built the way Stripe builds them (HMAC-SHA256 of
-//! `"{t}.{body}"` under the endpoint secret, hex, `t=..,v1=..`: Stripe's documented scheme, the
-//! construction of `application::billing::signature_header`), checked over the raw bytes before
+//! Stripe webhooks in (issue #16): signatures built by Stripe's own SDK (the `stripe` PyPI
+//! package's `WebhookSignature.generate_signature_header`, `tests::stripe`) and by the server's
+//! construction (`application::billing::signature_header`, which that SDK verifies: HMAC-SHA256
+//! of `"{t}.{body}"` under the endpoint secret, hex, `t=..,v1=..`), checked over the raw bytes before
 //! anything is parsed; every verified event stored once by its id; everything else refused with
 //! 400 `INVALID_SIGNATURE` and nothing stored.
 
@@ -143,6 +144,134 @@ async fn every_bad_signature_is_refused_and_stores_nothing() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["code"], "INVALID_SIGNATURE");
     unconfigured.stop().await;
+}
+
+// ----- signatures made by Stripe's own SDK -----
+
+/// Events of every kind the ledger acts on, in the shapes of Stripe's fixtures (`object`
+/// fields, nested lists, expandable references, `null`s).
+fn fixture_events(created: i64) -> Vec<Vec<u8>> {
+    let objects = [
+        (
+            "checkout.session.completed",
+            json!({"id": "cs_sdk", "object": "checkout.session", "mode": "subscription",
+                   "customer": "cus_sdk", "subscription": "sub_sdk", "status": "complete",
+                   "payment_status": "paid", "client_reference_id": null, "metadata": {},
+                   "customer_details": {"email": "ap@sdk.example", "name": "SDK GmbH"}}),
+        ),
+        (
+            "customer.subscription.updated",
+            subscription("active", created + 30 * DAY, json!({"id": "sub_sdk"})),
+        ),
+        (
+            "invoice.payment_failed",
+            json!({"id": "in_sdk", "object": "invoice", "customer": "cus_sdk", "status": "open",
+                   "parent": {"type": "subscription_details",
+                              "subscription_details": {"metadata": null, "subscription": "sub_sdk"}},
+                   "lines": {"object": "list", "data": []}}),
+        ),
+        (
+            "customer.updated",
+            json!({"id": "cus_sdk", "object": "customer", "email": "ap@sdk.example",
+                   "metadata": {}, "address": null, "invoice_settings": {"custom_fields": null}}),
+        ),
+    ];
+    objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, object))| {
+            // Pretty-printed, as Stripe sends its bodies: the signature covers the exact bytes.
+            serde_json::to_vec_pretty(&json!({
+                "id": format!("evt_sdk_{i}"), "object": "event",
+                "api_version": "2025-08-27.basil", "created": created, "livemode": false,
+                "pending_webhooks": 1, "request": {"id": null, "idempotency_key": null},
+                "type": kind, "data": {"object": object}
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn signatures_made_by_stripes_sdk_verify_and_every_flipped_byte_is_refused() {
+    let sdk = tests::stripe::StripeSdk::install(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let app = start(&[OLD, NEW]).await;
+    let t = now(&app);
+    let bodies = fixture_events(t);
+    let texts: Vec<String> = bodies
+        .iter()
+        .map(|b| String::from_utf8(b.clone()).unwrap())
+        .collect();
+
+    // The server's own construction is what Stripe's SDK verifies.
+    for (text, body) in texts.iter().zip(&bodies) {
+        sdk.verifies(text, &signature_header(NEW, t, body), NEW)
+            .expect("Stripe's SDK verifies the server's construction");
+    }
+    assert!(
+        sdk.verifies(&texts[0], &signature_header(OLD, t, &bodies[0]), NEW)
+            .is_err(),
+        "and refuses another secret's"
+    );
+
+    // Signed by the SDK under either secret of a rotation: each stored once.
+    let pairs: Vec<(&str, &str)> = texts
+        .iter()
+        .flat_map(|text| [(text.as_str(), OLD), (text.as_str(), NEW)])
+        .collect();
+    let headers = sdk.sign(&pairs, t);
+    for (i, body) in bodies.iter().enumerate() {
+        for (n, header) in headers[2 * i..2 * i + 2].iter().enumerate() {
+            let (status, answer) = post(&app, Some(header), body.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(answer["duplicate"], n == 1, "{answer}");
+        }
+    }
+    assert_eq!(stored(&app).await, i64::try_from(bodies.len()).unwrap());
+
+    // Every byte of the signature, and every byte of the body, flipped: refused.
+    let fresh = serde_json::to_vec(&json!({
+        "id": "evt_sdk_flip", "object": "event", "created": t, "livemode": false,
+        "type": "customer.subscription.updated",
+        "data": {"object": subscription("active", t + DAY, json!({}))}
+    }))
+    .unwrap();
+    let header = sdk
+        .sign(&[(std::str::from_utf8(&fresh).unwrap(), NEW)], t)
+        .remove(0);
+    let v1 = header.find("v1=").unwrap() + 3;
+    let mut refused = 0;
+    for at in v1..header.len() {
+        let mut altered = header.clone().into_bytes();
+        altered[at] = if altered[at] == b'0' { b'1' } else { b'0' };
+        let (status, answer) = post(
+            &app,
+            Some(std::str::from_utf8(&altered).unwrap()),
+            fresh.clone(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "signature byte {at}: {answer}"
+        );
+        assert_eq!(answer["code"], "INVALID_SIGNATURE");
+        refused += 1;
+    }
+    for at in 0..fresh.len() {
+        let mut altered = fresh.clone();
+        altered[at] ^= 0x01;
+        let (status, answer) = post(&app, Some(&header), altered).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "body byte {at}: {answer}");
+        assert_eq!(answer["code"], "INVALID_SIGNATURE");
+        refused += 1;
+    }
+    assert_eq!(refused, 64 + fresh.len());
+    assert_eq!(stored(&app).await, i64::try_from(bodies.len()).unwrap());
+    // Unaltered, it goes in.
+    let (status, _) = post(&app, Some(&header), fresh).await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
 }
 
 // ----- the lifecycle through HTTP -----

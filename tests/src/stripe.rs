@@ -1,0 +1,134 @@
+//! Stripe's own code for webhook signatures: the official `stripe` PyPI package (version pinned
+//! in `tests/stripe/requirements.txt`), run by `tests/stripe/sign.py` in a virtualenv this
+//! module creates under the target directory. The billing tests sign bodies with
+//! `WebhookSignature.generate_signature_header` — what Stripe's SDK documents for tests — and
+//! check the server's own construction (`application::billing::signature_header`) with
+//! `WebhookSignature.verify_header`, so the scheme is not only ours read back by ourselves.
+//!
+//! Python 3 with `venv` must be installed (`.ci/run` installs it on a fresh machine); the
+//! packages come from PyPI on first use.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+/// `tests/stripe`.
+fn stripe_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("stripe")
+}
+
+/// A virtualenv holding the pinned `stripe` package, under `target_tmp` (a test binary's
+/// `CARGO_TARGET_TMPDIR`).
+pub struct StripeSdk {
+    python: PathBuf,
+}
+
+impl StripeSdk {
+    /// Installs the pinned packages when the virtualenv is missing or holds other pins. Test
+    /// binaries run concurrently: the first takes an exclusive lock and installs, the others
+    /// wait for it and find the install done.
+    pub fn install(target_tmp: &Path) -> Self {
+        let requirements = stripe_dir().join("requirements.txt");
+        let wanted = std::fs::read_to_string(&requirements)
+            .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()));
+        let venv = target_tmp.join("stripe-venv");
+        let python = venv.join("bin").join("python");
+        let stamp = venv.join(".requirements");
+        let current = || std::fs::read_to_string(&stamp).ok();
+        if current().as_deref() != Some(wanted.as_str()) {
+            std::fs::create_dir_all(target_tmp).expect("target tmp dir");
+            let lock = std::fs::File::create(target_tmp.join("stripe-venv.lock"))
+                .expect("stripe venv lock file");
+            lock.lock().expect("locking the stripe venv");
+            if current().as_deref() != Some(wanted.as_str()) {
+                let _ = std::fs::remove_dir_all(&venv);
+                run(
+                    std::process::Command::new("python3")
+                        .args(["-m", "venv"])
+                        .arg(&venv),
+                    "python3 -m venv (install python3 and python3-venv)",
+                );
+                run(
+                    std::process::Command::new(&python)
+                        .args([
+                            "-m",
+                            "pip",
+                            "install",
+                            "--quiet",
+                            "--disable-pip-version-check",
+                            "-r",
+                        ])
+                        .arg(&requirements),
+                    "pip install -r tests/stripe/requirements.txt",
+                );
+                std::fs::write(&stamp, &wanted).expect("writing the venv's stamp");
+            }
+        }
+        Self { python }
+    }
+
+    fn ask(&self, requests: &[Value]) -> Vec<Value> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&self.python)
+            .arg(stripe_dir().join("sign.py"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running tests/stripe/sign.py");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&serde_json::to_vec(requests).expect("json"))
+            .expect("writing to sign.py");
+        let out = child.wait_with_output().expect("sign.py ran");
+        assert!(
+            out.status.success(),
+            "sign.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("sign.py answers JSON")
+    }
+
+    /// `Stripe-Signature` headers for `(payload, secret)` pairs at `timestamp`, as Stripe's SDK
+    /// builds them.
+    pub fn sign(&self, bodies: &[(&str, &str)], timestamp: i64) -> Vec<String> {
+        let requests: Vec<Value> = bodies
+            .iter()
+            .map(|(payload, secret)| {
+                json!({"op": "sign", "payload": payload, "secret": secret, "timestamp": timestamp})
+            })
+            .collect();
+        self.ask(&requests)
+            .into_iter()
+            .map(|a| a["header"].as_str().expect("a header").to_owned())
+            .collect()
+    }
+
+    /// Whether Stripe's SDK accepts `header` for `payload` under `secret`.
+    pub fn verifies(&self, payload: &str, header: &str, secret: &str) -> Result<(), String> {
+        let answer = self
+            .ask(
+                &[json!({"op": "verify", "payload": payload, "header": header,
+                          "secret": secret, "tolerance": 300})],
+            )
+            .remove(0);
+        if answer["ok"] == true {
+            Ok(())
+        } else {
+            Err(answer["error"].to_string())
+        }
+    }
+}
+
+fn run(command: &mut std::process::Command, what: &str) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
