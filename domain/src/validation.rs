@@ -29,6 +29,11 @@ pub trait LicenseFacts {
     fn cancel_at(&self) -> Option<Timestamp>;
     /// A paid subscription is linked (a trial then no longer limits the license).
     fn subscribed(&self) -> bool;
+    /// The trial is a payment gateway's (a linked subscription trialing): its conversion
+    /// arrives as an event, which gets [`GATEWAY_TRIAL_SLACK`] to arrive.
+    fn gateway_trial(&self) -> bool {
+        false
+    }
     fn trial_ends_at(&self) -> Option<Timestamp>;
     fn expires_at(&self) -> Option<Timestamp>;
     fn seats(&self) -> u32;
@@ -137,6 +142,12 @@ fn in_trial(l: &impl LicenseFacts) -> Option<Timestamp> {
     l.trial_ends_at().filter(|_| !l.subscribed())
 }
 
+/// How long past its end a gateway's trial still validates: Stripe charges at the trial's end
+/// and tells the ledger by webhook (redelivered for days when the ledger was down), so a
+/// customer who paid on time is not locked out while that event is on its way. Offline tokens
+/// still end at the trial's end.
+pub const GATEWAY_TRIAL_SLACK: chrono::Duration = chrono::Duration::hours(24);
+
 /// Whether the subscription has ended: canceled, and the paid period (if any) is over.
 fn subscription_ended(l: &impl LicenseFacts, now: Timestamp) -> bool {
     l.canceled() && l.cancel_at().is_none_or(|end| now >= end)
@@ -166,7 +177,12 @@ pub fn decide(
         return refused(C::Overdue);
     }
     let trial_end = in_trial(license);
-    if trial_end.is_some_and(|end| now >= end) {
+    let slack = if license.gateway_trial() {
+        GATEWAY_TRIAL_SLACK
+    } else {
+        chrono::Duration::zero()
+    };
+    if trial_end.is_some_and(|end| now >= end + slack) {
         return refused(C::TrialExpired);
     }
     let expires_at = license.expires_at();

@@ -155,6 +155,9 @@ impl LicenseFacts for LicenseState {
     fn subscribed(&self) -> bool {
         self.billing.subscription.is_some() && !self.billing.trialing
     }
+    fn gateway_trial(&self) -> bool {
+        self.billing.subscription.is_some() && self.billing.trialing
+    }
     fn trial_ends_at(&self) -> Option<Timestamp> {
         self.trial_ends_at
     }

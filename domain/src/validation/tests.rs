@@ -16,6 +16,7 @@ struct Facts {
     canceled: bool,
     cancel_at: Option<Timestamp>,
     subscribed: bool,
+    gateway_trial: bool,
     trial_end: Option<Timestamp>,
     expires: Option<Timestamp>,
     seats: u32,
@@ -44,6 +45,9 @@ impl LicenseFacts for Facts {
     }
     fn subscribed(&self) -> bool {
         self.subscribed
+    }
+    fn gateway_trial(&self) -> bool {
+        self.gateway_trial
     }
     fn trial_ends_at(&self) -> Option<Timestamp> {
         self.trial_end
@@ -81,6 +85,7 @@ fn good() -> Facts {
         canceled: false,
         cancel_at: None,
         subscribed: false,
+        gateway_trial: false,
         trial_end: None,
         expires: Some(now() + Duration::days(100)),
         seats: 2,
@@ -95,6 +100,28 @@ fn code(f: &Facts, fp: Option<&str>, features: &[&str]) -> ValidationCode {
         .map(|f| FeatureCode::parse(f).unwrap())
         .collect();
     decide(f, now(), fp, &requested).code
+}
+
+#[test]
+fn a_gateways_trial_validates_a_day_past_its_end_while_its_conversion_arrives() {
+    let ended = |ago: Duration, gateway_trial: bool| Facts {
+        trial_end: Some(now() - ago),
+        gateway_trial,
+        ..good()
+    };
+    // A policy's own trial ends on the dot.
+    assert_eq!(
+        code(&ended(Duration::seconds(1), false), None, &[]),
+        ValidationCode::TrialExpired
+    );
+    // Stripe's: valid (warned) for a day, then expired.
+    let d = decide(&ended(Duration::hours(23), true), now(), None, &[]);
+    assert_eq!(d.code, ValidationCode::Valid);
+    assert!(d.warnings.contains(&Warning::TrialEnding { days: 0 }));
+    assert_eq!(
+        code(&ended(GATEWAY_TRIAL_SLACK, true), None, &[]),
+        ValidationCode::TrialExpired
+    );
 }
 
 /// Every code is reachable, and each one alone produces it.
@@ -329,7 +356,7 @@ fn offline_use_ends_at_the_earliest_limit() {
 fn arbitrary_facts() -> impl Strategy<Value = Facts> {
     let t = prop::option::of(-200i64..200).prop_map(|d| d.map(|d| now() + Duration::hours(d)));
     (
-        any::<[bool; 5]>(),
+        any::<[bool; 6]>(),
         t.clone(),
         t.clone(),
         t.clone(),
@@ -344,6 +371,7 @@ fn arbitrary_facts() -> impl Strategy<Value = Facts> {
                 paused: b[2],
                 canceled: b[3],
                 subscribed: b[4],
+                gateway_trial: b[5],
                 grace,
                 cancel_at,
                 trial_end,
@@ -362,7 +390,9 @@ proptest! {
         let d = decide(&f, now(), None, &[]);
         let refused = f.revoked || (f.canceled && f.cancel_at.is_none_or(|e| now() >= e)) || f.suspended || f.paused
             || f.grace.is_some_and(|g| now() >= g)
-            || (!f.subscribed && f.trial_end.is_some_and(|e| now() >= e))
+            || (!f.subscribed && f.trial_end.is_some_and(|e| {
+                now() >= e + if f.gateway_trial { GATEWAY_TRIAL_SLACK } else { Duration::zero() }
+            }))
             || f.expires.is_some_and(|e| now() >= e)
             || f.active.len() as u32 > f.seats;
         prop_assert_eq!(d.valid(), !refused);

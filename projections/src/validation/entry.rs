@@ -331,6 +331,9 @@ impl LicenseFacts for ValidationEntry {
     fn subscribed(&self) -> bool {
         self.flags & SUBSCRIBED != 0 && self.flags & TRIALING == 0
     }
+    fn gateway_trial(&self) -> bool {
+        self.flags & SUBSCRIBED != 0 && self.flags & TRIALING != 0
+    }
     fn trial_ends_at(&self) -> Option<Timestamp> {
         instant(self.trial_ends_at)
     }
