@@ -16,6 +16,8 @@
 //! - `bench auth`: `GET /v1/me` and `GET /v1/organizations/{id}` of `ledger serve` with an OIDC
 //!   access token of the tests' identity provider vs an administration token, with wrk (issue
 //!   #15).
+//! - `bench billing`: Stripe webhook intake through `ledger serve` vs a raw single-row INSERT
+//!   at 16 senders, then the billing consumer's lag at 200 events/s (issue #16).
 
 // Every binary of the workspace allocates with mimalloc: the ledger folds and serves JSON through
 // many short-lived allocations on several threads, where glibc's allocator spent a third of a
@@ -25,6 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod activations;
 mod auth_http;
+mod billing;
 mod command_path;
 mod harness;
 mod http1;
@@ -125,6 +128,9 @@ enum Which {
     /// administration token, through `ledger serve` and wrk, with the tests' identity provider
     /// (`tests/idp`, Node.js); then the authentication's steps in process.
     Auth(auth_http::Options),
+    /// `POST /v1/webhooks/stripe` of `ledger serve` vs a raw INSERT into a copy of the inbox, at
+    /// N senders; then the consumer's lag (received → processed) at a steady event rate.
+    Billing(billing::Options),
     /// (internal) Seeds DATABASE_URL itself (migrated, not dropped) with licenses and writes the
     /// wrk script, for profiling a server by hand.
     #[command(hide = true)]
@@ -251,6 +257,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Which::Auth(options) => {
             with_database(&url, |pool, db_url| async move {
                 auth_http::run(pool, &db_url, &options).await
+            })
+            .await
+        }
+        Which::Billing(options) => {
+            with_database(&url, |pool, db_url| async move {
+                billing::run(pool, &db_url, &options).await
             })
             .await
         }

@@ -448,6 +448,13 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
             StatusCode::OK,
         ),
         (
+            Method::PUT,
+            "/v1/policies/{id}/stripe-prices",
+            format!("/v1/policies/{p}/stripe-prices"),
+            json!({"price_ids": ["price_idem"]}),
+            StatusCode::OK,
+        ),
+        (
             Method::POST,
             "/v1/licenses",
             "/v1/licenses".into(),
