@@ -93,10 +93,14 @@ pub const JOBS_APPLICATION_NAME: &str = "license-ledger jobs";
 const SHARED_JOB_CONNECTIONS: u32 = 3;
 
 /// The size of the jobs pool: one session per projector (a projector's advisory lock lives as
-/// long as its connection, so an active projector keeps one), the one `LISTEN` connection, and
-/// [`SHARED_JOB_CONNECTIONS`].
+/// long as its connection, so an active projector keeps one), the one `LISTEN` connection,
+/// [`SHARED_JOB_CONNECTIONS`], and one per lane of the billing consumer
+/// ([`crate::billing::BILLING_CONCURRENCY`], each applying a Stripe event's commands).
 pub fn background_connections() -> u32 {
-    u32::try_from(projections::all().len()).unwrap_or(u32::MAX) + 1 + SHARED_JOB_CONNECTIONS
+    u32::try_from(projections::all().len()).unwrap_or(u32::MAX)
+        + 1
+        + SHARED_JOB_CONNECTIONS
+        + u32::try_from(crate::billing::BILLING_CONCURRENCY).unwrap_or(u32::MAX)
 }
 
 /// The opened ledger. Cloning is cheap (one `Arc`): axum clones its state for every request, and

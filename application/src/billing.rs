@@ -12,7 +12,9 @@
 use std::fmt;
 
 use domain::Timestamp;
-use domain::billing::stripe::{CheckoutSession, StripeEvent, StripeObject, Subscription};
+use domain::billing::stripe::{
+    CheckoutSession, NotAnEvent, StripeEvent, StripeObject, Subscription,
+};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -184,10 +186,12 @@ pub async fn store_event(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Received, AppError> {
-    let event = StripeEvent::parse(body).map_err(|why| AppError::InvalidField {
-        field: "body",
-        detail: format!("not a Stripe event: {why}"),
-    })?;
+    // The envelope only: the consumer reads the object (every event Stripe sends passes here).
+    let event =
+        domain::billing::stripe::Envelope::parse(body).map_err(|why| AppError::InvalidField {
+            field: "body",
+            detail: format!("not a Stripe event: {why}"),
+        })?;
     let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField {
         field: "body",
         detail: "not UTF-8".to_owned(),
@@ -237,6 +241,29 @@ pub fn backoff(attempts: i32) -> chrono::Duration {
 /// retry by hand (`POST /v1/billing/events/{id}/retry`, `ledger billing retry`) takes it again.
 pub const MAX_ATTEMPTS: i32 = 24;
 
+/// How many events the consumer applies at once (events of one subscription or customer are
+/// applied one after the other): each takes a connection of the jobs pool while it runs.
+pub const BILLING_CONCURRENCY: usize = 4;
+
+/// The lane an event is applied in: that of its subscription (or its customer, or itself), so
+/// one subscription's events never race each other for their license.
+fn lane_of(event: &Result<StripeEvent, NotAnEvent>) -> usize {
+    use std::hash::{Hash, Hasher};
+    let key = event
+        .as_ref()
+        .map(|event| match StripeObject::of(&event.object) {
+            StripeObject::Subscription(sub) => sub.id,
+            StripeObject::CheckoutSession(session) => session.subscription.unwrap_or(session.id),
+            StripeObject::Invoice(invoice) => invoice.subscription.unwrap_or(invoice.id),
+            StripeObject::Customer(customer) => customer.id,
+            StripeObject::Other(_) => event.id.clone(),
+        })
+        .unwrap_or_default();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    usize::try_from(hasher.finish() % BILLING_CONCURRENCY as u64).unwrap_or(0)
+}
+
 /// How long a node holds an event it took, before another may take it (a node that died).
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -274,51 +301,111 @@ impl App {
         .fetch_all(self.jobs_pool())
         .await
         .map_err(projections::ProjectionError::from)?;
-        let mut taken = taken;
+        // Each body read once (the route checked it is an event; a back-fill line too).
+        let mut taken: Vec<(String, Result<StripeEvent, NotAnEvent>, i32)> = taken
+            .into_iter()
+            .map(|(id, payload, attempts)| (id, StripeEvent::parse(payload.as_bytes()), attempts))
+            .collect();
         // The statement returns rows in no order: Stripe's order, as far as the batch goes.
-        taken.sort_by_cached_key(|(id, payload, _)| {
-            (
-                StripeEvent::parse(payload.as_bytes())
-                    .map(|e| e.created)
-                    .ok(),
-                id.clone(),
-            )
+        taken.sort_by(|(a_id, a, _), (b_id, b, _)| {
+            let created = |e: &Result<StripeEvent, NotAnEvent>| e.as_ref().map(|e| e.created).ok();
+            (created(a), a_id).cmp(&(created(b), b_id))
         });
-        for (event_id, payload, attempts) in &taken {
-            let processed = self.process_stripe_event(payload).await;
-            let (outcome, reason, next) = match &processed {
-                Processed::Processed => ("processed", None, Some(now)),
-                Processed::Ignored(why) => ("ignored", Some(why.as_str()), Some(now)),
+        // Events of one subscription (or customer) one after the other, in Stripe's order;
+        // different ones at once, in BILLING_CONCURRENCY lanes (a lane is a task of its own, so
+        // the lanes' database round trips overlap).
+        let mut lanes: Vec<Vec<(usize, Result<StripeEvent, NotAnEvent>)>> =
+            (0..BILLING_CONCURRENCY).map(|_| Vec::new()).collect();
+        let mut taken_ids = Vec::with_capacity(taken.len());
+        for (i, (id, event, attempts)) in taken.into_iter().enumerate() {
+            lanes[lane_of(&event)].push((i, event));
+            taken_ids.push((id, attempts));
+        }
+        let taken = taken_ids;
+        let mut running = tokio::task::JoinSet::new();
+        for lane in lanes.into_iter().filter(|l| !l.is_empty()) {
+            let app = self.clone();
+            running.spawn(async move {
+                let mut done = Vec::with_capacity(lane.len());
+                for (i, event) in lane {
+                    let processed = app.process_stripe_event(event).await;
+                    done.push((i, processed, app.now()));
+                }
+                done
+            });
+        }
+        let mut ids = Vec::with_capacity(taken.len());
+        let mut outcomes = Vec::with_capacity(taken.len());
+        let mut reasons: Vec<Option<String>> = Vec::with_capacity(taken.len());
+        let mut nexts: Vec<Option<Timestamp>> = Vec::with_capacity(taken.len());
+        let mut done_at = Vec::with_capacity(taken.len());
+        let mut results: Vec<Option<(Processed, Timestamp)>> = vec![None; taken.len()];
+        while let Some(lane) = running.join_next().await {
+            let lane = match lane {
+                Ok(lane) => lane,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Only a runtime shutting down cancels a lane: its events stay leased, and are
+                // taken again once the lease has run out.
+                Err(_) => continue,
+            };
+            for (i, processed, at) in lane {
+                results[i] = Some((processed, at));
+            }
+        }
+        for ((event_id, attempts), result) in taken.iter().zip(results) {
+            let Some((processed, at)) = result else {
+                continue;
+            };
+            let (outcome, next) = match &processed {
+                Processed::Processed => ("processed", Some(now)),
+                Processed::Ignored(_) => ("ignored", Some(now)),
                 // Retried with back-off, MAX_ATTEMPTS times in all; then by hand only.
-                Processed::Failed(why) => (
+                Processed::Failed(_) => (
                     "failed",
-                    Some(why.as_str()),
                     (*attempts + 1 < MAX_ATTEMPTS).then(|| self.now() + backoff(*attempts)),
                 ),
             };
-            if let Processed::Failed(why) = &processed {
-                if next.is_some() {
-                    tracing::warn!(event = %event_id, reason = %why, "stripe event failed; will retry");
-                } else {
-                    tracing::error!(
-                        event = %event_id,
-                        reason = %why,
-                        attempts = *attempts + 1,
-                        "stripe event failed for good; retry it by hand (ledger billing retry)"
-                    );
+            let reason = match processed {
+                Processed::Processed => None,
+                Processed::Ignored(why) => Some(why),
+                Processed::Failed(why) => {
+                    if next.is_some() {
+                        tracing::warn!(event = %event_id, reason = %why, "stripe event failed; will retry");
+                    } else {
+                        tracing::error!(
+                            event = %event_id,
+                            reason = %why,
+                            attempts = *attempts + 1,
+                            "stripe event failed for good; retry it by hand (ledger billing retry)"
+                        );
+                    }
+                    Some(why)
                 }
-            }
-            // Only while the lease is ours: a retry asked meanwhile (which makes the event due
-            // now) wins, and so does another node that took the event after our lease ran out.
+            };
+            ids.push(event_id.clone());
+            outcomes.push(outcome);
+            reasons.push(reason);
+            nexts.push(next);
+            done_at.push(at);
+        }
+        // The batch's outcomes in one statement (each event's effects are in the log already:
+        // a crash before this line leaves them leased, taken again after the lease, and applied
+        // again as nothing). Only while the lease is ours: a retry asked meanwhile (which makes
+        // the event due now) wins, and so does another node that took the event after our
+        // lease ran out.
+        if !ids.is_empty() {
             sqlx::query(
-                "UPDATE billing_inbox SET outcome = $2, reason = $3, attempts = attempts + 1, \
-                 next_attempt_at = $4, processed_at = $5 WHERE event_id = $1 AND next_attempt_at = $6",
+                "UPDATE billing_inbox b SET outcome = u.outcome, reason = u.reason, \
+                 attempts = b.attempts + 1, next_attempt_at = u.next, processed_at = u.done_at \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) \
+                   AS u(event_id, outcome, reason, next, done_at) \
+                 WHERE b.event_id = u.event_id AND b.next_attempt_at = $6",
             )
-            .bind(event_id)
-            .bind(outcome)
-            .bind(reason)
-            .bind(next)
-            .bind(self.now())
+            .bind(&ids)
+            .bind(&outcomes)
+            .bind(&reasons)
+            .bind(&nexts)
+            .bind(&done_at)
             .bind(lease_until)
             .execute(self.jobs_pool())
             .await
@@ -328,8 +415,8 @@ impl App {
     }
 
     /// What one stored event does.
-    async fn process_stripe_event(&self, payload: &str) -> Processed {
-        let event = match StripeEvent::parse(payload.as_bytes()) {
+    async fn process_stripe_event(&self, event: Result<StripeEvent, NotAnEvent>) -> Processed {
+        let event = match event {
             Ok(event) => event,
             Err(why) => return Processed::Ignored(format!("not a Stripe event: {why}")),
         };

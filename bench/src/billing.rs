@@ -190,30 +190,67 @@ pub async fn run(pool: PgPool, url: &str, o: &Options) -> anyhow::Result<()> {
             }
         })
     };
+    // The intake's own work without HTTP: `App::receive_stripe_event` (signature, envelope,
+    // INSERT) called by the senders directly, as the route's handler calls it.
+    let mut config = application::AppConfig::new(url.to_owned(), data_dir.join("in-process"));
+    config.db_max_connections = u32::try_from(o.senders)?;
+    config.stripe_webhook_secrets = application::billing::WebhookSecrets::new(vec![SECRET.into()]);
+    let app = application::App::open(&config).await?;
+    let in_process: Op = {
+        let (app, counter) = (app.clone(), counter.clone());
+        op(move || {
+            let app = app.clone();
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let body = subscription_event(
+                    &format!("evt_app_{n}"),
+                    INTAKE_TYPE,
+                    created,
+                    "sub_intake_nobody",
+                    "active",
+                    json!({}),
+                );
+                let signature = sign(&body, chrono::Utc::now().timestamp());
+                app.receive_stripe_event(Some(&signature), &body)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok(())
+            }
+        })
+    };
     eprintln!("intake: {} senders, {} cycles", o.senders, o.cycles);
     let rates = interleave(
-        &[("webhook", ours), ("raw INSERT", raw)],
+        &[
+            ("webhook", ours),
+            ("in process", in_process),
+            ("raw INSERT", raw),
+        ],
         o.senders,
         Duration::from_millis(o.slice_ms),
         o.cycles,
     )
     .await?;
-    let r = ratios(&rates[0], &rates[1]);
     println!(
         "\n## Webhook intake vs raw single-row INSERT ({} senders)\n",
         o.senders
     );
-    println!(
-        "| | webhook (events/s, median) | raw INSERT (rows/s, median) | ratio (median, min-max) |"
-    );
-    println!("|---|---|---|---|");
-    println!(
-        "| {} senders | {:.0} | {:.0} | {} |",
-        o.senders,
-        median(&rates[0]),
-        median(&rates[1]),
-        ratio_cell(&r)
-    );
+    println!("| arm | events/s (median) | ratio to raw INSERT (median, min-max) |");
+    println!("|---|---|---|");
+    for (i, name) in [
+        "`POST /v1/webhooks/stripe` (HTTP, `ledger serve`)",
+        "`App::receive_stripe_event` (in process)",
+        "raw INSERT",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "| {name} | {:.0} | {} |",
+            median(&rates[i]),
+            ratio_cell(&ratios(&rates[i], &rates[2]))
+        );
+    }
+    drop(app);
 
     // Let the consumer take the intake's events (ignored) so that the lag run measures its own
     // events only.
@@ -295,7 +332,11 @@ pub async fn run(pool: PgPool, url: &str, o: &Options) -> anyhow::Result<()> {
         tokio::time::sleep_until(due.into()).await;
         let sub = subs[usize::try_from(n)? % subs.len()].clone();
         let round = n / subs.len() as u64;
-        let status = if round.is_multiple_of(2) { "past_due" } else { "active" };
+        let status = if round.is_multiple_of(2) {
+            "past_due"
+        } else {
+            "active"
+        };
         let created = t0 + 1 + i64::try_from(round)?;
         let body = subscription_event(
             &format!("evt_lag_{n}"),

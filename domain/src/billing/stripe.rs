@@ -72,6 +72,128 @@ impl StripeEvent {
     }
 }
 
+/// What the inbox stores of an event besides its body: its envelope, read without building the
+/// body's objects (the intake reads every event Stripe sends; the consumer reads it whole).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: String,
+    pub kind: String,
+    pub created: Timestamp,
+    pub api_version: Option<String>,
+    pub livemode: bool,
+}
+
+impl Envelope {
+    /// Reads the envelope of a webhook body: what [`StripeEvent::parse`] requires (an `id`, a
+    /// `type`, `created`, a `data.object` that is an object), with the same leniency, skipping
+    /// over the object's contents.
+    ///
+    /// # Errors
+    /// [`NotAnEvent`], as [`StripeEvent::parse`] would answer.
+    pub fn parse(body: &[u8]) -> Result<Self, NotAnEvent> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            id: Option<Value>,
+            #[serde(rename = "type")]
+            kind: Option<Value>,
+            created: Option<Value>,
+            api_version: Option<Value>,
+            livemode: Option<Value>,
+            /// Whether `data.object` is an object.
+            #[serde(default, deserialize_with = "data_has_object")]
+            data: bool,
+        }
+        fn data_has_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+            serde::de::DeserializeSeed::deserialize(
+                Probe {
+                    field: Some("object"),
+                },
+                d,
+            )
+        }
+        // A struct also reads from a JSON array (its fields in order): an event is an object.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => Err(NotAnEvent::Missing("id")),
+                Err(e) => Err(NotAnEvent::NotJson(e.to_string())),
+            };
+        }
+        let raw: Raw =
+            serde_json::from_slice(body).map_err(|e| NotAnEvent::NotJson(e.to_string()))?;
+        let top = serde_json::json!({
+            "id": raw.id, "type": raw.kind, "created": raw.created,
+            "api_version": raw.api_version, "livemode": raw.livemode,
+        });
+        let id = text(&top, "id").ok_or(NotAnEvent::Missing("id"))?;
+        let kind = text(&top, "type").ok_or(NotAnEvent::Missing("type"))?;
+        let created = instant(&top, "created").ok_or(NotAnEvent::Missing("created"))?;
+        if !raw.data {
+            return Err(NotAnEvent::Missing("data.object"));
+        }
+        Ok(Self {
+            id,
+            kind,
+            created,
+            api_version: text(&top, "api_version"),
+            livemode: top.get("livemode").and_then(Value::as_bool) == Some(true),
+        })
+    }
+}
+
+/// Whether a JSON value is an object — and, when `field` is named, whether that field of it is
+/// one too — read without building anything: what the envelope needs of `data`.
+#[derive(Clone, Copy)]
+struct Probe {
+    field: Option<&'static str>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Probe {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Probe {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut found = self.field.is_none();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if Some(key.as_ref()) == self.field {
+                found = map.next_value_seed(Probe { field: None })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
 /// A subscription's status as Stripe names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubscriptionStatus {

@@ -491,3 +491,61 @@ fn a_paid_invoice_recovers_and_renews_but_keeps_trial_pause_and_cancellation() {
     assert_eq!(d.payment_grace_until, None);
     assert_eq!(d.paid_until, Some(at(1_702_592_000)));
 }
+
+#[test]
+fn the_envelope_reads_as_the_whole_event_does() {
+    use super::stripe::Envelope;
+    let whole = subscription_event("active", 1_699_000_000).to_string();
+    let mut bodies: Vec<String> = vec![
+        whole.clone(),
+        whole.replace("\"livemode\":false", "\"livemode\":true"),
+        r#"{"id":"evt_1","type":"x","created":5,"data":{"object":{}}}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5,"data":{"object":[]}}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5,"data":{"object":null}}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5,"data":{"previous":{},"object":{"a":[1,{"b":2}]}}}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5,"data":[]}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5,"data":"object"}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5}"#.into(),
+        r#"{"id":"","type":"x","created":5,"data":{"object":{}}}"#.into(),
+        r#"{"id":7,"type":"x","created":5,"data":{"object":{}}}"#.into(),
+        r#"{"id":"evt_1","type":{"a":1},"created":5,"data":{"object":{}}}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":"5","data":{"object":{}}}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5.5,"data":{"object":{}}}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5,"api_version":3,"data":{"object":{}}}"#.into(),
+        r#"{"id":"evt_1","type":"x","created":5,"livemode":"yes","data":{"object":{}}}"#.into(),
+        r#"[1,2]"#.into(),
+        r#"["evt_1","x",5,null,false,{"object":{}}]"#.into(),
+        r#""evt_1""#.into(),
+        r#"{"id":"evt_1""#.into(),
+        String::new(),
+    ];
+    bodies.push(whole.replace("\"data\"", "\"dat\""));
+    for body in &bodies {
+        let envelope = Envelope::parse(body.as_bytes());
+        let event = StripeEvent::parse(body.as_bytes());
+        match (&envelope, &event) {
+            (Ok(e), Ok(full)) => {
+                assert_eq!(e.id, full.id, "{body}");
+                assert_eq!(e.kind, full.kind, "{body}");
+                assert_eq!(e.created, full.created, "{body}");
+                assert_eq!(e.api_version, full.api_version, "{body}");
+                assert_eq!(e.livemode, full.livemode, "{body}");
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(
+                    std::mem::discriminant(a),
+                    std::mem::discriminant(b),
+                    "{body}: {a} / {b}"
+                );
+            }
+            _ => panic!("{body}: {envelope:?} / {event:?}"),
+        }
+    }
+    // Stricter in one way: an envelope field twice is ambiguous (which id is the event's?), so
+    // the intake refuses it rather than take the last (Stripe never sends one).
+    let twice = r#"{"id":"evt_1","id":"evt_2","type":"x","created":5,"data":{"object":{}}}"#;
+    assert!(matches!(
+        Envelope::parse(twice.as_bytes()),
+        Err(super::stripe::NotAnEvent::NotJson(_))
+    ));
+}
