@@ -230,6 +230,11 @@ struct ServeArgs {
         hide_env_values = true
     )]
     stripe_webhook_secrets: Vec<String>,
+    /// Which Stripe mode's events change licenses: `live`, `test`, or `any` (both). Events of the
+    /// other mode are stored and `ignored`, with the reason.
+    #[arg(long, env = "LEDGER_STRIPE_MODE", default_value = "any",
+          value_parser = application::billing::StripeMode::parse)]
+    stripe_mode: application::billing::StripeMode,
     /// Seconds a connection has to send a complete request head, from connecting or from the
     /// first byte of a later request; slower connections are closed.
     #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
@@ -402,6 +407,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             config.app.stripe_webhook_secrets =
                 application::billing::WebhookSecrets::new(args.stripe_webhook_secrets);
+            config.app.stripe_mode = args.stripe_mode;
             config.jobs.checkpoint_every_events = args.checkpoint_every_events as usize;
             config.jobs.checkpoint_every = Duration::from_secs(args.checkpoint_every_secs);
             let retention = Duration::from_secs(args.idempotency_retention_secs);

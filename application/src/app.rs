@@ -53,6 +53,8 @@ pub struct AppConfig {
     /// The Stripe webhook endpoint secrets (`--stripe-webhook-secret`; none: every webhook is
     /// refused).
     pub stripe_webhook_secrets: crate::billing::WebhookSecrets,
+    /// Which Stripe mode's events change licenses (`--stripe-mode`).
+    pub stripe_mode: crate::billing::StripeMode,
 }
 
 impl AppConfig {
@@ -71,6 +73,7 @@ impl AppConfig {
                 audience: crate::oidc::OidcConfig::DEFAULT_AUDIENCE.to_owned(),
             },
             stripe_webhook_secrets: crate::billing::WebhookSecrets::default(),
+            stripe_mode: crate::billing::StripeMode::Any,
         }
     }
 
@@ -127,6 +130,7 @@ struct Inner {
     tree: Arc<TreeModel>,
     oidc: Oidc,
     webhook_secrets: crate::billing::WebhookSecrets,
+    stripe_mode: crate::billing::StripeMode,
     /// Wakes this process's billing consumer when a webhook stored an event.
     billing_wake: tokio::sync::Notify,
     /// Which user an identity (`<iss>#<sub>`) belongs to. An identity's claim is never released
@@ -210,6 +214,7 @@ impl App {
             tree,
             oidc,
             webhook_secrets: config.stripe_webhook_secrets.clone(),
+            stripe_mode: config.stripe_mode,
             billing_wake: tokio::sync::Notify::new(),
             identities: std::sync::Mutex::new(std::collections::HashMap::new()),
         })))
@@ -300,6 +305,11 @@ impl App {
     /// The Stripe webhook endpoint secrets.
     pub fn webhook_secrets(&self) -> &crate::billing::WebhookSecrets {
         &self.0.webhook_secrets
+    }
+
+    /// Which Stripe mode's events the billing consumer acts on.
+    pub fn stripe_mode(&self) -> crate::billing::StripeMode {
+        self.0.stripe_mode
     }
 
     /// The verifier of OIDC access tokens.

@@ -26,6 +26,43 @@ pub const TOLERANCE_SECONDS: i64 = 300;
 /// The most `v1` signatures a header may carry (Stripe sends one, two while rolling a secret).
 const MAX_SIGNATURES: usize = 8;
 
+/// Which of Stripe's modes this ledger acts on (`--stripe-mode`): an event of the other mode is
+/// stored and `ignored`, so that a test-mode endpoint's events never change live licenses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StripeMode {
+    /// Both (the default: one endpoint's secret is configured, and it is of one mode).
+    #[default]
+    Any,
+    /// Live-mode events only (`livemode: true`).
+    Live,
+    /// Test-mode events only.
+    Test,
+}
+
+impl StripeMode {
+    /// Reads `any`, `live` or `test`.
+    ///
+    /// # Errors
+    /// Anything else, said.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(Self::Any),
+            "live" => Ok(Self::Live),
+            "test" => Ok(Self::Test),
+            other => Err(format!("{other:?} is not a Stripe mode: any, live or test")),
+        }
+    }
+
+    /// Whether an event of `livemode` is acted on.
+    pub fn accepts(self, livemode: bool) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Live => livemode,
+            Self::Test => !livemode,
+        }
+    }
+}
+
 /// Webhook endpoint secrets (`--stripe-webhook-secret`): never printed.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct WebhookSecrets(Vec<String>);
@@ -420,6 +457,16 @@ impl App {
             Ok(event) => event,
             Err(why) => return Processed::Ignored(format!("not a Stripe event: {why}")),
         };
+        if !self.stripe_mode().accepts(event.livemode) {
+            let (is, takes) = if event.livemode {
+                ("live", "test")
+            } else {
+                ("test", "live")
+            };
+            return Processed::Ignored(format!(
+                "a {is}-mode event: this ledger acts on {takes}-mode events only (--stripe-mode)"
+            ));
+        }
         let mut ctx = commands::CommandContext::new(domain::event::Actor::Stripe, event.id.clone());
         ctx.causation_id = Some(event.id.clone());
         ctx.effective_at = Some(event.created);

@@ -1052,3 +1052,47 @@ async fn an_event_that_keeps_failing_is_retried_no_more_by_itself() {
     assert_eq!(attempts, application::billing::MAX_ATTEMPTS + 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_live_ledger_ignores_test_mode_events() {
+    let db = TestDb::create().await;
+    let mut config = test_config(&db);
+    config.app.stripe_webhook_secrets = WebhookSecrets::new(vec![NEW.to_owned()]);
+    config.app.stripe_mode = application::billing::StripeMode::Live;
+    let app = TestApp::start_with(db, config).await;
+    let org = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Live GmbH", "kind": "customer"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = now(&app);
+    for (id, livemode) in [("evt_mode_test", false), ("evt_mode_live", true)] {
+        let body = serde_json::to_vec(&json!({
+            "id": id, "object": "event", "created": t, "livemode": livemode,
+            "type": "customer.updated",
+            "data": {"object": {"id": format!("cus_{id}"), "object": "customer",
+                                "metadata": {"organization_id": org}}}
+        }))
+        .unwrap();
+        let (status, _) = post(&app, Some(&signature_header(NEW, t, &body)), body).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let outcomes = drained(&app).await;
+    let by_id = |id: &str| outcomes.iter().find(|(e, ..)| e == id).unwrap().clone();
+    let (_, outcome, reason) = by_id("evt_mode_test");
+    assert_eq!(outcome, "ignored");
+    assert!(reason.unwrap().contains("test-mode"));
+    assert_eq!(by_id("evt_mode_live").1, "processed");
+    app.projected().await;
+    let view = app.get(&format!("/v1/organizations/{org}")).await;
+    assert_eq!(
+        view.body["stripe_customer_ids"],
+        json!(["cus_evt_mode_live"])
+    );
+    app.stop().await;
+}
