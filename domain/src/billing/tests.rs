@@ -549,3 +549,131 @@ fn the_envelope_reads_as_the_whole_event_does() {
         Err(super::stripe::NotAnEvent::NotJson(_))
     ));
 }
+
+// ----- the same property from Stripe's JSON, through the anti-corruption layer -----
+
+prop_compose! {
+    /// One Stripe event of a subscription's history, as JSON: a subscription event in any
+    /// status (with a scheduled end, collection paused, a trial, a quantity), or an invoice
+    /// paid or failed.
+    fn stripe_event_at(created: i64)(
+        invoice in proptest::bool::weighted(0.25),
+        paid in any::<bool>(),
+        status in proptest::sample::select(vec![
+            "trialing", "active", "active", "past_due", "unpaid", "canceled", "paused",
+            "incomplete", "incomplete_expired",
+        ]),
+        period in 0i64..400,
+        cancel_at_period_end in proptest::bool::weighted(0.2),
+        collection_paused in proptest::bool::weighted(0.1),
+        trial in 1i64..60,
+        quantity in 1u64..5,
+        same_second in any::<bool>(),
+        nonce in any::<u32>(),
+    ) -> serde_json::Value {
+        let created = if same_second && created > 1_000 { created - 10 } else { created };
+        let object = if invoice {
+            json!({"id": format!("in_{nonce}"), "object": "invoice", "customer": "cus_1",
+                   "status": if paid { "paid" } else { "open" },
+                   "parent": {"type": "subscription_details",
+                              "subscription_details": {"subscription": "sub_1"}},
+                   "lines": {"object": "list", "data": [
+                       {"object": "line_item", "period": {"start": 0, "end": period * 86_400}}]}})
+        } else {
+            json!({"id": "sub_1", "object": "subscription", "status": status, "customer": "cus_1",
+                   "cancel_at_period_end": cancel_at_period_end, "cancel_at": null,
+                   "trial_end": trial * 86_400,
+                   "pause_collection": if collection_paused {
+                       json!({"behavior": "void"})
+                   } else {
+                       json!(null)
+                   },
+                   "items": {"object": "list", "data": [
+                       {"object": "subscription_item", "quantity": quantity,
+                        "current_period_end": period * 86_400, "price": {"id": "price_1"}}]}})
+        };
+        let kind = match (invoice, paid) {
+            (true, true) => "invoice.paid",
+            (true, false) => "invoice.payment_failed",
+            (false, _) => "customer.subscription.updated",
+        };
+        json!({"id": format!("evt_{created}_{nonce:08x}"), "object": "event", "type": kind,
+               "created": created, "livemode": false, "data": {"object": object}})
+    }
+}
+
+/// What the consumer makes of one event: the fact it applies, if any.
+fn fact_of(event: &serde_json::Value) -> Option<BillingFact> {
+    let event = StripeEvent::from_value(event.clone()).unwrap();
+    let target = match StripeObject::of(&event.object) {
+        StripeObject::Subscription(sub) => target(&sub),
+        StripeObject::Invoice(invoice) => target_of_invoice(&event.kind, &invoice)?,
+        _ => return None,
+    };
+    Some(BillingFact {
+        observed: Observation {
+            created: event.created,
+            event_id: event.id,
+        },
+        target,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Stripe's events of random subscription histories (trial, active, past due, unpaid,
+    /// paused, canceled or scheduled to cancel, quantities, invoices), read by the
+    /// anti-corruption layer and delivered shuffled with ~30% duplicates, end where in-order
+    /// delivery does: the same license, validation answer and offline-token limit at several
+    /// instants, each Stripe event's fact recorded once.
+    #[test]
+    fn stripe_histories_in_any_order_with_duplicates_converge(
+        events in (1usize..14).prop_flat_map(|n| {
+            (0..n)
+                .map(|i| stripe_event_at(1_000 + 10 * i64::try_from(i).unwrap()))
+                .collect::<Vec<_>>()
+        }),
+        duplicates in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+        seed in any::<u64>(),
+    ) {
+        let facts: Vec<BillingFact> = events.iter().filter_map(fact_of).collect();
+        let mut sorted = facts.clone();
+        sorted.sort_by(|a, b| a.observed.cmp(&b.observed));
+        sorted.dedup_by(|a, b| a.observed == b.observed);
+        let mut in_order = license();
+        for fact in &sorted {
+            apply(&mut in_order, fact);
+        }
+
+        let mut delivered = events.clone();
+        for d in &duplicates {
+            delivered.push(events[d.index(events.len())].clone());
+        }
+        let mut state = seed | 1;
+        for i in (1..delivered.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let j = usize::try_from(state % (i as u64 + 1)).unwrap();
+            delivered.swap(i, j);
+        }
+        let mut shuffled = license();
+        for event in &delivered {
+            if let Some(fact) = fact_of(event) {
+                apply(&mut shuffled, &fact);
+            }
+        }
+        prop_assert_eq!(&shuffled, &in_order);
+        let (a, b) = (shuffled.state().unwrap(), in_order.state().unwrap());
+        prop_assert_eq!(a.billing.facts.len(), sorted.len());
+        prop_assert_eq!(crate::validation::usable_until(a), crate::validation::usable_until(b));
+        for day in [0, 30, 61, 200, 500] {
+            let now = at(day * 86_400 + 3_600);
+            prop_assert_eq!(
+                crate::validation::decide(a, now, None, &[]),
+                crate::validation::decide(b, now, None, &[])
+            );
+        }
+    }
+}
