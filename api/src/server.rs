@@ -199,7 +199,9 @@ pub fn app_router(
     // Stripe's events carry whole objects (an invoice with its lines): at least 1 MiB, whatever
     // the administration limit, so a large event is not refused on every redelivery.
     let webhooks = Router::from(table.webhooks)
-        .layer(DefaultBodyLimit::max(max_body.max(1 << 20)))
+        .layer(DefaultBodyLimit::max(
+            crate::routes::webhooks::webhook_body_limit(max_body),
+        ))
         .layer(middleware::from_fn_with_state(
             request_timeout,
             limits::deadline,

@@ -20,6 +20,9 @@ use sha2::Sha256;
 
 use crate::{App, AppError};
 
+/// The earliest `created` an event may have (2010-01-01, before Stripe's first event).
+const EARLIEST_CREATED: i64 = 1_262_304_000;
+
 /// How far a signature's `t` may be from the server's clock, either way.
 pub const TOLERANCE_SECONDS: i64 = 300;
 
@@ -223,12 +226,28 @@ pub async fn store_event(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Received, AppError> {
-    // The envelope only: the consumer reads the object (every event Stripe sends passes here).
-    let event =
-        domain::billing::stripe::Envelope::parse(body).map_err(|why| AppError::InvalidField {
-            field: "body",
-            detail: format!("not a Stripe event: {why}"),
-        })?;
+    // Read whole, as the consumer will read it: what is stored is an event it can act on (a
+    // body nested deeper than serde_json's 128 levels, a number out of range or a lone
+    // surrogate is refused here, not acknowledged and then ignored).
+    let event = StripeEvent::parse(body).map_err(|why| AppError::InvalidField {
+        field: "body",
+        detail: format!("not a Stripe event: {why}"),
+    })?;
+    // Stripe creates an event before it sends it, and existed after 2010: a `created` outside
+    // that would pin the subscription's order for good (a fact "from the future" is never
+    // superseded).
+    let earliest = chrono::DateTime::from_timestamp(EARLIEST_CREATED, 0).unwrap_or_default();
+    if event.created < earliest
+        || event.created > now + chrono::Duration::seconds(TOLERANCE_SECONDS)
+    {
+        return Err(AppError::InvalidField {
+            field: "created",
+            detail: format!(
+                "the event's created ({}) is not between 2010 and now (+{TOLERANCE_SECONDS} s)",
+                event.created.to_rfc3339()
+            ),
+        });
+    }
     let text = std::str::from_utf8(body).map_err(|_| AppError::InvalidField {
         field: "body",
         detail: "not UTF-8".to_owned(),
@@ -282,16 +301,23 @@ pub const MAX_ATTEMPTS: i32 = 24;
 /// applied one after the other): each takes a connection of the jobs pool while it runs.
 pub const BILLING_CONCURRENCY: usize = 4;
 
-/// The lane an event is applied in: that of its subscription (or its customer, or itself), so
-/// one subscription's events never race each other for their license.
+/// The lane an event is applied in: that of its customer (or, without one, its subscription,
+/// or itself), so that one customer's events — its link to an organization, its checkouts, its
+/// subscriptions' and invoices' facts — are applied one after the other in Stripe's order.
 fn lane_of(event: &Result<StripeEvent, NotAnEvent>) -> usize {
     use std::hash::{Hash, Hasher};
     let key = event
         .as_ref()
         .map(|event| match StripeObject::of(&event.object) {
-            StripeObject::Subscription(sub) => sub.id,
-            StripeObject::CheckoutSession(session) => session.subscription.unwrap_or(session.id),
-            StripeObject::Invoice(invoice) => invoice.subscription.unwrap_or(invoice.id),
+            StripeObject::Subscription(sub) => sub.customer.unwrap_or(sub.id),
+            StripeObject::CheckoutSession(session) => session
+                .customer
+                .or(session.subscription)
+                .unwrap_or(session.id),
+            StripeObject::Invoice(invoice) => invoice
+                .customer
+                .or(invoice.subscription)
+                .unwrap_or(invoice.id),
             StripeObject::Customer(customer) => customer.id,
             StripeObject::Other(_) => event.id.clone(),
         })
@@ -520,7 +546,7 @@ impl App {
     ) -> Result<Processed, AppError> {
         let license = match self.license_for_subscription(ctx, sub).await? {
             Ok(license) => license,
-            Err(why) => return Ok(Processed::Failed(why)),
+            Err(not) => return Ok(not),
         };
         self.licenses_for_jobs()
             .sync_billing(ctx, license, domain::billing::target(sub), observed)
@@ -552,16 +578,19 @@ impl App {
         Ok(Processed::Processed)
     }
 
-    /// The license of subscription `sub`: the one linked to it, the one its
-    /// `metadata.license_id` names, or one issued now — under the policy its
-    /// `metadata.policy_id` names or one of its prices is linked to, for the organization its
-    /// `metadata.organization_id` names or its customer is. `Err` says what is missing (the
-    /// event fails, and is retried: its checkout may link the customer meanwhile).
+    /// The license of subscription `sub`: the one linked to it; or the one its
+    /// `metadata.license_id` names, when that license is of the customer's organization (the
+    /// customer is linked to it if it is no organization yet) and not linked to another live
+    /// subscription; or one issued now — under the policy its `metadata.policy_id` names or one
+    /// of its prices is linked to, for the organization its customer is, or that its
+    /// `metadata.organization_id` names when the customer is no organization yet (it is linked
+    /// to it then). `Err` is the outcome instead: what is missing (`failed`: its checkout may
+    /// link the customer meanwhile) or what no retry will change (`ignored`).
     async fn license_for_subscription(
         &self,
         ctx: &commands::CommandContext,
         sub: &Subscription,
-    ) -> Result<Result<domain::ids::LicenseId, String>, AppError> {
+    ) -> Result<Result<domain::ids::LicenseId, Processed>, AppError> {
         let gateway = domain::billing::STRIPE;
         if let Some(linked) = self
             .jobs_ledger()
@@ -570,8 +599,50 @@ impl App {
         {
             return Ok(Ok(linked));
         }
+        for key in ["license_id", "policy_id", "organization_id"] {
+            if let Some(value) = sub.metadata.get(key)
+                && uuid::Uuid::parse_str(value).is_err()
+            {
+                return Ok(Err(Processed::Ignored(format!(
+                    "metadata.{key} {value:?} is not a ledger id"
+                ))));
+            }
+        }
+        let customer_org = match &sub.customer {
+            Some(customer) => {
+                self.jobs_ledger()
+                    .organization_of_customer(gateway, customer)
+                    .await?
+            }
+            None => None,
+        };
         if let Some(id) = uuid_in(&sub.metadata, "license_id") {
-            return Ok(Ok(domain::ids::LicenseId::from_uuid(id)));
+            let license = domain::ids::LicenseId::from_uuid(id);
+            let loaded = self
+                .jobs_ledger()
+                .store()
+                .read::<domain::license::License>(license)
+                .await?;
+            let Some(state) = loaded.aggregate.state() else {
+                return Ok(Err(Processed::Failed(format!(
+                    "metadata.license_id names license {license}, which does not exist"
+                ))));
+            };
+            if let Some((_, linked)) = &state.billing.subscription
+                && *linked != sub.id
+                && !state.billing.canceled
+            {
+                return Ok(Err(Processed::Failed(format!(
+                    "license {license} is linked to subscription {linked}, which has not ended"
+                ))));
+            }
+            if let Err(not) = self
+                .claim_customer(ctx, sub.customer.as_deref(), state.organization_id)
+                .await?
+            {
+                return Ok(Err(not));
+            }
+            return Ok(Ok(license));
         }
         let policy = match uuid_in(&sub.metadata, "policy_id") {
             Some(id) => Some(domain::ids::PolicyId::from_uuid(id)),
@@ -586,38 +657,89 @@ impl App {
                 .iter()
                 .filter_map(|i| i.price_id.as_deref())
                 .collect();
-            return Ok(Err(format!(
+            return Ok(Err(Processed::Failed(format!(
                 "no license is linked to subscription {} and none can be issued: it has no \
                  metadata.policy_id and none of its prices ({}) is linked to a policy \
                  (PUT /v1/policies/{{id}}/stripe-prices)",
                 sub.id,
                 prices.join(", ")
-            )));
+            ))));
         };
-        let organization = match uuid_in(&sub.metadata, "organization_id") {
-            Some(id) => Some(domain::ids::OrganizationId::from_uuid(id)),
-            None => match &sub.customer {
-                Some(customer) => {
-                    self.jobs_ledger()
-                        .organization_of_customer(gateway, customer)
-                        .await?
+        let named =
+            uuid_in(&sub.metadata, "organization_id").map(domain::ids::OrganizationId::from_uuid);
+        let organization = match (named, customer_org) {
+            (Some(named), Some(known)) if named != known => {
+                return Ok(Err(Processed::Failed(format!(
+                    "customer {} is organization {known}; metadata.organization_id names \
+                     {named}",
+                    sub.customer.as_deref().unwrap_or_default()
+                ))));
+            }
+            (_, Some(known)) => known,
+            (Some(named), None) => {
+                if let Err(not) = self
+                    .claim_customer(ctx, sub.customer.as_deref(), named)
+                    .await?
+                {
+                    return Ok(Err(not));
                 }
-                None => None,
-            },
-        };
-        let Some(organization) = organization else {
-            return Ok(Err(format!(
-                "no license is linked to subscription {} and none can be issued yet: its \
-                 customer {} is no organization (its checkout links it; or set \
-                 metadata.organization_id)",
-                sub.id,
-                sub.customer.as_deref().unwrap_or("(none)")
-            )));
+                named
+            }
+            (None, None) => {
+                return Ok(Err(Processed::Failed(format!(
+                    "no license is linked to subscription {} and none can be issued yet: its \
+                     customer {} is no organization (its checkout links it; or set \
+                     metadata.organization_id)",
+                    sub.id,
+                    sub.customer.as_deref().unwrap_or("(none)")
+                ))));
+            }
         };
         let license = domain::ids::LicenseId::from_uuid(derived_id("subscription", &sub.id));
-        self.issue_for_subscription(ctx, license, policy, organization)
-            .await?;
+        if let Err(not) = self
+            .issue_for_subscription(ctx, license, policy, organization)
+            .await?
+        {
+            return Ok(Err(not));
+        }
         Ok(Ok(license))
+    }
+
+    /// Links Stripe customer `customer` (when there is one) to `organization`: done when it is
+    /// that organization's already; `failed`, naming both, when it is another's (a customer is
+    /// one organization for good).
+    async fn claim_customer(
+        &self,
+        ctx: &commands::CommandContext,
+        customer: Option<&str>,
+        organization: domain::ids::OrganizationId,
+    ) -> Result<Result<(), Processed>, AppError> {
+        let gateway = domain::billing::STRIPE;
+        let Some(customer) = customer else {
+            return Ok(Ok(()));
+        };
+        match self
+            .jobs_ledger()
+            .link_organization_customer(ctx, organization, gateway, customer)
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(commands::LedgerError::Command(commands::CommandError::ClaimTaken { .. })) => {
+                let holder = self
+                    .jobs_ledger()
+                    .organization_of_customer(gateway, customer)
+                    .await?;
+                if holder == Some(organization) {
+                    Ok(Ok(()))
+                } else {
+                    Ok(Err(Processed::Failed(format!(
+                        "customer {customer} is organization {} already, not {organization}",
+                        holder.map_or_else(|| "?".to_owned(), |h| h.to_string())
+                    ))))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The policy that holds one of `prices` (the first that one does).
@@ -634,26 +756,38 @@ impl App {
             .find_map(|p| held.get(&p).copied()))
     }
 
-    /// Issues subscription license `license` unless an earlier run did (then the policy may be
-    /// retired or the organization closed since: issuing again would be refused for that,
-    /// before finding the license).
+    /// Issues subscription license `license` unless an earlier run did, by this path or the
+    /// other (a checkout naming a policy, the subscription's first event). Issued already, it
+    /// must be under the same policy for the same organization: the two paths read different
+    /// objects (a session's metadata is not the subscription's), and the first processed must
+    /// not silently decide for the other. (Not issued again: the policy may be retired or the
+    /// organization closed since, which would be refused before the license is found.)
     async fn issue_for_subscription(
         &self,
         ctx: &commands::CommandContext,
         license: domain::ids::LicenseId,
         policy: domain::ids::PolicyId,
         organization: domain::ids::OrganizationId,
-    ) -> Result<(), AppError> {
-        let exists = self
+    ) -> Result<Result<(), Processed>, AppError> {
+        let agrees = |state: &domain::license::LicenseState| {
+            if state.policy_id == policy && state.organization_id == organization {
+                Ok(())
+            } else {
+                Err(Processed::Failed(format!(
+                    "license {license} of this subscription was issued under policy {} for \
+                     organization {}; this event names policy {policy} for organization \
+                     {organization}",
+                    state.policy_id, state.organization_id
+                )))
+            }
+        };
+        let loaded = self
             .jobs_ledger()
             .store()
             .read::<domain::license::License>(license)
-            .await?
-            .aggregate
-            .state()
-            .is_some();
-        if exists {
-            return Ok(());
+            .await?;
+        if let Some(state) = loaded.aggregate.state() {
+            return Ok(agrees(state));
         }
         let issued = self
             .licenses_for_jobs()
@@ -671,18 +805,27 @@ impl App {
             )
             .await;
         match issued {
-            Ok(())
-            | Err(AppError::Command(commands::CommandError::Rejected(
+            Ok(()) => Ok(Ok(())),
+            Err(AppError::Command(commands::CommandError::Rejected(
                 domain::DomainError::LicenseAlreadyIssued(_),
-            ))) => Ok(()),
+            ))) => {
+                // Issued meanwhile by the other path, on this node or another.
+                let loaded = self
+                    .jobs_ledger()
+                    .store()
+                    .read::<domain::license::License>(license)
+                    .await?;
+                Ok(loaded.aggregate.state().map_or(Ok(()), agrees))
+            }
             Err(e) => Err(e),
         }
     }
 
     /// A completed Checkout in subscription mode: the customer linked to the organization the
-    /// session names (or one registered for it), and, when the session names its policy,
-    /// exactly one license there, linked to the subscription. Without `metadata.policy_id` the
-    /// subscription's own events issue the license, under the policy its price is linked to.
+    /// session names (or the one it is, or one registered for it), and, when the session names
+    /// its policy, exactly one license there, linked to the subscription. Without
+    /// `metadata.policy_id` the subscription's own events issue the license, under the policy
+    /// its price is linked to.
     async fn provision_checkout(
         &self,
         ctx: &commands::CommandContext,
@@ -698,7 +841,8 @@ impl App {
         }
         let (Some(subscription), Some(customer)) = (&session.subscription, &session.customer)
         else {
-            return Ok(Processed::Failed(
+            // No retry will give it one.
+            return Ok(Processed::Ignored(
                 "the session names no subscription or customer".to_owned(),
             ));
         };
@@ -714,7 +858,14 @@ impl App {
                         "client_reference_id {id:?} is not a ledger organization id"
                     )));
                 };
-                domain::ids::OrganizationId::from_uuid(id)
+                let organization = domain::ids::OrganizationId::from_uuid(id);
+                if let Err(not) = self
+                    .claim_customer(ctx, Some(customer), organization)
+                    .await?
+                {
+                    return Ok(not);
+                }
+                organization
             }
             None => match self
                 .jobs_ledger()
@@ -722,33 +873,27 @@ impl App {
                 .await?
             {
                 Some(known) => known,
-                None => match self.register_customer(ctx, customer, session).await? {
-                    Ok(id) => id,
-                    Err(why) => return Ok(Processed::Failed(why)),
-                },
+                None => {
+                    let registered = match self.register_customer(ctx, customer, session).await? {
+                        Ok(id) => id,
+                        Err(why) => return Ok(Processed::Failed(why)),
+                    };
+                    match self.claim_customer(ctx, Some(customer), registered).await? {
+                        Ok(()) => registered,
+                        // Linked meanwhile (its `customer.created` naming its organization,
+                        // processed on another node): that organization it is.
+                        Err(_) => match self
+                            .jobs_ledger()
+                            .organization_of_customer(gateway, customer)
+                            .await?
+                        {
+                            Some(holder) => holder,
+                            None => registered,
+                        },
+                    }
+                }
             },
         };
-        match self
-            .jobs_ledger()
-            .link_organization_customer(ctx, organization, gateway, customer)
-            .await
-        {
-            Ok(_) => {}
-            Err(commands::LedgerError::Command(commands::CommandError::ClaimTaken { .. })) => {
-                let holder = self
-                    .jobs_ledger()
-                    .organization_of_customer(gateway, customer)
-                    .await?;
-                if holder != Some(organization) {
-                    return Ok(Processed::Failed(format!(
-                        "customer {customer} is organization {} already; the session names \
-                         organization {organization}",
-                        holder.map_or_else(|| "?".to_owned(), |h| h.to_string())
-                    )));
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
         let Some(policy) = session.metadata.get("policy_id") else {
             return Ok(Processed::Processed);
         };
@@ -758,13 +903,17 @@ impl App {
             )));
         };
         let license = domain::ids::LicenseId::from_uuid(derived_id("subscription", subscription));
-        self.issue_for_subscription(
-            ctx,
-            license,
-            domain::ids::PolicyId::from_uuid(policy),
-            organization,
-        )
-        .await?;
+        if let Err(not) = self
+            .issue_for_subscription(
+                ctx,
+                license,
+                domain::ids::PolicyId::from_uuid(policy),
+                organization,
+            )
+            .await?
+        {
+            return Ok(not);
+        }
         // The link: a fact that says nothing of the standing (the subscription's events do).
         let link = domain::billing::BillingTarget {
             gateway: gateway.to_owned(),
@@ -830,7 +979,6 @@ impl App {
         ctx: &commands::CommandContext,
         customer: &domain::billing::stripe::Customer,
     ) -> Result<Processed, AppError> {
-        let gateway = domain::billing::STRIPE;
         let Some(named) = customer.metadata.get("organization_id") else {
             return Ok(Processed::Ignored(format!(
                 "customer {} names no organization (metadata.organization_id): its checkout \
@@ -844,29 +992,15 @@ impl App {
             )));
         };
         let organization = domain::ids::OrganizationId::from_uuid(organization);
-        match self
-            .jobs_ledger()
-            .link_organization_customer(ctx, organization, gateway, &customer.id)
-            .await
-        {
-            Ok(_) => Ok(Processed::Processed),
-            Err(commands::LedgerError::Command(commands::CommandError::ClaimTaken { .. })) => {
-                let holder = self
-                    .jobs_ledger()
-                    .organization_of_customer(gateway, &customer.id)
-                    .await?;
-                if holder == Some(organization) {
-                    Ok(Processed::Processed)
-                } else {
-                    Ok(Processed::Failed(format!(
-                        "customer {} is organization {} already; its metadata names {organization}",
-                        customer.id,
-                        holder.map_or_else(|| "?".to_owned(), |h| h.to_string())
-                    )))
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(
+            match self
+                .claim_customer(ctx, Some(&customer.id), organization)
+                .await?
+            {
+                Ok(()) => Processed::Processed,
+                Err(not) => not,
+            },
+        )
     }
 }
 

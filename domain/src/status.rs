@@ -56,7 +56,13 @@ pub fn status_at(l: &impl LicenseFacts, now: Timestamp) -> LicenseStatus {
         return LicenseStatus::PastDue;
     }
     if let Some(trial_end) = l.trial_ends_at().filter(|_| !l.subscribed()) {
-        if now < trial_end {
+        // A gateway's trial is honored as long as validation honors it.
+        let slack = if l.gateway_trial() {
+            crate::validation::GATEWAY_TRIAL_SLACK
+        } else {
+            chrono::Duration::zero()
+        };
+        if now < trial_end + slack {
             return LicenseStatus::Trialing;
         }
         return LicenseStatus::Expired;

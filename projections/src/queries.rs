@@ -826,7 +826,9 @@ pub async fn billing_inbox(
         .collect()
 }
 
-/// Makes inbox event `id` due at `now`, whatever its outcome; `None` when there is no such event.
+/// Makes inbox event `id` due at `now`, whatever its outcome, with its automatic attempts
+/// counted afresh (support retries once what it needed is put right); `None` when there is no
+/// such event.
 ///
 /// # Errors
 /// Database errors.
@@ -836,8 +838,8 @@ pub async fn retry_billing_event(
     now: Timestamp,
 ) -> Result<Option<InboxRow>, sqlx::Error> {
     sqlx::query(&format!(
-        "UPDATE billing_inbox SET outcome = NULL, next_attempt_at = $2 WHERE event_id = $1 \
-         RETURNING {INBOX_COLUMNS}"
+        "UPDATE billing_inbox SET outcome = NULL, next_attempt_at = $2, attempts = 0 \
+         WHERE event_id = $1 RETURNING {INBOX_COLUMNS}"
     ))
     .bind(id)
     .bind(now)

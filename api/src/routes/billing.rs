@@ -68,7 +68,12 @@ async fn retry_billing_event(
     // Vendor administration, checked before anything else is read; the retry appends no event.
     _cmd: Command<NoBody, Admin>,
 ) -> Result<Response, ApiError> {
-    if raw.is_empty() || raw.len() > 255 {
+    // No stored event has such an id (the intake refuses them): not found, without a query
+    // (a NUL would not even reach PostgreSQL).
+    if raw.is_empty()
+        || raw.chars().count() > domain::billing::stripe::MAX_EVENT_ID_CHARS
+        || raw.chars().any(char::is_control)
+    {
         return Err(ApiError::not_found(
             ErrorCode::BillingEventNotFound,
             format!("no Stripe event {raw:?} was received"),

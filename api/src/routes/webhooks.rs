@@ -21,6 +21,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Receives a Stripe event.
 ///
+/// The webhook's body limit: Stripe's events carry whole objects (an invoice with its lines),
+/// so at least 1 MiB, whatever the administration limit `max_body`.
+pub fn webhook_body_limit(max_body: usize) -> usize {
+    max_body.max(1 << 20)
+}
+
 /// The `Stripe-Signature` header is checked over the body's bytes before the body is parsed: any
 /// `v1` signature under any configured secret (`--stripe-webhook-secret`), its `t` within 300 s
 /// of the server's clock. Otherwise 400 `INVALID_SIGNATURE` and nothing is stored. A verified
@@ -37,8 +43,27 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Received>, ApiError> {
+    // Refused as every route refuses: problem+json (axum's own rejection is plain text).
+    let body = body.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                domain::ErrorCode::PayloadTooLarge,
+                format!(
+                    "the body is larger than {} bytes",
+                    webhook_body_limit(state.config.max_body_bytes)
+                ),
+            )
+        } else {
+            ApiError::bad_request(
+                domain::ErrorCode::MalformedBody,
+                rejection.body_text(),
+                None,
+            )
+        }
+    })?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());

@@ -16,9 +16,14 @@ use crate::Timestamp;
 pub enum NotAnEvent {
     #[error("the body is not JSON: {0}")]
     NotJson(String),
-    #[error("the event has no {0}")]
+    #[error("the event has no usable {0}")]
     Missing(&'static str),
+    #[error("the event's {0} is {1}")]
+    Invalid(&'static str, &'static str),
 }
+
+/// The longest event id the inbox keeps (Stripe's are about 30 characters).
+pub const MAX_EVENT_ID_CHARS: usize = 255;
 
 /// A webhook event: its envelope and its object, still as JSON (read by [`StripeObject::of`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -53,7 +58,13 @@ impl StripeEvent {
     /// [`NotAnEvent::Missing`].
     pub fn from_value(mut value: Value) -> Result<Self, NotAnEvent> {
         let id = text(&value, "id").ok_or(NotAnEvent::Missing("id"))?;
+        if id.chars().count() > MAX_EVENT_ID_CHARS {
+            return Err(NotAnEvent::Invalid("id", "longer than 255 characters"));
+        }
         let kind = text(&value, "type").ok_or(NotAnEvent::Missing("type"))?;
+        if kind.chars().count() > MAX_EVENT_ID_CHARS {
+            return Err(NotAnEvent::Invalid("type", "longer than 255 characters"));
+        }
         let created = instant(&value, "created").ok_or(NotAnEvent::Missing("created"))?;
         let object = value
             .get_mut("data")
@@ -69,128 +80,6 @@ impl StripeEvent {
             livemode: value.get("livemode").and_then(Value::as_bool) == Some(true),
             object,
         })
-    }
-}
-
-/// What the inbox stores of an event besides its body: its envelope, read without building the
-/// body's objects (the intake reads every event Stripe sends; the consumer reads it whole).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope {
-    pub id: String,
-    pub kind: String,
-    pub created: Timestamp,
-    pub api_version: Option<String>,
-    pub livemode: bool,
-}
-
-impl Envelope {
-    /// Reads the envelope of a webhook body: what [`StripeEvent::parse`] requires (an `id`, a
-    /// `type`, `created`, a `data.object` that is an object), with the same leniency, skipping
-    /// over the object's contents.
-    ///
-    /// # Errors
-    /// [`NotAnEvent`], as [`StripeEvent::parse`] would answer.
-    pub fn parse(body: &[u8]) -> Result<Self, NotAnEvent> {
-        #[derive(serde::Deserialize)]
-        struct Raw {
-            id: Option<Value>,
-            #[serde(rename = "type")]
-            kind: Option<Value>,
-            created: Option<Value>,
-            api_version: Option<Value>,
-            livemode: Option<Value>,
-            /// Whether `data.object` is an object.
-            #[serde(default, deserialize_with = "data_has_object")]
-            data: bool,
-        }
-        fn data_has_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-            serde::de::DeserializeSeed::deserialize(
-                Probe {
-                    field: Some("object"),
-                },
-                d,
-            )
-        }
-        // A struct also reads from a JSON array (its fields in order): an event is an object.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => Err(NotAnEvent::Missing("id")),
-                Err(e) => Err(NotAnEvent::NotJson(e.to_string())),
-            };
-        }
-        let raw: Raw =
-            serde_json::from_slice(body).map_err(|e| NotAnEvent::NotJson(e.to_string()))?;
-        let top = serde_json::json!({
-            "id": raw.id, "type": raw.kind, "created": raw.created,
-            "api_version": raw.api_version, "livemode": raw.livemode,
-        });
-        let id = text(&top, "id").ok_or(NotAnEvent::Missing("id"))?;
-        let kind = text(&top, "type").ok_or(NotAnEvent::Missing("type"))?;
-        let created = instant(&top, "created").ok_or(NotAnEvent::Missing("created"))?;
-        if !raw.data {
-            return Err(NotAnEvent::Missing("data.object"));
-        }
-        Ok(Self {
-            id,
-            kind,
-            created,
-            api_version: text(&top, "api_version"),
-            livemode: top.get("livemode").and_then(Value::as_bool) == Some(true),
-        })
-    }
-}
-
-/// Whether a JSON value is an object — and, when `field` is named, whether that field of it is
-/// one too — read without building anything: what the envelope needs of `data`.
-#[derive(Clone, Copy)]
-struct Probe {
-    field: Option<&'static str>,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for Probe {
-    type Value = bool;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Probe {
-    type Value = bool;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut found = self.field.is_none();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if Some(key.as_ref()) == self.field {
-                found = map.next_value_seed(Probe { field: None })?;
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
     }
 }
 
@@ -395,11 +284,12 @@ fn subscription(id: String, object: &Value) -> Subscription {
     }
 }
 
-/// A string field, non-empty.
+/// A string field, non-empty and free of control characters (Stripe's ids, statuses and
+/// versions never hold one; a NUL could not even be stored): anything else reads as absent.
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key)
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
         .map(str::to_owned)
 }
 
@@ -408,7 +298,7 @@ fn reference(v: &Value, key: &str) -> Option<String> {
     let field = v.get(key)?;
     field
         .as_str()
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
         .map(str::to_owned)
         .or_else(|| text(field, "id"))
 }

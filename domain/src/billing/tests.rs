@@ -493,61 +493,26 @@ fn a_paid_invoice_recovers_and_renews_but_keeps_trial_pause_and_cancellation() {
 }
 
 #[test]
-fn the_envelope_reads_as_the_whole_event_does() {
-    use super::stripe::Envelope;
-    let whole = subscription_event("active", 1_699_000_000).to_string();
-    let mut bodies: Vec<String> = vec![
-        whole.clone(),
-        whole.replace("\"livemode\":false", "\"livemode\":true"),
-        r#"{"id":"evt_1","type":"x","created":5,"data":{"object":{}}}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5,"data":{"object":[]}}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5,"data":{"object":null}}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5,"data":{"previous":{},"object":{"a":[1,{"b":2}]}}}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5,"data":[]}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5,"data":"object"}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5}"#.into(),
-        r#"{"id":"","type":"x","created":5,"data":{"object":{}}}"#.into(),
-        r#"{"id":7,"type":"x","created":5,"data":{"object":{}}}"#.into(),
-        r#"{"id":"evt_1","type":{"a":1},"created":5,"data":{"object":{}}}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":"5","data":{"object":{}}}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5.5,"data":{"object":{}}}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5,"api_version":3,"data":{"object":{}}}"#.into(),
-        r#"{"id":"evt_1","type":"x","created":5,"livemode":"yes","data":{"object":{}}}"#.into(),
-        r#"[1,2]"#.into(),
-        r#"["evt_1","x",5,null,false,{"object":{}}]"#.into(),
-        r#""evt_1""#.into(),
-        r#"{"id":"evt_1""#.into(),
-        String::new(),
-    ];
-    bodies.push(whole.replace("\"data\"", "\"dat\""));
-    for body in &bodies {
-        let envelope = Envelope::parse(body.as_bytes());
-        let event = StripeEvent::parse(body.as_bytes());
-        match (&envelope, &event) {
-            (Ok(e), Ok(full)) => {
-                assert_eq!(e.id, full.id, "{body}");
-                assert_eq!(e.kind, full.kind, "{body}");
-                assert_eq!(e.created, full.created, "{body}");
-                assert_eq!(e.api_version, full.api_version, "{body}");
-                assert_eq!(e.livemode, full.livemode, "{body}");
-            }
-            (Err(a), Err(b)) => {
-                assert_eq!(
-                    std::mem::discriminant(a),
-                    std::mem::discriminant(b),
-                    "{body}: {a} / {b}"
-                );
-            }
-            _ => panic!("{body}: {envelope:?} / {event:?}"),
-        }
+fn ids_with_control_characters_or_too_long_are_not_events() {
+    let event = |id: &str| json!({"id": id, "type": "x", "created": 5, "data": {"object": {"id": "cus\u{0}1", "object": "customer"}}});
+    assert!(StripeEvent::from_value(event("evt_ok")).is_ok());
+    for bad in ["evt\u{0}x", "evt\nx", &"e".repeat(256)] {
+        assert!(StripeEvent::from_value(event(bad)).is_err(), "{bad:?}");
     }
-    // Stricter in one way: an envelope field twice is ambiguous (which id is the event's?), so
-    // the intake refuses it rather than take the last (Stripe never sends one).
-    let twice = r#"{"id":"evt_1","id":"evt_2","type":"x","created":5,"data":{"object":{}}}"#;
-    assert!(matches!(
-        Envelope::parse(twice.as_bytes()),
-        Err(super::stripe::NotAnEvent::NotJson(_))
-    ));
+    assert!(StripeEvent::from_value(event(&"é".repeat(255))).is_ok());
+    // A customer id with a NUL is no id: the object reads as one without.
+    let parsed = StripeEvent::from_value(event("evt_ok")).unwrap();
+    assert_eq!(
+        StripeObject::of(&parsed.object),
+        StripeObject::Other("customer".into())
+    );
+    // Nested deeper than serde_json's limit: not an event.
+    let deep = format!(
+        r#"{{"id":"evt_1","type":"x","created":5,"data":{{"object":{{"a":{}1{}}}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    assert!(StripeEvent::parse(deep.as_bytes()).is_err());
 }
 
 // ----- the same property from Stripe's JSON, through the anti-corruption layer -----
@@ -676,4 +641,41 @@ proptest! {
             );
         }
     }
+}
+
+#[test]
+fn in_a_gateway_trials_slack_the_license_validates_reads_trialing_and_takes_no_offline_token() {
+    let mut l = license();
+    let mut trial = fact(10, Standing::Good, 20, None);
+    trial.target.trial_ends_at = Some(at(20 * 86_400));
+    apply(&mut l, &trial);
+    let state = l.state().unwrap();
+    let in_slack = at(20 * 86_400 + 3_600);
+    assert!(crate::validation::decide(state, in_slack, None, &[]).valid());
+    assert_eq!(
+        crate::status::status_at(state, in_slack),
+        crate::status::LicenseStatus::Trialing
+    );
+    let refused = l.decide(&LicenseCommand {
+        license_id: crate::license::tests::lid(),
+        at: in_slack,
+        action: LicenseAction::IssueOfflineToken {
+            jti: uuid::Uuid::from_u128(1),
+            kind: crate::values::OfflineTokenKind::Offline,
+            fingerprint: None,
+        },
+    });
+    assert_eq!(
+        refused,
+        Err(crate::DomainError::LicenseNotValid(
+            crate::validation::ValidationCode::TrialExpired
+        ))
+    );
+    // After the slack: expired everywhere.
+    let after = at(20 * 86_400) + crate::validation::GATEWAY_TRIAL_SLACK;
+    assert!(!crate::validation::decide(state, after, None, &[]).valid());
+    assert_eq!(
+        crate::status::status_at(state, after),
+        crate::status::LicenseStatus::Expired
+    );
 }

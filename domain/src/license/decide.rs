@@ -427,6 +427,11 @@ impl License {
         }
         let installation_id = fingerprint.and_then(|fp| state.installation_of(fp.as_str(), at));
         let limit = validation::usable_until(state);
+        // Valid, yet usable offline no longer: a gateway's trial in its slack past the end
+        // (validated while its conversion is on its way, but no token outlives the trial).
+        if limit.is_some_and(|l| l <= at) {
+            return Err(DomainError::LicenseNotValid(ValidationCode::TrialExpired));
+        }
         let expires_at = match kind {
             OfflineTokenKind::Offline => {
                 let grace = at + days(state.terms.offline_grace_days);
