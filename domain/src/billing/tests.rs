@@ -268,6 +268,24 @@ fn history() -> impl Strategy<Value = Vec<BillingFact>> {
     })
 }
 
+/// `items` as a gateway might deliver them: with the `duplicates` picked again, in an order
+/// shuffled by a seeded Fisher-Yates (proptest shrinks the seed).
+fn delivery<T: Clone>(items: &[T], duplicates: &[proptest::sample::Index], seed: u64) -> Vec<T> {
+    let mut delivered = items.to_vec();
+    for d in duplicates {
+        delivered.push(items[d.index(items.len())].clone());
+    }
+    let mut state = seed | 1;
+    for i in (1..delivered.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = usize::try_from(state % (i as u64 + 1)).unwrap();
+        delivered.swap(i, j);
+    }
+    delivered
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -288,21 +306,8 @@ proptest! {
             apply(&mut in_order, fact);
         }
 
-        let mut delivered = facts.clone();
-        for d in &duplicates {
-            delivered.push(facts[d.index(facts.len())].clone());
-        }
-        // A seeded Fisher-Yates shuffle (proptest shrinks the seed).
-        let mut state = seed | 1;
-        for i in (1..delivered.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let j = usize::try_from(state % (i as u64 + 1)).unwrap();
-            delivered.swap(i, j);
-        }
         let mut shuffled = license();
-        for fact in &delivered {
+        for fact in &delivery(&facts, &duplicates, seed) {
             apply(&mut shuffled, fact);
         }
         prop_assert_eq!(&shuffled, &in_order);
@@ -611,20 +616,8 @@ proptest! {
             apply(&mut in_order, fact);
         }
 
-        let mut delivered = events.clone();
-        for d in &duplicates {
-            delivered.push(events[d.index(events.len())].clone());
-        }
-        let mut state = seed | 1;
-        for i in (1..delivered.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let j = usize::try_from(state % (i as u64 + 1)).unwrap();
-            delivered.swap(i, j);
-        }
         let mut shuffled = license();
-        for event in &delivered {
+        for event in &delivery(&events, &duplicates, seed) {
             if let Some(fact) = fact_of(event) {
                 apply(&mut shuffled, &fact);
             }
