@@ -386,9 +386,11 @@ impl App {
         }
         let taken = taken_ids;
         let mut running = tokio::task::JoinSet::new();
+        let mut members = std::collections::HashMap::new();
         for lane in lanes.into_iter().filter(|l| !l.is_empty()) {
             let app = self.clone();
-            running.spawn(async move {
+            let indices: Vec<usize> = lane.iter().map(|(i, _)| *i).collect();
+            let task = running.spawn(async move {
                 let mut done = Vec::with_capacity(lane.len());
                 for (i, event) in lane {
                     let processed = app.process_stripe_event(event).await;
@@ -396,6 +398,7 @@ impl App {
                 }
                 done
             });
+            members.insert(task.id(), indices);
         }
         let mut ids = Vec::with_capacity(taken.len());
         let mut outcomes = Vec::with_capacity(taken.len());
@@ -403,16 +406,31 @@ impl App {
         let mut nexts: Vec<Option<Timestamp>> = Vec::with_capacity(taken.len());
         let mut done_at = Vec::with_capacity(taken.len());
         let mut results: Vec<Option<(Processed, Timestamp)>> = vec![None; taken.len()];
-        while let Some(lane) = running.join_next().await {
-            let lane = match lane {
-                Ok(lane) => lane,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        while let Some(lane) = running.join_next_with_id().await {
+            match lane {
+                Ok((_, done)) => {
+                    for (i, processed, at) in done {
+                        results[i] = Some((processed, at));
+                    }
+                }
+                // A bug met in one of the lane's events: the lane's events are recorded as
+                // failed (counted toward the cap, so a poison event stops being taken; those
+                // applied before it apply as nothing when taken again), the others' outcomes
+                // stand, and the consumer goes on.
+                Err(e) if e.is_panic() => {
+                    tracing::error!(error = %e, "the billing consumer panicked on an event");
+                    for i in members.remove(&e.id()).unwrap_or_default() {
+                        results[i] = Some((
+                            Processed::Failed(
+                                "processing it panicked (see the server log)".to_owned(),
+                            ),
+                            self.now(),
+                        ));
+                    }
+                }
                 // Only a runtime shutting down cancels a lane: its events stay leased, and are
                 // taken again once the lease has run out.
-                Err(_) => continue,
-            };
-            for (i, processed, at) in lane {
-                results[i] = Some((processed, at));
+                Err(_) => {}
             }
         }
         for ((event_id, attempts), result) in taken.iter().zip(results) {
