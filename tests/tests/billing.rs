@@ -1255,3 +1255,58 @@ async fn metadata_cannot_take_a_license_or_a_customer_from_its_organization() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn two_servers_never_link_one_price_to_two_policies() {
+    let app = start(&[NEW]).await;
+    let c = app.catalogue().await;
+    let other = app
+        .post(
+            "/v1/policies",
+            json!({"name": "Other", "product_id": c.product_id, "model": "node_locked",
+                   "seats": 1, "duration_days": 365, "features": [], "offline_allowed": false,
+                   "offline_grace_days": 0, "payment_grace_days": 3}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A second node on the same database: only the advisory lock serializes across the two.
+    let second = api::server::start(test_config(&app.db)).await.unwrap();
+    let base2 = format!("http://{}", second.addr);
+    let put = |base: String, policy: String, prices: Value| {
+        let (client, token) = (app.client.clone(), app.admin_token.clone());
+        async move {
+            client
+                .put(format!("{base}/v1/policies/{policy}/stripe-prices"))
+                .bearer_auth(token)
+                .json(&json!({"price_ids": prices}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for round in 0..20 {
+        let price = format!("price_race_{round}");
+        let (a, b) = tokio::join!(
+            put(app.base.clone(), c.policy_id.clone(), json!([price])),
+            put(base2.clone(), other.clone(), json!([price]))
+        );
+        let mut statuses = [a, b];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "round {round}"
+        );
+        // Free it for the next round, whoever won.
+        for (base, policy) in [(&app.base, &c.policy_id), (&base2, &other)] {
+            let freed = put(base.clone(), policy.clone(), json!([])).await;
+            assert_eq!(freed, StatusCode::OK);
+        }
+    }
+    second.shutdown().await;
+    app.stop().await;
+}
