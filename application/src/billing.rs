@@ -495,6 +495,27 @@ impl App {
         Ok(taken.len())
     }
 
+    /// Makes every `failed` inbox event due now, its automatic attempts counted afresh: what a
+    /// new link (a price on a policy) may have made possible. Events still missing something
+    /// fail again, as they would have.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn rearm_failed_billing_events(&self) -> Result<u64, AppError> {
+        let rearmed = sqlx::query(
+            "UPDATE billing_inbox SET next_attempt_at = $1, attempts = 0 WHERE outcome = 'failed'",
+        )
+        .bind(self.now())
+        .execute(self.pool())
+        .await
+        .map_err(projections::ProjectionError::from)?
+        .rows_affected();
+        if rearmed > 0 {
+            self.billing_wake().notify_one();
+        }
+        Ok(rearmed)
+    }
+
     /// What one stored event does.
     async fn process_stripe_event(&self, event: Result<StripeEvent, NotAnEvent>) -> Processed {
         let event = match event {

@@ -462,6 +462,11 @@ impl Catalogue<'_> {
             .ledger()
             .link_policy_prices(ctx, id, domain::billing::STRIPE, price_ids)
             .await?;
+        if !o.events.is_empty() {
+            // Events that failed for want of this link (a subscription whose price no policy
+            // held) are taken again now, not at their back-off or never.
+            self.app.rearm_failed_billing_events().await?;
+        }
         Self::policy_view(&o)
     }
 

@@ -1311,3 +1311,56 @@ async fn two_servers_never_link_one_price_to_two_policies() {
     second.shutdown().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn linking_a_price_takes_the_events_that_waited_for_it_again() {
+    let app = start(&[NEW]).await;
+    let c = app.catalogue().await;
+    let t = now(&app);
+    let mut sub = subscription(
+        "active",
+        t + 30 * DAY,
+        json!({"metadata": {"organization_id": c.organization_id}}),
+    );
+    sub["id"] = json!("sub_late");
+    sub["customer"] = json!("cus_late");
+    sub["items"]["data"][0]["price"] = json!("price_late");
+    deliver(&app, "evt_late", "customer.subscription.created", t, sub).await;
+    let outcomes = drained(&app).await;
+    assert_eq!(outcomes[0].1, "failed", "{outcomes:?}");
+    // Linked later: taken again at once, not at its back-off.
+    let linked = app
+        .put(
+            &format!("/v1/policies/{}/stripe-prices", c.policy_id),
+            json!({"price_ids": ["price_late"]}),
+        )
+        .await;
+    assert_eq!(linked.status, StatusCode::OK);
+    let mut outcome = String::new();
+    for _ in 0..250 {
+        outcome = sqlx::query_scalar(
+            "SELECT coalesce(outcome, 'pending') FROM billing_inbox WHERE event_id = 'evt_late'",
+        )
+        .fetch_one(app.server.state.app.pool())
+        .await
+        .unwrap();
+        if outcome == "processed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(outcome, "processed", "within 5 s, its back-off being 10 s");
+    app.projected().await;
+    let licenses = app
+        .get(&format!(
+            "/v1/licenses?organization_id={}",
+            c.organization_id
+        ))
+        .await
+        .body["licenses"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(licenses, 1);
+    app.stop().await;
+}
