@@ -298,7 +298,7 @@ impl App {
     }
 
     /// What wakes the billing consumer ([`crate::jobs::Job::BillingConsumer`]).
-    pub fn billing_wake(&self) -> &tokio::sync::Notify {
+    pub(crate) fn billing_wake(&self) -> &tokio::sync::Notify {
         &self.0.billing_wake
     }
 

@@ -268,6 +268,19 @@ fn history() -> impl Strategy<Value = Vec<BillingFact>> {
     })
 }
 
+/// The license `facts` make delivered in the gateway's order, each once; and how many distinct
+/// facts that is.
+fn in_order(facts: &[BillingFact]) -> (License, usize) {
+    let mut sorted = facts.to_vec();
+    sorted.sort_by(|a, b| a.observed.cmp(&b.observed));
+    sorted.dedup_by(|a, b| a.observed == b.observed);
+    let mut license = license();
+    for fact in &sorted {
+        apply(&mut license, fact);
+    }
+    (license, sorted.len())
+}
+
 /// `items` as a gateway might deliver them: with the `duplicates` picked again, in an order
 /// shuffled by a seeded Fisher-Yates (proptest shrinks the seed).
 fn delivery<T: Clone>(items: &[T], duplicates: &[proptest::sample::Index], seed: u64) -> Vec<T> {
@@ -298,13 +311,7 @@ proptest! {
         duplicates in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
         seed in any::<u64>(),
     ) {
-        let mut sorted = facts.clone();
-        sorted.sort_by(|a, b| a.observed.cmp(&b.observed));
-        sorted.dedup_by(|a, b| a.observed == b.observed);
-        let mut in_order = license();
-        for fact in &sorted {
-            apply(&mut in_order, fact);
-        }
+        let (in_order, distinct) = in_order(&facts);
 
         let mut shuffled = license();
         for fact in &delivery(&facts, &duplicates, seed) {
@@ -312,7 +319,7 @@ proptest! {
         }
         prop_assert_eq!(&shuffled, &in_order);
         let state = shuffled.state().unwrap();
-        prop_assert_eq!(state.billing.facts.len(), sorted.len());
+        prop_assert_eq!(state.billing.facts.len(), distinct);
         let now = at(200 * 86_400);
         prop_assert_eq!(
             crate::validation::decide(state, now, None, &[]),
@@ -608,13 +615,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let facts: Vec<BillingFact> = events.iter().filter_map(fact_of).collect();
-        let mut sorted = facts.clone();
-        sorted.sort_by(|a, b| a.observed.cmp(&b.observed));
-        sorted.dedup_by(|a, b| a.observed == b.observed);
-        let mut in_order = license();
-        for fact in &sorted {
-            apply(&mut in_order, fact);
-        }
+        let (in_order, distinct) = in_order(&facts);
 
         let mut shuffled = license();
         for event in &delivery(&events, &duplicates, seed) {
@@ -624,7 +625,7 @@ proptest! {
         }
         prop_assert_eq!(&shuffled, &in_order);
         let (a, b) = (shuffled.state().unwrap(), in_order.state().unwrap());
-        prop_assert_eq!(a.billing.facts.len(), sorted.len());
+        prop_assert_eq!(a.billing.facts.len(), distinct);
         prop_assert_eq!(crate::validation::usable_until(a), crate::validation::usable_until(b));
         for day in [0, 30, 61, 200, 500] {
             let now = at(day * 86_400 + 3_600);
