@@ -133,6 +133,8 @@ struct Inner {
     stripe_mode: crate::billing::StripeMode,
     /// Wakes this process's billing consumer when a webhook stored an event.
     billing_wake: tokio::sync::Notify,
+    /// The webhook intake's writers (group commit), started by the first webhook.
+    intake: std::sync::OnceLock<crate::intake::Intake>,
     /// Which user an identity (`<iss>#<sub>`) belongs to. An identity's claim is never released
     /// nor moved to another user, so an entry never goes stale; the user's own stream, which
     /// says whether it is deactivated, is still read on every request.
@@ -216,6 +218,7 @@ impl App {
             webhook_secrets: config.stripe_webhook_secrets.clone(),
             stripe_mode: config.stripe_mode,
             billing_wake: tokio::sync::Notify::new(),
+            intake: std::sync::OnceLock::new(),
             identities: std::sync::Mutex::new(std::collections::HashMap::new()),
         })))
     }
@@ -300,6 +303,13 @@ impl App {
     /// What wakes the billing consumer ([`crate::jobs::Job::BillingConsumer`]).
     pub(crate) fn billing_wake(&self) -> &tokio::sync::Notify {
         &self.0.billing_wake
+    }
+
+    /// The webhook intake's writers, started on first use (on the runtime that serves).
+    pub fn intake(&self) -> &crate::intake::Intake {
+        self.0
+            .intake
+            .get_or_init(|| crate::intake::Intake::start(self.pool().clone()))
     }
 
     /// The Stripe webhook endpoint secrets.

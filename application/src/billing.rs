@@ -195,7 +195,8 @@ pub struct Received {
 }
 
 impl App {
-    /// Receives a Stripe webhook: verified over `body`'s bytes, then stored once by its id.
+    /// Receives a Stripe webhook: verified over `body`'s bytes, then stored once by its id,
+    /// committed with whatever else arrived meanwhile ([`crate::intake`]) before it is answered.
     ///
     /// # Errors
     /// [`AppError::InvalidSignature`] (nothing stored); `MALFORMED_BODY` for a verified body
@@ -207,17 +208,31 @@ impl App {
     ) -> Result<Received, AppError> {
         verify(signature, body, self.webhook_secrets(), self.now())
             .map_err(|why| AppError::InvalidSignature(why.to_string()))?;
-        let received = store_event(self.pool(), body, self.now()).await?;
-        if !received.duplicate {
+        let row = inbox_row(body, self.now())?;
+        let (id, kind) = (row.event_id.clone(), row.event_type.clone());
+        let stored = self
+            .intake()
+            .store(row)
+            .await
+            .map_err(projections::ProjectionError::from)?;
+        Ok(self.received(&id, &kind, stored))
+    }
+
+    fn received(&self, id: &str, kind: &str, stored: bool) -> Received {
+        if stored {
             self.billing_wake().notify_one();
         }
-        Ok(received)
+        tracing::info!(event = %id, kind = %kind, duplicate = !stored, "stripe event received");
+        Received {
+            received: true,
+            duplicate: !stored,
+        }
     }
 }
 
-/// Stores a Stripe event in the inbox once by its id (the webhook after its signature is
-/// checked; `ledger billing import` for a back-fill an operator vouches for). The consumer of
-/// any server on the database takes it from there.
+/// Stores a Stripe event in the inbox once by its id, alone (`ledger billing import`, a
+/// back-fill an operator vouches for; the webhook's path is [`App::receive_stripe_event`]). The
+/// consumer of any server on the database takes it from there.
 ///
 /// # Errors
 /// `INVALID_FIELD` for a body that is not a Stripe event; database errors.
@@ -226,6 +241,24 @@ pub async fn store_event(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Received, AppError> {
+    let row = inbox_row(body, now)?;
+    let stored = crate::intake::insert(pool, &[&row])
+        .await
+        .map_err(projections::ProjectionError::from)?
+        .contains(&row.event_id);
+    tracing::info!(event = %row.event_id, kind = %row.event_type, duplicate = !stored, "stripe event received");
+    Ok(Received {
+        received: true,
+        duplicate: !stored,
+    })
+}
+
+/// The inbox row of `body`, received at `now`.
+///
+/// # Errors
+/// `INVALID_FIELD` for a body that is not a Stripe event, or one whose `created` is not
+/// between 2010 and now.
+fn inbox_row(body: &[u8], now: Timestamp) -> Result<crate::intake::InboxRow, AppError> {
     // Read whole, as the consumer will read it: what is stored is an event it can act on (a
     // body nested deeper than serde_json's 128 levels, a number out of range or a lone
     // surrogate is refused here, not acknowledged and then ignored).
@@ -252,26 +285,14 @@ pub async fn store_event(
         field: "body",
         detail: "not UTF-8".to_owned(),
     })?;
-    let stored = sqlx::query(
-        "INSERT INTO billing_inbox (event_id, gateway, event_type, created, livemode, api_version, payload, \
-         received_at, next_attempt_at) \
-         VALUES ($1, 'stripe', $2, $3, $4, $5, $6::json, $7, $7) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.kind)
-    .bind(event.created)
-    .bind(event.livemode)
-    .bind(event.api_version.as_deref())
-    .bind(text)
-    .bind(now)
-    .execute(pool)
-    .await
-    .map_err(projections::ProjectionError::from)?;
-    let duplicate = stored.rows_affected() == 0;
-    tracing::info!(event = %event.id, kind = %event.kind, duplicate, "stripe event received");
-    Ok(Received {
-        received: true,
-        duplicate,
+    Ok(crate::intake::InboxRow {
+        event_id: event.id,
+        event_type: event.kind,
+        created: event.created,
+        livemode: event.livemode,
+        api_version: event.api_version,
+        payload: text.to_owned(),
+        received_at: now,
     })
 }
 

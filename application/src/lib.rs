@@ -17,6 +17,8 @@
 //! - [`tokens`]: the claims of offline tokens and receipts, the SDK's own types;
 //!   [`signing`]: the keystore and JWKS; [`checkpoints`]: the checkpoint signer.
 //! - [`lists`]: paging every list alike, with opaque cursors bound to their list and filters.
+//! - [`billing`]: Stripe webhooks in, the inbox's consumer; [`intake`]: the inbox's group
+//!   commit.
 //! - [`idempotency`]: the stored answers of writes sent with an `Idempotency-Key`, encrypted.
 //! - [`views`]: response bodies; [`error`]: [`AppError`]; [`datadir`]: secrets on disk.
 //!
@@ -34,6 +36,7 @@ pub mod datadir;
 pub mod edge;
 pub mod error;
 pub mod idempotency;
+pub mod intake;
 pub mod jobs;
 pub mod licenses;
 pub mod lists;

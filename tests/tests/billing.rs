@@ -1364,3 +1364,80 @@ async fn linking_a_price_takes_the_events_that_waited_for_it_again() {
     assert_eq!(licenses, 1);
     app.stop().await;
 }
+
+/// Issue #16's intake target: the webhooks that arrive together are committed together (ADR
+/// 0022, "Intake by group commit"), each answered after its commit, each event stored once.
+#[tokio::test]
+async fn a_burst_is_committed_together_each_event_once_and_a_refused_row_fails_alone() {
+    let app = start(&[NEW]).await;
+    let t = now(&app);
+    // 60 events, each delivered twice, all 120 at once.
+    let url = format!("{}/v1/webhooks/stripe", app.base);
+    let sends: Vec<_> = (0..120)
+        .map(|n| {
+            let body = event(&format!("evt_burst_{}", n % 60));
+            let signature = signature_header(NEW, t, &body);
+            let (client, url) = (app.client.clone(), url.clone());
+            tokio::spawn(async move {
+                let answer = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("stripe-signature", signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("request sent");
+                (
+                    answer.status(),
+                    answer.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for send in sends {
+        answers.push(send.await.expect("the sender finished"));
+    }
+    let mut fresh = std::collections::HashMap::<String, usize>::new();
+    for (n, (status, answer)) in answers.iter().enumerate() {
+        assert_eq!(*status, StatusCode::OK, "{answer}");
+        if answer["duplicate"] == false {
+            *fresh.entry(format!("evt_burst_{}", n % 60)).or_default() += 1;
+        }
+    }
+    assert_eq!(fresh.len(), 60, "every event stored: {fresh:?}");
+    assert!(fresh.values().all(|n| *n == 1), "each once: {fresh:?}");
+    assert_eq!(stored(&app).await, 60);
+    // 120 deliveries at once did not take 120 commits.
+    let batches = app.server.state.app.intake().batches();
+    assert!(batches < 120, "{batches} batches for 120 deliveries");
+
+    // A batch the database refuses as a whole (a payload that is not JSON cannot come through
+    // the webhook; built here): each of its rows is written alone, and only that one fails.
+    let row = |id: &str, payload: &str| application::intake::InboxRow {
+        event_id: id.to_owned(),
+        event_type: "invoice.upcoming".to_owned(),
+        created: chrono::Utc::now(),
+        livemode: false,
+        api_version: None,
+        payload: payload.to_owned(),
+        received_at: chrono::Utc::now(),
+    };
+    let (a, bad, b) = (
+        row("evt_batch_a", "{}"),
+        row("evt_batch_bad", "not json"),
+        row("evt_batch_b", "{}"),
+    );
+    let results = application::intake::store_batch(
+        app.server.state.app.pool(),
+        &[&a, &bad, &a, &b, &row("evt_burst_0", "{}")],
+    )
+    .await;
+    let results: Vec<Option<bool>> = results.into_iter().map(Result::ok).collect();
+    assert_eq!(
+        results,
+        [Some(true), None, Some(false), Some(true), Some(false)],
+        "stored, refused, a copy, stored, stored before"
+    );
+    assert_eq!(stored(&app).await, 62);
+}

@@ -297,3 +297,129 @@ async fn killing_the_server_mid_write_loses_and_duplicates_nothing() {
     let _ = std::fs::remove_dir_all(&data_dir);
     db.drop_db().await;
 }
+
+const WEBHOOK_SECRET: &str = "whsec_crash_0123456789";
+
+/// Delivers a signed Stripe event of id `id` the way Stripe does.
+async fn deliver(client: &reqwest::Client, base: &str, id: &str, created: i64) -> Seen {
+    let body = serde_json::to_vec(&json!({
+        "id": id, "object": "event", "api_version": "2025-08-27.basil", "created": created,
+        "livemode": false, "type": "invoice.upcoming",
+        "data": {"object": {"id": "in_1", "object": "invoice", "customer": "cus_1"}}
+    }))
+    .unwrap();
+    let signature = application::billing::signature_header(
+        WEBHOOK_SECRET,
+        chrono::Utc::now().timestamp(),
+        &body,
+    );
+    let answer = client
+        .post(format!("{base}/v1/webhooks/stripe"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match answer {
+        Ok(answer) if answer.status() == 200 => answer
+            .json::<Value>()
+            .await
+            .map_or(Seen::NoAnswer, |_| Seen::Answered(200)),
+        Ok(answer) => Seen::Answered(answer.status().as_u16()),
+        Err(_) => Seen::NoAnswer,
+    }
+}
+
+/// The webhook's intake commits events in batches (ADR 0022, "Intake by group commit"): killed
+/// mid-batch, the server has acknowledged only events whose batch committed, and Stripe's
+/// redelivery after the restart stores each of the others once.
+#[tokio::test]
+async fn killing_the_server_mid_intake_loses_no_acknowledged_stripe_event() {
+    let db = TestDb::create().await;
+    let data_dir = temp_data_dir();
+    let server = spawn_server(
+        BIN,
+        &db,
+        &data_dir,
+        &["--stripe-webhook-secret", WEBHOOK_SECRET],
+    );
+    let mut server = server;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let created = chrono::Utc::now().timestamp();
+
+    // Sixteen senders deliver fresh events as fast as they can until the server is killed.
+    let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::default();
+    let mut senders = Vec::new();
+    for s in 0..16 {
+        let (client, base, seen) = (client.clone(), server.base.clone(), seen.clone());
+        senders.push(tokio::spawn(async move {
+            for n in 0.. {
+                let id = format!("evt_crash_{s}_{n}");
+                let outcome = deliver(&client, &base, &id, created).await;
+                seen.lock().unwrap().insert(id, outcome);
+                if outcome == Seen::NoAnswer {
+                    return;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().expect("kill -9 the server");
+    server.child.wait().unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let seen = Arc::try_unwrap(seen).unwrap().into_inner().unwrap();
+    let pool = db.pool().await;
+    let stored: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT event_id FROM billing_inbox")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let mut acknowledged = 0;
+    for (id, outcome) in &seen {
+        match outcome {
+            Seen::Answered(200) => {
+                acknowledged += 1;
+                assert!(
+                    stored.contains(id),
+                    "{id} was acknowledged, so it is stored"
+                );
+            }
+            Seen::Answered(status) => panic!("{id}: the webhook answered {status}"),
+            Seen::NoAnswer => {}
+        }
+    }
+    assert!(
+        acknowledged > 100,
+        "the senders got events in before the kill ({acknowledged})"
+    );
+
+    // Stripe redelivers what it has no 2xx for (here: everything, again); each is stored once.
+    let restarted = spawn_server(
+        BIN,
+        &db,
+        &data_dir,
+        &["--stripe-webhook-secret", WEBHOOK_SECRET],
+    );
+    for id in seen.keys() {
+        let outcome = deliver(&client, &restarted.base, id, created).await;
+        assert_eq!(outcome, Seen::Answered(200), "{id} redelivered");
+    }
+    let counts: Vec<i64> =
+        sqlx::query_scalar("SELECT count(*) FROM billing_inbox GROUP BY event_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(counts.len(), seen.len(), "every event stored");
+    assert!(counts.iter().all(|n| *n == 1), "each once");
+    drop(restarted);
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    db.drop_db().await;
+}
