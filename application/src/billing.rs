@@ -537,6 +537,36 @@ impl App {
         Ok(rearmed)
     }
 
+    /// Makes the failed events of Stripe customer `customer` due at once (attempts afresh): a
+    /// subscription or invoice that failed because its customer was no organization yet is
+    /// applied now that it is one, not at its back-off (or never, past the retry cap). Events
+    /// of one customer are in one lane, so none of them is being applied meanwhile but those of
+    /// this batch: their outcomes are not written (the lease no longer matches) and they are
+    /// taken again, applied once, as every redelivery is.
+    async fn rearm_failed_of_customer(&self, customer: &str) -> Result<u64, AppError> {
+        let rearmed = sqlx::query(
+            "UPDATE billing_inbox SET next_attempt_at = $1, attempts = 0 \
+             WHERE outcome = 'failed' AND next_attempt_at IS DISTINCT FROM $1 \
+               AND COALESCE(payload -> 'data' -> 'object' -> 'customer' ->> 'id', \
+                            payload -> 'data' -> 'object' ->> 'customer') = $2",
+        )
+        .bind(self.now())
+        .bind(customer)
+        .execute(self.jobs_pool())
+        .await
+        .map_err(projections::ProjectionError::from)?
+        .rows_affected();
+        if rearmed > 0 {
+            tracing::info!(
+                customer,
+                rearmed,
+                "customer linked: its failed stripe events are due again"
+            );
+            self.billing_wake().notify_one();
+        }
+        Ok(rearmed)
+    }
+
     /// What one stored event does.
     async fn process_stripe_event(&self, event: Result<StripeEvent, NotAnEvent>) -> Processed {
         let event = match event {
@@ -688,13 +718,18 @@ impl App {
                     "metadata.license_id names license {license}, which does not exist"
                 ))));
             };
-            if let Some((_, linked)) = &state.billing.subscription
-                && *linked != sub.id
-                && !state.billing.canceled
+            // Checked before the customer is claimed (the domain refuses the fact anyway).
+            if let Some(linked) = state
+                .billing
+                .follows_another(domain::billing::STRIPE, &sub.id)
             {
-                return Ok(Err(Processed::Failed(format!(
-                    "license {license} is linked to subscription {linked}, which has not ended"
-                ))));
+                return Ok(Err(Processed::Failed(
+                    domain::DomainError::FollowsAnotherSubscription {
+                        license,
+                        linked: linked.to_owned(),
+                    }
+                    .to_string(),
+                )));
             }
             if let Err(not) = self
                 .claim_customer(ctx, sub.customer.as_deref(), state.organization_id)
@@ -783,7 +818,12 @@ impl App {
             .link_organization_customer(ctx, organization, gateway, customer)
             .await
         {
-            Ok(_) => Ok(Ok(())),
+            Ok(linked) => {
+                if !linked.events.is_empty() {
+                    self.rearm_failed_of_customer(customer).await?;
+                }
+                Ok(Ok(()))
+            }
             Err(commands::LedgerError::Command(commands::CommandError::ClaimTaken { .. })) => {
                 let holder = self
                     .jobs_ledger()

@@ -1,7 +1,9 @@
 //! Golden fixtures: history written today must load forever.
 //!
 //! `domain/tests/golden/<AggregateType>/<EventType>.v<version>.json` holds one stored event per
-//! event type and version ever written. This test:
+//! event type and version ever written; `<EventType>.v<version>.<shape>.json` another shape of
+//! that version that is written too (an optional field present: `SubscriptionSynced.v1.
+//! payment_only` is an invoice's fact). This test:
 //! - decodes every fixture (through upcasters for old versions) — a fixture that stops loading is a
 //!   broken promise to every database in the field;
 //! - checks that every current `(event_type, event_version)` has a fixture, and that a current

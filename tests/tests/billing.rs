@@ -1441,3 +1441,70 @@ async fn a_burst_is_committed_together_each_event_once_and_a_refused_row_fails_a
     );
     assert_eq!(stored(&app).await, 62);
 }
+
+#[tokio::test]
+async fn linking_a_customer_takes_its_events_that_waited_for_it_again() {
+    let app = start(&[NEW]).await;
+    let c = app.catalogue().await;
+    let t = now(&app);
+    let linked = app
+        .put(
+            &format!("/v1/policies/{}/stripe-prices", c.policy_id),
+            json!({"price_ids": ["price_wait"]}),
+        )
+        .await;
+    assert_eq!(linked.status, StatusCode::OK);
+    // The subscription comes first; its customer is no organization yet.
+    let mut sub = subscription("active", t + 30 * DAY, json!({}));
+    sub["id"] = json!("sub_wait");
+    sub["customer"] = json!("cus_wait");
+    sub["items"]["data"][0]["price"] = json!("price_wait");
+    deliver(
+        &app,
+        "evt_wait_sub",
+        "customer.subscription.created",
+        t,
+        sub,
+    )
+    .await;
+    let outcomes = drained(&app).await;
+    assert_eq!(outcomes[0].1, "failed", "{outcomes:?}");
+    // Its customer is linked later: the subscription is taken again at once.
+    deliver(
+        &app,
+        "evt_wait_customer",
+        "customer.created",
+        t + 1,
+        json!({"id": "cus_wait", "object": "customer",
+               "metadata": {"organization_id": c.organization_id}}),
+    )
+    .await;
+    let mut outcome = String::new();
+    for _ in 0..250 {
+        outcome = sqlx::query_scalar(
+            "SELECT coalesce(outcome, 'pending') FROM billing_inbox WHERE event_id = 'evt_wait_sub'",
+        )
+        .fetch_one(app.server.state.app.pool())
+        .await
+        .unwrap();
+        if outcome == "processed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(outcome, "processed", "within 5 s, its back-off being 10 s");
+    app.projected().await;
+    let licenses = app
+        .get(&format!(
+            "/v1/licenses?organization_id={}",
+            c.organization_id
+        ))
+        .await
+        .body["licenses"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(licenses.len(), 1, "{licenses:?}");
+    assert_eq!(licenses[0]["source"], "stripe");
+    app.stop().await;
+}

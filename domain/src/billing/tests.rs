@@ -673,3 +673,49 @@ fn in_a_gateway_trials_slack_the_license_validates_reads_trialing_and_takes_no_o
         crate::status::LicenseStatus::Expired
     );
 }
+
+#[test]
+fn a_license_follows_one_live_subscription_and_keeps_the_facts_of_the_ones_before() {
+    let of = |created: i64, sub: &str, standing: Standing| {
+        let mut f = fact(created, standing, 40, None);
+        f.target.subscription_id = sub.into();
+        f.observed.event_id = format!("evt_{sub}_{created}");
+        f
+    };
+    let decide = |l: &License, f: &BillingFact| {
+        l.decide(&LicenseCommand {
+            license_id: crate::license::tests::lid(),
+            at: at(0),
+            action: LicenseAction::SyncBilling {
+                target: f.target.clone(),
+                observed: f.observed.clone(),
+            },
+        })
+    };
+    let mut l = license();
+    apply(&mut l, &of(10, "sub_a", Standing::Good));
+    // Another subscription's fact while sub_a runs: refused, naming the one followed.
+    match decide(&l, &of(20, "sub_b", Standing::Good)) {
+        Err(crate::DomainError::FollowsAnotherSubscription { linked, .. }) => {
+            assert_eq!(linked, "sub_a");
+        }
+        other => panic!("refused, not {other:?}"),
+    }
+    // Delivered again, a fact applied already is still nothing to do, not a refusal.
+    assert_eq!(
+        decide(&l, &of(10, "sub_a", Standing::Good)).unwrap(),
+        vec![]
+    );
+    // Once sub_a has ended, sub_b takes the license over; a late fact of sub_a still counts.
+    apply(&mut l, &of(30, "sub_a", Standing::Canceled));
+    apply(&mut l, &of(40, "sub_b", Standing::Good));
+    let billing = &l.state().unwrap().billing;
+    assert_eq!(
+        billing.subscription,
+        Some((STRIPE.to_owned(), "sub_b".to_owned()))
+    );
+    assert!(!billing.canceled);
+    assert!(decide(&l, &of(25, "sub_a", Standing::PastDue)).is_ok());
+    // A third subscription, new while sub_b runs: refused.
+    assert!(decide(&l, &of(50, "sub_c", Standing::Good)).is_err());
+}

@@ -67,7 +67,7 @@ impl License {
             | LicenseAction::ExpireLeases => unreachable!("handled above"),
             LicenseAction::Assign(assignee) => return Self::assign(state, assignee),
             LicenseAction::SyncBilling { target, observed } => {
-                return Ok(Self::sync_billing(state, target, observed));
+                return Self::sync_billing(id, state, target, observed);
             }
             LicenseAction::Activate {
                 installation_id,
@@ -254,14 +254,21 @@ impl License {
     /// ([`crate::billing::derive`]): none for a fact applied already; otherwise what changed,
     /// then `SubscriptionSynced` with the fact, so that a fact arriving late takes its place.
     fn sync_billing(
+        id: crate::ids::LicenseId,
         state: &LicenseState,
         target: &crate::billing::BillingTarget,
         observed: &crate::billing::Observation,
-    ) -> Vec<LicenseEvent> {
+    ) -> Result<Vec<LicenseEvent>, DomainError> {
         let billing = &state.billing;
         let Err(place) = billing.facts.binary_search_by(|f| f.observed.cmp(observed)) else {
-            return vec![]; // delivered again
+            return Ok(vec![]); // delivered again
         };
+        if let Some(linked) = billing.follows_another(&target.gateway, &target.subscription_id) {
+            return Err(DomainError::FollowsAnotherSubscription {
+                license: id,
+                linked: linked.to_owned(),
+            });
+        }
         let fact = crate::billing::BillingFact {
             observed: observed.clone(),
             target: target.clone(),
@@ -269,7 +276,7 @@ impl License {
         let mut facts = billing.facts.clone();
         facts.insert(place, fact.clone());
         let Some(d) = crate::billing::derive(&facts, state.terms.payment_grace_days) else {
-            return vec![];
+            return Ok(vec![]);
         };
         let mut events = Vec::new();
         let linked = (d.link.0.clone(), d.link.1.clone());
@@ -334,7 +341,7 @@ impl License {
             events.push(LicenseEvent::SeatsChanged { seats });
         }
         events.push(LicenseEvent::SubscriptionSynced { fact });
-        events
+        Ok(events)
     }
 
     /// Names a user on the license. For a `named_user` policy the seats count assignees; for
