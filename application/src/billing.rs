@@ -372,12 +372,12 @@ impl App {
     pub async fn process_billing_inbox(&self, limit: i64) -> Result<usize, AppError> {
         let now = self.now();
         let lease_until = now + LEASE;
-        let taken: Vec<(String, String, i32)> = sqlx::query_as(
+        let taken: Vec<(String, String, bool, String, i32)> = sqlx::query_as(
             "UPDATE billing_inbox SET next_attempt_at = $2 WHERE event_id IN ( \
                SELECT event_id FROM billing_inbox \
                WHERE (outcome IS NULL OR outcome = 'failed') AND next_attempt_at <= $1 \
                ORDER BY next_attempt_at, created, event_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING event_id, payload::text, attempts",
+             RETURNING event_id, event_type, livemode, payload::text, attempts",
         )
         .bind(now)
         .bind(lease_until)
@@ -385,25 +385,48 @@ impl App {
         .fetch_all(self.jobs_pool())
         .await
         .map_err(projections::ProjectionError::from)?;
-        // Each body read once (the route checked it is an event; a back-fill line too).
-        let mut taken: Vec<(String, Result<StripeEvent, NotAnEvent>, i32)> = taken
-            .into_iter()
-            .map(|(id, payload, attempts)| (id, StripeEvent::parse(payload.as_bytes()), attempts))
-            .collect();
+        let mut results: Vec<Option<(Processed, Timestamp)>> = vec![None; taken.len()];
+        let mut applied: Vec<(usize, Result<StripeEvent, NotAnEvent>)> = Vec::new();
+        let mut taken_ids = Vec::with_capacity(taken.len());
+        for (i, (id, kind, livemode, payload, attempts)) in taken.into_iter().enumerate() {
+            taken_ids.push((id, attempts));
+            // Decided from the columns the intake stored, the body unread: a ledger whose
+            // endpoint sends every type reads only the bodies it acts on.
+            if !self.stripe_mode().accepts(livemode) {
+                let (is, takes) = if livemode {
+                    ("live", "test")
+                } else {
+                    ("test", "live")
+                };
+                results[i] = Some((
+                    Processed::Ignored(format!(
+                        "a {is}-mode event: this ledger acts on {takes}-mode events only \
+                         (--stripe-mode)"
+                    )),
+                    self.now(),
+                ));
+            } else if !domain::billing::acted_on(&kind) {
+                results[i] = Some((
+                    Processed::Ignored(format!("{kind} is not acted on")),
+                    self.now(),
+                ));
+            } else {
+                // Each body read once (the route checked it is an event; a back-fill line too).
+                applied.push((i, StripeEvent::parse(payload.as_bytes())));
+            }
+        }
         // The statement returns rows in no order: Stripe's order, as far as the batch goes.
-        taken.sort_by(|(a_id, a, _), (b_id, b, _)| {
+        applied.sort_by(|(a_i, a), (b_i, b)| {
             let created = |e: &Result<StripeEvent, NotAnEvent>| e.as_ref().map(|e| e.created).ok();
-            (created(a), a_id).cmp(&(created(b), b_id))
+            (created(a), &taken_ids[*a_i].0).cmp(&(created(b), &taken_ids[*b_i].0))
         });
         // Events of one subscription (or customer) one after the other, in Stripe's order;
         // different ones at once, in BILLING_CONCURRENCY lanes (a lane is a task of its own, so
         // the lanes' database round trips overlap).
         let mut lanes: Vec<Vec<(usize, Result<StripeEvent, NotAnEvent>)>> =
             (0..BILLING_CONCURRENCY).map(|_| Vec::new()).collect();
-        let mut taken_ids = Vec::with_capacity(taken.len());
-        for (i, (id, event, attempts)) in taken.into_iter().enumerate() {
+        for (i, event) in applied {
             lanes[lane_of(&event)].push((i, event));
-            taken_ids.push((id, attempts));
         }
         let taken = taken_ids;
         let mut running = tokio::task::JoinSet::new();
@@ -426,7 +449,6 @@ impl App {
         let mut reasons: Vec<Option<String>> = Vec::with_capacity(taken.len());
         let mut nexts: Vec<Option<Timestamp>> = Vec::with_capacity(taken.len());
         let mut done_at = Vec::with_capacity(taken.len());
-        let mut results: Vec<Option<(Processed, Timestamp)>> = vec![None; taken.len()];
         while let Some(lane) = running.join_next_with_id().await {
             match lane {
                 Ok((_, done)) => {
@@ -573,16 +595,7 @@ impl App {
             Ok(event) => event,
             Err(why) => return Processed::Ignored(format!("not a Stripe event: {why}")),
         };
-        if !self.stripe_mode().accepts(event.livemode) {
-            let (is, takes) = if event.livemode {
-                ("live", "test")
-            } else {
-                ("test", "live")
-            };
-            return Processed::Ignored(format!(
-                "a {is}-mode event: this ledger acts on {takes}-mode events only (--stripe-mode)"
-            ));
-        }
+        // The mode and the type were checked from the inbox's columns.
         let mut ctx = commands::CommandContext::new(domain::event::Actor::Stripe, event.id.clone());
         ctx.causation_id = Some(event.id.clone());
         ctx.effective_at = Some(event.created);

@@ -109,6 +109,21 @@ pub struct BillingTarget {
     pub payment_only: bool,
 }
 
+/// Whether the ledger acts on Stripe events of type `kind`: a subscription's, a completed
+/// checkout, an invoice paid or failed, a customer created or updated. Every other type is
+/// stored and `ignored` without its body being read.
+pub fn acted_on(kind: &str) -> bool {
+    kind.starts_with("customer.subscription.")
+        || matches!(
+            kind,
+            "checkout.session.completed"
+                | "invoice.paid"
+                | "invoice.payment_failed"
+                | "customer.created"
+                | "customer.updated"
+        )
+}
+
 /// What subscription `sub`, as an event shows it, says of the license's billing state.
 pub fn target(sub: &Subscription) -> BillingTarget {
     let standing = match &sub.status {

@@ -719,3 +719,34 @@ fn a_license_follows_one_live_subscription_and_keeps_the_facts_of_the_ones_befor
     // A third subscription, new while sub_b runs: refused.
     assert!(decide(&l, &of(50, "sub_c", Standing::Good)).is_err());
 }
+
+#[test]
+fn only_the_types_the_ledger_maps_are_acted_on() {
+    for kind in [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "customer.subscription.trial_will_end",
+        "checkout.session.completed",
+        "invoice.paid",
+        "invoice.payment_failed",
+        "customer.created",
+        "customer.updated",
+    ] {
+        assert!(acted_on(kind), "{kind}");
+    }
+    for kind in [
+        "invoice.upcoming",
+        "invoice.created",
+        "customer.deleted",
+        "checkout.session.expired",
+        "payment_intent.succeeded",
+        "charge.refunded",
+        "customer.subscription",
+        "",
+    ] {
+        assert!(!acted_on(kind), "{kind}");
+    }
+}
