@@ -272,6 +272,11 @@ async fn consume_billing(app: App, interval: Duration, shutdown: CancellationTok
                 0
             }
         };
+        // A full batch: more are due, taken at once, unless the server is stopping (a backlog
+        // must not hold a stop until it is drained; the next start takes it).
+        if shutdown.is_cancelled() {
+            return;
+        }
         if taken >= usize::try_from(BATCH).unwrap_or(usize::MAX) {
             continue;
         }

@@ -1508,3 +1508,50 @@ async fn linking_a_customer_takes_its_events_that_waited_for_it_again() {
     assert_eq!(licenses[0]["source"], "stripe");
     app.stop().await;
 }
+
+/// A backlog does not hold a stop: the consumer checks for shutdown between batches, and the
+/// next start takes what is left.
+#[tokio::test]
+async fn a_server_with_a_billing_backlog_stops_without_draining_it() {
+    let app = start(&[NEW]).await;
+    let pool = app.server.state.app.pool().clone();
+    // 20,000 subscription events no license is linked to: each fails after a few lookups.
+    sqlx::query(
+        "INSERT INTO billing_inbox (event_id, gateway, event_type, created, livemode, api_version, \
+         payload, received_at, next_attempt_at) \
+         SELECT 'evt_backlog_' || n, 'stripe', 'customer.subscription.updated', now(), false, \
+                '2025-08-27.basil', json_build_object('id', 'evt_backlog_' || n, 'object', 'event', \
+                'created', 1750000000, 'livemode', false, 'type', 'customer.subscription.updated', \
+                'data', json_build_object('object', json_build_object('id', 'sub_backlog_' || n, \
+                'object', 'subscription', 'status', 'active', 'customer', 'cus_backlog_' || n))), \
+                now(), now() \
+         FROM generate_series(1, 20000) n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Taken at the consumer's next poll.
+    for _ in 0..1000 {
+        let taken: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM billing_inbox WHERE outcome IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if taken > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    app.server.shutdown().await;
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM billing_inbox WHERE outcome IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        waiting > 0,
+        "the stop waited for the whole backlog to be processed"
+    );
+    pool.close().await;
+    app.db.drop_db().await;
+}
