@@ -222,11 +222,16 @@ impl App {
         if stored {
             self.billing_wake().notify_one();
         }
-        tracing::info!(event = %id, kind = %kind, duplicate = !stored, "stripe event received");
-        Received {
-            received: true,
-            duplicate: !stored,
-        }
+        received(id, kind, stored)
+    }
+}
+
+/// The acknowledgement of event `id`, logged.
+fn received(id: &str, kind: &str, stored: bool) -> Received {
+    tracing::info!(event = %id, kind = %kind, duplicate = !stored, "stripe event received");
+    Received {
+        received: true,
+        duplicate: !stored,
     }
 }
 
@@ -246,11 +251,7 @@ pub async fn store_event(
         .await
         .map_err(projections::ProjectionError::from)?
         .contains(&row.event_id);
-    tracing::info!(event = %row.event_id, kind = %row.event_type, duplicate = !stored, "stripe event received");
-    Ok(Received {
-        received: true,
-        duplicate: !stored,
-    })
+    Ok(received(&row.event_id, &row.event_type, stored))
 }
 
 /// The inbox row of `body`, received at `now`.
@@ -561,10 +562,14 @@ impl App {
 
     /// Makes the failed events of Stripe customer `customer` due at once (attempts afresh): a
     /// subscription or invoice that failed because its customer was no organization yet is
-    /// applied now that it is one, not at its back-off (or never, past the retry cap). Events
-    /// of one customer are in one lane, so none of them is being applied meanwhile but those of
-    /// this batch: their outcomes are not written (the lease no longer matches) and they are
-    /// taken again, applied once, as every redelivery is.
+    /// applied now that it is one, not at its back-off (or never, past the retry cap).
+    ///
+    /// A leased event is not told from one backing off (both wait in `next_attempt_at`): one
+    /// being applied meanwhile — of this batch, or another node's — loses its lease, its outcome
+    /// is not written, and it is taken again, perhaps while the first run ends. Both runs apply
+    /// it once, as every redelivery is (facts keyed by the event, derived ids, unique claims),
+    /// and facts fold in Stripe's order whatever order they are applied in. The scan reads the
+    /// `failed` rows only, a few in a healthy ledger.
     async fn rearm_failed_of_customer(&self, customer: &str) -> Result<u64, AppError> {
         let rearmed = sqlx::query(
             "UPDATE billing_inbox SET next_attempt_at = $1, attempts = 0 \
@@ -732,14 +737,15 @@ impl App {
                 ))));
             };
             // Checked before the customer is claimed (the domain refuses the fact anyway).
-            if let Some(linked) = state
+            if let Some((gateway, linked)) = state
                 .billing
                 .follows_another(domain::billing::STRIPE, &sub.id)
             {
                 return Ok(Err(Processed::Failed(
                     domain::DomainError::FollowsAnotherSubscription {
                         license,
-                        linked: linked.to_owned(),
+                        gateway: gateway.clone(),
+                        linked: linked.clone(),
                     }
                     .to_string(),
                 )));
@@ -832,8 +838,11 @@ impl App {
             .await
         {
             Ok(linked) => {
-                if !linked.events.is_empty() {
-                    self.rearm_failed_of_customer(customer).await?;
+                // Not the link's outcome: its failure leaves the events to their back-off.
+                if !linked.events.is_empty()
+                    && let Err(e) = self.rearm_failed_of_customer(customer).await
+                {
+                    tracing::warn!(customer, error = %e, "could not make the customer's failed stripe events due again; they wait for their back-off");
                 }
                 Ok(Ok(()))
             }

@@ -15,7 +15,7 @@
 //! - one event id in a batch twice is stored once; the later copies answer `duplicate`, as a
 //!   redelivery after the commit would.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,8 +26,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 /// How many events one batch holds at most.
 const MAX_BATCH: usize = 64;
 
-/// How many bytes of payload one batch holds at most (bodies are at most the webhook's body
-/// limit each): a batch is one statement, sent whole.
+/// How many bytes of payload a batch gathers before it stops taking more (it may exceed this by
+/// one body, at most the webhook's body limit): a batch is one statement, sent whole.
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// How many batches are written at once: one commits while the next gathers what arrived
@@ -121,14 +121,21 @@ async fn writer(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Pending>>>, batches: 
             batch
         };
         batches.fetch_add(1, Ordering::Relaxed);
-        write(&pool, batch).await;
+        // In a task of its own, so that a panic in one batch (its senders' replies dropped:
+        // refused, redelivered) does not end this writer, and with it, once both are gone,
+        // every later webhook.
+        if let Err(e) = tokio::spawn(write(pool.clone(), batch)).await
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "the webhook intake panicked writing a batch; its events were refused");
+        }
     }
 }
 
 /// Writes one batch and answers each of its senders.
-async fn write(pool: &PgPool, batch: Vec<Pending>) {
+async fn write(pool: PgPool, batch: Vec<Pending>) {
     let rows: Vec<&InboxRow> = batch.iter().map(|p| &p.row).collect();
-    let results = store_batch(pool, &rows).await;
+    let results = store_batch(&pool, &rows).await;
     for (pending, result) in batch.into_iter().zip(results) {
         // A sender that went away (its connection closed) is not waiting for the answer.
         let _ = pending.reply.send(result);
@@ -150,6 +157,16 @@ pub async fn store_batch(pool: &PgPool, rows: &[&InboxRow]) -> Vec<Result<bool, 
                 .collect()
         }
         Err(e) if rows.len() == 1 => vec![Err(e)],
+        // The database unreachable, a connection lost (perhaps after the commit): nothing is
+        // known of any row, so every sender is refused (503: Stripe redelivers, and a row
+        // committed after all answers `duplicate`). Row by row would wait out the pool's
+        // timeout once per row.
+        Err(e) if !refused_for_its_data(&e) => {
+            let why = e.to_string();
+            rows.iter()
+                .map(|_| Err(sqlx::Error::Io(std::io::Error::other(why.clone()))))
+                .collect()
+        }
         Err(e) => {
             tracing::warn!(error = %e, events = rows.len(), "inbox batch refused; storing its events one by one");
             let mut results = Vec::with_capacity(rows.len());
@@ -165,6 +182,17 @@ pub async fn store_batch(pool: &PgPool, rows: &[&InboxRow]) -> Vec<Result<bool, 
     }
 }
 
+/// Whether the database refused a statement for what it was given (a data exception, a
+/// constraint, a limit: SQLSTATE classes 22, 23, 54), so that another row alone may go in.
+fn refused_for_its_data(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+        _ => false,
+    }
+}
+
 /// Inserts `rows` in one statement (one transaction), each id once; returns the ids this
 /// statement stored (those not stored before).
 ///
@@ -172,13 +200,16 @@ pub async fn store_batch(pool: &PgPool, rows: &[&InboxRow]) -> Vec<Result<bool, 
 /// The database's; then nothing of `rows` is stored.
 pub async fn insert(pool: &PgPool, rows: &[&InboxRow]) -> Result<HashSet<String>, sqlx::Error> {
     // One id twice in one statement: the first copy is the one sent.
-    let mut first: HashMap<&str, &InboxRow> = HashMap::new();
-    let mut unique = Vec::with_capacity(rows.len());
-    for row in rows {
-        if first.insert(row.event_id.as_str(), row).is_none() {
-            unique.push(*row);
-        }
-    }
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut unique: Vec<&InboxRow> = rows
+        .iter()
+        .copied()
+        .filter(|row| seen.insert(row.event_id.as_str()))
+        .collect();
+    // In one order for every statement: two writers inserting the same ids wait for each other
+    // (`ON CONFLICT` waits on a row being inserted) and, in opposite orders, would deadlock.
+    // (Events of one batch arrived together: their order of arrival is no order.)
+    unique.sort_by(|a, b| a.event_id.cmp(&b.event_id));
     let ids: Vec<&str> = unique.iter().map(|r| r.event_id.as_str()).collect();
     let types: Vec<&str> = unique.iter().map(|r| r.event_type.as_str()).collect();
     let created: Vec<Timestamp> = unique.iter().map(|r| r.created).collect();

@@ -71,8 +71,12 @@ pub enum DomainError {
     LicenseAlreadyIssued(LicenseId),
     #[error("license {0} is revoked; a revoked license cannot change")]
     LicenseRevoked(LicenseId),
-    #[error("license {license} follows subscription {linked}, which has not ended")]
-    FollowsAnotherSubscription { license: LicenseId, linked: String },
+    #[error("license {license} follows {gateway} subscription {linked}, which has not ended")]
+    FollowsAnotherSubscription {
+        license: LicenseId,
+        gateway: String,
+        linked: String,
+    },
     #[error("license {0} is already suspended")]
     LicenseAlreadySuspended(LicenseId),
     #[error("license {0} is not suspended")]

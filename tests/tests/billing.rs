@@ -1440,6 +1440,12 @@ async fn a_burst_is_committed_together_each_event_once_and_a_refused_row_fails_a
         "stored, refused, a copy, stored, stored before"
     );
     assert_eq!(stored(&app).await, 62);
+    // A batch the database takes: the first copy of an id stores it, the second is a duplicate.
+    let c = row("evt_batch_c", "{}");
+    let results = application::intake::store_batch(app.server.state.app.pool(), &[&c, &c]).await;
+    let results: Vec<Option<bool>> = results.into_iter().map(Result::ok).collect();
+    assert_eq!(results, [Some(true), Some(false)]);
+    assert_eq!(stored(&app).await, 63);
 }
 
 #[tokio::test]

@@ -696,8 +696,10 @@ fn a_license_follows_one_live_subscription_and_keeps_the_facts_of_the_ones_befor
     apply(&mut l, &of(10, "sub_a", Standing::Good));
     // Another subscription's fact while sub_a runs: refused, naming the one followed.
     match decide(&l, &of(20, "sub_b", Standing::Good)) {
-        Err(crate::DomainError::FollowsAnotherSubscription { linked, .. }) => {
-            assert_eq!(linked, "sub_a");
+        Err(crate::DomainError::FollowsAnotherSubscription {
+            gateway, linked, ..
+        }) => {
+            assert_eq!((gateway.as_str(), linked.as_str()), (STRIPE, "sub_a"));
         }
         other => panic!("refused, not {other:?}"),
     }

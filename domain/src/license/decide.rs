@@ -263,10 +263,13 @@ impl License {
         let Err(place) = billing.facts.binary_search_by(|f| f.observed.cmp(observed)) else {
             return Ok(vec![]); // delivered again
         };
-        if let Some(linked) = billing.follows_another(&target.gateway, &target.subscription_id) {
+        if let Some((gateway, linked)) =
+            billing.follows_another(&target.gateway, &target.subscription_id)
+        {
             return Err(DomainError::FollowsAnotherSubscription {
                 license: id,
-                linked: linked.to_owned(),
+                gateway: gateway.clone(),
+                linked: linked.clone(),
             });
         }
         let fact = crate::billing::BillingFact {
