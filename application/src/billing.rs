@@ -349,6 +349,17 @@ fn lane_of(event: &Result<StripeEvent, NotAnEvent>) -> usize {
     usize::try_from(hasher.finish() % BILLING_CONCURRENCY as u64).unwrap_or(0)
 }
 
+/// The Stripe customer an event is about, when it names one.
+fn customer_of(event: &StripeEvent) -> Option<String> {
+    match StripeObject::of(&event.object) {
+        StripeObject::Subscription(sub) => sub.customer,
+        StripeObject::CheckoutSession(session) => session.customer,
+        StripeObject::Invoice(invoice) => invoice.customer,
+        StripeObject::Customer(customer) => Some(customer.id),
+        StripeObject::Other(_) => None,
+    }
+}
+
 /// How long a node holds an event it took, before another may take it (a node that died).
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -571,14 +582,33 @@ impl App {
     /// and facts fold in Stripe's order whatever order they are applied in. The scan reads the
     /// `failed` rows only, a few in a healthy ledger.
     async fn rearm_failed_of_customer(&self, customer: &str) -> Result<u64, AppError> {
-        let rearmed = sqlx::query(
-            "UPDATE billing_inbox SET next_attempt_at = $1, attempts = 0 \
-             WHERE outcome = 'failed' AND next_attempt_at IS DISTINCT FROM $1 \
-               AND COALESCE(payload -> 'data' -> 'object' -> 'customer' ->> 'id', \
-                            payload -> 'data' -> 'object' ->> 'customer') = $2",
+        // Read here, not with PostgreSQL's `json` operators: those refuse a whole document
+        // with a `\u0000` anywhere in it, and one such event would stop every re-arm.
+        let failed: Vec<(String, String)> = sqlx::query_as(
+            "SELECT event_id, payload::text FROM billing_inbox \
+             WHERE outcome = 'failed' AND next_attempt_at IS DISTINCT FROM $1",
         )
         .bind(self.now())
-        .bind(customer)
+        .fetch_all(self.jobs_pool())
+        .await
+        .map_err(projections::ProjectionError::from)?;
+        let theirs: Vec<String> = failed
+            .into_iter()
+            .filter(|(_, payload)| {
+                StripeEvent::parse(payload.as_bytes())
+                    .is_ok_and(|e| customer_of(&e).as_deref() == Some(customer))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if theirs.is_empty() {
+            return Ok(0);
+        }
+        let rearmed = sqlx::query(
+            "UPDATE billing_inbox SET next_attempt_at = $1, attempts = 0 \
+             WHERE event_id = ANY($2) AND outcome = 'failed'",
+        )
+        .bind(self.now())
+        .bind(&theirs)
         .execute(self.jobs_pool())
         .await
         .map_err(projections::ProjectionError::from)?
@@ -633,7 +663,12 @@ impl App {
             {
                 self.link_customer(&ctx, &customer).await
             }
-            _ => Ok(Processed::Ignored(format!("{kind} is not acted on"))),
+            // A type acted on (the others were ignored from the inbox's columns) whose object is
+            // not the one it should carry, or has no usable id.
+            _ => Ok(Processed::Ignored(format!(
+                "{kind} carries no {} the ledger can read (its object's type or id)",
+                kind.rsplit_once('.').map_or(kind, |(object, _)| object)
+            ))),
         };
         result.unwrap_or_else(|e| match e {
             AppError::Command(commands::CommandError::Rejected(
@@ -688,8 +723,8 @@ impl App {
 
     /// The license of subscription `sub`: the one linked to it; or the one its
     /// `metadata.license_id` names, when that license is of the customer's organization (the
-    /// customer is linked to it if it is no organization yet) and not linked to another live
-    /// subscription; or one issued now — under the policy its `metadata.policy_id` names or one
+    /// customer is linked to it if it is no organization yet; the license follows it once no
+    /// subscription recorded there before it runs, `domain::billing::followed`); or one issued now — under the policy its `metadata.policy_id` names or one
     /// of its prices is linked to, for the organization its customer is, or that its
     /// `metadata.organization_id` names when the customer is no organization yet (it is linked
     /// to it then). `Err` is the outcome instead: what is missing (`failed`: its checkout may
@@ -736,20 +771,6 @@ impl App {
                     "metadata.license_id names license {license}, which does not exist"
                 ))));
             };
-            // Checked before the customer is claimed (the domain refuses the fact anyway).
-            if let Some((gateway, linked)) = state
-                .billing
-                .follows_another(domain::billing::STRIPE, &sub.id)
-            {
-                return Ok(Err(Processed::Failed(
-                    domain::DomainError::FollowsAnotherSubscription {
-                        license,
-                        gateway: gateway.clone(),
-                        linked: linked.clone(),
-                    }
-                    .to_string(),
-                )));
-            }
             if let Err(not) = self
                 .claim_customer(ctx, sub.customer.as_deref(), state.organization_id)
                 .await?

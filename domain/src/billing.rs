@@ -197,7 +197,8 @@ pub struct BillingFact {
 /// The billing state a license's facts give, read in the gateway's order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Derived {
-    /// The newest fact's subscription (`gateway`, `subscription_id`, `customer_id`).
+    /// The subscription followed (`gateway`, `subscription_id`, `customer_id` of its newest
+    /// fact).
     pub link: (String, String, String),
     /// The newest trial end a fact showed, if any did.
     pub trial_ends_at: Option<Timestamp>,
@@ -220,10 +221,55 @@ pub struct Derived {
     pub quantity: Option<u32>,
 }
 
+/// The subscription (`gateway`, `subscription_id`) a license whose facts are `facts` (sorted)
+/// follows: a license follows one live subscription at a time. That is the first one, in the
+/// gateway's order of their first facts, that has not ended (its newest fact saying how it
+/// stands does not say canceled; one that says nothing yet, a checkout's link, has not). When
+/// every one has ended, it is the one with the newest fact.
+///
+/// A function of the set of facts, not of the order they arrived in. A new subscription
+/// recorded on a license while another runs takes over when the other ends, with the state its
+/// own facts give, even when its facts are older than the end. A subscription that ended does
+/// not come back while another runs. Two live subscriptions that name one license keep the
+/// first.
+pub fn followed(facts: &[BillingFact]) -> Option<(&str, &str)> {
+    let mut subscriptions: Vec<((&str, &str), bool)> = Vec::new();
+    for fact in facts {
+        let key = (
+            fact.target.gateway.as_str(),
+            fact.target.subscription_id.as_str(),
+        );
+        let at = match subscriptions.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                subscriptions.push((key, false));
+                subscriptions.len() - 1
+            }
+        };
+        if !fact.target.payment_only && fact.target.standing != Standing::Unchanged {
+            subscriptions[at].1 = fact.target.standing == Standing::Canceled;
+        }
+    }
+    subscriptions
+        .iter()
+        .find(|(_, ended)| !ended)
+        .map(|(key, _)| *key)
+        .or_else(|| {
+            facts
+                .last()
+                .map(|f| (f.target.gateway.as_str(), f.target.subscription_id.as_str()))
+        })
+}
+
 /// The billing state `facts` give (sorted by [`Observation`]; `None` when there is none), with
-/// `payment_grace_days` of grace after a failure.
+/// `payment_grace_days` of grace after a failure: that of the subscription the license follows
+/// ([`followed`]), from its facts alone, but for the period paid, which every subscription's
+/// facts extend.
 pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived> {
-    let newest = facts.last()?;
+    let (gateway, subscription) = followed(facts)?;
+    let of_followed =
+        |f: &&BillingFact| f.target.gateway == gateway && f.target.subscription_id == subscription;
+    let newest = facts.iter().rev().find(of_followed)?;
     let mut derived = Derived {
         link: (
             newest.target.gateway.clone(),
@@ -239,9 +285,30 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
         paid_until: None,
         quantity: None,
     };
+    let (mut other_quantity, mut other_trial_end) = (None, None);
     for fact in facts {
         let t = &fact.target;
         let grace = fact.observed.created + chrono::Duration::days(i64::from(payment_grace_days));
+        if !of_followed(&fact) {
+            // A period another subscription paid counts too: the license's end only moves
+            // forward, so what counts must not depend on which subscription was followed
+            // when a fact arrived.
+            match t.standing {
+                Standing::Good => derived.paid_until = derived.paid_until.max(t.paid_until),
+                Standing::PastDue => {
+                    derived.paid_until = derived.paid_until.max(t.paid_until.map(|p| p.min(grace)));
+                }
+                _ => {}
+            }
+            // So does the newest quantity, for a followed subscription that shows none (seats
+            // set by one subscription are not undone by another that says nothing of them).
+            // Likewise the trial's end, a date the license keeps once shown.
+            if !t.payment_only {
+                other_quantity = t.quantity.or(other_quantity);
+                other_trial_end = t.trial_ends_at.or(other_trial_end);
+            }
+            continue;
+        }
         if t.payment_only {
             // The period an invoice paid counts whatever came before it (the license's end
             // only ever moves forward, so what counts must not depend on order); the grace it
@@ -295,5 +362,7 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
             _ => {}
         }
     }
+    derived.quantity = derived.quantity.or(other_quantity);
+    derived.trial_ends_at = derived.trial_ends_at.or(other_trial_end);
     Some(derived)
 }

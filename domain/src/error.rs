@@ -71,12 +71,6 @@ pub enum DomainError {
     LicenseAlreadyIssued(LicenseId),
     #[error("license {0} is revoked; a revoked license cannot change")]
     LicenseRevoked(LicenseId),
-    #[error("license {license} follows {gateway} subscription {linked}, which has not ended")]
-    FollowsAnotherSubscription {
-        license: LicenseId,
-        gateway: String,
-        linked: String,
-    },
     #[error("license {0} is already suspended")]
     LicenseAlreadySuspended(LicenseId),
     #[error("license {0} is not suspended")]
@@ -176,7 +170,6 @@ impl DomainError {
             Self::PriceLinkedElsewhere { .. } => ErrorCode::PriceLinkedElsewhere,
             Self::LicenseNotFound(_) => ErrorCode::LicenseNotFound,
             Self::LicenseRevoked(_) => ErrorCode::LicenseRevoked,
-            Self::FollowsAnotherSubscription { .. } => ErrorCode::Conflict,
             Self::LicenseAlreadySuspended(_) => ErrorCode::LicenseAlreadySuspended,
             Self::LicenseNotSuspended(_) => ErrorCode::LicenseNotSuspended,
             Self::InvalidExpiry(_) => ErrorCode::InvalidExpiry,
@@ -238,7 +231,6 @@ impl DomainError {
             | Self::TooManyActivations { .. }
             | Self::TooManyAssignments { .. }
             | Self::PriceLinkedElsewhere { .. }
-            | Self::FollowsAnotherSubscription { .. }
             | Self::LeaseExpired(_) => RejectionKind::Conflict,
             Self::OrganizationClosed(_)
             | Self::OrganizationCycle(_)

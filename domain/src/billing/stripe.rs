@@ -249,9 +249,7 @@ fn subscription(id: String, object: &Value) -> Subscription {
         .map(|data| {
             data.iter()
                 .map(|item| SubscriptionItem {
-                    price_id: item
-                        .get("price")
-                        .and_then(|p| p.as_str().map(str::to_owned).or_else(|| text(p, "id"))),
+                    price_id: reference(item, "price"),
                     quantity: item
                         .get("quantity")
                         .and_then(Value::as_u64)
@@ -303,9 +301,17 @@ fn reference(v: &Value, key: &str) -> Option<String> {
         .or_else(|| text(field, "id"))
 }
 
-/// A Unix-seconds field.
+/// The last second a Stripe time may be (9999-12-31T23:59:59Z): later ones, and those before
+/// 1970, read as absent. Not a date Stripe sends; one that would be stored in the log and then
+/// refused by PostgreSQL (whose `timestamptz` ends in 294276) stops every projector that reads it.
+const LATEST_INSTANT: i64 = 253_402_300_799;
+
+/// A Unix-seconds field, between 1970 and the year 9999.
 fn instant(v: &Value, key: &str) -> Option<Timestamp> {
     let seconds = v.get(key)?.as_i64()?;
+    if !(0..=LATEST_INSTANT).contains(&seconds) {
+        return None;
+    }
     chrono::DateTime::from_timestamp(seconds, 0)
 }
 

@@ -675,51 +675,71 @@ fn in_a_gateway_trials_slack_the_license_validates_reads_trialing_and_takes_no_o
 }
 
 #[test]
-fn a_license_follows_one_live_subscription_and_keeps_the_facts_of_the_ones_before() {
+fn a_license_follows_one_live_subscription_and_the_next_takes_over_when_it_ends() {
     let of = |created: i64, sub: &str, standing: Standing| {
         let mut f = fact(created, standing, 40, None);
         f.target.subscription_id = sub.into();
         f.observed.event_id = format!("evt_{sub}_{created}");
         f
     };
-    let decide = |l: &License, f: &BillingFact| {
-        l.decide(&LicenseCommand {
-            license_id: crate::license::tests::lid(),
-            at: at(0),
-            action: LicenseAction::SyncBilling {
-                target: f.target.clone(),
-                observed: f.observed.clone(),
-            },
-        })
+    let follows = |l: &License| {
+        let billing = &l.state().unwrap().billing;
+        (
+            billing.subscription.as_ref().unwrap().1.clone(),
+            billing.canceled,
+        )
     };
     let mut l = license();
-    apply(&mut l, &of(10, "sub_a", Standing::Good));
-    // Another subscription's fact while sub_a runs: refused, naming the one followed.
-    match decide(&l, &of(20, "sub_b", Standing::Good)) {
-        Err(crate::DomainError::FollowsAnotherSubscription {
-            gateway, linked, ..
-        }) => {
-            assert_eq!((gateway.as_str(), linked.as_str()), (STRIPE, "sub_a"));
+    apply(&mut l, &of(100, "sub_x", Standing::Good));
+    // A second subscription while sub_x runs: recorded, not followed.
+    apply(&mut l, &of(200, "sub_y", Standing::Good));
+    assert_eq!(follows(&l), ("sub_x".to_owned(), false));
+    assert_eq!(l.state().unwrap().billing.facts.len(), 2);
+    // sub_x ends: sub_y takes over with its own state, though its fact is older than the end.
+    apply(&mut l, &of(500, "sub_x", Standing::Canceled));
+    assert_eq!(follows(&l), ("sub_y".to_owned(), false));
+    // A third one started meanwhile does not take over from sub_y, which runs; nor does a fact
+    // of sub_x from before its end, delivered late, bring it back.
+    apply(&mut l, &of(900, "sub_z", Standing::Good));
+    apply(&mut l, &of(450, "sub_x", Standing::PastDue));
+    apply(&mut l, &of(1_000, "sub_y", Standing::PastDue));
+    assert_eq!(follows(&l), ("sub_y".to_owned(), false));
+    assert!(l.state().unwrap().billing.payment_grace_until.is_some());
+}
+
+fn two_subscriptions() -> impl Strategy<Value = Vec<BillingFact>> {
+    (history(), history()).prop_map(|(first, second)| {
+        let mut facts = first;
+        facts.extend(second.into_iter().map(|mut f| {
+            // Interleaved with the first's (5 s after each), with ids of their own.
+            f.observed.created += chrono::Duration::seconds(5);
+            f.observed.event_id = format!("{}_2", f.observed.event_id);
+            f.target.subscription_id = "sub_2".into();
+            f
+        }));
+        facts
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Two subscriptions on one license (one ends, another takes over; or both run): any
+    /// delivery order with duplicates ends where in-order delivery does.
+    #[test]
+    fn two_subscriptions_in_any_order_converge_to_in_order_delivery(
+        facts in two_subscriptions(),
+        duplicates in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+        seed in any::<u64>(),
+    ) {
+        let (in_order, distinct) = in_order(&facts);
+        let mut shuffled = license();
+        for fact in &delivery(&facts, &duplicates, seed) {
+            apply(&mut shuffled, fact);
         }
-        other => panic!("refused, not {other:?}"),
+        prop_assert_eq!(&shuffled, &in_order);
+        prop_assert_eq!(shuffled.state().unwrap().billing.facts.len(), distinct);
     }
-    // Delivered again, a fact applied already is still nothing to do, not a refusal.
-    assert_eq!(
-        decide(&l, &of(10, "sub_a", Standing::Good)).unwrap(),
-        vec![]
-    );
-    // Once sub_a has ended, sub_b takes the license over; a late fact of sub_a still counts.
-    apply(&mut l, &of(30, "sub_a", Standing::Canceled));
-    apply(&mut l, &of(40, "sub_b", Standing::Good));
-    let billing = &l.state().unwrap().billing;
-    assert_eq!(
-        billing.subscription,
-        Some((STRIPE.to_owned(), "sub_b".to_owned()))
-    );
-    assert!(!billing.canceled);
-    assert!(decide(&l, &of(25, "sub_a", Standing::PastDue)).is_ok());
-    // A third subscription, new while sub_b runs: refused.
-    assert!(decide(&l, &of(50, "sub_c", Standing::Good)).is_err());
 }
 
 #[test]
@@ -751,4 +771,30 @@ fn only_the_types_the_ledger_maps_are_acted_on() {
     ] {
         assert!(!acted_on(kind), "{kind}");
     }
+}
+
+#[test]
+fn times_outside_1970_to_9999_and_prices_with_control_characters_read_as_absent() {
+    let mut event = subscription_event("trialing", 1_699_000_000);
+    let object = &mut event["data"]["object"];
+    object["trial_end"] = json!(-8_000_000_000_000_i64);
+    object["cancel_at"] = json!(8_000_000_000_000_i64);
+    object["items"]["data"][0]["current_period_end"] = json!(253_402_300_800_i64);
+    object["items"]["data"][0]["price"] = json!("price_\u{0}1");
+    let event = StripeEvent::from_value(event).unwrap();
+    let StripeObject::Subscription(sub) = StripeObject::of(&event.object) else {
+        panic!("a subscription");
+    };
+    assert_eq!(sub.trial_end, None);
+    assert_eq!(sub.cancel_at, None);
+    assert_eq!(sub.current_period_end, None);
+    assert_eq!(sub.items[0].price_id, None);
+    // The last second of 9999 is a time.
+    let mut event = subscription_event("active", 1_699_000_000);
+    event["data"]["object"]["items"]["data"][0]["current_period_end"] = json!(253_402_300_799_i64);
+    let event = StripeEvent::from_value(event).unwrap();
+    let StripeObject::Subscription(sub) = StripeObject::of(&event.object) else {
+        panic!("a subscription");
+    };
+    assert!(sub.current_period_end.is_some());
 }

@@ -67,7 +67,7 @@ impl License {
             | LicenseAction::ExpireLeases => unreachable!("handled above"),
             LicenseAction::Assign(assignee) => return Self::assign(state, assignee),
             LicenseAction::SyncBilling { target, observed } => {
-                return Self::sync_billing(id, state, target, observed);
+                return Ok(Self::sync_billing(state, target, observed));
             }
             LicenseAction::Activate {
                 installation_id,
@@ -254,24 +254,14 @@ impl License {
     /// ([`crate::billing::derive`]): none for a fact applied already; otherwise what changed,
     /// then `SubscriptionSynced` with the fact, so that a fact arriving late takes its place.
     fn sync_billing(
-        id: crate::ids::LicenseId,
         state: &LicenseState,
         target: &crate::billing::BillingTarget,
         observed: &crate::billing::Observation,
-    ) -> Result<Vec<LicenseEvent>, DomainError> {
+    ) -> Vec<LicenseEvent> {
         let billing = &state.billing;
         let Err(place) = billing.facts.binary_search_by(|f| f.observed.cmp(observed)) else {
-            return Ok(vec![]); // delivered again
+            return vec![]; // delivered again
         };
-        if let Some((gateway, linked)) =
-            billing.follows_another(&target.gateway, &target.subscription_id)
-        {
-            return Err(DomainError::FollowsAnotherSubscription {
-                license: id,
-                gateway: gateway.clone(),
-                linked: linked.clone(),
-            });
-        }
         let fact = crate::billing::BillingFact {
             observed: observed.clone(),
             target: target.clone(),
@@ -279,7 +269,7 @@ impl License {
         let mut facts = billing.facts.clone();
         facts.insert(place, fact.clone());
         let Some(d) = crate::billing::derive(&facts, state.terms.payment_grace_days) else {
-            return Ok(vec![]);
+            return vec![];
         };
         let mut events = Vec::new();
         let linked = (d.link.0.clone(), d.link.1.clone());
@@ -344,7 +334,7 @@ impl License {
             events.push(LicenseEvent::SeatsChanged { seats });
         }
         events.push(LicenseEvent::SubscriptionSynced { fact });
-        Ok(events)
+        events
     }
 
     /// Names a user on the license. For a `named_user` policy the seats count assignees; for

@@ -56,27 +56,6 @@ pub struct Billing {
     pub facts: Vec<crate::billing::BillingFact>,
 }
 
-impl Billing {
-    /// The subscription (`gateway`, `subscription_id`) this license follows when a fact of
-    /// (`gateway`, `subscription_id`)
-    /// may not be applied to it: one that has not ended, while that subscription is new to the
-    /// license. A license follows one live subscription at a time; a subscription it followed
-    /// before keeps its facts (a late one still counts, in the gateway's order).
-    pub fn follows_another(
-        &self,
-        gateway: &str,
-        subscription_id: &str,
-    ) -> Option<&(String, String)> {
-        let linked = self.subscription.as_ref()?;
-        let new = !self
-            .facts
-            .iter()
-            .any(|f| f.target.gateway == gateway && f.target.subscription_id == subscription_id);
-        (new && !self.canceled && (linked.0 != gateway || linked.1 != subscription_id))
-            .then_some(linked)
-    }
-}
-
 /// The state of an issued license. Stored as JSON in the license read model, so fields added
 /// later carry `#[serde(default)]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
