@@ -1361,31 +1361,12 @@ async fn linking_a_price_takes_the_events_that_waited_for_it_again() {
         )
         .await;
     assert_eq!(linked.status, StatusCode::OK);
-    let mut outcome = String::new();
-    for _ in 0..250 {
-        outcome = sqlx::query_scalar(
-            "SELECT coalesce(outcome, 'pending') FROM billing_inbox WHERE event_id = 'evt_late'",
-        )
-        .fetch_one(app.server.state.app.pool())
-        .await
-        .unwrap();
-        if outcome == "processed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(outcome, "processed", "within 5 s, its back-off being 10 s");
-    app.projected().await;
-    let licenses = app
-        .get(&format!(
-            "/v1/licenses?organization_id={}",
-            c.organization_id
-        ))
-        .await
-        .body["licenses"]
-        .as_array()
-        .unwrap()
-        .len();
+    assert_eq!(
+        processed_within_5s(&app, "evt_late").await,
+        "processed",
+        "within 5 s, its back-off being 10 s"
+    );
+    let licenses = licenses_of(&app, &c.organization_id).await.len();
     assert_eq!(licenses, 1);
     app.stop().await;
 }
@@ -1519,31 +1500,12 @@ async fn linking_a_customer_takes_its_events_that_waited_for_it_again() {
                "metadata": {"organization_id": c.organization_id}}),
     )
     .await;
-    let mut outcome = String::new();
-    for _ in 0..250 {
-        outcome = sqlx::query_scalar(
-            "SELECT coalesce(outcome, 'pending') FROM billing_inbox WHERE event_id = 'evt_wait_sub'",
-        )
-        .fetch_one(app.server.state.app.pool())
-        .await
-        .unwrap();
-        if outcome == "processed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(outcome, "processed", "within 5 s, its back-off being 10 s");
-    app.projected().await;
-    let licenses = app
-        .get(&format!(
-            "/v1/licenses?organization_id={}",
-            c.organization_id
-        ))
-        .await
-        .body["licenses"]
-        .as_array()
-        .unwrap()
-        .clone();
+    assert_eq!(
+        processed_within_5s(&app, "evt_wait_sub").await,
+        "processed",
+        "within 5 s, its back-off being 10 s"
+    );
+    let licenses = licenses_of(&app, &c.organization_id).await;
     assert_eq!(licenses.len(), 1, "{licenses:?}");
     assert_eq!(licenses[0]["source"], "stripe");
     app.stop().await;
@@ -1594,4 +1556,34 @@ async fn a_server_with_a_billing_backlog_stops_without_draining_it() {
     );
     pool.close().await;
     app.db.drop_db().await;
+}
+
+/// The outcome of inbox event `id` once it is `processed`, or after 5 s.
+async fn processed_within_5s(app: &TestApp, id: &str) -> String {
+    let mut outcome = String::new();
+    for _ in 0..250 {
+        outcome = sqlx::query_scalar(
+            "SELECT coalesce(outcome, 'pending') FROM billing_inbox WHERE event_id = $1",
+        )
+        .bind(id)
+        .fetch_one(app.server.state.app.pool())
+        .await
+        .unwrap();
+        if outcome == "processed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    outcome
+}
+
+/// The licenses of `organization`, once the projections have caught up.
+async fn licenses_of(app: &TestApp, organization: &str) -> Vec<Value> {
+    app.projected().await;
+    app.get(&format!("/v1/licenses?organization_id={organization}"))
+        .await
+        .body["licenses"]
+        .as_array()
+        .unwrap()
+        .clone()
 }

@@ -299,6 +299,22 @@ fn delivery<T: Clone>(items: &[T], duplicates: &[proptest::sample::Index], seed:
     delivered
 }
 
+/// The license `facts` make delivered shuffled with the `duplicates` again, and delivered in
+/// order once each; the shuffled one holds each distinct fact once.
+fn both_deliveries(
+    facts: &[BillingFact],
+    duplicates: &[proptest::sample::Index],
+    seed: u64,
+) -> (License, License) {
+    let (in_order, distinct) = in_order(facts);
+    let mut shuffled = license();
+    for fact in &delivery(facts, duplicates, seed) {
+        apply(&mut shuffled, fact);
+    }
+    assert_eq!(shuffled.state().unwrap().billing.facts.len(), distinct);
+    (shuffled, in_order)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -311,15 +327,9 @@ proptest! {
         duplicates in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
         seed in any::<u64>(),
     ) {
-        let (in_order, distinct) = in_order(&facts);
-
-        let mut shuffled = license();
-        for fact in &delivery(&facts, &duplicates, seed) {
-            apply(&mut shuffled, fact);
-        }
+        let (shuffled, in_order) = both_deliveries(&facts, &duplicates, seed);
         prop_assert_eq!(&shuffled, &in_order);
         let state = shuffled.state().unwrap();
-        prop_assert_eq!(state.billing.facts.len(), distinct);
         let now = at(200 * 86_400);
         prop_assert_eq!(
             crate::validation::decide(state, now, None, &[]),
@@ -732,13 +742,8 @@ proptest! {
         duplicates in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
         seed in any::<u64>(),
     ) {
-        let (in_order, distinct) = in_order(&facts);
-        let mut shuffled = license();
-        for fact in &delivery(&facts, &duplicates, seed) {
-            apply(&mut shuffled, fact);
-        }
+        let (shuffled, in_order) = both_deliveries(&facts, &duplicates, seed);
         prop_assert_eq!(&shuffled, &in_order);
-        prop_assert_eq!(shuffled.state().unwrap().billing.facts.len(), distinct);
     }
 }
 
