@@ -222,43 +222,57 @@ pub struct Derived {
 }
 
 /// The subscription (`gateway`, `subscription_id`) a license whose facts are `facts` (sorted)
-/// follows: a license follows one live subscription at a time. That is the first one, in the
-/// gateway's order of their first facts, that has not ended (its newest fact saying how it
-/// stands does not say canceled; one that says nothing yet, a checkout's link, has not). When
-/// every one has ended, it is the one with the newest fact.
+/// follows: a license follows one running subscription at a time. That is the first one, in
+/// the gateway's order of their first facts, that runs: its newest fact saying how it stands
+/// does not say it ended. One whose facts never said how it stands (a checkout's link alone, an
+/// `incomplete` subscription never paid) does not run. When none runs, it is the one whose
+/// standing was stated last (else the newest fact's, a checkout's link).
 ///
 /// A function of the set of facts, not of the order they arrived in. A new subscription
 /// recorded on a license while another runs takes over when the other ends, with the state its
-/// own facts give, even when its facts are older than the end. A subscription that ended does
-/// not come back while another runs. Two live subscriptions that name one license keep the
-/// first.
+/// own facts give, even when its facts are older than the end. Two running subscriptions that
+/// name one license keep the first, also when the first comes back (Stripe's `unpaid`, read as
+/// ended, paid after all).
 pub fn followed(facts: &[BillingFact]) -> Option<(&str, &str)> {
-    let mut subscriptions: Vec<((&str, &str), bool)> = Vec::new();
+    // Each subscription in order of its first fact: whether it runs, once a fact said.
+    let mut subscriptions: Vec<((&str, &str), Option<bool>)> = Vec::new();
     for fact in facts {
-        let key = (
-            fact.target.gateway.as_str(),
-            fact.target.subscription_id.as_str(),
-        );
+        let key = subscription_of(fact);
         let at = match subscriptions.iter().position(|(k, _)| *k == key) {
             Some(at) => at,
             None => {
-                subscriptions.push((key, false));
+                subscriptions.push((key, None));
                 subscriptions.len() - 1
             }
         };
         if !fact.target.payment_only && fact.target.standing != Standing::Unchanged {
-            subscriptions[at].1 = fact.target.standing == Standing::Canceled;
+            subscriptions[at].1 = Some(fact.target.standing != Standing::Canceled);
         }
     }
     subscriptions
         .iter()
-        .find(|(_, ended)| !ended)
+        .find(|(_, runs)| *runs == Some(true))
         .map(|(key, _)| *key)
         .or_else(|| {
             facts
-                .last()
-                .map(|f| (f.target.gateway.as_str(), f.target.subscription_id.as_str()))
+                .iter()
+                .rev()
+                .find(|f| !f.target.payment_only && f.target.standing != Standing::Unchanged)
+                .or(facts.last())
+                .map(subscription_of)
         })
+}
+
+/// A quantity of 0 says nothing: a license has a seat at least.
+fn positive(quantity: Option<u32>) -> Option<u32> {
+    quantity.filter(|q| *q > 0)
+}
+
+fn subscription_of(fact: &BillingFact) -> (&str, &str) {
+    (
+        fact.target.gateway.as_str(),
+        fact.target.subscription_id.as_str(),
+    )
 }
 
 /// The billing state `facts` give (sorted by [`Observation`]; `None` when there is none), with
@@ -304,7 +318,7 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
             // set by one subscription are not undone by another that says nothing of them).
             // Likewise the trial's end, a date the license keeps once shown.
             if !t.payment_only {
-                other_quantity = t.quantity.or(other_quantity);
+                other_quantity = positive(t.quantity).or(other_quantity);
                 other_trial_end = t.trial_ends_at.or(other_trial_end);
             }
             continue;
@@ -331,7 +345,7 @@ pub fn derive(facts: &[BillingFact], payment_grace_days: u32) -> Option<Derived>
             continue;
         }
         derived.trial_ends_at = t.trial_ends_at.or(derived.trial_ends_at);
-        derived.quantity = t.quantity.or(derived.quantity);
+        derived.quantity = positive(t.quantity).or(derived.quantity);
         if t.standing != Standing::Unchanged {
             // An ended subscription keeps the end it was scheduled for (valid until then);
             // one canceled at once has none to keep.

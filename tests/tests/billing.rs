@@ -1248,6 +1248,25 @@ async fn metadata_cannot_take_a_license_or_a_customer_from_its_organization() {
     let by_id = |id: &str| outcomes.iter().find(|(e, ..)| e == id).unwrap().clone();
     assert_eq!(by_id("evt_live").1, "processed", "{outcomes:?}");
     assert_eq!(by_id("evt_second").1, "processed", "{outcomes:?}");
+    // An invoice of the second goes to the license that recorded it, though it is not followed.
+    deliver(
+        &app,
+        "evt_second_paid",
+        "invoice.paid",
+        t + 12,
+        json!({"id": "in_second", "object": "invoice", "customer": "cus_a", "status": "paid",
+               "subscription": "sub_second",
+               "lines": {"object": "list", "data": [
+                   {"id": "il_2", "object": "line_item", "period": {"start": t, "end": t + 40 * DAY}}]}}),
+    )
+    .await;
+    let outcomes = drained(&app).await;
+    assert!(
+        outcomes
+            .iter()
+            .any(|(e, o, _)| e == "evt_second_paid" && o == "processed"),
+        "{outcomes:?}"
+    );
     app.projected().await;
     let view = app.get(&format!("/v1/licenses/{license}")).await.body;
     assert_eq!(

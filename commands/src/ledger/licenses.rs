@@ -350,8 +350,9 @@ impl Ledger {
         .await
     }
 
-    /// The license a gateway's subscription is linked to, from the log (migration 0014's index
-    /// of `SubscriptionLinked`).
+    /// The license a gateway's subscription is linked to, or that recorded a fact of it while
+    /// following another (`domain::billing::followed`), from the log (the indexes of
+    /// `SubscriptionLinked`, migration 0014, and `SubscriptionSynced`, 0017).
     ///
     /// # Errors
     /// Database errors.
@@ -361,9 +362,16 @@ impl Ledger {
         subscription_id: &str,
     ) -> Result<Option<LicenseId>, LedgerError> {
         let stream: Option<String> = sqlx::query_scalar(
-            "SELECT aggregate_id FROM events WHERE event_type = 'SubscriptionLinked' \
-             AND aggregate_type = 'License' AND payload->>'subscription_id' = $1 \
-             AND payload->>'gateway' = $2 ORDER BY global_position DESC LIMIT 1",
+            "SELECT aggregate_id FROM ( \
+               SELECT aggregate_id, global_position FROM events \
+               WHERE event_type = 'SubscriptionLinked' AND aggregate_type = 'License' \
+                 AND payload->>'subscription_id' = $1 AND payload->>'gateway' = $2 \
+               UNION ALL \
+               SELECT aggregate_id, global_position FROM events \
+               WHERE event_type = 'SubscriptionSynced' AND aggregate_type = 'License' \
+                 AND payload->'fact'->'target'->>'subscription_id' = $1 \
+                 AND payload->'fact'->'target'->>'gateway' = $2 \
+             ) recorded ORDER BY global_position DESC LIMIT 1",
         )
         .bind(subscription_id)
         .bind(gateway)

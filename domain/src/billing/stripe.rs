@@ -250,10 +250,12 @@ fn subscription(id: String, object: &Value) -> Subscription {
             data.iter()
                 .map(|item| SubscriptionItem {
                     price_id: reference(item, "price"),
+                    // 0 reads as absent: a license has one seat at least.
                     quantity: item
                         .get("quantity")
                         .and_then(Value::as_u64)
-                        .and_then(|q| u32::try_from(q).ok()),
+                        .and_then(|q| u32::try_from(q).ok())
+                        .filter(|q| *q > 0),
                     current_period_end: instant(item, "current_period_end"),
                 })
                 .collect()

@@ -230,7 +230,13 @@ prop_compose! {
         trial in proptest::option::of(0i64..60),
         period in 0i64..400,
         cancel in proptest::option::of(0i64..400),
-        quantity in proptest::option::of(1u32..5),
+        quantity in prop_oneof![
+            4 => (1u32..5).prop_map(Some),
+            2 => Just(None),
+            1 => Just(Some(0)),
+            1 => Just(Some(400_000)),
+            1 => Just(Some(u32::MAX)),
+        ],
         same_second in any::<bool>(),
         nonce in any::<u32>(),
         // An invoice paid or failed, among the subscription's own events.
@@ -717,16 +723,19 @@ fn a_license_follows_one_live_subscription_and_the_next_takes_over_when_it_ends(
     assert!(l.state().unwrap().billing.payment_grace_until.is_some());
 }
 
-fn two_subscriptions() -> impl Strategy<Value = Vec<BillingFact>> {
-    (history(), history()).prop_map(|(first, second)| {
-        let mut facts = first;
-        facts.extend(second.into_iter().map(|mut f| {
-            // Interleaved with the first's (5 s after each), with ids of their own.
-            f.observed.created += chrono::Duration::seconds(5);
-            f.observed.event_id = format!("{}_2", f.observed.event_id);
-            f.target.subscription_id = "sub_2".into();
-            f
-        }));
+/// Up to three subscriptions' histories on one license, each shifted by up to 15 s either way
+/// (so any of them may start first), with ids of their own.
+fn several_subscriptions() -> impl Strategy<Value = Vec<BillingFact>> {
+    proptest::collection::vec((history(), -15i64..=15), 2..=3).prop_map(|histories| {
+        let mut facts = Vec::new();
+        for (n, (history, shift)) in histories.into_iter().enumerate() {
+            facts.extend(history.into_iter().map(|mut f| {
+                f.observed.created += chrono::Duration::seconds(shift);
+                f.observed.event_id = format!("{}_{n}", f.observed.event_id);
+                f.target.subscription_id = format!("sub_{n}");
+                f
+            }));
+        }
         facts
     })
 }
@@ -734,11 +743,11 @@ fn two_subscriptions() -> impl Strategy<Value = Vec<BillingFact>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Two subscriptions on one license (one ends, another takes over; or both run): any
-    /// delivery order with duplicates ends where in-order delivery does.
+    /// Two or three subscriptions on one license (one ends, another takes over; or several
+    /// run): any delivery order with duplicates ends where in-order delivery does.
     #[test]
-    fn two_subscriptions_in_any_order_converge_to_in_order_delivery(
-        facts in two_subscriptions(),
+    fn several_subscriptions_in_any_order_converge_to_in_order_delivery(
+        facts in several_subscriptions(),
         duplicates in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
         seed in any::<u64>(),
     ) {
@@ -802,4 +811,33 @@ fn times_outside_1970_to_9999_and_prices_with_control_characters_read_as_absent(
         panic!("a subscription");
     };
     assert!(sub.current_period_end.is_some());
+}
+
+#[test]
+fn a_subscription_that_never_stood_anywhere_does_not_take_a_license() {
+    let of = |created: i64, sub: &str, standing: Standing| {
+        let mut f = fact(created, standing, 40, None);
+        f.target.subscription_id = sub.into();
+        f.observed.event_id = format!("evt_{sub}_{created}");
+        f
+    };
+    let mut l = license();
+    // An `incomplete` subscription (never paid) first, then a paying one.
+    apply(&mut l, &of(50, "sub_incomplete", Standing::Unchanged));
+    apply(&mut l, &of(100, "sub_paid", Standing::Good));
+    let billing = &l.state().unwrap().billing;
+    assert_eq!(billing.subscription.as_ref().unwrap().1, "sub_paid");
+    // The paying one ends: the license ends with it, the incomplete one does not keep it.
+    apply(&mut l, &of(200, "sub_paid", Standing::Canceled));
+    let billing = &l.state().unwrap().billing;
+    assert_eq!(billing.subscription.as_ref().unwrap().1, "sub_paid");
+    assert!(billing.canceled);
+    // Nor does a late invoice of another ended subscription take the link.
+    let mut invoice = of(300, "sub_incomplete", Standing::Good);
+    invoice.target.payment_only = true;
+    apply(&mut l, &invoice);
+    assert_eq!(
+        l.state().unwrap().billing.subscription.as_ref().unwrap().1,
+        "sub_paid"
+    );
 }

@@ -321,11 +321,14 @@ impl License {
         }
         // Seats follow the quantity, but not below what is in use: the excess waits for
         // deactivations (or unassignments), as an administrator's change would be refused.
+        // Capped at the most a license may have (not left as it was, which would make the
+        // seats depend on the order the facts arrived in).
         if let Some(seats) = d
             .quantity
-            .and_then(|q| q.checked_mul(state.terms.seats.get()))
-            .map(|n| {
-                n.max(state.active_installations(observed.created))
+            .map(|q| {
+                q.saturating_mul(state.terms.seats.get())
+                    .min(crate::values::SeatCount::MAX)
+                    .max(state.active_installations(observed.created))
                     .max(state.named_seats_used())
             })
             .and_then(|n| crate::values::SeatCount::new(n).ok())
