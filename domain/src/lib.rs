@@ -19,7 +19,8 @@
 //!   which gives each aggregate its typed id.
 //! - Aggregates (cqrs-es `Aggregate`): [`organization`], [`product`], [`policy`], [`license`],
 //!   [`api_token`], [`user`]; [`reach`] decides what a principal may do where; [`status`] derives a license's status from its state and the clock;
-//!   [`validation`] is the validation decision every client check goes through.
+//!   [`validation`] is the validation decision every client check goes through; [`release`]
+//!   decides which releases a license sees and the path from an installed version to the newest.
 
 pub mod api_token;
 pub mod billing;
@@ -34,6 +35,7 @@ pub mod organization;
 pub mod policy;
 pub mod product;
 pub mod reach;
+pub mod release;
 pub mod status;
 pub mod stream;
 pub mod text;

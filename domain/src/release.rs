@@ -1,0 +1,244 @@
+//! Releases as a license sees them (issue #17, DOMAIN.md "Releases and downloads"): SemVer 2.0
+//! versions ordered by precedence, channels, whether a license sees a release
+//! ([`visibility`]), and the path from an installed version to the newest it sees
+//! ([`update_path`]). Pure functions of their arguments and the clock they are given: the
+//! portal's listing, the client's "is there an update for me?" and the download links all
+//! decide through them, so none shows what another refuses.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use crate::Timestamp;
+use crate::ids::ProductId;
+use crate::validation::{LicenseFacts, decide};
+use crate::values::{FeatureCode, FeatureSet};
+
+/// A release's version: SemVer 2.0 (`7.4.0`, `8.0.0-beta.2`, `1.2.3+build.5`), ordered by
+/// SemVer's precedence. Build metadata takes no part in it: `1.0.0+a` and `1.0.0+b` are one
+/// version (a product cannot hold both).
+#[derive(Clone, Debug)]
+pub struct Version(semver::Version);
+
+impl Version {
+    /// Reads a SemVer 2.0 version, as written: no leading `v`, no missing part.
+    ///
+    /// # Errors
+    /// Anything else, said.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        semver::Version::parse(s)
+            .map(Self)
+            .map_err(|e| format!("{s:?} is not a SemVer 2.0 version (such as 7.4.0): {e}"))
+    }
+
+    /// A pre-release (`-beta.2`): seen on the channels that take pre-releases only.
+    pub fn is_prerelease(&self) -> bool {
+        !self.0.pre.is_empty()
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Version {}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.cmp_precedence(&other.0)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The channel a release is published on; a policy says which its licenses see (`stable` when
+/// it says nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Channel {
+    Stable,
+    Lts,
+    Beta,
+}
+
+impl Channel {
+    /// Reads `stable`, `lts` or `beta`.
+    ///
+    /// # Errors
+    /// Anything else, said.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "stable" => Ok(Self::Stable),
+            "lts" => Ok(Self::Lts),
+            "beta" => Ok(Self::Beta),
+            other => Err(format!("{other:?} is not a channel: stable, lts or beta")),
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stable => "stable",
+            Self::Lts => "lts",
+            Self::Beta => "beta",
+        }
+    }
+}
+
+/// What visibility reads of a release.
+#[derive(Clone, Debug)]
+pub struct ReleaseFacts {
+    pub product_id: ProductId,
+    pub version: Version,
+    pub channel: Channel,
+    /// Features a license must hold, every one, to see it (an edition, a module).
+    pub entitlements: FeatureSet,
+    /// `None` while it is a draft.
+    pub published_at: Option<Timestamp>,
+    pub yanked: bool,
+}
+
+/// What visibility reads of a license, besides its validation facts.
+#[derive(Clone, Debug)]
+pub struct Sight {
+    pub product_id: ProductId,
+    /// The channels its policy allows.
+    pub channels: Vec<Channel>,
+    /// The end of its maintenance, if it has one.
+    pub maintenance_until: Option<Timestamp>,
+}
+
+/// Why a license does not see a release: the first rule of DOMAIN.md it fails, in their order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unseen {
+    /// Rule 1: a draft.
+    NotPublished,
+    /// Rule 1.
+    Yanked,
+    /// Rule 1: another product's.
+    OtherProduct,
+    /// Rule 2: a channel the policy does not allow.
+    Channel(Channel),
+    /// Rule 3: an entitlement the license lacks.
+    Entitlement(FeatureCode),
+    /// Rule 4: the license is not usable now (and no perpetual fallback applies).
+    NotUsable,
+    /// Rule 5: published after the license's maintenance ended.
+    AfterMaintenance,
+}
+
+/// Whether the license (`facts` for its validation, `sight` for the rest) sees `release` at
+/// `now`: `Ok` when every rule of DOMAIN.md holds, else the first that does not.
+///
+/// Rule 4's perpetual fallback: a perpetual license (no expiry) whose maintenance has ended
+/// keeps seeing the releases published while maintenance ran, as long as it is neither revoked
+/// nor suspended (a suspension withholds downloads as it withholds validation).
+///
+/// # Errors
+/// The rule the release fails, as [`Unseen`].
+pub fn visibility(
+    release: &ReleaseFacts,
+    facts: &impl LicenseFacts,
+    sight: &Sight,
+    now: Timestamp,
+) -> Result<(), Unseen> {
+    let Some(published_at) = release.published_at else {
+        return Err(Unseen::NotPublished);
+    };
+    if release.yanked {
+        return Err(Unseen::Yanked);
+    }
+    if release.product_id != sight.product_id {
+        return Err(Unseen::OtherProduct);
+    }
+    let allowed: &[Channel] = if sight.channels.is_empty() {
+        &[Channel::Stable]
+    } else {
+        &sight.channels
+    };
+    if !allowed.contains(&release.channel) {
+        return Err(Unseen::Channel(release.channel));
+    }
+    if let Some(missing) = release
+        .entitlements
+        .iter()
+        .find(|f| !facts.features().contains(f))
+    {
+        return Err(Unseen::Entitlement(missing.clone()));
+    }
+    let usable = decide(facts, now, None, &[]).code == crate::validation::ValidationCode::Valid;
+    let perpetual_fallback = facts.expires_at().is_none()
+        && sight.maintenance_until.is_some_and(|end| end < now)
+        && !facts.revoked()
+        && !facts.suspended();
+    if !usable && !perpetual_fallback {
+        return Err(Unseen::NotUsable);
+    }
+    if sight
+        .maintenance_until
+        .is_some_and(|end| published_at > end)
+    {
+        return Err(Unseen::AfterMaintenance);
+    }
+    Ok(())
+}
+
+/// A declared upgrade path: from `from` to `to` only through `via`, in order ("7.2 to 7.6 only
+/// via 7.4").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradePath {
+    pub from: Version,
+    pub to: Version,
+    pub via: Vec<Version>,
+}
+
+/// The versions to install, in order, to go from `installed` to the newest of `visible` (the
+/// versions the license sees): through a declared path from the version reached, when one
+/// leads on (every step of it visible), else the newest directly. Empty when nothing newer is
+/// visible. Never a version outside `visible`.
+pub fn update_path(
+    installed: &Version,
+    visible: &[Version],
+    paths: &[UpgradePath],
+) -> Vec<Version> {
+    let Some(newest) = visible.iter().max() else {
+        return Vec::new();
+    };
+    let mut steps = Vec::new();
+    let mut at = installed.clone();
+    while *newest > at {
+        let declared = paths.iter().find(|p| {
+            p.from == at
+                && p.to > at
+                && p.to <= *newest
+                && visible.contains(&p.to)
+                && p.via
+                    .iter()
+                    .all(|v| visible.contains(v) && *v > at && *v < p.to)
+        });
+        match declared {
+            Some(path) => {
+                steps.extend(path.via.iter().cloned());
+                steps.push(path.to.clone());
+                at = path.to.clone();
+            }
+            None => {
+                steps.push(newest.clone());
+                break;
+            }
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests;
