@@ -192,6 +192,52 @@ pub fn visibility(
     Ok(())
 }
 
+/// An artifact's file name, as customers download it (`studio-7.4.0-x86_64.msi`): at most 255
+/// bytes of UTF-8, no path (`/`, `\`), no `..`, no control characters, none of the characters
+/// Windows refuses in a name (`: * ? " < > |`, which would also break a `Content-Disposition`
+/// header), no surrounding spaces.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Filename(String);
+
+impl Filename {
+    /// The longest name, in bytes (what file systems allow).
+    pub const MAX_BYTES: usize = 255;
+
+    /// Reads a file name.
+    ///
+    /// # Errors
+    /// The rule it breaks, said.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("a file name must not be empty".to_owned());
+        }
+        if s.len() > Self::MAX_BYTES {
+            return Err(format!(
+                "a file name must be at most {} bytes (got {})",
+                Self::MAX_BYTES,
+                s.len()
+            ));
+        }
+        if s.trim() != s {
+            return Err("a file name must not begin or end with spaces".to_owned());
+        }
+        if s.chars().any(char::is_control) {
+            return Err("a file name must not contain control characters".to_owned());
+        }
+        if let Some(c) = s.chars().find(|c| "/\\:*?\"<>|".contains(*c)) {
+            return Err(format!("a file name must not contain {c:?} (no paths)"));
+        }
+        if s.contains("..") {
+            return Err("a file name must not contain \"..\"".to_owned());
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A declared upgrade path: from `from` to `to` only through `via`, in order ("7.2 to 7.6 only
 /// via 7.4").
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -355,3 +355,39 @@ fn update_paths_follow_declared_paths_and_only_visible_versions() {
         ["7.4.0"]
     );
 }
+
+#[test]
+fn file_names_are_names_not_paths() {
+    for good in [
+        "studio-7.4.0-x86_64.msi",
+        "Studio 7.4.0.dmg",
+        "studio_7.4.0_arm64.tar.gz",
+        "ñandú-7.4.0.zip",
+        ".hidden",
+    ] {
+        assert_eq!(Filename::parse(good).unwrap().as_str(), good);
+    }
+    let long = "a".repeat(Filename::MAX_BYTES + 1);
+    let long_utf8 = "é".repeat(128); // 256 bytes, 128 characters
+    for bad in [
+        "",
+        "../etc/passwd",
+        "..",
+        "a..b",
+        "dir/file.msi",
+        "dir\\file.msi",
+        "C:file.msi",
+        "file\u{0}.msi",
+        "file\n.msi",
+        "file\u{7f}.msi",
+        "say\"hi\".msi",
+        " file.msi",
+        "file.msi ",
+        "what?.msi",
+        long.as_str(),
+        long_utf8.as_str(),
+    ] {
+        assert!(Filename::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(Filename::parse(&"a".repeat(Filename::MAX_BYTES)).is_ok());
+}
