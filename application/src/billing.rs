@@ -330,18 +330,16 @@ fn lane_of(event: &Result<StripeEvent, NotAnEvent>) -> usize {
     use std::hash::{Hash, Hasher};
     let key = event
         .as_ref()
-        .map(|event| match StripeObject::of(&event.object) {
-            StripeObject::Subscription(sub) => sub.customer.unwrap_or(sub.id),
-            StripeObject::CheckoutSession(session) => session
-                .customer
-                .or(session.subscription)
-                .unwrap_or(session.id),
-            StripeObject::Invoice(invoice) => invoice
-                .customer
-                .or(invoice.subscription)
-                .unwrap_or(invoice.id),
-            StripeObject::Customer(customer) => customer.id,
-            StripeObject::Other(_) => event.id.clone(),
+        .map(|event| {
+            customer_of(event).unwrap_or_else(|| match StripeObject::of(&event.object) {
+                StripeObject::Subscription(sub) => sub.id,
+                StripeObject::CheckoutSession(session) => {
+                    session.subscription.unwrap_or(session.id)
+                }
+                StripeObject::Invoice(invoice) => invoice.subscription.unwrap_or(invoice.id),
+                StripeObject::Customer(customer) => customer.id,
+                StripeObject::Other(_) => event.id.clone(),
+            })
         })
         .unwrap_or_default();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -557,11 +555,19 @@ impl App {
     /// # Errors
     /// Database errors.
     pub async fn rearm_failed_billing_events(&self) -> Result<u64, AppError> {
+        self.rearm(self.pool(), None).await
+    }
+
+    /// Makes the `failed` inbox events due now, attempts counted afresh: those of `only`, or
+    /// every one; wakes this process's consumer when there were any.
+    async fn rearm(&self, pool: &sqlx::PgPool, only: Option<&[String]>) -> Result<u64, AppError> {
         let rearmed = sqlx::query(
-            "UPDATE billing_inbox SET next_attempt_at = $1, attempts = 0 WHERE outcome = 'failed'",
+            "UPDATE billing_inbox SET next_attempt_at = $1, attempts = 0 \
+             WHERE outcome = 'failed' AND ($2::text[] IS NULL OR event_id = ANY($2))",
         )
         .bind(self.now())
-        .execute(self.pool())
+        .bind(only)
+        .execute(pool)
         .await
         .map_err(projections::ProjectionError::from)?
         .rows_affected();
@@ -603,23 +609,13 @@ impl App {
         if theirs.is_empty() {
             return Ok(0);
         }
-        let rearmed = sqlx::query(
-            "UPDATE billing_inbox SET next_attempt_at = $1, attempts = 0 \
-             WHERE event_id = ANY($2) AND outcome = 'failed'",
-        )
-        .bind(self.now())
-        .bind(&theirs)
-        .execute(self.jobs_pool())
-        .await
-        .map_err(projections::ProjectionError::from)?
-        .rows_affected();
+        let rearmed = self.rearm(self.jobs_pool(), Some(&theirs)).await?;
         if rearmed > 0 {
             tracing::info!(
                 customer,
                 rearmed,
                 "customer linked: its failed stripe events are due again"
             );
-            self.billing_wake().notify_one();
         }
         Ok(rearmed)
     }
@@ -646,15 +642,13 @@ impl App {
             StripeObject::CheckoutSession(session) if kind == "checkout.session.completed" => {
                 self.provision_checkout(&ctx, &session, observed).await
             }
-            StripeObject::Invoice(invoice) => {
+            // `acted_on` let through invoice.paid and invoice.payment_failed only.
+            StripeObject::Invoice(invoice) if kind.starts_with("invoice.") => {
                 match domain::billing::target_of_invoice(kind, &invoice) {
                     Some(target) => self.apply_payment(&ctx, target, observed).await,
-                    None if invoice.subscription.is_none() => Ok(Processed::Ignored(format!(
+                    None => Ok(Processed::Ignored(format!(
                         "invoice {} bills no subscription",
                         invoice.id
-                    ))),
-                    None => Ok(Processed::Ignored(format!(
-                        "{kind} is not acted on: invoice.paid and invoice.payment_failed are"
                     ))),
                 }
             }

@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`app`]: [`App`], the ledger opened for serving (database, secrets, validation model,
 //!   signing keys), and [`AppConfig`].
-//! - [`jobs`]: [`jobs::Jobs::start`], the one place every background job starts.
+//! - [`jobs`]: [`jobs::Jobs::start`], the one place every background job starts (the intake's
+//!   writers carry requests, not jobs: [`App`] starts them with the first webhook).
 //! - [`licenses`]: every License command, each showing its result to validation at once.
 //! - [`catalogue`]: organizations, products, policies; [`operations`]: administration tokens,
 //!   audit, checkpoints, readiness.

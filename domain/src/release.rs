@@ -11,7 +11,8 @@ use std::fmt;
 use crate::Timestamp;
 use crate::ids::ProductId;
 use crate::validation::{LicenseFacts, decide};
-use crate::values::{FeatureCode, FeatureSet};
+pub use crate::values::Channel;
+use crate::values::{FeatureCode, FeatureSet, InvalidValue};
 
 /// A release's version: SemVer 2.0 (`7.4.0`, `8.0.0-beta.2`, `1.2.3+build.5`), ordered by
 /// SemVer's precedence. Build metadata takes no part in it: `1.0.0+a` and `1.0.0+b` are one
@@ -24,10 +25,12 @@ impl Version {
     ///
     /// # Errors
     /// Anything else, said.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        semver::Version::parse(s)
-            .map(Self)
-            .map_err(|e| format!("{s:?} is not a SemVer 2.0 version (such as 7.4.0): {e}"))
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        semver::Version::parse(s).map(Self).map_err(|e| {
+            InvalidValue::new(format!(
+                "{s:?} is not a SemVer 2.0 version (such as 7.4.0): {e}"
+            ))
+        })
     }
 
     /// A pre-release (`-beta.2`): seen on the channels that take pre-releases only.
@@ -59,38 +62,6 @@ impl Ord for Version {
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// The channel a release is published on; a policy says which its licenses see (`stable` when
-/// it says nothing).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Channel {
-    Stable,
-    Lts,
-    Beta,
-}
-
-impl Channel {
-    /// Reads `stable`, `lts` or `beta`.
-    ///
-    /// # Errors
-    /// Anything else, said.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "stable" => Ok(Self::Stable),
-            "lts" => Ok(Self::Lts),
-            "beta" => Ok(Self::Beta),
-            other => Err(format!("{other:?} is not a channel: stable, lts or beta")),
-        }
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Stable => "stable",
-            Self::Lts => "lts",
-            Self::Beta => "beta",
-        }
     }
 }
 
@@ -207,28 +178,34 @@ impl Filename {
     ///
     /// # Errors
     /// The rule it breaks, said.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         if s.is_empty() {
-            return Err("a file name must not be empty".to_owned());
+            return Err(InvalidValue::new("a file name must not be empty"));
         }
         if s.len() > Self::MAX_BYTES {
-            return Err(format!(
+            return Err(InvalidValue::new(format!(
                 "a file name must be at most {} bytes (got {})",
                 Self::MAX_BYTES,
                 s.len()
-            ));
+            )));
         }
         if s.trim() != s {
-            return Err("a file name must not begin or end with spaces".to_owned());
+            return Err(InvalidValue::new(
+                "a file name must not begin or end with spaces",
+            ));
         }
         if s.chars().any(char::is_control) {
-            return Err("a file name must not contain control characters".to_owned());
+            return Err(InvalidValue::new(
+                "a file name must not contain control characters",
+            ));
         }
         if let Some(c) = s.chars().find(|c| "/\\:*?\"<>|".contains(*c)) {
-            return Err(format!("a file name must not contain {c:?} (no paths)"));
+            return Err(InvalidValue::new(format!(
+                "a file name must not contain {c:?} (no paths)"
+            )));
         }
         if s.contains("..") {
-            return Err("a file name must not contain \"..\"".to_owned());
+            return Err(InvalidValue::new("a file name must not contain \"..\""));
         }
         Ok(Self(s.to_owned()))
     }

@@ -669,6 +669,12 @@ macro_rules! text_enum {
 }
 
 text_enum!(
+    /// The channel a release is published on; a policy says which its licenses see (`stable`
+    /// when it says nothing; `domain::release`).
+    Channel { Stable => "stable", Lts => "lts", Beta => "beta" }
+);
+
+text_enum!(
     /// What an organization is to the vendor.
     OrganizationKind { Customer => "customer", Partner => "partner", Vendor => "vendor" }
 );

@@ -132,3 +132,27 @@ fn run(command: &mut std::process::Command, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Posts `body` to the Stripe webhook of the server at `base`, signed at `t` (Unix seconds, the
+/// server's clock) under `secret` with
+/// the server's construction (`application::billing::signature_header`, which Stripe's SDK
+/// verifies: `StripeSdk::verifies`), as Stripe delivers an event.
+///
+/// # Errors
+/// The client's, when no answer came.
+pub async fn post_signed(
+    client: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    t: i64,
+    body: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
+    let signature = application::billing::signature_header(secret, t, &body);
+    client
+        .post(format!("{base}/v1/webhooks/stripe"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await
+}

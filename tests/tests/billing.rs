@@ -1397,19 +1397,12 @@ async fn a_burst_is_committed_together_each_event_once_and_a_refused_row_fails_a
     let app = start(&[NEW]).await;
     let t = now(&app);
     // 60 events, each delivered twice, all 120 at once.
-    let url = format!("{}/v1/webhooks/stripe", app.base);
     let sends: Vec<_> = (0..120)
         .map(|n| {
             let body = event(&format!("evt_burst_{}", n % 60));
-            let signature = signature_header(NEW, t, &body);
-            let (client, url) = (app.client.clone(), url.clone());
+            let (client, base) = (app.client.clone(), app.base.clone());
             tokio::spawn(async move {
-                let answer = client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .header("stripe-signature", signature)
-                    .body(body)
-                    .send()
+                let answer = tests::stripe::post_signed(&client, &base, NEW, t, body)
                     .await
                     .expect("request sent");
                 (

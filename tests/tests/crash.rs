@@ -308,18 +308,14 @@ async fn deliver(client: &reqwest::Client, base: &str, id: &str, created: i64) -
         "data": {"object": {"id": "in_1", "object": "invoice", "customer": "cus_1"}}
     }))
     .unwrap();
-    let signature = application::billing::signature_header(
+    let answer = tests::stripe::post_signed(
+        client,
+        base,
         WEBHOOK_SECRET,
         chrono::Utc::now().timestamp(),
-        &body,
-    );
-    let answer = client
-        .post(format!("{base}/v1/webhooks/stripe"))
-        .header("content-type", "application/json")
-        .header("stripe-signature", signature)
-        .body(body)
-        .send()
-        .await;
+        body,
+    )
+    .await;
     match answer {
         Ok(answer) if answer.status() == 200 => match answer.json::<Value>().await {
             // 200 for a delivery that stored the event, 208 (Already Reported) in this test's

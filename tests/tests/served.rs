@@ -290,16 +290,15 @@ async fn ledger_serve_takes_stripe_webhooks_and_its_consumer_processes_them() {
         "data": {"object": {"id": "prod_1", "object": "product"}}
     }))
     .unwrap();
-    let signature =
-        application::billing::signature_header("whsec_b", chrono::Utc::now().timestamp(), &body);
-    let answer = client
-        .post(format!("{}/v1/webhooks/stripe", server.base))
-        .header("stripe-signature", signature)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let answer = tests::stripe::post_signed(
+        &client,
+        &server.base,
+        "whsec_b",
+        chrono::Utc::now().timestamp(),
+        body,
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status().as_u16(), 200);
     let since = Instant::now();
     loop {

@@ -184,21 +184,7 @@ fn statuses_map_to_standings() {
 fn license() -> License {
     let mut terms = crate::license::tests::terms();
     terms.payment_grace_days = 7;
-    let mut license = License::NotIssued;
-    for event in license
-        .decide(&LicenseCommand {
-            license_id: crate::license::tests::lid(),
-            at: at(0),
-            action: LicenseAction::Issue(Box::new(crate::license::tests::issue_with(
-                terms,
-                Some(at(30 * 86_400)),
-            ))),
-        })
-        .unwrap()
-    {
-        license.fold(event);
-    }
-    license
+    crate::license::tests::issued_at(terms, at(0), Some(at(30 * 86_400)))
 }
 
 fn apply(license: &mut License, fact: &BillingFact) {

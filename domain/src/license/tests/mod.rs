@@ -91,6 +91,26 @@ fn cmd(action: LicenseAction) -> LicenseCommand {
         action,
     }
 }
+/// A license issued under `terms` at `at`, expiring at `expires_at`: what the billing and
+/// release tests fold their facts into or read.
+pub(crate) fn issued_at(
+    terms: PolicyTerms,
+    at: Timestamp,
+    expires_at: Option<Timestamp>,
+) -> License {
+    let mut license = License::NotIssued;
+    let events = license
+        .decide(&LicenseCommand {
+            license_id: lid(),
+            at,
+            action: LicenseAction::Issue(Box::new(issue_with(terms, expires_at))),
+        })
+        .unwrap();
+    for event in events {
+        license.fold(event);
+    }
+    license
+}
 /// The event issuing the standard test license (365 days, 3 seats, feature `pro`).
 pub(crate) fn issued() -> LicenseEvent {
     let events = License::NotIssued
