@@ -362,20 +362,24 @@ impl Ledger {
         subscription_id: &str,
     ) -> Result<Option<LicenseId>, LedgerError> {
         let stream: Option<String> = sqlx::query_scalar(
-            "SELECT aggregate_id FROM ( \
-               SELECT aggregate_id, global_position FROM events \
-               WHERE event_type = 'SubscriptionLinked' AND aggregate_type = 'License' \
-                 AND payload->>'subscription_id' = $1 AND payload->>'gateway' = $2 \
-               UNION ALL \
-               SELECT aggregate_id, global_position FROM events \
-               WHERE event_type = 'SubscriptionSynced' AND aggregate_type = 'License' \
-                 AND payload->'fact'->'target'->>'subscription_id' = $1 \
-                 AND payload->'fact'->'target'->>'gateway' = $2 \
-             ) recorded ORDER BY global_position DESC LIMIT 1",
+            // The link first (one event, usually); the facts only for a subscription no license
+            // follows yet. COALESCE reads its second query only when the first finds nothing:
+            // every fact of a subscription is on one license, so any of them names it, and a
+            // subscription's growing history is not read on every event.
+            "SELECT COALESCE( \
+               (SELECT aggregate_id FROM events \
+                WHERE event_type = 'SubscriptionLinked' AND aggregate_type = 'License' \
+                  AND payload->>'subscription_id' = $1 AND payload->>'gateway' = $2 \
+                ORDER BY global_position DESC LIMIT 1), \
+               (SELECT aggregate_id FROM events \
+                WHERE event_type = 'SubscriptionSynced' AND aggregate_type = 'License' \
+                  AND payload->'fact'->'target'->>'subscription_id' = $1 \
+                  AND payload->'fact'->'target'->>'gateway' = $2 \
+                LIMIT 1))",
         )
         .bind(subscription_id)
         .bind(gateway)
-        .fetch_optional(self.store.pool())
+        .fetch_one(self.store.pool())
         .await?;
         Ok(stream
             .as_deref()
