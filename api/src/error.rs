@@ -211,6 +211,8 @@ impl From<CommandError> for ApiError {
                     ErrorCode::EmailTaken
                 } else if scope == ClaimScope::UserIdentity.as_str() {
                     ErrorCode::IdentityTaken
+                } else if scope == ClaimScope::ReleaseVersion.as_str() {
+                    ErrorCode::ReleaseVersionExists
                 } else {
                     ErrorCode::AlreadyExists
                 };

@@ -59,12 +59,15 @@ pub enum ErrorCode {
     InstallationNotFound,
     TokenNotFound,
     UserNotFound,
+    ReleaseNotFound,
     /// No checkpoint of the log has been signed yet.
     NoCheckpoint,
     /// The resource exists already.
     AlreadyExists,
     /// Another product has this App GUID.
     AppIdTaken,
+    /// The product has a release of this version (build metadata aside).
+    ReleaseVersionExists,
     /// Other writers kept winning the race for a stream.
     Conflict,
     /// An `Idempotency-Key` first used with another request.
@@ -125,6 +128,18 @@ pub enum ErrorCode {
     InvalidSignature,
     /// No gateway event of that id was received.
     BillingEventNotFound,
+    /// An upgrade path whose steps do not lead from its start to its end.
+    InvalidUpgradePath,
+    /// The release is published or yanked: its artifacts are final.
+    ReleaseNotDraft,
+    /// A draft is not yanked.
+    ReleaseNotPublished,
+    /// The release is yanked.
+    ReleaseYanked,
+    /// A release is published with at least one artifact.
+    ReleaseHasNoArtifacts,
+    /// The release holds another file of that name.
+    ArtifactExists,
     /// A validation code: `NOT_FOUND` and `APP_MISMATCH` at the client edge, and the code of a
     /// license that is not valid for what was asked (`SUSPENDED`, `TOO_MANY_ACTIVATIONS`, ...).
     #[strum(disabled)]
@@ -169,6 +184,14 @@ impl ErrorCode {
             Self::NoCheckpoint => "NO_CHECKPOINT",
             Self::AlreadyExists => "ALREADY_EXISTS",
             Self::AppIdTaken => "APP_ID_TAKEN",
+            Self::ReleaseVersionExists => "RELEASE_VERSION_EXISTS",
+            Self::ReleaseNotFound => "RELEASE_NOT_FOUND",
+            Self::InvalidUpgradePath => "INVALID_UPGRADE_PATH",
+            Self::ReleaseNotDraft => "RELEASE_NOT_DRAFT",
+            Self::ReleaseNotPublished => "RELEASE_NOT_PUBLISHED",
+            Self::ReleaseYanked => "RELEASE_YANKED",
+            Self::ReleaseHasNoArtifacts => "RELEASE_HAS_NO_ARTIFACTS",
+            Self::ArtifactExists => "ARTIFACT_EXISTS",
             Self::Conflict => "CONFLICT",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
@@ -268,9 +291,9 @@ mod tests {
 
     #[test]
     fn the_problem_codes_are_all_there() {
-        // 68 of the API's own (price links the latest) plus the 12 validation codes: a code
+        // 76 of the API's own (releases the latest) plus the 12 validation codes: a code
         // removed by mistake shows here.
-        assert_eq!(ErrorCode::iter().count(), 68);
+        assert_eq!(ErrorCode::iter().count(), 76);
         assert_eq!(ValidationCode::iter().count(), 12);
     }
 

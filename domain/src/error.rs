@@ -3,7 +3,7 @@
 
 use crate::codes::ErrorCode;
 use crate::ids::{
-    ApiTokenId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId, UserId,
+    ApiTokenId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId, ReleaseId, UserId,
 };
 use crate::validation::ValidationCode;
 use crate::values::{OrganizationKind, Role};
@@ -50,6 +50,23 @@ pub enum DomainError {
     ParentProductRequired(&'static str),
     #[error("{0}")]
     InvalidParentProduct(String),
+    #[error("{0}")]
+    InvalidUpgradePath(String),
+
+    #[error("release {0} does not exist")]
+    ReleaseNotFound(ReleaseId),
+    #[error("release {0} already exists")]
+    ReleaseAlreadyDrafted(ReleaseId),
+    #[error("release {0} is not a draft: its artifacts are final")]
+    ReleaseNotDraft(ReleaseId),
+    #[error("release {0} is a draft; only a published release is yanked")]
+    ReleaseNotPublished(ReleaseId),
+    #[error("release {0} is yanked already")]
+    ReleaseYanked(ReleaseId),
+    #[error("release {0} has no artifacts; upload one before publishing")]
+    ReleaseHasNoArtifacts(ReleaseId),
+    #[error("the release holds another file named {0:?}; artifacts are immutable")]
+    ArtifactExists(String),
 
     #[error("policy {0} does not exist")]
     PolicyNotFound(PolicyId),
@@ -164,6 +181,14 @@ impl DomainError {
             Self::ProductNotFound(_) => ErrorCode::ProductNotFound,
             Self::ParentProductRequired(_) => ErrorCode::ParentProductRequired,
             Self::InvalidParentProduct(_) => ErrorCode::InvalidParentProduct,
+            Self::InvalidUpgradePath(_) => ErrorCode::InvalidUpgradePath,
+            Self::ReleaseNotFound(_) => ErrorCode::ReleaseNotFound,
+            Self::ReleaseAlreadyDrafted(_) => ErrorCode::AlreadyExists,
+            Self::ReleaseNotDraft(_) => ErrorCode::ReleaseNotDraft,
+            Self::ReleaseNotPublished(_) => ErrorCode::ReleaseNotPublished,
+            Self::ReleaseYanked(_) => ErrorCode::ReleaseYanked,
+            Self::ReleaseHasNoArtifacts(_) => ErrorCode::ReleaseHasNoArtifacts,
+            Self::ArtifactExists(_) => ErrorCode::ArtifactExists,
             Self::PolicyNotFound(_) => ErrorCode::PolicyNotFound,
             Self::PolicyRetired(_) => ErrorCode::PolicyRetired,
             Self::InvalidPolicyTerms(_) => ErrorCode::InvalidPolicyTerms,
@@ -206,6 +231,7 @@ impl DomainError {
     pub const fn field(&self) -> Option<&'static str> {
         match self {
             Self::VendorRoleBound(_) | Self::CustomerRoleUnbound(_) => Some("organization_id"),
+            Self::InvalidUpgradePath(_) => Some("via"),
             _ => None,
         }
     }
@@ -220,6 +246,7 @@ impl DomainError {
             | Self::InstallationNotFound(_)
             | Self::ApiTokenNotFound(_)
             | Self::UserNotFound(_)
+            | Self::ReleaseNotFound(_)
             | Self::AssignmentNotFound(_) => RejectionKind::NotFound,
             Self::OrganizationAlreadyRegistered(_)
             | Self::ProductAlreadyDefined(_)
@@ -231,6 +258,12 @@ impl DomainError {
             | Self::TooManyActivations { .. }
             | Self::TooManyAssignments { .. }
             | Self::PriceLinkedElsewhere { .. }
+            | Self::ReleaseAlreadyDrafted(_)
+            | Self::ReleaseNotDraft(_)
+            | Self::ReleaseNotPublished(_)
+            | Self::ReleaseYanked(_)
+            | Self::ReleaseHasNoArtifacts(_)
+            | Self::ArtifactExists(_)
             | Self::LeaseExpired(_) => RejectionKind::Conflict,
             Self::OrganizationClosed(_)
             | Self::OrganizationCycle(_)
@@ -260,7 +293,9 @@ impl DomainError {
             | Self::InvitationEmailUnverified
             | Self::InvitationIssuerMismatch
             | Self::RoleNotHeldThere { .. } => RejectionKind::Unprocessable,
-            Self::VendorRoleBound(_) | Self::CustomerRoleUnbound(_) => RejectionKind::Invalid,
+            Self::VendorRoleBound(_)
+            | Self::CustomerRoleUnbound(_)
+            | Self::InvalidUpgradePath(_) => RejectionKind::Invalid,
         }
     }
 }

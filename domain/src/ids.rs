@@ -87,6 +87,17 @@ uuid_id!(
     "a user id"
 );
 
+uuid_id!(
+    /// A release: a version of a product on a channel, with its artifacts.
+    ReleaseId,
+    "a release id"
+);
+uuid_id!(
+    /// An artifact: one immutable file of a release.
+    ArtifactId,
+    "an artifact id"
+);
+
 /// A product's App GUID: the identifier a client application sends in `X-App-Id`.
 ///
 /// Any well-formed, non-nil UUID is accepted (vendors often already have GUIDs baked into shipped

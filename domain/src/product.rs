@@ -12,6 +12,7 @@ use crate::Timestamp;
 use crate::error::DomainError;
 use crate::event::{UniqueClaim, VersionedEvent};
 use crate::ids::{AppId, ProductId};
+use crate::release::{UpgradePath, Version, VersionRange};
 use crate::stream::{AggregateType, ClaimScope};
 use crate::values::{KeyPrefix, Name, ProductKind};
 
@@ -61,6 +62,8 @@ pub enum ProductAction {
         parent: Option<ProductRef>,
         key_prefix: KeyPrefix,
     },
+    /// Declares (or re-declares, replacing its steps) the path from `path.from` to `path.to`.
+    DeclareUpgradePath { path: UpgradePath },
 }
 
 /// Events of a product's stream.
@@ -74,12 +77,20 @@ pub enum ProductEvent {
         parent_product_id: Option<ProductId>,
         key_prefix: KeyPrefix,
     },
+    /// Customers on a version `from` matches reach `to` only through `via`, in order (ADR 0023).
+    #[serde(rename = "UpgradePathDeclared")]
+    UpgradePathDeclared {
+        from: VersionRange,
+        to: Version,
+        via: Vec<Version>,
+    },
 }
 
 impl DomainEvent for ProductEvent {
     fn event_type(&self) -> String {
         match self {
             Self::Defined { .. } => "ProductDefined",
+            Self::UpgradePathDeclared { .. } => "UpgradePathDeclared",
         }
         .to_owned()
     }
@@ -90,7 +101,8 @@ impl DomainEvent for ProductEvent {
 
 impl VersionedEvent for ProductEvent {
     const AGGREGATE_TYPE: &'static str = AggregateType::Product.as_str();
-    const VERSIONS: &'static [(&'static str, &'static str)] = &[("ProductDefined", "1")];
+    const VERSIONS: &'static [(&'static str, &'static str)] =
+        &[("ProductDefined", "1"), ("UpgradePathDeclared", "1")];
 
     /// An App GUID identifies exactly one product.
     fn unique_claims(&self) -> Vec<UniqueClaim> {
@@ -99,6 +111,7 @@ impl VersionedEvent for ProductEvent {
                 scope: ClaimScope::AppId.as_str(),
                 value: app_id.to_string(),
             }],
+            Self::UpgradePathDeclared { .. } => Vec::new(),
         }
     }
 }
@@ -111,6 +124,9 @@ pub struct ProductState {
     pub app_id: AppId,
     pub parent_product_id: Option<ProductId>,
     pub key_prefix: KeyPrefix,
+    /// Declared upgrade paths, one per `(from, to)`, in the order first declared.
+    #[serde(default)]
+    pub upgrade_paths: Vec<UpgradePath>,
 }
 
 impl ProductState {
@@ -148,7 +164,23 @@ impl Product {
     /// The [`DomainError`] naming the refused rule.
     pub fn decide(&self, cmd: &ProductCommand) -> Result<Vec<ProductEvent>, DomainError> {
         match (&cmd.action, self) {
-            (_, Self::Defined(_)) => Err(DomainError::ProductAlreadyDefined(cmd.product_id)),
+            (ProductAction::DeclareUpgradePath { .. }, Self::Undefined) => {
+                Err(DomainError::ProductNotFound(cmd.product_id))
+            }
+            (ProductAction::DeclareUpgradePath { path }, Self::Defined(state)) => {
+                // The same declaration again changes nothing and records nothing (a retry).
+                if state.upgrade_paths.contains(path) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![ProductEvent::UpgradePathDeclared {
+                    from: path.from.clone(),
+                    to: path.to.clone(),
+                    via: path.via.clone(),
+                }])
+            }
+            (ProductAction::Define { .. }, Self::Defined(_)) => {
+                Err(DomainError::ProductAlreadyDefined(cmd.product_id))
+            }
             (
                 ProductAction::Define {
                     name,
@@ -228,7 +260,21 @@ impl Aggregate for Product {
                     app_id,
                     parent_product_id,
                     key_prefix,
+                    upgrade_paths: Vec::new(),
                 });
+            }
+            ProductEvent::UpgradePathDeclared { from, to, via } => {
+                if let Self::Defined(state) = self {
+                    let path = UpgradePath { from, to, via };
+                    match state
+                        .upgrade_paths
+                        .iter_mut()
+                        .find(|p| p.from == path.from && p.to == path.to)
+                    {
+                        Some(declared) => *declared = path,
+                        None => state.upgrade_paths.push(path),
+                    }
+                }
             }
         }
     }
@@ -337,6 +383,54 @@ mod tests {
             ))
             .inspect_result();
         assert_eq!(refused.unwrap_err().code(), "INVALID_PARENT_PRODUCT");
+    }
+
+    #[test]
+    fn upgrade_paths_are_declared_on_a_defined_product_and_a_repeat_records_nothing() {
+        let path = |via: &[&str]| {
+            UpgradePath::new(
+                VersionRange::parse("7.2").unwrap(),
+                Version::parse("7.6.0").unwrap(),
+                via.iter().map(|v| Version::parse(v).unwrap()).collect(),
+            )
+            .unwrap()
+        };
+        let declare = |p: UpgradePath| ProductCommand {
+            product_id: pid(1),
+            at: "2026-01-01T00:00:00Z".parse().unwrap(),
+            action: ProductAction::DeclareUpgradePath { path: p },
+        };
+        let declared = |p: UpgradePath| ProductEvent::UpgradePathDeclared {
+            from: p.from,
+            to: p.to,
+            via: p.via,
+        };
+        Fw::with(())
+            .given_no_previous_events()
+            .when(declare(path(&["7.4.0"])))
+            .then_expect_error(DomainError::ProductNotFound(pid(1)));
+        let defined = defined(ProductKind::Application, None);
+        Fw::with(())
+            .given(vec![defined.clone()])
+            .when(declare(path(&["7.4.0"])))
+            .then_expect_events(vec![declared(path(&["7.4.0"]))]);
+        Fw::with(())
+            .given(vec![defined.clone(), declared(path(&["7.4.0"]))])
+            .when(declare(path(&["7.4.0"])))
+            .then_expect_events(vec![]);
+        // Another `via` for the same (from, to) replaces the first.
+        let mut product = Product::default();
+        for e in [
+            defined,
+            declared(path(&["7.4.0"])),
+            declared(path(&["7.3.0", "7.4.0"])),
+        ] {
+            product.apply(e);
+        }
+        assert_eq!(
+            product.state().unwrap().upgrade_paths,
+            vec![path(&["7.3.0", "7.4.0"])]
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::Timestamp;
 use crate::ids::ProductId;
 use crate::validation::{LicenseFacts, decide};
@@ -16,8 +18,9 @@ use crate::values::{FeatureCode, FeatureSet, InvalidValue};
 
 /// A release's version: SemVer 2.0 (`7.4.0`, `8.0.0-beta.2`, `1.2.3+build.5`), ordered by
 /// SemVer's precedence. Build metadata takes no part in it: `1.0.0+a` and `1.0.0+b` are one
-/// version (a product cannot hold both).
-#[derive(Clone, Debug)]
+/// version (a product cannot hold both). Stored and shown as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Version(semver::Version);
 
 impl Version {
@@ -36,6 +39,81 @@ impl Version {
     /// A pre-release (`-beta.2`): seen on the channels that take pre-releases only.
     pub fn is_prerelease(&self) -> bool {
         !self.0.pre.is_empty()
+    }
+
+    /// The version without its build metadata: what makes two versions one (the unique claim
+    /// of a product's version).
+    pub fn precedence_key(&self) -> String {
+        let mut bare = self.0.clone();
+        bare.build = semver::BuildMetadata::EMPTY;
+        bare.to_string()
+    }
+}
+
+impl TryFrom<String> for Version {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// The versions an upgrade path starts from: a SemVer requirement (`>=7.2, <7.3`, `~7.2`). A
+/// bare version means that version with its omitted parts free: `7.2` is every 7.2.x, `7.2.1`
+/// exactly 7.2.1 (where Cargo would read `7.2` as `^7.2`, every 7.x from 7.2 on, which is not
+/// what "from 7.2" means to a customer). Stored in SemVer's normal form (`=7.2`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct VersionRange(semver::VersionReq);
+
+impl VersionRange {
+    /// Reads a requirement.
+    ///
+    /// # Errors
+    /// When it is not a SemVer requirement, said.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let text = s.trim();
+        let exact;
+        let text = if text.starts_with(|c: char| c.is_ascii_digit()) {
+            exact = format!("={text}");
+            &exact
+        } else {
+            text
+        };
+        semver::VersionReq::parse(text).map(Self).map_err(|e| {
+            InvalidValue::new(format!(
+                "{s:?} is not a SemVer requirement (such as 7.2 or >=7.2, <7.3): {e}"
+            ))
+        })
+    }
+
+    /// Whether `version` is one of these versions.
+    pub fn matches(&self, version: &Version) -> bool {
+        self.0.matches(&version.0)
+    }
+}
+
+impl fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl TryFrom<String> for VersionRange {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl Serialize for VersionRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
     }
 }
 
@@ -167,8 +245,22 @@ pub fn visibility(
 /// bytes of UTF-8, no path (`/`, `\`), no `..`, no control characters, none of the characters
 /// Windows refuses in a name (`: * ? " < > |`, which would also break a `Content-Disposition`
 /// header), no surrounding spaces.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Filename(String);
+
+impl TryFrom<String> for Filename {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Filename> for String {
+    fn from(v: Filename) -> String {
+        v.0
+    }
+}
 
 impl Filename {
     /// The longest name, in bytes (what file systems allow).
@@ -215,13 +307,50 @@ impl Filename {
     }
 }
 
-/// A declared upgrade path: from `from` to `to` only through `via`, in order ("7.2 to 7.6 only
-/// via 7.4").
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A declared upgrade path: from the versions `from` matches to `to` only through `via`, in
+/// order ("7.2 to 7.6 only via 7.4").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradePath {
-    pub from: Version,
+    pub from: VersionRange,
     pub to: Version,
     pub via: Vec<Version>,
+}
+
+impl UpgradePath {
+    /// The most steps a path may name.
+    pub const MAX_VIA: usize = 32;
+
+    /// A path, checked: `via` ascends strictly and stays below `to`, and `to` is not one of
+    /// the versions it starts from.
+    ///
+    /// # Errors
+    /// The rule it breaks, said.
+    pub fn new(from: VersionRange, to: Version, via: Vec<Version>) -> Result<Self, InvalidValue> {
+        if from.matches(&to) {
+            return Err(InvalidValue::new(format!(
+                "the path leads to {to}, which is one of the versions it starts from ({from})"
+            )));
+        }
+        if via.len() > Self::MAX_VIA {
+            return Err(InvalidValue::new(format!(
+                "a path names at most {} steps (got {})",
+                Self::MAX_VIA,
+                via.len()
+            )));
+        }
+        if let Some(w) = via.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(InvalidValue::new(format!(
+                "the steps must ascend: {} comes before {}",
+                w[0], w[1]
+            )));
+        }
+        if let Some(step) = via.iter().find(|v| **v >= to || from.matches(v)) {
+            return Err(InvalidValue::new(format!(
+                "step {step} must lie above the versions the path starts from and below {to}"
+            )));
+        }
+        Ok(Self { from, to, via })
+    }
 }
 
 /// The versions to install, in order, to go from `installed` to the newest of `visible` (the
@@ -240,7 +369,7 @@ pub fn update_path(
     let mut at = installed.clone();
     while *newest > at {
         let declared = paths.iter().find(|p| {
-            p.from == at
+            p.from.matches(&at)
                 && p.to > at
                 && p.to <= *newest
                 && visible.contains(&p.to)
@@ -262,6 +391,9 @@ pub fn update_path(
     }
     steps
 }
+
+mod aggregate;
+pub use aggregate::*;
 
 #[cfg(test)]
 mod tests;

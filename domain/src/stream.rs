@@ -11,7 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::ids::{ApiTokenId, LicenseId, OrganizationId, PolicyId, ProductId, UserId};
+use crate::ids::{ApiTokenId, LicenseId, OrganizationId, PolicyId, ProductId, ReleaseId, UserId};
 
 /// The aggregate a stream belongs to: the `aggregate_type` of its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,17 +22,19 @@ pub enum AggregateType {
     License,
     ApiToken,
     User,
+    Release,
 }
 
 impl AggregateType {
     /// Every aggregate type, in the order the catalogue is usually listed.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Organization,
         Self::Product,
         Self::Policy,
         Self::License,
         Self::ApiToken,
         Self::User,
+        Self::Release,
     ];
 
     /// The stored spelling (the `aggregate_type` column). Never renamed.
@@ -44,6 +46,7 @@ impl AggregateType {
             Self::License => "License",
             Self::ApiToken => "ApiToken",
             Self::User => "User",
+            Self::Release => "Release",
         }
     }
 
@@ -73,6 +76,8 @@ pub enum ClaimScope {
     UserIdentity,
     /// A payment gateway's customer: `<gateway>:<customer id>`.
     GatewayCustomer,
+    /// A product's release version: `<product id>/<version without build metadata>`.
+    ReleaseVersion,
 }
 
 impl ClaimScope {
@@ -84,6 +89,7 @@ impl ClaimScope {
             Self::UserEmail => "user_email",
             Self::UserIdentity => "user_identity",
             Self::GatewayCustomer => "gateway_customer",
+            Self::ReleaseVersion => "release_version",
         }
     }
 }
@@ -117,6 +123,7 @@ impl StreamId for PolicyId {}
 impl StreamId for LicenseId {}
 impl StreamId for ApiTokenId {}
 impl StreamId for UserId {}
+impl StreamId for ReleaseId {}
 
 /// An aggregate of the ledger: the type of its streams and the type of their ids.
 pub trait Stream: cqrs_es::Aggregate {
@@ -143,6 +150,7 @@ streams! {
     crate::license::License => License, LicenseId;
     crate::api_token::ApiToken => ApiToken, ApiTokenId;
     crate::user::User => User, UserId;
+    crate::release::Release => Release, ReleaseId;
 }
 
 #[cfg(test)]

@@ -675,6 +675,15 @@ text_enum!(
 );
 
 text_enum!(
+    /// The operating system an artifact is built for (`any`: every one).
+    Platform { Windows => "windows", Linux => "linux", Macos => "macos", Any => "any" }
+);
+text_enum!(
+    /// The processor architecture an artifact is built for (`any`: every one).
+    Arch { X86_64 => "x86_64", Arm64 => "arm64", Any => "any" }
+);
+
+text_enum!(
     /// What an organization is to the vendor.
     OrganizationKind { Customer => "customer", Partner => "partner", Vendor => "vendor" }
 );

@@ -27,6 +27,9 @@ use domain::license::{LicenseEvent, LicenseIssued};
 use domain::organization::OrganizationEvent;
 use domain::policy::{PolicyEvent, PolicyTerms, PolicyTermsInput};
 use domain::product::ProductEvent;
+use domain::release::{
+    Artifact, Filename, Notes, ReleaseEvent, Sha256Digest, Version, VersionRange,
+};
 use domain::user::UserEvent;
 use domain::values::*;
 use serde_json::{Value, json};
@@ -89,13 +92,51 @@ fn organization_samples() -> Vec<OrganizationEvent> {
 }
 
 fn product_samples() -> Vec<ProductEvent> {
-    vec![ProductEvent::Defined {
-        name: Name::parse("Acme Studio").unwrap(),
-        kind: ProductKind::Plugin,
-        app_id: AppId::parse(uuid(10)).unwrap(),
-        parent_product_id: Some(ProductId::from_uuid(uuid(11))),
-        key_prefix: KeyPrefix::parse("ACME").unwrap(),
-    }]
+    vec![
+        ProductEvent::Defined {
+            name: Name::parse("Acme Studio").unwrap(),
+            kind: ProductKind::Plugin,
+            app_id: AppId::parse(uuid(10)).unwrap(),
+            parent_product_id: Some(ProductId::from_uuid(uuid(11))),
+            key_prefix: KeyPrefix::parse("ACME").unwrap(),
+        },
+        ProductEvent::UpgradePathDeclared {
+            from: VersionRange::parse("7.2").unwrap(),
+            to: Version::parse("7.6.0").unwrap(),
+            via: vec![Version::parse("7.4.0").unwrap()],
+        },
+    ]
+}
+
+fn release_samples() -> Vec<ReleaseEvent> {
+    vec![
+        ReleaseEvent::Drafted {
+            product_id: ProductId::from_uuid(uuid(11)),
+            version: Version::parse("7.4.0+build.15").unwrap(),
+            channel: Channel::Lts,
+            notes: Some(Notes::parse("Faster exports.\n\nFixes the PDF margins.").unwrap()),
+            entitlements: FeatureSet::parse(&["pro"]).unwrap(),
+        },
+        ReleaseEvent::ArtifactAdded(Artifact {
+            artifact_id: ArtifactId::from_uuid(uuid(40)),
+            filename: Filename::parse("studio-7.4.0-x86_64.msi").unwrap(),
+            platform: Platform::Windows,
+            arch: Arch::X86_64,
+            size: 73_400_320,
+            sha256: Sha256Digest::parse(
+                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            )
+            .unwrap(),
+            signature: "W8MbBWcpDNTb22xcnEQUgOJBLY8e3XhC2fCNLR3I4GwvzGDjX5cQhLOTznrjWOzV6KSkbjv6zw1T_UVqOrmN7g".to_owned(),
+            kid: "3xXf8GdQ0yY2m8sLwq4b6zR1tV9nK5cP7aH2jE0uW4o".to_owned(),
+        }),
+        ReleaseEvent::Published {
+            published_at: t("2026-12-05T09:00:00Z"),
+        },
+        ReleaseEvent::Yanked {
+            reason: Reason::parse("installer breaks on Windows Server 2019").unwrap(),
+        },
+    ]
 }
 
 fn policy_samples() -> Vec<PolicyEvent> {
@@ -399,6 +440,7 @@ fn contracts() -> Vec<Contract> {
         contract(license_samples()),
         contract(api_token_samples()),
         contract(user_samples()),
+        contract(release_samples()),
     ]
 }
 

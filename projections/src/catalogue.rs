@@ -196,6 +196,16 @@ impl Projection for ProductsProjection {
                 .execute(&mut *conn)
                 .await?
             }
+            // The paths are read from the product's stream where they are used (the update
+            // path); the row only records that the product changed.
+            ProductEvent::UpgradePathDeclared { .. } => {
+                sqlx::query("UPDATE rm_products SET updated_at = $2, version = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(e.recorded_at)
+                    .bind(e.sequence)
+                    .execute(&mut *conn)
+                    .await?
+            }
         };
         expect_one(result, e)
     }

@@ -289,7 +289,7 @@ fn channels_read_as_written() {
 fn update_paths_follow_declared_paths_and_only_visible_versions() {
     let seen = |list: &[&str]| list.iter().map(|s| v(s)).collect::<Vec<_>>();
     let via_74 = UpgradePath {
-        from: v("7.2.0"),
+        from: VersionRange::parse("7.2").unwrap(),
         to: v("7.6.0"),
         via: vec![v("7.4.0")],
     };
@@ -329,7 +329,7 @@ fn update_paths_follow_declared_paths_and_only_visible_versions() {
     );
     // Paths chain, then the newest directly.
     let to_80 = UpgradePath {
-        from: v("7.6.0"),
+        from: VersionRange::parse("7.6.0").unwrap(),
         to: v("8.0.0"),
         via: vec![v("7.8.0")],
     };
@@ -379,4 +379,272 @@ fn file_names_are_names_not_paths() {
         assert!(Filename::parse(bad).is_err(), "{bad:?}");
     }
     assert!(Filename::parse(&"a".repeat(Filename::MAX_BYTES)).is_ok());
+}
+
+#[test]
+fn ranges_read_a_bare_version_as_that_version_with_its_omitted_parts_free() {
+    let r = |s: &str| VersionRange::parse(s).unwrap();
+    assert!(r("7.2").matches(&v("7.2.0")));
+    assert!(r("7.2").matches(&v("7.2.9")));
+    // Not Cargo's caret: "from 7.2" is not "from 7.4".
+    assert!(!r("7.2").matches(&v("7.4.0")));
+    assert!(r("7.2.1").matches(&v("7.2.1")));
+    assert!(!r("7.2.1").matches(&v("7.2.2")));
+    assert!(r(">=7.0, <7.3").matches(&v("7.2.5")));
+    assert!(!r(">=7.0, <7.3").matches(&v("7.3.0")));
+    // Stored in SemVer's normal form, read back the same.
+    assert_eq!(r("7.2").to_string(), "=7.2");
+    assert_eq!(r(&r("7.2").to_string()), r("7.2"));
+    for bad in ["", "seven", "7.2.x.1", "=>7"] {
+        assert!(VersionRange::parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_patch_release_of_the_start_takes_the_declared_path() {
+    let path = UpgradePath::new(
+        VersionRange::parse("7.2").unwrap(),
+        v("7.6.0"),
+        vec![v("7.4.0")],
+    )
+    .unwrap();
+    let visible = [v("7.2.0"), v("7.2.3"), v("7.4.0"), v("7.6.0")];
+    let steps = update_path(&v("7.2.3"), &visible, std::slice::from_ref(&path));
+    assert_eq!(steps, [v("7.4.0"), v("7.6.0")]);
+}
+
+#[test]
+fn upgrade_paths_lead_from_their_start_through_ascending_steps_to_their_end() {
+    let r = |s: &str| VersionRange::parse(s).unwrap();
+    assert!(UpgradePath::new(r("7.2"), v("7.6.0"), vec![]).is_ok());
+    assert!(UpgradePath::new(r("7.2"), v("7.6.0"), vec![v("7.3.0"), v("7.4.0")]).is_ok());
+    for (from, to, via) in [
+        // Leads to a version it starts from.
+        ("7.2", "7.2.5", vec![]),
+        // Steps out of order, repeated, at or above the end, or within the start.
+        ("7.2", "7.6.0", vec![v("7.4.0"), v("7.3.0")]),
+        ("7.2", "7.6.0", vec![v("7.4.0"), v("7.4.0")]),
+        ("7.2", "7.6.0", vec![v("7.6.0")]),
+        ("7.2", "7.6.0", vec![v("7.8.0")]),
+        ("7.2", "7.6.0", vec![v("7.2.4")]),
+    ] {
+        assert!(
+            UpgradePath::new(r(from), v(to), via.clone()).is_err(),
+            "{from} -> {to} via {via:?}"
+        );
+    }
+    let too_many = (0..=UpgradePath::MAX_VIA)
+        .map(|i| v(&format!("7.3.{i}")))
+        .collect();
+    assert!(UpgradePath::new(r("7.2"), v("8.0.0"), too_many).is_err());
+}
+
+mod lifecycle {
+    //! The Release aggregate: what each command does in each status (ADR 0023).
+
+    use super::*;
+    use crate::DomainError;
+    use crate::event::VersionedEvent;
+    use crate::ids::{ArtifactId, ReleaseId};
+    use crate::product::{ProductFacts, ProductRef};
+    use crate::stream::ClaimScope;
+    use crate::values::{Arch, KeyPrefix, Name, Platform, ProductKind};
+    use cqrs_es::test::TestFramework;
+
+    type Fw = TestFramework<Release>;
+
+    fn rid() -> ReleaseId {
+        ReleaseId::from_uuid(uuid::Uuid::from_u128(30))
+    }
+
+    fn command(action: ReleaseAction) -> ReleaseCommand {
+        ReleaseCommand {
+            release_id: rid(),
+            at: at(10),
+            action,
+        }
+    }
+
+    fn draft(exists: bool) -> ReleaseAction {
+        ReleaseAction::Draft {
+            product: ProductRef {
+                id: product(),
+                facts: exists.then(|| ProductFacts {
+                    name: Name::parse("Studio").unwrap(),
+                    kind: ProductKind::Application,
+                    app_id: crate::ids::AppId::parse(uuid::Uuid::from_u128(21)).unwrap(),
+                    key_prefix: KeyPrefix::parse("STU").unwrap(),
+                }),
+            },
+            version: v("7.4.0"),
+            channel: Channel::Stable,
+            notes: None,
+            entitlements: FeatureSet::default(),
+        }
+    }
+
+    fn drafted() -> ReleaseEvent {
+        ReleaseEvent::Drafted {
+            product_id: product(),
+            version: v("7.4.0"),
+            channel: Channel::Stable,
+            notes: None,
+            entitlements: FeatureSet::default(),
+        }
+    }
+
+    fn artifact(name: &str, byte: u8) -> Artifact {
+        Artifact {
+            artifact_id: ArtifactId::from_uuid(uuid::Uuid::now_v7()),
+            filename: Filename::parse(name).unwrap(),
+            platform: Platform::Linux,
+            arch: Arch::X86_64,
+            size: 10,
+            sha256: Sha256Digest::from_bytes([byte; 32]),
+            signature: "sig".to_owned(),
+            kid: "kid".to_owned(),
+        }
+    }
+
+    fn yank() -> ReleaseAction {
+        ReleaseAction::Yank {
+            reason: Reason::parse("broken").unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_release_is_drafted_once_of_an_existing_product() {
+        Fw::with(())
+            .given_no_previous_events()
+            .when(command(draft(true)))
+            .then_expect_events(vec![drafted()]);
+        Fw::with(())
+            .given_no_previous_events()
+            .when(command(draft(false)))
+            .then_expect_error(DomainError::ProductNotFound(product()));
+        Fw::with(())
+            .given(vec![drafted()])
+            .when(command(draft(true)))
+            .then_expect_error(DomainError::ReleaseAlreadyDrafted(rid()));
+        for action in [
+            ReleaseAction::Publish,
+            yank(),
+            ReleaseAction::AddArtifact(artifact("a.tar.gz", 1)),
+        ] {
+            Fw::with(())
+                .given_no_previous_events()
+                .when(command(action))
+                .then_expect_error(DomainError::ReleaseNotFound(rid()));
+        }
+    }
+
+    #[test]
+    fn artifacts_go_to_drafts_once_per_name_and_a_retry_records_nothing() {
+        let first = artifact("a.tar.gz", 1);
+        Fw::with(())
+            .given(vec![drafted()])
+            .when(command(ReleaseAction::AddArtifact(first.clone())))
+            .then_expect_events(vec![ReleaseEvent::ArtifactAdded(first.clone())]);
+        // The same bytes again (a new id and signature): nothing recorded.
+        Fw::with(())
+            .given(vec![drafted(), ReleaseEvent::ArtifactAdded(first.clone())])
+            .when(command(ReleaseAction::AddArtifact(artifact("a.tar.gz", 1))))
+            .then_expect_events(vec![]);
+        // Other bytes under the name: refused.
+        Fw::with(())
+            .given(vec![drafted(), ReleaseEvent::ArtifactAdded(first.clone())])
+            .when(command(ReleaseAction::AddArtifact(artifact("a.tar.gz", 2))))
+            .then_expect_error(DomainError::ArtifactExists("a.tar.gz".to_owned()));
+        // After publishing: refused, but a retry of a recorded upload still answers it.
+        let published = vec![
+            drafted(),
+            ReleaseEvent::ArtifactAdded(first.clone()),
+            ReleaseEvent::Published {
+                published_at: at(10),
+            },
+        ];
+        Fw::with(())
+            .given(published.clone())
+            .when(command(ReleaseAction::AddArtifact(artifact("b.tar.gz", 3))))
+            .then_expect_error(DomainError::ReleaseNotDraft(rid()));
+        Fw::with(())
+            .given(published)
+            .when(command(ReleaseAction::AddArtifact(artifact("a.tar.gz", 1))))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn publishing_needs_an_artifact_and_happens_once() {
+        Fw::with(())
+            .given(vec![drafted()])
+            .when(command(ReleaseAction::Publish))
+            .then_expect_error(DomainError::ReleaseHasNoArtifacts(rid()));
+        let with_file = vec![drafted(), ReleaseEvent::ArtifactAdded(artifact("a", 1))];
+        Fw::with(())
+            .given(with_file.clone())
+            .when(command(ReleaseAction::Publish))
+            .then_expect_events(vec![ReleaseEvent::Published {
+                published_at: at(10),
+            }]);
+        let mut published = with_file;
+        published.push(ReleaseEvent::Published {
+            published_at: at(10),
+        });
+        Fw::with(())
+            .given(published)
+            .when(command(ReleaseAction::Publish))
+            .then_expect_error(DomainError::ReleaseNotDraft(rid()));
+    }
+
+    #[test]
+    fn only_a_published_release_is_yanked_and_once() {
+        let with_file = vec![drafted(), ReleaseEvent::ArtifactAdded(artifact("a", 1))];
+        Fw::with(())
+            .given(with_file.clone())
+            .when(command(yank()))
+            .then_expect_error(DomainError::ReleaseNotPublished(rid()));
+        let mut published = with_file;
+        published.push(ReleaseEvent::Published {
+            published_at: at(10),
+        });
+        Fw::with(())
+            .given(published.clone())
+            .when(command(yank()))
+            .then_expect_events(vec![ReleaseEvent::Yanked {
+                reason: Reason::parse("broken").unwrap(),
+            }]);
+        published.push(ReleaseEvent::Yanked {
+            reason: Reason::parse("broken").unwrap(),
+        });
+        let state = {
+            let mut r = Release::default();
+            for e in published.clone() {
+                cqrs_es::Aggregate::apply(&mut r, e);
+            }
+            r
+        };
+        let s = state.state().unwrap();
+        assert_eq!(s.status(), ReleaseStatus::Yanked);
+        assert!(s.facts().yanked);
+        Fw::with(())
+            .given(published.clone())
+            .when(command(yank()))
+            .then_expect_error(DomainError::ReleaseYanked(rid()));
+        Fw::with(())
+            .given(published)
+            .when(command(ReleaseAction::Publish))
+            .then_expect_error(DomainError::ReleaseNotDraft(rid()));
+    }
+
+    #[test]
+    fn versions_equal_but_for_build_metadata_claim_the_same_value() {
+        let claim = |s: &str| release_version_claim(product(), &v(s));
+        assert_eq!(claim("7.4.0+a"), claim("7.4.0+b"));
+        assert_eq!(claim("7.4.0+a"), claim("7.4.0"));
+        assert_ne!(claim("7.4.0"), claim("7.4.0-rc.1"));
+        assert_eq!(
+            drafted().unique_claims()[0].scope,
+            ClaimScope::ReleaseVersion.as_str()
+        );
+    }
 }
