@@ -152,6 +152,12 @@ struct ServeArgs {
     #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 64 * 1024,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_body_bytes: usize,
+    /// Largest artifact an upload may store, in bytes (at least 1; default 2 GiB). Uploads are
+    /// streamed to `<data-dir>/artifacts`, so this bounds disk, not memory.
+    #[arg(long, env = "LEDGER_MAX_ARTIFACT_BYTES",
+          default_value_t = application::artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_artifact_bytes: u64,
     /// Administration requests per second per client IP without a bearer token that
     /// authenticates (none, or an invalid, expired or revoked one); 0: no limit. Requests with a
     /// valid token are limited per token instead (--token-rate-limit).
@@ -414,6 +420,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.app.idempotency_retention = retention;
             config.jobs.idempotency_prune_every = retention.min(Duration::from_secs(60));
             config.max_body_bytes = args.max_body_bytes;
+            config.app.max_artifact_bytes = args.max_artifact_bytes;
             config.rate_limit_per_second = args.rate_limit_rps;
             config.rate_limit_burst = args.rate_limit_burst;
             config.token_rate_limits = args.token_rate_limits;

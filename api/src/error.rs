@@ -263,6 +263,25 @@ impl From<AppError> for ApiError {
             AppError::InvalidSignature(detail) => {
                 Self::bad_request(ErrorCode::InvalidSignature, detail, None)
             }
+            AppError::Upload(upload) => {
+                use application::artifacts::UploadError;
+                match upload {
+                    UploadError::TooLarge { .. } => Self::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorCode::PayloadTooLarge,
+                        upload.to_string(),
+                    ),
+                    UploadError::Empty | UploadError::Body(_) => {
+                        Self::bad_request(ErrorCode::MalformedBody, upload.to_string(), None)
+                    }
+                    UploadError::Stalled => Self::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        ErrorCode::Timeout,
+                        upload.to_string(),
+                    ),
+                    UploadError::Io(cause) => Self::internal(&cause),
+                }
+            }
             AppError::Invariant(what) => Self::internal(&what),
         }
     }

@@ -62,6 +62,7 @@ API (`X-App-Id` and a license key) of license-ledger. Every error is `applicatio
         (name = "organizations", description = "Customers, partners and the vendor"),
         (name = "products", description = "What is licensed"),
         (name = "policies", description = "Versioned license terms"),
+        (name = "releases", description = "Versions of products, their signed artifacts, upgrade paths"),
         (name = "licenses", description = "Issue, read (also as of an instant), change"),
         (name = "tokens", description = "Administration tokens"),
         (name = "users", description = "Users of identity providers, their roles, and who is asking (`/v1/me`)"),
@@ -84,6 +85,10 @@ pub enum Group {
     Client,
     /// Payment gateways' webhooks: a signature over the body, body limit, deadline.
     Webhook,
+    /// Streamed bodies (artifact uploads): bearer token and its rate limit, the store's own size
+    /// limit and stall timeout instead of the body limit and deadline; retried by content, not
+    /// through the idempotency store (ADR 0023).
+    Transfer,
 }
 
 /// The document, built once from the registration table.
@@ -118,6 +123,7 @@ pub fn document() -> OpenApi {
         (Group::Admin, table.admin),
         (Group::Client, table.client),
         (Group::Webhook, table.webhooks),
+        (Group::Transfer, table.transfers),
     ] {
         doc.merge(finish(group, routes.into_openapi()));
     }
@@ -190,11 +196,14 @@ fn is_json_body(body: Option<&RefOr<RequestBody>>) -> bool {
 /// The writes that take no `Idempotency-Key`, because doing them twice is doing them once and they
 /// record no event to find a key on: validation (appends nothing, answers the license as it is
 /// now; ADR 0016), Stripe's webhook (deduplicated by the event's own id) and the billing inbox's
-/// retry (makes an event due again; ADR 0022).
-pub const KEYLESS_WRITES: [&str; 3] = [
+/// retry (makes an event due again; ADR 0022), and the artifact upload (streamed, so the store,
+/// which keeps a digest of the body, is not in its way: the same bytes under the same name replay
+/// the recorded artifact; ADR 0023).
+pub const KEYLESS_WRITES: [&str; 4] = [
     "/v1/validate",
     "/v1/webhooks/stripe",
     "/v1/billing/events/{id}/retry",
+    "/v1/releases/{id}/artifacts/{filename}",
 ];
 
 fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Operation) {
@@ -205,7 +214,7 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
     // Every write takes an `Idempotency-Key` but validation, which appends nothing and answers
     // the license as it is now (ADR 0016); the public group has no writes.
     let keyed = write
-        && !matches!(group, Group::Public | Group::Webhook)
+        && !matches!(group, Group::Public | Group::Webhook | Group::Transfer)
         && !KEYLESS_WRITES.contains(&path);
     let limited = !matches!(group, Group::Public | Group::Webhook);
     let mut problems: Vec<u16> = Vec::new();
@@ -234,6 +243,11 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
             // deadline or the database.
             problems.extend([400, 413, 500, 503]);
         }
+        Group::Transfer => {
+            op.security = Some(vec![SecurityRequirement::new::<_, _, &str>("bearer", [])]);
+            // A bad query or body; no or a bad token; over the rate; the database.
+            problems.extend([400, 401, 429, 500, 503]);
+        }
     }
     if keyed {
         // A malformed key; the first request with this key still running; the key used with
@@ -247,7 +261,8 @@ fn finish_operation(group: Group, path: &str, method: &HttpMethod, op: &mut Oper
             .or_insert_with(problem_ref);
     }
     if limited {
-        add_success_headers(op, keyed);
+        // A transfer that replays (the same upload again) says so like a keyed write.
+        add_success_headers(op, keyed || (write && group == Group::Transfer));
     }
     optional_body_is_absent_not_null(op);
     if keyed {
@@ -472,6 +487,9 @@ fn one_of(all: &[&str], description: &str) -> RefOr<Schema> {
         .into()
 }
 
+/// SemVer 2.0's own regular expression (semver.org), anchored.
+const SEMVER_PATTERN: &str = "^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-((?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\\.(?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\\+([0-9a-zA-Z-]+(?:\\.[0-9a-zA-Z-]+)*))?$";
+
 /// Schema-only types standing for domain values in request bodies
 /// (`#[schema(value_type = schemas::Name)]`).
 pub mod schemas {
@@ -569,6 +587,45 @@ pub mod schemas {
         Subject => text(255, "The identity provider's `sub` of the person.");
         /// `domain::values::RevocationCategory`.
         RevocationCategory => one_of(domain::values::RevocationCategory::ALL, "Why a license was revoked.");
+        /// `domain::release::Version`.
+        Version => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(300))
+            .pattern(Some(SEMVER_PATTERN))
+            .description(Some("A SemVer 2.0 version (`7.4.0`, `8.0.0-beta.2`, `7.4.0+build.5`); \
+                build metadata takes no part in ordering or uniqueness."))
+            .into();
+        /// `domain::release::VersionRange`.
+        VersionRange => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(300))
+            .description(Some("A SemVer requirement (`>=7.2, <7.3`, `~7.2`); a bare version \
+                is that version with its omitted parts free (`7.2` is every 7.2.x)."))
+            .into();
+        /// `domain::release::Notes`.
+        Notes => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(domain::release::Notes::MAX_CHARS))
+            .description(Some("Release notes: 1-20,000 characters once trimmed; line breaks \
+                and tabs allowed, other control characters not."))
+            .into();
+        /// `domain::release::Filename`.
+        Filename => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(domain::release::Filename::MAX_BYTES))
+            .pattern(Some("^[^/\\\\:*?\"<>|\\x00-\\x1f\\x7f-\\x9f]+$"))
+            .description(Some("A file name, never a path: at most 255 bytes, no `/ \\ : * ? \" \
+                < > |`, no `..`, no control characters, no surrounding spaces."))
+            .into();
+        /// `domain::values::Channel`.
+        Channel => one_of(domain::values::Channel::ALL, "The channel a release is published on.");
+        /// `domain::values::Platform`.
+        Platform => one_of(domain::values::Platform::ALL, "The operating system an artifact is for.");
+        /// `domain::values::Arch`.
+        Arch => one_of(domain::values::Arch::ALL, "The architecture an artifact is for.");
         /// An RFC 3339 instant (`domain::Timestamp`).
         Instant => ObjectBuilder::new()
             .schema_type(Type::String)

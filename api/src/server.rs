@@ -111,6 +111,11 @@ pub struct RouteTable {
     /// Payment gateways' webhooks: no bearer (a signature over the body instead), a body limit
     /// and the deadline, no rate limit (the gateway retries; nothing is stored unsigned).
     pub webhooks: OpenApiRouter<AppState>,
+    /// Streamed bodies (artifact uploads): bearer tokens limited per principal like the
+    /// administration API, but no body limit (the artifact store's `--max-artifact-bytes`), no
+    /// deadline (a 2 GiB upload takes minutes; the store's stall timeout cuts a silent one) and
+    /// no idempotency store (which would buffer the body; retries are by content, ADR 0023).
+    pub transfers: OpenApiRouter<AppState>,
 }
 
 /// The registration table (see [`RouteTable`]).
@@ -120,6 +125,7 @@ pub fn route_table() -> RouteTable {
         keys: routes::client::jwks_routes(),
         admin: routes::organizations::routes()
             .merge(routes::products::routes())
+            .merge(routes::releases::routes())
             .merge(routes::policies::routes())
             .merge(routes::licenses::routes())
             .merge(routes::tokens::routes())
@@ -130,6 +136,7 @@ pub fn route_table() -> RouteTable {
             .merge(metrics::routes()),
         client: routes::client::routes(),
         webhooks: routes::webhooks::routes(),
+        transfers: routes::releases::transfer_routes(),
     }
 }
 
@@ -171,7 +178,7 @@ pub fn app_router(
         .layer(middleware::from_fn_with_state(
             PrincipalLimiter {
                 state: state.clone(),
-                limits: admin_limits,
+                limits: admin_limits.clone(),
             },
             limits::per_principal,
         ))
@@ -206,6 +213,17 @@ pub fn app_router(
             request_timeout,
             limits::deadline,
         ));
+    // The upload's query is checked by its handler (it takes `platform` and `arch`); the body is
+    // unlimited here and limited by the store, and no deadline cuts a long transfer.
+    let transfers = Router::from(table.transfers)
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            PrincipalLimiter {
+                state: state.clone(),
+                limits: admin_limits,
+            },
+            limits::per_principal,
+        ));
     let mut jwks = Router::from(table.keys);
     if let Some(limit) = client_rate_limit {
         client = client.layer(middleware::from_fn_with_state(
@@ -221,6 +239,7 @@ pub fn app_router(
         .merge(api.layer(trace_layer(Level::INFO)))
         .merge(client.layer(trace_layer(Level::DEBUG)))
         .merge(webhooks.layer(trace_layer(Level::INFO)))
+        .merge(transfers.layer(trace_layer(Level::INFO)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id::assign))
@@ -361,6 +380,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         None => None,
     };
     let app = App::open(&config.app).await?;
+    // Before the server listens, so no upload runs: what interrupted uploads left behind (ADR
+    // 0023).
+    let swept = app
+        .artifacts()
+        .sweep(app.jobs_pool())
+        .await
+        .context("cannot sweep the artifact store")?;
+    if swept > 0 {
+        tracing::info!(
+            files = swept,
+            "removed what interrupted uploads left in the artifact store"
+        );
+    }
     let state = AppState::new(
         app.clone(),
         RuntimeConfig {

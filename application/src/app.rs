@@ -55,6 +55,8 @@ pub struct AppConfig {
     pub stripe_webhook_secrets: crate::billing::WebhookSecrets,
     /// Which Stripe mode's events change licenses (`--stripe-mode`).
     pub stripe_mode: crate::billing::StripeMode,
+    /// The largest artifact an upload may store (`--max-artifact-bytes`).
+    pub max_artifact_bytes: u64,
 }
 
 impl AppConfig {
@@ -74,6 +76,7 @@ impl AppConfig {
             },
             stripe_webhook_secrets: crate::billing::WebhookSecrets::default(),
             stripe_mode: crate::billing::StripeMode::Any,
+            max_artifact_bytes: crate::artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
         }
     }
 
@@ -139,6 +142,9 @@ struct Inner {
     /// nor moved to another user, so an entry never goes stale; the user's own stream, which
     /// says whether it is deactivated, is still read on every request.
     identities: std::sync::Mutex<std::collections::HashMap<String, domain::ids::UserId>>,
+    /// Where artifacts' bytes live (`<data-dir>/artifacts`).
+    artifacts: crate::artifacts::ArtifactStore,
+    max_artifact_bytes: u64,
 }
 
 impl std::fmt::Debug for App {
@@ -202,6 +208,7 @@ impl App {
         let validation = ValidationModel::load(&jobs_pool).await?;
         let tree = TreeModel::load(&jobs_pool).await?;
         let oidc = Oidc::new(&config.oidc)?;
+        let artifacts = crate::artifacts::ArtifactStore::open(&config.data_dir)?;
         Ok(Self(Arc::new(Inner {
             ledger,
             jobs_ledger,
@@ -220,6 +227,8 @@ impl App {
             billing_wake: tokio::sync::Notify::new(),
             intake: std::sync::OnceLock::new(),
             identities: std::sync::Mutex::new(std::collections::HashMap::new()),
+            artifacts,
+            max_artifact_bytes: config.max_artifact_bytes,
         })))
     }
 
@@ -335,5 +344,15 @@ impl App {
             .identities
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where artifacts' bytes live.
+    pub fn artifacts(&self) -> &crate::artifacts::ArtifactStore {
+        &self.0.artifacts
+    }
+
+    /// The largest artifact an upload may store (`--max-artifact-bytes`).
+    pub fn max_artifact_bytes(&self) -> u64 {
+        self.0.max_artifact_bytes
     }
 }

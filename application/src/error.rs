@@ -46,6 +46,10 @@ pub enum AppError {
     /// A webhook's signature does not verify (400 `INVALID_SIGNATURE`; nothing was stored).
     #[error("{0}")]
     InvalidSignature(String),
+    /// An upload was not stored: too large, empty, stalled, broken off, or the store failed
+    /// (nothing was left behind).
+    #[error(transparent)]
+    Upload(crate::artifacts::UploadError),
     /// An invariant of the ledger does not hold (a command left no state behind): a bug.
     #[error("{0}")]
     Invariant(&'static str),

@@ -12,6 +12,8 @@
 //! - [`licenses`]: every License command, each showing its result to validation at once.
 //! - [`catalogue`]: organizations, products, policies; [`operations`]: administration tokens,
 //!   audit, checkpoints, readiness.
+//! - [`releases`]: releases, uploads, upgrade paths; [`artifacts`]: the artifact store
+//!   (content-addressed files, staged while hashed, swept at start-up).
 //! - [`edge`]: the key-to-license check of every client route; [`validate`]: the validation
 //!   answer.
 //! - [`asof`]: licenses and organizations as of an instant (the API and `ledger-replay state`).
@@ -29,6 +31,7 @@
 pub mod access;
 pub mod app;
 pub mod args;
+pub mod artifacts;
 pub mod asof;
 pub mod billing;
 pub mod catalogue;
@@ -44,6 +47,7 @@ pub mod lists;
 pub mod oidc;
 pub mod operations;
 pub mod portal;
+pub mod releases;
 pub mod signing;
 pub mod tokens;
 pub mod users;

@@ -557,6 +557,177 @@ pub struct LeaseView {
     pub lease_expires_at: Option<Timestamp>,
 }
 
+/// An artifact: one immutable file of a release (ADR 0023).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArtifactView {
+    pub id: Uuid,
+    pub release_id: Uuid,
+    pub filename: String,
+    /// `windows`, `linux`, `macos` or `any`.
+    pub platform: String,
+    /// `x86_64`, `arm64` or `any`.
+    pub arch: String,
+    /// Bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, 64 lower-case hex digits.
+    pub sha256: String,
+    /// ES256 signature (`r || s`, base64url) over the 32 bytes of the digest, by key `kid` of
+    /// the JWKS (`/.well-known/jwks.json`).
+    pub signature: String,
+    pub kid: String,
+}
+
+impl ArtifactView {
+    /// From the release's state.
+    pub fn new(release_id: Uuid, a: &domain::release::Artifact) -> Self {
+        Self {
+            id: a.artifact_id.into(),
+            release_id,
+            filename: a.filename.as_str().to_owned(),
+            platform: a.platform.as_str().to_owned(),
+            arch: a.arch.as_str().to_owned(),
+            size: a.size,
+            sha256: a.sha256.to_string(),
+            signature: a.signature.clone(),
+            kid: a.kid.clone(),
+        }
+    }
+
+    /// From a read-model row.
+    pub fn from_row(r: projections::queries::ArtifactRow) -> Self {
+        Self {
+            id: r.id,
+            release_id: r.release_id,
+            filename: r.filename,
+            platform: r.platform,
+            arch: r.arch,
+            size: u64::try_from(r.size).unwrap_or_default(),
+            sha256: r.sha256,
+            signature: r.signature,
+            kid: r.kid,
+        }
+    }
+}
+
+/// A release: a version of a product on a channel, with its artifacts.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseView {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    /// SemVer 2.0, as written.
+    pub version: String,
+    /// `stable`, `lts` or `beta`.
+    pub channel: String,
+    /// `draft`, `published` or `yanked`.
+    pub status: String,
+    pub notes: Option<String>,
+    /// Features a license must hold, every one, to see the release.
+    pub entitlements: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub published_at: Option<Timestamp>,
+    /// Why it was yanked, once it is.
+    pub yank_reason: Option<String>,
+    /// In upload order.
+    pub artifacts: Vec<ArtifactView>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub created_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub updated_at: Option<Timestamp>,
+}
+
+impl ReleaseView {
+    /// From the aggregate's state.
+    pub fn new(
+        id: Uuid,
+        s: &domain::release::ReleaseState,
+        created_at: Option<Timestamp>,
+        updated_at: Option<Timestamp>,
+    ) -> Self {
+        Self {
+            id,
+            product_id: s.product_id.into(),
+            version: s.version.to_string(),
+            channel: s.channel.as_str().to_owned(),
+            status: s.status().as_str().to_owned(),
+            notes: s.notes.as_ref().map(|n| n.as_str().to_owned()),
+            entitlements: s
+                .entitlements
+                .iter()
+                .map(|f| f.as_str().to_owned())
+                .collect(),
+            published_at: s.published_at,
+            yank_reason: s.yanked.as_ref().map(|r| r.as_str().to_owned()),
+            artifacts: s
+                .artifacts
+                .iter()
+                .map(|a| ArtifactView::new(id, a))
+                .collect(),
+            created_at,
+            updated_at,
+        }
+    }
+
+    /// From a read-model row.
+    pub fn from_row(r: projections::queries::ReleaseRow) -> Self {
+        Self {
+            id: r.id,
+            product_id: r.product_id,
+            version: r.release_version,
+            channel: r.channel,
+            status: r.status,
+            notes: r.notes,
+            entitlements: r.entitlements,
+            published_at: r.published_at,
+            yank_reason: r.yanked_reason,
+            artifacts: r
+                .artifacts
+                .into_iter()
+                .map(ArtifactView::from_row)
+                .collect(),
+            created_at: Some(r.created_at),
+            updated_at: Some(r.updated_at),
+        }
+    }
+}
+
+/// A declared upgrade path.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpgradePathView {
+    /// The SemVer requirement of the versions it starts from, in normal form (`=7.2`).
+    pub from: String,
+    pub to: String,
+    /// The versions to install on the way, in order.
+    pub via: Vec<String>,
+}
+
+/// A product's declared upgrade paths.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpgradePathsView {
+    pub product_id: Uuid,
+    pub upgrade_paths: Vec<UpgradePathView>,
+}
+
+impl UpgradePathsView {
+    /// From the product's state.
+    pub fn new(product_id: Uuid, paths: &[domain::release::UpgradePath]) -> Self {
+        Self {
+            product_id,
+            upgrade_paths: paths
+                .iter()
+                .map(|p| UpgradePathView {
+                    from: p.from.to_string(),
+                    to: p.to.to_string(),
+                    via: p.via.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A command's answer: the resource as the command left it, and whether this answer replays an
 /// earlier request with the same `Idempotency-Key`.
 #[derive(Clone, Debug)]

@@ -75,10 +75,12 @@
 //! - [`jwks`]: the pinned key set; refuses private keys.
 //! - [`verify`]: `Verifier`, `Claims`, `VerifyError`: the protocol's five verification steps.
 //! - [`files`]: request, response and receipt files.
+//! - [`artifact`]: `verify_artifact`: a downloaded file's SHA-256 and the server's signature.
 //! - [`decision`]: the server's answers as types (`Decision`, `Activation`, `Problem`…).
 //! - [`online`]: `Client` (feature `http`).
 //! - `src/bin/license-check.rs`: the command-line tool (feature `cli`).
 
+pub mod artifact;
 mod b64;
 pub mod decision;
 pub mod files;

@@ -238,3 +238,53 @@ fn a_bad_key_is_refused_without_being_echoed() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn verify_artifact_accepts_the_signed_file_and_refuses_an_altered_one() {
+    use p256::ecdsa::Signature;
+    use p256::ecdsa::signature::Signer;
+    use sha2::{Digest, Sha256};
+
+    let f = fixture();
+    let bytes: Vec<u8> = (0..2_500_000u32).map(|i| (i % 253) as u8).collect();
+    let file = f.dir.join("studio-7.4.0.tar.gz");
+    std::fs::write(&file, &bytes).unwrap();
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let signature: Signature = f.key.signing.sign(&digest);
+    let sig = testkit::b64(&signature.to_bytes());
+    let run = |path: &std::path::Path, kid: &str| {
+        license_check(&[
+            "verify-artifact",
+            "--jwks",
+            &f.jwks,
+            "--sha256",
+            &hex,
+            "--signature",
+            &sig,
+            "--kid",
+            kid,
+            path.to_str().unwrap(),
+        ])
+    };
+    let out = run(&file, &f.key.kid);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("verified: "));
+
+    let mut altered = bytes.clone();
+    altered[2_000_000] ^= 0x40;
+    let tampered = f.dir.join("tampered.tar.gz");
+    std::fs::write(&tampered, &altered).unwrap();
+    let out = run(&tampered, &f.key.kid);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("invalid: the bytes hash to"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(&file, "another-kid");
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&f.dir.join("missing.bin"), &f.key.kid);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::engine::{Projection, ProjectionError, ReplaySafe};
 
-fn stream_uuid(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
+pub(crate) fn stream_uuid(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
     Uuid::parse_str(&event.aggregate_id).map_err(|_| {
         ProjectionError::Inconsistent(format!(
             "{} stream id {:?} is not a UUID",
@@ -22,7 +22,7 @@ fn stream_uuid(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
     })
 }
 
-fn expect_one(
+pub(crate) fn expect_one(
     result: sqlx::postgres::PgQueryResult,
     event: &RecordedEvent,
 ) -> Result<(), ProjectionError> {

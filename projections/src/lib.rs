@@ -4,7 +4,7 @@
 //! - [`engine`]: exactly-once, commit-ordered catch-up projectors; one active instance per
 //!   projector; lag; rebuild.
 //! - [`notify`]: waking projectors on appends (in-process signal and coalesced `NOTIFY`).
-//! - [`catalogue`], [`licenses`], [`users`]: the read models (`rm_*` tables).
+//! - [`catalogue`], [`licenses`], [`users`], [`releases`]: the read models (`rm_*` tables).
 //! - [`validation`]: the validation read model, in a table and in each process's memory.
 //! - [`audit`]: one row per event, for auditors.
 //! - [`checkpoints`]: what the next signed checkpoint of the log covers.
@@ -24,6 +24,7 @@ pub mod engine;
 pub mod licenses;
 pub mod notify;
 pub mod queries;
+pub mod releases;
 pub mod tree;
 pub mod users;
 pub mod validation;
@@ -77,5 +78,6 @@ pub fn replayable() -> Vec<Arc<dyn ReplaySafe>> {
         Arc::new(validation::ValidationProjection),
         Arc::new(audit::AuditProjection),
         Arc::new(users::UsersProjection),
+        Arc::new(releases::ReleasesProjection),
     ]
 }

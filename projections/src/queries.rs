@@ -849,3 +849,120 @@ pub async fn retry_billing_event(
     .map(inbox_row)
     .transpose()
 }
+
+/// A release row of `rm_releases`, with its artifacts.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReleaseRow {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub release_version: String,
+    pub channel: String,
+    pub status: String,
+    pub notes: Option<String>,
+    pub entitlements: Vec<String>,
+    pub published_at: Option<Timestamp>,
+    pub yanked_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: i64,
+    /// In upload order.
+    pub artifacts: Vec<ArtifactRow>,
+}
+
+/// An artifact row of `rm_artifacts`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ArtifactRow {
+    pub id: Uuid,
+    pub release_id: Uuid,
+    pub filename: String,
+    pub platform: String,
+    pub arch: String,
+    pub size: i64,
+    pub sha256: String,
+    pub signature: String,
+    pub kid: String,
+}
+
+/// A product's releases (optionally of one version, as written), a window of them by id, each
+/// with its artifacts.
+///
+/// # Errors
+/// Database errors.
+pub async fn releases(
+    pool: &PgPool,
+    product_id: Uuid,
+    release_version: Option<&str>,
+    window: &Window<Uuid>,
+) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    let mut q = QueryBuilder::new(
+        "SELECT id, product_id, release_version, channel, status, notes, entitlements, published_at, \
+         yanked_reason, created_at, updated_at, version FROM rm_releases WHERE product_id = ",
+    );
+    q.push_bind(product_id);
+    if let Some(v) = release_version {
+        q.push(" AND release_version = ").push_bind(v.to_owned());
+    }
+    keyset(&mut q, "id", window);
+    let mut rows = q
+        .build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ReleaseRow {
+                id: r.try_get("id")?,
+                product_id: r.try_get("product_id")?,
+                release_version: r.try_get("release_version")?,
+                channel: r.try_get("channel")?,
+                status: r.try_get("status")?,
+                notes: r.try_get("notes")?,
+                entitlements: r.try_get("entitlements")?,
+                published_at: r.try_get("published_at")?,
+                yanked_reason: r.try_get("yanked_reason")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                version: r.try_get("version")?,
+                artifacts: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let artifacts = sqlx::query(
+        "SELECT id, release_id, filename, platform, arch, size, sha256, signature, kid \
+         FROM rm_artifacts WHERE release_id = ANY($1) ORDER BY release_id, id",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    for r in &artifacts {
+        let artifact = ArtifactRow {
+            id: r.try_get("id")?,
+            release_id: r.try_get("release_id")?,
+            filename: r.try_get("filename")?,
+            platform: r.try_get("platform")?,
+            arch: r.try_get("arch")?,
+            size: r.try_get("size")?,
+            sha256: r.try_get("sha256")?,
+            signature: r.try_get("signature")?,
+            kid: r.try_get("kid")?,
+        };
+        if let Some(release) = rows.iter_mut().find(|x| x.id == artifact.release_id) {
+            release.artifacts.push(artifact);
+        }
+    }
+    Ok(rows)
+}
+
+/// The release an artifact belongs to.
+///
+/// # Errors
+/// Database errors.
+pub async fn artifact_release(
+    pool: &PgPool,
+    artifact_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT release_id FROM rm_artifacts WHERE id = $1")
+        .bind(artifact_id)
+        .fetch_optional(pool)
+        .await
+}

@@ -29,6 +29,7 @@ pub mod operations;
 pub mod organizations;
 pub mod policies;
 pub mod products;
+pub mod releases;
 pub mod tokens;
 pub mod users;
 pub mod webhooks;
@@ -345,6 +346,9 @@ page_schema!(
     },
     BillingEventPage {
         events: application::billing::InboxEntry
+    },
+    ReleasePage {
+        releases: application::views::ReleaseView
     },
 );
 

@@ -6,7 +6,12 @@
 //! license-check request activate --app-id GUID --key KEY --fingerprint FP [--hostname H]
 //!                                [--platform P] [--environment production|test] [--out FILE]
 //! license-check request deactivate --app-id GUID --key KEY --fingerprint FP [--out FILE]
+//! license-check verify-artifact --jwks jwks.json --sha256 HEX --signature SIG --kid KID FILE
 //! ```
+//!
+//! `verify-artifact` checks a downloaded file against the SHA-256, signature and key id its
+//! release lists (`GET /v1/releases/{id}`, the portal, `POST /v1/updates`): `verified: FILE` on
+//! stdout, or `invalid: <reason>` on stderr and exit status 1.
 //!
 //! `verify` prints three lines on stdout for a valid token: `valid: license ID (…)`, `offline
 //! token valid until T` (the token's own `exp`) and `license expiry: …` (not the token's).
@@ -48,6 +53,27 @@ enum Command {
     /// Write a request file for an air-gapped machine.
     #[command(subcommand)]
     Request(RequestCommand),
+    /// Verify a downloaded artifact: its SHA-256, and the server's signature over it.
+    VerifyArtifact(VerifyArtifactArgs),
+}
+
+#[derive(Args)]
+struct VerifyArtifactArgs {
+    /// The trusted JWKS file (public keys only).
+    #[arg(long, value_name = "FILE")]
+    jwks: PathBuf,
+    /// The SHA-256 the release lists (64 hex digits).
+    #[arg(long, value_name = "HEX")]
+    sha256: String,
+    /// The signature the release lists (base64url).
+    #[arg(long, value_name = "SIG")]
+    signature: String,
+    /// The key id the release lists.
+    #[arg(long, value_name = "KID")]
+    kid: String,
+    /// The downloaded file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
 }
 
 #[derive(Args)]
@@ -123,6 +149,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify(&args),
         Command::Request(RequestCommand::Activate(args)) => request_activation(args),
         Command::Request(RequestCommand::Deactivate(args)) => request_deactivation(args),
+        Command::VerifyArtifact(args) => verify_artifact(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,6 +177,27 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
         .verify(&token, args.app_id, args.fingerprint.as_deref(), Utc::now())
         .map_err(|e| Failure::Invalid(e.to_string()))?;
     println!("{}", summary(&claims));
+    Ok(())
+}
+
+fn verify_artifact(args: &VerifyArtifactArgs) -> Result<(), Failure> {
+    let jwks_text = read(&args.jwks)?;
+    let jwks = Jwks::from_json(&jwks_text)
+        .map_err(|e| Failure::Error(format!("{}: {e}", args.jwks.display())))?;
+    client::artifact::verify_artifact_file(
+        &args.file,
+        &args.sha256,
+        &args.signature,
+        &args.kid,
+        &jwks,
+    )
+    .map_err(|e| match e {
+        client::artifact::ArtifactError::Io(io) => {
+            Failure::Error(format!("{}: {io}", args.file.display()))
+        }
+        refused => Failure::Invalid(refused.to_string()),
+    })?;
+    println!("verified: {}", args.file.display());
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //!
 //! One module per concern: [`catalogue`] (organizations, products, policies), [`licenses`]
 //! (issue, lifecycle, activations, leases, offline tokens), [`tokens`] (administration tokens),
-//! [`users`] (users, invitations, roles);
+//! [`users`] (users, invitations, roles), [`releases`] (releases, artifacts, upgrade paths);
 //! here, the facts about referenced aggregates that several of them look up.
 
 use std::collections::HashSet;
@@ -27,11 +27,13 @@ use crate::store::EventStore;
 
 mod catalogue;
 mod licenses;
+mod releases;
 mod tokens;
 mod users;
 
 pub use catalogue::{NewOrganization, NewProduct};
 pub use licenses::{LicenseChange, NewLicense};
+pub use releases::NewRelease;
 pub use users::NewUser;
 
 /// Why a service call failed.

@@ -382,6 +382,29 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
     policy["product_id"] = json!(c.product_id);
     let l = |action: &str| format!("/v1/licenses/{license}/{action}");
     let p = &c.policy_id;
+    // A draft with a file, for publish and yank.
+    let shipped = app
+        .post(
+            &format!("/v1/products/{}/releases", c.product_id),
+            json!({"version": "0.9.0", "channel": "stable"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uploaded = app
+        .client
+        .put(format!(
+            "{}/v1/releases/{shipped}/artifacts/app-0.9.0.zip",
+            app.base
+        ))
+        .bearer_auth(&app.admin_token)
+        .body(vec![7u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
     // (method, template, path, body, status): in an order each one's first request succeeds.
     let cases: Vec<(Method, &str, String, Value, StatusCode)> = vec![
         (
@@ -432,6 +455,34 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
             "/v1/products".into(),
             json!({"name": "Gamma Studio", "kind": "application"}),
             StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/v1/products/{id}/releases",
+            format!("/v1/products/{}/releases", c.product_id),
+            json!({"version": "1.0.0", "channel": "lts", "entitlements": ["pro"]}),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::PUT,
+            "/v1/products/{id}/upgrade-paths",
+            format!("/v1/products/{}/upgrade-paths", c.product_id),
+            json!({"from": "0.8", "to": "1.0.0", "via": ["0.9.0"]}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/releases/{id}/publish",
+            format!("/v1/releases/{shipped}/publish"),
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/releases/{id}/yank",
+            format!("/v1/releases/{shipped}/yank"),
+            json!({"reason": "broken"}),
+            StatusCode::OK,
         ),
         (
             Method::POST,

@@ -1,0 +1,261 @@
+//! Releases as a use case (ADR 0023): drafting, streamed uploads stored under their digest and
+//! signed by the server's current key, publishing, yanking, upgrade paths; read back by folding
+//! the release's stream (read-your-writes), listed from `rm_releases`.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use bytes::Bytes;
+use commands::ledger::NewRelease;
+use commands::{CommandContext, Loaded, Outcome};
+use domain::DomainError;
+use domain::ids::{ArtifactId, ProductId, ReleaseId};
+use domain::product::Product;
+use domain::release::{Artifact, Filename, Release, ReleaseStatus, UpgradePath};
+use domain::values::{Arch, Platform, Reason};
+use futures_util::Stream;
+use projections::queries;
+use uuid::Uuid;
+
+use crate::artifacts::UploadError;
+use crate::lists::{Listed, PageRequest, Scope};
+use crate::views::{ArtifactView, ReleaseView, UpgradePathsView, Written};
+use crate::{App, AppError};
+
+/// An upload: where it goes and what it is.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub release_id: ReleaseId,
+    pub filename: Filename,
+    pub platform: Platform,
+    pub arch: Arch,
+}
+
+/// The release use cases of an [`App`].
+#[derive(Clone, Copy, Debug)]
+pub struct Releases<'a> {
+    app: &'a App,
+}
+
+impl App {
+    /// The release use cases.
+    pub fn releases(&self) -> Releases<'_> {
+        Releases { app: self }
+    }
+}
+
+fn release_written(o: &Outcome<Release>) -> Result<Written<ReleaseView>, AppError> {
+    let state = o
+        .aggregate
+        .state()
+        .ok_or(AppError::Invariant("a release command left no state"))?;
+    Ok(Written {
+        view: ReleaseView::new(o.id.into(), state, o.created_at, o.updated_at),
+        replayed: o.replayed,
+    })
+}
+
+impl Releases<'_> {
+    /// Drafts a release; its version is claimed for the product.
+    ///
+    /// # Errors
+    /// Refusals (`PRODUCT_NOT_FOUND`, `RELEASE_VERSION_EXISTS`) and infrastructure errors.
+    pub async fn create(
+        &self,
+        ctx: &CommandContext,
+        input: NewRelease,
+    ) -> Result<Written<ReleaseView>, AppError> {
+        release_written(&self.app.ledger().draft_release(ctx, input).await?)
+    }
+
+    /// A release now, from its stream.
+    ///
+    /// # Errors
+    /// `RELEASE_NOT_FOUND`; database and decoding errors.
+    pub async fn get(&self, id: ReleaseId) -> Result<ReleaseView, AppError> {
+        let loaded: Loaded<Release> = self.app.ledger().store().read(id).await?;
+        let state = loaded
+            .aggregate
+            .state()
+            .ok_or(DomainError::ReleaseNotFound(id))?;
+        Ok(ReleaseView::new(
+            id.into(),
+            state,
+            loaded.created_at,
+            loaded.updated_at,
+        ))
+    }
+
+    /// A product's releases (read model), optionally of one version as written.
+    ///
+    /// # Errors
+    /// `PRODUCT_NOT_FOUND`, `INVALID_CURSOR`; database errors.
+    pub async fn list(
+        &self,
+        product_id: ProductId,
+        version: Option<String>,
+        page: PageRequest,
+    ) -> Result<Listed<ReleaseView>, AppError> {
+        let scope = Scope::new("releases")
+            .with("product_id", Some(product_id))
+            .with("version", version.as_deref());
+        let cursors = self.app.cursors();
+        let window = cursors.window(&scope, &page)?;
+        let exists = self
+            .app
+            .ledger()
+            .store()
+            .read::<Product>(product_id)
+            .await?
+            .exists();
+        if !exists {
+            return Err(DomainError::ProductNotFound(product_id).into());
+        }
+        let rows = queries::releases(
+            self.app.pool(),
+            product_id.into(),
+            version.as_deref(),
+            &window,
+        )
+        .await?;
+        Ok(cursors.page(&scope, &window, rows, |r| r.id, ReleaseView::from_row))
+    }
+
+    /// Stores an uploaded file under its digest, signs the digest with the current key and
+    /// records the artifact. The same file again under the same name answers the recorded
+    /// artifact as a replay, recording nothing (ADR 0023).
+    ///
+    /// The release is read before the body: an upload it would refuse (no such release, not a
+    /// draft) is refused before a byte is stored.
+    ///
+    /// # Errors
+    /// `RELEASE_NOT_FOUND`, `RELEASE_NOT_DRAFT`, `ARTIFACT_EXISTS`; [`AppError::Upload`] for a
+    /// body that is too large, empty, stalled or broken off; infrastructure errors.
+    pub async fn upload<S, E>(
+        &self,
+        ctx: &CommandContext,
+        upload: Upload,
+        body: S,
+    ) -> Result<Written<ArtifactView>, AppError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let id = upload.release_id;
+        let before: Loaded<Release> = self.app.ledger().store().read(id).await?;
+        let state = before
+            .aggregate
+            .state()
+            .ok_or(DomainError::ReleaseNotFound(id))?;
+        if state.status() != ReleaseStatus::Draft && state.artifact(&upload.filename).is_none() {
+            return Err(DomainError::ReleaseNotDraft(id).into());
+        }
+        let stored = self
+            .app
+            .artifacts()
+            .put(body, self.app.max_artifact_bytes())
+            .await?;
+        let key = self.app.signing().current();
+        let signature = Base64UrlUnpadded::encode_string(&key.sign_bytes(stored.sha256.as_bytes()));
+        let artifact = Artifact {
+            artifact_id: ArtifactId::from_uuid(Uuid::now_v7()),
+            filename: upload.filename,
+            platform: upload.platform,
+            arch: upload.arch,
+            size: stored.size,
+            sha256: stored.sha256,
+            signature,
+            kid: key.kid.clone(),
+        };
+        let o = self
+            .app
+            .ledger()
+            .add_artifact(ctx, id, artifact.clone())
+            .await?;
+        let state = o
+            .aggregate
+            .state()
+            .ok_or(AppError::Invariant("an artifact command left no state"))?;
+        let recorded = state
+            .artifact(&artifact.filename)
+            .ok_or(AppError::Invariant(
+                "an accepted artifact is not in its release",
+            ))?;
+        Ok(Written {
+            view: ArtifactView::new(id.into(), recorded),
+            replayed: o.replayed || o.events.is_empty(),
+        })
+    }
+
+    /// Publishes a draft.
+    ///
+    /// # Errors
+    /// `RELEASE_NOT_FOUND`, `RELEASE_NOT_DRAFT`, `RELEASE_HAS_NO_ARTIFACTS`; infrastructure
+    /// errors.
+    pub async fn publish(
+        &self,
+        ctx: &CommandContext,
+        id: ReleaseId,
+    ) -> Result<Written<ReleaseView>, AppError> {
+        release_written(&self.app.ledger().publish_release(ctx, id).await?)
+    }
+
+    /// Yanks a published release: gone from listings, its links refused, its history and files
+    /// kept.
+    ///
+    /// # Errors
+    /// `RELEASE_NOT_FOUND`, `RELEASE_NOT_PUBLISHED`, `RELEASE_YANKED`; infrastructure errors.
+    pub async fn yank(
+        &self,
+        ctx: &CommandContext,
+        id: ReleaseId,
+        reason: Reason,
+    ) -> Result<Written<ReleaseView>, AppError> {
+        release_written(&self.app.ledger().yank_release(ctx, id, reason).await?)
+    }
+
+    /// Declares an upgrade path of a product; answers all of the product's paths.
+    ///
+    /// # Errors
+    /// `PRODUCT_NOT_FOUND`; infrastructure errors.
+    pub async fn declare_upgrade_path(
+        &self,
+        ctx: &CommandContext,
+        product_id: ProductId,
+        path: UpgradePath,
+    ) -> Result<Written<UpgradePathsView>, AppError> {
+        let o = self
+            .app
+            .ledger()
+            .declare_upgrade_path(ctx, product_id, path)
+            .await?;
+        let state = o
+            .aggregate
+            .state()
+            .ok_or(AppError::Invariant("a product command left no state"))?;
+        Ok(Written {
+            view: UpgradePathsView::new(product_id.into(), &state.upgrade_paths),
+            replayed: o.replayed,
+        })
+    }
+
+    /// A product's upgrade paths, from its stream.
+    ///
+    /// # Errors
+    /// `PRODUCT_NOT_FOUND`; database and decoding errors.
+    pub async fn upgrade_paths(&self, product_id: ProductId) -> Result<UpgradePathsView, AppError> {
+        let loaded: Loaded<Product> = self.app.ledger().store().read(product_id).await?;
+        let state = loaded
+            .aggregate
+            .state()
+            .ok_or(DomainError::ProductNotFound(product_id))?;
+        Ok(UpgradePathsView::new(
+            product_id.into(),
+            &state.upgrade_paths,
+        ))
+    }
+}
+
+impl From<UploadError> for AppError {
+    fn from(e: UploadError) -> Self {
+        Self::Upload(e)
+    }
+}
