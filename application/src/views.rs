@@ -179,7 +179,7 @@ impl PolicyView {
             name: s.name.as_str().to_owned(),
             version: s.version,
             retired: s.retired,
-            terms: serde_json::to_value(&s.terms).unwrap_or_default(),
+            terms: with_channels(serde_json::to_value(&s.terms).unwrap_or_default()),
             stripe_price_ids: s
                 .prices
                 .get(domain::billing::STRIPE)
@@ -198,7 +198,7 @@ impl PolicyView {
             name: r.name,
             version: u32::try_from(r.policy_version).unwrap_or_default(),
             retired: r.retired,
-            terms: r.terms,
+            terms: with_channels(r.terms),
             stripe_price_ids: r
                 .prices
                 .get(domain::billing::STRIPE)
@@ -213,6 +213,16 @@ impl PolicyView {
             updated_at: Some(r.updated_at),
         }
     }
+}
+
+/// Stored terms leave out the default channels (`[stable]`, see `PolicyTerms::channels`); the
+/// view states them always, so a client never has to know that default.
+fn with_channels(mut terms: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = terms.as_object_mut() {
+        map.entry("channels")
+            .or_insert_with(|| serde_json::json!(["stable"]));
+    }
+    terms
 }
 
 /// The JSON of `domain::policy::PolicyTerms` (which keeps `domain` free of documentation
@@ -237,6 +247,8 @@ pub struct PolicyTermsSchema {
     maintenance_months: Option<u32>,
     /// Set exactly for floating policies.
     lease_seconds: Option<u32>,
+    /// The release channels its licenses see (`stable`, `lts`, `beta`).
+    channels: Vec<String>,
 }
 
 /// An active installation of a license.

@@ -16,7 +16,7 @@ use crate::event::VersionedEvent;
 use crate::ids::{PolicyId, ProductId};
 use crate::product::ProductRef;
 use crate::stream::AggregateType;
-use crate::values::{FeatureSet, LicenseModel, Name, SeatCount};
+use crate::values::{Channel, FeatureSet, LicenseModel, Name, SeatCount};
 
 /// A refusal of one field of a request, named so the caller can fix it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +55,22 @@ pub struct PolicyTerms {
     pub maintenance_months: Option<u32>,
     /// Lease length of a floating seat; set exactly for floating policies.
     pub lease_seconds: Option<u32>,
+    /// The release channels its licenses see (DOMAIN.md "Release visibility", rule 2), sorted,
+    /// at least one. `[stable]` when the policy says nothing, and then absent from the stored
+    /// terms: terms written before channels existed read, and re-encode, exactly as they were.
+    #[serde(
+        default = "default_channels",
+        skip_serializing_if = "is_default_channels"
+    )]
+    pub channels: Vec<Channel>,
+}
+
+fn default_channels() -> Vec<Channel> {
+    vec![Channel::Stable]
+}
+
+fn is_default_channels(channels: &[Channel]) -> bool {
+    channels == [Channel::Stable]
 }
 
 /// The terms as a request states them, before their bounds are checked.
@@ -130,7 +146,26 @@ impl PolicyTerms {
             payment_grace_days,
             maintenance_months,
             lease_seconds,
+            channels: default_channels(),
         })
+    }
+
+    /// These terms with the release channels `channels` (duplicates collapse).
+    ///
+    /// # Errors
+    /// `channels` is empty: a policy whose licenses see no release is a mistake, not a choice.
+    pub fn with_channels(mut self, channels: &[Channel]) -> Result<Self, InvalidField> {
+        let mut channels = channels.to_vec();
+        channels.sort_unstable();
+        channels.dedup();
+        if channels.is_empty() {
+            return Err(InvalidField::new(
+                "channels",
+                "must name at least one channel (stable, lts, beta)",
+            ));
+        }
+        self.channels = channels;
+        Ok(self)
     }
 }
 
@@ -484,6 +519,24 @@ pub(crate) mod tests {
             version: 1,
             terms: terms(),
         }
+    }
+
+    #[test]
+    fn channels_default_to_stable_and_are_stored_only_when_said() {
+        let plain = terms();
+        assert_eq!(plain.channels, [Channel::Stable]);
+        // Absent when default: terms stored before channels existed re-encode as they were.
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("channels").is_none(), "{json}");
+        let back: PolicyTerms = serde_json::from_value(json).unwrap();
+        assert_eq!(back.channels, [Channel::Stable]);
+        let lts = terms()
+            .with_channels(&[Channel::Lts, Channel::Stable, Channel::Lts])
+            .unwrap();
+        assert_eq!(lts.channels, [Channel::Stable, Channel::Lts]);
+        let json = serde_json::to_value(&lts).unwrap();
+        assert_eq!(json["channels"], serde_json::json!(["stable", "lts"]));
+        assert_eq!(terms().with_channels(&[]).unwrap_err().field, "channels");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::response::Response;
 use domain::ErrorCode;
 use domain::ids::{PolicyId, ProductId};
 use domain::policy::{PolicyAction, PolicyTerms, PolicyTermsInput};
-use domain::values::{FeatureSet, LicenseModel, Name, NewName, SeatCount};
+use domain::values::{Channel, FeatureSet, LicenseModel, Name, NewName, SeatCount};
 use serde::Deserialize;
 
 use super::{PAGE_PARAMS, Params, answer, page};
@@ -80,6 +80,10 @@ struct PolicyBody {
     #[serde(default)]
     #[schema(minimum = 60, maximum = 86_400)]
     lease_seconds: Option<u32>,
+    /// The release channels its licenses see (default `[stable]`; at least one).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<schemas::Channel>>, min_items = 1)]
+    channels: Option<Vec<Channel>>,
 }
 
 impl PolicyBody {
@@ -95,6 +99,10 @@ impl PolicyBody {
             payment_grace_days: self.payment_grace_days,
             maintenance_months: self.maintenance_months,
             lease_seconds: self.lease_seconds,
+        })
+        .and_then(|terms| match &self.channels {
+            Some(channels) => terms.with_channels(channels),
+            None => Ok(terms),
         })
         .map_err(|e| {
             ApiError::bad_request(
@@ -144,6 +152,10 @@ struct CreatePolicy {
     #[serde(default)]
     #[schema(minimum = 60, maximum = 86_400)]
     lease_seconds: Option<u32>,
+    /// The release channels its licenses see (default `[stable]`; at least one).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<schemas::Channel>>, min_items = 1)]
+    channels: Option<Vec<Channel>>,
 }
 
 impl CreatePolicy {
@@ -162,6 +174,7 @@ impl CreatePolicy {
                 payment_grace_days: self.payment_grace_days,
                 maintenance_months: self.maintenance_months,
                 lease_seconds: self.lease_seconds,
+                channels: self.channels,
             },
         )
     }
