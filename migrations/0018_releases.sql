@@ -41,10 +41,34 @@ CREATE TABLE rm_artifacts
 -- A release's artifacts in upload order (ids are UUID v7).
 CREATE INDEX rm_artifacts_release ON rm_artifacts (release_id, id);
 
+-- Download links and what was served through them (`Download` streams): who was granted which
+-- artifact for which license, and the completed transfers, for the per-release and
+-- per-organization counts.
+CREATE TABLE rm_downloads
+(
+    id              uuid PRIMARY KEY,
+    artifact_id     uuid        NOT NULL,
+    release_id      uuid        NOT NULL,
+    license_id      uuid        NOT NULL,
+    -- The license's organization when the link was granted.
+    organization_id uuid        NOT NULL,
+    user_id         uuid,
+    -- Who was granted the link (`user:<id>`, `api_token:<id>`, ...), from the event's metadata.
+    granted_to      text        NOT NULL,
+    granted_at      timestamptz NOT NULL,
+    expires_at      timestamptz NOT NULL,
+    -- Completed transfers through the link, and their bytes.
+    served          integer     NOT NULL DEFAULT 0,
+    bytes_served    bigint      NOT NULL DEFAULT 0,
+    last_served_at  timestamptz
+);
+CREATE INDEX rm_downloads_release ON rm_downloads (release_id, id);
+CREATE INDEX rm_downloads_organization ON rm_downloads (organization_id, id);
+
 -- The start-up sweep of the artifact store keeps the files some ArtifactAdded names: read from
 -- the log (the read model may trail or be rebuilding), through this index.
 CREATE INDEX events_artifact_digest
     ON events ((payload ->> 'sha256'))
     WHERE event_type = 'ArtifactAdded';
 
-GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON rm_releases, rm_artifacts TO ledger_app;
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON rm_releases, rm_artifacts, rm_downloads TO ledger_app;

@@ -1,4 +1,5 @@
-//! The `ledger` command line: `serve`, `migrate`, `token`, `keys`.
+//! The `ledger` command line: `serve`, `migrate`, `token`, `keys`, `billing`, and `releases
+//! publish` (a release pipeline's client of a running server: [`crate::publish`]).
 //!
 //! Every command exits 0 on success and otherwise prints one line, `error: <reason>`, on stderr
 //! and exits 1. Logs go to stderr; stdout carries only a command's result (the token of
@@ -53,6 +54,9 @@ enum Command {
     /// The billing inbox: list the Stripe events received by outcome, retry them, import a
     /// back-fill.
     Billing(BillingArgs),
+    /// Releases, from a vendor's release pipeline: `ledger releases publish` drafts, uploads and
+    /// publishes over HTTP against a running server.
+    Releases(crate::publish::ReleasesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +162,10 @@ struct ServeArgs {
           default_value_t = application::artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_artifact_bytes: u64,
+    /// The URL clients reach this server at (behind a proxy: its public https address), for
+    /// the links it hands out; default `http://<listen address>`.
+    #[arg(long, env = "LEDGER_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
     /// Administration requests per second per client IP without a bearer token that
     /// authenticates (none, or an invalid, expired or revoked one); 0: no limit. Requests with a
     /// valid token are limited per token instead (--token-rate-limit).
@@ -387,7 +395,7 @@ pub fn main() -> ExitCode {
 
 /// Writes one line to stdout; a closed pipe (`ledger keys list | head -1`) is an error like any
 /// other, reported on stderr with exit 1, where `println!` panicked.
-fn out(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+pub(crate) fn out(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")?;
@@ -421,6 +429,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.jobs.idempotency_prune_every = retention.min(Duration::from_secs(60));
             config.max_body_bytes = args.max_body_bytes;
             config.app.max_artifact_bytes = args.max_artifact_bytes;
+            config.app.public_url = args.public_url;
             config.rate_limit_per_second = args.rate_limit_rps;
             config.rate_limit_burst = args.rate_limit_burst;
             config.token_rate_limits = args.token_rate_limits;
@@ -448,6 +457,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Token(args) => token(args).await,
         Command::Keys(args) => keys(args),
         Command::Billing(args) => billing(args).await,
+        Command::Releases(args) => crate::publish::run(args).await,
     }
 }
 
@@ -626,6 +636,25 @@ fn humanize(d: chrono::Duration) -> String {
     } else {
         format!("{}s", d.num_seconds())
     }
+}
+
+/// `--public-url`: an absolute http(s) URL without query or fragment; a trailing slash is
+/// dropped.
+fn parse_public_url(raw: &str) -> Result<String, String> {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .ok_or_else(|| format!("expected an http:// or https:// URL, got {raw:?}"))?;
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || rest.contains(['?', '#'])
+        || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "expected a URL such as https://licenses.example.com, got {raw:?}"
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]

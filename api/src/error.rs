@@ -263,6 +263,11 @@ impl From<AppError> for ApiError {
             AppError::InvalidSignature(detail) => {
                 Self::bad_request(ErrorCode::InvalidSignature, detail, None)
             }
+            AppError::DownloadLinkInvalid(detail) => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::DownloadLinkInvalid,
+                detail,
+            ),
             AppError::Upload(upload) => {
                 use application::artifacts::UploadError;
                 match upload {

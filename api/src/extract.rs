@@ -169,6 +169,15 @@ impl Needs for Support {
     }
 }
 
+/// Downloading somewhere (the license's organization is checked by the use case).
+#[derive(Debug)]
+pub struct Downloads;
+impl Needs for Downloads {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        principal.require_somewhere(Action::Download)
+    }
+}
+
 /// Managing users somewhere (the organization is checked by the use case).
 #[derive(Debug)]
 pub struct ManagesUsers;

@@ -18,7 +18,8 @@
 //! - [`state`]: what handlers reach: the `application::App` and the HTTP settings.
 //! - [`openapi`]: the OpenAPI document (`/v1/openapi.json`) and the reference page (`/docs`),
 //!   built from the same registration table as the router ([`server::route_table`]).
-//! - [`cli`]: `ledger serve | migrate | token | keys`.
+//! - [`cli`]: `ledger serve | migrate | token | keys | billing | releases`.
+//! - [`publish`]: `ledger releases publish`, a release pipeline's HTTP client of the server.
 
 pub mod auth;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
+pub mod publish;
 pub mod request_id;
 pub mod routes;
 pub mod server;

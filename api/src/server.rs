@@ -102,7 +102,8 @@ async fn method_not_allowed(req: Request) -> ApiError {
 pub struct RouteTable {
     /// No authentication, no rate limit: health and the document.
     pub public: OpenApiRouter<AppState>,
-    /// No authentication, limited per address like the client routes: the JWKS.
+    /// No authentication, limited per address like the client routes, no deadline: the JWKS,
+    /// and downloads through signed links (a 2 GiB transfer takes minutes).
     pub keys: OpenApiRouter<AppState>,
     /// The administration API (bearer tokens), `/metrics` included.
     pub admin: OpenApiRouter<AppState>,
@@ -122,10 +123,11 @@ pub struct RouteTable {
 pub fn route_table() -> RouteTable {
     RouteTable {
         public: routes::health::routes().merge(openapi::routes()),
-        keys: routes::client::jwks_routes(),
+        keys: routes::client::jwks_routes().merge(routes::downloads::download_routes()),
         admin: routes::organizations::routes()
             .merge(routes::products::routes())
             .merge(routes::releases::routes())
+            .merge(routes::downloads::routes())
             .merge(routes::policies::routes())
             .merge(routes::licenses::routes())
             .merge(routes::tokens::routes())
@@ -379,7 +381,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         ),
         None => None,
     };
-    let app = App::open(&config.app).await?;
+    // Links the server hands out (downloads) name it by the address it is reached at: the
+    // one given, or the one it listens on (its real port when asked for port 0).
+    let mut app_config = config.app.clone();
+    if app_config.public_url.is_none() {
+        app_config.public_url = Some(format!("http://{addr}"));
+    }
+    let app = App::open(&app_config).await?;
     // Before the server listens, so no upload runs: what interrupted uploads left behind (ADR
     // 0023).
     let swept = app

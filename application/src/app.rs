@@ -57,6 +57,9 @@ pub struct AppConfig {
     pub stripe_mode: crate::billing::StripeMode,
     /// The largest artifact an upload may store (`--max-artifact-bytes`).
     pub max_artifact_bytes: u64,
+    /// The URL clients reach this server at, for the links it hands out (`--public-url`;
+    /// `None`: `http://<the address it listens on>`, filled in by the server once bound).
+    pub public_url: Option<String>,
 }
 
 impl AppConfig {
@@ -77,6 +80,7 @@ impl AppConfig {
             stripe_webhook_secrets: crate::billing::WebhookSecrets::default(),
             stripe_mode: crate::billing::StripeMode::Any,
             max_artifact_bytes: crate::artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
+            public_url: None,
         }
     }
 
@@ -145,6 +149,10 @@ struct Inner {
     /// Where artifacts' bytes live (`<data-dir>/artifacts`).
     artifacts: crate::artifacts::ArtifactStore,
     max_artifact_bytes: u64,
+    /// Signs and opens download links.
+    links: crate::downloads::LinkSigner,
+    /// The base of the links handed out, without a trailing slash.
+    public_url: String,
 }
 
 impl std::fmt::Debug for App {
@@ -229,6 +237,13 @@ impl App {
             identities: std::sync::Mutex::new(std::collections::HashMap::new()),
             artifacts,
             max_artifact_bytes: config.max_artifact_bytes,
+            links: crate::downloads::LinkSigner::new(&pepper),
+            public_url: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+                .trim_end_matches('/')
+                .to_owned(),
         })))
     }
 
@@ -354,5 +369,15 @@ impl App {
     /// The largest artifact an upload may store (`--max-artifact-bytes`).
     pub fn max_artifact_bytes(&self) -> u64 {
         self.0.max_artifact_bytes
+    }
+
+    /// Signs and opens download links.
+    pub fn link_signer(&self) -> &crate::downloads::LinkSigner {
+        &self.0.links
+    }
+
+    /// The base URL of the links this server hands out (no trailing slash).
+    pub fn public_url(&self) -> &str {
+        &self.0.public_url
     }
 }

@@ -46,6 +46,10 @@ pub enum AppError {
     /// A webhook's signature does not verify (400 `INVALID_SIGNATURE`; nothing was stored).
     #[error("{0}")]
     InvalidSignature(String),
+    /// A download link that does not open (403 `DOWNLOAD_LINK_INVALID`): expired, altered,
+    /// for a yanked release or a license that no longer sees it.
+    #[error("{0}")]
+    DownloadLinkInvalid(String),
     /// An upload was not stored: too large, empty, stalled, broken off, or the store failed
     /// (nothing was left behind).
     #[error(transparent)]

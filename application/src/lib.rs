@@ -13,7 +13,8 @@
 //! - [`catalogue`]: organizations, products, policies; [`operations`]: administration tokens,
 //!   audit, checkpoints, readiness.
 //! - [`releases`]: releases, uploads, upgrade paths; [`artifacts`]: the artifact store
-//!   (content-addressed files, staged while hashed, swept at start-up).
+//!   (content-addressed files, staged while hashed, swept at start-up); [`downloads`]: signed
+//!   download links, checked again when used.
 //! - [`edge`]: the key-to-license check of every client route; [`validate`]: the validation
 //!   answer.
 //! - [`asof`]: licenses and organizations as of an instant (the API and `ledger-replay state`).
@@ -37,6 +38,7 @@ pub mod billing;
 pub mod catalogue;
 pub mod checkpoints;
 pub mod datadir;
+pub mod downloads;
 pub mod edge;
 pub mod error;
 pub mod idempotency;

@@ -740,6 +740,134 @@ impl UpgradePathsView {
     }
 }
 
+/// A granted download link (`POST /v1/artifacts/{id}/download-links`).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DownloadLinkView {
+    /// The grant (`DownloadGranted`), as the audit trail names it.
+    pub download_id: Uuid,
+    /// `GET` it, without credentials, before `expires_at`; `Range` requests resume it.
+    pub url: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: Timestamp,
+    pub license_id: Uuid,
+    pub artifact: ArtifactView,
+}
+
+impl DownloadLinkView {
+    /// A link to `artifact` under `base` (the server's public URL).
+    pub fn new(
+        base: &str,
+        id: domain::ids::DownloadId,
+        token: &str,
+        grant: &domain::download::Grant,
+        artifact: &domain::release::Artifact,
+    ) -> Self {
+        Self {
+            download_id: id.into(),
+            url: format!("{base}/v1/downloads/{token}"),
+            expires_at: grant.expires_at,
+            license_id: grant.license_id.into(),
+            artifact: ArtifactView::new(grant.release_id.into(), artifact),
+        }
+    }
+}
+
+/// A download link and the transfers through it (`GET /v1/releases/{id}/downloads`).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DownloadView {
+    pub id: Uuid,
+    pub artifact_id: Uuid,
+    pub release_id: Uuid,
+    pub license_id: Uuid,
+    /// The license's organization when the link was granted.
+    pub organization_id: Uuid,
+    pub user_id: Option<Uuid>,
+    /// Who was granted the link (`user:<id>`, `api_token:<id>`, `client`, ...).
+    pub granted_to: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub granted_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: Timestamp,
+    /// Completed transfers through the link (a resumed download counts each range).
+    pub served: u32,
+    pub bytes_served: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub last_served_at: Option<Timestamp>,
+}
+
+impl DownloadView {
+    /// From a read-model row.
+    pub fn from_row(r: projections::queries::DownloadRow) -> Self {
+        Self {
+            id: r.id,
+            artifact_id: r.artifact_id,
+            release_id: r.release_id,
+            license_id: r.license_id,
+            organization_id: r.organization_id,
+            user_id: r.user_id,
+            granted_to: r.granted_to,
+            granted_at: r.granted_at,
+            expires_at: r.expires_at,
+            served: u32::try_from(r.served).unwrap_or_default(),
+            bytes_served: u64::try_from(r.bytes_served).unwrap_or_default(),
+            last_served_at: r.last_served_at,
+        }
+    }
+}
+
+/// Download counts of one group (an organization of a release, or a release of an
+/// organization).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DownloadCountView {
+    /// The organization (counts of a release) or the release (counts of an organization).
+    pub id: Uuid,
+    /// Links granted.
+    pub granted: u64,
+    /// Completed transfers.
+    pub served: u64,
+    pub bytes: u64,
+}
+
+/// Download counts in all and by group (`GET /v1/releases/{id}/download-counts`,
+/// `GET /v1/organizations/{id}/download-counts`). From the read model, which may trail the log
+/// by the projector's lag.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DownloadCountsView {
+    /// The release or organization counted.
+    pub id: Uuid,
+    pub granted: u64,
+    pub served: u64,
+    pub bytes: u64,
+    /// By organization (of a release) or by release (of an organization), most served first.
+    pub groups: Vec<DownloadCountView>,
+}
+
+impl DownloadCountsView {
+    /// The totals of `rows`.
+    pub fn new(id: Uuid, rows: Vec<projections::queries::DownloadCount>) -> Self {
+        let groups: Vec<DownloadCountView> = rows
+            .into_iter()
+            .map(|r| DownloadCountView {
+                id: r.key,
+                granted: u64::try_from(r.granted).unwrap_or_default(),
+                served: u64::try_from(r.served).unwrap_or_default(),
+                bytes: u64::try_from(r.bytes).unwrap_or_default(),
+            })
+            .collect();
+        Self {
+            id,
+            granted: groups.iter().map(|g| g.granted).sum(),
+            served: groups.iter().map(|g| g.served).sum(),
+            bytes: groups.iter().map(|g| g.bytes).sum(),
+            groups,
+        }
+    }
+}
+
 /// A command's answer: the resource as the command left it, and whether this answer replays an
 /// earlier request with the same `Idempotency-Key`.
 #[derive(Clone, Debug)]

@@ -3,7 +3,8 @@
 
 use crate::codes::ErrorCode;
 use crate::ids::{
-    ApiTokenId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId, ReleaseId, UserId,
+    ApiTokenId, DownloadId, InstallationId, LicenseId, OrganizationId, PolicyId, ProductId,
+    ReleaseId, UserId,
 };
 use crate::validation::ValidationCode;
 use crate::values::{OrganizationKind, Role};
@@ -67,6 +68,12 @@ pub enum DomainError {
     ReleaseHasNoArtifacts(ReleaseId),
     #[error("the release holds another file named {0:?}; artifacts are immutable")]
     ArtifactExists(String),
+    #[error("the license does not see this release: {0}")]
+    ReleaseNotVisible(crate::release::Unseen),
+    #[error("download {0} was granted already")]
+    DownloadAlreadyGranted(DownloadId),
+    #[error("download {0} was never granted")]
+    DownloadNotGranted(DownloadId),
 
     #[error("policy {0} does not exist")]
     PolicyNotFound(PolicyId),
@@ -189,6 +196,9 @@ impl DomainError {
             Self::ReleaseYanked(_) => ErrorCode::ReleaseYanked,
             Self::ReleaseHasNoArtifacts(_) => ErrorCode::ReleaseHasNoArtifacts,
             Self::ArtifactExists(_) => ErrorCode::ArtifactExists,
+            Self::ReleaseNotVisible(_) => ErrorCode::ReleaseNotVisible,
+            Self::DownloadAlreadyGranted(_) => ErrorCode::AlreadyExists,
+            Self::DownloadNotGranted(_) => ErrorCode::DownloadLinkInvalid,
             Self::PolicyNotFound(_) => ErrorCode::PolicyNotFound,
             Self::PolicyRetired(_) => ErrorCode::PolicyRetired,
             Self::InvalidPolicyTerms(_) => ErrorCode::InvalidPolicyTerms,
@@ -264,6 +274,7 @@ impl DomainError {
             | Self::ReleaseYanked(_)
             | Self::ReleaseHasNoArtifacts(_)
             | Self::ArtifactExists(_)
+            | Self::DownloadAlreadyGranted(_)
             | Self::LeaseExpired(_) => RejectionKind::Conflict,
             Self::OrganizationClosed(_)
             | Self::OrganizationCycle(_)
@@ -292,6 +303,8 @@ impl DomainError {
             | Self::UserDeactivated(_)
             | Self::InvitationEmailUnverified
             | Self::InvitationIssuerMismatch
+            | Self::ReleaseNotVisible(_)
+            | Self::DownloadNotGranted(_)
             | Self::RoleNotHeldThere { .. } => RejectionKind::Unprocessable,
             Self::VendorRoleBound(_)
             | Self::CustomerRoleUnbound(_)

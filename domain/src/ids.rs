@@ -97,6 +97,11 @@ uuid_id!(
     ArtifactId,
     "an artifact id"
 );
+uuid_id!(
+    /// A download link granted to a license, and the transfers through it.
+    DownloadId,
+    "a download id"
+);
 
 /// A product's App GUID: the identifier a client application sends in `X-App-Id`.
 ///

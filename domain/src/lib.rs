@@ -20,11 +20,13 @@
 //! - Aggregates (cqrs-es `Aggregate`): [`organization`], [`product`], [`policy`], [`license`],
 //!   [`api_token`], [`user`]; [`reach`] decides what a principal may do where; [`status`] derives a license's status from its state and the clock;
 //!   [`validation`] is the validation decision every client check goes through; [`release`]
-//!   decides which releases a license sees and the path from an installed version to the newest.
+//!   decides which releases a license sees and the path from an installed version to the newest
+//!   (and holds the Release aggregate); [`download`] is a download link and its transfers.
 
 pub mod api_token;
 pub mod billing;
 pub mod codes;
+pub mod download;
 pub mod error;
 pub mod event;
 pub mod ids;

@@ -144,7 +144,7 @@ impl fmt::Display for Version {
 }
 
 /// What visibility reads of a release.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ReleaseFacts {
     pub product_id: ProductId,
     pub version: Version,
@@ -183,6 +183,26 @@ pub enum Unseen {
     NotUsable,
     /// Rule 5: published after the license's maintenance ended.
     AfterMaintenance,
+}
+
+impl fmt::Display for Unseen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotPublished => f.write_str("it is not published"),
+            Self::Yanked => f.write_str("it was yanked"),
+            Self::OtherProduct => f.write_str("it is another product's"),
+            Self::Channel(c) => write!(f, "its channel {c} is not one the license's policy allows"),
+            Self::Entitlement(e) => write!(
+                f,
+                "it needs the entitlement {}, which the license lacks",
+                e.as_str()
+            ),
+            Self::NotUsable => f.write_str("the license is not usable now"),
+            Self::AfterMaintenance => {
+                f.write_str("it was published after the license's maintenance ended")
+            }
+        }
+    }
 }
 
 /// Whether the license (`facts` for its validation, `sight` for the rest) sees `release` at

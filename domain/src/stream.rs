@@ -11,7 +11,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::ids::{ApiTokenId, LicenseId, OrganizationId, PolicyId, ProductId, ReleaseId, UserId};
+use crate::ids::{
+    ApiTokenId, DownloadId, LicenseId, OrganizationId, PolicyId, ProductId, ReleaseId, UserId,
+};
 
 /// The aggregate a stream belongs to: the `aggregate_type` of its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,11 +25,12 @@ pub enum AggregateType {
     ApiToken,
     User,
     Release,
+    Download,
 }
 
 impl AggregateType {
     /// Every aggregate type, in the order the catalogue is usually listed.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Organization,
         Self::Product,
         Self::Policy,
@@ -35,6 +38,7 @@ impl AggregateType {
         Self::ApiToken,
         Self::User,
         Self::Release,
+        Self::Download,
     ];
 
     /// The stored spelling (the `aggregate_type` column). Never renamed.
@@ -47,6 +51,7 @@ impl AggregateType {
             Self::ApiToken => "ApiToken",
             Self::User => "User",
             Self::Release => "Release",
+            Self::Download => "Download",
         }
     }
 
@@ -124,6 +129,7 @@ impl StreamId for LicenseId {}
 impl StreamId for ApiTokenId {}
 impl StreamId for UserId {}
 impl StreamId for ReleaseId {}
+impl StreamId for DownloadId {}
 
 /// An aggregate of the ledger: the type of its streams and the type of their ids.
 pub trait Stream: cqrs_es::Aggregate {
@@ -151,6 +157,7 @@ streams! {
     crate::api_token::ApiToken => ApiToken, ApiTokenId;
     crate::user::User => User, UserId;
     crate::release::Release => Release, ReleaseId;
+    crate::download::Download => Download, DownloadId;
 }
 
 #[cfg(test)]

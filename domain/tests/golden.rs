@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use domain::api_token::ApiTokenEvent;
+use domain::download::DownloadEvent;
 use domain::event::{
     RecordedEvent, VersionedEvent, decode_payload, decode_payload_raw, encode_payload,
 };
@@ -105,6 +106,20 @@ fn product_samples() -> Vec<ProductEvent> {
             to: Version::parse("7.6.0").unwrap(),
             via: vec![Version::parse("7.4.0").unwrap()],
         },
+    ]
+}
+
+fn download_samples() -> Vec<DownloadEvent> {
+    vec![
+        DownloadEvent::Granted {
+            artifact_id: ArtifactId::from_uuid(uuid(40)),
+            release_id: ReleaseId::from_uuid(uuid(41)),
+            license_id: LicenseId::from_uuid(uuid(3)),
+            organization_id: OrganizationId::from_uuid(uuid(1)),
+            user_id: Some(UserId::from_uuid(uuid(50))),
+            expires_at: t("2026-12-05T09:05:00Z"),
+        },
+        DownloadEvent::Served { bytes: 73_400_320 },
     ]
 }
 
@@ -441,6 +456,7 @@ fn contracts() -> Vec<Contract> {
         contract(api_token_samples()),
         contract(user_samples()),
         contract(release_samples()),
+        contract(download_samples()),
     ]
 }
 

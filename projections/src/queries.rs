@@ -966,3 +966,108 @@ pub async fn artifact_release(
         .fetch_optional(pool)
         .await
 }
+
+/// A download link of `rm_downloads`, with its completed transfers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DownloadRow {
+    pub id: Uuid,
+    pub artifact_id: Uuid,
+    pub release_id: Uuid,
+    pub license_id: Uuid,
+    pub organization_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub granted_to: String,
+    pub granted_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub served: i32,
+    pub bytes_served: i64,
+    pub last_served_at: Option<Timestamp>,
+}
+
+/// A release's download links (optionally of one organization), a window of them by id.
+///
+/// # Errors
+/// Database errors.
+pub async fn downloads(
+    pool: &PgPool,
+    release_id: Uuid,
+    organization_id: Option<Uuid>,
+    window: &Window<Uuid>,
+) -> Result<Vec<DownloadRow>, sqlx::Error> {
+    let mut q = QueryBuilder::new(
+        "SELECT id, artifact_id, release_id, license_id, organization_id, user_id, granted_to, \
+         granted_at, expires_at, served, bytes_served, last_served_at FROM rm_downloads WHERE release_id = ",
+    );
+    q.push_bind(release_id);
+    if let Some(org) = organization_id {
+        q.push(" AND organization_id = ").push_bind(org);
+    }
+    keyset(&mut q, "id", window);
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(DownloadRow {
+                id: r.try_get("id")?,
+                artifact_id: r.try_get("artifact_id")?,
+                release_id: r.try_get("release_id")?,
+                license_id: r.try_get("license_id")?,
+                organization_id: r.try_get("organization_id")?,
+                user_id: r.try_get("user_id")?,
+                granted_to: r.try_get("granted_to")?,
+                granted_at: r.try_get("granted_at")?,
+                expires_at: r.try_get("expires_at")?,
+                served: r.try_get("served")?,
+                bytes_served: r.try_get("bytes_served")?,
+                last_served_at: r.try_get("last_served_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Download counts grouped by one key: links granted, completed transfers, bytes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DownloadCount {
+    /// The organization (counts of a release) or the release (counts of an organization).
+    pub key: Uuid,
+    pub granted: i64,
+    pub served: i64,
+    pub bytes: i64,
+}
+
+/// A release's download counts per organization, or an organization's per release
+/// (`by_release`), largest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn download_counts(
+    pool: &PgPool,
+    id: Uuid,
+    by_release: bool,
+) -> Result<Vec<DownloadCount>, sqlx::Error> {
+    // Two fixed statements (no identifier from input is ever spliced in).
+    let sql = if by_release {
+        "SELECT release_id AS key, count(*) AS granted, coalesce(sum(served), 0)::bigint AS served, \
+         coalesce(sum(bytes_served), 0)::bigint AS bytes FROM rm_downloads WHERE organization_id = $1 \
+         GROUP BY release_id ORDER BY served DESC, key"
+    } else {
+        "SELECT organization_id AS key, count(*) AS granted, coalesce(sum(served), 0)::bigint AS served, \
+         coalesce(sum(bytes_served), 0)::bigint AS bytes FROM rm_downloads WHERE release_id = $1 \
+         GROUP BY organization_id ORDER BY served DESC, key"
+    };
+    sqlx::query(sql)
+        .bind(id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(DownloadCount {
+                key: r.try_get("key")?,
+                granted: r.try_get("granted")?,
+                served: r.try_get("served")?,
+                bytes: r.try_get("bytes")?,
+            })
+        })
+        .collect()
+}

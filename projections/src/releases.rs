@@ -1,10 +1,12 @@
 //! `rm_releases` and `rm_artifacts` (migration 0018, ADR 0023): a product's releases and each
-//! release's artifacts, for lists and for finding an artifact's release. Commands never read
+//! release's artifacts, for lists and for finding an artifact's release; `rm_downloads`: the
+//! download links and their completed transfers, for counts. Commands never read
 //! them (they fold the release's stream). Times are the events' `recorded_at`, so a rebuild
 //! writes identical rows.
 
 use async_trait::async_trait;
 use domain::AggregateType;
+use domain::download::DownloadEvent;
 use domain::event::RecordedEvent;
 use domain::release::ReleaseEvent;
 use sqlx::PgConnection;
@@ -123,3 +125,72 @@ async fn touch(
 }
 
 impl ReplaySafe for ReleasesProjection {}
+
+/// `rm_downloads`: each link and the transfers through it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DownloadsProjection;
+
+#[async_trait]
+impl Projection for DownloadsProjection {
+    fn name(&self) -> &'static str {
+        "downloads"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_downloads"]
+    }
+    fn aggregate_types(&self) -> &'static [AggregateType] {
+        &[AggregateType::Download]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        e: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        let id = stream_uuid(e)?;
+        let result = match e.decode::<DownloadEvent>()? {
+            DownloadEvent::Granted {
+                artifact_id,
+                release_id,
+                license_id,
+                organization_id,
+                user_id,
+                expires_at,
+            } => {
+                let granted_to = e
+                    .metadata
+                    .get("actor")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("unknown");
+                sqlx::query(
+                    "INSERT INTO rm_downloads (id, artifact_id, release_id, license_id, organization_id, user_id, granted_to, granted_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(id)
+                .bind(Uuid::from(artifact_id))
+                .bind(Uuid::from(release_id))
+                .bind(Uuid::from(license_id))
+                .bind(Uuid::from(organization_id))
+                .bind(user_id.map(Uuid::from))
+                .bind(granted_to)
+                .bind(e.recorded_at)
+                .bind(expires_at)
+                .execute(&mut *conn)
+                .await?
+            }
+            DownloadEvent::Served { bytes } => {
+                sqlx::query(
+                    "UPDATE rm_downloads SET served = served + 1, bytes_served = bytes_served + $2, last_served_at = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+                .bind(e.recorded_at)
+                .execute(&mut *conn)
+                .await?
+            }
+        };
+        expect_one(result, e)
+    }
+}
+
+impl ReplaySafe for DownloadsProjection {}

@@ -337,6 +337,61 @@ async fn a_release_is_drafted_uploaded_signed_published_and_yanked() {
     assert_eq!(twice.status, 409);
     assert_eq!(twice.body["code"], "RELEASE_NOT_DRAFT");
 
+    // A customer's license downloads it through a signed link, resumably.
+    let org = api
+        .post(
+            "/v1/organizations",
+            json!({"name": "Acme GmbH", "kind": "customer"}),
+        )
+        .await;
+    let policy = api
+        .post(
+            "/v1/policies",
+            json!({"product_id": product, "name": "Pro", "model": "node_locked", "seats": 1,
+                   "duration_days": 365, "features": ["pro"], "offline_allowed": false,
+                   "offline_grace_days": 0, "payment_grace_days": 0}),
+        )
+        .await;
+    assert_eq!(policy.status, 201, "{}", policy.body);
+    let license = api
+        .post(
+            "/v1/licenses",
+            json!({"policy_id": policy.body["id"], "organization_id": org.body["id"]}),
+        )
+        .await;
+    assert_eq!(license.status, 201, "{}", license.body);
+    let since = Instant::now();
+    let link = loop {
+        let link = api
+            .post(
+                &format!(
+                    "/v1/artifacts/{}/download-links",
+                    artifact["id"].as_str().unwrap()
+                ),
+                json!({"license_id": license.body["id"]}),
+            )
+            .await;
+        if link.status != 404 || since.elapsed() > Duration::from_secs(10) {
+            break link;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(link.status, 201, "{}", link.body);
+    let url = link.body["url"].as_str().unwrap();
+    assert!(url.starts_with(&api.base), "{url}");
+    let whole = api.client.get(url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let part = api
+        .client
+        .get(url)
+        .header("range", "bytes=1000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &bytes[1000..]);
+
     // Yank: kept, with its reason, once.
     let yanked = api
         .post(
@@ -358,6 +413,8 @@ async fn a_release_is_drafted_uploaded_signed_published_and_yanked() {
         .await;
     assert_eq!(again.status, 409);
     assert_eq!(again.body["code"], "RELEASE_YANKED");
+    let refused = api.client.get(url).send().await.unwrap();
+    assert_eq!(refused.status(), 403, "a yanked release's link is refused");
     let read = api.get(&format!("/v1/releases/{release}")).await;
     assert_eq!(read.status, 200);
     assert_eq!(read.body["artifacts"].as_array().unwrap().len(), 2);

@@ -22,6 +22,7 @@ use crate::error::ApiError;
 
 pub mod billing;
 pub mod client;
+pub mod downloads;
 pub mod health;
 pub mod licenses;
 pub mod offline;
@@ -349,6 +350,9 @@ page_schema!(
     },
     ReleasePage {
         releases: application::views::ReleaseView
+    },
+    DownloadPage {
+        downloads: application::views::DownloadView
     },
 );
 

@@ -33,7 +33,7 @@ mod users;
 
 pub use catalogue::{NewOrganization, NewProduct};
 pub use licenses::{LicenseChange, NewLicense};
-pub use releases::NewRelease;
+pub use releases::{NewDownload, NewRelease};
 pub use users::NewUser;
 
 /// Why a service call failed.

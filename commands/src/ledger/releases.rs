@@ -124,3 +124,79 @@ impl Ledger {
         Ok(self.store.execute(product_id, command, ctx).await?)
     }
 }
+
+/// A download link to grant.
+#[derive(Clone, Debug)]
+pub struct NewDownload {
+    pub artifact_id: domain::ids::ArtifactId,
+    pub release_id: ReleaseId,
+    pub license_id: domain::ids::LicenseId,
+    pub user_id: Option<domain::ids::UserId>,
+    /// How long the link is valid from now.
+    pub valid_for: chrono::Duration,
+}
+
+impl Ledger {
+    /// Grants a download link when the license sees the release now (read from the release's
+    /// and the license's streams just before; the decision is `domain::download`'s).
+    ///
+    /// # Errors
+    /// `RELEASE_NOT_FOUND`, `LICENSE_NOT_FOUND`, `ARTIFACT_NOT_FOUND` (as a release refusal),
+    /// `RELEASE_NOT_VISIBLE`; infrastructure errors.
+    pub async fn grant_download(
+        &self,
+        ctx: &CommandContext,
+        input: NewDownload,
+    ) -> Result<Outcome<domain::download::Download>, LedgerError> {
+        use domain::DomainError;
+        use domain::download::{DownloadAction, DownloadCommand};
+        let (release, _) = self.store.load::<Release>(input.release_id).await?;
+        let release = release
+            .state()
+            .ok_or(DomainError::ReleaseNotFound(input.release_id))?
+            .facts();
+        let (license, _) = self
+            .store
+            .load::<domain::license::License>(input.license_id)
+            .await?;
+        let license = license
+            .state()
+            .ok_or(DomainError::LicenseNotFound(input.license_id))?
+            .clone();
+        let id = domain::ids::DownloadId::from_uuid(Uuid::now_v7());
+        let at = self.now();
+        let command = DownloadCommand {
+            download_id: id,
+            at,
+            action: DownloadAction::Grant {
+                artifact_id: input.artifact_id,
+                release_id: input.release_id,
+                release,
+                license_id: input.license_id,
+                license: Box::new(license),
+                user_id: input.user_id,
+                expires_at: at + input.valid_for,
+            },
+        };
+        Ok(self.store.execute_new(id, command, ctx).await?)
+    }
+
+    /// Records a completed transfer of `bytes` through a granted link.
+    ///
+    /// # Errors
+    /// A link never granted; infrastructure errors.
+    pub async fn record_download_served(
+        &self,
+        ctx: &CommandContext,
+        id: domain::ids::DownloadId,
+        bytes: u64,
+    ) -> Result<Outcome<domain::download::Download>, LedgerError> {
+        use domain::download::{DownloadAction, DownloadCommand};
+        let command = DownloadCommand {
+            download_id: id,
+            at: self.now(),
+            action: DownloadAction::Serve { bytes },
+        };
+        Ok(self.store.execute(id, command, ctx).await?)
+    }
+}

@@ -405,6 +405,22 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
         .await
         .unwrap();
     assert_eq!(uploaded.status(), StatusCode::CREATED);
+    let artifact: Value = uploaded.json().await.unwrap();
+    let artifact = artifact["id"].as_str().unwrap().to_owned();
+    // A link finds the artifact's release through the read model: wait until it knows it.
+    let since = std::time::Instant::now();
+    while app
+        .get(&format!(
+            "/v1/products/{}/releases?version=0.9.0",
+            c.product_id
+        ))
+        .await
+        .body["releases"][0]["artifacts"][0]["id"]
+        != artifact.as_str()
+    {
+        assert!(since.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // (method, template, path, body, status): in an order each one's first request succeeds.
     let cases: Vec<(Method, &str, String, Value, StatusCode)> = vec![
         (
@@ -476,6 +492,13 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
             format!("/v1/releases/{shipped}/publish"),
             json!({}),
             StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/artifacts/{id}/download-links",
+            format!("/v1/artifacts/{artifact}/download-links"),
+            json!({"license_id": license}),
+            StatusCode::CREATED,
         ),
         (
             Method::POST,

@@ -1,0 +1,341 @@
+//! Download links through HTTP (ADR 0023), with the server's clock moved: a perpetual license
+//! whose maintenance ended sees only the releases published while it ran; a link is granted
+//! only for what the license sees, serves the bytes with `Range`, `ETag` and `Repr-Digest`, is
+//! refused once expired, altered, yanked or no longer seen, and every completed transfer is
+//! an event the audit trail shows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tests::{TestApp, TestDb, test_config};
+
+struct Shipped {
+    release: String,
+    artifact: Value,
+    bytes: Vec<u8>,
+}
+
+fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(17).wrapping_add(seed))
+        .collect()
+}
+
+/// Drafts `version`, uploads one file and publishes it.
+async fn ship(app: &TestApp, product: &str, version: &str, channel: &str, seed: u8) -> Shipped {
+    let draft = app
+        .post(
+            &format!("/v1/products/{product}/releases"),
+            json!({"version": version, "channel": channel}),
+        )
+        .await;
+    assert_eq!(draft.status, StatusCode::CREATED, "{:?}", draft.body);
+    let release = draft.body["id"].as_str().unwrap().to_owned();
+    let bytes = payload(300_000 + usize::from(seed), seed);
+    let up = app
+        .client
+        .put(format!(
+            "{}/v1/releases/{release}/artifacts/studio-{version}.tar.gz?platform=linux&arch=x86_64",
+            app.base
+        ))
+        .bearer_auth(&app.admin_token)
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), StatusCode::CREATED);
+    let artifact: Value = up.json().await.unwrap();
+    let published = app
+        .post(&format!("/v1/releases/{release}/publish"), json!({}))
+        .await;
+    assert_eq!(published.status, StatusCode::OK, "{:?}", published.body);
+    Shipped {
+        release,
+        artifact,
+        bytes,
+    }
+}
+
+/// Grants a link to `shipped`'s artifact for `license`, once the read model knows the artifact.
+async fn link(app: &TestApp, shipped: &Shipped, license: &str) -> tests::Answer {
+    let path = format!(
+        "/v1/artifacts/{}/download-links",
+        shipped.artifact["id"].as_str().unwrap()
+    );
+    let since = Instant::now();
+    loop {
+        let answer = app.post(&path, json!({"license_id": license})).await;
+        // The artifact's release is found through the read model, which may trail the log.
+        if answer.body["code"] != "ARTIFACT_NOT_FOUND" || since.elapsed() > Duration::from_secs(10)
+        {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fetch(app: &TestApp, url: &str, range: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(url);
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
+    let db = TestDb::create().await;
+    let clock = Arc::new(commands::clock::OffsetClock::default());
+    let mut config = test_config(&db);
+    config.app.clock = clock.clone();
+    let mut app = TestApp::start_with(db, config).await;
+    // Perpetual, one month of maintenance; stable and lts.
+    let c = app
+        .catalogue_with(
+            json!({"name": "Perpetual", "model": "node_locked", "seats": 2,
+            "duration_days": null, "features": ["pro"], "offline_allowed": false,
+            "offline_grace_days": 0, "payment_grace_days": 0, "maintenance_months": 1,
+            "channels": ["stable", "lts"]}),
+        )
+        .await;
+    let policy = app.get(&format!("/v1/policies/{}", c.policy_id)).await;
+    assert_eq!(policy.body["channels"], json!(["stable", "lts"]));
+    let license = app.issue(&c).await["id"].as_str().unwrap().to_owned();
+
+    let v72 = ship(&app, &c.product_id, "7.2.0", "stable", 1).await;
+    let beta = ship(&app, &c.product_id, "8.0.0-beta.1", "beta", 2).await;
+    // Maintenance ends; later releases are not this license's.
+    clock.advance(chrono::Duration::days(40));
+    // (The administrator's token, an hour long, expired with the jump.)
+    app.admin_token = app.token(domain::values::Role::VendorAdmin).await;
+    let v74 = ship(&app, &c.product_id, "7.4.0", "lts", 3).await;
+
+    let granted = link(&app, &v72, &license).await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{:?}", granted.body);
+    assert_eq!(granted.body["license_id"], license);
+    assert_eq!(granted.body["artifact"], v72.artifact);
+    let url = granted.body["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&app.base), "{url}");
+    for (shipped, rule) in [(&beta, "channel"), (&v74, "maintenance")] {
+        let refused = link(&app, shipped, &license).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{:?}",
+            refused.body
+        );
+        assert_eq!(refused.body["code"], "RELEASE_NOT_VISIBLE");
+        assert!(
+            refused.body["detail"].as_str().unwrap().contains(rule),
+            "{:?}",
+            refused.body
+        );
+    }
+    let unknown = app
+        .post(
+            &format!("/v1/artifacts/{}/download-links", uuid::Uuid::now_v7()),
+            json!({"license_id": license}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.body["code"], "ARTIFACT_NOT_FOUND");
+
+    // The whole file, verifiable: digest headers and the signature through the SDK.
+    let whole = fetch(&app, &url, None).await;
+    assert_eq!(whole.status(), StatusCode::OK);
+    let sha = v72.artifact["sha256"].as_str().unwrap();
+    let headers = whole.headers().clone();
+    assert_eq!(headers["etag"], format!("\"{sha}\"").as_str());
+    assert_eq!(
+        headers["repr-digest"],
+        format!(
+            "sha-256=:{}:",
+            Base64::encode_string(&Sha256::digest(&v72.bytes))
+        )
+        .as_str()
+    );
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert_eq!(
+        headers["content-length"],
+        v72.bytes.len().to_string().as_str()
+    );
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("studio-7.2.0.tar.gz")
+    );
+    let body = whole.bytes().await.unwrap();
+    assert_eq!(body.as_ref(), v72.bytes.as_slice());
+    let jwks = app
+        .client
+        .get(format!("{}/.well-known/jwks.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let jwks = client::jwks::Jwks::from_json(&jwks).unwrap();
+    client::artifact::verify_artifact(
+        &body,
+        sha,
+        v72.artifact["signature"].as_str().unwrap(),
+        v72.artifact["kid"].as_str().unwrap(),
+        &jwks,
+    )
+    .unwrap();
+
+    // Resumed: the first 100,000 bytes, then the rest, make the same file.
+    let head = fetch(&app, &url, Some("bytes=0-99999")).await;
+    assert_eq!(head.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        head.headers()["content-range"],
+        format!("bytes 0-99999/{}", v72.bytes.len()).as_str()
+    );
+    let mut resumed = head.bytes().await.unwrap().to_vec();
+    let tail = fetch(&app, &url, Some("bytes=100000-")).await;
+    assert_eq!(tail.status(), StatusCode::PARTIAL_CONTENT);
+    resumed.extend_from_slice(&tail.bytes().await.unwrap());
+    assert_eq!(resumed, v72.bytes);
+    let outside = fetch(&app, &url, Some(&format!("bytes={}-", v72.bytes.len()))).await;
+    assert_eq!(outside.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        outside.headers()["content-range"],
+        format!("bytes */{}", v72.bytes.len()).as_str()
+    );
+    // An If-Range of another version: the whole file.
+    let stale = app
+        .client
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .header("if-range", "\"0000\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::OK);
+
+    // Altered, expired: refused.
+    let mut altered = url.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [altered, format!("{}/v1/downloads/nonsense", app.base)] {
+        let refused = fetch(&app, &bad, None).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["code"], "DOWNLOAD_LINK_INVALID");
+    }
+    clock.advance(chrono::Duration::seconds(301));
+    app.admin_token = app.token(domain::values::Role::VendorAdmin).await;
+    let expired = fetch(&app, &url, None).await;
+    assert_eq!(expired.status(), StatusCode::FORBIDDEN);
+
+    // A yanked release: its fresh link is refused too, its history kept.
+    let fresh = link(&app, &v72, &license).await;
+    assert_eq!(fresh.status, StatusCode::CREATED);
+    let yanked = app
+        .post(
+            &format!("/v1/releases/{}/yank", v72.release),
+            json!({"reason": "broken installer"}),
+        )
+        .await;
+    assert_eq!(yanked.status, StatusCode::OK);
+    let refused = fetch(&app, fresh.body["url"].as_str().unwrap(), None).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused = link(&app, &v72, &license).await;
+    assert_eq!(refused.body["code"], "RELEASE_NOT_VISIBLE");
+
+    // A license that stops seeing a release: its link stops working.
+    let v76 = ship(&app, &c.product_id, "7.6.0", "stable", 4).await;
+    let renewed = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/licenses/{license}/maintenance"),
+            Some(json!({"until": "2099-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(renewed.status, StatusCode::OK, "{:?}", renewed.body);
+    let granted = link(&app, &v76, &license).await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{:?}", granted.body);
+    let suspended = app
+        .post(
+            &format!("/v1/licenses/{license}/suspend"),
+            json!({"reason": "chargeback"}),
+        )
+        .await;
+    assert_eq!(suspended.status, StatusCode::OK);
+    let refused = fetch(&app, granted.body["url"].as_str().unwrap(), None).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // Every completed transfer is an event; the audit shows who was granted what, and when
+    // it was served. Four complete responses went out for the 7.2 link (whole, two ranges and
+    // the If-Range one); the 416 and refused requests recorded nothing.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let since = Instant::now();
+    let served: Vec<(String, i64)> = loop {
+        let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+            "SELECT aggregate_id, payload::jsonb FROM events WHERE event_type = 'DownloadServed' ORDER BY global_position",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if rows.len() >= 4 || since.elapsed() > Duration::from_secs(10) {
+            break rows
+                .into_iter()
+                .map(|(id, p)| (id, p["bytes"].as_i64().unwrap()))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let total = v72.bytes.len() as i64;
+    let mut sizes: Vec<i64> = served.iter().map(|(_, b)| *b).collect();
+    sizes.sort_unstable();
+    let mut expected = vec![total, total, 100_000, total - 100_000];
+    expected.sort_unstable();
+    assert_eq!(sizes, expected, "{served:?}");
+
+    // The read model: who was granted what, and the counts by release and organization.
+    let since = Instant::now();
+    loop {
+        let counts = app
+            .get(&format!("/v1/releases/{}/download-counts", v72.release))
+            .await;
+        assert_eq!(counts.status, StatusCode::OK, "{:?}", counts.body);
+        if counts.body["served"] == 4 || since.elapsed() > Duration::from_secs(10) {
+            assert_eq!(counts.body["granted"], 2, "{:?}", counts.body);
+            assert_eq!(counts.body["served"], 4, "{:?}", counts.body);
+            assert_eq!(counts.body["bytes"], 2 * total + total, "{:?}", counts.body);
+            assert_eq!(counts.body["groups"][0]["id"], c.organization_id);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let links = app
+        .get(&format!("/v1/releases/{}/downloads", v72.release))
+        .await;
+    let links = links.body["downloads"].as_array().unwrap().clone();
+    assert_eq!(links.len(), 2);
+    assert_eq!(links[0]["license_id"], license);
+    assert!(
+        links[0]["granted_to"]
+            .as_str()
+            .unwrap()
+            .starts_with("api_token:")
+    );
+    assert_eq!(links[0]["served"], 4);
+    assert_eq!(links[1]["served"], 0);
+    let org = app
+        .get(&format!(
+            "/v1/organizations/{}/download-counts",
+            c.organization_id
+        ))
+        .await;
+    assert_eq!(org.status, StatusCode::OK, "{:?}", org.body);
+    assert_eq!(org.body["served"], 4);
+    assert_eq!(org.body["groups"][0]["id"], v72.release);
+    pool.close().await;
+}
