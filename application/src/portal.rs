@@ -91,6 +91,27 @@ pub struct EntitlementsView {
     pub complete: bool,
 }
 
+/// A release one of the organization's licenses sees (`GET /v1/organizations/{id}/releases`).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VisibleReleaseView {
+    #[serde(flatten)]
+    pub release: crate::views::ReleaseView,
+    /// The licenses of the subtree that see it now: ask a download link for one of them.
+    pub license_ids: Vec<Uuid>,
+}
+
+/// `GET /v1/organizations/{id}/releases`.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VisibleReleasesView {
+    pub organization_id: Uuid,
+    /// Newest version first within each product.
+    pub releases: Vec<VisibleReleaseView>,
+    /// False when the subtree holds more than the licenses one answer reads (10,000).
+    pub complete: bool,
+}
+
 /// The portal use cases of an [`App`].
 #[derive(Clone, Copy, Debug)]
 pub struct Portal<'a> {
@@ -351,6 +372,81 @@ impl Portal<'_> {
                     e
                 })
                 .collect(),
+            complete,
+        })
+    }
+
+    /// The releases any license of organization `id`'s subtree sees now (DOMAIN.md "Release
+    /// visibility", decided per license), optionally of one product and with a file for one
+    /// platform (`any` files count for every platform; only those files are listed), for
+    /// whoever may download there.
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND` (unknown or out of reach), 403; database errors.
+    pub async fn releases(
+        &self,
+        access: &Access,
+        id: OrganizationId,
+        product_id: Option<Uuid>,
+        platform: Option<domain::values::Platform>,
+    ) -> Result<VisibleReleasesView, AppError> {
+        self.app
+            .authorize_organization(access, id, Action::Download)
+            .await?;
+        let (licenses, complete) = self.all_licenses(id, true).await?;
+        let now = self.app.now();
+        let mut products: Vec<Uuid> = licenses
+            .iter()
+            .map(|l| Uuid::from(l.state.product_id))
+            .filter(|p| product_id.is_none_or(|wanted| wanted == *p))
+            .collect();
+        products.sort_unstable();
+        products.dedup();
+        let mut releases = Vec::new();
+        for product in products {
+            let mut seen: Vec<(domain::release::Version, VisibleReleaseView)> = Vec::new();
+            for mut row in queries::published_releases(self.app.pool(), product).await? {
+                if let Some(platform) = platform {
+                    row.artifacts.retain(|a| {
+                        a.platform == platform.as_str()
+                            || a.platform == domain::values::Platform::Any.as_str()
+                    });
+                    if row.artifacts.is_empty() {
+                        continue;
+                    }
+                }
+                let Some(facts) = crate::releases::release_facts(&row) else {
+                    continue;
+                };
+                let license_ids: Vec<Uuid> = licenses
+                    .iter()
+                    .filter(|l| {
+                        domain::release::visibility(
+                            &facts,
+                            &l.state,
+                            &domain::download::sight_of(&l.state),
+                            now,
+                        )
+                        .is_ok()
+                    })
+                    .map(|l| l.id)
+                    .collect();
+                if !license_ids.is_empty() {
+                    seen.push((
+                        facts.version,
+                        VisibleReleaseView {
+                            release: crate::views::ReleaseView::from_row(row),
+                            license_ids,
+                        },
+                    ));
+                }
+            }
+            seen.sort_by(|a, b| b.0.cmp(&a.0));
+            releases.extend(seen.into_iter().map(|(_, r)| r));
+        }
+        Ok(VisibleReleasesView {
+            organization_id: id.into(),
+            releases,
             complete,
         })
     }

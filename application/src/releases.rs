@@ -259,3 +259,145 @@ impl From<UploadError> for AppError {
         Self::Upload(e)
     }
 }
+
+/// What a client application asks: "is there an update for me?" (`POST /v1/updates`).
+#[derive(Clone, Debug)]
+pub struct UpdateQuery {
+    pub license_id: domain::ids::LicenseId,
+    pub current_version: domain::release::Version,
+    pub platform: Platform,
+    pub arch: Arch,
+    /// Only releases of this channel (which the license's policy must allow).
+    pub channel: Option<domain::values::Channel>,
+}
+
+/// A published release as the read model holds it, read back into what visibility asks.
+pub(crate) fn release_facts(
+    row: &projections::queries::ReleaseRow,
+) -> Option<domain::release::ReleaseFacts> {
+    Some(domain::release::ReleaseFacts {
+        product_id: ProductId::from_uuid(row.product_id),
+        version: domain::release::Version::parse(&row.release_version).ok()?,
+        channel: domain::values::Channel::parse(&row.channel).ok()?,
+        entitlements: domain::values::FeatureSet::parse(&row.entitlements).ok()?,
+        published_at: row.published_at,
+        yanked: row.status == "yanked",
+    })
+}
+
+/// Whether an artifact built for `(platform, arch)` runs on `(want_platform, want_arch)`.
+fn runs_on(row: &projections::queries::ArtifactRow, platform: Platform, arch: Arch) -> bool {
+    (row.platform == platform.as_str() || row.platform == Platform::Any.as_str())
+        && (row.arch == arch.as_str() || row.arch == Arch::Any.as_str())
+}
+
+impl Releases<'_> {
+    /// The update path of a license's installation: from `current_version` to the newest
+    /// release the license sees now that has a file for the platform, through declared upgrade
+    /// paths; the newest's files come with download links (granted, so each is an event).
+    ///
+    /// Visibility is decided over the read model's published releases; each link is granted
+    /// against the release's own stream, so a release yanked a moment ago is never linked.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND`; database errors.
+    pub async fn updates(
+        &self,
+        ctx: &CommandContext,
+        query: UpdateQuery,
+    ) -> Result<crate::views::UpdateView, AppError> {
+        use domain::license::License;
+        let loaded: Loaded<License> = self.app.ledger().store().read(query.license_id).await?;
+        let license = loaded
+            .aggregate
+            .state()
+            .ok_or(DomainError::LicenseNotFound(query.license_id))?
+            .clone();
+        let now = self.app.now();
+        let sight = domain::download::sight_of(&license);
+        let rows = queries::published_releases(self.app.pool(), license.product_id.into()).await?;
+        let seen: Vec<(domain::release::Version, projections::queries::ReleaseRow)> = rows
+            .into_iter()
+            .filter(|r| {
+                r.artifacts
+                    .iter()
+                    .any(|a| runs_on(a, query.platform, query.arch))
+            })
+            .filter_map(|r| {
+                let facts = release_facts(&r)?;
+                let wanted = query.channel.is_none_or(|c| c == facts.channel);
+                (wanted && domain::release::visibility(&facts, &license, &sight, now).is_ok())
+                    .then_some((facts.version, r))
+            })
+            .collect();
+        let product: Loaded<Product> = self.app.ledger().store().read(license.product_id).await?;
+        let paths = product
+            .aggregate
+            .state()
+            .map(|p| p.upgrade_paths.clone())
+            .unwrap_or_default();
+        let versions: Vec<domain::release::Version> = seen.iter().map(|(v, _)| v.clone()).collect();
+        let path = domain::release::update_path(&query.current_version, &versions, &paths);
+        let Some(newest) = path.last() else {
+            return Ok(crate::views::UpdateView {
+                update_available: false,
+                latest: None,
+                path: Vec::new(),
+            });
+        };
+        let (_, row) = seen
+            .iter()
+            .find(|(v, _)| v == newest)
+            .ok_or(AppError::Invariant(
+                "the update path left the visible versions",
+            ))?;
+        let mut artifacts = Vec::new();
+        for a in row
+            .artifacts
+            .iter()
+            .filter(|a| runs_on(a, query.platform, query.arch))
+        {
+            // One grant per file, each its own command: each records its own idempotency key
+            // (the request's, and the artifact), so a retry finds every grant it made.
+            let mut ctx = ctx.clone();
+            if let Some(idem) = &mut ctx.idempotency {
+                idem.key = format!("{}/{}", idem.key, a.id);
+            }
+            let o = self
+                .app
+                .ledger()
+                .grant_download(
+                    &ctx,
+                    commands::ledger::NewDownload {
+                        artifact_id: ArtifactId::from_uuid(a.id),
+                        release_id: ReleaseId::from_uuid(row.id),
+                        license_id: query.license_id,
+                        user_id: None,
+                        valid_for: crate::downloads::LINK_TTL,
+                    },
+                )
+                .await?;
+            let grant = o
+                .aggregate
+                .grant()
+                .ok_or(AppError::Invariant("a grant left no state"))?;
+            let token = self.app.link_signer().sign(o.id, grant.expires_at);
+            artifacts.push(crate::views::UpdateArtifactView {
+                artifact: ArtifactView::from_row(a.clone()),
+                url: format!("{}/v1/downloads/{token}", self.app.public_url()),
+                expires_at: grant.expires_at,
+            });
+        }
+        Ok(crate::views::UpdateView {
+            update_available: true,
+            latest: Some(crate::views::LatestView {
+                version: row.release_version.clone(),
+                channel: row.channel.clone(),
+                notes: row.notes.clone(),
+                published_at: row.published_at,
+                artifacts,
+            }),
+            path: path.iter().map(ToString::to_string).collect(),
+        })
+    }
+}

@@ -868,6 +868,43 @@ impl DownloadCountsView {
     }
 }
 
+/// The answer of `POST /v1/updates`.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateView {
+    pub update_available: bool,
+    /// The newest release the license sees with a file for the platform; absent when the
+    /// installed version is the newest.
+    pub latest: Option<LatestView>,
+    /// The versions to install, in order, ending with `latest` (declared upgrade paths
+    /// followed: "7.2 to 7.6 only via 7.4" gives `["7.4.0", "7.6.0"]`). Ask again after
+    /// installing each for its links.
+    pub path: Vec<String>,
+}
+
+/// The newest release of an update, with links to its files for the platform.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LatestView {
+    pub version: String,
+    pub channel: String,
+    pub notes: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub published_at: Option<Timestamp>,
+    pub artifacts: Vec<UpdateArtifactView>,
+}
+
+/// A file of an update: the artifact, and a download link granted for it.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateArtifactView {
+    #[serde(flatten)]
+    pub artifact: ArtifactView,
+    pub url: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: Timestamp,
+}
+
 /// A command's answer: the resource as the command left it, and whether this answer replays an
 /// earlier request with the same `Idempotency-Key`.
 #[derive(Clone, Debug)]

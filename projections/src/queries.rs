@@ -1071,3 +1071,26 @@ pub async fn download_counts(
         })
         .collect()
 }
+
+/// A product's published releases that are not yanked, with their artifacts, by id: what the
+/// update check and the portal's listing decide visibility over.
+///
+/// # Errors
+/// Database errors.
+pub async fn published_releases(
+    pool: &PgPool,
+    product_id: Uuid,
+) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    let mut all = Vec::new();
+    let mut window = Window::first(Order::Asc, MAX_PAGE);
+    loop {
+        let mut page = releases(pool, product_id, None, &window).await?;
+        let more = page.len() as i64 > MAX_PAGE;
+        page.truncate(usize::try_from(MAX_PAGE).unwrap_or(usize::MAX));
+        window.after = page.last().map(|r| r.id);
+        all.extend(page.into_iter().filter(|r| r.status == "published"));
+        if !more {
+            return Ok(all);
+        }
+    }
+}

@@ -135,6 +135,34 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
             refused.body
         );
     }
+    // The portal's download area: what the organization's licenses see, no more.
+    let listed = app
+        .get(&format!("/v1/organizations/{}/releases", c.organization_id))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    let versions: Vec<&str> = listed.body["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["7.2.0"], "{:?}", listed.body);
+    assert_eq!(listed.body["releases"][0]["license_ids"], json!([license]));
+    assert_eq!(listed.body["complete"], true);
+    let windows = app
+        .get(&format!(
+            "/v1/organizations/{}/releases?platform=windows",
+            c.organization_id
+        ))
+        .await;
+    assert_eq!(windows.body["releases"], json!([]), "a Linux-only release");
+    let bad = app
+        .get(&format!(
+            "/v1/organizations/{}/releases?platform=beos",
+            c.organization_id
+        ))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let unknown = app
         .post(
             &format!("/v1/artifacts/{}/download-links", uuid::Uuid::now_v7()),
@@ -337,5 +365,227 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
     assert_eq!(org.status, StatusCode::OK, "{:?}", org.body);
     assert_eq!(org.body["served"], 4);
     assert_eq!(org.body["groups"][0]["id"], v72.release);
+    pool.close().await;
+}
+
+async fn updates(
+    app: &TestApp,
+    app_id: &str,
+    body: Value,
+    key: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = app
+        .client
+        .post(format!("{}/v1/updates", app.base))
+        .header("x-app-id", app_id)
+        .json(&body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let replayed = response
+        .headers()
+        .get("idempotent-replayed")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        status,
+        replayed,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Uploads one more file to a drafted release.
+async fn add_file(app: &TestApp, release: &str, name: &str, platform: &str, seed: u8) {
+    let up = app
+        .client
+        .put(format!(
+            "{}/v1/releases/{release}/artifacts/{name}?platform={platform}&arch=x86_64",
+            app.base
+        ))
+        .bearer_auth(&app.admin_token)
+        .body(payload(5_000, seed))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_is_told_its_update_path_with_links_to_its_platforms_files() {
+    let db = TestDb::create().await;
+    let clock = Arc::new(commands::clock::OffsetClock::default());
+    let mut config = test_config(&db);
+    config.app.clock = clock.clone();
+    let app = TestApp::start_with(db, config).await;
+    let c = app
+        .catalogue_with(json!({"name": "Yearly", "model": "node_locked", "seats": 2,
+            "duration_days": 365, "features": ["pro"], "offline_allowed": false,
+            "offline_grace_days": 0, "payment_grace_days": 0, "maintenance_months": 12}))
+        .await;
+    let key = app.issue(&c).await["key"].as_str().unwrap().to_owned();
+    let product = &c.product_id;
+    // 7.2, 7.4, 7.5 (yanked), 7.6, each for Linux and Windows; 8.0 beta.
+    let mut shipped = Vec::new();
+    for (i, version) in ["7.2.0", "7.4.0", "7.5.0", "7.6.0"].iter().enumerate() {
+        let draft = app
+            .post(
+                &format!("/v1/products/{product}/releases"),
+                json!({"version": version, "channel": "stable", "notes": format!("Release {version}")}),
+            )
+            .await;
+        let release = draft.body["id"].as_str().unwrap().to_owned();
+        let seed = u8::try_from(i * 2).unwrap();
+        add_file(
+            &app,
+            &release,
+            &format!("studio-{version}.tar.gz"),
+            "linux",
+            seed,
+        )
+        .await;
+        add_file(
+            &app,
+            &release,
+            &format!("studio-{version}.msi"),
+            "windows",
+            seed + 1,
+        )
+        .await;
+        let published = app
+            .post(&format!("/v1/releases/{release}/publish"), json!({}))
+            .await;
+        assert_eq!(published.status, StatusCode::OK);
+        shipped.push(release);
+    }
+    let beta = ship(&app, product, "8.0.0-beta.1", "beta", 40).await;
+    let _ = beta;
+    let yanked = app
+        .post(
+            &format!("/v1/releases/{}/yank", shipped[2]),
+            json!({"reason": "data loss on upgrade"}),
+        )
+        .await;
+    assert_eq!(yanked.status, StatusCode::OK);
+    let path = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/products/{product}/upgrade-paths"),
+            Some(json!({"from": "7.2", "to": "7.6.0", "via": ["7.4.0"]})),
+        )
+        .await;
+    assert_eq!(path.status, StatusCode::OK, "{:?}", path.body);
+
+    // The read model catches up with the last publish and the yank.
+    let ask =
+        json!({"key": key, "current_version": "7.2.0", "platform": "linux", "arch": "x86_64"});
+    let since = Instant::now();
+    let answer = loop {
+        let (status, _, body) = updates(&app, &c.app_id, ask.clone(), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["path"] == json!(["7.4.0", "7.6.0"]) || since.elapsed() > Duration::from_secs(10) {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(answer["update_available"], true);
+    assert_eq!(answer["path"], json!(["7.4.0", "7.6.0"]), "{answer}");
+    let latest = &answer["latest"];
+    assert_eq!(latest["version"], "7.6.0");
+    assert_eq!(latest["notes"], "Release 7.6.0");
+    let files = latest["artifacts"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "only the Linux file: {latest}");
+    assert_eq!(files[0]["filename"], "studio-7.6.0.tar.gz");
+    let bytes = app
+        .client
+        .get(files[0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), payload(5_000, 6).as_slice());
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        files[0]["sha256"].as_str().unwrap()
+    );
+
+    // From a patch release of 7.2 the same path; from 7.4 straight on; from 7.6 nothing; the
+    // beta channel (not the policy's) is never offered.
+    for (from, expected) in [
+        ("7.2.3", json!(["7.4.0", "7.6.0"])),
+        ("7.4.0", json!(["7.6.0"])),
+        ("7.6.0", json!([])),
+        ("9.0.0", json!([])),
+    ] {
+        let mut asked = ask.clone();
+        asked["current_version"] = json!(from);
+        let (status, _, body) = updates(&app, &c.app_id, asked, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["path"], expected, "from {from}: {body}");
+        assert_eq!(body["update_available"], expected != json!([]));
+    }
+    let mut asked = ask.clone();
+    asked["channel"] = json!("beta");
+    let (_, _, body) = updates(&app, &c.app_id, asked, None).await;
+    assert_eq!(body["update_available"], false, "{body}");
+
+    // A keyed retry replays the first answer (the same links), granting nothing more.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let grants = async || -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'DownloadGranted'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let (_, first_replayed, first) = updates(&app, &c.app_id, ask.clone(), Some("upd-1")).await;
+    assert_eq!(first_replayed, None);
+    let before = grants().await;
+    let (_, replayed, again) = updates(&app, &c.app_id, ask.clone(), Some("upd-1")).await;
+    assert_eq!(replayed.as_deref(), Some("true"));
+    assert_eq!(again, first);
+    assert_eq!(grants().await, before);
+
+    // Bad input: not SemVer, an unknown platform, another application's key.
+    let mut bad = ask.clone();
+    bad["current_version"] = json!("7.2");
+    let (status, _, body) = updates(&app, &c.app_id, bad, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "current_version", "{body}");
+    let mut bad = ask.clone();
+    bad["platform"] = json!("beos");
+    let (status, _, _) = updates(&app, &c.app_id, bad, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, body) =
+        updates(&app, &uuid::Uuid::new_v4().to_string(), ask.clone(), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // A suspended license is offered nothing.
+    let license = app
+        .get(&format!(
+            "/v1/licenses?key_prefix={}",
+            &key[..key.find('-').unwrap() + 3]
+        ))
+        .await;
+    let license_id = license.body["licenses"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let suspended = app
+        .post(
+            &format!("/v1/licenses/{license_id}/suspend"),
+            json!({"reason": "chargeback"}),
+        )
+        .await;
+    assert_eq!(suspended.status, StatusCode::OK);
+    let (status, _, body) = updates(&app, &c.app_id, ask.clone(), None).await;
+    // The key still opens the license (validation tells the client it is suspended); a
+    // suspended license sees no release, so no update is offered and no link granted.
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"update_available": false, "latest": null, "path": []})
+    );
     pool.close().await;
 }

@@ -37,6 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate))
         .routes(routes!(heartbeat))
         .routes(routes!(offline_token))
+        .routes(routes!(updates))
 }
 
 /// The JWKS route (public, cacheable).
@@ -369,4 +370,60 @@ async fn offline_token(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(token)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdatesBody {
+    /// The license key.
+    key: String,
+    /// The version installed (SemVer 2.0).
+    #[schema(value_type = schemas::Version)]
+    current_version: domain::release::Version,
+    #[schema(value_type = schemas::Platform)]
+    platform: domain::values::Platform,
+    #[schema(value_type = schemas::Arch)]
+    arch: domain::values::Arch,
+    /// Only this channel's releases (the license's policy must allow it).
+    #[serde(default)]
+    #[schema(value_type = Option<schemas::Channel>)]
+    channel: Option<domain::values::Channel>,
+}
+
+/// Is there an update for this installation? The newest release the license sees with a file
+/// for the platform, the versions to install on the way (declared upgrade paths), and download
+/// links (300 s) for the newest's files.
+#[utoipa::path(post, path = "/v1/updates", tag = "client", summary = "Check for updates",
+    request_body = UpdatesBody,
+    responses(
+        (status = 200, description = "The update, or none", body = application::views::UpdateView),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
+async fn updates(
+    State(state): State<AppState>,
+    ReqId(request_id): ReqId,
+    uri: Uri,
+    headers: HeaderMap,
+    Body(raw_body): Body,
+) -> Result<Response, ApiError> {
+    let app = app_id(&headers)?;
+    let body: UpdatesBody = parse_json(&raw_body)?;
+    let license_id = state.app.open_license(&app, &body.key).await?;
+    let ctx = context(&state, request_id, &headers, &uri, &raw_body, &body.key)?;
+    let update = state
+        .app
+        .releases()
+        .updates(
+            &ctx,
+            application::releases::UpdateQuery {
+                license_id,
+                current_version: body.current_version,
+                platform: body.platform,
+                arch: body.arch,
+                channel: body.channel,
+            },
+        )
+        .await?;
+    Ok((StatusCode::OK, Json(update)).into_response())
 }

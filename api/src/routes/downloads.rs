@@ -32,7 +32,7 @@ use super::{PAGE_PARAMS, Params, answer, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
 use crate::extract::{Command, Downloads, PathParam, path_id};
-use crate::openapi::Problem;
+use crate::openapi::{Problem, schemas};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 
@@ -43,6 +43,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_downloads))
         .routes(routes!(release_download_counts))
         .routes(routes!(organization_download_counts))
+        .routes(routes!(organization_releases))
 }
 
 /// The download itself (no credentials but the link; limited per address).
@@ -160,6 +161,45 @@ async fn organization_download_counts(
             .app
             .downloads()
             .organization_counts(&principal.access, id)
+            .await?,
+    ))
+}
+
+/// The releases the licenses of an organization and those below it see now: the customer
+/// portal's download area (whoever may download there).
+#[utoipa::path(get, path = "/v1/organizations/{id}/releases", tag = "releases", summary = "Releases an organization sees",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The organization"),
+        ("product_id" = Option<uuid::Uuid>, Query, description = "Only this product's releases"),
+        ("platform" = Option<schemas::Platform>, Query, description = "Only releases with a file for this platform (`any` files count for every one), and only those files"),
+    ),
+    responses(
+        (status = 200, description = "The releases, newest first per product", body = application::portal::VisibleReleasesView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
+async fn organization_releases(
+    State(state): State<AppState>,
+    principal: Principal,
+    PathParam(raw): PathParam,
+    RawQuery(query): RawQuery,
+) -> Result<Json<application::portal::VisibleReleasesView>, ApiError> {
+    let id: OrganizationId = path_id(&raw, ErrorCode::OrganizationNotFound, "organization")?;
+    let q = Params::parse(query.as_deref(), &["product_id", "platform"])?;
+    let platform = q.one_of(
+        "platform",
+        &[
+            ("windows", domain::values::Platform::Windows),
+            ("linux", domain::values::Platform::Linux),
+            ("macos", domain::values::Platform::Macos),
+            ("any", domain::values::Platform::Any),
+        ],
+    )?;
+    Ok(Json(
+        state
+            .app
+            .portal()
+            .releases(&principal.access, id, q.uuid("product_id")?, platform)
             .await?,
     ))
 }

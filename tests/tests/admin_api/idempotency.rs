@@ -680,6 +680,7 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
         "/v1/activations/{id}/heartbeat",
         "/v1/offline-tokens",
         "/v1/offline-activations",
+        "/v1/updates",
     ]
     .into_iter()
     .chain(api::openapi::KEYLESS_WRITES)
