@@ -356,6 +356,39 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
     );
     assert_eq!(links[0]["served"], 4);
     assert_eq!(links[1]["served"], 0);
+    // The audit trail: the grant under the token that asked for it, each transfer after it,
+    // in the link's own stream.
+    let link_id = links[0]["id"].as_str().unwrap();
+    let since = Instant::now();
+    let trail: Vec<(String, String)> = loop {
+        let entries = app.get("/v1/audit?limit=1000").await.body["entries"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let trail: Vec<(String, String)> = entries
+            .iter()
+            .filter(|e| e["subject_id"] == link_id)
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap().to_owned(),
+                    e["actor"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        if trail.len() >= 5 || since.elapsed() > Duration::from_secs(10) {
+            break trail;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(trail.len(), 5, "{trail:?}");
+    assert_eq!(trail[0].0, "DownloadGranted");
+    assert_eq!(trail[0].1, links[0]["granted_to"].as_str().unwrap());
+    assert!(
+        trail[1..]
+            .iter()
+            .all(|(action, actor)| action == "DownloadServed" && actor == "system"),
+        "{trail:?}"
+    );
     let org = app
         .get(&format!(
             "/v1/organizations/{}/download-counts",
