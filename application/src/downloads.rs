@@ -160,10 +160,11 @@ impl Downloads<'_> {
                 .map(domain::ids::ReleaseId::from_uuid)
                 .ok_or_else(artifact_not_found)?;
         let loaded: Loaded<Release> = self.app.ledger().store().read(release_id).await?;
-        let artifact = loaded
-            .aggregate
-            .state()
-            .and_then(|s| s.artifacts.iter().find(|a| a.artifact_id == artifact_id))
+        let release = loaded.aggregate.state().ok_or_else(artifact_not_found)?;
+        let artifact = release
+            .artifacts
+            .iter()
+            .find(|a| a.artifact_id == artifact_id)
             .cloned()
             .ok_or_else(artifact_not_found)?;
         let user_id = match &access.kind {
@@ -190,7 +191,14 @@ impl Downloads<'_> {
             .ok_or(AppError::Invariant("a grant left no state"))?;
         let token = self.app.link_signer().sign(o.id, grant.expires_at);
         Ok(Written {
-            view: DownloadLinkView::new(self.app.public_url(), o.id, &token, grant, &artifact),
+            view: DownloadLinkView::new(
+                self.app.public_url(),
+                o.id,
+                &token,
+                grant,
+                release,
+                &artifact,
+            ),
             replayed: o.replayed,
         })
     }

@@ -154,17 +154,21 @@ impl Releases<'_> {
             .put(body, self.app.max_artifact_bytes())
             .await?;
         let key = self.app.signing().current();
-        let signature = Base64UrlUnpadded::encode_string(&key.sign_bytes(stored.sha256.as_bytes()));
-        let artifact = Artifact {
+        let mut artifact = Artifact {
             artifact_id: ArtifactId::from_uuid(Uuid::now_v7()),
             filename: upload.filename,
             platform: upload.platform,
             arch: upload.arch,
             size: stored.size,
             sha256: stored.sha256,
-            signature,
+            signature: String::new(),
             kid: key.kid.clone(),
         };
+        // The release's product and version cannot change, so the state read before the body
+        // names them as the append will.
+        let statement = artifact.statement(state.product_id, &state.version);
+        artifact.signature =
+            Base64UrlUnpadded::encode_string(&key.sign_bytes(statement.as_bytes()));
         let o = self
             .app
             .ledger()
@@ -180,7 +184,7 @@ impl Releases<'_> {
                 "an accepted artifact is not in its release",
             ))?;
         Ok(Written {
-            view: ArtifactView::new(id.into(), recorded),
+            view: ArtifactView::new(id.into(), state, recorded),
             replayed: o.replayed || o.events.is_empty(),
         })
     }
@@ -294,10 +298,12 @@ fn runs_on(row: &projections::queries::ArtifactRow, platform: Platform, arch: Ar
 impl Releases<'_> {
     /// The update path of a license's installation: from `current_version` to the newest
     /// release the license sees now that has a file for the platform, through declared upgrade
-    /// paths; the newest's files come with download links (granted, so each is an event).
+    /// paths. The next version to install comes with download links to its files (granted, so
+    /// each is an event); the newest is named, with links only when it is the next.
     ///
     /// Visibility is decided over the read model's published releases; each link is granted
-    /// against the release's own stream, so a release yanked a moment ago is never linked.
+    /// against the release's and the license's streams, so a release the read model still
+    /// shows after its yank is dropped and the path decided again without it.
     ///
     /// # Errors
     /// `LICENSE_NOT_FOUND`; database errors.
@@ -316,7 +322,7 @@ impl Releases<'_> {
         let now = self.app.now();
         let sight = domain::download::sight_of(&license);
         let rows = queries::published_releases(self.app.pool(), license.product_id.into()).await?;
-        let seen: Vec<(domain::release::Version, projections::queries::ReleaseRow)> = rows
+        let mut seen: Vec<(domain::release::Version, projections::queries::ReleaseRow)> = rows
             .into_iter()
             .filter(|r| {
                 r.artifacts
@@ -336,32 +342,73 @@ impl Releases<'_> {
             .state()
             .map(|p| p.upgrade_paths.clone())
             .unwrap_or_default();
-        let versions: Vec<domain::release::Version> = seen.iter().map(|(v, _)| v.clone()).collect();
-        let path = domain::release::update_path(&query.current_version, &versions, &paths);
-        let Some(newest) = path.last() else {
-            return Ok(crate::views::UpdateView {
-                update_available: false,
-                latest: None,
-                path: Vec::new(),
-            });
-        };
-        let (_, row) = seen
-            .iter()
-            .find(|(v, _)| v == newest)
-            .ok_or(AppError::Invariant(
-                "the update path left the visible versions",
-            ))?;
+        loop {
+            let versions: Vec<domain::release::Version> =
+                seen.iter().map(|(v, _)| v.clone()).collect();
+            let path = domain::release::update_path(&query.current_version, &versions, &paths);
+            let (Some(next), Some(newest)) = (path.first(), path.last()) else {
+                return Ok(crate::views::UpdateView {
+                    update_available: false,
+                    next: None,
+                    latest: None,
+                    path: Vec::new(),
+                });
+            };
+            let row_of = |v: &domain::release::Version| {
+                seen.iter()
+                    .find(|(seen, _)| seen == v)
+                    .map(|(_, row)| row.clone())
+                    .ok_or(AppError::Invariant(
+                        "the update path left the visible versions",
+                    ))
+            };
+            let (next_row, newest_row) = (row_of(next)?, row_of(newest)?);
+            match self.linked(ctx, &query, &next_row).await {
+                Ok(next_view) => {
+                    let latest = if newest == next {
+                        next_view.clone()
+                    } else {
+                        crate::views::LatestView::unlinked(&newest_row)
+                    };
+                    return Ok(crate::views::UpdateView {
+                        update_available: true,
+                        next: Some(next_view),
+                        latest: Some(latest),
+                        path: path.iter().map(ToString::to_string).collect(),
+                    });
+                }
+                // The read model still showed it; the log says it is gone (yanked a moment
+                // ago): decide without it.
+                Err(AppError::Command(commands::CommandError::Rejected(
+                    DomainError::ReleaseNotVisible(_),
+                ))) => {
+                    let gone = next.clone();
+                    seen.retain(|(v, _)| *v != gone);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// `row` with a download link granted for each of its files for the platform.
+    async fn linked(
+        &self,
+        ctx: &CommandContext,
+        query: &UpdateQuery,
+        row: &projections::queries::ReleaseRow,
+    ) -> Result<crate::views::LatestView, AppError> {
         let mut artifacts = Vec::new();
         for a in row
             .artifacts
             .iter()
             .filter(|a| runs_on(a, query.platform, query.arch))
         {
-            // One grant per file, each its own command: each records its own idempotency key
-            // (the request's, and the artifact), so a retry finds every grant it made.
+            // One grant per file, each its own command recording its own idempotency key (the
+            // request's and the artifact, after a space no key contains), so a retry finds
+            // every grant it made.
             let mut ctx = ctx.clone();
             if let Some(idem) = &mut ctx.idempotency {
-                idem.key = format!("{}/{}", idem.key, a.id);
+                idem.key = format!("{} artifact:{}", idem.key, a.id);
             }
             let o = self
                 .app
@@ -383,21 +430,17 @@ impl Releases<'_> {
                 .ok_or(AppError::Invariant("a grant left no state"))?;
             let token = self.app.link_signer().sign(o.id, grant.expires_at);
             artifacts.push(crate::views::UpdateArtifactView {
-                artifact: ArtifactView::from_row(a.clone()),
+                artifact: ArtifactView::from_row(a.clone(), row.product_id, &row.release_version),
                 url: format!("{}/v1/downloads/{token}", self.app.public_url()),
                 expires_at: grant.expires_at,
             });
         }
-        Ok(crate::views::UpdateView {
-            update_available: true,
-            latest: Some(crate::views::LatestView {
-                version: row.release_version.clone(),
-                channel: row.channel.clone(),
-                notes: row.notes.clone(),
-                published_at: row.published_at,
-                artifacts,
-            }),
-            path: path.iter().map(ToString::to_string).collect(),
+        Ok(crate::views::LatestView {
+            version: row.release_version.clone(),
+            channel: row.channel.clone(),
+            notes: row.notes.clone(),
+            published_at: row.published_at,
+            artifacts,
         })
     }
 }

@@ -575,6 +575,9 @@ pub struct LeaseView {
 pub struct ArtifactView {
     pub id: Uuid,
     pub release_id: Uuid,
+    /// The release's product and version, which the signature binds.
+    pub product_id: Uuid,
+    pub version: String,
     pub filename: String,
     /// `windows`, `linux`, `macos` or `any`.
     pub platform: String,
@@ -584,18 +587,25 @@ pub struct ArtifactView {
     pub size: u64,
     /// SHA-256 of the bytes, 64 lower-case hex digits.
     pub sha256: String,
-    /// ES256 signature (`r || s`, base64url) over the 32 bytes of the digest, by key `kid` of
-    /// the JWKS (`/.well-known/jwks.json`).
+    /// ES256 signature (`r || s`, base64url) by key `kid` of the JWKS
+    /// (`/.well-known/jwks.json`) over the artifact's statement: its product, version, file
+    /// name, platform, architecture and digest (`docs/client-protocol.md`, "Artifacts").
     pub signature: String,
     pub kid: String,
 }
 
 impl ArtifactView {
     /// From the release's state.
-    pub fn new(release_id: Uuid, a: &domain::release::Artifact) -> Self {
+    pub fn new(
+        release_id: Uuid,
+        release: &domain::release::ReleaseState,
+        a: &domain::release::Artifact,
+    ) -> Self {
         Self {
             id: a.artifact_id.into(),
             release_id,
+            product_id: release.product_id.into(),
+            version: release.version.to_string(),
             filename: a.filename.as_str().to_owned(),
             platform: a.platform.as_str().to_owned(),
             arch: a.arch.as_str().to_owned(),
@@ -606,11 +616,13 @@ impl ArtifactView {
         }
     }
 
-    /// From a read-model row.
-    pub fn from_row(r: projections::queries::ArtifactRow) -> Self {
+    /// From a read-model row of a release of `product_id` at `version`.
+    pub fn from_row(r: projections::queries::ArtifactRow, product_id: Uuid, version: &str) -> Self {
         Self {
             id: r.id,
             release_id: r.release_id,
+            product_id,
+            version: version.to_owned(),
             filename: r.filename,
             platform: r.platform,
             arch: r.arch,
@@ -674,7 +686,7 @@ impl ReleaseView {
             artifacts: s
                 .artifacts
                 .iter()
-                .map(|a| ArtifactView::new(id, a))
+                .map(|a| ArtifactView::new(id, s, a))
                 .collect(),
             created_at,
             updated_at,
@@ -683,6 +695,11 @@ impl ReleaseView {
 
     /// From a read-model row.
     pub fn from_row(r: projections::queries::ReleaseRow) -> Self {
+        let artifacts = r
+            .artifacts
+            .into_iter()
+            .map(|a| ArtifactView::from_row(a, r.product_id, &r.release_version))
+            .collect();
         Self {
             id: r.id,
             product_id: r.product_id,
@@ -693,11 +710,7 @@ impl ReleaseView {
             entitlements: r.entitlements,
             published_at: r.published_at,
             yank_reason: r.yanked_reason,
-            artifacts: r
-                .artifacts
-                .into_iter()
-                .map(ArtifactView::from_row)
-                .collect(),
+            artifacts,
             created_at: Some(r.created_at),
             updated_at: Some(r.updated_at),
         }
@@ -761,6 +774,7 @@ impl DownloadLinkView {
         id: domain::ids::DownloadId,
         token: &str,
         grant: &domain::download::Grant,
+        release: &domain::release::ReleaseState,
         artifact: &domain::release::Artifact,
     ) -> Self {
         Self {
@@ -768,7 +782,7 @@ impl DownloadLinkView {
             url: format!("{base}/v1/downloads/{token}"),
             expires_at: grant.expires_at,
             license_id: grant.license_id.into(),
-            artifact: ArtifactView::new(grant.release_id.into(), artifact),
+            artifact: ArtifactView::new(grant.release_id.into(), release, artifact),
         }
     }
 }
@@ -873,16 +887,19 @@ impl DownloadCountsView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateView {
     pub update_available: bool,
-    /// The newest release the license sees with a file for the platform; absent when the
-    /// installed version is the newest.
+    /// The release to install now (the first of `path`), with download links to its files for
+    /// the platform. Installing it and asking again gives the one after, until `latest`.
+    pub next: Option<LatestView>,
+    /// The newest release the license sees with a file for the platform. Its files are listed,
+    /// with links, only when it is `next`; on a declared upgrade path through other versions
+    /// first, `artifacts` is empty until it is.
     pub latest: Option<LatestView>,
     /// The versions to install, in order, ending with `latest` (declared upgrade paths
-    /// followed: "7.2 to 7.6 only via 7.4" gives `["7.4.0", "7.6.0"]`). Ask again after
-    /// installing each for its links.
+    /// followed: "7.2 to 7.6 only via 7.4" gives `["7.4.0", "7.6.0"]`).
     pub path: Vec<String>,
 }
 
-/// The newest release of an update, with links to its files for the platform.
+/// A release of an update, with its files for the platform.
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatestView {
@@ -894,12 +911,26 @@ pub struct LatestView {
     pub artifacts: Vec<UpdateArtifactView>,
 }
 
+impl LatestView {
+    /// A release named without its files (the newest, when it is not the next step).
+    pub fn unlinked(row: &projections::queries::ReleaseRow) -> Self {
+        Self {
+            version: row.release_version.clone(),
+            channel: row.channel.clone(),
+            notes: row.notes.clone(),
+            published_at: row.published_at,
+            artifacts: Vec::new(),
+        }
+    }
+}
+
 /// A file of an update: the artifact, and a download link granted for it.
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateArtifactView {
     #[serde(flatten)]
     pub artifact: ArtifactView,
+    /// `GET` it without credentials before `expires_at`.
     pub url: String,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,

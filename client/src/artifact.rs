@@ -1,13 +1,15 @@
 //! Checking a downloaded artifact (ADR 0023): its bytes hash to the SHA-256 the release lists,
-//! and the server's ES256 signature over that digest verifies with a key of the pinned key set.
-//! The signed message is the digest's 32 raw bytes (ECDSA P-256 hashes them again with SHA-256,
-//! as JOSE's ES256 does); the signature is `r || s`, base64url without padding.
+//! and the server's ES256 signature verifies, with a key of the pinned key set, over the
+//! artifact's statement: its product, version, file name, platform, architecture and digest
+//! (`docs/client-protocol.md`, "Artifacts"). A signature thus vouches for this file of this
+//! release only: a yanked build's signature does not verify as a newer release's.
 
 use std::io::Read;
 use std::path::Path;
 
 use p256::ecdsa::Signature;
 use p256::ecdsa::signature::Verifier as _;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::b64;
@@ -16,6 +18,8 @@ use crate::jwks::Jwks;
 /// Why an artifact did not verify. Any of these: do not install it.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
+    #[error("the artifact's description is not the API's artifact object: {0}")]
+    Malformed(String),
     #[error("the expected SHA-256 is not 64 hex digits")]
     MalformedDigest,
     #[error("the bytes hash to {actual}, not to the expected {expected}")]
@@ -30,18 +34,67 @@ pub enum ArtifactError {
     Io(#[from] std::io::Error),
 }
 
-/// Checks `bytes` against the `sha256` (hex) and `signature` (by key `kid`) the release lists.
+/// An artifact as the API shows it (`GET /v1/releases/{id}`, a download link's `artifact`, an
+/// update's files): what a file is claimed to be, and the server's signature over that claim.
+/// Other fields of the object are ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ArtifactClaims {
+    pub product_id: String,
+    pub version: String,
+    pub filename: String,
+    pub platform: String,
+    pub arch: String,
+    pub sha256: String,
+    pub signature: String,
+    pub kid: String,
+}
+
+impl ArtifactClaims {
+    /// Reads the API's artifact object.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Malformed`] when a field is missing or not a string.
+    pub fn from_json(text: &str) -> Result<Self, ArtifactError> {
+        serde_json::from_str(text).map_err(|e| ArtifactError::Malformed(e.to_string()))
+    }
+
+    /// The text the signature signs, rebuilt from the claims exactly as the server wrote it.
+    fn statement(&self) -> Result<String, ArtifactError> {
+        let fields = [
+            &self.product_id,
+            &self.version,
+            &self.filename,
+            &self.platform,
+            &self.arch,
+            &self.sha256,
+        ];
+        if fields.iter().any(|f| f.chars().any(char::is_control)) {
+            return Err(ArtifactError::Malformed(
+                "a field holds a control character".to_owned(),
+            ));
+        }
+        Ok(format!(
+            "license-ledger artifact v1\nproduct {}\nversion {}\nfile {}\nplatform {}\narch {}\nsha256 {}\n",
+            self.product_id.to_ascii_lowercase(),
+            self.version,
+            self.filename,
+            self.platform,
+            self.arch,
+            self.sha256.to_ascii_lowercase()
+        ))
+    }
+}
+
+/// Checks `bytes` against `artifact`: the digest, then the signature over the statement.
 ///
 /// # Errors
 /// The first check that fails, as [`ArtifactError`].
 pub fn verify_artifact(
     bytes: &[u8],
-    sha256: &str,
-    signature: &str,
-    kid: &str,
+    artifact: &ArtifactClaims,
     jwks: &Jwks,
 ) -> Result<(), ArtifactError> {
-    verify_digest(Sha256::digest(bytes).into(), sha256, signature, kid, jwks)
+    verify_digest(Sha256::digest(bytes).into(), artifact, jwks)
 }
 
 /// [`verify_artifact`] for a file, read a block at a time (an installer of gigabytes is never
@@ -51,9 +104,7 @@ pub fn verify_artifact(
 /// As [`verify_artifact`], and when the file cannot be read.
 pub fn verify_artifact_file(
     path: &Path,
-    sha256: &str,
-    signature: &str,
-    kid: &str,
+    artifact: &ArtifactClaims,
     jwks: &Jwks,
 ) -> Result<(), ArtifactError> {
     let mut file = std::fs::File::open(path)?;
@@ -66,30 +117,29 @@ pub fn verify_artifact_file(
         }
         hasher.update(&block[..n]);
     }
-    verify_digest(hasher.finalize().into(), sha256, signature, kid, jwks)
+    verify_digest(hasher.finalize().into(), artifact, jwks)
 }
 
 fn verify_digest(
     actual: [u8; 32],
-    sha256: &str,
-    signature: &str,
-    kid: &str,
+    artifact: &ArtifactClaims,
     jwks: &Jwks,
 ) -> Result<(), ArtifactError> {
-    let expected = decode_hex(sha256).ok_or(ArtifactError::MalformedDigest)?;
+    let expected = decode_hex(&artifact.sha256).ok_or(ArtifactError::MalformedDigest)?;
     if expected != actual {
         return Err(ArtifactError::DigestMismatch {
-            expected: sha256.to_ascii_lowercase(),
+            expected: artifact.sha256.to_ascii_lowercase(),
             actual: hex(&actual),
         });
     }
-    let raw = b64::decode(signature).ok_or(ArtifactError::MalformedSignature)?;
+    let statement = artifact.statement()?;
+    let raw = b64::decode(&artifact.signature).ok_or(ArtifactError::MalformedSignature)?;
     let signature = Signature::from_slice(&raw).map_err(|_| ArtifactError::MalformedSignature)?;
     let key = jwks
-        .key(kid)
-        .ok_or_else(|| ArtifactError::UnknownKey(kid.to_owned()))?;
-    key.verify(&actual, &signature)
-        .map_err(|_| ArtifactError::BadSignature(kid.to_owned()))
+        .key(&artifact.kid)
+        .ok_or_else(|| ArtifactError::UnknownKey(artifact.kid.clone()))?;
+    key.verify(statement.as_bytes(), &signature)
+        .map_err(|_| ArtifactError::BadSignature(artifact.kid.clone()))
 }
 
 fn decode_hex(text: &str) -> Option<[u8; 32]> {
@@ -125,73 +175,120 @@ mod tests {
         Jwks::from_json(&jwk.to_string()).unwrap()
     }
 
+    /// The claims of `bytes` as the server would sign them with `signing`.
+    fn signed(signing: &SigningKey, bytes: &[u8], version: &str) -> ArtifactClaims {
+        let mut claims = ArtifactClaims {
+            product_id: "0193a1b2-0000-7000-8000-000000000014".to_owned(),
+            version: version.to_owned(),
+            filename: "studio-7.4.0.tar.gz".to_owned(),
+            platform: "linux".to_owned(),
+            arch: "x86_64".to_owned(),
+            sha256: hex(&Sha256::digest(bytes)),
+            signature: String::new(),
+            kid: "k1".to_owned(),
+        };
+        let signature: Signature = signing.sign(claims.statement().unwrap().as_bytes());
+        claims.signature = b64::encode(&signature.to_bytes());
+        claims
+    }
+
     #[test]
-    fn an_artifact_verifies_by_its_digest_and_the_signature_over_it() {
+    fn an_artifact_verifies_by_its_digest_and_the_signature_over_its_statement() {
         let signing = SigningKey::from_slice(&[7u8; 32]).unwrap();
         let jwks = key_set(&signing);
         let bytes = b"studio-7.4.0 installer bytes";
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let signature: Signature = signing.sign(&digest);
-        let sig = b64::encode(&signature.to_bytes());
-        let hex_digest = hex(&digest);
-        verify_artifact(bytes, &hex_digest, &sig, "k1", &jwks).unwrap();
+        let claims = signed(&signing, bytes, "7.4.0");
+        verify_artifact(bytes, &claims, &jwks).unwrap();
         // Upper-case hex is the same digest.
-        verify_artifact(bytes, &hex_digest.to_uppercase(), &sig, "k1", &jwks).unwrap();
+        let mut upper = claims.clone();
+        upper.sha256 = upper.sha256.to_uppercase();
+        verify_artifact(bytes, &upper, &jwks).unwrap();
         // One byte changed: the digest tells.
         assert!(matches!(
-            verify_artifact(
-                b"studio-7.4.0 installer byteS",
-                &hex_digest,
-                &sig,
-                "k1",
-                &jwks
-            ),
+            verify_artifact(b"studio-7.4.0 installer byteS", &claims, &jwks),
             Err(ArtifactError::DigestMismatch { .. })
         ));
-        // A digest and bytes that agree, signed by nobody we trust.
+        // The same file and signature claimed for another version, name or platform.
+        for change in [
+            |c: &mut ArtifactClaims| c.version = "7.6.0".to_owned(),
+            |c: &mut ArtifactClaims| c.filename = "studio-7.6.0.tar.gz".to_owned(),
+            |c: &mut ArtifactClaims| c.platform = "windows".to_owned(),
+            |c: &mut ArtifactClaims| {
+                c.product_id = "0193a1b2-0000-7000-8000-000000000015".to_owned()
+            },
+        ] {
+            let mut passed_off = claims.clone();
+            change(&mut passed_off);
+            assert!(matches!(
+                verify_artifact(bytes, &passed_off, &jwks),
+                Err(ArtifactError::BadSignature(_))
+            ));
+        }
+        // Signed by nobody we trust.
         let other = SigningKey::from_slice(&[9u8; 32]).unwrap();
-        let forged: Signature = other.sign(&digest);
         assert!(matches!(
-            verify_artifact(
-                bytes,
-                &hex_digest,
-                &b64::encode(&forged.to_bytes()),
-                "k1",
-                &jwks
-            ),
+            verify_artifact(bytes, &signed(&other, bytes, "7.4.0"), &jwks),
             Err(ArtifactError::BadSignature(_))
         ));
+        let mut unknown = claims.clone();
+        unknown.kid = "k2".to_owned();
         assert!(matches!(
-            verify_artifact(bytes, &hex_digest, &sig, "k2", &jwks),
+            verify_artifact(bytes, &unknown, &jwks),
             Err(ArtifactError::UnknownKey(_))
         ));
+        let mut bad = claims.clone();
+        bad.sha256 = "abc".to_owned();
         assert!(matches!(
-            verify_artifact(bytes, "abc", &sig, "k1", &jwks),
+            verify_artifact(bytes, &bad, &jwks),
             Err(ArtifactError::MalformedDigest)
         ));
+        let mut bad = claims.clone();
+        bad.signature = "not base64!".to_owned();
         assert!(matches!(
-            verify_artifact(bytes, &hex_digest, "not base64!", "k1", &jwks),
+            verify_artifact(bytes, &bad, &jwks),
             Err(ArtifactError::MalformedSignature)
+        ));
+        let mut bad = claims;
+        bad.filename = "a\nsha256 0".to_owned();
+        assert!(matches!(
+            verify_artifact(bytes, &bad, &jwks),
+            Err(ArtifactError::Malformed(_))
         ));
     }
 
     #[test]
-    fn a_file_verifies_like_its_bytes() {
+    fn a_file_verifies_like_its_bytes_and_claims_read_from_the_api_object() {
         let signing = SigningKey::from_slice(&[7u8; 32]).unwrap();
         let jwks = key_set(&signing);
         let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let path = std::env::temp_dir().join(format!("artifact-{}", uuid::Uuid::new_v4()));
         std::fs::write(&path, &bytes).unwrap();
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        let signature: Signature = signing.sign(&digest);
-        let result = verify_artifact_file(
-            &path,
-            &hex(&digest),
-            &b64::encode(&signature.to_bytes()),
-            "k1",
-            &jwks,
-        );
+        let claims = signed(&signing, &bytes, "7.4.0");
+        let mut object = serde_json::to_value(serde_json::json!({
+            "id": "0193a1b2-0000-7000-8000-000000000099", "size": bytes.len(),
+            "release_id": "0193a1b2-0000-7000-8000-000000000098",
+        }))
+        .unwrap();
+        for (k, v) in [
+            ("product_id", &claims.product_id),
+            ("version", &claims.version),
+            ("filename", &claims.filename),
+            ("platform", &claims.platform),
+            ("arch", &claims.arch),
+            ("sha256", &claims.sha256),
+            ("signature", &claims.signature),
+            ("kid", &claims.kid),
+        ] {
+            object[k] = serde_json::json!(v);
+        }
+        let read = ArtifactClaims::from_json(&object.to_string()).unwrap();
+        assert_eq!(read, claims);
+        let result = verify_artifact_file(&path, &read, &jwks);
         std::fs::remove_file(&path).unwrap();
         result.unwrap();
+        assert!(matches!(
+            ArtifactClaims::from_json("{}"),
+            Err(ArtifactError::Malformed(_))
+        ));
     }
 }

@@ -251,23 +251,37 @@ fn verify_artifact_accepts_the_signed_file_and_refuses_an_altered_one() {
     std::fs::write(&file, &bytes).unwrap();
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let signature: Signature = f.key.signing.sign(&digest);
-    let sig = testkit::b64(&signature.to_bytes());
-    let run = |path: &std::path::Path, kid: &str| {
+    let product = "0193a1b2-0000-7000-8000-000000000014";
+    // The statement the server signs (docs/client-protocol.md, "Artifacts").
+    let statement = format!(
+        "license-ledger artifact v1\nproduct {product}\nversion 7.4.0\nfile studio-7.4.0.tar.gz\nplatform linux\narch x86_64\nsha256 {hex}\n"
+    );
+    let signature: Signature = f.key.signing.sign(statement.as_bytes());
+    let artifact = |version: &str, kid: &str| {
+        let path = f.dir.join(&format!("artifact-{version}-{kid}.json"));
+        std::fs::write(
+            &path,
+            json!({"id": "0193a1b2-0000-7000-8000-000000000099", "product_id": product,
+                   "version": version, "filename": "studio-7.4.0.tar.gz", "platform": "linux",
+                   "arch": "x86_64", "size": bytes.len(), "sha256": hex,
+                   "signature": testkit::b64(&signature.to_bytes()), "kid": kid})
+            .to_string(),
+        )
+        .unwrap();
+        path
+    };
+    let run = |artifact: &std::path::Path, path: &std::path::Path| {
         license_check(&[
             "verify-artifact",
             "--jwks",
             &f.jwks,
-            "--sha256",
-            &hex,
-            "--signature",
-            &sig,
-            "--kid",
-            kid,
+            "--artifact",
+            artifact.to_str().unwrap(),
             path.to_str().unwrap(),
         ])
     };
-    let out = run(&file, &f.key.kid);
+    let good = artifact("7.4.0", &f.key.kid);
+    let out = run(&good, &file);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("verified: "));
 
@@ -275,16 +289,23 @@ fn verify_artifact_accepts_the_signed_file_and_refuses_an_altered_one() {
     altered[2_000_000] ^= 0x40;
     let tampered = f.dir.join("tampered.tar.gz");
     std::fs::write(&tampered, &altered).unwrap();
-    let out = run(&tampered, &f.key.kid);
+    let out = run(&good, &tampered);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).starts_with("invalid: the bytes hash to"),
         "{}",
         text(&out.stderr)
     );
-
-    let out = run(&file, "another-kid");
+    // The same file passed off as another version: its signature says otherwise.
+    let out = run(&artifact("7.6.0", &f.key.kid), &file);
     assert_eq!(out.status.code(), Some(1));
-    let out = run(&f.dir.join("missing.bin"), &f.key.kid);
+    assert!(
+        text(&out.stderr).contains("does not verify"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&artifact("7.4.0", "another-kid"), &file);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&good, &f.dir.join("missing.bin"));
     assert_eq!(out.status.code(), Some(2));
 }

@@ -209,14 +209,8 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
         .await
         .unwrap();
     let jwks = client::jwks::Jwks::from_json(&jwks).unwrap();
-    client::artifact::verify_artifact(
-        &body,
-        sha,
-        v72.artifact["signature"].as_str().unwrap(),
-        v72.artifact["kid"].as_str().unwrap(),
-        &jwks,
-    )
-    .unwrap();
+    let claims = client::artifact::ArtifactClaims::from_json(&v72.artifact.to_string()).unwrap();
+    client::artifact::verify_artifact(&body, &claims, &jwks).unwrap();
 
     // Resumed: the first 100,000 bytes, then the rest, make the same file.
     let head = fetch(&app, &url, Some("bytes=0-99999")).await;
@@ -523,12 +517,13 @@ async fn an_installation_is_told_its_update_path_with_links_to_its_platforms_fil
     };
     assert_eq!(answer["update_available"], true);
     assert_eq!(answer["path"], json!(["7.4.0", "7.6.0"]), "{answer}");
-    let latest = &answer["latest"];
-    assert_eq!(latest["version"], "7.6.0");
-    assert_eq!(latest["notes"], "Release 7.6.0");
-    let files = latest["artifacts"].as_array().unwrap();
-    assert_eq!(files.len(), 1, "only the Linux file: {latest}");
-    assert_eq!(files[0]["filename"], "studio-7.6.0.tar.gz");
+    // The next step comes with links; the newest is named, its files offered once it is next.
+    let next = &answer["next"];
+    assert_eq!(next["version"], "7.4.0");
+    assert_eq!(next["notes"], "Release 7.4.0");
+    let files = next["artifacts"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "only the Linux file: {next}");
+    assert_eq!(files[0]["filename"], "studio-7.4.0.tar.gz");
     let bytes = app
         .client
         .get(files[0]["url"].as_str().unwrap())
@@ -538,10 +533,20 @@ async fn an_installation_is_told_its_update_path_with_links_to_its_platforms_fil
         .bytes()
         .await
         .unwrap();
-    assert_eq!(bytes.as_ref(), payload(5_000, 6).as_slice());
+    assert_eq!(bytes.as_ref(), payload(5_000, 2).as_slice());
     assert_eq!(
         hex::encode(Sha256::digest(&bytes)),
         files[0]["sha256"].as_str().unwrap()
+    );
+    assert_eq!(answer["latest"]["version"], "7.6.0");
+    assert_eq!(answer["latest"]["artifacts"], json!([]));
+    let mut from_74 = ask.clone();
+    from_74["current_version"] = json!("7.4.0");
+    let (_, _, answer) = updates(&app, &c.app_id, from_74, None).await;
+    assert_eq!(answer["next"], answer["latest"]);
+    assert_eq!(
+        answer["next"]["artifacts"][0]["filename"],
+        "studio-7.6.0.tar.gz"
     );
 
     // From a patch release of 7.2 the same path; from 7.4 straight on; from 7.6 nothing; the
@@ -579,6 +584,26 @@ async fn an_installation_is_told_its_update_path_with_links_to_its_platforms_fil
     assert_eq!(replayed.as_deref(), Some("true"));
     assert_eq!(again, first);
     assert_eq!(grants().await, before);
+    // Once the memory has forgotten it: from the table, the grants found by their keys.
+    app.server.state.app.idempotency().drain().await;
+    let (_, replayed, again) = updates(&app, &c.app_id, ask.clone(), Some("upd-1")).await;
+    assert_eq!(replayed.as_deref(), Some("true"));
+    assert_eq!(again, first);
+    assert_eq!(grants().await, before);
+
+    // The newest yanked a moment ago, before the read model knows: never offered, no error.
+    let yanked = app
+        .post(
+            &format!("/v1/releases/{}/yank", shipped[3]),
+            json!({"reason": "corrupts projects"}),
+        )
+        .await;
+    assert_eq!(yanked.status, StatusCode::OK);
+    let mut from_74 = ask.clone();
+    from_74["current_version"] = json!("7.4.0");
+    let (status, _, body) = updates(&app, &c.app_id, from_74, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["update_available"], false, "{body}");
 
     // Bad input: not SemVer, an unknown platform, another application's key.
     let mut bad = ask.clone();
@@ -618,7 +643,7 @@ async fn an_installation_is_told_its_update_path_with_links_to_its_platforms_fil
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"update_available": false, "latest": null, "path": []})
+        json!({"update_available": false, "next": null, "latest": null, "path": []})
     );
     pool.close().await;
 }

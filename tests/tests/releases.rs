@@ -203,15 +203,12 @@ async fn a_release_is_drafted_uploaded_signed_published_and_yanked() {
         .await
         .unwrap();
     let jwks = client::jwks::Jwks::from_json(&jwks_text).unwrap();
-    let (sha, sig, kid) = (
-        artifact["sha256"].as_str().unwrap(),
-        artifact["signature"].as_str().unwrap(),
-        artifact["kid"].as_str().unwrap(),
-    );
-    client::artifact::verify_artifact(&bytes, sha, sig, kid, &jwks).unwrap();
+    let claims = client::artifact::ArtifactClaims::from_json(&artifact.to_string()).unwrap();
+    client::artifact::verify_artifact(&bytes, &claims, &jwks).unwrap();
     let mut altered = bytes.clone();
     altered[1000] ^= 1;
-    assert!(client::artifact::verify_artifact(&altered, sha, sig, kid, &jwks).is_err());
+    assert!(client::artifact::verify_artifact(&altered, &claims, &jwks).is_err());
+    let sha = artifact["sha256"].as_str().unwrap();
     // The file is where its digest says, whole; nothing is left staged.
     let stored = data_dir.join("artifacts/sha256").join(sha);
     assert_eq!(std::fs::read(&stored).unwrap(), bytes);

@@ -6,12 +6,13 @@
 //! license-check request activate --app-id GUID --key KEY --fingerprint FP [--hostname H]
 //!                                [--platform P] [--environment production|test] [--out FILE]
 //! license-check request deactivate --app-id GUID --key KEY --fingerprint FP [--out FILE]
-//! license-check verify-artifact --jwks jwks.json --sha256 HEX --signature SIG --kid KID FILE
+//! license-check verify-artifact --jwks jwks.json --artifact ARTIFACT.json|- FILE
 //! ```
 //!
-//! `verify-artifact` checks a downloaded file against the SHA-256, signature and key id its
-//! release lists (`GET /v1/releases/{id}`, the portal, `POST /v1/updates`): `verified: FILE` on
-//! stdout, or `invalid: <reason>` on stderr and exit status 1.
+//! `verify-artifact` checks a downloaded file against the artifact object its release lists
+//! (`GET /v1/releases/{id}`, a download link's `artifact`, `POST /v1/updates`), saved as JSON or
+//! piped on stdin: its SHA-256, and the signature over its product, version, name, platform and
+//! digest. `verified: FILE` on stdout, or `invalid: <reason>` on stderr and exit status 1.
 //!
 //! `verify` prints three lines on stdout for a valid token: `valid: license ID (…)`, `offline
 //! token valid until T` (the token's own `exp`) and `license expiry: …` (not the token's).
@@ -62,15 +63,9 @@ struct VerifyArtifactArgs {
     /// The trusted JWKS file (public keys only).
     #[arg(long, value_name = "FILE")]
     jwks: PathBuf,
-    /// The SHA-256 the release lists (64 hex digits).
-    #[arg(long, value_name = "HEX")]
-    sha256: String,
-    /// The signature the release lists (base64url).
-    #[arg(long, value_name = "SIG")]
-    signature: String,
-    /// The key id the release lists.
-    #[arg(long, value_name = "KID")]
-    kid: String,
+    /// The artifact object as the API shows it (JSON), or `-` to read it from stdin.
+    #[arg(long, value_name = "JSON")]
+    artifact: String,
     /// The downloaded file.
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -184,14 +179,17 @@ fn verify_artifact(args: &VerifyArtifactArgs) -> Result<(), Failure> {
     let jwks_text = read(&args.jwks)?;
     let jwks = Jwks::from_json(&jwks_text)
         .map_err(|e| Failure::Error(format!("{}: {e}", args.jwks.display())))?;
-    client::artifact::verify_artifact_file(
-        &args.file,
-        &args.sha256,
-        &args.signature,
-        &args.kid,
-        &jwks,
-    )
-    .map_err(|e| match e {
+    let text = if args.artifact == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::Error(format!("stdin: {e}")))?;
+        text
+    } else {
+        read(Path::new(&args.artifact))?
+    };
+    let artifact = client::artifact::ArtifactClaims::from_json(&text)
+        .map_err(|e| Failure::Error(format!("{}: {e}", args.artifact)))?;
+    client::artifact::verify_artifact_file(&args.file, &artifact, &jwks).map_err(|e| match e {
         client::artifact::ArtifactError::Io(io) => {
             Failure::Error(format!("{}: {io}", args.file.display()))
         }

@@ -139,6 +139,22 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// What the artifact's `signature` signs (ADR 0023): the file's digest bound to its name,
+    /// platform, architecture, product and version, so a signature of one file never vouches
+    /// for another release's (a yanked build passed off as a newer one). Line-based UTF-8, the
+    /// same text the SDK rebuilds from the artifact as the API shows it
+    /// (`docs/client-protocol.md`).
+    pub fn statement(&self, product_id: ProductId, version: &Version) -> String {
+        format!(
+            "license-ledger artifact v1\nproduct {product_id}\nversion {version}\nfile {}\n\
+             platform {}\narch {}\nsha256 {}\n",
+            self.filename.as_str(),
+            self.platform,
+            self.arch,
+            self.sha256
+        )
+    }
+
     /// Whether `other` is the same upload again: same name, bytes, platform and architecture
     /// (its id and signature are minted anew for every attempt).
     pub fn same_content(&self, other: &Self) -> bool {
