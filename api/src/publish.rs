@@ -78,7 +78,7 @@ release already holds with the same bytes are not uploaded again, and a publishe
 published again. Other bytes under a name the release holds are refused (ARTIFACT_EXISTS): \
 artifacts are immutable, publish them as a new version. A yanked release, or one drafted on \
 another channel, is refused. Notes and entitlements are set when the release is drafted; a re-run \
-keeps those of the draft.
+keeps the draft's notes, and is refused when it names other entitlements than the draft's.
 
 Output, on stdout: one line per artifact, `<sha256>  <filename>  <platform>/<arch>  <size> bytes`, \
 then `published <release id> <version> (<channel>)`. Progress goes to stderr. Exit code 0 on \
@@ -364,7 +364,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
             release.yank_reason.as_deref().unwrap_or("no reason given")
         );
     }
-    warn_if_kept(&release, &plan);
+    warn_if_kept(&release, &plan)?;
 
     for file in &plan.files {
         let artifact = match already_held(&release, file).await? {
@@ -395,9 +395,10 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     ))
 }
 
-/// Notes and entitlements are the draft's: say so when the command line asked for others, so a
-/// pipeline's changed notes do not vanish without a word.
-fn warn_if_kept(release: &Release, plan: &Plan) {
+/// Notes and entitlements are the draft's. Changed notes are said and kept. Other entitlements
+/// than the command line's are refused: they decide who sees the release, and a draft left
+/// by a run that forgot `--entitlement` would otherwise be published to every license.
+fn warn_if_kept(release: &Release, plan: &Plan) -> anyhow::Result<()> {
     let notes = plan.notes.as_ref().map(Notes::as_str);
     if notes.is_some() && notes != release.notes.as_deref() {
         eprintln!(
@@ -408,12 +409,17 @@ fn warn_if_kept(release: &Release, plan: &Plan) {
     let mut held = release.entitlements.clone();
     held.sort();
     if !plan.entitlements.is_empty() && held != plan.entitlements {
-        eprintln!(
-            "note: release {} keeps the entitlements it was drafted with ({})",
+        bail!(
+            "release {} of version {} was drafted with the entitlements [{}], not [{}]: \
+             entitlements decide which licenses see a release, so it is not published this way; \
+             publish a new version, or run the command with the draft's entitlements",
             release.id,
-            held.join(", ")
+            release.version,
+            held.join(", "),
+            plan.entitlements.join(", ")
         );
     }
+    Ok(())
 }
 
 // ----- the release -----

@@ -385,20 +385,27 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     // one given, or the one it listens on (its real port when asked for port 0).
     let mut app_config = config.app.clone();
     if app_config.public_url.is_none() {
+        if addr.ip().is_unspecified() {
+            tracing::warn!(
+                %addr,
+                "--public-url is not set and the server listens on every interface: download links will name {addr}, which clients cannot reach; set --public-url (LEDGER_PUBLIC_URL)"
+            );
+        }
         app_config.public_url = Some(format!("http://{addr}"));
     }
     let app = App::open(&app_config).await?;
-    // Before the server listens, so no upload runs: what interrupted uploads left behind (ADR
-    // 0023).
+    // Before the server serves, so no upload runs: the artifact directory becomes this
+    // process's, and what interrupted uploads left is cleared (ADR 0023).
     let swept = app
         .artifacts()
-        .sweep(app.jobs_pool())
+        .claim(app.jobs_pool())
         .await
-        .context("cannot sweep the artifact store")?;
-    if swept > 0 {
-        tracing::info!(
-            files = swept,
-            "removed what interrupted uploads left in the artifact store"
+        .context("cannot take the artifact store")?;
+    if swept.staged > 0 || swept.unreferenced > 0 {
+        tracing::warn!(
+            staging_files_removed = swept.staged,
+            unreferenced_files_moved = swept.unreferenced,
+            "cleared what interrupted uploads left in the artifact store (unreferenced files are in <data-dir>/artifacts/unreferenced)"
         );
     }
     let state = AppState::new(

@@ -5,7 +5,8 @@
 //! in memory. Only a complete body is fsynced and renamed to its digest's name; the caller
 //! appends `ArtifactAdded` after that. A body that breaks off, stalls or goes over the limit
 //! removes its staging file. A kill -9 can leave a staging file, or a content file that no event
-//! names yet. [`ArtifactStore::sweep`] removes both at start-up, before the server listens.
+//! names yet. [`ArtifactStore::claim`] clears both at start-up, before the server listens, and
+//! holds the directory for that one process.
 
 use std::collections::HashSet;
 use std::io;
@@ -37,6 +38,14 @@ pub struct Stored {
     pub size: u64,
 }
 
+/// A file in place under its digest, and the digest's lock, held until the caller has recorded
+/// it (or cleaned up after a refusal).
+#[derive(Debug)]
+pub struct Placed {
+    pub stored: Stored,
+    pub held: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// Why an upload was not stored. Nothing is left behind in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -57,6 +66,9 @@ pub enum UploadError {
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
     root: PathBuf,
+    /// The lock [`ArtifactStore::claim`] holds on `artifacts/.lock` for as long as the server
+    /// runs: the directory belongs to one server process.
+    lock: std::sync::Arc<std::sync::OnceLock<std::fs::File>>,
 }
 
 /// Removes a staging file unless the upload completed (on error, on a panic, when the request's
@@ -84,7 +96,36 @@ impl ArtifactStore {
         let root = data_dir.join("artifacts");
         std::fs::create_dir_all(root.join("staging"))?;
         std::fs::create_dir_all(root.join("sha256"))?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            lock: std::sync::Arc::default(),
+        })
+    }
+
+    /// Takes the directory for this process: an exclusive lock on `artifacts/.lock`, held
+    /// until the process ends (the OS releases it even after a kill -9), then
+    /// [`ArtifactStore::sweep`]s what interrupted uploads left. A second server on the same
+    /// data directory would sweep the first one's uploads in flight, so it is refused instead.
+    ///
+    /// # Errors
+    /// Another process holds the directory; database or file-system errors.
+    pub async fn claim(&self, pool: &PgPool) -> anyhow::Result<Sweep> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(".lock"))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another ledger server uses the artifact directory {}: a data directory belongs \
+                 to one server process",
+                self.root.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        let _ = self.lock.set(file);
+        self.sweep(pool).await
     }
 
     fn staging_dir(&self) -> PathBuf {
@@ -104,7 +145,7 @@ impl ArtifactStore {
     ///
     /// # Errors
     /// [`UploadError`]; the staging file is removed in every case.
-    pub async fn put<S, E>(&self, body: S, max: u64) -> Result<Stored, UploadError>
+    pub async fn put<S, E>(&self, body: S, max: u64) -> Result<Placed, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
@@ -146,31 +187,38 @@ impl ArtifactStore {
         file.sync_all().await?;
         drop(file);
         let sha256 = Sha256Digest::from_bytes(hasher.finalize().into());
+        // Held until the caller's append is done: a refused append's cleanup
+        // (`forget_unless_named`) cannot remove a file another upload of these bytes relies on.
+        let held = self.hold(sha256).await;
         let target = self.path(&sha256);
         // The same bytes stored before: the file is the same, by its name.
-        if tokio::fs::try_exists(&target).await? {
-            return Ok(Stored { sha256, size });
+        if !tokio::fs::try_exists(&target).await? {
+            tokio::fs::rename(&staging.path, &target).await?;
+            staging.armed = false;
+            // The rename lasts only once the directory is on disk too.
+            sync_dir(self.content_dir()).await?;
         }
-        tokio::fs::rename(&staging.path, &target).await?;
-        staging.armed = false;
-        // The rename lasts only once the directory is on disk too.
-        sync_dir(self.content_dir()).await?;
-        Ok(Stored { sha256, size })
+        Ok(Placed {
+            stored: Stored { sha256, size },
+            held,
+        })
     }
 
-    /// Removes what interrupted uploads left: every staging file, and every content file whose
-    /// digest no `ArtifactAdded` names (an upload killed between its rename and its event).
-    /// Run at start-up, before any upload can run: a file being uploaded now would look
-    /// abandoned. Returns how many files it removed.
+    /// Clears what interrupted uploads left: removes every staging file, and moves every
+    /// content file whose digest no `ArtifactAdded` names (an upload killed between its rename
+    /// and its event) to `artifacts/unreferenced/`, where an operator can still find it (a
+    /// database restored from an older backup names fewer files than the directory holds).
+    /// Only [`ArtifactStore::claim`] runs it, before any upload can: a file being uploaded now
+    /// would look abandoned.
     ///
     /// # Errors
     /// Database or file-system errors.
-    pub async fn sweep(&self, pool: &PgPool) -> anyhow::Result<usize> {
-        let mut removed = 0;
+    async fn sweep(&self, pool: &PgPool) -> anyhow::Result<Sweep> {
+        let mut swept = Sweep::default();
         let mut staging = tokio::fs::read_dir(self.staging_dir()).await?;
         while let Some(entry) = staging.next_entry().await? {
             tokio::fs::remove_file(entry.path()).await?;
-            removed += 1;
+            swept.staged += 1;
         }
         let named: HashSet<String> = sqlx::query_scalar::<_, Option<String>>(
             "SELECT DISTINCT payload ->> 'sha256' FROM events WHERE event_type = 'ArtifactAdded'",
@@ -180,16 +228,77 @@ impl ArtifactStore {
         .into_iter()
         .flatten()
         .collect();
+        let unreferenced = self.root.join("unreferenced");
         let mut content = tokio::fs::read_dir(self.content_dir()).await?;
         while let Some(entry) = content.next_entry().await? {
             let name = entry.file_name();
             if !named.contains(name.to_string_lossy().as_ref()) {
-                tokio::fs::remove_file(entry.path()).await?;
-                removed += 1;
+                tokio::fs::create_dir_all(&unreferenced).await?;
+                tokio::fs::rename(entry.path(), unreferenced.join(&name)).await?;
+                swept.unreferenced += 1;
             }
         }
-        Ok(removed)
+        Ok(swept)
     }
+
+    /// Removes the file of `digest` when no `ArtifactAdded` names it: what an upload whose
+    /// event was refused (its name taken a moment before, the release published meanwhile)
+    /// leaves behind. The caller holds the digest's lock ([`ArtifactStore::hold`]), so no
+    /// other upload of the same bytes is between its rename and its append.
+    ///
+    /// # Errors
+    /// Database or file-system errors.
+    pub async fn forget_unless_named(
+        &self,
+        pool: &PgPool,
+        digest: &Sha256Digest,
+    ) -> anyhow::Result<bool> {
+        let named: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE event_type = 'ArtifactAdded' \
+             AND payload ->> 'sha256' = $1)",
+        )
+        .bind(digest.to_string())
+        .fetch_one(pool)
+        .await?;
+        if named {
+            return Ok(false);
+        }
+        match tokio::fs::remove_file(self.path(digest)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Serializes the uploads of one digest within the process, from the rename to the
+    /// append (or the cleanup after a refused append).
+    pub async fn hold(&self, digest: Sha256Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut held = HELD
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Forget the locks nobody waits on, so the map stays as small as the uploads.
+            held.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+            held.entry(digest).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// The per-digest locks of [`ArtifactStore::hold`] (one store per process: `claim`).
+static HELD: std::sync::LazyLock<
+    std::sync::Mutex<
+        std::collections::HashMap<Sha256Digest, std::sync::Arc<tokio::sync::Mutex<()>>>,
+    >,
+> = std::sync::LazyLock::new(Default::default);
+
+/// What [`ArtifactStore::claim`] cleared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Staging files removed.
+    pub staged: usize,
+    /// Content files no event names, moved to `artifacts/unreferenced/`.
+    pub unreferenced: usize,
 }
 
 async fn sync_dir(dir: PathBuf) -> io::Result<()> {
@@ -225,10 +334,12 @@ mod tests {
     #[tokio::test]
     async fn a_body_is_stored_under_its_digest_once_whatever_its_chunks() {
         let (store, dir) = store();
+        // `.stored` lets the digest's lock go with the rest of the answer.
         let stored = store
             .put(chunks(&[b"hello ", b"world"]), 100)
             .await
-            .unwrap();
+            .unwrap()
+            .stored;
         assert_eq!(stored.size, 11);
         assert_eq!(
             stored.sha256.to_string(),
@@ -242,7 +353,8 @@ mod tests {
         let again = store
             .put(chunks(&[b"hello", b" world"]), 100)
             .await
-            .unwrap();
+            .unwrap()
+            .stored;
         assert_eq!(again, stored);
         assert_eq!(names(&dir.join("artifacts/sha256")).len(), 1);
         assert!(names(&dir.join("artifacts/staging")).is_empty());

@@ -171,7 +171,7 @@ impl Downloads<'_> {
             PrincipalKind::User { id, .. } => Some(*id),
             PrincipalKind::Token { .. } => None,
         };
-        let o = self
+        let granted = self
             .app
             .ledger()
             .grant_download(
@@ -184,7 +184,17 @@ impl Downloads<'_> {
                     valid_for: LINK_TTL,
                 },
             )
-            .await?;
+            .await;
+        // A draft's or another product's file is, to a customer, a file that does not exist;
+        // the other rules (channel, entitlement, maintenance) are theirs to know.
+        let o = match granted {
+            Err(commands::LedgerError::Command(commands::CommandError::Rejected(
+                domain::DomainError::ReleaseNotVisible(
+                    domain::release::Unseen::NotPublished | domain::release::Unseen::OtherProduct,
+                ),
+            ))) => return Err(artifact_not_found()),
+            other => other?,
+        };
         let grant = o
             .aggregate
             .grant()

@@ -148,11 +148,12 @@ impl Releases<'_> {
         if state.status() != ReleaseStatus::Draft && state.artifact(&upload.filename).is_none() {
             return Err(DomainError::ReleaseNotDraft(id).into());
         }
-        let stored = self
+        let placed = self
             .app
             .artifacts()
             .put(body, self.app.max_artifact_bytes())
             .await?;
+        let stored = placed.stored;
         let key = self.app.signing().current();
         let mut artifact = Artifact {
             artifact_id: ArtifactId::from_uuid(Uuid::now_v7()),
@@ -169,11 +170,29 @@ impl Releases<'_> {
         let statement = artifact.statement(state.product_id, &state.version);
         artifact.signature =
             Base64UrlUnpadded::encode_string(&key.sign_bytes(statement.as_bytes()));
-        let o = self
+        let o = match self
             .app
             .ledger()
             .add_artifact(ctx, id, artifact.clone())
-            .await?;
+            .await
+        {
+            Ok(o) => o,
+            Err(refused) => {
+                // Nothing records these bytes (the name was taken a moment before, the release
+                // published meanwhile, the database went away): their file goes too, unless
+                // another event names the same bytes. Under the digest's lock (`placed`).
+                if let Err(e) = self
+                    .app
+                    .artifacts()
+                    .forget_unless_named(self.app.pool(), &stored.sha256)
+                    .await
+                {
+                    tracing::warn!(error = %e, sha256 = %stored.sha256, "an unrecorded upload's file stays until the next start");
+                }
+                return Err(refused.into());
+            }
+        };
+        drop(placed.held);
         let state = o
             .aggregate
             .state()

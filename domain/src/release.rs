@@ -24,11 +24,21 @@ use crate::values::{FeatureCode, FeatureSet, InvalidValue};
 pub struct Version(semver::Version);
 
 impl Version {
+    /// The longest version, in bytes: what a read model's index holds with room to spare.
+    pub const MAX_BYTES: usize = 300;
+
     /// Reads a SemVer 2.0 version, as written: no leading `v`, no missing part.
     ///
     /// # Errors
     /// Anything else, said.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if s.len() > Self::MAX_BYTES {
+            return Err(InvalidValue::new(format!(
+                "a version must be at most {} characters (got {})",
+                Self::MAX_BYTES,
+                s.len()
+            )));
+        }
         semver::Version::parse(s).map(Self).map_err(|e| {
             InvalidValue::new(format!(
                 "{s:?} is not a SemVer 2.0 version (such as 7.4.0): {e}"
@@ -77,6 +87,13 @@ impl VersionRange {
     /// # Errors
     /// When it is not a SemVer requirement, said.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if s.len() > Version::MAX_BYTES {
+            return Err(InvalidValue::new(format!(
+                "a requirement must be at most {} characters (got {})",
+                Version::MAX_BYTES,
+                s.len()
+            )));
+        }
         let text = s.trim();
         let exact;
         let text = if text.starts_with(|c: char| c.is_ascii_digit()) {

@@ -559,6 +559,10 @@ async fn racing_drafts_and_uploads_record_one_each() {
         "{statuses:?}"
     );
     assert_eq!(event_count(&db, "ArtifactAdded").await, 1);
+    // The refused uploads took their files with them: one file, the recorded one.
+    let stored = files_in(&data_dir.join("artifacts/sha256"));
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(files_in(&data_dir.join("artifacts/staging")).is_empty());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
@@ -635,10 +639,48 @@ async fn an_upload_that_breaks_off_or_dies_with_the_server_leaves_nothing() {
     let orphan = hex_sha256(b"never recorded");
     std::fs::write(content.join(&orphan), b"never recorded").unwrap();
 
-    // The next start sweeps both; a recorded artifact stays.
+    // The next start clears both (the unrecorded file kept aside for an operator); a
+    // recorded artifact stays.
     let (_server, api) = start(&db, &data_dir).await;
     assert!(files_in(&staging).is_empty(), "{:?}", files_in(&staging));
     assert!(files_in(&content).is_empty(), "{:?}", files_in(&content));
+    assert_eq!(
+        files_in(&data_dir.join("artifacts/unreferenced")),
+        vec![orphan.clone()]
+    );
+    // The directory is this server's: a second one on it refuses to start.
+    let mut second = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db.url,
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let since = Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if since.elapsed() > Duration::from_secs(30) {
+            second.kill().unwrap();
+            panic!("a second server started on the same data directory");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("another ledger server uses the artifact directory"),
+        "{stderr}"
+    );
     let kept = payload(10_000, 10);
     let up = api.upload(&release, "kept.bin", "", kept.clone()).await;
     assert_eq!(up.status, 201, "{}", up.body);

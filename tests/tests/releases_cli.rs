@@ -252,6 +252,29 @@ async fn a_pipeline_publishes_its_files_and_a_rerun_records_nothing() {
     assert!(stderr.contains("studio-7.4.0.dmg"), "{stderr}");
     assert!(stderr.contains("RELEASE_NOT_DRAFT"), "{stderr}");
     assert_eq!(s.counts().await, [1, 2, 1]);
+
+    // Other entitlements than the draft's: refused, since they decide who sees the release.
+    let wider = s
+        .publish(
+            &s.token,
+            &[
+                "--version",
+                "7.4.0",
+                "--channel",
+                "stable",
+                "--entitlement",
+                "enterprise",
+                &linux_arg,
+            ],
+        )
+        .await;
+    let stderr = text(&wider.stderr);
+    assert_eq!(wider.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("drafted with the entitlements [pro]"),
+        "{stderr}"
+    );
+    assert_eq!(s.counts().await, [1, 2, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

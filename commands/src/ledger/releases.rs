@@ -141,8 +141,8 @@ impl Ledger {
     /// and the license's streams just before; the decision is `domain::download`'s).
     ///
     /// # Errors
-    /// `RELEASE_NOT_FOUND`, `LICENSE_NOT_FOUND`, `ARTIFACT_NOT_FOUND` (as a release refusal),
-    /// `RELEASE_NOT_VISIBLE`; infrastructure errors.
+    /// `RELEASE_NOT_FOUND`, `LICENSE_NOT_FOUND`, `RELEASE_NOT_VISIBLE`; infrastructure errors.
+    /// That the artifact is the release's is the caller's to check (it read the release).
     pub async fn grant_download(
         &self,
         ctx: &CommandContext,

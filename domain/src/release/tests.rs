@@ -648,3 +648,12 @@ mod lifecycle {
         );
     }
 }
+
+#[test]
+fn versions_and_requirements_are_bounded() {
+    let long = format!("1.0.0+{}", "a".repeat(Version::MAX_BYTES));
+    assert!(Version::parse(&long).is_err());
+    let at_limit = format!("1.0.0+{}", "a".repeat(Version::MAX_BYTES - 6));
+    assert!(Version::parse(&at_limit).is_ok());
+    assert!(VersionRange::parse(&format!(">={}", "1".repeat(Version::MAX_BYTES))).is_err());
+}
