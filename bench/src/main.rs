@@ -18,6 +18,9 @@
 //!   #15).
 //! - `bench billing`: Stripe webhook intake through `ledger serve` vs a raw single-row INSERT
 //!   at 16 senders, then the billing consumer's lag at 200 events/s (issue #16).
+//! - `bench artifacts`: downloading and uploading a large artifact through `ledger serve` vs
+//!   plain file transfers over the same crates, and the server's memory under concurrent
+//!   downloads (issue #17).
 
 // Every binary of the workspace allocates with mimalloc: the ledger folds and serves JSON through
 // many short-lived allocations on several threads, where glibc's allocator spent a third of a
@@ -26,6 +29,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod activations;
+mod artifacts;
 mod auth_http;
 mod billing;
 mod command_path;
@@ -131,6 +135,10 @@ enum Which {
     /// `POST /v1/webhooks/stripe` of `ledger serve` vs a raw INSERT into a copy of the inbox, at
     /// N senders; then the consumer's lag (received → processed) at a steady event rate.
     Billing(billing::Options),
+    /// `GET /v1/downloads/{token}` and `PUT /v1/releases/{id}/artifacts/{name}` of `ledger serve`
+    /// vs plain file transfers by an axum server in this process; then the server's RSS under
+    /// concurrent downloads.
+    Artifacts(artifacts::Options),
     /// (internal) Seeds DATABASE_URL itself (migrated, not dropped) with licenses and writes the
     /// wrk script, for profiling a server by hand.
     #[command(hide = true)]
@@ -263,6 +271,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Which::Billing(options) => {
             with_database(&url, |pool, db_url| async move {
                 billing::run(pool, &db_url, &options).await
+            })
+            .await
+        }
+        Which::Artifacts(options) => {
+            with_database(&url, |_, db_url| async move {
+                artifacts::run(&db_url, &options).await
             })
             .await
         }
