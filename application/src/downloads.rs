@@ -358,3 +358,39 @@ impl Downloads<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_opens_only_as_signed_and_by_its_own_key() {
+        let signer = LinkSigner::new(&[7u8; 32]);
+        let id = DownloadId::from_uuid(Uuid::now_v7());
+        let expires: Timestamp = "2026-12-05T09:05:00Z".parse().unwrap();
+        let token = signer.sign(id, expires);
+        assert_eq!(signer.open(&token), Some((id, expires.timestamp())));
+        let mut bytes = Base64UrlUnpadded::decode_vec(&token).unwrap();
+        // Every byte matters: the grant, the expiry (a link extended by hand) and the tag.
+        for i in 0..bytes.len() {
+            bytes[i] ^= 1;
+            assert_eq!(
+                signer.open(&Base64UrlUnpadded::encode_string(&bytes)),
+                None,
+                "byte {i}"
+            );
+            bytes[i] ^= 1;
+        }
+        // Another server's links (another pepper) do not open here.
+        assert_eq!(LinkSigner::new(&[8u8; 32]).open(&token), None);
+        for bad in [
+            "",
+            "nonsense",
+            &token[..token.len() - 1],
+            &format!("{token}A"),
+            &"A".repeat(4096),
+        ] {
+            assert_eq!(signer.open(bad), None, "{bad:?}");
+        }
+    }
+}

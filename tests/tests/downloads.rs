@@ -163,6 +163,109 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
         ))
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // Customers, through service tokens: the organization's download manager sees and links;
+    // a license manager (no download right) is refused; another customer's administrator
+    // finds nothing, as if it did not exist; vendor-wide lists are not for customers.
+    let service = async |role: &str, organization: &str| -> String {
+        let minted = app
+            .post(
+                "/v1/tokens",
+                json!({"role": role, "organization_id": organization}),
+            )
+            .await;
+        assert_eq!(minted.status, StatusCode::CREATED, "{:?}", minted.body);
+        minted.body["token"].as_str().unwrap().to_owned()
+    };
+    let foreign = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Globex", "kind": "customer"}),
+        )
+        .await;
+    let foreign = foreign.body["id"].as_str().unwrap().to_owned();
+    let manager = service("download_manager", &c.organization_id).await;
+    let licenses_only = service("license_manager", &c.organization_id).await;
+    let stranger = service("customer_admin", &foreign).await;
+    let as_ = async |token: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
+        app.call_as(token, method, path, body, &[]).await
+    };
+    let listing = format!("/v1/organizations/{}/releases", c.organization_id);
+    let links_path = format!(
+        "/v1/artifacts/{}/download-links",
+        v72.artifact["id"].as_str().unwrap()
+    );
+    let ask = json!({"license_id": license});
+    let seen = as_(&manager, reqwest::Method::GET, &listing, None).await;
+    assert_eq!(seen.status, StatusCode::OK, "{:?}", seen.body);
+    assert_eq!(seen.body["releases"][0]["version"], "7.2.0");
+    let linked = as_(
+        &manager,
+        reqwest::Method::POST,
+        &links_path,
+        Some(ask.clone()),
+    )
+    .await;
+    assert_eq!(linked.status, StatusCode::CREATED, "{:?}", linked.body);
+    assert!(linked.body["url"].is_string());
+    let refused = as_(
+        &licenses_only,
+        reqwest::Method::POST,
+        &links_path,
+        Some(ask.clone()),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    for (method, path, body, code) in [
+        (
+            reqwest::Method::GET,
+            listing.clone(),
+            None,
+            "ORGANIZATION_NOT_FOUND",
+        ),
+        (
+            reqwest::Method::POST,
+            links_path.clone(),
+            Some(ask.clone()),
+            "LICENSE_NOT_FOUND",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/organizations/{}/download-counts", c.organization_id),
+            None,
+            "ORGANIZATION_NOT_FOUND",
+        ),
+    ] {
+        let hidden = as_(&stranger, method, &path, body).await;
+        assert_eq!(
+            hidden.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {:?}",
+            hidden.body
+        );
+        assert_eq!(hidden.body["code"], code, "{path}");
+    }
+    for path in [
+        format!("/v1/releases/{}/downloads", v72.release),
+        format!("/v1/releases/{}/download-counts", v72.release),
+        format!("/v1/products/{}/releases", c.product_id),
+    ] {
+        let vendor_only = as_(&manager, reqwest::Method::GET, &path, None).await;
+        assert_eq!(
+            vendor_only.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {:?}",
+            vendor_only.body
+        );
+    }
+    let draft = as_(
+        &manager,
+        reqwest::Method::POST,
+        &format!("/v1/products/{}/releases", c.product_id),
+        Some(json!({"version": "9.9.9", "channel": "stable"})),
+    )
+    .await;
+    assert_eq!(draft.status, StatusCode::FORBIDDEN);
     let unknown = app
         .post(
             &format!("/v1/artifacts/{}/download-links", uuid::Uuid::now_v7()),
@@ -328,7 +431,8 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
             .await;
         assert_eq!(counts.status, StatusCode::OK, "{:?}", counts.body);
         if counts.body["served"] == 4 || since.elapsed() > Duration::from_secs(10) {
-            assert_eq!(counts.body["granted"], 2, "{:?}", counts.body);
+            // The administrator's two links and the download manager's one.
+            assert_eq!(counts.body["granted"], 3, "{:?}", counts.body);
             assert_eq!(counts.body["served"], 4, "{:?}", counts.body);
             assert_eq!(counts.body["bytes"], 2 * total + total, "{:?}", counts.body);
             assert_eq!(counts.body["groups"][0]["id"], c.organization_id);
@@ -340,7 +444,7 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
         .get(&format!("/v1/releases/{}/downloads", v72.release))
         .await;
     let links = links.body["downloads"].as_array().unwrap().clone();
-    assert_eq!(links.len(), 2);
+    assert_eq!(links.len(), 3);
     assert_eq!(links[0]["license_id"], license);
     assert!(
         links[0]["granted_to"]
@@ -350,6 +454,7 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
     );
     assert_eq!(links[0]["served"], 4);
     assert_eq!(links[1]["served"], 0);
+    assert_eq!(links[2]["served"], 0);
     // The audit trail: the grant under the token that asked for it, each transfer after it,
     // in the link's own stream.
     let link_id = links[0]["id"].as_str().unwrap();

@@ -219,7 +219,13 @@ enum Wanted {
 /// Reads `Range: bytes=a-b | a- | -n` (RFC 9110 §14.1.2). Anything else is ignored, as the RFC
 /// allows, and the whole file is sent.
 fn wanted(range: Option<&str>, size: u64) -> Wanted {
-    let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
+    // The unit is case-insensitive (RFC 9110 §14.1).
+    let Some(spec) = range.and_then(|r| {
+        let r = r.trim();
+        r.get(..6)
+            .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+            .map(|_| &r[6..])
+    }) else {
         return Wanted::Whole;
     };
     if spec.contains(',') {
@@ -430,6 +436,7 @@ mod tests {
         let part = |start, end| Wanted::Part { start, end };
         assert_eq!(wanted(None, 100), Wanted::Whole);
         assert_eq!(wanted(Some("bytes=0-9"), 100), part(0, 9));
+        assert_eq!(wanted(Some("Bytes=0-9"), 100), part(0, 9));
         assert_eq!(wanted(Some("bytes=90-"), 100), part(90, 99));
         assert_eq!(wanted(Some("bytes=-10"), 100), part(90, 99));
         assert_eq!(wanted(Some("bytes=-1000"), 100), part(0, 99));
