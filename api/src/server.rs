@@ -394,19 +394,23 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         app_config.public_url = Some(format!("http://{addr}"));
     }
     let app = App::open(&app_config).await?;
-    // Before the server serves, so no upload runs: the artifact directory becomes this
-    // process's, and what interrupted uploads left is cleared (ADR 0023).
-    let swept = app
+    // Before the server serves, so none of its uploads runs: what interrupted uploads left is
+    // cleared, unless other servers use the directory (ADR 0023).
+    match app
         .artifacts()
         .claim(app.jobs_pool())
         .await
-        .context("cannot take the artifact store")?;
-    if swept.staged > 0 || swept.unreferenced > 0 {
-        tracing::warn!(
+        .context("cannot open the artifact store")?
+    {
+        Some(swept) if swept.staged > 0 || swept.unreferenced > 0 => tracing::warn!(
             staging_files_removed = swept.staged,
             unreferenced_files_moved = swept.unreferenced,
             "cleared what interrupted uploads left in the artifact store (unreferenced files are in <data-dir>/artifacts/unreferenced)"
-        );
+        ),
+        Some(_) => {}
+        None => tracing::info!(
+            "other servers use the artifact store; the first to start alone clears what interrupted uploads left"
+        ),
     }
     let state = AppState::new(
         app.clone(),

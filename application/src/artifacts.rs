@@ -5,8 +5,8 @@
 //! in memory. Only a complete body is fsynced and renamed to its digest's name; the caller
 //! appends `ArtifactAdded` after that. A body that breaks off, stalls or goes over the limit
 //! removes its staging file. A kill -9 can leave a staging file, or a content file that no event
-//! names yet. [`ArtifactStore::claim`] clears both at start-up, before the server listens, and
-//! holds the directory for that one process.
+//! names yet. [`ArtifactStore::claim`] clears both at start-up, before the server serves, when
+//! no other server uses the directory.
 
 use std::collections::HashSet;
 use std::io;
@@ -66,8 +66,8 @@ pub enum UploadError {
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
     root: PathBuf,
-    /// The lock [`ArtifactStore::claim`] holds on `artifacts/.lock` for as long as the server
-    /// runs: the directory belongs to one server process.
+    /// The shared lock [`ArtifactStore::claim`] holds on `artifacts/.lock` for as long as the
+    /// server runs: no other server clears the directory under it.
     lock: std::sync::Arc<std::sync::OnceLock<std::fs::File>>,
 }
 
@@ -102,30 +102,40 @@ impl ArtifactStore {
         })
     }
 
-    /// Takes the directory for this process: an exclusive lock on `artifacts/.lock`, held
-    /// until the process ends (the OS releases it even after a kill -9), then
-    /// [`ArtifactStore::sweep`]s what interrupted uploads left. A second server on the same
-    /// data directory would sweep the first one's uploads in flight, so it is refused instead.
+    /// Joins the directory's users, and clears what interrupted uploads left when it is the
+    /// only one. Every server holds a shared lock on `artifacts/.lock` for as long as it runs
+    /// (the OS releases it even after a kill -9). Clearing needs the lock exclusively, which it
+    /// gets only when no other server runs on the directory: a server started beside running
+    /// ones (several servers on one shared data directory) clears nothing, since their uploads
+    /// in flight would look abandoned. Returns `None` then.
     ///
     /// # Errors
-    /// Another process holds the directory; database or file-system errors.
-    pub async fn claim(&self, pool: &PgPool) -> anyhow::Result<Sweep> {
+    /// Database or file-system errors.
+    pub async fn claim(&self, pool: &PgPool) -> anyhow::Result<Option<Sweep>> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.root.join(".lock"))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                "another ledger server uses the artifact directory {}: a data directory belongs \
-                 to one server process",
-                self.root.display()
-            ),
+        let swept = match file.try_lock() {
+            Ok(()) => {
+                let swept = self.sweep(pool).await;
+                // Shared from here on, so servers started later join without clearing.
+                file.lock_shared()?;
+                Some(swept?)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                // Others run: wait (briefly, if one is clearing right now) to share it.
+                let file = tokio::task::spawn_blocking(move || file.lock_shared().map(|()| file))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                let _ = self.lock.set(file);
+                return Ok(None);
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
+        };
         let _ = self.lock.set(file);
-        self.sweep(pool).await
+        Ok(swept)
     }
 
     fn staging_dir(&self) -> PathBuf {
@@ -208,8 +218,8 @@ impl ArtifactStore {
     /// content file whose digest no `ArtifactAdded` names (an upload killed between its rename
     /// and its event) to `artifacts/unreferenced/`, where an operator can still find it (a
     /// database restored from an older backup names fewer files than the directory holds).
-    /// Only [`ArtifactStore::claim`] runs it, before any upload can: a file being uploaded now
-    /// would look abandoned.
+    /// Only [`ArtifactStore::claim`] runs it, holding the directory exclusively before this
+    /// server serves: a file being uploaded now would look abandoned.
     ///
     /// # Errors
     /// Database or file-system errors.
@@ -271,7 +281,9 @@ impl ArtifactStore {
     }
 
     /// Serializes the uploads of one digest within the process, from the rename to the
-    /// append (or the cleanup after a refused append).
+    /// append (or the cleanup after a refused append). Servers sharing a directory do not
+    /// share this lock: there, a refused append's cleanup could remove a file another
+    /// server's upload of the same bytes has just put in place (ADR 0023, "Left").
     pub async fn hold(&self, digest: Sha256Digest) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut held = HELD

@@ -79,6 +79,5 @@ pub fn replayable() -> Vec<Arc<dyn ReplaySafe>> {
         Arc::new(audit::AuditProjection),
         Arc::new(users::UsersProjection),
         Arc::new(releases::ReleasesProjection),
-        Arc::new(releases::DownloadsProjection),
     ]
 }

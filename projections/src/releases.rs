@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::catalogue::{expect_one, stream_uuid};
 use crate::engine::{Projection, ProjectionError, ReplaySafe};
 
-/// `rm_releases` and `rm_artifacts`.
+/// `rm_releases`, `rm_artifacts` and `rm_downloads`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReleasesProjection;
 
@@ -25,10 +25,12 @@ impl Projection for ReleasesProjection {
         "releases"
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_releases", "rm_artifacts"]
+        &["rm_releases", "rm_artifacts", "rm_downloads"]
     }
+    // One projector for both: each projector holds a database session of the jobs pool for
+    // its lock, and releases and their downloads are read together anyway.
     fn aggregate_types(&self) -> &'static [AggregateType] {
-        &[AggregateType::Release]
+        &[AggregateType::Release, AggregateType::Download]
     }
 
     async fn apply(
@@ -36,6 +38,9 @@ impl Projection for ReleasesProjection {
         conn: &mut PgConnection,
         e: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
+        if e.aggregate_type == AggregateType::Download.as_str() {
+            return apply_download(conn, e).await;
+        }
         let id = stream_uuid(e)?;
         let (at, v) = (e.recorded_at, e.sequence);
         let result = match e.decode::<ReleaseEvent>()? {
@@ -127,28 +132,9 @@ async fn touch(
 impl ReplaySafe for ReleasesProjection {}
 
 /// `rm_downloads`: each link and the transfers through it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DownloadsProjection;
-
-#[async_trait]
-impl Projection for DownloadsProjection {
-    fn name(&self) -> &'static str {
-        "downloads"
-    }
-    fn tables(&self) -> &'static [&'static str] {
-        &["rm_downloads"]
-    }
-    fn aggregate_types(&self) -> &'static [AggregateType] {
-        &[AggregateType::Download]
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        e: &RecordedEvent,
-    ) -> Result<(), ProjectionError> {
-        let id = stream_uuid(e)?;
-        let result = match e.decode::<DownloadEvent>()? {
+async fn apply_download(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    let id = stream_uuid(e)?;
+    let result = match e.decode::<DownloadEvent>()? {
             DownloadEvent::Granted {
                 artifact_id,
                 release_id,
@@ -189,8 +175,5 @@ impl Projection for DownloadsProjection {
                 .await?
             }
         };
-        expect_one(result, e)
-    }
+    expect_one(result, e)
 }
-
-impl ReplaySafe for DownloadsProjection {}

@@ -42,6 +42,10 @@ pub fn test_config(db: &TestDb) -> ServeConfig {
             rate: api::limits::Rate::new(0, 0),
         })
         .to_vec();
+    // Tests run side by side, some with two servers on one database, against one PostgreSQL
+    // whose max_connections is 100: each in-process server keeps 12 request connections (and
+    // its jobs pool), so three at once stay well inside it.
+    config.app.db_max_connections = 12;
     config.jobs.projector_poll_interval = Duration::from_millis(50);
     config.jobs.lease_check_interval = Duration::from_millis(200);
     config
