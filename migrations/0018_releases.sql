@@ -71,4 +71,10 @@ CREATE INDEX events_artifact_digest
     ON events ((payload ->> 'sha256'))
     WHERE event_type = 'ArtifactAdded';
 
+-- An artifact's release, read-your-writes: a link asked for right after the upload or the
+-- publish finds it, whatever the read model's lag.
+CREATE INDEX events_artifact_id
+    ON events ((payload ->> 'artifact_id'))
+    WHERE event_type = 'ArtifactAdded';
+
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON rm_releases, rm_artifacts, rm_downloads TO ledger_app;

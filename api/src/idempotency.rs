@@ -165,7 +165,7 @@ pub fn client_scope(state: &AppState, license_key: &str) -> String {
 /// 100 stored refusals, all in the one scope of malformed keys, where strangers' keys collided).
 pub async fn client(State(idem): State<Idempotency>, req: Request, next: Next) -> Response {
     if !is_write(req.method())
-        || req.uri().path() == "/v1/validate"
+        || crate::openapi::KEYLESS_WRITES.contains(&req.uri().path())
         || !req.headers().contains_key(HEADER)
     {
         return next.run(req).await;

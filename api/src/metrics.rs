@@ -112,12 +112,12 @@ fn describe() {
     );
     describe_counter!(
         DOWNLOADS_SERVED,
-        "Artifact downloads served (releases are not built yet: always 0)"
+        "Artifact downloads served: responses of GET /v1/downloads/{token} whose last byte went out"
     );
     describe_counter!(
         DOWNLOAD_BYTES,
         metrics::Unit::Bytes,
-        "Bytes of artifact downloads served (releases are not built yet: always 0)"
+        "Bytes of artifact downloads served, counted when a response's last byte went out"
     );
     // Registered now, so that dashboards and alerts find the series before the first sample.
     for outcome in ["processed", "ignored", "failed"] {

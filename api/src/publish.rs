@@ -365,6 +365,26 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         );
     }
     warn_if_kept(&release, &plan)?;
+    // A draft holding files this command does not name (an earlier run's mistake, an upload
+    // through the API) would be published with them: refused, naming them.
+    if release.status == "draft" {
+        let unnamed: Vec<&str> = release
+            .artifacts
+            .iter()
+            .map(|a| a.filename.as_str())
+            .filter(|held| !plan.files.iter().any(|f| f.name.as_str() == *held))
+            .collect();
+        if !unnamed.is_empty() {
+            bail!(
+                "the draft release {} of version {} holds files this command does not name ({}): \
+                 publishing would ship them too; name every file of the release, or publish a \
+                 new version",
+                release.id,
+                release.version,
+                unnamed.join(", ")
+            );
+        }
+    }
 
     for file in &plan.files {
         let artifact = match already_held(&release, file).await? {

@@ -379,7 +379,7 @@ impl Portal<'_> {
     /// The releases any license of organization `id`'s subtree sees now (DOMAIN.md "Release
     /// visibility", decided per license), optionally of one product and with a file for one
     /// platform (`any` files count for every platform; only those files are listed), for
-    /// whoever may download there.
+    /// whoever may read licenses there.
     ///
     /// # Errors
     /// `ORGANIZATION_NOT_FOUND` (unknown or out of reach), 403; database errors.
@@ -390,9 +390,8 @@ impl Portal<'_> {
         product_id: Option<Uuid>,
         platform: Option<domain::values::Platform>,
     ) -> Result<VisibleReleasesView, AppError> {
-        self.app
-            .authorize_organization(access, id, Action::Download)
-            .await?;
+        // Listing is reading (vendor support and auditors too); links need `Download`.
+        self.authorize(access, id).await?;
         let (licenses, complete) = self.all_licenses(id, true).await?;
         let now = self.app.now();
         let mut products: Vec<Uuid> = licenses

@@ -422,18 +422,11 @@ impl Releases<'_> {
             .iter()
             .filter(|a| runs_on(a, query.platform, query.arch))
         {
-            // One grant per file, each its own command recording its own idempotency key (the
-            // request's and the artifact, after a space no key contains), so a retry finds
-            // every grant it made.
-            let mut ctx = ctx.clone();
-            if let Some(idem) = &mut ctx.idempotency {
-                idem.key = format!("{} artifact:{}", idem.key, a.id);
-            }
             let o = self
                 .app
                 .ledger()
                 .grant_download(
-                    &ctx,
+                    ctx,
                     commands::ledger::NewDownload {
                         artifact_id: ArtifactId::from_uuid(a.id),
                         release_id: ReleaseId::from_uuid(row.id),

@@ -19,6 +19,9 @@ use crate::license::LicenseState;
 use crate::release::{ReleaseFacts, Sight, visibility};
 use crate::stream::AggregateType;
 
+/// The most transfers one link records (`DownloadServed`); later ones are served, not recorded.
+pub const MAX_SERVED: u32 = 16;
+
 /// What a license sees of releases: its product, its policy's channels, its maintenance.
 pub fn sight_of(license: &LicenseState) -> Sight {
     Sight {
@@ -156,6 +159,11 @@ impl Download {
             }
             (DownloadAction::Serve { .. }, Self::Ungranted) => {
                 Err(DomainError::DownloadNotGranted(cmd.download_id))
+            }
+            // A link records its first transfers only: whoever holds it cannot write events
+            // without end (a flood of tiny ranges), and a link lasts minutes anyway.
+            (DownloadAction::Serve { .. }, Self::Granted(g)) if g.served >= MAX_SERVED => {
+                Ok(Vec::new())
             }
             (DownloadAction::Serve { bytes }, Self::Granted(_)) => {
                 Ok(vec![DownloadEvent::Served { bytes: *bytes }])

@@ -113,6 +113,31 @@ impl VersionRange {
     pub fn matches(&self, version: &Version) -> bool {
         self.0.matches(&version.0)
     }
+
+    /// The lowest version the requirement can match, as far as its comparators bound it from
+    /// below (`>=7.2, <7.3` and `7.2` give 7.2.0; `<8` gives none).
+    pub fn floor(&self) -> Option<Version> {
+        use semver::Op;
+        self.0
+            .comparators
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.op,
+                    Op::Exact | Op::Greater | Op::GreaterEq | Op::Tilde | Op::Caret | Op::Wildcard
+                )
+            })
+            .map(|c| {
+                Version(semver::Version {
+                    major: c.major,
+                    minor: c.minor.unwrap_or(0),
+                    patch: c.patch.unwrap_or(0),
+                    pre: c.pre.clone(),
+                    build: semver::BuildMetadata::EMPTY,
+                })
+            })
+            .max()
+    }
 }
 
 impl fmt::Display for VersionRange {
@@ -336,6 +361,48 @@ impl Filename {
         if s.contains("..") {
             return Err(InvalidValue::new("a file name must not contain \"..\""));
         }
+        if s == "." || s.ends_with('.') {
+            return Err(InvalidValue::new("a file name must not end with a dot"));
+        }
+        if s.contains('%') {
+            return Err(InvalidValue::new(
+                "a file name must not contain \"%\" (names are sent percent-encoded once)",
+            ));
+        }
+        // Characters that change how a name reads without showing: direction overrides
+        // ("evil\u{202e}gpj.exe" shows as "evilexe.jpg"), invisible ones, and lookalikes of
+        // the slash.
+        if let Some(c) = s.chars().find(|c| {
+            matches!(
+                *c,
+                '\u{200b}'..='\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{feff}'
+                    | '\u{2044}'
+                    | '\u{2215}'
+                    | '\u{29f8}'
+                    | '\u{ff0f}'
+                    | '\u{ff3c}'
+            )
+        }) {
+            return Err(InvalidValue::new(format!(
+                "a file name must not contain U+{:04X} (invisible, reordering or a lookalike of a path separator)",
+                u32::from(c)
+            )));
+        }
+        // Names Windows reserves for devices, with any extension.
+        let stem = s.split('.').next().unwrap_or(s).to_ascii_uppercase();
+        let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+            || (stem.len() == 4
+                && (stem.starts_with("COM") || stem.starts_with("LPT"))
+                && stem.as_bytes()[3].is_ascii_digit()
+                && stem.as_bytes()[3] != b'0');
+        if reserved {
+            return Err(InvalidValue::new(format!(
+                "{s:?} is a device name on Windows; name the file otherwise"
+            )));
+        }
         Ok(Self(s.to_owned()))
     }
 
@@ -363,6 +430,23 @@ impl UpgradePath {
     /// # Errors
     /// The rule it breaks, said.
     pub fn new(from: VersionRange, to: Version, via: Vec<Version>) -> Result<Self, InvalidValue> {
+        // Build metadata takes no part in precedence: a path naming `7.6.0+b` would replace the
+        // path to 7.6.0 and then name a version no release is written as.
+        if let Some(v) = std::iter::once(&to)
+            .chain(&via)
+            .find(|v| !v.0.build.is_empty())
+        {
+            return Err(InvalidValue::new(format!(
+                "{v}: an upgrade path names versions without build metadata"
+            )));
+        }
+        if let Some(floor) = from.floor()
+            && let Some(v) = std::iter::once(&to).chain(&via).find(|v| **v <= floor)
+        {
+            return Err(InvalidValue::new(format!(
+                "{v} is not above {floor}, where the path starts ({from}): a path leads upwards"
+            )));
+        }
         if from.matches(&to) {
             return Err(InvalidValue::new(format!(
                 "the path leads to {to}, which is one of the versions it starts from ({from})"

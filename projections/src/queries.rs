@@ -953,20 +953,6 @@ pub async fn releases(
     Ok(rows)
 }
 
-/// The release an artifact belongs to.
-///
-/// # Errors
-/// Database errors.
-pub async fn artifact_release(
-    pool: &PgPool,
-    artifact_id: Uuid,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT release_id FROM rm_artifacts WHERE id = $1")
-        .bind(artifact_id)
-        .fetch_optional(pool)
-        .await
-}
-
 /// A download link of `rm_downloads`, with its completed transfers.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DownloadRow {

@@ -600,6 +600,15 @@ async fn an_upload_that_breaks_off_or_dies_with_the_server_leaves_nothing() {
     let staging = data_dir.join("artifacts/staging");
     let content = data_dir.join("artifacts/sha256");
 
+    // A body announced over the limit is refused before a byte is read.
+    let mut announced = partial_upload(&api.base, &api.token, &release, LIMIT + 1, 0).await;
+    let mut head = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut announced, &mut head)
+        .await
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+    drop(announced);
+
     // The client goes away midway: the staging file is removed, nothing recorded.
     let stream = partial_upload(&api.base, &api.token, &release, 2_000_000, 500_000).await;
     let since = Instant::now();

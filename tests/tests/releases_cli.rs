@@ -402,3 +402,48 @@ async fn two_pipelines_racing_on_one_version_publish_it_once() {
     );
     assert_eq!(s.counts().await, [1, 2, 1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_holding_files_the_command_does_not_name_is_not_published() {
+    let s = setup().await;
+    // A draft that already holds a file (an earlier run's mistake, an upload through the API).
+    let draft: Value = s
+        .http
+        .post(format!("{}/v1/products/{}/releases", s.base, s.product))
+        .bearer_auth(&s.token)
+        .json(&json!({"version": "9.3.0", "channel": "stable"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stray = s
+        .http
+        .put(format!(
+            "{}/v1/releases/{}/artifacts/backdoor.exe",
+            s.base,
+            draft["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&s.token)
+        .body(payload(100, 6))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stray.status(), 201);
+    let shipped = s.file("studio-9.3.0.tar.gz", &payload(3000, 5));
+    let run = s
+        .publish(
+            &s.token,
+            &["--version", "9.3.0", "--channel", "stable", arg(&shipped)],
+        )
+        .await;
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("backdoor.exe"), "{stderr}");
+    assert_eq!(
+        s.counts().await,
+        [1, 1, 0],
+        "nothing uploaded, nothing published"
+    );
+}

@@ -267,8 +267,9 @@ fn wanted(range: Option<&str>, size: u64) -> Wanted {
     }
 }
 
-/// The file's bytes, followed by a `DownloadServed` once the last byte is handed to the
-/// connection (a client that goes away midway records nothing).
+/// The file's bytes, followed by a `DownloadServed` once the last block is handed to the
+/// connection (a client that goes away before it records nothing; one that goes away after
+/// it, while the kernel still holds the bytes, is counted all the same).
 struct Served {
     inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
     remaining: u64,
@@ -289,6 +290,8 @@ impl Stream for Served {
                 && let Some((app, id, request_id)) = self.on_done.take()
             {
                 let bytes = self.bytes;
+                metrics::counter!(crate::metrics::DOWNLOADS_SERVED).increment(1);
+                metrics::counter!(crate::metrics::DOWNLOAD_BYTES).increment(bytes);
                 // Recording it must not hold the response.
                 tokio::spawn(async move {
                     if let Err(e) = app.downloads().served(id, bytes, &request_id).await {
@@ -312,7 +315,9 @@ impl Stream for Served {
     responses(
         (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "If-None-Match names this file: unchanged"),
         (status = 403, response = Problem),
+        (status = 412, response = Problem),
         (status = 416, response = Problem),
         (status = 429, response = Problem),
         (status = 500, response = Problem),
@@ -330,6 +335,33 @@ async fn download(
     let etag = format!("\"{}\"", a.sha256);
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let if_range = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok());
+    // Conditional requests on the file's one version (RFC 9110 §13): a client holding it
+    // already gets 304; one expecting another version, 412.
+    let names_it = |list: &str| {
+        list.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str()))
+    };
+    if let Some(list) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+        && !names_it(list)
+    {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            ErrorCode::PreconditionFailed,
+            "If-Match names another version of this file",
+        ));
+    }
+    if let Some(list) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        && names_it(list)
+    {
+        let mut unchanged = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            unchanged.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(unchanged);
+    }
     let mut part = wanted(range, size);
     if if_range.is_some_and(|tag| tag.trim() != etag) {
         part = Wanted::Whole;
@@ -388,11 +420,15 @@ async fn download(
             .map_err(|e| ApiError::internal(&e))?;
     }
     let request_id = request_id.map_or_else(|| "unknown".to_owned(), |r| r.0.0.clone());
+    // A transfer is recorded when it delivers the file's end: a whole file, or the range
+    // that completes a resumed one. Ranges inside the file (a flood of `bytes=0-0`) are served
+    // and not recorded; a link records at most `domain::download::MAX_SERVED` transfers.
+    let reaches_end = start + len == size;
     let body = Served {
         inner: ReaderStream::with_capacity(file.take(len), BLOCK),
         remaining: len,
         bytes: len,
-        on_done: Some((state.app.clone(), opened.download_id, request_id)),
+        on_done: reaches_end.then(|| (state.app.clone(), opened.download_id, request_id)),
     };
     Ok((status, out, Body::from_stream(body)).into_response())
 }

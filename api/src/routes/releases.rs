@@ -314,6 +314,20 @@ async fn upload_artifact(
             )
         })?
         .unwrap_or(Arch::Any);
+    // A body announced larger than the limit is refused before a byte is read.
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let max = state.app.max_artifact_bytes();
+    if announced.is_some_and(|n| n > max) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("the artifact is larger than {max} bytes (--max-artifact-bytes)"),
+        ));
+    }
     let request_id = request
         .extensions()
         .get::<RequestId>()

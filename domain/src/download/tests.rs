@@ -85,9 +85,16 @@ fn a_link_is_granted_to_a_license_that_sees_the_release_and_records_its_transfer
         action: DownloadAction::Serve { bytes: 1024 },
     };
     TestFramework::<Download>::with(())
-        .given(vec![granted])
+        .given(vec![granted.clone()])
         .when(serve.clone())
         .then_expect_events(vec![DownloadEvent::Served { bytes: 1024 }]);
+    // A link records its first MAX_SERVED transfers, no more.
+    let mut full = vec![granted];
+    full.extend((0..MAX_SERVED).map(|_| DownloadEvent::Served { bytes: 1 }));
+    TestFramework::<Download>::with(())
+        .given(full)
+        .when(serve.clone())
+        .then_expect_events(vec![]);
     TestFramework::<Download>::with(())
         .given_no_previous_events()
         .when(serve)

@@ -657,3 +657,43 @@ fn versions_and_requirements_are_bounded() {
     assert!(Version::parse(&at_limit).is_ok());
     assert!(VersionRange::parse(&format!(">={}", "1".repeat(Version::MAX_BYTES))).is_err());
 }
+
+#[test]
+fn file_names_that_read_otherwise_than_they_are_are_refused() {
+    for bad in [
+        ".",
+        "trailing.",
+        "evil\u{202e}gpj.exe",
+        "zero\u{200b}width.zip",
+        "a\u{2215}b.zip",
+        "a\u{ff0f}b.zip",
+        "CON",
+        "nul.txt",
+        "com1.zip",
+        "LPT9",
+        "100%.zip",
+    ] {
+        assert!(Filename::parse(bad).is_err(), "{bad:?}");
+    }
+    for good in [
+        "console.zip",
+        "com10.zip",
+        "lpt0.zip",
+        "nul-free.txt",
+        "studio.tar.gz",
+    ] {
+        assert!(Filename::parse(good).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn upgrade_paths_lead_upwards_from_where_they_start_and_name_no_build() {
+    let r = |s: &str| VersionRange::parse(s).unwrap();
+    assert!(UpgradePath::new(r("7.2"), v("7.6.0"), vec![v("7.1.0")]).is_err());
+    assert!(UpgradePath::new(r("7.6"), v("7.2.0"), vec![]).is_err());
+    assert!(UpgradePath::new(r("7.2"), v("7.6.0+b"), vec![]).is_err());
+    assert!(UpgradePath::new(r("7.2"), v("7.6.0"), vec![v("7.4.0+b")]).is_err());
+    assert!(UpgradePath::new(r(">=7.0, <7.3"), v("7.6.0"), vec![v("7.4.0")]).is_ok());
+    assert_eq!(r(">=7.0, <7.3").floor(), Some(v("7.0.0")));
+    assert_eq!(r("<8").floor(), None);
+}
