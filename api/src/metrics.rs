@@ -108,7 +108,7 @@ fn describe() {
     );
     describe_counter!(
         STRIPE_EVENTS,
-        "Stripe webhook events by outcome (billing is not built yet: always 0)"
+        "Stripe events the billing consumer took, by outcome (a failed one counts each attempt)"
     );
     describe_counter!(
         DOWNLOADS_SERVED,

@@ -516,6 +516,8 @@ impl App {
                     Some(why)
                 }
             };
+            // `ledger_stripe_events_total` (api::metrics, which describes it).
+            metrics::counter!("ledger_stripe_events_total", "outcome" => outcome).increment(1);
             ids.push(event_id.clone());
             outcomes.push(outcome);
             reasons.push(reason);

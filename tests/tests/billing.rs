@@ -609,6 +609,19 @@ async fn checkout_then_the_subscription_drives_what_clients_are_told() {
         "{outcomes:?}"
     );
     assert_eq!(outcomes.len(), 10);
+    // And counted for Prometheus (the recorder is the process's: at least these ten).
+    let reader = app.token(domain::values::Role::VendorAdmin).await;
+    let metrics = app
+        .call_as(&reader, reqwest::Method::GET, "/metrics", None, &[])
+        .await;
+    let text = metrics.body.as_str().unwrap_or_default().to_owned();
+    let processed: f64 = text
+        .lines()
+        .find(|l| l.starts_with("ledger_stripe_events_total{outcome=\"processed\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(processed >= 10.0, "{text}");
     let synced: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'SubscriptionSynced'",
     )

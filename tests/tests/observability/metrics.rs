@@ -288,7 +288,7 @@ async fn metrics_show_every_series_and_the_counters_move_with_the_traffic() {
             1
         );
     }
-    // The subsystems to come are registered, at zero.
+    // Series of subsystems this run did not use are registered, at zero.
     for outcome in ["processed", "ignored", "failed"] {
         let series = find(
             &after,
