@@ -494,6 +494,19 @@ async fn a_release_is_drafted_uploaded_signed_published_and_yanked() {
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
+/// Racing requests: exactly one created (201), every other refused as a conflict (409).
+fn one_winner(statuses: &[u16]) {
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_drafts_and_uploads_record_one_each() {
     let db = TestDb::create().await;
@@ -522,15 +535,7 @@ async fn racing_drafts_and_uploads_record_one_each() {
         }
         statuses.push(status);
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| *s == 201 || *s == 409),
-        "{statuses:?}"
-    );
+    one_winner(&statuses);
     assert_eq!(event_count(&db, "ReleaseDrafted").await, 1);
 
     // 20 uploads of different bytes under one name at once: one artifact.
@@ -549,15 +554,7 @@ async fn racing_drafts_and_uploads_record_one_each() {
     for u in uploads {
         statuses.push(u.await.unwrap());
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| *s == 201 || *s == 409),
-        "{statuses:?}"
-    );
+    one_winner(&statuses);
     assert_eq!(event_count(&db, "ArtifactAdded").await, 1);
     // The refused uploads took their files with them: one file, the recorded one.
     let stored = files_in(&data_dir.join("artifacts/sha256"));
