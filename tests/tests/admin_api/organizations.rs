@@ -552,7 +552,10 @@ async fn move_on(
 async fn concurrent_opposite_moves_never_make_a_cycle() {
     const PAIRS: usize = 20;
     let db = TestDb::create().await;
-    let config = test_config(&db);
+    let mut config = test_config(&db);
+    // Moves wait for one another while holding their request connection: the default pool,
+    // so 20 waiting moves per server queue within the request deadline.
+    config.app.db_max_connections = 16;
     let app = TestApp::start_with(db, config.clone()).await;
     let other = api::server::start(config)
         .await
