@@ -532,15 +532,24 @@ async fn move_on(
     org: &str,
     parent: &str,
 ) -> (StatusCode, Value) {
-    let response = client
-        .post(format!("{base}/v1/organizations/{org}/move"))
-        .bearer_auth(token)
-        .json(&json!({"parent_id": parent}))
-        .send()
-        .await
-        .expect("request sent");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    // 40 moves that wait for one another on a 2-CPU machine may find the request pool busy
+    // (503 "retry shortly"): a client retries those, as the answer says. The rule under test is
+    // what the moves that ran decided.
+    let since = std::time::Instant::now();
+    loop {
+        let response = client
+            .post(format!("{base}/v1/organizations/{org}/move"))
+            .bearer_auth(token)
+            .json(&json!({"parent_id": parent}))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        if status != StatusCode::SERVICE_UNAVAILABLE || since.elapsed().as_secs() > 60 {
+            return (status, response.json().await.unwrap_or(Value::Null));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// The facts a move decides on are other organizations' (the new parent's lineage), read before
@@ -552,10 +561,7 @@ async fn move_on(
 async fn concurrent_opposite_moves_never_make_a_cycle() {
     const PAIRS: usize = 20;
     let db = TestDb::create().await;
-    let mut config = test_config(&db);
-    // Moves wait for one another while holding their request connection: the default pool,
-    // so 20 waiting moves per server queue within the request deadline.
-    config.app.db_max_connections = 16;
+    let config = test_config(&db);
     let app = TestApp::start_with(db, config.clone()).await;
     let other = api::server::start(config)
         .await
