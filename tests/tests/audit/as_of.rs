@@ -226,7 +226,7 @@ async fn as_of_reads_equal_snapshots_and_a_rebuild_equals_the_live_read_models()
     )
     .await
     .unwrap();
-    assert_eq!(report.projections.len(), 7);
+    assert_eq!(report.projections.len(), projections::replayable().len());
     let rebuilt = read_models(&pool).await;
     assert_eq!(
         rebuilt, live,
