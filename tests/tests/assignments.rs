@@ -150,7 +150,9 @@ async fn a_license_manager_names_users_of_its_subtree_and_ends_installations() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
 
-    // The seats used are the users named; the vendor finds Ben's licenses by user.
+    // The seats used are the users named (read models, which may trail the log: caught up
+    // first); the vendor finds Ben's licenses by user.
+    app.projected().await;
     let entitlements = app
         .call_as(
             &lou,
