@@ -406,10 +406,8 @@ impl Portal<'_> {
             let mut seen: Vec<(domain::release::Version, VisibleReleaseView)> = Vec::new();
             for mut row in queries::published_releases(self.app.pool(), product).await? {
                 if let Some(platform) = platform {
-                    row.artifacts.retain(|a| {
-                        a.platform == platform.as_str()
-                            || a.platform == domain::values::Platform::Any.as_str()
-                    });
+                    row.artifacts
+                        .retain(|a| crate::releases::runs_on(a, platform, None));
                     if row.artifacts.is_empty() {
                         continue;
                     }

@@ -309,9 +309,15 @@ pub(crate) fn release_facts(
 }
 
 /// Whether an artifact built for `(platform, arch)` runs on `(want_platform, want_arch)`.
-fn runs_on(row: &projections::queries::ArtifactRow, platform: Platform, arch: Arch) -> bool {
-    (row.platform == platform.as_str() || row.platform == Platform::Any.as_str())
-        && (row.arch == arch.as_str() || row.arch == Arch::Any.as_str())
+/// Whether an artifact of the read model runs on `platform` (and `arch`, when given): the rule
+/// is `domain`'s (`Platform::runs_on`, `Arch::runs_on`).
+pub(crate) fn runs_on(
+    row: &projections::queries::ArtifactRow,
+    platform: Platform,
+    arch: Option<Arch>,
+) -> bool {
+    Platform::parse(&row.platform).is_ok_and(|p| p.runs_on(platform))
+        && arch.is_none_or(|arch| Arch::parse(&row.arch).is_ok_and(|a| a.runs_on(arch)))
 }
 
 impl Releases<'_> {
@@ -346,7 +352,7 @@ impl Releases<'_> {
             .filter(|r| {
                 r.artifacts
                     .iter()
-                    .any(|a| runs_on(a, query.platform, query.arch))
+                    .any(|a| runs_on(a, query.platform, Some(query.arch)))
             })
             .filter_map(|r| {
                 let facts = release_facts(&r)?;
@@ -420,7 +426,7 @@ impl Releases<'_> {
         for a in row
             .artifacts
             .iter()
-            .filter(|a| runs_on(a, query.platform, query.arch))
+            .filter(|a| runs_on(a, query.platform, Some(query.arch)))
         {
             let o = self
                 .app

@@ -745,6 +745,20 @@ text_enum!(
     LicenseSource { Admin => "admin", Stripe => "stripe", Import => "import" }
 );
 
+impl Platform {
+    /// Whether a file built for `self` runs on `wanted`: the same platform, or `any`.
+    pub fn runs_on(self, wanted: Self) -> bool {
+        self == wanted || self == Self::Any
+    }
+}
+
+impl Arch {
+    /// Whether a file built for `self` runs on `wanted`: the same architecture, or `any`.
+    pub fn runs_on(self, wanted: Self) -> bool {
+        self == wanted || self == Self::Any
+    }
+}
+
 impl ProductKind {
     /// Plugins and features extend a parent product and must name it.
     pub const fn requires_parent(self) -> bool {

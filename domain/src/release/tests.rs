@@ -697,3 +697,14 @@ fn upgrade_paths_lead_upwards_from_where_they_start_and_name_no_build() {
     assert_eq!(r(">=7.0, <7.3").floor(), Some(v("7.0.0")));
     assert_eq!(r("<8").floor(), None);
 }
+
+#[test]
+fn a_file_runs_on_its_own_platform_and_architecture_or_any() {
+    use crate::values::{Arch, Platform};
+    assert!(Platform::Linux.runs_on(Platform::Linux));
+    assert!(Platform::Any.runs_on(Platform::Windows));
+    assert!(!Platform::Linux.runs_on(Platform::Windows));
+    assert!(!Platform::Linux.runs_on(Platform::Any));
+    assert!(Arch::Any.runs_on(Arch::Arm64));
+    assert!(!Arch::X86_64.runs_on(Arch::Arm64));
+}
