@@ -162,6 +162,17 @@ struct ServeArgs {
           default_value_t = application::artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_artifact_bytes: u64,
+    /// Where artifacts' bytes live: `<data-dir>/artifacts` when unset, or an S3-compatible
+    /// store as `s3://bucket[/prefix]`, with credentials, region and endpoint from the standard
+    /// AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
+    #[arg(long, env = "LEDGER_ARTIFACT_STORE")]
+    artifact_store: Option<String>,
+    /// With an S3 artifact store: how old, in seconds, a staging object or a content object no
+    /// release names must be before a starting server clears it (servers sharing a bucket
+    /// must not clear each other's uploads in flight; default one hour).
+    #[arg(long, env = "LEDGER_ARTIFACT_STALE_SECS", default_value_t = 3600)]
+    artifact_stale_secs: u64,
     /// The URL clients reach this server at (behind a proxy: its public https address), for
     /// the links it hands out; default `http://<listen address>`.
     #[arg(long, env = "LEDGER_PUBLIC_URL", value_parser = parse_public_url)]
@@ -429,6 +440,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.jobs.idempotency_prune_every = retention.min(Duration::from_secs(60));
             config.max_body_bytes = args.max_body_bytes;
             config.app.max_artifact_bytes = args.max_artifact_bytes;
+            config.app.artifact_store = args.artifact_store;
+            config.app.artifact_stale_after = Duration::from_secs(args.artifact_stale_secs);
             config.app.public_url = args.public_url;
             config.rate_limit_per_second = args.rate_limit_rps;
             config.rate_limit_burst = args.rate_limit_burst;

@@ -403,9 +403,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .context("cannot open the artifact store")?
     {
         Some(swept) if swept.staged > 0 || swept.unreferenced > 0 => tracing::warn!(
+            store = %app.artifacts().location(),
             staging_files_removed = swept.staged,
             unreferenced_files_moved = swept.unreferenced,
-            "cleared what interrupted uploads left in the artifact store (unreferenced files are in <data-dir>/artifacts/unreferenced)"
+            "cleared what interrupted uploads left in the artifact store (unreferenced files are in its unreferenced/)"
         ),
         Some(_) => {}
         None => tracing::info!(

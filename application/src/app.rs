@@ -57,6 +57,12 @@ pub struct AppConfig {
     pub stripe_mode: crate::billing::StripeMode,
     /// The largest artifact an upload may store (`--max-artifact-bytes`).
     pub max_artifact_bytes: u64,
+    /// Where artifacts' bytes live (`--artifact-store`): `None` is `<data_dir>/artifacts`,
+    /// `s3://bucket[/prefix]` an S3-compatible object store.
+    pub artifact_store: Option<String>,
+    /// How old an object store's leftovers (staging and unreferenced objects) must be before
+    /// a start-up clears them (`--artifact-stale-secs`).
+    pub artifact_stale_after: std::time::Duration,
     /// The URL clients reach this server at, for the links it hands out (`--public-url`;
     /// `None`: `http://<the address it listens on>`, filled in by the server once bound).
     pub public_url: Option<String>,
@@ -80,6 +86,8 @@ impl AppConfig {
             stripe_webhook_secrets: crate::billing::WebhookSecrets::default(),
             stripe_mode: crate::billing::StripeMode::Any,
             max_artifact_bytes: crate::artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
+            artifact_store: None,
+            artifact_stale_after: crate::artifacts::object::STALE_AFTER,
             public_url: None,
         }
     }
@@ -146,7 +154,7 @@ struct Inner {
     /// nor moved to another user, so an entry never goes stale; the user's own stream, which
     /// says whether it is deactivated, is still read on every request.
     identities: std::sync::Mutex<std::collections::HashMap<String, domain::ids::UserId>>,
-    /// Where artifacts' bytes live (`<data-dir>/artifacts`).
+    /// Where artifacts' bytes live (`<data-dir>/artifacts` or `--artifact-store`).
     artifacts: crate::artifacts::ArtifactStore,
     max_artifact_bytes: u64,
     /// Signs and opens download links.
@@ -216,7 +224,16 @@ impl App {
         let validation = ValidationModel::load(&jobs_pool).await?;
         let tree = TreeModel::load(&jobs_pool).await?;
         let oidc = Oidc::new(&config.oidc)?;
-        let artifacts = crate::artifacts::ArtifactStore::open(&config.data_dir)?;
+        let artifacts = crate::artifacts::ArtifactStore::configured(
+            &config.data_dir,
+            config.artifact_store.as_deref(),
+            config.artifact_stale_after,
+        )?;
+        anyhow::ensure!(
+            artifacts.objects().is_none()
+                || config.max_artifact_bytes <= crate::artifacts::object::MAX_OBJECT_COPY,
+            "--max-artifact-bytes is above 5 GiB, which an S3 store cannot copy in one request"
+        );
         Ok(Self(Arc::new(Inner {
             ledger,
             jobs_ledger,

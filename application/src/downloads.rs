@@ -8,8 +8,6 @@
 //! HMAC over both, keyed by a key derived from the key pepper. Checking it costs no database
 //! read; what it names is then read from the log.
 
-use std::path::PathBuf;
-
 use base64ct::{Base64UrlUnpadded, Encoding};
 use commands::ledger::NewDownload;
 use commands::{CommandContext, Loaded};
@@ -97,7 +95,6 @@ impl LinkSigner {
 pub struct Opened {
     pub download_id: DownloadId,
     pub artifact: Artifact,
-    pub path: PathBuf,
 }
 
 fn link_invalid(why: &str) -> AppError {
@@ -269,11 +266,9 @@ impl Downloads<'_> {
         visibility(&release.facts(), license, &sight_of(license), now).map_err(|unseen| {
             link_invalid(&format!("the license no longer sees the release: {unseen}"))
         })?;
-        let path = self.app.artifacts().path(&artifact.sha256);
         Ok(Opened {
             download_id: id,
             artifact,
-            path,
         })
     }
 

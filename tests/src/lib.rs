@@ -6,7 +6,9 @@
 //! server is unreachable the tests fail with instructions; they never skip.
 
 pub mod idp;
+pub mod s3;
 pub mod stripe;
+pub mod venv;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -335,6 +337,19 @@ pub fn spawn_server_logged(
     extra: &[&str],
     nofile: Option<u32>,
 ) -> (ServerProcess, ServerLogs) {
+    spawn_server_env(bin, db, data_dir, extra, nofile, &[])
+}
+
+/// [`spawn_server_logged`] with `env` set in the server's environment (the AWS variables of an
+/// S3 artifact store, say).
+pub fn spawn_server_env(
+    bin: &str,
+    db: &TestDb,
+    data_dir: &Path,
+    extra: &[&str],
+    nofile: Option<u32>,
+    env: &[(&str, String)],
+) -> (ServerProcess, ServerLogs) {
     let mut command = match nofile {
         None => Command::new(bin),
         Some(n) => {
@@ -354,6 +369,7 @@ pub fn spawn_server_logged(
         .arg(data_dir)
         .env("LEDGER_LOG_FORMAT", "json")
         .env("RUST_LOG", "info,sqlx=warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

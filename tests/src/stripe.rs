@@ -5,8 +5,7 @@
 //! check the server's own construction (`application::billing::signature_header`) with
 //! `WebhookSignature.verify_header`, so the scheme is not only ours read back by ourselves.
 //!
-//! Python 3 with `venv` must be installed (`.ci/run` installs it on a fresh machine); the
-//! packages come from PyPI on first use.
+//! The virtualenv is `crate::venv`'s.
 
 use std::path::{Path, PathBuf};
 
@@ -28,42 +27,11 @@ impl StripeSdk {
     /// binaries run concurrently: the first takes an exclusive lock and installs, the others
     /// wait for it and find the install done.
     pub fn install(target_tmp: &Path) -> Self {
-        let requirements = stripe_dir().join("requirements.txt");
-        let wanted = std::fs::read_to_string(&requirements)
-            .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()));
-        let venv = target_tmp.join("stripe-venv");
-        let python = venv.join("bin").join("python");
-        let stamp = venv.join(".requirements");
-        let current = || std::fs::read_to_string(&stamp).ok();
-        if current().as_deref() != Some(wanted.as_str()) {
-            std::fs::create_dir_all(target_tmp).expect("target tmp dir");
-            let lock = std::fs::File::create(target_tmp.join("stripe-venv.lock"))
-                .expect("stripe venv lock file");
-            lock.lock().expect("locking the stripe venv");
-            if current().as_deref() != Some(wanted.as_str()) {
-                let _ = std::fs::remove_dir_all(&venv);
-                run(
-                    std::process::Command::new("python3")
-                        .args(["-m", "venv"])
-                        .arg(&venv),
-                    "python3 -m venv (install python3 and python3-venv)",
-                );
-                run(
-                    std::process::Command::new(&python)
-                        .args([
-                            "-m",
-                            "pip",
-                            "install",
-                            "--quiet",
-                            "--disable-pip-version-check",
-                            "-r",
-                        ])
-                        .arg(&requirements),
-                    "pip install -r tests/stripe/requirements.txt",
-                );
-                std::fs::write(&stamp, &wanted).expect("writing the venv's stamp");
-            }
-        }
+        let python = crate::venv::python(
+            target_tmp,
+            "stripe-venv",
+            &stripe_dir().join("requirements.txt"),
+        );
         Self { python }
     }
 
@@ -120,17 +88,6 @@ impl StripeSdk {
             Err(answer["error"].to_string())
         }
     }
-}
-
-fn run(command: &mut std::process::Command, what: &str) {
-    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Posts `body` to the Stripe webhook of the server at `base`, signed at `t` (Unix seconds, the

@@ -23,8 +23,6 @@ use domain::ErrorCode;
 use domain::ids::{ArtifactId, DownloadId, LicenseId, OrganizationId, ReleaseId};
 use futures_util::Stream;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -50,9 +48,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn download_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(download))
 }
-
-/// Bytes read from disk at once: few system calls for a large file, flat memory.
-const BLOCK: usize = 256 * 1024;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -271,7 +266,7 @@ fn wanted(range: Option<&str>, size: u64) -> Wanted {
 /// connection (a client that goes away before it records nothing; one that goes away after
 /// it, while the kernel still holds the bytes, is counted all the same).
 struct Served {
-    inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
+    inner: futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>,
     remaining: u64,
     bytes: u64,
     on_done: Option<(App, DownloadId, String)>,
@@ -411,21 +406,19 @@ async fn download(
         content_disposition(a.filename.as_str()),
     );
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let mut file = tokio::fs::File::open(&opened.path)
+    let bytes = state
+        .app
+        .artifacts()
+        .read(&a.sha256, start, len)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-    }
     let request_id = request_id.map_or_else(|| "unknown".to_owned(), |r| r.0.0.clone());
     // A transfer is recorded when it delivers the file's end: a whole file, or the range
     // that completes a resumed one. Ranges inside the file (a flood of `bytes=0-0`) are served
     // and not recorded; a link records at most `domain::download::MAX_SERVED` transfers.
     let reaches_end = start + len == size;
     let body = Served {
-        inner: ReaderStream::with_capacity(file.take(len), BLOCK),
+        inner: bytes,
         remaining: len,
         bytes: len,
         on_done: reaches_end.then(|| (state.app.clone(), opened.download_id, request_id)),

@@ -7,6 +7,11 @@
 //! removes its staging file. A kill -9 can leave a staging file, or a content file that no event
 //! names yet. [`ArtifactStore::claim`] clears both at start-up, before the server serves, when
 //! no other server uses the directory.
+//!
+//! With `--artifact-store s3://bucket/prefix` the same layout lives in an S3-compatible object
+//! store instead ([`object`], ADR 0024); the store's users see no difference.
+
+pub mod object;
 
 use std::collections::HashSet;
 use std::io;
@@ -15,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use domain::release::Sha256Digest;
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -62,13 +68,84 @@ pub enum UploadError {
     Io(#[from] io::Error),
 }
 
-/// The artifact store of a data directory.
+/// Bytes read at once from a file for a download: few system calls for a large file, flat
+/// memory.
+const READ_BLOCK: usize = 256 * 1024;
+
+/// The artifact store: a data directory's, or an object store's ([`object`]).
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
     root: PathBuf,
     /// The shared lock [`ArtifactStore::claim`] holds on `artifacts/.lock` for as long as the
     /// server runs: no other server clears the directory under it.
     lock: std::sync::Arc<std::sync::OnceLock<std::fs::File>>,
+    /// `Some` with `--artifact-store s3://...`: the bytes live there, not under `root`.
+    objects: Option<std::sync::Arc<object::Objects>>,
+    /// The age at which an object store's leftovers are cleared (`--artifact-stale-secs`).
+    stale_after: Duration,
+}
+
+/// An upload's body as it arrives: each chunk counted against the limit and hashed, a stall
+/// cut off. Both stores read bodies through it.
+pub(crate) struct Intake<S> {
+    body: std::pin::Pin<Box<S>>,
+    hasher: Sha256,
+    size: u64,
+    max: u64,
+}
+
+impl<S, E> Intake<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    pub(crate) fn new(body: S, max: u64) -> Self {
+        Self {
+            body: Box::pin(body),
+            hasher: Sha256::new(),
+            size: 0,
+            max,
+        }
+    }
+
+    /// The next chunk, hashed and counted; `None` at the body's end.
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, UploadError> {
+        let chunk = match tokio::time::timeout(STALL_TIMEOUT, self.body.next()).await {
+            Err(_) => return Err(UploadError::Stalled),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => return Err(UploadError::Body(e.to_string())),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        self.size = self.size.saturating_add(chunk.len() as u64);
+        if self.size > self.max {
+            return Err(UploadError::TooLarge { max: self.max });
+        }
+        self.hasher.update(&chunk);
+        Ok(Some(chunk))
+    }
+
+    /// The whole body's digest and size.
+    pub(crate) fn finish(self) -> Result<Stored, UploadError> {
+        if self.size == 0 {
+            return Err(UploadError::Empty);
+        }
+        Ok(Stored {
+            sha256: Sha256Digest::from_bytes(self.hasher.finalize().into()),
+            size: self.size,
+        })
+    }
+}
+
+/// The digests some `ArtifactAdded` names: what a sweep keeps.
+async fn named_digests(pool: &PgPool) -> anyhow::Result<HashSet<String>> {
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT DISTINCT payload ->> 'sha256' FROM events WHERE event_type = 'ArtifactAdded'",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 /// Removes a staging file unless the upload completed (on error, on a panic, when the request's
@@ -99,7 +176,40 @@ impl ArtifactStore {
         Ok(Self {
             root,
             lock: std::sync::Arc::default(),
+            objects: None,
+            stale_after: object::STALE_AFTER,
         })
+    }
+
+    /// The store `--artifact-store` names: `None` is the data directory's
+    /// (`<data_dir>/artifacts`), `s3://bucket[/prefix]` an S3-compatible object store, whose
+    /// leftovers are cleared once `stale_after` old.
+    ///
+    /// # Errors
+    /// An unknown scheme, a configuration the object store refuses, or the directories.
+    pub fn configured(
+        data_dir: &Path,
+        url: Option<&str>,
+        stale_after: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut store = Self::open(data_dir)?;
+        if let Some(url) = url {
+            store.objects = Some(std::sync::Arc::new(object::Objects::from_url(url)?));
+            store.stale_after = stale_after;
+        }
+        Ok(store)
+    }
+
+    /// Where the bytes live, for logs: the object store's URL or the directory.
+    pub fn location(&self) -> String {
+        self.objects
+            .as_ref()
+            .map_or_else(|| self.root.display().to_string(), |o| o.url().to_owned())
+    }
+
+    /// The object store, when the bytes live in one.
+    pub fn objects(&self) -> Option<&object::Objects> {
+        self.objects.as_deref()
     }
 
     /// Joins the directory's users, and clears what interrupted uploads left when it is the
@@ -112,6 +222,12 @@ impl ArtifactStore {
     /// # Errors
     /// Database or file-system errors.
     pub async fn claim(&self, pool: &PgPool) -> anyhow::Result<Option<Sweep>> {
+        if let Some(objects) = &self.objects {
+            // No lock outlives a killed server in an object store: what is old enough to be
+            // abandoned is cleared, by whichever server starts (module `object`).
+            objects.check().await?;
+            return objects.sweep(pool, self.stale_after).await.map(Some);
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -146,9 +262,30 @@ impl ArtifactStore {
         self.root.join("sha256")
     }
 
-    /// The file holding the bytes of `digest`.
+    /// The file holding the bytes of `digest` in the data directory's store.
     pub fn path(&self, digest: &Sha256Digest) -> PathBuf {
         self.content_dir().join(digest.to_string())
+    }
+
+    /// `len` bytes of `digest`'s content from `start`, streamed in blocks.
+    ///
+    /// # Errors
+    /// The content is missing or cannot be read.
+    pub async fn read(
+        &self,
+        digest: &Sha256Digest,
+        start: u64,
+        len: u64,
+    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+        if let Some(objects) = &self.objects {
+            return objects.read(digest, start, len).await;
+        }
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut file = tokio::fs::File::open(self.path(digest)).await?;
+        if start > 0 {
+            file.seek(io::SeekFrom::Start(start)).await?;
+        }
+        Ok(tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_BLOCK).boxed())
     }
 
     /// Stores `body`, at most `max` bytes, under its digest.
@@ -160,6 +297,9 @@ impl ArtifactStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        if let Some(objects) = &self.objects {
+            return objects.put(body, max, |digest| self.hold(digest)).await;
+        }
         let mut staging = Staging {
             path: self
                 .staging_dir()
@@ -172,35 +312,19 @@ impl ArtifactStore {
             .open(&staging.path)
             .await?;
         let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let mut body = std::pin::pin!(body);
-        loop {
-            let chunk = match tokio::time::timeout(STALL_TIMEOUT, body.next()).await {
-                Err(_) => return Err(UploadError::Stalled),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(UploadError::Body(e.to_string())),
-                Ok(Some(Ok(chunk))) => chunk,
-            };
-            size = size.saturating_add(chunk.len() as u64);
-            if size > max {
-                return Err(UploadError::TooLarge { max });
-            }
-            hasher.update(&chunk);
+        let mut intake = Intake::new(body, max);
+        while let Some(chunk) = intake.next().await? {
             file.write_all(&chunk).await?;
         }
-        if size == 0 {
-            return Err(UploadError::Empty);
-        }
+        let stored = intake.finish()?;
         file.flush().await?;
         let file = file.into_inner();
         file.sync_all().await?;
         drop(file);
-        let sha256 = Sha256Digest::from_bytes(hasher.finalize().into());
         // Held until the caller's append is done: a refused append's cleanup
         // (`forget_unless_named`) cannot remove a file another upload of these bytes relies on.
-        let held = self.hold(sha256).await;
-        let target = self.path(&sha256);
+        let held = self.hold(stored.sha256).await;
+        let target = self.path(&stored.sha256);
         // The same bytes stored before: the file is the same, by its name.
         if !tokio::fs::try_exists(&target).await? {
             tokio::fs::rename(&staging.path, &target).await?;
@@ -208,10 +332,7 @@ impl ArtifactStore {
             // The rename lasts only once the directory is on disk too.
             sync_dir(self.content_dir()).await?;
         }
-        Ok(Placed {
-            stored: Stored { sha256, size },
-            held,
-        })
+        Ok(Placed { stored, held })
     }
 
     /// Clears what interrupted uploads left: removes every staging file, and moves every
@@ -230,14 +351,7 @@ impl ArtifactStore {
             tokio::fs::remove_file(entry.path()).await?;
             swept.staged += 1;
         }
-        let named: HashSet<String> = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT DISTINCT payload ->> 'sha256' FROM events WHERE event_type = 'ArtifactAdded'",
-        )
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+        let named = named_digests(pool).await?;
         let unreferenced = self.root.join("unreferenced");
         let mut content = tokio::fs::read_dir(self.content_dir()).await?;
         while let Some(entry) = content.next_entry().await? {
@@ -272,6 +386,9 @@ impl ArtifactStore {
         .await?;
         if named {
             return Ok(false);
+        }
+        if let Some(objects) = &self.objects {
+            return Ok(objects.forget(digest).await?);
         }
         match tokio::fs::remove_file(self.path(digest)).await {
             Ok(()) => Ok(true),

@@ -1,0 +1,379 @@
+//! Artifacts in an S3-compatible object store (`--artifact-store s3://bucket/prefix`, ADR 0024),
+//! through the `object_store` crate, laid out as the data directory is: `<prefix>/staging/`,
+//! `<prefix>/sha256/<hex>` and `<prefix>/unreferenced/`.
+//!
+//! An upload streams into a multipart upload of `staging/<random>` while it is hashed (parts of
+//! [`PART`] bytes, at most [`PARTS_IN_FLIGHT`] sent at once: memory stays flat). Once complete,
+//! it is copied to its digest's name and the staging object is deleted; the caller appends
+//! `ArtifactAdded` after that, as with files. A body that breaks off aborts its multipart upload.
+//!
+//! Object stores have no lock that outlives a killed server, and servers that share a bucket
+//! need not share a data directory: the sweep at start-up clears only what is older than
+//! [`STALE_AFTER`] (`--artifact-stale-secs`), which no upload in flight is (a staging object lives from its upload's
+//! completion to its copy; a content object waits for its event for the length of one append).
+//! A server killed mid-upload leaves an incomplete multipart upload, which no listing shows: the
+//! bucket's lifecycle rule `AbortIncompleteMultipartUpload` removes those (README).
+//!
+//! The HTTP client is hyper's with rustls over ring, the TLS stack the rest of the server uses,
+//! rather than `object_store`'s reqwest one (ADR 0024).
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use domain::release::Sha256Digest;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpRequestBody,
+    HttpResponse, HttpResponseBody, HttpService,
+};
+use object_store::path::Path;
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart,
+};
+use sqlx::PgPool;
+
+use super::{Intake, Placed, Stored, Sweep, UploadError};
+
+/// The size of a multipart upload's parts: above S3's 5 MiB minimum, few requests for a large
+/// file.
+pub const PART: usize = 8 * 1024 * 1024;
+
+/// Parts of one upload sent at once; the body waits while they are in flight.
+pub const PARTS_IN_FLIGHT: usize = 2;
+
+/// How old a staging or unreferenced content object must be before a sweep clears it, unless
+/// `--artifact-stale-secs` says otherwise.
+pub const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// The largest object S3's `CopyObject` copies in one request: an upload is copied from its
+/// staging name to its digest's, so `--max-artifact-bytes` may not exceed it with S3.
+pub const MAX_OBJECT_COPY: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The store behind an `s3://` URL.
+#[derive(Debug)]
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// The URL as configured, for logs and errors (it holds no secret: credentials come from the
+    /// environment).
+    url: String,
+}
+
+impl Objects {
+    /// The store at `url` (`s3://bucket` or `s3://bucket/prefix`). Credentials, region and
+    /// endpoint come from the standard AWS variables (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+    /// `AWS_ALLOW_HTTP`, ...), never from the command line.
+    ///
+    /// # Errors
+    /// A URL that is not `s3://bucket[/prefix]`, or a configuration `object_store` refuses.
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| anyhow::anyhow!("--artifact-store takes an s3://bucket[/prefix] URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        anyhow::ensure!(
+            !bucket.is_empty(),
+            "--artifact-store names no bucket (s3://bucket[/prefix])"
+        );
+        let prefix = Path::parse(prefix.trim_end_matches('/'))
+            .map_err(|e| anyhow::anyhow!("--artifact-store's prefix: {e}"))?;
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_http_connector(Hyper)
+            .build()
+            .map_err(|e| anyhow::anyhow!("--artifact-store {url}: {e}"))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix,
+            url: url.to_owned(),
+        })
+    }
+
+    /// The URL this store was opened from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn under(&self, dir: &str) -> Path {
+        self.prefix.clone().join(dir)
+    }
+
+    fn content(&self, digest: &Sha256Digest) -> Path {
+        self.under("sha256").join(digest.to_string())
+    }
+
+    /// Stores `body`, at most `max` bytes, under its digest; `hold` takes the digest's lock
+    /// before the object is put in place.
+    ///
+    /// # Errors
+    /// [`UploadError`]; the staging object and the multipart upload are removed in every case.
+    pub async fn put<S, E, H, F>(&self, body: S, max: u64, hold: H) -> Result<Placed, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+        H: FnOnce(Sha256Digest) -> F,
+        F: Future<Output = tokio::sync::OwnedMutexGuard<()>>,
+    {
+        let staging = self
+            .under("staging")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let upload = self.store.put_multipart(&staging).await.map_err(io_error)?;
+        let mut pending = Pending {
+            store: self.store.clone(),
+            staging: staging.clone(),
+            upload: Some(WriteMultipart::new_with_chunk_size(upload, PART)),
+            completed: false,
+        };
+        let mut intake = Intake::new(body, max);
+        while let Some(chunk) = intake.next().await? {
+            let upload = pending
+                .upload
+                .as_mut()
+                .expect("the upload is open until finished");
+            upload
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(io_error)?;
+            upload.write(&chunk);
+        }
+        let stored: Stored = intake.finish()?;
+        let upload = pending
+            .upload
+            .take()
+            .expect("the upload is open until finished");
+        upload.finish().await.map_err(io_error)?;
+        pending.completed = true;
+        let held = hold(stored.sha256).await;
+        // Copied even when the digest's object exists: the copy renews its age, so a sweep
+        // (which clears unreferenced objects by age) cannot take it before this upload's event
+        // names it. The bytes are the same, by the name.
+        self.store
+            .copy(&staging, &self.content(&stored.sha256))
+            .await
+            .map_err(io_error)?;
+        self.store.delete(&staging).await.map_err(io_error)?;
+        pending.completed = false;
+        Ok(Placed { stored, held })
+    }
+
+    /// Reads `len` bytes of `digest`'s object from `start`.
+    ///
+    /// # Errors
+    /// The object is missing or the store failed.
+    pub async fn read(
+        &self,
+        digest: &Sha256Digest,
+        start: u64,
+        len: u64,
+    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..start + len)),
+            ..GetOptions::default()
+        };
+        let got = self
+            .store
+            .get_opts(&self.content(digest), options)
+            .await
+            .map_err(io_error)?;
+        Ok(got.into_stream().map_err(io_error).boxed())
+    }
+
+    /// Removes `digest`'s object (the caller checked that no event names it and holds its
+    /// lock). Whether there was one.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn forget(&self, digest: &Sha256Digest) -> io::Result<bool> {
+        let path = self.content(digest);
+        match self.store.head(&path).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(io_error(e)),
+        }
+        self.store.delete(&path).await.map_err(io_error)?;
+        Ok(true)
+    }
+
+    /// Checks that the store answers (bucket, credentials), so that a misconfigured store
+    /// stops the server at start-up rather than failing its first upload.
+    ///
+    /// # Errors
+    /// The store's refusal.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        let mut listed = self.store.list(Some(&self.under("sha256")));
+        if let Some(Err(e)) = listed.next().await {
+            anyhow::bail!("the artifact store {} does not answer: {e}", self.url);
+        }
+        Ok(())
+    }
+
+    /// Clears what interrupted uploads left and is older than `older_than`: staging objects
+    /// are deleted, content objects no `ArtifactAdded` names are moved to `unreferenced/`.
+    ///
+    /// # Errors
+    /// Database or store errors.
+    pub async fn sweep(&self, pool: &PgPool, older_than: Duration) -> anyhow::Result<Sweep> {
+        let before = chrono::Utc::now()
+            - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let mut swept = Sweep::default();
+        let staged: Vec<_> = self
+            .store
+            .list(Some(&self.under("staging")))
+            .try_filter(|m| std::future::ready(m.last_modified < before))
+            .try_collect()
+            .await?;
+        for meta in staged {
+            self.store.delete(&meta.location).await?;
+            swept.staged += 1;
+        }
+        let named = super::named_digests(pool).await?;
+        let unnamed: Vec<_> = self
+            .store
+            .list(Some(&self.under("sha256")))
+            .try_filter(|m| {
+                let unnamed = m
+                    .location
+                    .filename()
+                    .is_some_and(|name| !named.contains(name));
+                std::future::ready(unnamed && m.last_modified < before)
+            })
+            .try_collect()
+            .await?;
+        for meta in unnamed {
+            let name = meta.location.filename().unwrap_or_default().to_owned();
+            self.store
+                .copy(&meta.location, &self.under("unreferenced").join(name))
+                .await?;
+            self.store.delete(&meta.location).await?;
+            swept.unreferenced += 1;
+        }
+        Ok(swept)
+    }
+
+    /// The names under `dir` (`staging`, `sha256`, `unreferenced`), for tests and operators.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn names(&self, dir: &str) -> anyhow::Result<HashSet<String>> {
+        Ok(self
+            .store
+            .list(Some(&self.under(dir)))
+            .map_ok(|m| m.location.filename().unwrap_or_default().to_owned())
+            .try_collect()
+            .await?)
+    }
+}
+
+/// An upload not yet in place: dropped early (an error, the client gone, the request's task
+/// dropped), it aborts the multipart upload or deletes the completed staging object. A drop
+/// cannot await, so the clean-up runs as a task of its own.
+struct Pending {
+    store: Arc<dyn ObjectStore>,
+    staging: Path,
+    upload: Option<WriteMultipart>,
+    completed: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if let Some(upload) = self.upload.take() {
+            runtime.spawn(async move {
+                if let Err(e) = upload.abort().await {
+                    tracing::warn!(error = %e, "an abandoned multipart upload was not aborted (the bucket's lifecycle rule removes it)");
+                }
+            });
+        } else if self.completed {
+            let (store, staging) = (self.store.clone(), self.staging.clone());
+            runtime.spawn(async move {
+                if let Err(e) = store.delete(&staging).await {
+                    tracing::warn!(error = %e, %staging, "an abandoned staging object was not deleted (the next sweep removes it)");
+                }
+            });
+        }
+    }
+}
+
+fn io_error(e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
+        e => io::Error::other(e),
+    }
+}
+
+/// `object_store`'s HTTP connector on hyper's client: rustls over ring and the system's roots
+/// (the stack OIDC and `ledger releases publish` use), plain http only for an endpoint the
+/// operator names with http:// and allows (`AWS_ALLOW_HTTP`, a store on the same host).
+#[derive(Debug, Clone, Copy)]
+struct Hyper;
+
+/// How long connecting to the store may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    HttpRequestBody,
+>;
+
+#[derive(Debug)]
+struct HyperService(Client);
+
+impl HttpConnector for Hyper {
+    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+        // The TLS connector hands https URLs to this one: it must not refuse them.
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        tcp.set_nodelay(true);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = match hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider.clone())
+        {
+            Ok(tls) => tls,
+            // A machine without roots can still reach a store over plain http (on the same
+            // host or network); https then fails on the certificate, saying so.
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "S3",
+                        source: Box::new(e),
+                    })?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            ),
+        };
+        let https = tls.https_or_http().enable_http1().wrap_connector(tcp);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(https);
+        Ok(HttpClient::new(HyperService(client)))
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpService for HyperService {
+    async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let response = self.0.request(request).await.map_err(|e| {
+            let kind = if e.is_connect() {
+                HttpErrorKind::Connect
+            } else {
+                HttpErrorKind::Request
+            };
+            HttpError::new(kind, e)
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::BodyExt::map_err(body, |e| {
+            HttpError::new(HttpErrorKind::Interrupted, e)
+        });
+        Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
+    }
+}
