@@ -285,6 +285,7 @@ impl From<AppError> for ApiError {
                         upload.to_string(),
                     ),
                     UploadError::Io(cause) => Self::internal(&cause),
+                    UploadError::Unavailable(cause) => Self::unavailable(&cause),
                 }
             }
             AppError::Invariant(what) => Self::internal(&what),

@@ -360,7 +360,7 @@ pub fn spawn_server_env(
             sh
         }
     };
-    let mut child = command
+    let mut child = server_env(&mut command, env)
         .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-rps", "0"])
         .args(extra)
         .arg("--database-url")
@@ -369,7 +369,6 @@ pub fn spawn_server_env(
         .arg(data_dir)
         .env("LEDGER_LOG_FORMAT", "json")
         .env("RUST_LOG", "info,sqlx=warn")
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -405,6 +404,17 @@ pub fn spawn_server_env(
         base: format!("http://{addr}"),
     };
     (server, logs)
+}
+
+/// Sets `env` in a server's environment, with every `AWS_*` variable of the tests' own
+/// environment removed first: a developer's S3 settings must not redirect a test's store.
+pub fn server_env<'c>(command: &'c mut Command, env: &[(&str, String)]) -> &'c mut Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v)))
 }
 
 /// `bin token --role vendor_admin`: a token minted as an operator mints one.

@@ -121,10 +121,9 @@ impl Moto {
             ))
             .send()
             .await
-            .expect("moto answers")
-            .text()
-            .await
-            .expect("a listing");
+            .expect("moto answers");
+        assert!(listed.status().is_success(), "list: {}", listed.status());
+        let listed = listed.text().await.expect("a listing");
         let mut keys: Vec<String> = listed
             .split("<Key>")
             .skip(1)
@@ -134,22 +133,48 @@ impl Moto {
         keys
     }
 
-    /// How many multipart uploads under `prefix` are begun and neither completed nor aborted.
-    pub async fn open_uploads(&self, bucket: &str, prefix: &str) -> usize {
+    /// The multipart uploads under `prefix` begun and neither completed nor aborted, with the
+    /// number of parts each has received.
+    pub async fn open_uploads(&self, bucket: &str, prefix: &str) -> Vec<usize> {
         let listed = self
+            .signed_get(&format!("{bucket}?uploads&prefix={prefix}"))
+            .await
+            .expect("the bucket exists");
+        let mut parts = Vec::new();
+        for upload in listed.split("<Upload>").skip(1) {
+            let field = |name: &str| {
+                upload
+                    .split_once(&format!("<{name}>"))
+                    .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+                    .map(|(value, _)| value.to_owned())
+                    .expect("an upload's field")
+            };
+            let (key, id) = (field("Key"), field("UploadId"));
+            // Gone since the listing (completed or aborted): not open.
+            if let Some(listed) = self
+                .signed_get(&format!("{bucket}/{key}?uploadId={id}"))
+                .await
+            {
+                parts.push(listed.matches("<Part>").count());
+            }
+        }
+        parts
+    }
+
+    /// `None` when moto answers 404.
+    async fn signed_get(&self, path: &str) -> Option<String> {
+        let got = self
             .client
-            .get(format!(
-                "{}/{bucket}?uploads&prefix={prefix}",
-                self.endpoint
-            ))
+            .get(format!("{}/{path}", self.endpoint))
             .header("authorization", SIGNED_AS_TEST)
             .send()
             .await
-            .expect("moto answers")
-            .text()
-            .await
-            .expect("a listing");
-        listed.matches("<Upload>").count()
+            .expect("moto answers");
+        if got.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert!(got.status().is_success(), "{path}: {}", got.status());
+        Some(got.text().await.expect("an answer"))
     }
 
     /// Puts an object as another program would (unsigned: moto checks nothing).

@@ -246,13 +246,18 @@ async fn artifacts_live_in_an_s3_store_from_upload_to_download() {
         .unwrap();
     stream.flush().await.unwrap();
     let since = Instant::now();
-    while moto.open_uploads(&bucket, staging_prefix).await != 1 {
-        assert!(since.elapsed() < Duration::from_secs(10), "no upload began");
+    // One part of the two the sent bytes make is received, the next is being gathered.
+    while moto.open_uploads(&bucket, staging_prefix).await != [1] {
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "no part was uploaded: {:?}",
+            moto.open_uploads(&bucket, staging_prefix).await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(stream);
     let since = Instant::now();
-    while moto.open_uploads(&bucket, staging_prefix).await != 0 {
+    while !moto.open_uploads(&bucket, staging_prefix).await.is_empty() {
         assert!(
             since.elapsed() < Duration::from_secs(15),
             "the broken-off multipart upload was not aborted"
@@ -338,17 +343,21 @@ async fn artifacts_live_in_an_s3_store_from_upload_to_download() {
         "a fresh leftover may be another server's upload in flight"
     );
     drop(server);
-    // The store's clock counts whole seconds.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let server = serve(&db, &data_dir, &moto, &store, "0");
+    // Old enough for --artifact-stale-secs 2 (the store's clock counts whole seconds), and a
+    // staging object that is not: an upload in flight on another server, as far as a starting
+    // server can tell.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    moto.put(
+        &bucket,
+        &format!("{staging_prefix}in-flight"),
+        payload(100, 7),
+    )
+    .await;
+    let server = serve(&db, &data_dir, &moto, &store, "2");
     assert_eq!(moto.keys(&bucket, content_prefix).await, stored);
-    assert!(moto.keys(&bucket, staging_prefix).await.is_empty());
     assert_eq!(
-        moto.keys(&bucket, "vendor/artifacts/unreferenced/").await,
-        vec![format!(
-            "vendor/artifacts/unreferenced/{}",
-            hex_sha256(&orphan)
-        )]
+        moto.keys(&bucket, staging_prefix).await,
+        vec![format!("{staging_prefix}in-flight")]
     );
     // What is recorded is still served.
     let link = api_with(&server, &api)
@@ -380,9 +389,10 @@ fn api_with(server: &ServerProcess, api: &Api) -> Api {
 }
 
 /// Runs `ledger serve` with `args` and returns its exit status and standard error, killing it
-/// if it is still running after 30 s (it should have stopped by itself).
+/// if it is still running after 60 s (it should have stopped by itself).
 fn serve_fails(db: &TestDb, data_dir: &Path, env: &[(&str, String)], args: &[&str]) -> String {
-    let mut child = std::process::Command::new(BIN)
+    let mut command = std::process::Command::new(BIN);
+    let mut child = tests::server_env(&mut command, env)
         .args([
             "serve",
             "--listen",
@@ -393,14 +403,13 @@ fn serve_fails(db: &TestDb, data_dir: &Path, env: &[(&str, String)], args: &[&st
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let since = Instant::now();
     while child.try_wait().unwrap().is_none() {
-        if since.elapsed() > Duration::from_secs(30) {
+        if since.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
             panic!("`serve {args:?}` kept running");
         }
@@ -434,8 +443,26 @@ async fn a_store_that_cannot_serve_stops_the_server_at_start() {
         &["--artifact-store", "s3://no-such-bucket/artifacts"],
     );
     assert!(stderr.contains("does not answer"), "{stderr}");
-    // S3 copies at most 5 GiB in one request.
+    // Plain http only when asked for.
+    let plain: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| *k != "AWS_ALLOW_HTTP")
+        .cloned()
+        .collect();
     let bucket = moto.bucket().await;
+    let at = format!("s3://{bucket}");
+    let stderr = serve_fails(&db, &data_dir, &plain, &["--artifact-store", &at]);
+    assert!(stderr.contains("AWS_ALLOW_HTTP=true"), "{stderr}");
+    // Nothing listens there: refused before the server listens, within the check's 30 s.
+    let mut nowhere = env.clone();
+    for (k, v) in &mut nowhere {
+        if *k == "AWS_ENDPOINT_URL" {
+            *v = "http://127.0.0.1:9".to_owned();
+        }
+    }
+    let stderr = serve_fails(&db, &data_dir, &nowhere, &["--artifact-store", &at]);
+    assert!(stderr.contains("does not answer"), "{stderr}");
+    // S3 copies at most 5 GiB in one request.
     let stderr = serve_fails(
         &db,
         &data_dir,

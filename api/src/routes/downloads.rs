@@ -411,7 +411,10 @@ async fn download(
         .artifacts()
         .read(&a.sha256, start, len)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| match e {
+            application::artifacts::StoreError::Unavailable(_) => ApiError::unavailable(&e),
+            application::artifacts::StoreError::Io(_) => ApiError::internal(&e),
+        })?;
     let request_id = request_id.map_or_else(|| "unknown".to_owned(), |r| r.0.0.clone());
     // A transfer is recorded when it delivers the file's end: a whole file, or the range
     // that completes a resumed one. Ranges inside the file (a flood of `bytes=0-0`) are served

@@ -66,6 +66,29 @@ pub enum UploadError {
     Body(String),
     #[error("the artifact store failed: {0}")]
     Io(#[from] io::Error),
+    /// The object store failed or did not answer (`object`); a retry may succeed.
+    #[error("the artifact store did not answer: {0}")]
+    Unavailable(String),
+}
+
+/// Why an artifact's bytes cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bytes are missing or unreadable.
+    #[error("the artifact store failed: {0}")]
+    Io(#[from] io::Error),
+    /// The object store failed or did not answer; a retry may succeed.
+    #[error("the artifact store did not answer: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for io::Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Io(e) => e,
+            StoreError::Unavailable(why) => io::Error::other(why),
+        }
+    }
 }
 
 /// Bytes read at once from a file for a download: few system calls for a large file, flat
@@ -134,6 +157,17 @@ where
             size: self.size,
         })
     }
+}
+
+/// Whether some `ArtifactAdded` names `digest` (hex).
+async fn is_named(pool: &PgPool, digest: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE event_type = 'ArtifactAdded' \
+         AND payload ->> 'sha256' = $1)",
+    )
+    .bind(digest)
+    .fetch_one(pool)
+    .await
 }
 
 /// The digests some `ArtifactAdded` names: what a sweep keeps.
@@ -276,7 +310,7 @@ impl ArtifactStore {
         digest: &Sha256Digest,
         start: u64,
         len: u64,
-    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+    ) -> Result<BoxStream<'static, io::Result<Bytes>>, StoreError> {
         if let Some(objects) = &self.objects {
             return objects.read(digest, start, len).await;
         }
@@ -377,14 +411,7 @@ impl ArtifactStore {
         pool: &PgPool,
         digest: &Sha256Digest,
     ) -> anyhow::Result<bool> {
-        let named: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE event_type = 'ArtifactAdded' \
-             AND payload ->> 'sha256' = $1)",
-        )
-        .bind(digest.to_string())
-        .fetch_one(pool)
-        .await?;
-        if named {
+        if is_named(pool, &digest.to_string()).await? {
             return Ok(false);
         }
         if let Some(objects) = &self.objects {

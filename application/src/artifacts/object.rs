@@ -32,11 +32,12 @@ use object_store::client::{
 };
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart,
+    ClientConfigKey, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore,
+    ObjectStoreExt, PutPayload,
 };
 use sqlx::PgPool;
 
-use super::{Intake, Placed, Stored, Sweep, UploadError};
+use super::{Intake, Placed, StoreError, Stored, Sweep, UploadError};
 
 /// The size of a multipart upload's parts: above S3's 5 MiB minimum, few requests for a large
 /// file.
@@ -82,7 +83,23 @@ impl Objects {
         );
         let prefix = Path::parse(prefix.trim_end_matches('/'))
             .map_err(|e| anyhow::anyhow!("--artifact-store's prefix: {e}"))?;
-        let store = object_store::aws::AmazonS3Builder::from_env()
+        let builder = object_store::aws::AmazonS3Builder::from_env();
+        // Said at once rather than as a connection refused: plain http must be asked for.
+        let key = |k| builder.get_config_value(&k);
+        use object_store::aws::AmazonS3ConfigKey as Key;
+        let endpoint = key(Key::S3Endpoint).or_else(|| key(Key::Endpoint));
+        let allow_http = key(Key::Client(ClientConfigKey::AllowHttp))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if let Some(endpoint) = endpoint
+            && endpoint.to_ascii_lowercase().starts_with("http://")
+        {
+            anyhow::ensure!(
+                allow_http,
+                "the S3 endpoint {endpoint} is plain http: set AWS_ALLOW_HTTP=true to use it \
+                 (artifacts and credentials then cross the network unencrypted)"
+            );
+        }
+        let store = builder
             .with_bucket_name(bucket)
             .with_http_connector(Hyper)
             .build()
@@ -122,41 +139,66 @@ impl Objects {
         let staging = self
             .under("staging")
             .join(uuid::Uuid::new_v4().simple().to_string());
-        let upload = self.store.put_multipart(&staging).await.map_err(io_error)?;
+        let upload = self
+            .store
+            .put_multipart(&staging)
+            .await
+            .map_err(unavailable)?;
         let mut pending = Pending {
             store: self.store.clone(),
             staging: staging.clone(),
-            upload: Some(WriteMultipart::new_with_chunk_size(upload, PART)),
+            upload: Some(upload),
             completed: false,
         };
+        // The body's chunks are gathered into parts without copying them; at most
+        // `PARTS_IN_FLIGHT` are sent at once, and the body waits meanwhile.
+        // Each part is a task of its own, so it is sent while the body is read; dropping the
+        // set (the upload abandoned) cancels them.
+        let mut parts = tokio::task::JoinSet::new();
+        let mut gathered: Vec<Bytes> = Vec::new();
+        let mut gathered_len = 0;
         let mut intake = Intake::new(body, max);
-        while let Some(chunk) = intake.next().await? {
-            let upload = pending
-                .upload
-                .as_mut()
-                .expect("the upload is open until finished");
-            upload
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(io_error)?;
-            upload.write(&chunk);
+        loop {
+            let chunk = intake.next().await?;
+            let last = chunk.is_none();
+            if let Some(chunk) = chunk {
+                gathered_len += chunk.len();
+                gathered.push(chunk);
+            }
+            if gathered_len >= PART || (last && gathered_len > 0) {
+                while parts.len() >= PARTS_IN_FLIGHT {
+                    if let Some(sent) = parts.join_next().await {
+                        part_sent(sent)?;
+                    }
+                }
+                let part: PutPayload = std::mem::take(&mut gathered).into_iter().collect();
+                gathered_len = 0;
+                parts.spawn(pending.upload().put_part(part));
+            }
+            if last {
+                break;
+            }
         }
         let stored: Stored = intake.finish()?;
-        let upload = pending
-            .upload
-            .take()
-            .expect("the upload is open until finished");
-        upload.finish().await.map_err(io_error)?;
+        while let Some(sent) = parts.join_next().await {
+            part_sent(sent)?;
+        }
+        pending.upload().complete().await.map_err(unavailable)?;
+        pending.upload = None;
         pending.completed = true;
         let held = hold(stored.sha256).await;
         // Copied even when the digest's object exists: the copy renews its age, so a sweep
-        // (which clears unreferenced objects by age) cannot take it before this upload's event
-        // names it. The bytes are the same, by the name.
+        // (which clears unreferenced objects by age, and checks the age again before it
+        // deletes) leaves it to this upload's event. The bytes are the same, by the name.
         self.store
             .copy(&staging, &self.content(&stored.sha256))
             .await
-            .map_err(io_error)?;
-        self.store.delete(&staging).await.map_err(io_error)?;
+            .map_err(unavailable)?;
+        // The bytes are in place: a staging object that stays is the sweep's to clear, not a
+        // reason to refuse the upload.
+        if let Err(e) = self.store.delete(&staging).await {
+            tracing::warn!(error = %summary(&e), %staging, "a staging object was not deleted (the sweep clears it)");
+        }
         pending.completed = false;
         Ok(Placed { stored, held })
     }
@@ -170,7 +212,7 @@ impl Objects {
         digest: &Sha256Digest,
         start: u64,
         len: u64,
-    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+    ) -> Result<BoxStream<'static, io::Result<Bytes>>, StoreError> {
         let options = GetOptions {
             range: Some(GetRange::Bounded(start..start + len)),
             ..GetOptions::default()
@@ -179,8 +221,16 @@ impl Objects {
             .store
             .get_opts(&self.content(digest), options)
             .await
-            .map_err(io_error)?;
-        Ok(got.into_stream().map_err(io_error).boxed())
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    StoreError::Io(io::Error::new(io::ErrorKind::NotFound, summary(&e)))
+                }
+                e => StoreError::Unavailable(summary(&e)),
+            })?;
+        Ok(got
+            .into_stream()
+            .map_err(|e| io::Error::other(summary(&e)))
+            .boxed())
     }
 
     /// Removes `digest`'s object (the caller checked that no event names it and holds its
@@ -188,14 +238,14 @@ impl Objects {
     ///
     /// # Errors
     /// The store failed.
-    pub async fn forget(&self, digest: &Sha256Digest) -> io::Result<bool> {
+    pub async fn forget(&self, digest: &Sha256Digest) -> Result<bool, UploadError> {
         let path = self.content(digest);
         match self.store.head(&path).await {
             Ok(_) => {}
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(io_error(e)),
+            Err(e) => return Err(unavailable(e)),
         }
-        self.store.delete(&path).await.map_err(io_error)?;
+        self.store.delete(&path).await.map_err(unavailable)?;
         Ok(true)
     }
 
@@ -206,10 +256,19 @@ impl Objects {
     /// The store's refusal.
     pub async fn check(&self) -> anyhow::Result<()> {
         let mut listed = self.store.list(Some(&self.under("sha256")));
-        if let Some(Err(e)) = listed.next().await {
-            anyhow::bail!("the artifact store {} does not answer: {e}", self.url);
+        match tokio::time::timeout(CHECK_TIMEOUT, listed.next()).await {
+            Err(_) => anyhow::bail!(
+                "the artifact store {} does not answer within {} s",
+                self.url,
+                CHECK_TIMEOUT.as_secs()
+            ),
+            Ok(Some(Err(e))) => anyhow::bail!(
+                "the artifact store {} does not answer: {}",
+                self.url,
+                summary(&e)
+            ),
+            Ok(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// Clears what interrupted uploads left and is older than `older_than`: staging objects
@@ -218,9 +277,14 @@ impl Objects {
     /// # Errors
     /// Database or store errors.
     pub async fn sweep(&self, pool: &PgPool, older_than: Duration) -> anyhow::Result<Sweep> {
-        let before = chrono::Utc::now()
-            - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
         let mut swept = Sweep::default();
+        // An age beyond the calendar clears nothing.
+        let Some(before) = chrono::Duration::from_std(older_than)
+            .ok()
+            .and_then(|age| chrono::Utc::now().checked_sub_signed(age))
+        else {
+            return Ok(swept);
+        };
         let staged: Vec<_> = self
             .store
             .list(Some(&self.under("staging")))
@@ -247,8 +311,22 @@ impl Objects {
         for meta in unnamed {
             let name = meta.location.filename().unwrap_or_default().to_owned();
             self.store
-                .copy(&meta.location, &self.under("unreferenced").join(name))
+                .copy(
+                    &meta.location,
+                    &self.under("unreferenced").join(name.as_str()),
+                )
                 .await?;
+            // Asked again right before the delete: since the listing, an upload of the same
+            // bytes on another server may have copied them anew (a fresh age) and recorded
+            // them. What is left is the moment between this check and the delete.
+            let again = match self.store.head(&meta.location).await {
+                Ok(again) => again,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if again.last_modified >= before || super::is_named(pool, &name).await? {
+                continue;
+            }
             self.store.delete(&meta.location).await?;
             swept.unreferenced += 1;
         }
@@ -270,43 +348,77 @@ impl Objects {
 }
 
 /// An upload not yet in place: dropped early (an error, the client gone, the request's task
-/// dropped), it aborts the multipart upload or deletes the completed staging object. A drop
-/// cannot await, so the clean-up runs as a task of its own.
+/// dropped, even while the upload completes), it aborts the multipart upload and deletes the
+/// staging object. A drop cannot await, so the clean-up runs as a task of its own.
 struct Pending {
     store: Arc<dyn ObjectStore>,
     staging: Path,
-    upload: Option<WriteMultipart>,
+    upload: Option<Box<dyn MultipartUpload>>,
     completed: bool,
+}
+
+impl Pending {
+    fn upload(&mut self) -> &mut Box<dyn MultipartUpload> {
+        self.upload
+            .as_mut()
+            .expect("the upload is open until it completes")
+    }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
+        if self.upload.is_none() && !self.completed {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if let Some(upload) = self.upload.take() {
-            runtime.spawn(async move {
-                if let Err(e) = upload.abort().await {
-                    tracing::warn!(error = %e, "an abandoned multipart upload was not aborted (the bucket's lifecycle rule removes it)");
+        let (store, staging, upload) =
+            (self.store.clone(), self.staging.clone(), self.upload.take());
+        runtime.spawn(async move {
+            if let Some(mut upload) = upload
+                && let Err(e) = upload.abort().await
+            {
+                tracing::warn!(error = %summary(&e), "an abandoned multipart upload was not aborted (the bucket's lifecycle rule removes it)");
+            }
+            // Dropped while completing, the upload may have completed all the same.
+            match store.delete(&staging).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(error = %summary(&e), %staging, "an abandoned staging object was not deleted (the sweep clears it)");
                 }
-            });
-        } else if self.completed {
-            let (store, staging) = (self.store.clone(), self.staging.clone());
-            runtime.spawn(async move {
-                if let Err(e) = store.delete(&staging).await {
-                    tracing::warn!(error = %e, %staging, "an abandoned staging object was not deleted (the next sweep removes it)");
-                }
-            });
-        }
+            }
+        });
     }
 }
 
-fn io_error(e: object_store::Error) -> io::Error {
-    match e {
-        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
-        e => io::Error::other(e),
+/// An object store's error, shortened: its text may quote the store's whole answer, which for a
+/// refused signature echoes the signed request (a session token among its headers).
+fn summary(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let cut = text.find(['\n', '<']).unwrap_or(text.len()).min(300);
+    let mut end = cut;
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
+    text[..end].trim_end().to_owned()
 }
+
+/// A part's task's outcome.
+fn part_sent(
+    sent: Result<object_store::Result<()>, tokio::task::JoinError>,
+) -> Result<(), UploadError> {
+    sent.map_err(|e| UploadError::Io(io::Error::other(e)))?
+        .map_err(unavailable)
+}
+
+/// The store failed or did not answer: the caller may retry.
+fn unavailable(e: object_store::Error) -> UploadError {
+    UploadError::Unavailable(summary(&e))
+}
+
+/// How long the store may take to answer the start-up check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `object_store`'s HTTP connector on hyper's client: rustls over ring and the system's roots
 /// (the stack OIDC and `ledger releases publish` use), plain http only for an endpoint the
@@ -326,7 +438,13 @@ type Client = hyper_util::client::legacy::Client<
 struct HyperService(Client);
 
 impl HttpConnector for Hyper {
-    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        // `object_store` leaves refusing plain http to its own client; this one refuses it
+        // unless `AWS_ALLOW_HTTP=true` (the credential clients of instance and container
+        // metadata get `true` from `object_store` itself).
+        let allow_http = options
+            .get_config_value(&ClientConfigKey::AllowHttp)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
         // The TLS connector hands https URLs to this one: it must not refuse them.
         tcp.enforce_http(false);
@@ -350,7 +468,12 @@ impl HttpConnector for Hyper {
                     .with_no_client_auth(),
             ),
         };
-        let https = tls.https_or_http().enable_http1().wrap_connector(tcp);
+        let tls = if allow_http {
+            tls.https_or_http()
+        } else {
+            tls.https_only()
+        };
+        let https = tls.enable_http1().wrap_connector(tcp);
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
@@ -359,21 +482,80 @@ impl HttpConnector for Hyper {
     }
 }
 
+/// How long the store may take to send an answer's head, and then to send each next piece of
+/// its body: a store that accepts a connection and then stalls must not hold an upload, a
+/// download or a digest's lock forever. Not a deadline for a whole answer: a 2 GiB download
+/// takes as long as it takes.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[async_trait::async_trait]
 impl HttpService for HyperService {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let response = self.0.request(request).await.map_err(|e| {
-            let kind = if e.is_connect() {
-                HttpErrorKind::Connect
-            } else {
-                HttpErrorKind::Request
-            };
-            HttpError::new(kind, e)
-        })?;
+        let response = tokio::time::timeout(IDLE_TIMEOUT, self.0.request(request))
+            .await
+            .map_err(|elapsed| HttpError::new(HttpErrorKind::Timeout, elapsed))?
+            .map_err(|e| {
+                // As `object_store` classes reqwest's errors: only a request that surely was
+                // not processed is `Request` (retried whatever its method).
+                let kind = if e.is_connect() {
+                    HttpErrorKind::Connect
+                } else if std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<hyper::Error>())
+                    .is_some_and(|h| h.is_closed() || h.is_incomplete_message())
+                {
+                    HttpErrorKind::Request
+                } else {
+                    HttpErrorKind::Unknown
+                };
+                HttpError::new(kind, e)
+            })?;
         let (parts, body) = response.into_parts();
-        let body = http_body_util::BodyExt::map_err(body, |e| {
-            HttpError::new(HttpErrorKind::Interrupted, e)
-        });
+        let body = IdleBody {
+            inner: body,
+            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+        };
         Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
+    }
+}
+
+/// An answer's body that fails when the store sends nothing for [`IDLE_TIMEOUT`].
+struct IdleBody {
+    inner: hyper::body::Incoming,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for IdleBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, HttpError>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+                self.idle.as_mut().reset(deadline);
+                Poll::Ready(
+                    frame.map(|f| f.map_err(|e| HttpError::new(HttpErrorKind::Interrupted, e))),
+                )
+            }
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::new(
+                    HttpErrorKind::Timeout,
+                    io::Error::new(io::ErrorKind::TimedOut, "the store sent nothing for 60 s"),
+                )))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
