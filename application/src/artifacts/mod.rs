@@ -108,13 +108,55 @@ pub struct ArtifactStore {
     stale_after: Duration,
 }
 
-/// An upload's body as it arrives: each chunk counted against the limit and hashed, a stall
-/// cut off. Both stores read bodies through it.
+/// An upload's body as it arrives: each chunk counted against the limit and handed to the
+/// hasher, a stall cut off. Both stores read bodies through it.
+///
+/// SHA-256 runs on a thread of its own, fed batches of the body's chunks (shared, not
+/// copied), so hashing overlaps with receiving and writing instead of adding to them on the
+/// request's task: it was the upload's largest cost (BENCHMARKS.md, "Releases and downloads").
 pub(crate) struct Intake<S> {
     body: std::pin::Pin<Box<S>>,
-    hasher: Sha256,
+    /// `None` once finished.
+    hasher: Option<Hasher>,
+    batch: Vec<Bytes>,
+    batch_len: usize,
     size: u64,
     max: u64,
+}
+
+/// The hashing thread's side: batches go in, the digest comes out when the sender is dropped.
+struct Hasher {
+    batches: tokio::sync::mpsc::Sender<Vec<Bytes>>,
+    digest: tokio::sync::oneshot::Receiver<[u8; 32]>,
+}
+
+/// How much of the body is handed to the hasher at once: one hand-over (a wake-up of the
+/// hashing thread) per quarter MiB, not per chunk (chunks are as small as 16 KiB).
+const HASH_BATCH: usize = 256 * 1024;
+
+/// Batches waiting for the hasher: a hasher that falls behind slows the upload down rather
+/// than holding the body in memory (at most this many batches, 4 MiB).
+const HASH_QUEUE: usize = 16;
+
+impl Hasher {
+    /// A plain thread, not tokio's blocking pool: a blocking task in flight stops a paused
+    /// test clock from advancing, and the stall tests run on one.
+    fn start() -> io::Result<Self> {
+        let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_QUEUE);
+        let (done, digest) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("upload-sha256".to_owned())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                while let Some(batch) = received.blocking_recv() {
+                    for chunk in batch {
+                        hasher.update(&chunk);
+                    }
+                }
+                let _ = done.send(hasher.finalize().into());
+            })?;
+        Ok(Self { batches, digest })
+    }
 }
 
 impl<S, E> Intake<S>
@@ -122,16 +164,18 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    pub(crate) fn new(body: S, max: u64) -> Self {
-        Self {
+    pub(crate) fn new(body: S, max: u64) -> io::Result<Self> {
+        Ok(Self {
             body: Box::pin(body),
-            hasher: Sha256::new(),
+            hasher: Some(Hasher::start()?),
+            batch: Vec::new(),
+            batch_len: 0,
             size: 0,
             max,
-        }
+        })
     }
 
-    /// The next chunk, hashed and counted; `None` at the body's end.
+    /// The next chunk, counted and handed to the hasher; `None` at the body's end.
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, UploadError> {
         let chunk = match tokio::time::timeout(STALL_TIMEOUT, self.body.next()).await {
             Err(_) => return Err(UploadError::Stalled),
@@ -143,20 +187,41 @@ where
         if self.size > self.max {
             return Err(UploadError::TooLarge { max: self.max });
         }
-        self.hasher.update(&chunk);
+        self.batch_len += chunk.len();
+        self.batch.push(chunk.clone());
+        if self.batch_len >= HASH_BATCH {
+            self.hand_over().await?;
+        }
         Ok(Some(chunk))
     }
 
-    /// The whole body's digest and size.
-    pub(crate) fn finish(self) -> Result<Stored, UploadError> {
+    async fn hand_over(&mut self) -> Result<(), UploadError> {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
+        let hasher = self.hasher.as_ref().ok_or_else(hasher_gone)?;
+        hasher.batches.send(batch).await.map_err(|_| hasher_gone())
+    }
+
+    /// The whole body's digest and size, once the hasher has caught up.
+    pub(crate) async fn finish(mut self) -> Result<Stored, UploadError> {
         if self.size == 0 {
             return Err(UploadError::Empty);
         }
+        if !self.batch.is_empty() {
+            self.hand_over().await?;
+        }
+        let Hasher { batches, digest } = self.hasher.take().ok_or_else(hasher_gone)?;
+        drop(batches);
+        let digest = digest.await.map_err(|_| hasher_gone())?;
         Ok(Stored {
-            sha256: Sha256Digest::from_bytes(self.hasher.finalize().into()),
+            sha256: Sha256Digest::from_bytes(digest),
             size: self.size,
         })
     }
+}
+
+fn hasher_gone() -> UploadError {
+    UploadError::Io(io::Error::other("the upload's hashing thread stopped"))
 }
 
 /// Whether some `ArtifactAdded` names `digest` (hex).
@@ -346,11 +411,11 @@ impl ArtifactStore {
             .open(&staging.path)
             .await?;
         let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut intake = Intake::new(body, max);
+        let mut intake = Intake::new(body, max)?;
         while let Some(chunk) = intake.next().await? {
             file.write_all(&chunk).await?;
         }
-        let stored = intake.finish()?;
+        let stored = intake.finish().await?;
         file.flush().await?;
         let file = file.into_inner();
         file.sync_all().await?;

@@ -157,7 +157,7 @@ impl Objects {
         let mut parts = tokio::task::JoinSet::new();
         let mut gathered: Vec<Bytes> = Vec::new();
         let mut gathered_len = 0;
-        let mut intake = Intake::new(body, max);
+        let mut intake = Intake::new(body, max)?;
         loop {
             let chunk = intake.next().await?;
             let last = chunk.is_none();
@@ -179,7 +179,7 @@ impl Objects {
                 break;
             }
         }
-        let stored: Stored = intake.finish()?;
+        let stored: Stored = intake.finish().await?;
         while let Some(sent) = parts.join_next().await {
             part_sent(sent)?;
         }
