@@ -406,6 +406,18 @@ pub fn spawn_server_env(
     (server, logs)
 }
 
+/// How many `event_type` events `db`'s log holds (for tests that run the server as a process).
+pub async fn count_events(db: &TestDb, event_type: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+        .bind(event_type)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
 /// Sets `env` in a server's environment, with every `AWS_*` variable of the tests' own
 /// environment removed first: a developer's S3 settings must not redirect a test's store.
 pub fn server_env<'c>(command: &'c mut Command, env: &[(&str, String)]) -> &'c mut Command {

@@ -81,17 +81,6 @@ fn hex_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-async fn event_count(db: &TestDb, event_type: &str) -> i64 {
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let n = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    n
-}
-
 fn serve(
     db: &TestDb,
     data_dir: &Path,
@@ -266,7 +255,7 @@ async fn artifacts_live_in_an_s3_store_from_upload_to_download() {
     }
     keys_become(&moto, &bucket, staging_prefix, &[]).await;
     keys_become(&moto, &bucket, content_prefix, &stored).await;
-    assert_eq!(event_count(&db, "ArtifactAdded").await, 2);
+    assert_eq!(tests::count_events(&db, "ArtifactAdded").await, 2);
 
     // Published, linked, downloaded whole and in part from the bucket.
     let published = api
@@ -308,7 +297,7 @@ async fn artifacts_live_in_an_s3_store_from_upload_to_download() {
     );
     assert_eq!(part.bytes().await.unwrap().as_ref(), &large[from..=to]);
     let since = Instant::now();
-    while event_count(&db, "DownloadServed").await != 1 {
+    while tests::count_events(&db, "DownloadServed").await != 1 {
         assert!(
             since.elapsed() < Duration::from_secs(10),
             "no DownloadServed"

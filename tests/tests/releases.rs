@@ -102,17 +102,6 @@ fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
-async fn event_count(db: &TestDb, event_type: &str) -> i64 {
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let n = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    n
-}
-
 async fn start(db: &TestDb, data_dir: &Path) -> (ServerProcess, Api) {
     let token = mint_token(BIN, db);
     let server = spawn_server(
@@ -226,7 +215,7 @@ async fn a_release_is_drafted_uploaded_signed_published_and_yanked() {
     assert_eq!(retry.status, 201, "{}", retry.body);
     assert!(retry.replayed);
     assert_eq!(retry.raw, up.raw);
-    assert_eq!(event_count(&db, "ArtifactAdded").await, 1);
+    assert_eq!(tests::count_events(&db, "ArtifactAdded").await, 1);
     // Other bytes under that name: artifacts are immutable.
     let other = api
         .upload(
@@ -283,7 +272,7 @@ async fn a_release_is_drafted_uploaded_signed_published_and_yanked() {
     assert_eq!(big.body["code"], "PAYLOAD_TOO_LARGE");
     assert_eq!(files_in(&data_dir.join("artifacts/sha256")), before);
     assert!(files_in(&data_dir.join("artifacts/staging")).is_empty());
-    assert_eq!(event_count(&db, "ArtifactAdded").await, 1);
+    assert_eq!(tests::count_events(&db, "ArtifactAdded").await, 1);
     // Exactly the limit is accepted.
     let at_limit = api
         .upload(&release, "full.bin", "", payload(LIMIT, 5))
@@ -462,7 +451,7 @@ async fn a_release_is_drafted_uploaded_signed_published_and_yanked() {
         )
         .await;
     assert_eq!(repeated.status, 200);
-    assert_eq!(event_count(&db, "UpgradePathDeclared").await, 1);
+    assert_eq!(tests::count_events(&db, "UpgradePathDeclared").await, 1);
     for bad in [
         json!({"from": "7.2", "to": "7.6.0", "via": ["7.8.0"]}),
         json!({"from": "7.2", "to": "7.2.5"}),
@@ -536,7 +525,7 @@ async fn racing_drafts_and_uploads_record_one_each() {
         statuses.push(status);
     }
     one_winner(&statuses);
-    assert_eq!(event_count(&db, "ReleaseDrafted").await, 1);
+    assert_eq!(tests::count_events(&db, "ReleaseDrafted").await, 1);
 
     // 20 uploads of different bytes under one name at once: one artifact.
     let uploads: Vec<_> = (0..20u8)
@@ -555,7 +544,7 @@ async fn racing_drafts_and_uploads_record_one_each() {
         statuses.push(u.await.unwrap());
     }
     one_winner(&statuses);
-    assert_eq!(event_count(&db, "ArtifactAdded").await, 1);
+    assert_eq!(tests::count_events(&db, "ArtifactAdded").await, 1);
     // The refused uploads took their files with them: one file, the recorded one.
     let stored = files_in(&data_dir.join("artifacts/sha256"));
     assert_eq!(stored.len(), 1, "{stored:?}");
@@ -627,7 +616,7 @@ async fn an_upload_that_breaks_off_or_dies_with_the_server_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(files_in(&content).is_empty());
-    assert_eq!(event_count(&db, "ArtifactAdded").await, 0);
+    assert_eq!(tests::count_events(&db, "ArtifactAdded").await, 0);
 
     // kill -9 mid-upload: a staging file stays behind...
     let _stream = partial_upload(&api.base, &api.token, &release, 2_000_000, 500_000).await;
@@ -671,6 +660,6 @@ async fn an_upload_that_breaks_off_or_dies_with_the_server_leaves_nothing() {
     drop(_server);
     let (_server, _api) = start(&db, &data_dir).await;
     assert_eq!(files_in(&content), vec![hex_sha256(&kept)]);
-    assert_eq!(event_count(&db, "ArtifactAdded").await, 1);
+    assert_eq!(tests::count_events(&db, "ArtifactAdded").await, 1);
     let _ = std::fs::remove_dir_all(&data_dir);
 }

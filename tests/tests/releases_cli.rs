@@ -101,14 +101,7 @@ impl Setup {
     }
 
     async fn events(&self, event_type: &str) -> i64 {
-        let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
-        let n = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-            .bind(event_type)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        n
+        tests::count_events(&self.db, event_type).await
     }
 
     /// Drafted, added, published: the events a run may record.
