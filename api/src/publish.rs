@@ -307,7 +307,7 @@ impl Plan {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .ok_or_else(|| anyhow!("{shown}: its name is not UTF-8 text"))?;
-            let name = Filename::parse(base).map_err(|e| anyhow!("{shown}: {e}"))?;
+            let name = Filename::parse_new(base).map_err(|e| anyhow!("{shown}: {e}"))?;
             if let Some(twin) = files.iter().find(|f| f.name == name) {
                 bail!(
                     "{shown} and {} would both be uploaded as {}: a release holds a name once",

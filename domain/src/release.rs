@@ -406,6 +406,54 @@ impl Filename {
         Ok(Self(s.to_owned()))
     }
 
+    /// Reads the name of a file uploaded now: [`Filename::parse`]'s rules, and those added
+    /// after names were first stored, which stored names need not meet (events written
+    /// before them must still load, so [`Filename::parse`] stays as it was). Windows' other
+    /// device names (`COM0`, `LPT0`, `COM¹` to `LPT³`, `CONIN$`, `CONOUT$`, and a device name
+    /// followed by spaces, as in `CON .txt`), the backslash lookalikes U+2216 and U+FE68, and
+    /// the line and paragraph separators.
+    ///
+    /// # Errors
+    /// The rule it breaks, said.
+    pub fn parse_new(s: &str) -> Result<Self, InvalidValue> {
+        let name = Self::parse(s)?;
+        if let Some(c) = s
+            .chars()
+            .find(|c| matches!(*c, '\u{2216}' | '\u{fe68}' | '\u{2028}' | '\u{2029}'))
+        {
+            return Err(InvalidValue::new(format!(
+                "a file name must not contain U+{:04X} (a line break or a lookalike of a path separator)",
+                u32::from(c)
+            )));
+        }
+        // Windows ignores spaces at the end of the part before the first dot.
+        let stem = s
+            .split('.')
+            .next()
+            .unwrap_or(s)
+            .trim_end_matches(' ')
+            .to_uppercase();
+        let numbered = |prefix: &str| {
+            stem.strip_prefix(prefix).is_some_and(|n| {
+                matches!(
+                    n,
+                    "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³"
+                )
+            })
+        };
+        let reserved = matches!(
+            stem.as_str(),
+            "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+        ) || numbered("COM")
+            || numbered("LPT");
+        if reserved {
+            return Err(InvalidValue::new(format!(
+                "{s:?} is a device name on Windows; name the file otherwise"
+            )));
+        }
+        Ok(name)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -355,6 +355,25 @@ async fn links_follow_what_a_license_sees_and_serve_verifiable_bytes() {
         .await
         .unwrap();
     assert_eq!(other.status(), StatusCode::PRECONDITION_FAILED);
+    // If-Match compares strongly: this file's tag marked weak does not match.
+    let weak = app
+        .client
+        .get(&url)
+        .header("if-match", format!("W/{etag}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(weak.status(), StatusCode::PRECONDITION_FAILED);
+    // (A first byte only: a whole file would be a served transfer, which is counted below.)
+    let strong = app
+        .client
+        .get(&url)
+        .header("if-match", &etag)
+        .header("range", "bytes=0-0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(strong.status(), StatusCode::PARTIAL_CONTENT);
     // An If-Range of another version: the whole file.
     let stale = app
         .client

@@ -332,13 +332,15 @@ async fn download(
     let if_range = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok());
     // Conditional requests on the file's one version (RFC 9110 §13): a client holding it
     // already gets 304; one expecting another version, 412.
-    let names_it = |list: &str| {
+    // If-None-Match compares weakly (a `W/` tag names the file too); If-Match strongly, so a
+    // weak tag never matches (RFC 9110 §13.1.1, §13.1.2).
+    let names_it = |list: &str, weak: bool| {
         list.split(',')
             .map(str::trim)
-            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str()))
+            .any(|t| t == "*" || t == etag || (weak && t.strip_prefix("W/") == Some(etag.as_str())))
     };
     if let Some(list) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
-        && !names_it(list)
+        && !names_it(list, false)
     {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
@@ -349,7 +351,7 @@ async fn download(
     if let Some(list) = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        && names_it(list)
+        && names_it(list, true)
     {
         let mut unchanged = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag) {

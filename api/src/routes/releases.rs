@@ -282,7 +282,7 @@ async fn upload_artifact(
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Admin)?;
     let release_id = release_id(&raw_id)?;
-    let filename = Filename::parse(&raw_name).map_err(|e| {
+    let filename = Filename::parse_new(&raw_name).map_err(|e| {
         ApiError::bad_request(
             ErrorCode::InvalidField,
             e.to_string(),

@@ -687,6 +687,41 @@ fn file_names_that_read_otherwise_than_they_are_are_refused() {
 }
 
 #[test]
+fn new_uploads_meet_the_rules_added_since_names_were_first_stored() {
+    for bad in [
+        "COM0",
+        "lpt0.txt",
+        "COM\u{b9}.txt",
+        "lpt\u{b3}",
+        "CONIN$",
+        "conout$.log",
+        "CON .txt",
+        "nul   .zip",
+        "a\u{2216}b.zip",
+        "a\u{fe68}b.zip",
+        "a\u{2028}b.zip",
+        "a\u{2029}b.zip",
+    ] {
+        // Stored names like these still load; a new upload is refused.
+        assert!(Filename::parse(bad).is_ok(), "{bad:?} loads");
+        assert!(Filename::parse_new(bad).is_err(), "{bad:?} is refused");
+    }
+    for bad in ["CON", "a/b", "x\u{202e}y"] {
+        assert!(Filename::parse_new(bad).is_err(), "{bad:?}");
+    }
+    for good in [
+        "console.zip",
+        "com10.zip",
+        "lpt.zip",
+        "conin.txt",
+        "studio 7.4.tar.gz",
+        "studio.tar.gz",
+    ] {
+        assert!(Filename::parse_new(good).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
 fn upgrade_paths_lead_upwards_from_where_they_start_and_name_no_build() {
     let r = |s: &str| VersionRange::parse(s).unwrap();
     assert!(UpgradePath::new(r("7.2"), v("7.6.0"), vec![v("7.1.0")]).is_err());
