@@ -394,6 +394,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         app_config.public_url = Some(format!("http://{addr}"));
     }
     let app = App::open(&app_config).await?;
+    tracing::info!(store = %app.artifacts().location(), "artifact store");
     // Before the server serves, so none of its uploads runs: what interrupted uploads left is
     // cleared, unless other servers use the directory (ADR 0023).
     match app

@@ -342,7 +342,35 @@ async fn artifacts_live_in_an_s3_store_from_upload_to_download() {
         payload(100, 7),
     )
     .await;
-    let server = serve(&db, &data_dir, &moto, &store, "2");
+    // A file an earlier configuration left in the data directory is not served from the
+    // bucket: the start says so.
+    std::fs::write(
+        data_dir.join("artifacts/sha256").join(hex_sha256(b"local")),
+        b"local",
+    )
+    .unwrap();
+    let (server, logs) = tests::spawn_server_env(
+        BIN,
+        &db,
+        &data_dir,
+        &[
+            "--artifact-store",
+            &store,
+            "--max-artifact-bytes",
+            &LIMIT.to_string(),
+            "--artifact-stale-secs",
+            "2",
+        ],
+        None,
+        &moto.env(),
+    );
+    let warned = logs.lock().unwrap().iter().any(|l| {
+        l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the data directory holds artifact files"))
+            && l["fields"]["files"] == 1
+    });
+    assert!(warned, "no warning of the data directory's files");
     assert_eq!(moto.keys(&bucket, content_prefix).await, stored);
     assert_eq!(
         moto.keys(&bucket, staging_prefix).await,

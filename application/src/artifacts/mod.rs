@@ -325,6 +325,17 @@ impl ArtifactStore {
             // No lock outlives a killed server in an object store: what is old enough to be
             // abandoned is cleared, by whichever server starts (module `object`).
             objects.check().await?;
+            // Files an earlier configuration stored in the data directory are not served from
+            // the bucket: said at every start until they are copied there (README).
+            let local = std::fs::read_dir(self.content_dir()).map_or(0, Iterator::count);
+            if local > 0 {
+                tracing::warn!(
+                    files = local,
+                    dir = %self.content_dir().display(),
+                    store = %objects.url(),
+                    "the data directory holds artifact files, but artifacts are read from the S3 store: copy <data-dir>/artifacts/sha256/* to <prefix>/sha256/ in the bucket, or downloads of them fail"
+                );
+            }
             return objects.sweep(pool, self.stale_after).await.map(Some);
         }
         let file = std::fs::OpenOptions::new()

@@ -102,6 +102,13 @@ impl Objects {
         let store = builder
             .with_bucket_name(bucket)
             .with_http_connector(Hyper)
+            // Retries end after 30 s rather than `object_store`'s 180: a client (or a proxy
+            // before the server) waits for one answer at most about a minute, a 503.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 5,
+                retry_timeout: RETRY_FOR,
+                ..object_store::RetryConfig::default()
+            })
             .build()
             .map_err(|e| anyhow::anyhow!("--artifact-store {url}: {e}"))?;
         Ok(Self {
@@ -417,6 +424,9 @@ fn unavailable(e: object_store::Error) -> UploadError {
     UploadError::Unavailable(summary(&e))
 }
 
+/// How long a request to the store is retried after its first attempt.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
 /// How long the store may take to answer the start-up check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -486,7 +496,7 @@ impl HttpConnector for Hyper {
 /// its body: a store that accepts a connection and then stalls must not hold an upload, a
 /// download or a digest's lock forever. Not a deadline for a whole answer: a 2 GiB download
 /// takes as long as it takes.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[async_trait::async_trait]
 impl HttpService for HyperService {
@@ -544,7 +554,7 @@ impl hyper::body::Body for IdleBody {
             Poll::Pending => match self.idle.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::new(
                     HttpErrorKind::Timeout,
-                    io::Error::new(io::ErrorKind::TimedOut, "the store sent nothing for 60 s"),
+                    io::Error::new(io::ErrorKind::TimedOut, "the store sent nothing for 30 s"),
                 )))),
                 Poll::Pending => Poll::Pending,
             },
