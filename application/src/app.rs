@@ -228,12 +228,8 @@ impl App {
             &config.data_dir,
             config.artifact_store.as_deref(),
             config.artifact_stale_after,
+            config.max_artifact_bytes,
         )?;
-        anyhow::ensure!(
-            artifacts.objects().is_none()
-                || config.max_artifact_bytes <= crate::artifacts::object::MAX_OBJECT_COPY,
-            "--max-artifact-bytes is above 5 GiB, which an S3 store cannot copy in one request"
-        );
         Ok(Self(Arc::new(Inner {
             ledger,
             jobs_ledger,

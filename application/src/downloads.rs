@@ -153,16 +153,11 @@ impl Downloads<'_> {
         };
         // From the log (migration 0018's index), not the read model: a link asked for right
         // after the publish finds its file.
-        let stream: Option<String> = sqlx::query_scalar(
-            "SELECT aggregate_id FROM events WHERE event_type = 'ArtifactAdded' \
-             AND payload ->> 'artifact_id' = $1 LIMIT 1",
-        )
-        .bind(artifact_id.to_string())
-        .fetch_optional(self.app.pool())
-        .await?;
-        let release_id = stream
-            .and_then(|s| s.parse::<domain::ids::ReleaseId>().ok())
-            .ok_or_else(artifact_not_found)?;
+        let release_id =
+            projections::queries::release_of_artifact(self.app.pool(), artifact_id.into())
+                .await?
+                .map(domain::ids::ReleaseId::from_uuid)
+                .ok_or_else(artifact_not_found)?;
         let loaded: Loaded<Release> = self.app.ledger().store().read(release_id).await?;
         let release = loaded.aggregate.state().ok_or_else(artifact_not_found)?;
         // Another product's file is, to this license's holder, a file that does not exist

@@ -753,6 +753,59 @@ pub async fn license_of_installation(
     Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
 }
 
+/// The release stream holding artifact `artifact_id`, from the log (migration 0018's
+/// `events_artifact_id`): read-your-writes, a link asked for right after the upload or the
+/// publish finds its file whatever the read model's lag.
+///
+/// # Errors
+/// Database errors.
+pub async fn release_of_artifact(
+    pool: &PgPool,
+    artifact_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE event_type = 'ArtifactAdded' \
+         AND payload ->> 'artifact_id' = $1 LIMIT 1",
+    )
+    .bind(artifact_id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
+}
+
+/// Whether some `ArtifactAdded` names the digest `sha256` (hex), from the log (migration
+/// 0018's `events_artifact_digest`): what the artifact store keeps.
+///
+/// # Errors
+/// Database errors.
+pub async fn artifact_digest_named(pool: &PgPool, sha256: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE event_type = 'ArtifactAdded' \
+         AND payload ->> 'sha256' = $1)",
+    )
+    .bind(sha256)
+    .fetch_one(pool)
+    .await
+}
+
+/// Every digest (hex) some `ArtifactAdded` names, from the log: what a sweep of the artifact
+/// store keeps (the read model may trail or be rebuilding).
+///
+/// # Errors
+/// Database errors.
+pub async fn named_artifact_digests(
+    pool: &PgPool,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT DISTINCT payload ->> 'sha256' FROM events WHERE event_type = 'ArtifactAdded'",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
 /// One event of the billing inbox (`billing_inbox`, migrations 0014-0015).
 #[derive(Clone, Debug)]
 pub struct InboxRow {

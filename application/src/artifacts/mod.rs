@@ -13,7 +13,6 @@
 
 pub mod object;
 
-use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -80,15 +79,6 @@ pub enum StoreError {
     /// The object store failed or did not answer; a retry may succeed.
     #[error("the artifact store did not answer: {0}")]
     Unavailable(String),
-}
-
-impl From<StoreError> for io::Error {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Io(e) => e,
-            StoreError::Unavailable(why) => io::Error::other(why),
-        }
-    }
 }
 
 /// Bytes read at once from a file for a download: few system calls for a large file, flat
@@ -224,29 +214,6 @@ fn hasher_gone() -> UploadError {
     UploadError::Io(io::Error::other("the upload's hashing thread stopped"))
 }
 
-/// Whether some `ArtifactAdded` names `digest` (hex).
-async fn is_named(pool: &PgPool, digest: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE event_type = 'ArtifactAdded' \
-         AND payload ->> 'sha256' = $1)",
-    )
-    .bind(digest)
-    .fetch_one(pool)
-    .await
-}
-
-/// The digests some `ArtifactAdded` names: what a sweep keeps.
-async fn named_digests(pool: &PgPool) -> anyhow::Result<HashSet<String>> {
-    Ok(sqlx::query_scalar::<_, Option<String>>(
-        "SELECT DISTINCT payload ->> 'sha256' FROM events WHERE event_type = 'ArtifactAdded'",
-    )
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .flatten()
-    .collect())
-}
-
 /// Removes a staging file unless the upload completed (on error, on a panic, when the request's
 /// task is dropped because the client went away).
 struct Staging {
@@ -282,17 +249,23 @@ impl ArtifactStore {
 
     /// The store `--artifact-store` names: `None` is the data directory's
     /// (`<data_dir>/artifacts`), `s3://bucket[/prefix]` an S3-compatible object store, whose
-    /// leftovers are cleared once `stale_after` old.
+    /// leftovers are cleared once `stale_after` old, for artifacts of at most `max_bytes`.
     ///
     /// # Errors
-    /// An unknown scheme, a configuration the object store refuses, or the directories.
+    /// An unknown scheme, a configuration the object store refuses, a limit above what it can
+    /// copy (`object::MAX_OBJECT_COPY`), or the directories.
     pub fn configured(
         data_dir: &Path,
         url: Option<&str>,
         stale_after: Duration,
+        max_bytes: u64,
     ) -> anyhow::Result<Self> {
         let mut store = Self::open(data_dir)?;
         if let Some(url) = url {
+            anyhow::ensure!(
+                max_bytes <= object::MAX_OBJECT_COPY,
+                "--max-artifact-bytes is above 5 GiB, which an S3 store cannot copy in one request"
+            );
             store.objects = Some(std::sync::Arc::new(object::Objects::from_url(url)?));
             store.stale_after = stale_after;
         }
@@ -304,11 +277,6 @@ impl ArtifactStore {
         self.objects
             .as_ref()
             .map_or_else(|| self.root.display().to_string(), |o| o.url().to_owned())
-    }
-
-    /// The object store, when the bytes live in one.
-    pub fn objects(&self) -> Option<&object::Objects> {
-        self.objects.as_deref()
     }
 
     /// Joins the directory's users, and clears what interrupted uploads left when it is the
@@ -373,7 +341,7 @@ impl ArtifactStore {
     }
 
     /// The file holding the bytes of `digest` in the data directory's store.
-    pub fn path(&self, digest: &Sha256Digest) -> PathBuf {
+    fn path(&self, digest: &Sha256Digest) -> PathBuf {
         self.content_dir().join(digest.to_string())
     }
 
@@ -461,7 +429,7 @@ impl ArtifactStore {
             tokio::fs::remove_file(entry.path()).await?;
             swept.staged += 1;
         }
-        let named = named_digests(pool).await?;
+        let named = projections::queries::named_artifact_digests(pool).await?;
         let unreferenced = self.root.join("unreferenced");
         let mut content = tokio::fs::read_dir(self.content_dir()).await?;
         while let Some(entry) = content.next_entry().await? {
@@ -487,7 +455,7 @@ impl ArtifactStore {
         pool: &PgPool,
         digest: &Sha256Digest,
     ) -> anyhow::Result<bool> {
-        if is_named(pool, &digest.to_string()).await? {
+        if projections::queries::artifact_digest_named(pool, &digest.to_string()).await? {
             return Ok(false);
         }
         if let Some(objects) = &self.objects {

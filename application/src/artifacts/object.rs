@@ -17,7 +17,6 @@
 //! The HTTP client is hyper's with rustls over ring, the TLS stack the rest of the server uses,
 //! rather than `object_store`'s reqwest one (ADR 0024).
 
-use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -302,7 +301,7 @@ impl Objects {
             self.store.delete(&meta.location).await?;
             swept.staged += 1;
         }
-        let named = super::named_digests(pool).await?;
+        let named = projections::queries::named_artifact_digests(pool).await?;
         let unnamed: Vec<_> = self
             .store
             .list(Some(&self.under("sha256")))
@@ -331,26 +330,15 @@ impl Objects {
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            if again.last_modified >= before || super::is_named(pool, &name).await? {
+            if again.last_modified >= before
+                || projections::queries::artifact_digest_named(pool, &name).await?
+            {
                 continue;
             }
             self.store.delete(&meta.location).await?;
             swept.unreferenced += 1;
         }
         Ok(swept)
-    }
-
-    /// The names under `dir` (`staging`, `sha256`, `unreferenced`), for tests and operators.
-    ///
-    /// # Errors
-    /// The store failed.
-    pub async fn names(&self, dir: &str) -> anyhow::Result<HashSet<String>> {
-        Ok(self
-            .store
-            .list(Some(&self.under(dir)))
-            .map_ok(|m| m.location.filename().unwrap_or_default().to_owned())
-            .try_collect()
-            .await?)
     }
 }
 
