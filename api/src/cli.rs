@@ -244,6 +244,29 @@ struct ServeArgs {
     /// The `aud` an OIDC access token must carry.
     #[arg(long, env = "LEDGER_OIDC_AUDIENCE", default_value = "license-ledger")]
     oidc_audience: String,
+    /// The web UI's client id at the first --oidc-issuer: people log in to the UI at
+    /// `/auth/login` through that provider, which must accept the redirect URI
+    /// `{public-url}/auth/callback`. Without it the UI's pages say how to configure it.
+    #[arg(long, env = "LEDGER_UI_OIDC_CLIENT_ID", value_name = "CLIENT_ID")]
+    ui_oidc_client_id: Option<String>,
+    /// The web UI client's secret, for a confidential client (sent with HTTP Basic
+    /// authentication); without it the UI is a public client and relies on PKCE. Prefer the
+    /// environment variable: a command line is visible to every user of the machine.
+    #[arg(
+        long,
+        env = "LEDGER_UI_OIDC_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    ui_oidc_client_secret: Option<String>,
+    /// Seconds a web UI session may stay unused before it ends (60 to 86400).
+    #[arg(long, env = "LEDGER_UI_SESSION_IDLE_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    ui_session_idle_secs: u64,
+    /// Seconds after its login a web UI session ends, however used (300 to 604800).
+    #[arg(long, env = "LEDGER_UI_SESSION_MAX_SECS", default_value_t = 43_200,
+          value_parser = clap::value_parser!(u64).range(300..=604_800))]
+    ui_session_max_secs: u64,
     /// A Stripe webhook endpoint secret (`whsec_…`) that signs the events `POST
     /// /v1/webhooks/stripe` accepts. Repeatable, or comma-separated in the environment: every one
     /// is tried, so a secret is rotated by configuring the new one next to the old for a while.
@@ -426,6 +449,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.app.key_pepper = std::env::var("LEDGER_KEY_PEPPER").ok();
             config.app.db_max_connections = args.db_max_connections;
             config.app.issuer = args.issuer;
+            config.app.ui = match (args.ui_oidc_client_id, args.ui_oidc_client_secret) {
+                (Some(client_id), client_secret) => {
+                    if args.oidc_issuers.is_empty() {
+                        anyhow::bail!(
+                            "--ui-oidc-client-id needs --oidc-issuer: the web UI logs in through the first issuer"
+                        );
+                    }
+                    if client_id.trim().is_empty() {
+                        anyhow::bail!("--ui-oidc-client-id is empty");
+                    }
+                    Some(application::sessions::UiConfig {
+                        client: application::oidc::UiClient {
+                            client_id,
+                            client_secret: client_secret.filter(|s| !s.is_empty()),
+                        },
+                        idle: Duration::from_secs(args.ui_session_idle_secs),
+                        lifetime: Duration::from_secs(args.ui_session_max_secs),
+                    })
+                }
+                (None, Some(_)) => {
+                    anyhow::bail!("--ui-oidc-client-secret is set without --ui-oidc-client-id")
+                }
+                (None, None) => None,
+            };
             config.app.oidc = application::oidc::OidcConfig {
                 issuers: args.oidc_issuers,
                 audience: args.oidc_audience,

@@ -35,3 +35,4 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod ui;

@@ -227,8 +227,19 @@ pub fn app_router(
             limits::per_principal,
         ));
     let mut jwks = Router::from(table.keys);
+    // The web UI (ADR 0025): HTML pages, not API operations, so not in the document; its own
+    // form limit and CSRF check; the deadline; limited per address like the client routes
+    // (a login start writes a row).
+    let mut ui = crate::ui::routes().layer(middleware::from_fn_with_state(
+        request_timeout,
+        limits::deadline,
+    ));
     if let Some(limit) = client_rate_limit {
         client = client.layer(middleware::from_fn_with_state(
+            limit.clone(),
+            limits::per_address,
+        ));
+        ui = ui.layer(middleware::from_fn_with_state(
             limit.clone(),
             limits::per_address,
         ));
@@ -242,6 +253,7 @@ pub fn app_router(
         .merge(client.layer(trace_layer(Level::DEBUG)))
         .merge(webhooks.layer(trace_layer(Level::INFO)))
         .merge(transfers.layer(trace_layer(Level::INFO)))
+        .merge(ui.layer(trace_layer(Level::INFO)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id::assign))

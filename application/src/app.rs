@@ -66,6 +66,9 @@ pub struct AppConfig {
     /// The URL clients reach this server at, for the links it hands out (`--public-url`;
     /// `None`: `http://<the address it listens on>`, filled in by the server once bound).
     pub public_url: Option<String>,
+    /// The web UI's login client and session limits (`--ui-oidc-client-id`; `None`: the UI
+    /// serves its pages but nobody can log in).
+    pub ui: Option<crate::sessions::UiConfig>,
 }
 
 impl AppConfig {
@@ -89,6 +92,7 @@ impl AppConfig {
             artifact_store: None,
             artifact_stale_after: crate::artifacts::object::STALE_AFTER,
             public_url: None,
+            ui: None,
         }
     }
 
@@ -161,6 +165,7 @@ struct Inner {
     links: crate::downloads::LinkSigner,
     /// The base of the links handed out, without a trailing slash.
     public_url: String,
+    ui: Option<crate::sessions::UiConfig>,
 }
 
 impl std::fmt::Debug for App {
@@ -257,6 +262,7 @@ impl App {
                 .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
                 .trim_end_matches('/')
                 .to_owned(),
+            ui: config.ui.clone(),
         })))
     }
 
@@ -392,5 +398,10 @@ impl App {
     /// The base URL of the links this server hands out (no trailing slash).
     pub fn public_url(&self) -> &str {
         &self.0.public_url
+    }
+
+    /// The web UI's login client and session limits, when configured.
+    pub fn ui(&self) -> Option<&crate::sessions::UiConfig> {
+        self.0.ui.as_ref()
     }
 }

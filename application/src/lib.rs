@@ -50,6 +50,7 @@ pub mod oidc;
 pub mod operations;
 pub mod portal;
 pub mod releases;
+pub mod sessions;
 pub mod signing;
 pub mod tokens;
 pub mod users;

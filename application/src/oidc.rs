@@ -104,6 +104,12 @@ struct Claims {
     at_hash: Option<serde_json::Value>,
     #[serde(default)]
     c_hash: Option<serde_json::Value>,
+    /// ID tokens: the `nonce` of the authorization request, and the party the token was issued
+    /// to when it has several audiences.
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
 }
 
 /// Only `iss`, read before verification to pick the issuer's keys.
@@ -116,6 +122,37 @@ struct IssuerOnly {
 struct Discovery {
     issuer: String,
     jwks_uri: String,
+    /// Where a browser logs in and where a code is exchanged (the web UI's login).
+    #[serde(default)]
+    authorization_endpoint: Option<String>,
+    #[serde(default)]
+    token_endpoint: Option<String>,
+}
+
+/// Where the web UI sends a browser to log in and exchanges the code it comes back with
+/// (OpenID Connect Discovery 3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+}
+
+/// The web UI as a client of the first issuer (`--ui-oidc-client-id`): a public client relying
+/// on PKCE, or a confidential one with its secret (sent with HTTP Basic authentication).
+#[derive(Clone, PartialEq, Eq)]
+pub struct UiClient {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for UiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret: configurations are logged.
+        f.debug_struct("UiClient")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// A usable key from an issuer's JWKS.
@@ -158,7 +195,7 @@ pub struct Oidc(Arc<Inner>);
 
 type HttpClient = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Empty<hyper::body::Bytes>,
+    http_body_util::Full<hyper::body::Bytes>,
 >;
 
 /// A token that verified, remembered by the SHA-256 of its text until it expires: its
@@ -278,6 +315,47 @@ impl Oidc {
             check_times(r.exp, r.nbf, r.iat, now.timestamp())?;
             return Ok(r.token);
         }
+        let (issuer, claims) = self.decode(token, &self.0.audience).await?;
+        if claims.at_hash.is_some() || claims.c_hash.is_some() {
+            return Err(OidcRejection::Invalid(
+                "an ID token, not an access token".into(),
+            ));
+        }
+        check_times(claims.exp, claims.nbf, claims.iat, now.timestamp())?;
+        let subject =
+            Subject::parse(&claims.sub).map_err(|e| OidcRejection::Invalid(format!("sub: {e}")))?;
+        let email_verified = email_verified(claims.email_verified.as_ref());
+        let verified = VerifiedToken {
+            issuer,
+            subject,
+            email: claims.email.as_deref().and_then(|e| Email::parse(e).ok()),
+            email_verified,
+        };
+        let mut remembered = self.remembered();
+        if remembered.len() >= VERIFIED_CAPACITY {
+            // Forget the expired; when every one is still valid, forget them all (the next
+            // requests verify once more): bounded memory whatever tokens arrive.
+            let now = now.timestamp();
+            remembered.retain(|_, r| r.exp.saturating_add(LEEWAY_SECONDS as i64) > now);
+            if remembered.len() >= VERIFIED_CAPACITY {
+                remembered.clear();
+            }
+        }
+        remembered.insert(
+            digest,
+            Remembered {
+                token: verified.clone(),
+                exp: claims.exp,
+                nbf: claims.nbf,
+                iat: claims.iat,
+            },
+        );
+        Ok(verified)
+    }
+
+    /// Checks `token`'s signature by a key of the issuer it names (which must be configured),
+    /// its algorithm, `iss` and `aud` (`audience`); the times are the caller's to check.
+    async fn decode(&self, token: &str, audience: &str) -> Result<(Issuer, Claims), OidcRejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| OidcRejection::Malformed)?;
         let algorithm = header.alg;
         if !matches!(
@@ -306,48 +384,189 @@ impl Oidc {
             validation.validate_exp = false;
             validation.validate_nbf = false;
             validation.set_issuer(&[provider.issuer.as_str()]);
-            validation.set_audience(&[self.0.audience.as_str()]);
+            validation.set_audience(&[audience]);
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
                 .map_err(|e| OidcRejection::Invalid(e.to_string()))?
                 .claims
         };
-        if claims.at_hash.is_some() || claims.c_hash.is_some() {
+        Ok((provider.issuer.clone(), claims))
+    }
+
+    /// Verifies an ID token the web UI received from the token endpoint of the first issuer
+    /// (OpenID Connect Core 3.1.3.7): signature, `iss`, `aud` holding `client_id` (and `azp`
+    /// naming it when there are several audiences), the `nonce` the login sent, and the times.
+    ///
+    /// # Errors
+    /// Why it was refused.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<VerifiedToken, OidcRejection> {
+        if !Self::looks_like_jwt(token) {
+            return Err(OidcRejection::Malformed);
+        }
+        let (issuer, claims) = self.decode(token, client_id).await?;
+        let sent: &[u8] = nonce.as_bytes();
+        let nonce_matches = claims
+            .nonce
+            .as_deref()
+            .is_some_and(|n| subtle::ConstantTimeEq::ct_eq(n.as_bytes(), sent).into());
+        if !nonce_matches {
             return Err(OidcRejection::Invalid(
-                "an ID token, not an access token".into(),
+                "the nonce is not the login's".into(),
+            ));
+        }
+        if claims.azp.as_deref().is_some_and(|azp| azp != client_id) {
+            return Err(OidcRejection::Invalid(
+                "issued to another party (azp)".into(),
             ));
         }
         check_times(claims.exp, claims.nbf, claims.iat, now.timestamp())?;
         let subject =
             Subject::parse(&claims.sub).map_err(|e| OidcRejection::Invalid(format!("sub: {e}")))?;
-        let email_verified = matches!(claims.email_verified, Some(serde_json::Value::Bool(true)))
-            || matches!(&claims.email_verified, Some(serde_json::Value::String(s)) if s == "true");
-        let verified = VerifiedToken {
-            issuer: provider.issuer.clone(),
+        Ok(VerifiedToken {
+            issuer,
             subject,
             email: claims.email.as_deref().and_then(|e| Email::parse(e).ok()),
-            email_verified,
-        };
-        let mut remembered = self.remembered();
-        if remembered.len() >= VERIFIED_CAPACITY {
-            // Forget the expired; when every one is still valid, forget them all (the next
-            // requests verify once more): bounded memory whatever tokens arrive.
-            let now = now.timestamp();
-            remembered.retain(|_, r| r.exp.saturating_add(LEEWAY_SECONDS as i64) > now);
-            if remembered.len() >= VERIFIED_CAPACITY {
-                remembered.clear();
-            }
-        }
-        remembered.insert(
-            digest,
-            Remembered {
-                token: verified.clone(),
-                exp: claims.exp,
-                nbf: claims.nbf,
-                iat: claims.iat,
-            },
+            email_verified: email_verified(claims.email_verified.as_ref()),
+        })
+    }
+
+    /// The first issuer's login and token endpoints, from its discovery document (fetched on
+    /// every login: a login is rare, and a provider that moved its endpoints is followed).
+    ///
+    /// # Errors
+    /// No issuer configured, the provider unreachable, or a document that names another issuer
+    /// or lacks the endpoints.
+    pub async fn endpoints(&self) -> Result<(Issuer, Endpoints), OidcRejection> {
+        let issuer = self.0.issuers.first().ok_or_else(|| {
+            OidcRejection::Provider("no OpenID Connect issuer is configured".into())
+        })?;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.as_str().trim_end_matches('/')
         );
-        Ok(verified)
+        let discovery: Discovery = self.fetch_json(&url).await?;
+        if discovery.issuer != issuer.as_str() {
+            return Err(OidcRejection::Provider(format!(
+                "the discovery document names issuer {:?}, not {:?}",
+                discovery.issuer,
+                issuer.as_str()
+            )));
+        }
+        let (Some(authorization), Some(token)) =
+            (discovery.authorization_endpoint, discovery.token_endpoint)
+        else {
+            return Err(OidcRejection::Provider(
+                "the discovery document names no authorization or token endpoint".into(),
+            ));
+        };
+        // A code and a client secret travel to the token endpoint: https for an https issuer.
+        if issuer.as_str().starts_with("https://")
+            && !(token.starts_with("https://") && authorization.starts_with("https://"))
+        {
+            return Err(OidcRejection::Provider(
+                "the issuer is https but names an endpoint over http".into(),
+            ));
+        }
+        Ok((
+            issuer.clone(),
+            Endpoints {
+                authorization,
+                token,
+            },
+        ))
+    }
+
+    /// Exchanges an authorization code for tokens at `token_endpoint` (RFC 6749 4.1.3, with
+    /// the PKCE verifier of RFC 7636 4.5) and returns the ID token.
+    ///
+    /// # Errors
+    /// The provider unreachable or refusing the code; an answer without an ID token.
+    pub async fn exchange_code(
+        &self,
+        token_endpoint: &str,
+        client: &UiClient,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<String, OidcRejection> {
+        use http_body_util::BodyExt;
+        #[derive(Deserialize)]
+        struct TokenAnswer {
+            id_token: Option<String>,
+        }
+        let failed = |e: &dyn std::fmt::Display| {
+            OidcRejection::Provider(format!("token endpoint {token_endpoint}: {e}"))
+        };
+        // Built before any await: the serializer is not `Send`.
+        let (form, authorization) = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("code_verifier", verifier);
+            let authorization = match &client.client_secret {
+                // RFC 6749 2.3.1: each part form-encoded, then Basic.
+                Some(secret) => {
+                    let encode = |v: &str| -> String {
+                        url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+                    };
+                    let pair = format!("{}:{}", encode(&client.client_id), encode(secret));
+                    Some(format!(
+                        "Basic {}",
+                        <base64ct::Base64 as base64ct::Encoding>::encode_string(pair.as_bytes())
+                    ))
+                }
+                None => {
+                    form.append_pair("client_id", &client.client_id);
+                    None
+                }
+            };
+            (form.finish(), authorization)
+        };
+        let mut request = hyper::Request::post(token_endpoint)
+            .header(hyper::header::ACCEPT, "application/json")
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        if let Some(authorization) = authorization {
+            request = request.header(hyper::header::AUTHORIZATION, authorization);
+        }
+        let request = request
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(form)))
+            .map_err(|e| failed(&e))?;
+        let exchange = async {
+            let http = self
+                .0
+                .http
+                .as_ref()
+                .ok_or_else(|| failed(&"no issuer is configured"))?;
+            let response = http.request(request).await.map_err(|e| failed(&e))?;
+            let status = response.status();
+            let limited = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT_BYTES);
+            let body = limited.collect().await.map_err(|e| failed(&e))?.to_bytes();
+            if !status.is_success() {
+                // The provider's `error` (RFC 6749 5.2), for the log: never the request.
+                let error = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                    .unwrap_or_default();
+                return Err(failed(&format!("{status} {error}")));
+            }
+            let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| failed(&e))?;
+            answer
+                .id_token
+                .ok_or_else(|| failed(&"the answer carries no id_token (was `openid` granted?)"))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, exchange)
+            .await
+            .map_err(|_| failed(&"timed out"))?
     }
 
     fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Remembered>> {
@@ -437,7 +656,7 @@ impl Oidc {
         let uri: hyper::Uri = url.parse().map_err(|e| failed(&e))?;
         let request = hyper::Request::get(uri)
             .header(hyper::header::ACCEPT, "application/json")
-            .body(http_body_util::Empty::new())
+            .body(http_body_util::Full::default())
             .map_err(|e| failed(&e))?;
         let fetch = async {
             // No redirect is followed: the documents live at the URLs the issuer names.
@@ -458,6 +677,12 @@ impl Oidc {
             .await
             .map_err(|_| failed(&"timed out"))?
     }
+}
+
+/// The `email_verified` claim: `true`, or `"true"` as some providers send it.
+fn email_verified(claim: Option<&serde_json::Value>) -> bool {
+    matches!(claim, Some(serde_json::Value::Bool(true)))
+        || matches!(claim, Some(serde_json::Value::String(s)) if s == "true")
 }
 
 /// `exp` not passed, `nbf` and `iat` not ahead of `now`, each with [`LEEWAY_SECONDS`].

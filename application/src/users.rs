@@ -217,6 +217,20 @@ impl Users<'_> {
             Ok(v) => v,
             Err(e) => return Ok(Err(e.into())),
         };
+        self.resolve(&verified, request_id).await
+    }
+
+    /// The user a verified token names: by its `(iss, sub)`, or by its verified email when that
+    /// claims an invitation (which links the identity). The API's bearer tokens and the web
+    /// UI's ID tokens both come here, so both reach exactly the same user.
+    ///
+    /// # Errors
+    /// Database errors; `Ok(Err(_))` for a token of no active user.
+    pub async fn resolve(
+        &self,
+        verified: &crate::oidc::VerifiedToken,
+        request_id: &str,
+    ) -> Result<Result<Access, Unauthenticated>, AppError> {
         let ledger = self.app.ledger();
         let key = Identity::claim_value(&verified.issuer, &verified.subject);
         let known = self.app.identities().get(&key).copied();
@@ -302,6 +316,30 @@ impl Users<'_> {
             return Ok(Err(Unauthenticated::Deactivated));
         }
         Ok(Ok(Access {
+            kind: PrincipalKind::User {
+                id,
+                email: state.email.clone(),
+            },
+            grants: state.effective_grants(),
+            impersonation: None,
+        }))
+    }
+
+    /// A logged-in user's access now: its grants as its stream holds them, so a role revoked
+    /// or a deactivation takes effect on the web UI's next request. `None` for a deactivated
+    /// or unknown user.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn access_of(&self, id: UserId) -> Result<Option<Access>, AppError> {
+        let user = self.app.ledger().user(id).await?;
+        let Some(state) = user.state() else {
+            return Ok(None);
+        };
+        if state.deactivated {
+            return Ok(None);
+        }
+        Ok(Some(Access {
             kind: PrincipalKind::User {
                 id,
                 email: state.email.clone(),

@@ -19,7 +19,11 @@ use sha2::Sha256;
 #[error("the operating system's random number generator failed: {0}")]
 pub struct EntropyError(String);
 
-fn entropy<const N: usize>() -> Result<[u8; N], EntropyError> {
+/// `N` bytes from the operating system's random source (key material, session secrets).
+///
+/// # Errors
+/// When the OS cannot give them.
+pub fn entropy<const N: usize>() -> Result<[u8; N], EntropyError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| EntropyError(e.to_string()))?;
     Ok(bytes)

@@ -22,6 +22,18 @@ pub enum LicenseStatus {
 }
 
 impl LicenseStatus {
+    /// Every status, in the order of the lifecycle (the dashboard counts them in this order).
+    pub const ALL: [Self; 8] = [
+        Self::Trialing,
+        Self::Active,
+        Self::PastDue,
+        Self::Paused,
+        Self::Suspended,
+        Self::Expired,
+        Self::Canceled,
+        Self::Revoked,
+    ];
+
     /// The stable text of the status.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -1133,3 +1133,85 @@ pub async fn published_releases(
         }
     }
 }
+
+// ----- the web UI's dashboard (issue #18) -----
+
+/// How many licenses have each status at `now`, and how many active ones expire within
+/// `soon` of it: one pass over `rm_licenses`, each status the list filter's own condition
+/// ([`push_status`]), so the counts and the filtered lists they link to agree.
+///
+/// # Errors
+/// Database errors.
+pub async fn license_status_counts(
+    pool: &PgPool,
+    now: Timestamp,
+    soon: Timestamp,
+) -> Result<(Vec<(LicenseStatus, i64)>, i64), sqlx::Error> {
+    let mut q = QueryBuilder::new("SELECT ");
+    for (i, status) in LicenseStatus::ALL.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push("count(*) FILTER (WHERE true");
+        push_status(&mut q, *status, now);
+        q.push(")");
+    }
+    q.push(", count(*) FILTER (WHERE true");
+    push_status(&mut q, LicenseStatus::Active, now);
+    q.push(" AND expires_at <= ");
+    q.push_bind(soon);
+    q.push(") FROM rm_licenses");
+    let row = q.build().fetch_one(pool).await?;
+    let counts = LicenseStatus::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Ok((*s, row.try_get::<i64, _>(i)?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let expiring = row.try_get::<i64, _>(LicenseStatus::ALL.len())?;
+    Ok((counts, expiring))
+}
+
+/// Events of `event_types` recorded on each UTC day since `since`, as `(day, event_type,
+/// count)`: the dashboard's activity plot (through `events_recorded_at`).
+///
+/// # Errors
+/// Database errors.
+pub async fn events_per_day(
+    pool: &PgPool,
+    event_types: &[&str],
+    since: Timestamp,
+) -> Result<Vec<(chrono::NaiveDate, String, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT (recorded_at AT TIME ZONE 'UTC')::date AS day, event_type, count(*) AS n \
+           FROM events WHERE recorded_at >= $1 AND event_type = ANY($2) \
+          GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(since)
+    .bind(event_types)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("day")?, r.try_get("event_type")?, r.try_get("n")?)))
+        .collect()
+}
+
+/// Payment gateway events received since `since`, by outcome (`pending` for those not taken
+/// yet): the dashboard's billing plot.
+///
+/// # Errors
+/// Database errors.
+pub async fn billing_outcome_counts(
+    pool: &PgPool,
+    since: Timestamp,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT coalesce(outcome, 'pending') AS outcome, count(*) AS n FROM billing_inbox \
+          WHERE received_at >= $1 GROUP BY 1 ORDER BY 1",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("outcome")?, r.try_get("n")?)))
+        .collect()
+}

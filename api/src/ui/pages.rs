@@ -1,0 +1,747 @@
+//! The UI's pages. Each asks the application layer what the matching API route asks, with the
+//! session's access, so the reach and the permissions are the API's: vendor pages check
+//! [`Permission`]s as the vendor routes do, organization pages go through
+//! `application::portal`, whose reach makes a foreign organization the same 404 as an unknown
+//! one.
+//!
+//! - `/`: the dashboard for vendor roles (counts and plots), the user's organizations for
+//!   customers.
+//! - `/licenses`: the license search (vendor roles): key prefix, organization, product, status.
+//! - `/licenses/{id}`: a license; with `?at=` as it stood then, and (vendor roles) the events
+//!   behind it. Suspend and reinstate through a confirmation page.
+//! - `/organizations/{id}`: an organization's licenses and installations (portal), with
+//!   deactivation through a confirmation page.
+
+use application::catalogue::{LicenseQuery, PageRequest};
+use application::views::{EventView, LicenseView};
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use commands::ledger::LicenseChange;
+use domain::Timestamp;
+use domain::ids::{InstallationId, LicenseId, OrganizationId};
+use domain::status::LicenseStatus;
+use domain::values::Reason;
+use projections::queries::Order;
+use uuid::Uuid;
+
+use super::svg::{self, Bar, Pattern, Series};
+use super::{Nav, UiError, UiForm, Viewer, form_key, html};
+use crate::auth::Permission;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/licenses", get(licenses))
+        .route("/licenses/{id}", get(license))
+        .route("/licenses/{id}/{action}", get(confirm_change).post(change))
+        .route("/organizations/{id}", get(organization))
+        .route(
+            "/installations/{id}/deactivate",
+            get(confirm_deactivation).post(deactivate),
+        )
+}
+
+/// The query's parameters by name (the last of a repeated one).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn of(raw: Option<&str>) -> Self {
+        Self(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(n, v)| (n.into_owned(), v.trim().to_owned()))
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn uuid(&self, name: &str) -> Result<Option<Uuid>, UiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| UiError::BadRequest(format!("{name} is not an id: {v:?}")))
+            })
+            .transpose()
+    }
+}
+
+/// An instant typed into a `datetime-local` field (UTC) or given as RFC 3339.
+fn parse_instant(raw: &str) -> Result<Timestamp, UiError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(raw, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(UiError::BadRequest(format!(
+        "{raw:?} is not an instant: give a date and time such as 2026-12-01T09:30 (UTC)"
+    )))
+}
+
+/// What a page shows of an instant: UTC, to the second.
+fn show(t: &Timestamp) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn show_opt(t: Option<&Timestamp>) -> String {
+    t.map_or_else(|| "—".to_owned(), show)
+}
+
+// ----- home -----
+
+/// A count that links to the list it counts.
+struct Count {
+    label: String,
+    value: i64,
+    href: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard {
+    nav: Nav,
+    counts: Vec<Count>,
+    expiring: i64,
+    expiring_href: String,
+    status_plot: String,
+    activity_plot: String,
+    activity_rows: Vec<(String, i64, i64)>,
+    billing_plot: String,
+    billing: Vec<(String, i64)>,
+}
+
+struct OrganizationLink {
+    id: Uuid,
+    name: String,
+    kind: String,
+    depth: usize,
+    delegated: bool,
+}
+
+#[derive(Template)]
+#[template(path = "portal_home.html")]
+struct PortalHome {
+    nav: Nav,
+    organizations: Vec<OrganizationLink>,
+}
+
+/// The days a plot of activity covers.
+const ACTIVITY_DAYS: i64 = 14;
+
+fn status_class(status: LicenseStatus) -> &'static str {
+    match status {
+        LicenseStatus::Active | LicenseStatus::Trialing => "ok",
+        LicenseStatus::PastDue | LicenseStatus::Paused | LicenseStatus::Suspended => "warn",
+        LicenseStatus::Expired | LicenseStatus::Canceled | LicenseStatus::Revoked => "bad",
+    }
+}
+
+async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response, UiError> {
+    let nav = viewer.nav();
+    if !nav.vendor {
+        let me = state.app.users().me(&viewer.session.access).await?;
+        return Ok(html(
+            StatusCode::OK,
+            &PortalHome {
+                nav,
+                organizations: tree(me.organizations),
+            },
+        ));
+    }
+    let pool = state.app.pool();
+    let now = state.app.now();
+    let (by_status, expiring) =
+        projections::queries::license_status_counts(pool, now, now + chrono::Duration::days(30))
+            .await
+            .map_err(application::AppError::from)?;
+    let counts = by_status
+        .iter()
+        .map(|(s, n)| Count {
+            label: s.as_str().replace('_', " "),
+            value: *n,
+            href: format!("/licenses?status={}", s.as_str()),
+        })
+        .collect();
+    let status_plot = svg::bars(
+        "by-status",
+        "Licenses by status",
+        &by_status
+            .iter()
+            .map(|(s, n)| Bar {
+                label: s.as_str().replace('_', " "),
+                value: *n,
+                class: status_class(*s),
+            })
+            .collect::<Vec<_>>(),
+    );
+    // Activity: installations activated and deactivated per day, the last two weeks (UTC).
+    let today = now.date_naive();
+    let first = today - chrono::Duration::days(ACTIVITY_DAYS - 1);
+    let since = first
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or(now);
+    let kinds = ["InstallationActivated", "InstallationDeactivated"];
+    let per_day = projections::queries::events_per_day(pool, &kinds, since)
+        .await
+        .map_err(application::AppError::from)?;
+    let days: Vec<chrono::NaiveDate> = first.iter_days().take_while(|d| *d <= today).collect();
+    let values: Vec<Vec<i64>> = kinds
+        .iter()
+        .map(|kind| {
+            days.iter()
+                .map(|day| {
+                    per_day
+                        .iter()
+                        .find(|(d, k, _)| d == day && k == kind)
+                        .map_or(0, |(_, _, n)| *n)
+                })
+                .collect()
+        })
+        .collect();
+    let series = vec![
+        Series {
+            name: "activated".into(),
+            class: "ok",
+            pattern: Pattern::Solid,
+        },
+        Series {
+            name: "deactivated".into(),
+            class: "warn",
+            pattern: Pattern::Hatched,
+        },
+    ];
+    let activity_plot = svg::stacked_days(
+        "activity",
+        "Installations activated and deactivated per day",
+        &days,
+        &series,
+        &values,
+    );
+    let activity_rows = days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.to_string(), values[0][i], values[1][i]))
+        .collect();
+    let billing = projections::queries::billing_outcome_counts(
+        pool,
+        now - chrono::Duration::days(ACTIVITY_DAYS),
+    )
+    .await
+    .map_err(application::AppError::from)?;
+    let billing_plot = svg::bars(
+        "billing",
+        "Stripe events of the last two weeks by outcome",
+        &billing
+            .iter()
+            .map(|(outcome, n)| Bar {
+                label: outcome.clone(),
+                value: *n,
+                class: match outcome.as_str() {
+                    "processed" => "ok",
+                    "failed" => "bad",
+                    _ => "warn",
+                },
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok(html(
+        StatusCode::OK,
+        &Dashboard {
+            nav,
+            counts,
+            expiring,
+            expiring_href: format!(
+                "/licenses?status=active&expires_before={}",
+                (now + chrono::Duration::days(30)).format("%Y-%m-%dT%H:%M")
+            ),
+            status_plot,
+            activity_plot,
+            activity_rows,
+            billing_plot,
+            billing,
+        },
+    ))
+}
+
+/// The organizations a user reaches, as an indented tree (parents before children).
+fn tree(organizations: Vec<application::users::ReachedOrganizationView>) -> Vec<OrganizationLink> {
+    let ids: std::collections::HashSet<Uuid> = organizations.iter().map(|o| o.id).collect();
+    let mut out = Vec::new();
+    fn walk(
+        parent: Option<Uuid>,
+        depth: usize,
+        all: &[application::users::ReachedOrganizationView],
+        ids: &std::collections::HashSet<Uuid>,
+        out: &mut Vec<OrganizationLink>,
+    ) {
+        let mut children: Vec<_> = all
+            .iter()
+            .filter(|o| match parent {
+                // Roots: no parent, or a parent the user does not reach.
+                None => o.parent_id.is_none_or(|p| !ids.contains(&p)),
+                Some(p) => o.parent_id == Some(p),
+            })
+            .collect();
+        children.sort_by(|a, b| a.name.cmp(&b.name));
+        for o in children {
+            out.push(OrganizationLink {
+                id: o.id,
+                name: o.name.clone(),
+                kind: o.kind.clone(),
+                depth,
+                delegated: o.delegated,
+            });
+            if depth < 32 {
+                walk(Some(o.id), depth + 1, all, ids, out);
+            }
+        }
+    }
+    walk(None, 0, &organizations, &ids, &mut out);
+    out
+}
+
+// ----- license search -----
+
+#[derive(Template)]
+#[template(path = "licenses.html")]
+struct Licenses {
+    nav: Nav,
+    key_prefix: String,
+    organization_id: String,
+    product_id: String,
+    status: String,
+    statuses: Vec<&'static str>,
+    searched: bool,
+    licenses: Vec<LicenseView>,
+    next: Option<String>,
+}
+
+async fn licenses(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    viewer
+        .principal()
+        .require(Permission::Read)
+        .map_err(|_| UiError::Forbidden("the license search is for the vendor's staff".into()))?;
+    let q = Query::of(raw.as_deref());
+    let status = q
+        .get("status")
+        .map(|s| {
+            LicenseStatus::ALL
+                .into_iter()
+                .find(|x| x.as_str() == s)
+                .ok_or_else(|| UiError::BadRequest(format!("no status is called {s:?}")))
+        })
+        .transpose()?;
+    let expires_before = q.get("expires_before").map(parse_instant).transpose()?;
+    let query = LicenseQuery {
+        organization_id: q.uuid("organization_id")?,
+        include_descendants: q.get("include_descendants").is_some(),
+        product_id: q.uuid("product_id")?,
+        policy_id: None,
+        status,
+        key_prefix: q.get("key_prefix").map(str::to_owned),
+        expires_before,
+        user_id: None,
+    };
+    let searched = !q.0.is_empty();
+    let listed = state
+        .app
+        .catalogue()
+        .licenses(
+            query,
+            PageRequest {
+                cursor: q.get("cursor").map(str::to_owned),
+                limit: 50,
+                order: Order::Asc,
+            },
+        )
+        .await?;
+    let next = listed.next_cursor.map(|cursor| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (n, v) in q.0.iter().filter(|(n, _)| n != "cursor") {
+            s.append_pair(n, v);
+        }
+        s.append_pair("cursor", &cursor);
+        format!("/licenses?{}", s.finish())
+    });
+    Ok(html(
+        StatusCode::OK,
+        &Licenses {
+            nav: viewer.nav(),
+            key_prefix: q.get("key_prefix").unwrap_or_default().to_owned(),
+            organization_id: q.get("organization_id").unwrap_or_default().to_owned(),
+            product_id: q.get("product_id").unwrap_or_default().to_owned(),
+            status: q.get("status").unwrap_or_default().to_owned(),
+            statuses: LicenseStatus::ALL.iter().map(|s| s.as_str()).collect(),
+            searched,
+            licenses: listed.items,
+            next,
+        },
+    ))
+}
+
+// ----- one license -----
+
+/// An event as the license page lists it.
+struct EventRow {
+    sequence: i64,
+    event_type: String,
+    recorded_at: String,
+    actor: String,
+    data: String,
+}
+
+impl EventRow {
+    fn of(e: &EventView) -> Self {
+        Self {
+            sequence: e.sequence,
+            event_type: e.event_type.clone(),
+            recorded_at: show(&e.recorded_at),
+            actor: e
+                .metadata
+                .get("actor")
+                .map(|a| match a {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default(),
+            data: serde_json::to_string(&e.data).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "license.html")]
+struct LicensePage {
+    nav: Nav,
+    license: LicenseView,
+    expires: String,
+    maintenance: String,
+    created: String,
+    /// The instant asked, when time-travelling.
+    at: Option<String>,
+    at_value: String,
+    events: Vec<EventRow>,
+    events_complete: bool,
+    may_support: bool,
+    suspended: bool,
+}
+
+/// The most events the license page lists.
+const MAX_EVENTS: i64 = 200;
+
+fn license_id(raw: &str) -> Result<LicenseId, UiError> {
+    raw.parse().map_err(|_| UiError::NotFound)
+}
+
+async fn license(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, UiError> {
+    let id = license_id(&raw)?;
+    let q = Query::of(query.as_deref());
+    let at = q.get("at").map(parse_instant).transpose()?;
+    let access = &viewer.session.access;
+    let license = state.app.licenses().get_for(access, id, at).await?;
+    let nav = viewer.nav();
+    // The events are the vendor's (as `GET /v1/licenses/{id}/events`); with `at`, those
+    // recorded by then: the ones the state shown folds.
+    let (events, events_complete) = if nav.vendor {
+        let page = state
+            .app
+            .licenses()
+            .events(
+                id,
+                PageRequest {
+                    cursor: None,
+                    limit: MAX_EVENTS,
+                    order: Order::Asc,
+                },
+            )
+            .await?;
+        let complete = page.next_cursor.is_none();
+        let rows = page
+            .items
+            .iter()
+            .filter(|e| at.is_none_or(|at| e.recorded_at <= at))
+            .map(EventRow::of)
+            .collect();
+        (rows, complete)
+    } else {
+        (Vec::new(), true)
+    };
+    let may_support = at.is_none() && access.may_everywhere(Permission::Support.action());
+    Ok(html(
+        StatusCode::OK,
+        &LicensePage {
+            nav,
+            expires: show_opt(license.expires_at.as_ref()),
+            maintenance: show_opt(license.maintenance_until.as_ref()),
+            created: show_opt(license.created_at.as_ref()),
+            at: at.as_ref().map(show),
+            at_value: at.map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M:%S").to_string()),
+            events,
+            events_complete,
+            may_support,
+            suspended: license.status == LicenseStatus::Suspended.as_str(),
+            license,
+        },
+    ))
+}
+
+/// A lifecycle action of the license page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Suspend,
+    Reinstate,
+}
+
+impl Action {
+    fn parse(raw: &str) -> Result<Self, UiError> {
+        match raw {
+            "suspend" => Ok(Self::Suspend),
+            "reinstate" => Ok(Self::Reinstate),
+            _ => Err(UiError::NotFound),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Suspend => "suspend",
+            Self::Reinstate => "reinstate",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "confirm_change.html")]
+struct ConfirmChange {
+    nav: Nav,
+    license: LicenseView,
+    action: &'static str,
+    needs_reason: bool,
+    form_key: String,
+}
+
+async fn confirm_change(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((raw, action)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    let id = license_id(&raw)?;
+    let action = Action::parse(&action)?;
+    let license = state
+        .app
+        .licenses()
+        .get_for(&viewer.session.access, id, None)
+        .await?;
+    viewer
+        .principal()
+        .require(Permission::Support)
+        .map_err(|_| UiError::Forbidden(format!("you may not {} licenses", action.name())))?;
+    Ok(html(
+        StatusCode::OK,
+        &ConfirmChange {
+            nav: viewer.nav(),
+            license,
+            action: action.name(),
+            needs_reason: action == Action::Suspend,
+            form_key: form_key(),
+        },
+    ))
+}
+
+async fn change(
+    State(state): State<AppState>,
+    Path((raw, action)): Path<(String, String)>,
+    form: Result<UiForm, Response>,
+) -> Result<Response, Response> {
+    let form = form?;
+    let run = async {
+        let id = license_id(&raw)?;
+        let action = Action::parse(&action)?;
+        let viewer = &form.viewer;
+        // Reach first (out of reach: 404 as unknown), then the permission (403), as the API.
+        state
+            .app
+            .licenses()
+            .get_for(&viewer.session.access, id, None)
+            .await?;
+        viewer
+            .principal()
+            .require(Permission::Support)
+            .map_err(|_| UiError::Forbidden(format!("you may not {} licenses", action.name())))?;
+        let change = match action {
+            Action::Suspend => LicenseChange::Suspend {
+                reason: Reason::parse(form.require("reason")?)
+                    .map_err(|e| UiError::BadRequest(format!("the reason: {e}")))?,
+            },
+            Action::Reinstate => LicenseChange::Reinstate,
+        };
+        let context = viewer.command(form.get("form_key"), &format!("{}/{raw}", action.name()));
+        state.app.licenses().change(&context, id, change).await?;
+        Ok::<_, UiError>(Redirect::to(&format!("/licenses/{id}")).into_response())
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+// ----- an organization (portal) -----
+
+struct InstallationRow {
+    id: Uuid,
+    license_id: Uuid,
+    fingerprint: String,
+    hostname: String,
+    platform: String,
+    activated_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "organization.html")]
+struct OrganizationPage {
+    nav: Nav,
+    organization: application::views::OrganizationView,
+    licenses: Vec<LicenseView>,
+    more_licenses: bool,
+    installations: Vec<InstallationRow>,
+    more_installations: bool,
+    may_manage_installations: bool,
+}
+
+async fn organization(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+) -> Result<Response, UiError> {
+    let id: OrganizationId = raw.parse().map_err(|_| UiError::NotFound)?;
+    let access = &viewer.session.access;
+    let page = || PageRequest {
+        cursor: None,
+        limit: 100,
+        order: Order::Asc,
+    };
+    // Reach decides first, inside `portal`: a foreign organization is 404 like an unknown one.
+    let licenses = state
+        .app
+        .portal()
+        .licenses(access, id, true, page())
+        .await?;
+    let installations = state
+        .app
+        .portal()
+        .installations(access, id, true, page())
+        .await?;
+    let organization = state.app.catalogue().organization(id).await?;
+    let may_manage_installations = state
+        .app
+        .authorize_at(
+            access,
+            id,
+            domain::reach::Action::ManageInstallations,
+            || application::access::organization_not_found(id),
+        )
+        .await
+        .is_ok();
+    Ok(html(
+        StatusCode::OK,
+        &OrganizationPage {
+            nav: viewer.nav(),
+            organization,
+            more_licenses: licenses.next_cursor.is_some(),
+            licenses: licenses.items,
+            more_installations: installations.next_cursor.is_some(),
+            installations: installations
+                .items
+                .into_iter()
+                .map(|i| InstallationRow {
+                    id: i.installation.installation_id,
+                    license_id: i.license_id,
+                    fingerprint: i.installation.fingerprint,
+                    hostname: i.installation.hostname.unwrap_or_default(),
+                    platform: i.installation.platform.unwrap_or_default(),
+                    activated_at: show(&i.installation.activated_at),
+                })
+                .collect(),
+            may_manage_installations,
+        },
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "confirm_deactivation.html")]
+struct ConfirmDeactivation {
+    nav: Nav,
+    installation_id: Uuid,
+    back: String,
+    form_key: String,
+}
+
+async fn confirm_deactivation(
+    viewer: Viewer,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, UiError> {
+    let installation_id: Uuid = raw.parse().map_err(|_| UiError::NotFound)?;
+    let q = Query::of(query.as_deref());
+    let back = q
+        .uuid("organization_id")?
+        .map_or_else(|| "/".to_owned(), |o| format!("/organizations/{o}"));
+    Ok(html(
+        StatusCode::OK,
+        &ConfirmDeactivation {
+            nav: viewer.nav(),
+            installation_id,
+            back,
+            form_key: form_key(),
+        },
+    ))
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: Result<UiForm, Response>,
+) -> Result<Response, Response> {
+    let form = form?;
+    let run = async {
+        let installation_id: InstallationId = raw.parse().map_err(|_| UiError::NotFound)?;
+        let viewer = &form.viewer;
+        let context = viewer.command(form.get("form_key"), &format!("deactivate/{raw}"));
+        state
+            .app
+            .licenses()
+            .deactivate_installation(&context, &viewer.session.access, installation_id)
+            .await?;
+        let back = form
+            .get("back")
+            .filter(|b| application::sessions::is_local_path(b))
+            .unwrap_or("/");
+        Ok::<_, UiError>(Redirect::to(back).into_response())
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
