@@ -19,6 +19,14 @@
 //! The provider accepts any user: the subject, email and `email_verified` of an [`IdpUser`] travel
 //! in the authorization request's `login_hint`, and its interaction page logs that user in and
 //! grants what was asked without a form. Its keys, sessions and tokens live in its memory only.
+//!
+//! The ledger's web UI (issue #18) is a client of its own: [`UI_CLIENT_ID`] (public) or
+//! [`UI_CONFIDENTIAL_CLIENT_ID`] with [`UI_CONFIDENTIAL_CLIENT_SECRET`], redirect URIs
+//! `http://127.0.0.1:<any port>/auth/callback` and `http://localhost:<any port>/auth/callback`,
+//! scopes `openid email profile`, ID tokens that carry `email` and `email_verified`. Its
+//! authorization requests have no `login_hint`, so the interaction page shows a login form
+//! (Subject, Email, "Email verified", "Sign in") that a browser test fills
+//! (`crate::browser::Browser::login_through_idp`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -35,8 +43,16 @@ use tokio::process::{Child, ChildStdin};
 
 /// The audience the ledger's tokens are for.
 pub const LEDGER_AUDIENCE: &str = "license-ledger";
-/// The provider's one client: public (no secret), PKCE required.
+/// The client this harness's flows use: public (no secret), PKCE required.
 pub const CLIENT_ID: &str = "ledger-tests";
+/// The web UI's public client (no secret, PKCE required); any port on its loopback redirect URIs
+/// `http://127.0.0.1/auth/callback` and `http://localhost/auth/callback` is accepted.
+pub const UI_CLIENT_ID: &str = "ledger-ui";
+/// The web UI's confidential client: as [`UI_CLIENT_ID`], authenticated at the token endpoint
+/// with HTTP Basic (`client_secret_basic`) and [`UI_CONFIDENTIAL_CLIENT_SECRET`].
+pub const UI_CONFIDENTIAL_CLIENT_ID: &str = "ledger-ui-confidential";
+/// [`UI_CONFIDENTIAL_CLIENT_ID`]'s secret.
+pub const UI_CONFIDENTIAL_CLIENT_SECRET: &str = "ledger-ui-secret";
 /// The client's redirect URI; nothing listens there, the code is read from the redirect.
 pub const REDIRECT_URI: &str = "http://127.0.0.1/callback";
 /// RFC 8707 resource indicators are absolute URIs: `server.mjs` turns this prefix plus an
@@ -363,8 +379,10 @@ impl TestIdp {
     }
 }
 
-/// Applies a response's `Set-Cookie` headers to `jar` (an expired or empty cookie is removed).
-fn keep_cookies(jar: &mut Vec<(String, String)>, headers: &reqwest::header::HeaderMap) {
+/// Applies a response's `Set-Cookie` headers to `jar` (an expired or empty cookie is removed): the
+/// provider's interaction keeps its state in cookies, so a test that drives it by hand with
+/// reqwest keeps them here.
+pub fn keep_cookies(jar: &mut Vec<(String, String)>, headers: &reqwest::header::HeaderMap) {
     for header in headers.get_all(SET_COOKIE) {
         let Ok(header) = header.to_str() else {
             continue;
