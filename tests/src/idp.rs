@@ -263,6 +263,60 @@ impl TestIdp {
             .to_owned()
     }
 
+    /// Follows an authorization request a client (the ledger's UI) built, as `user` (named to
+    /// the provider by a `login_hint` added to the request, so no form is filled), through the
+    /// provider's redirects, and returns the URL it sends the browser back to: the client's
+    /// redirect URI with `code` and `state`, or with `error`.
+    pub async fn follow_authorization(&self, authorization_url: &str, user: &IdpUser) -> Url {
+        let mut url = Url::parse(authorization_url).expect("an authorization URL");
+        url.query_pairs_mut()
+            .append_pair("login_hint", &user.login_hint());
+        let redirect_uri = url
+            .query_pairs()
+            .find(|(n, _)| n == "redirect_uri")
+            .map(|(_, v)| v.into_owned())
+            .expect("the authorization request names its redirect_uri");
+        self.follow(url, &redirect_uri).await
+    }
+
+    /// GETs `url` and its redirects, with the provider's cookies (the interaction keeps its state
+    /// in them), until a redirect leads to `redirect_uri`, and returns that URL.
+    async fn follow(&self, mut url: Url, redirect_uri: &str) -> Url {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        // A jar of name -> value, all sent back to the provider (they are all its own).
+        let mut cookies: Vec<(String, String)> = Vec::new();
+        for _ in 0..10 {
+            let mut request = client.get(url.clone());
+            if !cookies.is_empty() {
+                let header: Vec<String> = cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                request = request.header(COOKIE, header.join("; "));
+            }
+            let response = request.send().await.expect("a request to the provider");
+            keep_cookies(&mut cookies, response.headers());
+            let status = response.status();
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let Some(location) = location.filter(|_| status.is_redirection()) else {
+                let body = response.text().await.unwrap_or_default();
+                panic!(
+                    "GET {url} answered {status}, not a redirect: {body}\nprovider stderr:\n{}",
+                    self.logs()
+                );
+            };
+            url = url.join(&location).expect("a redirect location");
+            if url.as_str().starts_with(redirect_uri) {
+                return url;
+            }
+        }
+        panic!("the authorization flow did not reach the client after 10 redirects");
+    }
+
     /// The token endpoint's whole answer (`access_token`, `id_token`, `expires_in`, `scope`,
     /// `token_type`) after the authorization code flow with PKCE for `user`: the authorization
     /// request, the provider's interaction (login and consent), the redirect back to the client
@@ -298,58 +352,26 @@ impl TestIdp {
             assert!(ttl.as_secs() >= 1, "an access token lives at least 1 s");
             params.push(("access_token_ttl", ttl.as_secs().to_string()));
         }
-        let mut url = Url::parse_with_params(&self.authorization_endpoint, &params).unwrap();
-
-        // The interaction keeps its state in cookies: a jar of name -> value, all sent back to
-        // the provider (they are all its own).
-        let mut cookies: Vec<(String, String)> = Vec::new();
-        let code = 'flow: {
-            for _ in 0..10 {
-                let mut request = client.get(url.clone());
-                if !cookies.is_empty() {
-                    let header: Vec<String> =
-                        cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();
-                    request = request.header(COOKIE, header.join("; "));
-                }
-                let response = request.send().await.expect("a request to the provider");
-                keep_cookies(&mut cookies, response.headers());
-                let status = response.status();
-                let location = response
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let Some(location) = location.filter(|_| status.is_redirection()) else {
-                    let body = response.text().await.unwrap_or_default();
-                    panic!(
-                        "GET {url} answered {status}, not a redirect: {body}\nprovider stderr:\n{}",
-                        self.logs()
-                    );
-                };
-                url = url.join(&location).expect("a redirect location");
-                if url.as_str().starts_with(REDIRECT_URI) {
-                    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-                    let get = |name: &str| {
-                        query
-                            .iter()
-                            .find(|(n, _)| n == name)
-                            .map(|(_, v)| v.as_str())
-                    };
-                    assert_eq!(get("state"), Some(state.as_str()), "state in {url}");
-                    if let Some(error) = get("error") {
-                        panic!(
-                            "the provider refused the authorization: {error}: {}\nprovider stderr:\n{}",
-                            get("error_description").unwrap_or_default(),
-                            self.logs()
-                        );
-                    }
-                    break 'flow get("code")
-                        .unwrap_or_else(|| panic!("no code in {url}"))
-                        .to_owned();
-                }
-            }
-            panic!("the authorization flow did not reach the client after 10 redirects");
+        let url = Url::parse_with_params(&self.authorization_endpoint, &params).unwrap();
+        let back = self.follow(url, REDIRECT_URI).await;
+        let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+        let get = |name: &str| {
+            query
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
         };
+        assert_eq!(get("state"), Some(state.as_str()), "state in {back}");
+        if let Some(error) = get("error") {
+            panic!(
+                "the provider refused the authorization: {error}: {}\nprovider stderr:\n{}",
+                get("error_description").unwrap_or_default(),
+                self.logs()
+            );
+        }
+        let code = get("code")
+            .unwrap_or_else(|| panic!("no code in {back}"))
+            .to_owned();
 
         let mut form = Url::parse("http://form.invalid/").unwrap();
         form.query_pairs_mut().extend_pairs([
