@@ -5,6 +5,7 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`) and drops it when it ends. When the
 //! server is unreachable the tests fail with instructions; they never skip.
 
+pub mod browser;
 pub mod idp;
 pub mod s3;
 pub mod stripe;
