@@ -48,7 +48,10 @@
 //     Email; "Email verified", checked by default; "Sign in") that POSTs back to the same page,
 //     which logs that account in and grants the same way (on the default resource,
 //     `urn:ledger-tests:audience:license-ledger`, when the request named none); the subject,
-//     email and checkbox are the `login_hint`'s `sub`, `email` and `verified`;
+//     email and checkbox are the `login_hint`'s `sub`, `email` and `verified`.
+//   Every authorization request passes through this page, even in a browser signed in before:
+//   oidc-provider asks the user of a native client each time (its consent check
+//   `native_client_prompt`), so the form shows at every sign-in without a hint;
 // - access token lifetime: `--access-token-ttl SECONDS` (default 3600), or per authorization
 //   request `access_token_ttl=SECONDS`, for tests that need a token that really expires;
 // - `--exit-with-stdin`: exit when stdin closes, so a test process that dies without killing its

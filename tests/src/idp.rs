@@ -26,7 +26,8 @@
 //! scopes `openid email profile`, ID tokens that carry `email` and `email_verified`. Its
 //! authorization requests have no `login_hint`, so the interaction page shows a login form
 //! (Subject, Email, "Email verified", "Sign in") that a browser test fills
-//! (`crate::browser::Browser::login_through_idp`).
+//! ([`crate::browser::Browser::login_through_idp`]). The form shows at every sign-in, even in a
+//! browser that signed in before: the provider asks the user of a native client each time.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
