@@ -128,7 +128,7 @@ impl Pattern {
     }
 }
 
-const DAY_WIDTH: i64 = 26;
+const DAY_WIDTH: i64 = 30;
 const DAYS_HEIGHT: i64 = 140;
 const AXIS_HEIGHT: i64 = 34;
 const LEGEND_HEIGHT: i64 = 22;
@@ -206,13 +206,17 @@ pub fn stacked_days(
                 day
             );
         }
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" class=\"axis\">{}</text>",
-            x + (DAY_WIDTH - 6) / 2,
-            DAYS_HEIGHT + 14,
-            day.format("%d/%m")
-        );
+        // Every other day is labelled when there are many, counting back from the last: labels
+        // must not run into each other (each segment's title still names its day).
+        if days.len() <= 8 || (days.len() - 1 - d) % 2 == 0 {
+            let _ = write!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" class=\"axis\">{}</text>",
+                x + (DAY_WIDTH - 6) / 2,
+                DAYS_HEIGHT + 14,
+                day.format("%d/%m")
+            );
+        }
     }
     let mut x = 38;
     let y = DAYS_HEIGHT + AXIS_HEIGHT;

@@ -1,0 +1,548 @@
+//! The web UI end to end (issue #18, ADR 0025): `ledger serve` started as users start it, with
+//! the test OIDC provider (`tests/idp`, npm's `oidc-provider`) as its issuer and `ledger-ui` as
+//! its client, driven by headless Chromium (`tests::browser`) and, for what a browser never
+//! sends, by plain HTTP.
+//!
+//! - A vendor administrator logs in through the provider's form, sees the dashboard, finds a
+//!   license by its key prefix, suspends it through the confirmation page, and travels back to
+//!   an instant before the suspension.
+//! - A customer administrator logs in, sees the suspension on its organization's page,
+//!   deactivates an installation, and gets the same 404 for a foreign organization as for an
+//!   unknown one.
+//! - A form posted without its CSRF token changes nothing; the session cookie is `HttpOnly` and
+//!   `SameSite=Lax`; a callback replayed, or taken from another browser, logs nobody in; logout
+//!   ends the session on the server.
+//!
+//! Screenshots of the main pages are saved under `<target>/ui-screenshots/` (the README shows
+//! two of them, copied to `docs/screenshots/`).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+use tests::browser::Browser;
+use tests::idp::{IdpUser, TestIdp, UI_CLIENT_ID};
+use tests::{ServerProcess, count_events, mint_token, spawn_server_logged, temp_data_dir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ledger-e2e-server");
+
+/// A server with the UI's login configured, an administration token, and a small world: a
+/// vendor organization, a customer (Acme) with a license and an installation, and a foreign
+/// customer (Globex).
+struct World {
+    idp: TestIdp,
+    db: testdb::TestDb,
+    server: ServerProcess,
+    http: reqwest::Client,
+    token: String,
+    acme: String,
+    globex: String,
+    license_id: String,
+    key: String,
+    installation_id: String,
+}
+
+impl World {
+    async fn start() -> Self {
+        let idp = TestIdp::start().await;
+        let db = testdb::TestDb::create().await;
+        let data_dir = temp_data_dir();
+        let (server, _logs) = spawn_server_logged(
+            BIN,
+            &db,
+            &data_dir,
+            &[
+                "--oidc-issuer",
+                idp.issuer(),
+                "--ui-oidc-client-id",
+                UI_CLIENT_ID,
+            ],
+            None,
+        );
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let token = mint_token(BIN, &db);
+        let mut world = Self {
+            idp,
+            db,
+            server,
+            http,
+            token,
+            acme: String::new(),
+            globex: String::new(),
+            license_id: String::new(),
+            key: String::new(),
+            installation_id: String::new(),
+        };
+        let vendor = world
+            .api(
+                "/v1/organizations",
+                json!({"name": "Ledger Vendor", "kind": "vendor"}),
+            )
+            .await;
+        world
+            .api(
+                &format!("/v1/organizations/{}/users", vendor["id"].as_str().unwrap()),
+                json!({"email": "ada@vendor.example", "roles": ["vendor_admin"]}),
+            )
+            .await;
+        let acme = world
+            .api(
+                "/v1/organizations",
+                json!({"name": "Acme GmbH", "kind": "customer"}),
+            )
+            .await;
+        world.acme = acme["id"].as_str().unwrap().to_owned();
+        world
+            .api(
+                &format!("/v1/organizations/{}/users", world.acme),
+                json!({"email": "cam@acme.example", "roles": ["customer_admin"]}),
+            )
+            .await;
+        let globex = world
+            .api(
+                "/v1/organizations",
+                json!({"name": "Globex", "kind": "customer"}),
+            )
+            .await;
+        world.globex = globex["id"].as_str().unwrap().to_owned();
+        let product = world
+            .api(
+                "/v1/products",
+                json!({"name": "Acme Studio", "kind": "application"}),
+            )
+            .await;
+        let policy = world
+            .api(
+                "/v1/policies",
+                json!({"product_id": product["id"], "name": "Pro", "model": "node_locked",
+                       "seats": 3, "duration_days": 365, "features": ["pro"],
+                       "offline_allowed": false, "offline_grace_days": 0, "payment_grace_days": 7}),
+            )
+            .await;
+        let license = world
+            .api(
+                "/v1/licenses",
+                json!({"policy_id": policy["id"], "organization_id": world.acme}),
+            )
+            .await;
+        world.license_id = license["id"].as_str().unwrap().to_owned();
+        world.key = license["key"].as_str().unwrap().to_owned();
+        let activation = world
+            .http
+            .post(format!("{}/v1/activations", world.server.base))
+            .header("X-App-Id", product["app_id"].as_str().unwrap())
+            .json(&json!({"key": world.key, "fingerprint": "laptop-1",
+                          "hostname": "cams-laptop", "platform": "windows-x64"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            activation.status().is_success(),
+            "{:?}",
+            activation.text().await
+        );
+        let activation: Value = activation.json().await.unwrap();
+        world.installation_id = activation["installation_id"]
+            .as_str()
+            .or_else(|| activation["activation"]["installation_id"].as_str())
+            .unwrap_or_else(|| panic!("an installation id in {activation}"))
+            .to_owned();
+        world
+    }
+
+    /// POSTs `body` with the administration token and returns the 2xx answer's body.
+    async fn api(&self, path: &str, body: Value) -> Value {
+        let answer = self
+            .http
+            .post(format!("{}{path}", self.server.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {path}: {status} {body}");
+        body
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base)
+    }
+
+    /// The license's status as the API reads it now.
+    async fn status(&self) -> String {
+        let answer: Value = self
+            .http
+            .get(self.url(&format!("/v1/licenses/{}", self.license_id)))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["status"].as_str().unwrap().to_owned()
+    }
+
+    /// A GET with the browser's session cookie, as plain HTTP (for statuses a browser hides).
+    async fn get_with_session(&self, path: &str, session: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .header(COOKIE, format!("ledger_session={session}"))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The start of a license key a customer reads out to support: the product's prefix, a hyphen
+/// and the next four characters.
+fn prefix_of(key: &str) -> String {
+    let mut groups = key.split('-');
+    let product = groups.next().unwrap();
+    let next: String = groups.next().unwrap().chars().take(4).collect();
+    format!("{product}-{next}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
+    let world = World::start().await;
+    let browser = Browser::start().await;
+
+    // ----- the vendor's administrator -----
+    // Any page of the UI without a session goes to the provider's login, and back to it.
+    browser.goto(&world.url("/licenses")).await;
+    browser.login_through_idp("ada", "ada@vendor.example").await;
+    browser
+        .wait_for_url("the license search after the login", |u| {
+            u.path() == "/licenses"
+        })
+        .await;
+    let session = browser
+        .cookie("ledger_session")
+        .await
+        .expect("a session cookie after the login");
+    assert!(session.http_only, "{session:?}");
+    assert_eq!(session.same_site.as_deref(), Some("Lax"), "{session:?}");
+    assert_eq!(session.path.as_deref(), Some("/"), "{session:?}");
+    assert_eq!(
+        session.expiry, None,
+        "a browser-session cookie: {session:?}"
+    );
+
+    browser.goto(&world.url("/")).await;
+    browser.wait_for("svg.plot").await;
+    assert!(browser.text_of("main h1").await.contains("Dashboard"));
+    assert!(
+        browser.page_source().await.contains("Licenses by status"),
+        "the dashboard's plots"
+    );
+    browser.screenshot("dashboard").await;
+
+    // Find the license by the prefix the customer reads out.
+    browser.goto(&world.url("/licenses")).await;
+    browser
+        .fill("input#key_prefix", &prefix_of(&world.key))
+        .await;
+    browser.click("form.search button[type=submit]").await;
+    browser.wait_for("table.list").await;
+    browser
+        .click(&format!("a[href='/licenses/{}']", world.license_id))
+        .await;
+    browser
+        .wait_for_url("the license page", |u| {
+            u.path() == format!("/licenses/{}", world.license_id)
+        })
+        .await;
+    assert_eq!(browser.text_of("span.status").await, "active");
+    browser.screenshot("license").await;
+
+    // Suspend it, through the confirmation page.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before_suspension = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    browser.click("a.button.danger").await;
+    browser.wait_for("input#reason").await;
+    browser.screenshot("confirm-suspend").await;
+    browser
+        .fill("input#reason", "chargeback under review")
+        .await;
+    browser.click("form.confirm button[type=submit]").await;
+    browser
+        .wait_for_url("the license page after suspending", |u| {
+            u.path() == format!("/licenses/{}", world.license_id)
+        })
+        .await;
+    browser.wait_for("span.status.suspended").await;
+    assert_eq!(world.status().await, "suspended");
+    assert_eq!(count_events(&world.db, "LicenseSuspended").await, 1);
+
+    // A form posted without its CSRF token changes nothing (with the browser's own session).
+    let cookie = browser.cookie("ledger_session").await.unwrap().value;
+    let forged = world
+        .http
+        .post(world.url(&format!("/licenses/{}/reinstate", world.license_id)))
+        .header(COOKIE, format!("ledger_session={cookie}"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("form_key={}", uuid::Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let wrong = world
+        .http
+        .post(world.url(&format!("/licenses/{}/reinstate", world.license_id)))
+        .header(COOKIE, format!("ledger_session={cookie}"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("csrf=not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        world.status().await,
+        "suspended",
+        "the forged forms changed nothing"
+    );
+
+    // Time travel: the license as it was before the suspension, and the events behind it.
+    browser
+        .goto(&world.url(&format!("/licenses/{}", world.license_id)))
+        .await;
+    // A datetime-local field is typed in the browser's locale; its value is set as a picker
+    // would set it.
+    browser
+        .eval(&format!(
+            "document.getElementById('at').value = '{}'",
+            before_suspension.format("%Y-%m-%dT%H:%M:%S")
+        ))
+        .await;
+    browser.click("form.timetravel button[type=submit]").await;
+    browser.wait_for("p.banner").await;
+    assert_eq!(browser.text_of("span.status").await, "active");
+    let events = browser.text_of("table.events").await;
+    assert!(events.contains("LicenseIssued"), "{events}");
+    assert!(!events.contains("LicenseSuspended"), "{events}");
+    browser.screenshot("license-time-travel").await;
+
+    // Log out: the session ends on the server, not only in the browser.
+    browser.click("form.logout button").await;
+    browser
+        .wait_for_url("the logged-out page", |u| u.path() == "/auth/logged-out")
+        .await;
+    let after = world.get_with_session("/", &cookie).await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert!(
+        after.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/auth/login"),
+        "the ended session is sent to log in again"
+    );
+
+    // ----- the customer's administrator -----
+    browser.goto(&world.url("/")).await;
+    browser.login_through_idp("cam", "cam@acme.example").await;
+    browser.wait_for("ul.tree").await;
+    browser
+        .click(&format!("a[href='/organizations/{}']", world.acme))
+        .await;
+    browser.wait_for("table.list").await;
+    // The vendor's suspension shows in the portal.
+    assert_eq!(browser.text_of("span.status").await, "suspended");
+    assert!(browser.page_source().await.contains("cams-laptop"));
+    browser.screenshot("portal-organization").await;
+
+    // Deactivate the installation, through the confirmation page.
+    browser
+        .click(&format!(
+            "a[href='/installations/{}/deactivate?organization_id={}']",
+            world.installation_id, world.acme
+        ))
+        .await;
+    browser.wait_for("form.confirm button.danger").await;
+    browser.click("form.confirm button.danger").await;
+    browser
+        .wait_for_url("the organization page after deactivating", |u| {
+            u.path() == format!("/organizations/{}", world.acme)
+        })
+        .await;
+    assert!(!browser.page_source().await.contains("cams-laptop"));
+    assert_eq!(count_events(&world.db, "InstallationDeactivated").await, 1);
+
+    // A foreign organization is the same 404 as an unknown one.
+    let customer = browser.cookie("ledger_session").await.unwrap().value;
+    let foreign = world
+        .get_with_session(&format!("/organizations/{}", world.globex), &customer)
+        .await;
+    let unknown = world
+        .get_with_session(
+            &format!("/organizations/{}", uuid::Uuid::new_v4()),
+            &customer,
+        )
+        .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        foreign.text().await.unwrap(),
+        unknown.text().await.unwrap(),
+        "no existence leaks"
+    );
+    browser
+        .goto(&world.url(&format!("/organizations/{}", world.globex)))
+        .await;
+    assert_eq!(browser.text_of("main h1").await, "Not found");
+    // Nor may a customer reach the vendor's search.
+    let search = world.get_with_session("/licenses", &customer).await;
+    assert_eq!(search.status(), StatusCode::FORBIDDEN);
+
+    // A narrow screen: the same page, readable.
+    browser.set_window_size(390, 844).await;
+    browser
+        .goto(&world.url(&format!("/organizations/{}", world.acme)))
+        .await;
+    browser.wait_for("main h1").await;
+    browser.screenshot("portal-narrow").await;
+
+    browser.close().await;
+    drop(world.server);
+    let _ = world.idp;
+}
+
+/// What a browser does not show: a callback replayed, or taken from a browser that did not
+/// start the login, logs nobody in; `return_to` stays on this server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_is_bound_to_its_browser_and_used_once() {
+    let world = World::start().await;
+    let user = IdpUser::verified("ada", "ada@vendor.example");
+
+    let start = world
+        .http
+        .get(world.url("/auth/login?return_to=https://evil.example/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let state_cookie = start
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("ledger_login="))
+        .expect("the login's state cookie");
+    assert!(state_cookie.contains("HttpOnly"), "{state_cookie}");
+    assert!(
+        state_cookie.contains("Path=/auth/callback"),
+        "{state_cookie}"
+    );
+    let state_cookie = state_cookie.split(';').next().unwrap().to_owned();
+    let authorize = start.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
+    let callback = world.idp.follow_authorization(&authorize, &user).await;
+    assert_eq!(callback.path(), "/auth/callback");
+
+    // Another browser (no state cookie) presenting the callback: refused, and the login is
+    // not consumed by it... but nobody is logged in either.
+    let stranger = world.http.get(callback.as_str()).send().await.unwrap();
+    assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        !stranger
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("ledger_session=")),
+        "no session for a browser that did not start the login"
+    );
+
+    // The browser that started it: logged in, sent home (not to the foreign return_to).
+    let own = world
+        .http
+        .get(callback.as_str())
+        .header(COOKIE, &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::SEE_OTHER);
+    assert_eq!(own.headers()[LOCATION], "/");
+    let session = own
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("ledger_session="))
+        .expect("a session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    let token = session
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("ledger_session=")
+        .to_owned();
+    let home = world.get_with_session("/", &token).await;
+    assert_eq!(home.status(), StatusCode::OK);
+    let csp = home.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    // Only the hash of the secret is stored.
+    let pool = sqlx::PgPool::connect(&world.db.url).await.unwrap();
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ui_sessions WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'",
+    )
+    .bind(&token)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0, "the session's secret is not stored");
+    pool.close().await;
+
+    // The same callback again (a replayed code): refused.
+    let replayed = world
+        .http
+        .get(callback.as_str())
+        .header(COOKIE, &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
+
+    // An identity the ledger does not know: no session, a page that says so.
+    let start = world
+        .http
+        .get(world.url("/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    let state_cookie = start
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("ledger_login="))
+        .unwrap();
+    let state_cookie = state_cookie.split(';').next().unwrap().to_owned();
+    let authorize = start.headers()[LOCATION].to_str().unwrap().to_owned();
+    let stranger = IdpUser::verified("mallory", "mallory@elsewhere.example");
+    let callback = world.idp.follow_authorization(&authorize, &stranger).await;
+    let refused = world
+        .http
+        .get(callback.as_str())
+        .header(COOKIE, &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("No access"));
+}
