@@ -7,7 +7,8 @@
 //!   license by its key prefix, suspends it through the confirmation page, and travels back to
 //!   an instant before the suspension.
 //! - A customer administrator logs in, sees the suspension on its organization's page,
-//!   deactivates an installation, and gets the same 404 for a foreign organization as for an
+//!   deactivates an installation, invites a colleague, downloads a release's file whose
+//!   SHA-256 is the one the page shows, and gets the same 404 for a foreign organization as for an
 //!   unknown one.
 //! - A form posted without its CSRF token changes nothing; the session cookie is `HttpOnly` and
 //!   `SameSite=Lax`; a callback replayed, or taken from another browser, logs nobody in; logout
@@ -21,6 +22,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
+use sha2::Digest;
 use tests::browser::Browser;
 use tests::idp::{IdpUser, TestIdp, UI_CLIENT_ID};
 use tests::{ServerProcess, count_events, mint_token, spawn_server_logged, temp_data_dir};
@@ -41,6 +43,8 @@ struct World {
     license_id: String,
     key: String,
     installation_id: String,
+    /// The bytes of the one file of release 1.0.0, which Acme's second license sees.
+    artifact: Vec<u8>,
 }
 
 impl World {
@@ -76,6 +80,7 @@ impl World {
             license_id: String::new(),
             key: String::new(),
             installation_id: String::new(),
+            artifact: Vec::new(),
         };
         let vendor = world
             .api(
@@ -151,6 +156,35 @@ impl World {
             .or_else(|| activation["activation"]["installation_id"].as_str())
             .unwrap_or_else(|| panic!("an installation id in {activation}"))
             .to_owned();
+        // A second license, never suspended, and a release with one file.
+        world
+            .api(
+                "/v1/licenses",
+                json!({"policy_id": policy["id"], "organization_id": world.acme}),
+            )
+            .await;
+        let release = world
+            .api(
+                &format!("/v1/products/{}/releases", product["id"].as_str().unwrap()),
+                json!({"version": "1.0.0", "channel": "stable"}),
+            )
+            .await;
+        let release = release["id"].as_str().unwrap().to_owned();
+        world.artifact = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let upload = world
+            .http
+            .put(world.url(&format!(
+                "/v1/releases/{release}/artifacts/studio-1.0.0.tar.gz?platform=linux&arch=x86_64"
+            )))
+            .bearer_auth(&world.token)
+            .body(world.artifact.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::CREATED);
+        world
+            .api(&format!("/v1/releases/{release}/publish"), json!({}))
+            .await;
         world
     }
 
@@ -354,7 +388,15 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         .await;
     browser.wait_for("table.list").await;
     // The vendor's suspension shows in the portal.
-    assert_eq!(browser.text_of("span.status").await, "suspended");
+    assert_eq!(
+        browser
+            .text_of(&format!(
+                "tr:has(a[href='/licenses/{}']) span.status",
+                world.license_id
+            ))
+            .await,
+        "suspended"
+    );
     assert!(browser.page_source().await.contains("cams-laptop"));
     browser.screenshot("portal-organization").await;
 
@@ -374,6 +416,39 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         .await;
     assert!(!browser.page_source().await.contains("cams-laptop"));
     assert_eq!(count_events(&world.db, "InstallationDeactivated").await, 1);
+
+    // Invite a colleague as download manager.
+    browser
+        .goto(&world.url(&format!("/organizations/{}/users", world.acme)))
+        .await;
+    browser.fill("input#email", "dora@acme.example").await;
+    browser
+        .eval("document.getElementById('role').value = 'download_manager'")
+        .await;
+    browser.click("form.invite button[type=submit]").await;
+    browser.wait_for("table.users").await;
+    let users = browser.text_of("table.users").await;
+    assert!(
+        users.contains("dora@acme.example") && users.contains("download_manager"),
+        "{users}"
+    );
+    browser.screenshot("portal-users").await;
+
+    // Download the release's file, and check it against the SHA-256 the page shows.
+    browser
+        .goto(&world.url(&format!("/organizations/{}/downloads", world.acme)))
+        .await;
+    let shown = browser.text_of("code.sha256").await;
+    browser.screenshot("portal-downloads").await;
+    let download = browser.download("form.download button").await;
+    assert_eq!(download.file_name, "studio-1.0.0.tar.gz");
+    assert_eq!(download.bytes, world.artifact, "the bytes uploaded");
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&download.bytes)),
+        shown,
+        "the SHA-256 the page shows"
+    );
+    assert_eq!(count_events(&world.db, "DownloadGranted").await, 1);
 
     // A foreign organization is the same 404 as an unknown one.
     let customer = browser.cookie("ledger_session").await.unwrap().value;

@@ -7,6 +7,7 @@
 //! - [`pages`]: the pages, each asking the application layer exactly what the API asks, with
 //!   the same [`application::access::Access`]: a page reaches what the user's API calls reach,
 //!   and what is out of reach is the same 404.
+//! - [`portal`]: an organization's users (invitations) and downloads.
 //! - [`svg`]: the dashboard's plots.
 //!
 //! What holds for every UI route, here:
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod pages;
+pub mod portal;
 pub mod svg;
 
 use application::AppError;
@@ -64,6 +66,9 @@ pub const PATHS: &[&str] = &[
     "/licenses/{id}/{action}",
     "/organizations/{id}",
     "/installations/{id}/deactivate",
+    "/organizations/{id}/users",
+    "/organizations/{id}/downloads",
+    "/artifacts/{id}/download",
 ];
 
 /// The largest form a UI page posts (a reason, a few ids).
@@ -76,6 +81,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/style.css", get(stylesheet))
         .merge(auth::routes())
         .merge(pages::routes())
+        .merge(portal::routes())
         .layer(middleware::from_fn(headers))
 }
 

@@ -114,12 +114,18 @@ impl Pattern {
     /// The patterns in the order series take them.
     pub const ALL: [Self; 4] = [Self::Solid, Self::Hatched, Self::Dotted, Self::Crossed];
 
-    fn def(self, id: &str) -> String {
+    /// The pattern's definition, drawn in the colour of `class` (`ink-<class>` in the
+    /// stylesheet).
+    fn def(self, id: &str, class: &str) -> String {
         let shape = match self {
             Self::Solid => return String::new(),
-            Self::Hatched => "<path d=\"M0,6 L6,0\" class=\"ink\"/>",
-            Self::Dotted => "<circle cx=\"3\" cy=\"3\" r=\"1.3\" class=\"ink\"/>",
-            Self::Crossed => "<path d=\"M0,0 L6,6 M0,6 L6,0\" class=\"ink\"/>",
+            Self::Hatched => format!("<path d=\"M0,6 L6,0\" class=\"ink ink-{class}\"/>"),
+            Self::Dotted => {
+                format!("<circle cx=\"3\" cy=\"3\" r=\"1.3\" class=\"ink ink-{class}\"/>")
+            }
+            Self::Crossed => {
+                format!("<path d=\"M0,0 L6,6 M0,6 L6,0\" class=\"ink ink-{class}\"/>")
+            }
         };
         format!(
             "<pattern id=\"{id}\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\">\
@@ -168,15 +174,17 @@ pub fn stacked_days(
         esc(title),
         esc(&desc),
     );
+    // A stylesheet's `fill` beats a `fill` attribute: a patterned segment carries no colour
+    // class, its pattern is drawn in the colour instead.
     let fill = |i: usize, s: &Series| -> String {
         if s.pattern == Pattern::Solid {
-            String::new()
+            format!(" class=\"{} seg\"", s.class)
         } else {
-            format!(" fill=\"url(#{id}-p{i})\"")
+            format!(" class=\"seg\" fill=\"url(#{id}-p{i})\"")
         }
     };
     for (i, s) in series.iter().enumerate() {
-        svg.push_str(&s.pattern.def(&format!("{id}-p{i}")));
+        svg.push_str(&s.pattern.def(&format!("{id}-p{i}"), s.class));
     }
     svg.push_str("</defs>");
     // The axis: the busiest day's count at the top, 0 at the bottom.
@@ -197,9 +205,8 @@ pub fn stacked_days(
             top -= h;
             let _ = write!(
                 svg,
-                "<rect x=\"{x}\" y=\"{top}\" width=\"{}\" height=\"{h}\" class=\"{} seg\"{}><title>{}: {} on {}</title></rect>",
+                "<rect x=\"{x}\" y=\"{top}\" width=\"{}\" height=\"{h}\"{}><title>{}: {} on {}</title></rect>",
                 DAY_WIDTH - 6,
-                s.class,
                 fill(i, s),
                 esc(&s.name),
                 value,
@@ -223,10 +230,9 @@ pub fn stacked_days(
     for (i, s) in series.iter().enumerate() {
         let _ = write!(
             svg,
-            "<rect x=\"{x}\" y=\"{}\" width=\"14\" height=\"14\" class=\"{} seg\"{}/>\
+            "<rect x=\"{x}\" y=\"{}\" width=\"14\" height=\"14\"{}/>\
              <text x=\"{}\" y=\"{}\" class=\"label\">{}</text>",
             y - 2,
-            s.class,
             fill(i, s),
             x + 18,
             y + 10,
@@ -305,9 +311,11 @@ mod tests {
             })
             .collect::<Vec<_>>();
         let svg = stacked_days("s", "t", &days, &series, &[vec![2, 0], vec![1, 4]]);
-        // Three non-zero segments and two legend swatches.
-        assert_eq!(svg.matches("class=\"c seg\"").count(), 5);
-        assert!(svg.contains("fill=\"url(#s-p1)\""));
+        // Three non-zero segments and two legend swatches: the solid ones in their colour, the
+        // patterned ones without it (a stylesheet's fill would hide the pattern).
+        assert_eq!(svg.matches("class=\"c seg\"").count(), 2);
+        assert_eq!(svg.matches("class=\"seg\" fill=\"url(#s-p1)\"").count(), 3);
+        assert!(svg.contains("class=\"ink ink-c\""));
         assert!(svg.contains("<pattern id=\"s-p1\""));
         assert!(svg.contains("refused: 4 on 2026-12-02"));
         assert!(svg.contains("totals ok: 2, refused: 5; the busiest day has 4"));
