@@ -215,7 +215,7 @@ pub fn stacked_days(
         }
         // Every other day is labelled when there are many, counting back from the last: labels
         // must not run into each other (each segment's title still names its day).
-        if days.len() <= 8 || (days.len() - 1 - d) % 2 == 0 {
+        if days.len() <= 8 || (days.len() - 1 - d).is_multiple_of(2) {
             let _ = write!(
                 svg,
                 "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" class=\"axis\">{}</text>",
