@@ -459,6 +459,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     if client_id.trim().is_empty() {
                         anyhow::bail!("--ui-oidc-client-id is empty");
                     }
+                    // The UI's ID tokens carry its client id as `aud`: were it the API's
+                    // audience too, an ID token would look like an access token for the API.
+                    if client_id == args.oidc_audience {
+                        anyhow::bail!(
+                            "--ui-oidc-client-id is the same as --oidc-audience ({client_id:?}): the web UI's client must be another one than the API's audience, or its ID tokens would be taken for API access tokens"
+                        );
+                    }
                     Some(application::sessions::UiConfig {
                         client: application::oidc::UiClient {
                             client_id,

@@ -110,6 +110,9 @@ struct Claims {
     nonce: Option<String>,
     #[serde(default)]
     azp: Option<String>,
+    /// Checked by the library against the audience; read here to count the audiences.
+    #[serde(default)]
+    aud: serde_json::Value,
 }
 
 /// Only `iss`, read before verification to pick the issuer's keys.
@@ -217,7 +220,13 @@ struct Inner {
     /// `None` without issuers: a server that accepts no OIDC token needs no TLS roots (a
     /// minimal image may have none).
     http: Option<HttpClient>,
+    /// The first issuer's endpoints for the web UI's login, and when they were read: a login
+    /// page opened by anyone must not make the server fetch the provider's document each time.
+    endpoints: Mutex<Option<(Instant, Issuer, Endpoints)>>,
 }
+
+/// How long the web UI keeps the provider's endpoints before reading its document again.
+const ENDPOINTS_FOR: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for Oidc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -269,6 +278,7 @@ impl Oidc {
         Ok(Self(Arc::new(Inner {
             issuers: config.issuers.clone(),
             verified: std::sync::Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(None),
             providers,
             audience: config.audience.clone(),
             http,
@@ -316,7 +326,9 @@ impl Oidc {
             return Ok(r.token);
         }
         let (issuer, claims) = self.decode(token, &self.0.audience).await?;
-        if claims.at_hash.is_some() || claims.c_hash.is_some() {
+        // ID tokens carry `at_hash`/`c_hash` or, from a code flow without them (Auth0, Okta),
+        // the login's `nonce`: none of them is a bearer for the API.
+        if claims.at_hash.is_some() || claims.c_hash.is_some() || claims.nonce.is_some() {
             return Err(OidcRejection::Invalid(
                 "an ID token, not an access token".into(),
             ));
@@ -410,6 +422,27 @@ impl Oidc {
             return Err(OidcRejection::Malformed);
         }
         let (issuer, claims) = self.decode(token, client_id).await?;
+        // The login talks to the first issuer only: a token of another configured one is not
+        // the answer to this login.
+        if self.0.issuers.first() != Some(&issuer) {
+            return Err(OidcRejection::Invalid(
+                "an ID token of another issuer than the login's".into(),
+            ));
+        }
+        // Several audiences: the token must say it was issued to this client (Core 3.1.3.7
+        // step 4).
+        let audiences = match &claims.aud {
+            serde_json::Value::Array(a) => a.len(),
+            _ => 1,
+        };
+        if audiences > 1 && claims.azp.as_deref() != Some(client_id) {
+            return Err(OidcRejection::Invalid(
+                "several audiences and no azp naming this client".into(),
+            ));
+        }
+        if claims.iat.is_none() {
+            return Err(OidcRejection::Invalid("no iat claim".into()));
+        }
         let sent: &[u8] = nonce.as_bytes();
         let nonce_matches = claims
             .nonce
@@ -436,13 +469,26 @@ impl Oidc {
         })
     }
 
-    /// The first issuer's login and token endpoints, from its discovery document (fetched on
-    /// every login: a login is rare, and a provider that moved its endpoints is followed).
+    /// The first issuer's login and token endpoints, from its discovery document (read again
+    /// after [`ENDPOINTS_FOR`]: a provider that moved its endpoints is followed, and a flood of
+    /// logins costs the provider nothing).
     ///
     /// # Errors
     /// No issuer configured, the provider unreachable, or a document that names another issuer
     /// or lacks the endpoints.
     pub async fn endpoints(&self) -> Result<(Issuer, Endpoints), OidcRejection> {
+        let mut cached = self.0.endpoints.lock().await;
+        if let Some((at, issuer, endpoints)) = cached.as_ref()
+            && at.elapsed() < ENDPOINTS_FOR
+        {
+            return Ok((issuer.clone(), endpoints.clone()));
+        }
+        let fresh = self.read_endpoints().await?;
+        *cached = Some((Instant::now(), fresh.0.clone(), fresh.1.clone()));
+        Ok(fresh)
+    }
+
+    async fn read_endpoints(&self) -> Result<(Issuer, Endpoints), OidcRejection> {
         let issuer = self.0.issuers.first().ok_or_else(|| {
             OidcRejection::Provider("no OpenID Connect issuer is configured".into())
         })?;
@@ -555,8 +601,15 @@ impl Oidc {
                 // The provider's `error` (RFC 6749 5.2), for the log: never the request.
                 let error = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
-                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(short))
                     .unwrap_or_default();
+                // 4xx: this code (or this client) was refused; anything else: the provider
+                // failed, and a later login may work.
+                if status.is_client_error() {
+                    return Err(OidcRejection::Invalid(format!(
+                        "the token endpoint refused the code: {status} {error}"
+                    )));
+                }
                 return Err(failed(&format!("{status} {error}")));
             }
             let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| failed(&e))?;
@@ -677,6 +730,15 @@ impl Oidc {
             .await
             .map_err(|_| failed(&"timed out"))?
     }
+}
+
+/// At most 64 characters of `text`, each of RFC 6749's error-code set minus quotes and
+/// backslashes: what a provider's error says, fit for a log line.
+pub fn short(text: &str) -> String {
+    text.chars()
+        .filter(|c| (' '..='~').contains(c) && !matches!(c, '"' | '\\'))
+        .take(64)
+        .collect()
 }
 
 /// The `email_verified` claim: `true`, or `"true"` as some providers send it.

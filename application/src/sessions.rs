@@ -36,6 +36,9 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 pub const SCOPES: &str = "openid email profile";
 /// How often a session's `last_seen` is written (not on every page: one write per minute).
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// The most logins in flight at once (started, not called back, younger than
+/// [`LOGIN_TIMEOUT`]).
+pub const MAX_PENDING_LOGINS: i64 = 10_000;
 /// The longest `return_to` kept (a path of this server).
 const MAX_RETURN_TO: usize = 2048;
 
@@ -70,6 +73,9 @@ pub enum LoginError {
     /// ID token was refused.
     #[error("the login was refused: {0}")]
     Refused(String),
+    /// Too many logins are in flight ([`MAX_PENDING_LOGINS`]): try again in a few minutes.
+    #[error("too many logins are in flight")]
+    Busy,
     /// The identity is no active user of the ledger.
     #[error("{0}")]
     NoUser(Unauthenticated),
@@ -187,6 +193,14 @@ impl Sessions<'_> {
         };
         let now = self.app.now();
         self.prune(now).await?;
+        // Anyone may open the login page: logins in flight are bounded, so a flood fills no
+        // table (they expire after LOGIN_TIMEOUT).
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM ui_logins")
+            .fetch_one(self.app.pool())
+            .await?;
+        if pending >= MAX_PENDING_LOGINS {
+            return Err(LoginError::Busy);
+        }
         sqlx::query(
             "INSERT INTO ui_logins (state_hash, nonce, verifier, return_to, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -270,8 +284,10 @@ impl Sessions<'_> {
             )
             .await
             .map_err(|e| match e {
-                OidcRejection::Provider(why) => LoginError::Refused(why),
-                other => LoginError::Provider(other),
+                // Unreachable, timed out, 5xx: the provider's failure, try again later.
+                OidcRejection::Provider(_) => LoginError::Provider(e),
+                // The code refused (used, expired, not this client's).
+                other => LoginError::Refused(other.to_string()),
             })?;
         let verified = oidc
             .verify_id_token(&id_token, &config.client.client_id, &nonce, now)

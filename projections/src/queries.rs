@@ -1136,8 +1136,8 @@ pub async fn published_releases(
 
 // ----- the web UI's dashboard (issue #18) -----
 
-/// How many licenses have each status at `now`, and how many active ones expire within
-/// `soon` of it: one pass over `rm_licenses`, each status the list filter's own condition
+/// How many licenses have each status at `now`, and how many active ones expire before
+/// `soon`: one pass over `rm_licenses`, each status the list filter's own condition
 /// ([`push_status`]), so the counts and the filtered lists they link to agree.
 ///
 /// # Errors
@@ -1158,7 +1158,8 @@ pub async fn license_status_counts(
     }
     q.push(", count(*) FILTER (WHERE true");
     push_status(&mut q, LicenseStatus::Active, now);
-    q.push(" AND expires_at <= ");
+    // `<`, as the list's `expires_before`: the count and the list it links to agree.
+    q.push(" AND expires_at < ");
     q.push_bind(soon);
     q.push(") FROM rm_licenses");
     let row = q.build().fetch_one(pool).await?;

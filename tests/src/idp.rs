@@ -124,6 +124,8 @@ pub struct TokenOptions {
     /// The token's lifetime in whole seconds (at least 1); the provider's default, one hour,
     /// when `None`.
     pub ttl: Option<Duration>,
+    /// The authorization request's `nonce`, which the ID token then carries.
+    pub nonce: Option<String>,
 }
 
 /// The provider, running until dropped.
@@ -352,6 +354,9 @@ impl TestIdp {
         if let Some(ttl) = options.ttl {
             assert!(ttl.as_secs() >= 1, "an access token lives at least 1 s");
             params.push(("access_token_ttl", ttl.as_secs().to_string()));
+        }
+        if let Some(nonce) = &options.nonce {
+            params.push(("nonce", nonce.clone()));
         }
         let url = Url::parse_with_params(&self.authorization_endpoint, &params).unwrap();
         let back = self.follow(url, REDIRECT_URI).await;

@@ -45,6 +45,9 @@ struct World {
     installation_id: String,
     /// The bytes of the one file of release 1.0.0, which Acme's second license sees.
     artifact: Vec<u8>,
+    /// Globex's license and its installation: out of Acme's reach.
+    globex_license: String,
+    globex_installation: String,
 }
 
 impl World {
@@ -81,6 +84,8 @@ impl World {
             key: String::new(),
             installation_id: String::new(),
             artifact: Vec::new(),
+            globex_license: String::new(),
+            globex_installation: String::new(),
         };
         let vendor = world
             .api(
@@ -151,11 +156,24 @@ impl World {
             activation.text().await
         );
         let activation: Value = activation.json().await.unwrap();
-        world.installation_id = activation["installation_id"]
-            .as_str()
-            .or_else(|| activation["activation"]["installation_id"].as_str())
-            .unwrap_or_else(|| panic!("an installation id in {activation}"))
-            .to_owned();
+        world.installation_id = installation_of(&activation);
+        let globex_license = world
+            .api(
+                "/v1/licenses",
+                json!({"policy_id": policy["id"], "organization_id": world.globex}),
+            )
+            .await;
+        world.globex_license = globex_license["id"].as_str().unwrap().to_owned();
+        let activation = world
+            .http
+            .post(format!("{}/v1/activations", world.server.base))
+            .header("X-App-Id", product["app_id"].as_str().unwrap())
+            .json(&json!({"key": globex_license["key"], "fingerprint": "globex-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(activation.status().is_success());
+        world.globex_installation = installation_of(&activation.json().await.unwrap());
         // A second license, never suspended, and a release with one file.
         world
             .api(
@@ -223,6 +241,54 @@ impl World {
         answer["status"].as_str().unwrap().to_owned()
     }
 
+    /// Logs `user` in over plain HTTP (the provider told who by a login hint) and returns the
+    /// session cookie's secret.
+    async fn login(&self, user: &IdpUser) -> String {
+        let start = self.http.get(self.url("/auth/login")).send().await.unwrap();
+        let state = start
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .find(|c| c.starts_with("ledger_login="))
+            .unwrap();
+        let authorize = start.headers()[LOCATION].to_str().unwrap().to_owned();
+        let callback = self.idp.follow_authorization(&authorize, user).await;
+        let back = self
+            .http
+            .get(callback.as_str())
+            .header(COOKIE, state)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(back.status(), StatusCode::SEE_OTHER);
+        back.headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .find_map(|c| c.strip_prefix("ledger_session=").map(str::to_owned))
+            .expect("a session cookie")
+    }
+
+    /// A form POSTed with a session cookie, its CSRF token read from the session's home page.
+    async fn post_form(&self, path: &str, session: &str, fields: &str) -> reqwest::Response {
+        let home = self
+            .get_with_session("/", session)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let csrf = csrf_of(&home);
+        self.http
+            .post(self.url(path))
+            .header(COOKIE, format!("ledger_session={session}"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}&{fields}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A GET with the browser's session cookie, as plain HTTP (for statuses a browser hides).
     async fn get_with_session(&self, path: &str, session: &str) -> reqwest::Response {
         self.http
@@ -232,6 +298,24 @@ impl World {
             .await
             .unwrap()
     }
+}
+
+/// The installation an activation's answer names.
+fn installation_of(activation: &Value) -> String {
+    activation["installation_id"]
+        .as_str()
+        .or_else(|| activation["activation"]["installation_id"].as_str())
+        .unwrap_or_else(|| panic!("an installation id in {activation}"))
+        .to_owned()
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("a form with a CSRF token in {html}"));
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 /// The start of a license key a customer reads out to support: the product's prefix, a hyphen
@@ -450,8 +534,70 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     );
     assert_eq!(count_events(&world.db, "DownloadGranted").await, 1);
 
-    // A foreign organization is the same 404 as an unknown one.
+    // With a valid CSRF token, what the API refuses the UI refuses: a customer may not lift
+    // the vendor's suspension (403), nor reach another customer's installation or license
+    // (the same 404 as unknown ones).
     let customer = browser.cookie("ledger_session").await.unwrap().value;
+    let reinstate = world
+        .post_form(
+            &format!("/licenses/{}/reinstate", world.license_id),
+            &customer,
+            "",
+        )
+        .await;
+    assert_eq!(reinstate.status(), StatusCode::FORBIDDEN);
+    assert_eq!(world.status().await, "suspended");
+    let foreign = world
+        .post_form(
+            &format!("/installations/{}/deactivate", world.globex_installation),
+            &customer,
+            "",
+        )
+        .await;
+    let unknown = world
+        .post_form(
+            &format!("/installations/{}/deactivate", uuid::Uuid::new_v4()),
+            &customer,
+            "",
+        )
+        .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(foreign.text().await.unwrap(), unknown.text().await.unwrap());
+    assert_eq!(count_events(&world.db, "InstallationDeactivated").await, 1);
+    let foreign = world
+        .get_with_session(&format!("/licenses/{}", world.globex_license), &customer)
+        .await;
+    let unknown = world
+        .get_with_session(&format!("/licenses/{}", uuid::Uuid::new_v4()), &customer)
+        .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert_eq!(foreign.text().await.unwrap(), unknown.text().await.unwrap());
+    // Another site's form, even with the right token: refused before anything is read.
+    let home = world
+        .get_with_session("/", &customer)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let cross_site = world
+        .http
+        .post(world.url("/auth/logout"))
+        .header(COOKIE, format!("ledger_session={customer}"))
+        .header("Origin", "https://evil.example")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf={}", csrf_of(&home)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        world.get_with_session("/", &customer).await.status(),
+        StatusCode::OK,
+        "the forged logout ended nothing"
+    );
+
+    // A foreign organization is the same 404 as an unknown one.
     let foreign = world
         .get_with_session(&format!("/organizations/{}", world.globex), &customer)
         .await;
@@ -571,17 +717,34 @@ async fn a_login_is_bound_to_its_browser_and_used_once() {
         .unwrap()
         .to_owned();
     assert!(csp.contains("default-src 'none'"), "{csp}");
-    // Only the hash of the secret is stored.
+    // Only the hash of the secret is stored: the row is found by SHA-256(secret), and no
+    // column holds the secret itself.
     let pool = sqlx::PgPool::connect(&world.db.url).await.unwrap();
-    let stored: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ui_sessions WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'",
+    let hash = sha2::Sha256::digest(token.as_bytes()).to_vec();
+    let (by_hash, holding): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE token_hash = $1), \
+                count(*) FILTER (WHERE row_to_json(s)::text LIKE '%' || $2 || '%') \
+           FROM ui_sessions s",
     )
+    .bind(&hash)
     .bind(&token)
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(stored, 0, "the session's secret is not stored");
-    pool.close().await;
+    assert_eq!((by_hash, holding), (1, 0));
+
+    // A session unused past the idle limit ends, and its row with it.
+    sqlx::query("UPDATE ui_sessions SET last_seen = last_seen - interval '2 hours'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let idle = world.get_with_session("/", &token).await;
+    assert_eq!(idle.status(), StatusCode::SEE_OTHER, "idle: sent to log in");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM ui_sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
 
     // The same callback again (a replayed code): refused.
     let replayed = world
@@ -620,4 +783,162 @@ async fn a_login_is_bound_to_its_browser_and_used_once() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(refused.text().await.unwrap().contains("No access"));
+
+    // A user deactivated during a session: the next page sends it to log in, and the session
+    // is gone. (Ada logs in again first.)
+    let token = world.login(&user).await;
+    assert_eq!(
+        world.get_with_session("/", &token).await.status(),
+        StatusCode::OK
+    );
+    let ada: String = sqlx::query_scalar("SELECT user_id::text FROM ui_sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    world
+        .api(&format!("/v1/users/{ada}/deactivate"), json!({}))
+        .await;
+    let after = world.get_with_session("/", &token).await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM ui_sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the deactivated user's session is deleted");
+    pool.close().await;
+}
+
+/// Behind https (`--public-url https://…`) the cookies are `Secure` and `__Host-`: no sibling
+/// subdomain can plant a login's state or a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_https_the_cookies_are_secure_and_host_bound() {
+    let idp = TestIdp::start().await;
+    let db = testdb::TestDb::create().await;
+    let data_dir = temp_data_dir();
+    let (server, _logs) = spawn_server_logged(
+        BIN,
+        &db,
+        &data_dir,
+        &[
+            "--oidc-issuer",
+            idp.issuer(),
+            "--ui-oidc-client-id",
+            UI_CLIENT_ID,
+            "--public-url",
+            "https://ledger.example",
+        ],
+        None,
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = http
+        .get(format!("{}/auth/login", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let cookie = start.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-ledger_login="), "{cookie}");
+    for flag in ["Path=/;", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    let authorize = start.headers()[LOCATION].to_str().unwrap();
+    assert!(
+        authorize.contains("redirect_uri=https%3A%2F%2Fledger.example%2Fauth%2Fcallback"),
+        "{authorize}"
+    );
+    // The UI's client may not be the API's audience: its ID tokens would pass for access tokens.
+    let refused = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db.url,
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args([
+            "--oidc-issuer",
+            idp.issuer(),
+            "--ui-oidc-client-id",
+            "license-ledger",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--oidc-audience"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// ID tokens from the real provider, checked as OpenID Connect Core 3.1.3.7 asks, and never
+/// taken for an API access token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_tokens_are_checked_and_never_taken_for_access_tokens() {
+    use application::oidc::{Oidc, OidcConfig};
+    let idp = TestIdp::start().await;
+    let user = IdpUser::verified("ada", "ada@vendor.example");
+    let answer = idp
+        .token_response(
+            &user,
+            &tests::idp::TokenOptions {
+                nonce: Some("n-0001".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let id_token = answer["id_token"].as_str().unwrap();
+    let issuer = domain::values::Issuer::parse(idp.issuer()).unwrap();
+    // The API's verifier with the client id as its audience: still no bearer.
+    let as_api = Oidc::new(&OidcConfig {
+        issuers: vec![issuer.clone()],
+        audience: tests::idp::CLIENT_ID.into(),
+    })
+    .unwrap();
+    let now = chrono::Utc::now();
+    assert!(as_api.verify(id_token, now).await.is_err());
+    let ok = as_api
+        .verify_id_token(id_token, tests::idp::CLIENT_ID, "n-0001", now)
+        .await
+        .unwrap();
+    assert_eq!(ok.subject.as_str(), "ada");
+    assert!(ok.email_verified);
+    for (client, nonce, at, why) in [
+        (tests::idp::CLIENT_ID, "n-0002", now, "another nonce"),
+        (UI_CLIENT_ID, "n-0001", now, "another client"),
+        (
+            tests::idp::CLIENT_ID,
+            "n-0001",
+            now + chrono::Duration::hours(3),
+            "expired",
+        ),
+    ] {
+        assert!(
+            as_api
+                .verify_id_token(id_token, client, nonce, at)
+                .await
+                .is_err(),
+            "{why}"
+        );
+    }
+    // A verifier whose first issuer is another one: not this login's provider.
+    let elsewhere = Oidc::new(&OidcConfig {
+        issuers: vec![
+            domain::values::Issuer::parse("https://elsewhere.example").unwrap(),
+            issuer,
+        ],
+        audience: "license-ledger".into(),
+    })
+    .unwrap();
+    assert!(
+        elsewhere
+            .verify_id_token(id_token, tests::idp::CLIENT_ID, "n-0001", now)
+            .await
+            .is_err()
+    );
 }

@@ -22,8 +22,16 @@ use super::{UiError, UiForm, cookie, html, secure, session_cookie};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 
-/// The login's `state` cookie: only sent to the callback.
-const LOGIN_COOKIE: &str = "ledger_login";
+/// The login's `state` cookie. Behind https it is `__Host-` (so no sibling subdomain can plant
+/// its own state and finish the victim's login as the attacker) and hence `Path=/`; on plain
+/// http it is only sent to the callback.
+fn login_cookie(state: &AppState) -> (&'static str, &'static str) {
+    if secure(state) {
+        ("__Host-ledger_login", "/")
+    } else {
+        ("ledger_login", "/auth/callback")
+    }
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -81,6 +89,15 @@ fn login_failed(e: &LoginError) -> Response {
                 true,
             )
         }
+        LoginError::Busy => {
+            tracing::warn!("web UI login refused: too many logins in flight");
+            failed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again in a few minutes",
+                "Too many logins are under way on this server just now.",
+                true,
+            )
+        }
         LoginError::NoUser(why) => {
             tracing::info!(reason = %why, "web UI login: no active user");
             failed(
@@ -135,13 +152,14 @@ async fn login(State(state): State<AppState>, RawQuery(query): RawQuery) -> Resp
     match state.app.sessions().begin(&return_to).await {
         Ok(started) => {
             let mut response = Redirect::to(&started.url).into_response();
+            let (name, path) = login_cookie(&state);
             response.headers_mut().append(
                 header::SET_COOKIE,
                 set_cookie(
                     &state,
-                    LOGIN_COOKIE,
+                    name,
                     &started.state,
-                    "/auth/callback",
+                    path,
                     Some(LOGIN_TIMEOUT.as_secs()),
                 ),
             );
@@ -161,7 +179,7 @@ async fn callback(
     if let Some(error) = param(query, "error") {
         // The provider's answer (RFC 6749 4.1.2.1): the user said no, or the client is not
         // registered as configured.
-        tracing::info!(error = %error, "web UI login: the identity provider answered an error");
+        tracing::info!(error = %application::oidc::short(&error), "web UI login: the identity provider answered an error");
         let detail = if error == "access_denied" {
             "The identity provider did not let you in (the login was cancelled or refused)."
         } else {
@@ -179,7 +197,8 @@ async fn callback(
             true,
         );
     };
-    let browser_state = cookie(&headers, LOGIN_COOKIE);
+    let (login_name, login_path) = login_cookie(&state);
+    let browser_state = cookie(&headers, login_name);
     let finished = state
         .app
         .sessions()
@@ -187,6 +206,13 @@ async fn callback(
         .await;
     let mut response = match finished {
         Ok(session) => {
+            // A session this browser held before (another user on a shared machine) ends: one
+            // browser, one session.
+            if let Some(previous) = cookie(&headers, session_cookie(&state))
+                && let Err(e) = state.app.sessions().end(previous).await
+            {
+                tracing::warn!(error = %e, "web UI login: the previous session could not be ended");
+            }
             let mut response = Redirect::to(&session.return_to).into_response();
             // A session cookie (no Max-Age): the browser forgets it when it closes; the server
             // ends it at its idle limit or lifetime anyway.
@@ -201,7 +227,7 @@ async fn callback(
     // The login's cookie has served, whatever the outcome.
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&state, LOGIN_COOKIE, "", "/auth/callback", Some(0)),
+        set_cookie(&state, login_name, "", login_path, Some(0)),
     );
     response
 }

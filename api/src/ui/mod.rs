@@ -74,8 +74,8 @@ pub const PATHS: &[&str] = &[
 /// The largest form a UI page posts (a reason, a few ids).
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
-/// Every UI route, with the UI's headers. No rate limit of the API applies: each page is
-/// one person's click, and the login is bounded by the provider.
+/// Every UI route, with the UI's headers. The server limits them per address like the client
+/// routes (`server::app_router`); logins in flight are bounded too (`application::sessions`).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui/style.css", get(stylesheet))
@@ -159,6 +159,12 @@ impl From<AppError> for UiError {
                 Self::BadRequest(detail)
             }
             AppError::Command(commands::CommandError::Rejected(r)) => Self::Refused(r.to_string()),
+            // A form posted again with its key for another action, or a write that raced
+            // another: the person tries again, nothing broke.
+            AppError::Command(
+                e @ (commands::CommandError::IdempotencyKeyReused
+                | commands::CommandError::Conflict { .. }),
+            ) => Self::Refused(e.to_string()),
             other => {
                 tracing::error!(error = %other, "web UI request failed");
                 Self::Unavailable

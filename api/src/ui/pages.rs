@@ -20,6 +20,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use chrono::Timelike;
 use commands::ledger::LicenseChange;
 use domain::Timestamp;
 use domain::ids::{InstallationId, LicenseId, OrganizationId};
@@ -169,10 +170,13 @@ async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response,
     }
     let pool = state.app.pool();
     let now = state.app.now();
-    let (by_status, expiring) =
-        projections::queries::license_status_counts(pool, now, now + chrono::Duration::days(30))
-            .await
-            .map_err(application::AppError::from)?;
+    // Whole seconds: the list the count links to is filtered by the same instant.
+    let soon = (now + chrono::Duration::days(30))
+        .with_nanosecond(0)
+        .unwrap_or(now);
+    let (by_status, expiring) = projections::queries::license_status_counts(pool, now, soon)
+        .await
+        .map_err(application::AppError::from)?;
     let counts = by_status
         .iter()
         .map(|(s, n)| Count {
@@ -270,9 +274,12 @@ async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response,
             nav,
             counts,
             expiring,
+            // The same bound as the count, to the second (RFC 3339, percent-encoded).
             expiring_href: format!(
-                "/licenses?status=active&expires_before={}",
-                (now + chrono::Duration::days(30)).format("%Y-%m-%dT%H:%M")
+                "/licenses?status=active&{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("expires_before", &soon.to_rfc3339())
+                    .finish()
             ),
             status_plot,
             activity_plot,
@@ -484,7 +491,10 @@ async fn license(
                 },
             )
             .await?;
-        let complete = page.next_cursor.is_none();
+        // Complete when the page holds the whole stream, or an event after `at` (every one
+        // up to `at` is then on the page).
+        let complete = page.next_cursor.is_none()
+            || at.is_some_and(|at| page.items.iter().any(|e| e.recorded_at > at));
         let rows = page
             .items
             .iter()
@@ -586,7 +596,8 @@ async fn change(
         let id = license_id(&raw)?;
         let action = Action::parse(&action)?;
         let viewer = &form.viewer;
-        // Reach first (out of reach: 404 as unknown), then the permission (403), as the API.
+        // Reach first (out of reach: 404 as unknown), then the permission (403). The API
+        // asks the permission first; both answer a foreign license as an unknown one.
         state
             .app
             .licenses()
@@ -603,7 +614,7 @@ async fn change(
             },
             Action::Reinstate => LicenseChange::Reinstate,
         };
-        let context = viewer.command(form.get("form_key"), &format!("{}/{raw}", action.name()));
+        let context = viewer.command(form.get("form_key"), &format!("{}/{id}", action.name()));
         state.app.licenses().change(&context, id, change).await?;
         Ok::<_, UiError>(Redirect::to(&format!("/licenses/{id}")).into_response())
     };
@@ -621,11 +632,34 @@ struct InstallationRow {
     activated_at: String,
 }
 
+/// What an organization's pages show of it: what `GET /v1/me` shows of the organizations a
+/// user reaches, no more (a `license_manager` may not read the organization itself: its Stripe
+/// customers and delegations stay out of the page's reach).
+pub struct OrgHeader {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub closed: bool,
+}
+
+impl OrgHeader {
+    /// The header of organization `id`, which the caller has authorized already.
+    pub async fn of(state: &AppState, id: OrganizationId) -> Result<Self, UiError> {
+        let o = state.app.catalogue().organization(id).await?;
+        Ok(Self {
+            id: o.id,
+            name: o.name,
+            kind: o.kind,
+            closed: o.closed,
+        })
+    }
+}
+
 #[derive(Template)]
 #[template(path = "organization.html")]
 struct OrganizationPage {
     nav: Nav,
-    organization: application::views::OrganizationView,
+    organization: OrgHeader,
     licenses: Vec<LicenseView>,
     more_licenses: bool,
     installations: Vec<InstallationRow>,
@@ -656,7 +690,7 @@ async fn organization(
         .portal()
         .installations(access, id, true, page())
         .await?;
-    let organization = state.app.catalogue().organization(id).await?;
+    let organization = OrgHeader::of(&state, id).await?;
     let may_manage_installations = state
         .app
         .authorize_at(
@@ -731,7 +765,10 @@ async fn deactivate(
     let run = async {
         let installation_id: InstallationId = raw.parse().map_err(|_| UiError::NotFound)?;
         let viewer = &form.viewer;
-        let context = viewer.command(form.get("form_key"), &format!("deactivate/{raw}"));
+        let context = viewer.command(
+            form.get("form_key"),
+            &format!("deactivate/{installation_id}"),
+        );
         state
             .app
             .licenses()

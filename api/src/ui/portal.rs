@@ -25,6 +25,7 @@ use domain::values::{Email, Role};
 use projections::queries::Order;
 use uuid::Uuid;
 
+use super::pages::OrgHeader;
 use super::{Nav, UiError, UiForm, Viewer, form_key, html};
 use crate::state::AppState;
 
@@ -49,7 +50,7 @@ struct UserRow {
 #[template(path = "users.html")]
 struct UsersPage {
     nav: Nav,
-    organization: application::views::OrganizationView,
+    organization: OrgHeader,
     users: Vec<UserRow>,
     more: bool,
     may_invite: bool,
@@ -88,7 +89,7 @@ async fn users(
             },
         )
         .await?;
-    let organization = state.app.catalogue().organization(id).await?;
+    let organization = OrgHeader::of(&state, id).await?;
     let may_invite = state
         .app
         .authorize_organization(access, id, Action::ManageUsers)
@@ -134,7 +135,7 @@ async fn invite(
         let role = Role::parse(form.require("role")?)
             .map_err(|e| UiError::BadRequest(format!("the role: {e}")))?;
         let viewer = &form.viewer;
-        let context = viewer.command(form.get("form_key"), &format!("invite/{raw}"));
+        let context = viewer.command(form.get("form_key"), &format!("invite/{id}"));
         state
             .app
             .users()
@@ -180,7 +181,7 @@ struct ReleaseRow {
 #[template(path = "downloads.html")]
 struct DownloadsPage {
     nav: Nav,
-    organization: application::views::OrganizationView,
+    organization: OrgHeader,
     releases: Vec<ReleaseRow>,
     complete: bool,
 }
@@ -212,7 +213,7 @@ async fn downloads(
         .portal()
         .releases(&viewer.session.access, id, None, None)
         .await?;
-    let organization = state.app.catalogue().organization(id).await?;
+    let organization = OrgHeader::of(&state, id).await?;
     let releases = visible
         .releases
         .into_iter()
