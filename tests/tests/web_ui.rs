@@ -45,6 +45,8 @@ struct World {
     installation_id: String,
     /// The bytes of the one file of release 1.0.0, which Acme's second license sees.
     artifact: Vec<u8>,
+    /// The application's id (`X-App-Id`).
+    app_id: String,
     /// Globex's license and its installation: out of Acme's reach.
     globex_license: String,
     globex_installation: String,
@@ -86,6 +88,7 @@ impl World {
             artifact: Vec::new(),
             globex_license: String::new(),
             globex_installation: String::new(),
+            app_id: String::new(),
         };
         let vendor = world
             .api(
@@ -140,6 +143,7 @@ impl World {
             )
             .await;
         world.license_id = license["id"].as_str().unwrap().to_owned();
+        world.app_id = product["app_id"].as_str().unwrap().to_owned();
         world.key = license["key"].as_str().unwrap().to_owned();
         let activation = world
             .http
@@ -384,7 +388,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let before_suspension = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    browser.click("a.button.danger").await;
+    browser.click("a.action-suspend").await;
     browser.wait_for("input#reason").await;
     browser.screenshot("confirm-suspend").await;
     browser
@@ -447,6 +451,39 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     assert!(events.contains("LicenseIssued"), "{events}");
     assert!(!events.contains("LicenseSuspended"), "{events}");
     browser.screenshot("license-time-travel").await;
+
+    // Regenerate the key: shown once, the old one stops working.
+    browser
+        .goto(&world.url(&format!("/licenses/{}", world.license_id)))
+        .await;
+    browser.click("a.action-rotate-key").await;
+    browser.click("form.confirm button[type=submit]").await;
+    let new_key = browser
+        .attribute_of("input#key", "value")
+        .await
+        .expect("the new key on the page");
+    assert_ne!(new_key, world.key);
+    assert_eq!(prefix_of(&new_key)[..6], prefix_of(&world.key)[..6]);
+    for (key, known) in [(&world.key, false), (&new_key, true)] {
+        let validated: Value = world
+            .http
+            .post(world.url("/v1/validate"))
+            .header("X-App-Id", &world.app_id)
+            .json(&json!({"key": key, "fingerprint": "laptop-1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // The new key finds the license (suspended); the old one finds nothing.
+        assert_eq!(
+            validated["code"] != "NOT_FOUND",
+            known,
+            "{key}: {validated}"
+        );
+    }
+    assert_eq!(count_events(&world.db, "LicenseKeyRotated").await, 1);
 
     // Log out: the session ends on the server, not only in the browser.
     browser.click("form.logout button").await;

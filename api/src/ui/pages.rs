@@ -453,8 +453,7 @@ struct LicensePage {
     at_value: String,
     events: Vec<EventRow>,
     events_complete: bool,
-    may_support: bool,
-    suspended: bool,
+    actions: Vec<ActionLink>,
 }
 
 /// The most events the license page lists.
@@ -505,7 +504,12 @@ async fn license(
     } else {
         (Vec::new(), true)
     };
-    let may_support = at.is_none() && access.may_everywhere(Permission::Support.action());
+    // Actions act on the license now: none while looking at the past.
+    let actions = if at.is_none() {
+        actions_for(access, license.status)
+    } else {
+        Vec::new()
+    };
     Ok(html(
         StatusCode::OK,
         &LicensePage {
@@ -517,35 +521,140 @@ async fn license(
             at_value: at.map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M:%S").to_string()),
             events,
             events_complete,
-            may_support,
-            suspended: license.status == LicenseStatus::Suspended.as_str(),
+            actions,
             license,
         },
     ))
 }
 
-/// A lifecycle action of the license page.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A lifecycle action of the license page, each behind a confirmation page whose form asks
+/// what the matching API route's body holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Action {
     Suspend,
     Reinstate,
+    Revoke,
+    Renew,
+    Transfer,
+    Seats,
+    Maintenance,
+    Entitlements,
+    RotateKey,
 }
 
 impl Action {
+    const ALL: [Self; 9] = [
+        Self::Suspend,
+        Self::Reinstate,
+        Self::Revoke,
+        Self::Renew,
+        Self::Transfer,
+        Self::Seats,
+        Self::Maintenance,
+        Self::Entitlements,
+        Self::RotateKey,
+    ];
+
     fn parse(raw: &str) -> Result<Self, UiError> {
-        match raw {
-            "suspend" => Ok(Self::Suspend),
-            "reinstate" => Ok(Self::Reinstate),
-            _ => Err(UiError::NotFound),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == raw)
+            .ok_or(UiError::NotFound)
     }
 
+    /// The path segment (`/licenses/{id}/{name}`), as the API's.
     fn name(self) -> &'static str {
         match self {
             Self::Suspend => "suspend",
             Self::Reinstate => "reinstate",
+            Self::Revoke => "revoke",
+            Self::Renew => "renew",
+            Self::Transfer => "transfer",
+            Self::Seats => "seats",
+            Self::Maintenance => "maintenance",
+            Self::Entitlements => "entitlements",
+            Self::RotateKey => "rotate-key",
         }
     }
+
+    /// What the button says.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Suspend => "Suspend",
+            Self::Reinstate => "Reinstate",
+            Self::Revoke => "Revoke",
+            Self::Renew => "Renew",
+            Self::Transfer => "Transfer",
+            Self::Seats => "Change seats",
+            Self::Maintenance => "Extend maintenance",
+            Self::Entitlements => "Change features",
+            Self::RotateKey => "Regenerate the key",
+        }
+    }
+
+    /// What it does, for the confirmation page.
+    fn consequence(self) -> &'static str {
+        match self {
+            Self::Suspend => "Its installations stop validating until it is reinstated.",
+            Self::Reinstate => "Its installations validate again.",
+            Self::Revoke => {
+                "Revocation is final: the license never validates again, and cannot be reinstated."
+            }
+            Self::Renew => "The license runs until the new end you give.",
+            Self::Transfer => {
+                "The license moves to another organization, with its installations; the present one no longer sees it."
+            }
+            Self::Seats => {
+                "Installations above a lower count keep running until deactivated; new ones are refused."
+            }
+            Self::Maintenance => "Releases published until then are the license's to download.",
+            Self::Entitlements => "Applications see the new features at their next validation.",
+            Self::RotateKey => {
+                "The present key stops working at once. The new key is shown once, on the next page: give it to the customer."
+            }
+        }
+    }
+
+    /// Suspend and reinstate are support's (vendor support or admin); the rest, the
+    /// administrator's, as the API's routes decide.
+    fn permission(self) -> Permission {
+        match self {
+            Self::Suspend | Self::Reinstate => Permission::Support,
+            _ => Permission::Admin,
+        }
+    }
+
+    fn danger(self) -> bool {
+        matches!(self, Self::Suspend | Self::Revoke | Self::RotateKey)
+    }
+}
+
+/// An action as the license page links it.
+struct ActionLink {
+    name: &'static str,
+    label: &'static str,
+    danger: bool,
+}
+
+/// The actions `access` may take on a license in `status`, in the order of the page.
+fn actions_for(access: &application::access::Access, status: &str) -> Vec<ActionLink> {
+    if status == LicenseStatus::Revoked.as_str() {
+        return Vec::new();
+    }
+    Action::ALL
+        .into_iter()
+        .filter(|a| access.may_everywhere(a.permission().action()))
+        .filter(|a| match a {
+            Action::Suspend => status != LicenseStatus::Suspended.as_str(),
+            Action::Reinstate => status == LicenseStatus::Suspended.as_str(),
+            _ => true,
+        })
+        .map(|a| ActionLink {
+            name: a.name(),
+            label: a.label(),
+            danger: a.danger(),
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -554,7 +663,11 @@ struct ConfirmChange {
     nav: Nav,
     license: LicenseView,
     action: &'static str,
-    needs_reason: bool,
+    label: &'static str,
+    consequence: &'static str,
+    danger: bool,
+    categories: Vec<&'static str>,
+    features: String,
     form_key: String,
 }
 
@@ -572,18 +685,45 @@ async fn confirm_change(
         .await?;
     viewer
         .principal()
-        .require(Permission::Support)
-        .map_err(|_| UiError::Forbidden(format!("you may not {} licenses", action.name())))?;
+        .require(action.permission())
+        .map_err(|_| {
+            UiError::Forbidden(format!(
+                "you may not {} licenses",
+                action.label().to_lowercase()
+            ))
+        })?;
     Ok(html(
         StatusCode::OK,
         &ConfirmChange {
             nav: viewer.nav(),
+            features: license.features.join(", "),
             license,
             action: action.name(),
-            needs_reason: action == Action::Suspend,
+            label: action.label(),
+            consequence: action.consequence(),
+            danger: action.danger(),
+            categories: domain::values::RevocationCategory::ALL.to_vec(),
             form_key: form_key(),
         },
     ))
+}
+
+#[derive(Template)]
+#[template(path = "new_key.html")]
+struct NewKey {
+    nav: Nav,
+    license_id: Uuid,
+    key: Option<String>,
+}
+
+/// A refusal of a form's field `what` (a value the domain does not take).
+fn bad(what: &'static str) -> impl Fn(domain::values::InvalidValue) -> UiError {
+    move |e| UiError::BadRequest(format!("{what}: {e}"))
+}
+
+/// An instant of a form's `datetime-local` field (UTC), named `field`.
+fn instant_field(form: &UiForm, field: &str) -> Result<Timestamp, UiError> {
+    parse_instant(form.require(field)?)
 }
 
 async fn change(
@@ -605,16 +745,74 @@ async fn change(
             .await?;
         viewer
             .principal()
-            .require(Permission::Support)
-            .map_err(|_| UiError::Forbidden(format!("you may not {} licenses", action.name())))?;
+            .require(action.permission())
+            .map_err(|_| {
+                UiError::Forbidden(format!(
+                    "you may not {} licenses",
+                    action.label().to_lowercase()
+                ))
+            })?;
+        let context = viewer.command(form.get("form_key"), &format!("{}/{id}", action.name()));
         let change = match action {
             Action::Suspend => LicenseChange::Suspend {
-                reason: Reason::parse(form.require("reason")?)
-                    .map_err(|e| UiError::BadRequest(format!("the reason: {e}")))?,
+                reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
             },
             Action::Reinstate => LicenseChange::Reinstate,
+            Action::Revoke => LicenseChange::Revoke {
+                reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
+                category: domain::values::RevocationCategory::parse(
+                    form.get("category").unwrap_or("unspecified"),
+                )
+                .map_err(bad("the category"))?,
+            },
+            Action::Renew => LicenseChange::Renew {
+                expires_at: instant_field(&form, "expires_at")?,
+            },
+            Action::Transfer => LicenseChange::Transfer {
+                organization_id: form
+                    .require("organization_id")?
+                    .parse()
+                    .map_err(|_| UiError::BadRequest("the organization id is not an id".into()))?,
+            },
+            Action::Seats => LicenseChange::ChangeSeats {
+                seats: form
+                    .require("seats")?
+                    .parse::<u32>()
+                    .map_err(|_| UiError::BadRequest("seats: a whole number".into()))
+                    .and_then(|n| {
+                        domain::values::SeatCount::new(n)
+                            .map_err(|e| UiError::BadRequest(format!("seats: {e}")))
+                    })?,
+            },
+            Action::Maintenance => LicenseChange::ExtendMaintenance {
+                until: instant_field(&form, "until")?,
+            },
+            Action::Entitlements => {
+                let codes: Vec<&str> = form
+                    .get("features")
+                    .unwrap_or("")
+                    .split([',', ' '])
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                LicenseChange::ChangeEntitlements {
+                    features: domain::values::FeatureSet::parse(&codes)
+                        .map_err(bad("the features"))?,
+                }
+            }
+            Action::RotateKey => {
+                let written = state.app.licenses().rotate_key(&context, id).await?;
+                // Shown once; a replay (the form posted twice) has no key to show.
+                return Ok(html(
+                    StatusCode::OK,
+                    &NewKey {
+                        nav: viewer.nav(),
+                        license_id: id.into(),
+                        key: written.view.key,
+                    },
+                ));
+            }
         };
-        let context = viewer.command(form.get("form_key"), &format!("{}/{id}", action.name()));
         state.app.licenses().change(&context, id, change).await?;
         Ok::<_, UiError>(Redirect::to(&format!("/licenses/{id}")).into_response())
     };
