@@ -28,6 +28,8 @@ use tests::idp::{IdpUser, TestIdp, UI_CLIENT_ID};
 use tests::{ServerProcess, count_events, mint_token, spawn_server_logged, temp_data_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ledger-e2e-server");
+/// The webhook secret the world's server takes Stripe events with.
+const STRIPE_SECRET: &str = "whsec_web_ui_test";
 
 /// A server with the UI's login configured, an administration token, and a small world: a
 /// vendor organization, a customer (Acme) with a license and an installation, and a foreign
@@ -66,6 +68,8 @@ impl World {
                 idp.issuer(),
                 "--ui-oidc-client-id",
                 UI_CLIENT_ID,
+                "--stripe-webhook-secret",
+                STRIPE_SECRET,
             ],
             None,
         );
@@ -207,6 +211,21 @@ impl World {
         world
             .api(&format!("/v1/releases/{release}/publish"), json!({}))
             .await;
+        // A Stripe event of a type the ledger records and ignores, for the billing inbox.
+        let t = chrono::Utc::now().timestamp();
+        let event = json!({"id": "evt_web_ui_1", "object": "event", "type": "charge.succeeded",
+            "created": t, "livemode": false, "api_version": "2025-03-31.basil",
+            "data": {"object": {"id": "ch_1", "object": "charge"}}});
+        let posted = tests::stripe::post_signed(
+            &world.http,
+            &world.server.base,
+            STRIPE_SECRET,
+            t,
+            serde_json::to_vec(&event).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(posted.status().is_success(), "{:?}", posted.text().await);
         world
     }
 
@@ -451,6 +470,52 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     assert!(events.contains("LicenseIssued"), "{events}");
     assert!(!events.contains("LicenseSuspended"), "{events}");
     browser.screenshot("license-time-travel").await;
+
+    // The audit trail, filtered to the license, and its export.
+    browser.goto(&world.url("/audit")).await;
+    browser.fill("input#license_id", &world.license_id).await;
+    browser.click("form.search button[type=submit]").await;
+    browser.wait_for("table.audit").await;
+    let trail = browser.text_of("table.audit").await;
+    assert!(trail.contains("LicenseSuspended"), "{trail}");
+    assert!(
+        !trail.contains("ArtifactAdded"),
+        "only the license's: {trail}"
+    );
+    browser.screenshot("audit").await;
+    let export = browser.download("a.export").await;
+    let csv = String::from_utf8(export.bytes).unwrap();
+    assert!(csv.starts_with("position,recorded_at,actor,"), "{csv}");
+    assert!(csv.contains("LicenseSuspended"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        1 + 3,
+        "the header, the issue, the activation, the suspension: {csv}"
+    );
+
+    // The billing inbox: the Stripe event as received, retried by the administrator.
+    browser.goto(&world.url("/billing")).await;
+    browser.wait_for("table.billing").await;
+    assert!(
+        browser
+            .text_of("table.billing")
+            .await
+            .contains("evt_web_ui_1")
+    );
+    browser.click("form.retry button").await;
+    browser
+        .wait_for_url("the inbox after a retry", |u| u.path() == "/billing")
+        .await;
+    browser.wait_for("table.billing").await;
+    browser.screenshot("billing").await;
+
+    // Every organization, as a tree.
+    browser.goto(&world.url("/organizations")).await;
+    let tree = browser.text_of("ul.tree").await;
+    assert!(
+        tree.contains("Acme GmbH") && tree.contains("Globex"),
+        "{tree}"
+    );
 
     // Regenerate the key: shown once, the old one stops working.
     browser

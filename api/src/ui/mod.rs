@@ -8,6 +8,7 @@
 //!   the same [`application::access::Access`]: a page reaches what the user's API calls reach,
 //!   and what is out of reach is the same 404.
 //! - [`portal`]: an organization's users (invitations) and downloads.
+//! - [`operations`]: the audit trail (with its CSV export) and the billing inbox.
 //! - [`svg`]: the dashboard's plots.
 //!
 //! What holds for every UI route, here:
@@ -19,6 +20,7 @@
 //!   no script, no frame), `no-store`, `nosniff`, no referrer to other sites.
 
 pub mod auth;
+pub mod operations;
 pub mod pages;
 pub mod portal;
 pub mod svg;
@@ -64,11 +66,16 @@ pub const PATHS: &[&str] = &[
     "/licenses",
     "/licenses/{id}",
     "/licenses/{id}/{action}",
+    "/organizations",
     "/organizations/{id}",
     "/installations/{id}/deactivate",
     "/organizations/{id}/users",
     "/organizations/{id}/downloads",
     "/artifacts/{id}/download",
+    "/audit",
+    "/audit/export",
+    "/billing",
+    "/billing/{id}/retry",
 ];
 
 /// The largest form a UI page posts (a reason, a few ids).
@@ -82,6 +89,7 @@ pub fn routes() -> Router<AppState> {
         .merge(auth::routes())
         .merge(pages::routes())
         .merge(portal::routes())
+        .merge(operations::routes())
         .layer(middleware::from_fn(headers))
 }
 

@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/licenses", get(licenses))
         .route("/licenses/{id}", get(license))
         .route("/licenses/{id}/{action}", get(confirm_change).post(change))
+        .route("/organizations", get(organizations))
         .route("/organizations/{id}", get(organization))
         .route(
             "/installations/{id}/deactivate",
@@ -48,10 +49,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The query's parameters by name (the last of a repeated one).
-struct Query(Vec<(String, String)>);
+pub struct Query(pub Vec<(String, String)>);
 
 impl Query {
-    fn of(raw: Option<&str>) -> Self {
+    pub fn of(raw: Option<&str>) -> Self {
         Self(
             form_urlencoded::parse(raw.unwrap_or("").as_bytes())
                 .map(|(n, v)| (n.into_owned(), v.trim().to_owned()))
@@ -60,7 +61,7 @@ impl Query {
         )
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -68,7 +69,23 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    fn uuid(&self, name: &str) -> Result<Option<Uuid>, UiError> {
+    /// The query without `name`, encoded (for a link that drops it).
+    pub fn without(&self, name: &str) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (n, v) in self.0.iter().filter(|(n, _)| n != name) {
+            s.append_pair(n, v);
+        }
+        s.finish()
+    }
+
+    /// The query with `name` set to `value` (a next page's cursor), encoded.
+    pub fn with(&self, name: &str, value: &str) -> String {
+        let mut s = form_urlencoded::Serializer::new(self.without(name));
+        s.append_pair(name, value);
+        s.finish()
+    }
+
+    pub fn uuid(&self, name: &str) -> Result<Option<Uuid>, UiError> {
         self.get(name)
             .map(|v| {
                 v.parse()
@@ -79,7 +96,7 @@ impl Query {
 }
 
 /// An instant typed into a `datetime-local` field (UTC) or given as RFC 3339.
-fn parse_instant(raw: &str) -> Result<Timestamp, UiError> {
+pub fn parse_instant(raw: &str) -> Result<Timestamp, UiError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
@@ -99,7 +116,7 @@ fn parse_instant(raw: &str) -> Result<Timestamp, UiError> {
 }
 
 /// What a page shows of an instant: UTC, to the second.
-fn show(t: &Timestamp) -> String {
+pub fn show(t: &Timestamp) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -164,7 +181,7 @@ async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response,
             StatusCode::OK,
             &PortalHome {
                 nav,
-                organizations: tree(me.organizations),
+                organizations: tree(me.organizations.into_iter().map(Node::from).collect()),
             },
         ));
     }
@@ -290,21 +307,42 @@ async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response,
     ))
 }
 
-/// The organizations a user reaches, as an indented tree (parents before children).
-fn tree(organizations: Vec<application::users::ReachedOrganizationView>) -> Vec<OrganizationLink> {
+/// An organization placed in a tree.
+pub struct Node {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub parent_id: Option<Uuid>,
+    pub delegated: bool,
+}
+
+impl From<application::users::ReachedOrganizationView> for Node {
+    fn from(o: application::users::ReachedOrganizationView) -> Self {
+        Self {
+            id: o.id,
+            name: o.name,
+            kind: o.kind,
+            parent_id: o.parent_id,
+            delegated: o.delegated,
+        }
+    }
+}
+
+/// Organizations as an indented tree, parents before children, siblings by name; one whose
+/// parent is not among them is a root.
+fn tree(organizations: Vec<Node>) -> Vec<OrganizationLink> {
     let ids: std::collections::HashSet<Uuid> = organizations.iter().map(|o| o.id).collect();
     let mut out = Vec::new();
     fn walk(
         parent: Option<Uuid>,
         depth: usize,
-        all: &[application::users::ReachedOrganizationView],
+        all: &[Node],
         ids: &std::collections::HashSet<Uuid>,
         out: &mut Vec<OrganizationLink>,
     ) {
         let mut children: Vec<_> = all
             .iter()
             .filter(|o| match parent {
-                // Roots: no parent, or a parent the user does not reach.
                 None => o.parent_id.is_none_or(|p| !ids.contains(&p)),
                 Some(p) => o.parent_id == Some(p),
             })
@@ -318,6 +356,7 @@ fn tree(organizations: Vec<application::users::ReachedOrganizationView>) -> Vec<
                 depth,
                 delegated: o.delegated,
             });
+            // The log refuses cycles (ORGANIZATION_CYCLE); the bound guards the page anyway.
             if depth < 32 {
                 walk(Some(o.id), depth + 1, all, ids, out);
             }
@@ -325,6 +364,73 @@ fn tree(organizations: Vec<application::users::ReachedOrganizationView>) -> Vec<
     }
     walk(None, 0, &organizations, &ids, &mut out);
     out
+}
+
+/// The vendor's view of every organization: searched by name, or the whole tree (at most
+/// [`MAX_TREE`] organizations).
+#[derive(Template)]
+#[template(path = "organizations.html")]
+struct Organizations {
+    nav: Nav,
+    q: String,
+    organizations: Vec<OrganizationLink>,
+    more: bool,
+}
+
+/// The most organizations the vendor's tree shows at once.
+const MAX_TREE: i64 = 1000;
+
+async fn organizations(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    viewer
+        .principal()
+        .require(Permission::Read)
+        .map_err(|_| UiError::Forbidden("every organization is for the vendor's staff".into()))?;
+    let q = Query::of(raw.as_deref());
+    let text = q.get("q").map(str::to_owned);
+    if text.as_deref().is_some_and(|t| t.chars().count() > 200) {
+        return Err(UiError::BadRequest("the search text is too long".into()));
+    }
+    let listed = state
+        .app
+        .catalogue()
+        .organizations(
+            projections::queries::OrganizationFilter {
+                parent_id: None,
+                kind: None,
+                q: text,
+            },
+            PageRequest {
+                cursor: None,
+                limit: MAX_TREE,
+                order: Order::Asc,
+            },
+        )
+        .await?;
+    Ok(html(
+        StatusCode::OK,
+        &Organizations {
+            nav: viewer.nav(),
+            q: q.get("q").unwrap_or_default().to_owned(),
+            more: listed.next_cursor.is_some(),
+            organizations: tree(
+                listed
+                    .items
+                    .into_iter()
+                    .map(|o| Node {
+                        id: o.id,
+                        name: o.name,
+                        kind: o.kind,
+                        parent_id: o.parent_id,
+                        delegated: false,
+                    })
+                    .collect(),
+            ),
+        },
+    ))
 }
 
 // ----- license search -----
@@ -386,14 +492,9 @@ async fn licenses(
             },
         )
         .await?;
-    let next = listed.next_cursor.map(|cursor| {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for (n, v) in q.0.iter().filter(|(n, _)| n != "cursor") {
-            s.append_pair(n, v);
-        }
-        s.append_pair("cursor", &cursor);
-        format!("/licenses?{}", s.finish())
-    });
+    let next = listed
+        .next_cursor
+        .map(|cursor| format!("/licenses?{}", q.with("cursor", &cursor)));
     Ok(html(
         StatusCode::OK,
         &Licenses {
