@@ -131,29 +131,63 @@ impl App {
             TokenGrant::Impersonation {
                 user_id,
                 started_by,
-            } => {
-                if !self.may_still_impersonate(&started_by).await? {
-                    return Ok(None);
-                }
-                let user = self.ledger().user(user_id).await?;
-                let Some(state) = user
-                    .state()
-                    .filter(|s| !s.deactivated && !s.grants.iter().any(|g| g.role.is_vendor()))
-                else {
-                    return Ok(None);
-                };
-                Ok(Some(Access {
-                    kind: PrincipalKind::User {
-                        id: user_id,
-                        email: state.email.clone(),
-                    },
-                    grants: state.effective_grants(),
-                    impersonation: Some(Impersonation {
-                        token: presented.id(),
-                        by: started_by,
-                    }),
-                }))
-            }
+            } => self.impersonated(presented.id(), user_id, started_by).await,
+        }
+    }
+
+    /// The access of impersonation `token` (of user `user_id`, started by `started_by`) now.
+    async fn impersonated(
+        &self,
+        token: ApiTokenId,
+        user_id: UserId,
+        started_by: Actor,
+    ) -> Result<Option<Access>, AppError> {
+        if !self.may_still_impersonate(&started_by).await? {
+            return Ok(None);
+        }
+        let user = self.ledger().user(user_id).await?;
+        let Some(state) = user
+            .state()
+            .filter(|s| !s.deactivated && !s.grants.iter().any(|g| g.role.is_vendor()))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Access {
+            kind: PrincipalKind::User {
+                id: user_id,
+                email: state.email.clone(),
+            },
+            grants: state.effective_grants(),
+            impersonation: Some(Impersonation {
+                token,
+                by: started_by,
+            }),
+        }))
+    }
+
+    /// The access of impersonation token `id` for the web UI session of `staff`, who started
+    /// it: what `authenticate` gives its bearer, without the secret (the session is the
+    /// credential). `None` once it is revoked or expired, or when it is not `staff`'s.
+    ///
+    /// # Errors
+    /// Infrastructure errors.
+    pub async fn impersonation_access(
+        &self,
+        id: ApiTokenId,
+        staff: UserId,
+    ) -> Result<Option<Access>, AppError> {
+        let (token, _) = self.ledger().store().load::<ApiToken>(id).await?;
+        let Some(state) = token.state() else {
+            return Ok(None);
+        };
+        let live =
+            state.revoked_at.is_none() && state.expires_at.is_none_or(|end| self.now() < end);
+        match &state.grant {
+            TokenGrant::Impersonation {
+                user_id,
+                started_by: started_by @ Actor::User(by),
+            } if live && *by == staff => self.impersonated(id, *user_id, started_by.clone()).await,
+            _ => Ok(None),
         }
     }
 
@@ -328,6 +362,25 @@ impl App {
             lags.push(projections::engine::lag(self.pool(), p.as_ref()).await?);
         }
         Ok(lags)
+    }
+
+    /// Waits until every projector has applied every committed event, or `within` has passed:
+    /// the web UI calls it after a change, so the page it shows next reads what the person
+    /// just did from the read models (which trail the log by milliseconds). Under a write load
+    /// that never lets the projectors be idle, the deadline ends the wait.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn settle(&self, within: std::time::Duration) -> Result<(), AppError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let lags = self.projector_lags().await?;
+            if lags.iter().all(|l| l.pending_events == 0) || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Whether the server may take traffic (`/readyz`).

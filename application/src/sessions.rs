@@ -13,6 +13,10 @@
 //!   end. Every request reads the user's grants from its stream ([`crate::users::Users::access_of`]),
 //!   so a revoked role or a deactivation applies at once; a deactivated user's sessions are
 //!   ended as they are next used.
+//! - **Impersonation**: vendor support starts one from the UI (`App::start_impersonation`);
+//!   the session then acts with the impersonated user's access, read through the token's own
+//!   stream on every request (`App::impersonation_access`), until the token is revoked (the
+//!   banner's "End") or expires, when the session is its user's own again.
 //! - Expired logins and sessions are deleted whenever a login starts: no background job, and
 //!   the tables stay as small as the number of people logged in.
 //!
@@ -114,10 +118,15 @@ pub struct NewSession {
 /// A live session, and the access of its user now.
 #[derive(Clone, Debug)]
 pub struct Session {
+    /// Who logged in (the staff member, during an impersonation).
     pub user: UserId,
     /// What every form of the session carries.
     pub csrf: String,
+    /// What the session acts with: the user's access, or during an impersonation the
+    /// impersonated user's (with `impersonation` naming the token and the staff member).
     pub access: Access,
+    /// The SHA-256 of the session's secret: which row to change (not a secret itself).
+    pub hash: Vec<u8>,
 }
 
 /// The logins and sessions of the web UI (see the module documentation).
@@ -341,7 +350,7 @@ impl Sessions<'_> {
         let now = self.app.now();
         let idle = chrono::Duration::from_std(config.idle).unwrap_or(chrono::Duration::MAX);
         let row = sqlx::query(
-            "SELECT user_id, csrf, last_seen FROM ui_sessions \
+            "SELECT user_id, csrf, last_seen, impersonation FROM ui_sessions \
              WHERE token_hash = $1 AND expires_at > $2",
         )
         .bind(&hash)
@@ -357,11 +366,20 @@ impl Sessions<'_> {
             return Ok(None);
         }
         let user = UserId::from_uuid(row.get("user_id"));
-        let Some(access) = self.app.users().access_of(user).await? else {
+        let Some(mut access) = self.app.users().access_of(user).await? else {
             // Deactivated since the login: its sessions end.
             self.delete(&hash).await?;
             return Ok(None);
         };
+        let impersonation: Option<uuid::Uuid> = row.get("impersonation");
+        if let Some(token) = impersonation.map(domain::ids::ApiTokenId::from_uuid) {
+            match self.app.impersonation_access(token, user).await? {
+                Some(acting) => access = acting,
+                // Ended (revoked, expired, the staff member no more allowed): the session is
+                // the staff member's own again.
+                None => self.set_impersonation(&hash, None).await?,
+            }
+        }
         if now - last_seen >= chrono::Duration::from_std(TOUCH_EVERY).unwrap_or_default() {
             sqlx::query("UPDATE ui_sessions SET last_seen = $2 WHERE token_hash = $1")
                 .bind(&hash)
@@ -373,7 +391,26 @@ impl Sessions<'_> {
             user,
             csrf: row.get("csrf"),
             access,
+            hash,
         }))
+    }
+
+    /// Makes the session `hash` act through impersonation `token` (started by its user), or
+    /// its user's own again with `None`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_impersonation(
+        &self,
+        hash: &[u8],
+        token: Option<domain::ids::ApiTokenId>,
+    ) -> Result<(), AppError> {
+        sqlx::query("UPDATE ui_sessions SET impersonation = $2 WHERE token_hash = $1")
+            .bind(hash)
+            .bind(token.map(uuid::Uuid::from))
+            .execute(self.app.pool())
+            .await?;
+        Ok(())
     }
 
     /// Ends the session `token` opens (logout). Ending one that is not there is no error.

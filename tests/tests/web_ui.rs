@@ -724,6 +724,49 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     let search = world.get_with_session("/licenses", &customer).await;
     assert_eq!(search.status(), StatusCode::FORBIDDEN);
 
+    // Vendor support acts as the customer's administrator: a banner on every page, the
+    // portal as they see it, every change recorded as theirs and as support's; "End" stops it.
+    browser.goto(&world.url("/")).await;
+    browser.click("form.logout button").await;
+    browser
+        .wait_for_url("the logged-out page", |u| u.path() == "/auth/logged-out")
+        .await;
+    browser
+        .goto(&world.url(&format!("/organizations/{}/users", world.acme)))
+        .await;
+    browser.login_through_idp("ada", "ada@vendor.example").await;
+    browser.wait_for("table.users").await;
+    browser
+        .click("a.impersonate[aria-label='Act as cam@acme.example']")
+        .await;
+    browser
+        .fill("input#reason", "ticket 4711: cannot see downloads")
+        .await;
+    browser.click("form.confirm button[type=submit]").await;
+    browser.wait_for(".impersonation").await;
+    assert!(
+        browser
+            .text_of(".impersonation")
+            .await
+            .contains("cam@acme.example")
+    );
+    assert!(
+        browser
+            .text_of("main h1")
+            .await
+            .contains("My organizations")
+    );
+    browser.screenshot("impersonation").await;
+    // The vendor's pages are not the customer's.
+    browser.goto(&world.url("/licenses")).await;
+    assert_eq!(browser.text_of("main h1").await, "Not allowed");
+    assert_eq!(count_events(&world.db, "ImpersonationStarted").await, 1);
+    browser.goto(&world.url("/")).await;
+    browser.click(".impersonation button").await;
+    browser.wait_for("svg.plot").await;
+    assert!(!browser.exists(".impersonation").await);
+    assert_eq!(count_events(&world.db, "ApiTokenRevoked").await, 1);
+
     // A narrow screen: the same page, readable.
     browser.set_window_size(390, 844).await;
     browser

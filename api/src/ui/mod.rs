@@ -70,6 +70,8 @@ pub const PATHS: &[&str] = &[
     "/organizations/{id}",
     "/installations/{id}/deactivate",
     "/organizations/{id}/users",
+    "/users/{id}/impersonate",
+    "/impersonation/end",
     "/organizations/{id}/downloads",
     "/artifacts/{id}/download",
     "/audit",
@@ -234,6 +236,8 @@ pub struct Nav {
     pub csrf: String,
     /// A vendor role: the dashboard, the license search.
     pub vendor: bool,
+    /// During an impersonation: the staff member behind it (the banner, and its "End").
+    pub impersonated_by: Option<String>,
 }
 
 /// The logged-in user of a page: its session and access. A page without one redirects to the
@@ -258,6 +262,11 @@ impl Viewer {
                 .session
                 .access
                 .may_everywhere(domain::reach::Action::ReadLicenses),
+            impersonated_by: self
+                .session
+                .access
+                .impersonated_by()
+                .map(ToString::to_string),
         }
     }
 
@@ -285,6 +294,16 @@ impl Viewer {
         }
         context
     }
+}
+
+/// How long a page shown after a change waits for the read models to hold it.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A redirect to `to` once the read models hold what the request just changed (or
+/// [`SETTLE`] has passed): the page the person sees next shows their change.
+pub async fn after_change(state: &AppState, to: &str) -> Result<Response, UiError> {
+    state.app.settle(SETTLE).await?;
+    Ok(Redirect::to(to).into_response())
 }
 
 /// A form's one-time key: a UUID the page rendered.

@@ -10,12 +10,12 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use projections::queries::{AuditFilter, AuditRow, Order};
 
 use super::pages::{Query, parse_instant, show};
-use super::{Nav, UiError, UiForm, Viewer, html};
+use super::{Nav, UiError, UiForm, Viewer, after_change, html};
 use crate::auth::Permission;
 use crate::state::AppState;
 
@@ -308,7 +308,7 @@ async fn retry(
             return Err(UiError::NotFound);
         }
         state.app.retry_billing_event(&id).await?;
-        Ok::<_, UiError>(Redirect::to("/billing").into_response())
+        after_change(&state, "/billing").await
     };
     run.await.map_err(IntoResponse::into_response)
 }

@@ -18,7 +18,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Timelike;
 use commands::ledger::LicenseChange;
@@ -30,7 +30,7 @@ use projections::queries::Order;
 use uuid::Uuid;
 
 use super::svg::{self, Bar, Pattern, Series};
-use super::{Nav, UiError, UiForm, Viewer, form_key, html};
+use super::{Nav, UiError, UiForm, Viewer, after_change, form_key, html};
 use crate::auth::Permission;
 use crate::state::AppState;
 
@@ -915,7 +915,7 @@ async fn change(
             }
         };
         state.app.licenses().change(&context, id, change).await?;
-        Ok::<_, UiError>(Redirect::to(&format!("/licenses/{id}")).into_response())
+        after_change(&state, &format!("/licenses/{id}")).await
     };
     run.await.map_err(IntoResponse::into_response)
 }
@@ -1077,7 +1077,7 @@ async fn deactivate(
             .get("back")
             .filter(|b| application::sessions::is_local_path(b))
             .unwrap_or("/");
-        Ok::<_, UiError>(Redirect::to(back).into_response())
+        after_change(&state, back).await
     };
     run.await.map_err(IntoResponse::into_response)
 }

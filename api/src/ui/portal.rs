@@ -2,6 +2,9 @@
 //!
 //! - `/organizations/{id}/users`: its users and their roles; a `customer_admin` (or a vendor
 //!   administrator) invites by e-mail with a role, as `POST /v1/organizations/{id}/users` does.
+//! - `/users/{id}/impersonate`: vendor support acts as a customer's user for up to an hour
+//!   (`POST /v1/impersonations`); every page then shows a banner whose "End" revokes the
+//!   impersonation's token (`POST /v1/tokens/{id}/revoke`, from within itself).
 //! - `/organizations/{id}/downloads`: the releases its licenses see, each file with its size,
 //!   SHA-256 and signature; "Download" grants a short-lived link for one of the licenses that
 //!   see it (`POST /v1/artifacts/{id}/download-links`) and sends the browser to it.
@@ -19,20 +22,25 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use domain::ids::{ArtifactId, LicenseId, OrganizationId};
+use domain::ids::{ArtifactId, LicenseId, OrganizationId, UserId};
 use domain::reach::Action;
-use domain::values::{Email, Role};
+use domain::values::{Email, Reason, Role};
 use projections::queries::Order;
 use uuid::Uuid;
 
 use super::pages::OrgHeader;
-use super::{Nav, UiError, UiForm, Viewer, form_key, html};
+use super::{Nav, UiError, UiForm, Viewer, after_change, form_key, html};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/organizations/{id}/users", get(users).post(invite))
         .route("/organizations/{id}/downloads", get(downloads))
+        .route(
+            "/users/{id}/impersonate",
+            get(confirm_impersonation).post(impersonate),
+        )
+        .route("/impersonation/end", post(end_impersonation))
         .route("/artifacts/{id}/download", post(download))
 }
 
@@ -41,6 +49,7 @@ fn organization_id(raw: &str) -> Result<OrganizationId, UiError> {
 }
 
 struct UserRow {
+    id: Uuid,
     email: String,
     status: String,
     roles: String,
@@ -54,6 +63,8 @@ struct UsersPage {
     users: Vec<UserRow>,
     more: bool,
     may_invite: bool,
+    /// Vendor support (not already acting as someone): each active user can be impersonated.
+    may_impersonate: bool,
     roles: Vec<&'static str>,
     form_key: String,
 }
@@ -105,6 +116,7 @@ async fn users(
                 .items
                 .into_iter()
                 .map(|u| UserRow {
+                    id: u.id,
                     email: u.email,
                     status: u.status,
                     roles: u
@@ -116,6 +128,8 @@ async fn users(
                 })
                 .collect(),
             may_invite,
+            may_impersonate: viewer.session.access.impersonation.is_none()
+                && viewer.session.access.may_everywhere(Action::Impersonate),
             roles: grantable(&viewer),
             form_key: form_key(),
         },
@@ -151,7 +165,121 @@ async fn invite(
                 },
             )
             .await?;
-        Ok::<_, UiError>(Redirect::to(&format!("/organizations/{id}/users")).into_response())
+        after_change(&state, &format!("/organizations/{id}/users")).await
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+#[derive(Template)]
+#[template(path = "confirm_impersonation.html")]
+struct ConfirmImpersonation {
+    nav: Nav,
+    user: application::users::UserView,
+    form_key: String,
+}
+
+/// The longest impersonation (API.md: at most an hour).
+const MAX_IMPERSONATION_MINUTES: i64 = 60;
+
+fn user_id(raw: &str) -> Result<UserId, UiError> {
+    raw.parse().map_err(|_| UiError::NotFound)
+}
+
+async fn confirm_impersonation(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+) -> Result<Response, UiError> {
+    let id = user_id(&raw)?;
+    viewer
+        .principal()
+        .require_somewhere(Action::Impersonate)
+        .map_err(|_| UiError::Forbidden("impersonation is vendor support's".into()))?;
+    let user = state.app.users().get(&viewer.session.access, id).await?;
+    Ok(html(
+        StatusCode::OK,
+        &ConfirmImpersonation {
+            nav: viewer.nav(),
+            user,
+            form_key: form_key(),
+        },
+    ))
+}
+
+async fn impersonate(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: Result<UiForm, Response>,
+) -> Result<Response, Response> {
+    let form = form?;
+    let run = async {
+        let id = user_id(&raw)?;
+        let viewer = &form.viewer;
+        if viewer.session.access.impersonation.is_some() {
+            return Err(UiError::BadRequest(
+                "end the present impersonation first".into(),
+            ));
+        }
+        let reason = Reason::parse(form.require("reason")?)
+            .map_err(|e| UiError::BadRequest(format!("the reason: {e}")))?;
+        let minutes: i64 = form
+            .get("minutes")
+            .unwrap_or("30")
+            .parse()
+            .ok()
+            .filter(|m| (1..=MAX_IMPERSONATION_MINUTES).contains(m))
+            .ok_or_else(|| {
+                UiError::BadRequest(format!(
+                    "the duration: 1 to {MAX_IMPERSONATION_MINUTES} minutes"
+                ))
+            })?;
+        let context = viewer.command(form.get("form_key"), &format!("impersonate/{id}"));
+        let started = state
+            .app
+            .start_impersonation(
+                &context,
+                &viewer.session.access,
+                id,
+                reason,
+                chrono::Duration::minutes(minutes),
+            )
+            .await?;
+        state
+            .app
+            .sessions()
+            .set_impersonation(&viewer.session.hash, Some(started.view.id))
+            .await?;
+        after_change(&state, "/").await
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+async fn end_impersonation(
+    State(state): State<AppState>,
+    form: Result<UiForm, Response>,
+) -> Result<Response, Response> {
+    let form = form?;
+    let run = async {
+        let viewer = &form.viewer;
+        if let Some(impersonation) = &viewer.session.access.impersonation {
+            let context = viewer.command(None, "end-impersonation");
+            // Ended from within itself, as the API's banner does; already ended is fine.
+            match state
+                .app
+                .revoke_token(&context, &viewer.session.access, impersonation.token)
+                .await
+            {
+                Ok(_) => {}
+                Err(application::AppError::Command(commands::CommandError::Rejected(_))) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        state
+            .app
+            .sessions()
+            .set_impersonation(&viewer.session.hash, None)
+            .await?;
+        after_change(&state, "/").await
     };
     run.await.map_err(IntoResponse::into_response)
 }
@@ -278,6 +406,7 @@ async fn download(
             .downloads()
             .grant(&viewer.session.access, &context, artifact, license)
             .await?;
+        // The link serves from the log, not a read model: no wait.
         Ok::<_, UiError>(Redirect::to(&granted.view.url).into_response())
     };
     run.await.map_err(IntoResponse::into_response)
