@@ -169,6 +169,19 @@ impl Needs for Support {
     }
 }
 
+/// Answering offline request files: vendor support everywhere, or managing installations
+/// somewhere (the license's organization is checked by `routes::offline`).
+#[derive(Debug)]
+pub struct AnswersRequestFiles;
+impl Needs for AnswersRequestFiles {
+    fn check(principal: &Principal) -> Result<(), ApiError> {
+        if principal.access.may_everywhere(Action::Support) {
+            return Ok(());
+        }
+        principal.require_somewhere(Action::ManageInstallations)
+    }
+}
+
 /// Downloading somewhere (the license's organization is checked by the use case).
 #[derive(Debug)]
 pub struct Downloads;

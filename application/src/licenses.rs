@@ -286,6 +286,24 @@ impl Licenses<'_> {
             .await
     }
 
+    /// Checks `access` may manage installations of license `id` (at its organization now): who
+    /// may answer its offline request files besides vendor support.
+    ///
+    /// # Errors
+    /// `LICENSE_NOT_FOUND` (unknown or out of reach), 403 without `ManageInstallations` there;
+    /// database errors.
+    pub async fn authorize_installations(
+        &self,
+        access: &crate::access::Access,
+        id: LicenseId,
+    ) -> Result<(), AppError> {
+        self.authorize(access, id, Action::ManageInstallations, || {
+            license_not_found(id)
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Checks `access` may do `action` on license `id` at its organization now; a license it
     /// does not reach answers `not_found` (for the license itself: exactly as an unknown one).
     /// Returns the license as read.

@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+use base64ct::Encoding;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
@@ -49,6 +50,8 @@ struct World {
     artifact: Vec<u8>,
     /// The application's id (`X-App-Id`).
     app_id: String,
+    /// The key of Acme's second license (never suspended).
+    key2: String,
     /// Globex's license and its installation: out of Acme's reach.
     globex_license: String,
     globex_installation: String,
@@ -93,6 +96,7 @@ impl World {
             globex_license: String::new(),
             globex_installation: String::new(),
             app_id: String::new(),
+            key2: String::new(),
         };
         let vendor = world
             .api(
@@ -137,7 +141,7 @@ impl World {
                 "/v1/policies",
                 json!({"product_id": product["id"], "name": "Pro", "model": "node_locked",
                        "seats": 3, "duration_days": 365, "features": ["pro"],
-                       "offline_allowed": false, "offline_grace_days": 0, "payment_grace_days": 7}),
+                       "offline_allowed": true, "offline_grace_days": 14, "payment_grace_days": 7}),
             )
             .await;
         let license = world
@@ -183,12 +187,13 @@ impl World {
         assert!(activation.status().is_success());
         world.globex_installation = installation_of(&activation.json().await.unwrap());
         // A second license, never suspended, and a release with one file.
-        world
+        let second = world
             .api(
                 "/v1/licenses",
                 json!({"policy_id": policy["id"], "organization_id": world.acme}),
             )
             .await;
+        world.key2 = second["key"].as_str().unwrap().to_owned();
         let release = world
             .api(
                 &format!("/v1/products/{}/releases", product["id"].as_str().unwrap()),
@@ -635,6 +640,41 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         "the SHA-256 the page shows"
     );
     assert_eq!(count_events(&world.db, "DownloadGranted").await, 1);
+
+    // Offline activation by file: the machine's request file in, the answer file out, with
+    // nobody at the vendor involved.
+    let request = json!({"version": 1, "type": "activation", "app_id": world.app_id,
+        "key": world.key2, "fingerprint": "vault-pc-7", "hostname": "vault",
+        "platform": "linux-x64", "environment": "production",
+        "created_at": "2026-12-05T10:00:00Z", "nonce": uuid::Uuid::new_v4()});
+    let encoded = base64ct::Base64::encode_string(request.to_string().as_bytes());
+    let request_file = std::env::temp_dir().join(format!("ledger-ui-{}.req", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &request_file,
+        format!(
+            "-----BEGIN LICENSE-LEDGER ACTIVATION REQUEST-----\n{encoded}\n-----END LICENSE-LEDGER ACTIVATION REQUEST-----\n"
+        ),
+    )
+    .unwrap();
+    browser
+        .goto(&world.url(&format!("/organizations/{}/offline", world.acme)))
+        .await;
+    browser
+        .wait_for("input#request")
+        .await
+        .send_keys(request_file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.screenshot("portal-offline").await;
+    let answer = browser.download("form.offline button[type=submit]").await;
+    std::fs::remove_file(&request_file).unwrap();
+    assert_eq!(answer.file_name, "activation-response.txt");
+    let answer = String::from_utf8(answer.bytes).unwrap();
+    assert!(
+        answer.starts_with("-----BEGIN LICENSE-LEDGER ACTIVATION RESPONSE-----"),
+        "{answer}"
+    );
+    assert_eq!(count_events(&world.db, "InstallationActivated").await, 3);
 
     // With a valid CSRF token, what the API refuses the UI refuses: a customer may not lift
     // the vendor's suspension (403), nor reach another customer's installation or license

@@ -21,8 +21,9 @@ use domain::validation::ValidationCode;
 use domain::values::{Environment, Fingerprint, Label};
 use serde::Deserialize;
 
+use crate::auth::Permission;
 use crate::error::ApiError;
-use crate::extract::{Allowed, Body, ReqId, Support};
+use crate::extract::{Allowed, AnswersRequestFiles, Body, ReqId};
 use crate::openapi::Problem;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -116,14 +117,46 @@ fn text(status: StatusCode, body: String) -> Response {
     ))]
 async fn offline_activation(
     State(state): State<AppState>,
-    Allowed(principal, _): Allowed<Support>,
+    Allowed(principal, _): Allowed<AnswersRequestFiles>,
     ReqId(request_id): ReqId,
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
+    // The events' safety net under the stored answers (ADR 0016), scoped like the
+    // administration routes' keys: by the token.
+    let idempotency = match crate::idempotency::key_of(&headers)? {
+        Some(key) => {
+            let digest =
+                crate::idempotency::request_digest(&axum::http::Method::POST, uri.path(), &body);
+            Some(commands::Idempotency {
+                key: crate::idempotency::event_key(&principal, key.to_owned()),
+                request_hash: hex::encode(digest),
+            })
+        }
+        None => None,
+    };
+    let answer = answer_request_file(&state, &principal, request_id, &body, idempotency).await?;
+    Ok(text(StatusCode::OK, answer))
+}
+
+/// Answers a request file (its bytes) for `principal`: the armored ACTIVATION RESPONSE or
+/// DEACTIVATION RECEIPT. Vendor support answers any; anyone else only for a license it may
+/// manage installations of (a customer's administrator answers its own machines' files,
+/// without mailing them to the vendor). The API and the web UI both answer through here.
+///
+/// # Errors
+/// A malformed file (400), a key that opens no license or one out of reach (404), another
+/// product's file (422), the use case's refusals.
+pub async fn answer_request_file(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    request_id: String,
+    body: &[u8],
+    idempotency: Option<commands::Idempotency>,
+) -> Result<String, ApiError> {
     let text_body =
-        std::str::from_utf8(&body).map_err(|_| malformed("the request file is not UTF-8 text"))?;
+        std::str::from_utf8(body).map_err(|_| malformed("the request file is not UTF-8 text"))?;
     let (label, payload) = unarmor(text_body)?;
     let json = Base64::decode_vec(&payload)
         .map_err(|_| malformed("the request file's body is not base64"))?;
@@ -153,20 +186,29 @@ async fn offline_activation(
     if request.version != 1 || request.kind != expected_kind {
         return Err(malformed("unsupported request file version or type"));
     }
-    let license_id = license_for(&state, &request).await?;
+    let license_id = license_for(state, &request).await?;
+    if !principal
+        .access
+        .may_everywhere(Permission::Support.action())
+    {
+        // Out of reach: as if the key opened nothing.
+        state
+            .app
+            .licenses()
+            .authorize_installations(&principal.access, license_id)
+            .await
+            .map_err(|e| match e {
+                AppError::NotFound { .. } => ApiError::not_found(
+                    ErrorCode::LicenseNotFound,
+                    "no license has the key in this request file",
+                ),
+                other => other.into(),
+            })?;
+    }
     let mut ctx = commands::CommandContext::new(principal.actor(), request_id);
     ctx.impersonated_by = principal.access.impersonated_by().cloned();
     ctx.causation_id = Some(format!("offline-request:{}", request.nonce));
-    // The events' safety net under the stored answers (ADR 0016), scoped like the
-    // administration routes' keys: by the token.
-    if let Some(key) = crate::idempotency::key_of(&headers)? {
-        let digest =
-            crate::idempotency::request_digest(&axum::http::Method::POST, uri.path(), &body);
-        ctx.idempotency = Some(commands::Idempotency {
-            key: crate::idempotency::event_key(&principal, key.to_owned()),
-            request_hash: hex::encode(digest),
-        });
-    }
+    ctx.idempotency = idempotency;
     let licenses = state.app.licenses();
     if activation {
         let signed = licenses
@@ -181,18 +223,12 @@ async fn offline_activation(
                 },
             )
             .await?;
-        Ok(text(
-            StatusCode::OK,
-            armor("ACTIVATION RESPONSE", &signed.token),
-        ))
+        Ok(armor("ACTIVATION RESPONSE", &signed.token))
     } else {
         let receipt = licenses
             .deactivate_offline(&ctx, license_id, &request.app_id, &request.fingerprint)
             .await?;
-        Ok(text(
-            StatusCode::OK,
-            armor("DEACTIVATION RECEIPT", &receipt.token),
-        ))
+        Ok(armor("DEACTIVATION RECEIPT", &receipt.token))
     }
 }
 

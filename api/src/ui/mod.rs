@@ -73,6 +73,7 @@ pub const PATHS: &[&str] = &[
     "/users/{id}/impersonate",
     "/impersonation/end",
     "/organizations/{id}/downloads",
+    "/organizations/{id}/offline",
     "/artifacts/{id}/download",
     "/audit",
     "/audit/export",
@@ -177,6 +178,24 @@ impl From<AppError> for UiError {
             ) => Self::Refused(e.to_string()),
             other => {
                 tracing::error!(error = %other, "web UI request failed");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+impl From<crate::error::ApiError> for UiError {
+    fn from(e: crate::error::ApiError) -> Self {
+        use axum::http::StatusCode as S;
+        match e.status() {
+            S::NOT_FOUND => Self::NotFound,
+            S::FORBIDDEN => Self::Forbidden(e.detail().to_owned()),
+            S::BAD_REQUEST | S::UNPROCESSABLE_ENTITY | S::PAYLOAD_TOO_LARGE => {
+                Self::BadRequest(e.detail().to_owned())
+            }
+            S::CONFLICT => Self::Refused(e.detail().to_owned()),
+            _ => {
+                tracing::error!(code = e.code(), "web UI request failed");
                 Self::Unavailable
             }
         }
@@ -396,24 +415,13 @@ impl UiForm {
     }
 }
 
-fn forbidden(why: &str) -> Response {
-    UiError::Forbidden(why.to_owned()).into_response()
-}
-
 impl FromRequest<AppState> for UiForm {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, state).await?;
-        // A browser names the page a form was posted from: another site's is refused before
-        // the token is even read (defence in depth; the token decides).
-        if let Some(origin) = parts.headers.get(header::ORIGIN) {
-            let own = state.app.public_url();
-            if origin.to_str().ok() != Some(origin_of(own)) {
-                return Err(forbidden("this form was posted from another site"));
-            }
-        }
+        check_origin(&parts.headers, state).map_err(IntoResponse::into_response)?;
         let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
             .await
             .map_err(|_| UiError::BadRequest("the form is too large".into()).into_response())?;
@@ -430,16 +438,43 @@ impl FromRequest<AppState> for UiForm {
             .iter()
             .find(|(n, _)| n == "csrf")
             .map(|(_, v)| v.as_bytes());
-        let valid = sent.is_some_and(|sent| {
-            subtle::ConstantTimeEq::ct_eq(sent, viewer.session.csrf.as_bytes()).into()
-        });
-        if !valid {
-            tracing::warn!("a web UI form was posted without its session's CSRF token");
-            return Err(forbidden(
-                "this form's security token is missing or stale: reload the page and try again",
+        check_csrf(&viewer, sent).map_err(IntoResponse::into_response)?;
+        Ok(Self { viewer, fields })
+    }
+}
+
+/// A browser names the page a form was posted from: another site's is refused before the
+/// token is even read (defence in depth; the token decides).
+///
+/// # Errors
+/// 403 for another origin.
+pub fn check_origin(headers: &HeaderMap, state: &AppState) -> Result<(), UiError> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let own = state.app.public_url();
+        if origin.to_str().ok() != Some(origin_of(own)) {
+            return Err(UiError::Forbidden(
+                "this form was posted from another site".into(),
             ));
         }
-        Ok(Self { viewer, fields })
+    }
+    Ok(())
+}
+
+/// The form's CSRF token `sent` must be the session's (compared in constant time).
+///
+/// # Errors
+/// 403 when missing or another.
+pub fn check_csrf(viewer: &Viewer, sent: Option<&[u8]>) -> Result<(), UiError> {
+    let valid = sent.is_some_and(|sent| {
+        subtle::ConstantTimeEq::ct_eq(sent, viewer.session.csrf.as_bytes()).into()
+    });
+    if valid {
+        Ok(())
+    } else {
+        tracing::warn!("a web UI form was posted without its session's CSRF token");
+        Err(UiError::Forbidden(
+            "this form's security token is missing or stale: reload the page and try again".into(),
+        ))
     }
 }
 

@@ -5,6 +5,9 @@
 //! - `/users/{id}/impersonate`: vendor support acts as a customer's user for up to an hour
 //!   (`POST /v1/impersonations`); every page then shows a banner whose "End" revokes the
 //!   impersonation's token (`POST /v1/tokens/{id}/revoke`, from within itself).
+//! - `/organizations/{id}/offline`: offline activation by file: the customer's administrator
+//!   uploads the request file an air-gapped machine wrote and downloads the answer to carry
+//!   back (`POST /v1/offline-activations`, `routes::offline::answer_request_file`).
 //! - `/organizations/{id}/downloads`: the releases its licenses see, each file with its size,
 //!   SHA-256 and signature; "Download" grants a short-lived link for one of the licenses that
 //!   see it (`POST /v1/artifacts/{id}/download-links`) and sends the browser to it.
@@ -41,6 +44,10 @@ pub fn routes() -> Router<AppState> {
             get(confirm_impersonation).post(impersonate),
         )
         .route("/impersonation/end", post(end_impersonation))
+        .route(
+            "/organizations/{id}/offline",
+            get(offline).post(answer_offline),
+        )
         .route("/artifacts/{id}/download", post(download))
 }
 
@@ -282,6 +289,121 @@ async fn end_impersonation(
         after_change(&state, "/").await
     };
     run.await.map_err(IntoResponse::into_response)
+}
+
+#[derive(Template)]
+#[template(path = "offline.html")]
+struct OfflinePage {
+    nav: Nav,
+    organization: OrgHeader,
+}
+
+/// The largest request file taken (the SDK writes well under 2 KiB).
+const MAX_REQUEST_FILE: usize = 64 * 1024;
+
+async fn offline(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+) -> Result<Response, UiError> {
+    let id = organization_id(&raw)?;
+    // Who may answer here: who manages installations here (or vendor support).
+    state
+        .app
+        .authorize_organization(&viewer.session.access, id, Action::ManageInstallations)
+        .await
+        .or_else(|e| {
+            if viewer.session.access.may_everywhere(Action::Support) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    Ok(html(
+        StatusCode::OK,
+        &OfflinePage {
+            nav: viewer.nav(),
+            organization: OrgHeader::of(&state, id).await?,
+        },
+    ))
+}
+
+/// Takes the request file a person picked (multipart: the CSRF token first, then the file),
+/// answers it as `POST /v1/offline-activations` does, and hands the answer back as a file to
+/// carry to the machine.
+async fn answer_offline(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: axum::http::HeaderMap,
+    Path(raw): Path<String>,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, Response> {
+    super::check_origin(&headers, &state).map_err(IntoResponse::into_response)?;
+    let _ = organization_id(&raw).map_err(IntoResponse::into_response)?;
+    let bad = |why: &str| UiError::BadRequest(why.to_owned()).into_response();
+    let mut multipart = multipart.map_err(|_| bad("send the request file with the page's form"))?;
+    let mut csrf: Option<Vec<u8>> = None;
+    let mut file: Option<Vec<u8>> = None;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|_| bad("the form could not be read"))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|_| bad("the form could not be read"))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_REQUEST_FILE {
+                return Err(bad("this is not a request file: it is far too large"));
+            }
+        }
+        match name.as_str() {
+            "csrf" if csrf.is_none() => csrf = Some(bytes),
+            "request" if file.is_none() => file = Some(bytes),
+            _ => return Err(bad("the form sends a field it has not")),
+        }
+        // The token is checked before the file is used.
+        if name == "csrf" {
+            super::check_csrf(&viewer, csrf.as_deref()).map_err(IntoResponse::into_response)?;
+        }
+    }
+    super::check_csrf(&viewer, csrf.as_deref()).map_err(IntoResponse::into_response)?;
+    let file = file
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| bad("pick the request file the machine wrote"))?;
+    let answer = crate::routes::offline::answer_request_file(
+        &state,
+        &viewer.principal(),
+        viewer.request_id.clone(),
+        &file,
+        None,
+    )
+    .await
+    .map_err(|e| UiError::from(e).into_response())?;
+    let name = if answer.contains("ACTIVATION RESPONSE") {
+        "activation-response.txt"
+    } else {
+        "deactivation-receipt.txt"
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        answer,
+    )
+        .into_response())
 }
 
 struct FileRow {

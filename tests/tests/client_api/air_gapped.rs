@@ -171,3 +171,71 @@ async fn an_air_gapped_machine_is_activated_and_deactivated_with_files() {
     assert_eq!(app.event_count().await, before);
     app.stop().await;
 }
+
+/// A customer's own administrator answers its machines' files (the portal's offline
+/// activation, and the API with a service token), for its own licenses only: another
+/// customer's key is the same 404 as a key no license has; a role that does not manage
+/// installations may not answer at all.
+#[tokio::test]
+async fn a_customer_answers_its_own_request_files_and_no_one_elses() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let own = s(&app.issue_with(&c, 1).await, "key");
+    let globex = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Globex", "kind": "customer"}),
+        )
+        .await;
+    let foreign = app
+        .post(
+            "/v1/licenses",
+            json!({"policy_id": c.policy_id, "organization_id": globex.body["id"]}),
+        )
+        .await;
+    let foreign = s(&foreign.body, "key");
+    let token = |role: &'static str| {
+        let app = &app;
+        let org = c.organization_id.clone();
+        async move {
+            let minted = app
+                .post("/v1/tokens", json!({"role": role, "organization_id": org}))
+                .await;
+            assert_eq!(minted.status, StatusCode::CREATED, "{:?}", minted.body);
+            s(&minted.body, "token")
+        }
+    };
+    let manager = token("license_manager").await;
+    let reader = token("support_contact").await;
+    let file = |key: &str| {
+        request_file(
+            "ACTIVATION REQUEST",
+            &json!({"version": 1, "type": "activation", "app_id": c.app_id, "key": key,
+                    "fingerprint": "vault-pc-9", "created_at": "2026-12-05T10:00:00Z",
+                    "nonce": uuid::Uuid::new_v4()}),
+        )
+    };
+    let post = |bearer: String, text: String| {
+        app.client
+            .post(format!("{}/v1/offline-activations", app.base))
+            .bearer_auth(bearer)
+            .header("content-type", "text/plain")
+            .body(text)
+            .send()
+    };
+    let answered = post(manager.clone(), file(&own)).await.unwrap();
+    assert_eq!(answered.status(), StatusCode::OK);
+    let out_of_reach = post(manager.clone(), file(&foreign)).await.unwrap();
+    let unknown = post(manager, file("ACMEST-NOPE-NOPE-NOPE-NOPE"))
+        .await
+        .unwrap();
+    assert_eq!(out_of_reach.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let (a, b): (Value, Value) = (
+        out_of_reach.json().await.unwrap(),
+        unknown.json().await.unwrap(),
+    );
+    assert_eq!((&a["code"], &a["detail"]), (&b["code"], &b["detail"]));
+    let refused = post(reader, file(&own)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
