@@ -230,6 +230,7 @@ pub fn app_router(
     // The web UI (ADR 0025): HTML pages, not API operations, so not in the document; its own
     // form limit and CSRF check; the deadline; limited per address like the client routes
     // (a login start writes a row).
+    let mut ui_transfers = crate::ui::transfer_routes();
     let mut ui = crate::ui::routes().layer(middleware::from_fn_with_state(
         request_timeout,
         limits::deadline,
@@ -240,6 +241,10 @@ pub fn app_router(
             limits::per_address,
         ));
         ui = ui.layer(middleware::from_fn_with_state(
+            limit.clone(),
+            limits::per_address,
+        ));
+        ui_transfers = ui_transfers.layer(middleware::from_fn_with_state(
             limit.clone(),
             limits::per_address,
         ));
@@ -254,6 +259,7 @@ pub fn app_router(
         .merge(webhooks.layer(trace_layer(Level::INFO)))
         .merge(transfers.layer(trace_layer(Level::INFO)))
         .merge(ui.layer(trace_layer(Level::INFO)))
+        .merge(ui_transfers.layer(trace_layer(Level::INFO)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id::assign))

@@ -522,6 +522,40 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         "{tree}"
     );
 
+    // A release through the browser: draft, upload a file, publish, and yank.
+    browser.goto(&world.url("/products")).await;
+    browser.click("table.products a").await;
+    browser.fill("input#version", "2.0.0").await;
+    browser.click("form.draft button[type=submit]").await;
+    browser.wait_for("form.upload").await;
+    let file = std::env::temp_dir().join(format!("studio-2.0.0-{}.zip", uuid::Uuid::new_v4()));
+    let bytes: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    browser
+        .wait_for("input#file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.click("form.upload button[type=submit]").await;
+    browser.wait_for("table.files").await;
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(
+        browser.text_of("table.files code.sha256").await,
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
+    browser.click("form.publish input[name=confirm]").await;
+    browser.click("form.publish button[type=submit]").await;
+    browser.wait_for("form.yank").await;
+    assert_eq!(browser.text_of("h1 span.status").await, "published");
+    browser.screenshot("release").await;
+    browser.fill("input#reason", "crashes on start").await;
+    browser.click("form.yank button[type=submit]").await;
+    browser.wait_for("p.banner").await;
+    assert_eq!(browser.text_of("h1 span.status").await, "yanked");
+    assert_eq!(count_events(&world.db, "ReleasePublished").await, 2);
+    assert_eq!(count_events(&world.db, "ReleaseYanked").await, 1);
+
     // Regenerate the key: shown once, the old one stops working.
     browser
         .goto(&world.url(&format!("/licenses/{}", world.license_id)))
@@ -629,9 +663,12 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     browser
         .goto(&world.url(&format!("/organizations/{}/downloads", world.acme)))
         .await;
-    let shown = browser.text_of("code.sha256").await;
+    let file = "button[aria-label='Download studio-1.0.0.tar.gz']";
+    let shown = browser
+        .text_of(&format!("tr:has({file}) code.sha256"))
+        .await;
     browser.screenshot("portal-downloads").await;
-    let download = browser.download("form.download button").await;
+    let download = browser.download(file).await;
     assert_eq!(download.file_name, "studio-1.0.0.tar.gz");
     assert_eq!(download.bytes, world.artifact, "the bytes uploaded");
     assert_eq!(

@@ -8,6 +8,7 @@
 //!   the same [`application::access::Access`]: a page reaches what the user's API calls reach,
 //!   and what is out of reach is the same 404.
 //! - [`portal`]: an organization's users (invitations) and downloads.
+//! - [`catalog`]: products and releases (draft, upload, publish, yank).
 //! - [`operations`]: the audit trail (with its CSV export) and the billing inbox.
 //! - [`svg`]: the dashboard's plots.
 //!
@@ -20,6 +21,7 @@
 //!   no script, no frame), `no-store`, `nosniff`, no referrer to other sites.
 
 pub mod auth;
+pub mod catalog;
 pub mod operations;
 pub mod pages;
 pub mod portal;
@@ -79,6 +81,13 @@ pub const PATHS: &[&str] = &[
     "/audit/export",
     "/billing",
     "/billing/{id}/retry",
+    "/products",
+    "/products/{id}",
+    "/products/{id}/releases",
+    "/releases/{id}",
+    "/releases/{id}/publish",
+    "/releases/{id}/yank",
+    "/releases/{id}/artifacts",
 ];
 
 /// The largest form a UI page posts (a reason, a few ids).
@@ -93,6 +102,15 @@ pub fn routes() -> Router<AppState> {
         .merge(pages::routes())
         .merge(portal::routes())
         .merge(operations::routes())
+        .merge(catalog::routes())
+        .layer(middleware::from_fn(headers))
+}
+
+/// The UI's uploads: the headers, but neither the deadline nor a body limit (the artifact
+/// store's own limit applies), as the API's transfers.
+pub fn transfer_routes() -> Router<AppState> {
+    catalog::transfer_routes()
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn(headers))
 }
 
