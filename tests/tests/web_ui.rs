@@ -658,6 +658,23 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         "{users}"
     );
     browser.screenshot("portal-users").await;
+    // Change her role, then deactivate her.
+    let dora = "tr:has(button[aria-label='Set the role of dora@acme.example'])";
+    browser
+        .eval(&format!(
+            "document.querySelector(\"{dora} select\").value = 'license_manager'"
+        ))
+        .await;
+    browser.click(&format!("{dora} form.roles button")).await;
+    browser.wait_for("table.users").await;
+    assert!(browser.text_of(dora).await.contains("license_manager"));
+    browser
+        .click("button[aria-label='Deactivate dora@acme.example']")
+        .await;
+    browser.wait_for("table.users").await;
+    let users = browser.text_of("table.users").await;
+    assert!(users.contains("deactivated"), "{users}");
+    assert_eq!(count_events(&world.db, "UserDeactivated").await, 1);
 
     // Download the release's file, and check it against the SHA-256 the page shows.
     browser

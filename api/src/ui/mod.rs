@@ -74,6 +74,8 @@ pub const PATHS: &[&str] = &[
     "/organizations/{id}/users",
     "/users/{id}/impersonate",
     "/impersonation/end",
+    "/users/{id}/roles",
+    "/users/{id}/deactivate",
     "/organizations/{id}/downloads",
     "/organizations/{id}/offline",
     "/artifacts/{id}/download",

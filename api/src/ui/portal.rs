@@ -44,6 +44,8 @@ pub fn routes() -> Router<AppState> {
             get(confirm_impersonation).post(impersonate),
         )
         .route("/impersonation/end", post(end_impersonation))
+        .route("/users/{id}/roles", post(set_roles))
+        .route("/users/{id}/deactivate", post(deactivate_user))
         .route(
             "/organizations/{id}/offline",
             get(offline).post(answer_offline),
@@ -404,6 +406,57 @@ async fn answer_offline(
         answer,
     )
         .into_response())
+}
+
+/// Sets a user's roles at an organization to the one chosen (`PUT /v1/users/{id}/roles`
+/// with one role; none chosen revokes them all there).
+async fn set_roles(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: Result<UiForm, Response>,
+) -> Result<Response, Response> {
+    let form = form?;
+    let run = async {
+        let id = user_id(&raw)?;
+        let organization = organization_id(form.require("organization_id")?)?;
+        let roles = match form.get("role") {
+            None | Some("none") => BTreeSet::new(),
+            Some(r) => BTreeSet::from([
+                Role::parse(r).map_err(|e| UiError::BadRequest(format!("the role: {e}")))?
+            ]),
+        };
+        let viewer = &form.viewer;
+        let context = viewer.command(form.get("form_key"), &format!("roles/{id}/{organization}"));
+        state
+            .app
+            .users()
+            .set_roles(&context, &viewer.session.access, id, organization, roles)
+            .await?;
+        after_change(&state, &format!("/organizations/{organization}/users")).await
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+/// Deactivates a user (`POST /v1/users/{id}/deactivate`): its logins and sessions end.
+async fn deactivate_user(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: Result<UiForm, Response>,
+) -> Result<Response, Response> {
+    let form = form?;
+    let run = async {
+        let id = user_id(&raw)?;
+        let organization = organization_id(form.require("organization_id")?)?;
+        let viewer = &form.viewer;
+        let context = viewer.command(form.get("form_key"), &format!("deactivate-user/{id}"));
+        state
+            .app
+            .users()
+            .deactivate(&context, &viewer.session.access, id)
+            .await?;
+        after_change(&state, &format!("/organizations/{organization}/users")).await
+    };
+    run.await.map_err(IntoResponse::into_response)
 }
 
 struct FileRow {
