@@ -166,6 +166,8 @@ struct Inner {
     /// The base of the links handed out, without a trailing slash.
     public_url: String,
     ui: Option<crate::sessions::UiConfig>,
+    /// Validation answers by code since the last flush (`usage`).
+    tally: crate::usage::ValidationTally,
 }
 
 impl std::fmt::Debug for App {
@@ -263,6 +265,7 @@ impl App {
                 .trim_end_matches('/')
                 .to_owned(),
             ui: config.ui.clone(),
+            tally: crate::usage::ValidationTally::default(),
         })))
     }
 
@@ -398,6 +401,11 @@ impl App {
     /// The base URL of the links this server hands out (no trailing slash).
     pub fn public_url(&self) -> &str {
         &self.0.public_url
+    }
+
+    /// The validation answers counted since the last flush.
+    pub fn tally(&self) -> &crate::usage::ValidationTally {
+        &self.0.tally
     }
 
     /// The web UI's login client and session limits, when configured.

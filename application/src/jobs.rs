@@ -50,6 +50,8 @@ pub enum Job {
     /// Processes the billing inbox: Stripe events into license facts (ADR 0022). Not a
     /// projection, and never replayed: it causes events, once per Stripe event.
     BillingConsumer,
+    /// Writes the validations answered per day and code (`usage`), for the dashboard.
+    UsageFlusher,
 }
 
 /// How often the jobs run.
@@ -185,6 +187,9 @@ impl Jobs {
                     token,
                 ));
             }
+            Job::UsageFlusher => {
+                self.tasks.spawn(flush_usage(app.clone(), token));
+            }
             Job::IdempotencyPruner => {
                 self.tasks.spawn(prune_idempotency(
                     pool,
@@ -234,6 +239,24 @@ impl Jobs {
     /// Waits until every job has ended (after [`Jobs::shutdown_token`] was cancelled).
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Writes the validation counts every [`crate::usage::FLUSH_EVERY`], and once more when the
+/// server stops (the counts of its last seconds are kept on a graceful stop).
+async fn flush_usage(app: App, shutdown: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = tokio::time::sleep(crate::usage::FLUSH_EVERY) => false,
+        };
+        let day = app.now().date_naive();
+        if let Err(e) = app.tally().flush(app.jobs_pool(), day).await {
+            tracing::warn!(error = %e, "the validation counts could not be written; the next flush retries");
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

@@ -53,6 +53,7 @@ pub mod releases;
 pub mod sessions;
 pub mod signing;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod validate;
 pub mod views;

@@ -90,7 +90,11 @@ struct Answer<'a> {
 }
 
 /// The validation answer for `e`, as JSON.
-fn answer_json(e: &ValidationEntry, request: &ValidateRequest, now: Timestamp) -> Vec<u8> {
+fn answer_json(
+    e: &ValidationEntry,
+    request: &ValidateRequest,
+    now: Timestamp,
+) -> (Vec<u8>, domain::validation::ValidationCode) {
     let decision = validation::decide(
         e,
         now,
@@ -140,8 +144,8 @@ fn answer_json(e: &ValidationEntry, request: &ValidateRequest, now: Timestamp) -
     // three or four times over on every validation.
     let mut out = Vec::with_capacity(640);
     match serde_json::to_writer(&mut out, &answer) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
+        Ok(()) => (out, decision.code),
+        Err(_) => (Vec::new(), decision.code),
     }
 }
 
@@ -154,9 +158,18 @@ impl App {
         let now = self.now();
         let answer =
             self.with_edge_entry(app, &request.key, |entry| answer_json(entry, request, now));
-        if let Err(AppError::Edge(code)) = &answer {
-            count(*code);
+        match answer {
+            Ok((json, code)) => {
+                self.tally().record(code);
+                Ok(json)
+            }
+            Err(e) => {
+                if let AppError::Edge(code) = &e {
+                    count(*code);
+                    self.tally().record(*code);
+                }
+                Err(e)
+            }
         }
-        answer
     }
 }

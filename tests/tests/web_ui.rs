@@ -216,6 +216,23 @@ impl World {
         world
             .api(&format!("/v1/releases/{release}/publish"), json!({}))
             .await;
+        // Validations for the dashboard: three valid, one of a key no license has.
+        for key in [
+            &world.key,
+            &world.key,
+            &world.key,
+            &"ACMEST-NONE-NONE-NONE-NONE".to_owned(),
+        ] {
+            let answer = world
+                .http
+                .post(world.url("/v1/validate"))
+                .header("X-App-Id", &world.app_id)
+                .json(&json!({"key": key, "fingerprint": "laptop-1"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().as_u16() < 500);
+        }
         // A Stripe event of a type the ledger records and ignores, for the billing inbox.
         let t = chrono::Utc::now().timestamp();
         let event = json!({"id": "evt_web_ui_1", "object": "event", "type": "charge.succeeded",
@@ -381,8 +398,28 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         "a browser-session cookie: {session:?}"
     );
 
-    browser.goto(&world.url("/")).await;
-    browser.wait_for("svg.plot").await;
+    // The validations are counted within seconds (the server writes them every 2 s).
+    let mut counted = String::new();
+    for _ in 0..20 {
+        browser.goto(&world.url("/")).await;
+        browser.wait_for("svg.plot").await;
+        counted = browser
+            .eval(
+                "return Array.from(document.querySelectorAll('table.validations tbody tr'))\
+                 .map(r => r.cells[0].textContent + '=' + r.cells[1].textContent).join(' ')",
+            )
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if counted.contains("VALID=") && counted.contains("NOT_FOUND=") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cells: Vec<&str> = counted.split_whitespace().collect();
+    assert!(cells.contains(&"VALID=3"), "{counted}");
+    assert!(cells.contains(&"NOT_FOUND=1"), "{counted}");
     assert!(browser.text_of("main h1").await.contains("Dashboard"));
     assert!(
         browser.page_source().await.contains("Licenses by status"),

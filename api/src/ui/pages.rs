@@ -143,6 +143,9 @@ struct Dashboard {
     status_plot: String,
     activity_plot: String,
     activity_rows: Vec<(String, i64, i64)>,
+    validations_plot: String,
+    /// Every code answered in the period, with its count.
+    validation_totals: Vec<(String, i64)>,
     billing_plot: String,
     billing: Vec<(String, i64)>,
 }
@@ -258,6 +261,67 @@ async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response,
         &series,
         &values,
     );
+    // Validations per day, by what they answered (the codes grouped, each group its pattern).
+    let validated = application::usage::per_day(pool, first)
+        .await
+        .map_err(application::AppError::from)?;
+    let groups: [(&str, &[&str]); 4] = [
+        ("valid", &["VALID"]),
+        (
+            "license not valid",
+            &[
+                "REVOKED",
+                "SUSPENDED",
+                "PAUSED",
+                "OVERDUE",
+                "TRIAL_EXPIRED",
+                "EXPIRED",
+            ],
+        ),
+        (
+            "device or features",
+            &["NOT_ACTIVATED", "TOO_MANY_ACTIVATIONS", "FEATURES_MISSING"],
+        ),
+        ("unknown key or app", &["NOT_FOUND", "APP_MISMATCH"]),
+    ];
+    let validation_values: Vec<Vec<i64>> = groups
+        .iter()
+        .map(|(_, codes)| {
+            days.iter()
+                .map(|day| {
+                    validated
+                        .iter()
+                        .filter(|(d, c, _)| d == day && codes.contains(&c.as_str()))
+                        .map(|(_, _, n)| *n)
+                        .sum()
+                })
+                .collect()
+        })
+        .collect();
+    let validation_series: Vec<Series> = groups
+        .iter()
+        .zip(Pattern::ALL)
+        .zip(["ok", "warn", "warn", "bad"])
+        .map(|(((name, _), pattern), class)| Series {
+            name: (*name).to_owned(),
+            class,
+            pattern,
+        })
+        .collect();
+    let validations_plot = svg::stacked_days(
+        "validations",
+        "Validations per day by answer",
+        &days,
+        &validation_series,
+        &validation_values,
+    );
+    let mut validation_totals: Vec<(String, i64)> = Vec::new();
+    for (_, code, n) in &validated {
+        match validation_totals.iter_mut().find(|(c, _)| c == code) {
+            Some((_, total)) => *total += n,
+            None => validation_totals.push((code.clone(), *n)),
+        }
+    }
     let activity_rows = days
         .iter()
         .enumerate()
@@ -301,6 +365,8 @@ async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response,
             status_plot,
             activity_plot,
             activity_rows,
+            validations_plot,
+            validation_totals,
             billing_plot,
             billing,
         },
