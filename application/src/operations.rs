@@ -330,7 +330,16 @@ impl App {
             .with("from", filter.from.map(|t| t.to_rfc3339()))
             .with("to", filter.to.map(|t| t.to_rfc3339()))
             .with("license_id", filter.license_id)
-            .with("actor", filter.actor.as_deref());
+            .with("actor", filter.actor.as_deref())
+            .with(
+                "organizations",
+                filter.organizations.as_ref().map(|o| {
+                    o.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+            );
         let cursors = self.cursors();
         let window = cursors.window(&scope, &page)?;
         let rows = projections::queries::audit(self.pool(), filter, &window).await?;

@@ -165,6 +165,35 @@ impl Portal<'_> {
         ))
     }
 
+    /// The audit trail of organization `id` and its descendants (the tree as it is now): its
+    /// licenses' events, its own and its users', newest first, for a principal that may read
+    /// licenses there (out of reach: as an unknown organization).
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND` (unknown or out of reach), `INVALID_CURSOR`; database errors.
+    pub async fn audit(
+        &self,
+        access: &Access,
+        id: OrganizationId,
+        page: PageRequest,
+    ) -> Result<Listed<projections::queries::AuditRow>, AppError> {
+        self.authorize(access, id).await?;
+        // The tree's guard is released before the query.
+        let organizations: Vec<Uuid> = {
+            let tree = self.app.tree().await?;
+            tree.tree().subtree(id).map(Uuid::from).collect()
+        };
+        self.app
+            .audit(
+                &queries::AuditFilter {
+                    organizations: Some(organizations),
+                    ..queries::AuditFilter::default()
+                },
+                page,
+            )
+            .await
+    }
+
     /// The licenses of `id`, or of its subtree as the in-memory tree holds it now (a moved
     /// subsidiary leaves its former parent's lists at once, not when the read model catches up).
     async fn filter(

@@ -579,6 +579,9 @@ pub struct AuditFilter {
     pub to: Option<Timestamp>,
     pub license_id: Option<Uuid>,
     pub actor: Option<String>,
+    /// Only what concerns these organizations: their licenses' events (the licenses they hold
+    /// now, whole histories), their own, and their users' (a customer's audit trail).
+    pub organizations: Option<Vec<Uuid>>,
 }
 
 /// Audit rows that pass `filter`, a window of them by log position.
@@ -604,6 +607,19 @@ pub async fn audit(
         if let Some(license) = filter.license_id {
             q.push(" AND license_id = ");
             q.push_bind(license);
+        }
+        if let Some(organizations) = &filter.organizations {
+            let ids: Vec<String> = organizations.iter().map(ToString::to_string).collect();
+            q.push(" AND (license_id IN (SELECT id FROM rm_licenses WHERE organization_id = ANY(");
+            q.push_bind(organizations.clone());
+            q.push(")) OR (subject_type = 'Organization' AND subject_id = ANY(");
+            q.push_bind(ids);
+            q.push(
+                ")) OR (subject_type = 'User' AND subject_id IN \
+                    (SELECT id::text FROM rm_users WHERE organization_id = ANY(",
+            );
+            q.push_bind(organizations.clone());
+            q.push("))))");
         }
     };
     let mut q = QueryBuilder::new("");

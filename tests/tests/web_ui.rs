@@ -679,6 +679,19 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     assert!(!browser.page_source().await.contains("cams-laptop"));
     assert_eq!(count_events(&world.db, "InstallationDeactivated").await, 1);
 
+    // Their own audit trail: the vendor's suspension and their deactivation, nothing of Globex.
+    browser
+        .goto(&world.url(&format!("/organizations/{}/audit", world.acme)))
+        .await;
+    let trail = browser.text_of("table.audit").await;
+    assert!(
+        trail.contains("LicenseSuspended") && trail.contains("InstallationDeactivated"),
+        "{trail}"
+    );
+    let source = browser.page_source().await;
+    assert!(source.contains(&format!("/licenses/{}", world.license_id)));
+    assert!(!source.contains(&world.globex_license), "nothing of Globex");
+
     // Invite a colleague as download manager.
     browser
         .goto(&world.url(&format!("/organizations/{}/users", world.acme)))

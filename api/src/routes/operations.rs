@@ -157,6 +157,7 @@ async fn audit(
         // Actors are short (`api_token:<id>`, `user:<id>`, `operator`); a longer text matches
         // none and is refused rather than sent to the database.
         actor: q.text("actor", 200)?,
+        organizations: None,
     };
     let listed = state.app.audit(&filter, q.page()?).await?;
     super::page("entries", listed)

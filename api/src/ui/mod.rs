@@ -78,6 +78,7 @@ pub const PATHS: &[&str] = &[
     "/users/{id}/deactivate",
     "/organizations/{id}/downloads",
     "/organizations/{id}/offline",
+    "/organizations/{id}/audit",
     "/artifacts/{id}/download",
     "/audit",
     "/audit/export",

@@ -56,6 +56,7 @@ fn audit_filter(q: &Query) -> Result<AuditFilter, UiError> {
         to: q.get("to").map(parse_instant).transpose()?,
         license_id: q.uuid("license_id")?,
         actor,
+        organizations: None,
     })
 }
 

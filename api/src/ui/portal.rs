@@ -8,6 +8,8 @@
 //! - `/organizations/{id}/offline`: offline activation by file: the customer's administrator
 //!   uploads the request file an air-gapped machine wrote and downloads the answer to carry
 //!   back (`POST /v1/offline-activations`, `routes::offline::answer_request_file`).
+//! - `/organizations/{id}/audit`: its audit trail (and its descendants'), for whoever reads
+//!   its licenses (`application::portal::Portal::audit`).
 //! - `/organizations/{id}/downloads`: the releases its licenses see, each file with its size,
 //!   SHA-256 and signature; "Download" grants a short-lived link for one of the licenses that
 //!   see it (`POST /v1/artifacts/{id}/download-links`) and sends the browser to it.
@@ -39,6 +41,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/organizations/{id}/users", get(users).post(invite))
         .route("/organizations/{id}/downloads", get(downloads))
+        .route("/organizations/{id}/audit", get(organization_audit))
         .route(
             "/users/{id}/impersonate",
             get(confirm_impersonation).post(impersonate),
@@ -457,6 +460,58 @@ async fn deactivate_user(
         after_change(&state, &format!("/organizations/{organization}/users")).await
     };
     run.await.map_err(IntoResponse::into_response)
+}
+
+#[derive(Template)]
+#[template(path = "organization_audit.html")]
+struct OrganizationAudit {
+    nav: Nav,
+    organization: OrgHeader,
+    entries: Vec<projections::queries::AuditRow>,
+    next: Option<String>,
+}
+
+impl OrganizationAudit {
+    fn when(row: &projections::queries::AuditRow) -> String {
+        super::pages::show(&row.recorded_at)
+    }
+}
+
+/// An organization's own audit trail (and its descendants'): what its people and the vendor
+/// did to its licenses, users and itself, newest first.
+async fn organization_audit(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, UiError> {
+    let id = organization_id(&raw)?;
+    let q = super::pages::Query::of(query.as_deref());
+    let listed = state
+        .app
+        .portal()
+        .audit(
+            &viewer.session.access,
+            id,
+            PageRequest {
+                cursor: q.get("cursor").map(str::to_owned),
+                limit: 100,
+                order: Order::Desc,
+            },
+        )
+        .await?;
+    let next = listed
+        .next_cursor
+        .map(|cursor| format!("/organizations/{id}/audit?{}", q.with("cursor", &cursor)));
+    Ok(html(
+        StatusCode::OK,
+        &OrganizationAudit {
+            nav: viewer.nav(),
+            organization: OrgHeader::of(&state, id).await?,
+            entries: listed.items,
+            next,
+        },
+    ))
 }
 
 struct FileRow {
