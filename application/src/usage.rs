@@ -24,8 +24,9 @@ pub struct ValidationTally {
     counts: [AtomicU64; 12],
 }
 
+/// The code's counter: its place in the enum's declaration, which `iter()` follows too.
 fn index(code: ValidationCode) -> usize {
-    ValidationCode::iter().position(|c| c == code).unwrap_or(0)
+    code as usize
 }
 
 impl ValidationTally {
