@@ -59,27 +59,8 @@ struct World {
 
 impl World {
     async fn start() -> Self {
-        let idp = TestIdp::start().await;
-        let db = testdb::TestDb::create().await;
-        let data_dir = temp_data_dir();
-        let (server, _logs) = spawn_server_logged(
-            BIN,
-            &db,
-            &data_dir,
-            &[
-                "--oidc-issuer",
-                idp.issuer(),
-                "--ui-oidc-client-id",
-                UI_CLIENT_ID,
-                "--stripe-webhook-secret",
-                STRIPE_SECRET,
-            ],
-            None,
-        );
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let (idp, db, _data_dir, server, http) =
+            ui_server(&["--stripe-webhook-secret", STRIPE_SECRET]).await;
         let token = mint_token(BIN, &db);
         let mut world = Self {
             idp,
@@ -343,6 +324,36 @@ impl World {
             .await
             .unwrap()
     }
+}
+
+/// The test provider, a database, and `ledger serve` started as users start it with the
+/// provider as its issuer and `ledger-ui` as the UI's client (and `extra` flags); an HTTP
+/// client that follows no redirect.
+async fn ui_server(
+    extra: &[&str],
+) -> (
+    TestIdp,
+    testdb::TestDb,
+    std::path::PathBuf,
+    ServerProcess,
+    reqwest::Client,
+) {
+    let idp = TestIdp::start().await;
+    let db = testdb::TestDb::create().await;
+    let data_dir = temp_data_dir();
+    let mut flags = vec![
+        "--oidc-issuer",
+        idp.issuer(),
+        "--ui-oidc-client-id",
+        UI_CLIENT_ID,
+    ];
+    flags.extend_from_slice(extra);
+    let (server, _logs) = spawn_server_logged(BIN, &db, &data_dir, &flags, None);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (idp, db, data_dir, server, http)
 }
 
 /// The installation an activation's answer names.
@@ -1101,27 +1112,8 @@ async fn a_login_is_bound_to_its_browser_and_used_once() {
 /// subdomain can plant a login's state or a session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_https_the_cookies_are_secure_and_host_bound() {
-    let idp = TestIdp::start().await;
-    let db = testdb::TestDb::create().await;
-    let data_dir = temp_data_dir();
-    let (server, _logs) = spawn_server_logged(
-        BIN,
-        &db,
-        &data_dir,
-        &[
-            "--oidc-issuer",
-            idp.issuer(),
-            "--ui-oidc-client-id",
-            UI_CLIENT_ID,
-            "--public-url",
-            "https://ledger.example",
-        ],
-        None,
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let (idp, db, data_dir, server, http) =
+        ui_server(&["--public-url", "https://ledger.example"]).await;
     let start = http
         .get(format!("{}/auth/login", server.base))
         .send()

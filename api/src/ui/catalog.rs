@@ -144,48 +144,44 @@ fn invalid(what: &'static str) -> impl Fn(domain::values::InvalidValue) -> UiErr
 async fn draft(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        admin(&form.viewer)?;
-        let product_id = product_id(&raw)?;
-        let version = domain::release::Version::parse(form.require("version")?)
-            .map_err(invalid("the version"))?;
-        let channel = Channel::parse(form.get("channel").unwrap_or("stable"))
-            .map_err(invalid("the channel"))?;
-        let notes = form
-            .get("notes")
-            .map(domain::release::Notes::parse)
-            .transpose()
-            .map_err(invalid("the notes"))?;
-        let codes: Vec<&str> = form
-            .get("entitlements")
-            .unwrap_or("")
-            .split([',', ' '])
-            .filter(|c| !c.is_empty())
-            .collect();
-        let entitlements = FeatureSet::parse(&codes).map_err(invalid("the entitlements"))?;
-        let context = form
-            .viewer
-            .command(form.get("form_key"), &format!("draft/{product_id}"));
-        let written = state
-            .app
-            .releases()
-            .create(
-                &context,
-                NewRelease {
-                    product_id,
-                    version,
-                    channel,
-                    notes,
-                    entitlements,
-                },
-            )
-            .await?;
-        after_change(&state, &format!("/releases/{}", written.view.id)).await
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    admin(&form.viewer)?;
+    let product_id = product_id(&raw)?;
+    let version = domain::release::Version::parse(form.require("version")?)
+        .map_err(invalid("the version"))?;
+    let channel =
+        Channel::parse(form.get("channel").unwrap_or("stable")).map_err(invalid("the channel"))?;
+    let notes = form
+        .get("notes")
+        .map(domain::release::Notes::parse)
+        .transpose()
+        .map_err(invalid("the notes"))?;
+    let codes: Vec<&str> = form
+        .get("entitlements")
+        .unwrap_or("")
+        .split([',', ' '])
+        .filter(|c| !c.is_empty())
+        .collect();
+    let entitlements = FeatureSet::parse(&codes).map_err(invalid("the entitlements"))?;
+    let context = form
+        .viewer
+        .command(form.get("form_key"), &format!("draft/{product_id}"));
+    let written = state
+        .app
+        .releases()
+        .create(
+            &context,
+            NewRelease {
+                product_id,
+                version,
+                channel,
+                notes,
+                entitlements,
+            },
+        )
+        .await?;
+    after_change(&state, &format!("/releases/{}", written.view.id)).await
 }
 
 #[derive(Template)]
@@ -222,38 +218,30 @@ async fn release(
 async fn publish(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        admin(&form.viewer)?;
-        let id = release_id(&raw)?;
-        let context = form
-            .viewer
-            .command(form.get("form_key"), &format!("publish/{id}"));
-        state.app.releases().publish(&context, id).await?;
-        after_change(&state, &format!("/releases/{id}")).await
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    admin(&form.viewer)?;
+    let id = release_id(&raw)?;
+    let context = form
+        .viewer
+        .command(form.get("form_key"), &format!("publish/{id}"));
+    state.app.releases().publish(&context, id).await?;
+    after_change(&state, &format!("/releases/{id}")).await
 }
 
 async fn yank(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        admin(&form.viewer)?;
-        let id = release_id(&raw)?;
-        let reason = Reason::parse(form.require("reason")?).map_err(invalid("the reason"))?;
-        let context = form
-            .viewer
-            .command(form.get("form_key"), &format!("yank/{id}"));
-        state.app.releases().yank(&context, id, reason).await?;
-        after_change(&state, &format!("/releases/{id}")).await
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    admin(&form.viewer)?;
+    let id = release_id(&raw)?;
+    let reason = Reason::parse(form.require("reason")?).map_err(invalid("the reason"))?;
+    let context = form
+        .viewer
+        .command(form.get("form_key"), &format!("yank/{id}"));
+    state.app.releases().yank(&context, id, reason).await?;
+    after_change(&state, &format!("/releases/{id}")).await
 }
 
 /// The upload form, read as it arrives: the CSRF token, the platform and the architecture

@@ -294,24 +294,20 @@ async fn billing(
 async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        form.viewer
-            .principal()
-            .require(Permission::Admin)
-            .map_err(|_| UiError::Forbidden("retrying is the administrator's".into()))?;
-        if id.is_empty()
-            || id.chars().count() > domain::billing::stripe::MAX_EVENT_ID_CHARS
-            || id.chars().any(char::is_control)
-        {
-            return Err(UiError::NotFound);
-        }
-        state.app.retry_billing_event(&id).await?;
-        after_change(&state, "/billing").await
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    form.viewer
+        .principal()
+        .require(Permission::Admin)
+        .map_err(|_| UiError::Forbidden("retrying is the administrator's".into()))?;
+    if id.is_empty()
+        || id.chars().count() > domain::billing::stripe::MAX_EVENT_ID_CHARS
+        || id.chars().any(char::is_control)
+    {
+        return Err(UiError::NotFound);
+    }
+    state.app.retry_billing_event(&id).await?;
+    after_change(&state, "/billing").await
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::Timelike;
 use commands::ledger::LicenseChange;
@@ -896,94 +896,89 @@ fn instant_field(form: &UiForm, field: &str) -> Result<Timestamp, UiError> {
 async fn change(
     State(state): State<AppState>,
     Path((raw, action)): Path<(String, String)>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        let id = license_id(&raw)?;
-        let action = Action::parse(&action)?;
-        let viewer = &form.viewer;
-        // Reach first (out of reach: 404 as unknown), then the permission (403). The API
-        // asks the permission first; both answer a foreign license as an unknown one.
-        state
-            .app
-            .licenses()
-            .get_for(&viewer.session.access, id, None)
-            .await?;
-        viewer
-            .principal()
-            .require(action.permission())
-            .map_err(|_| {
-                UiError::Forbidden(format!(
-                    "you may not {} licenses",
-                    action.label().to_lowercase()
-                ))
-            })?;
-        let context = viewer.command(form.get("form_key"), &format!("{}/{id}", action.name()));
-        let change = match action {
-            Action::Suspend => LicenseChange::Suspend {
-                reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
-            },
-            Action::Reinstate => LicenseChange::Reinstate,
-            Action::Revoke => LicenseChange::Revoke {
-                reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
-                category: domain::values::RevocationCategory::parse(
-                    form.get("category").unwrap_or("unspecified"),
-                )
-                .map_err(bad("the category"))?,
-            },
-            Action::Renew => LicenseChange::Renew {
-                expires_at: instant_field(&form, "expires_at")?,
-            },
-            Action::Transfer => LicenseChange::Transfer {
-                organization_id: form
-                    .require("organization_id")?
-                    .parse()
-                    .map_err(|_| UiError::BadRequest("the organization id is not an id".into()))?,
-            },
-            Action::Seats => LicenseChange::ChangeSeats {
-                seats: form
-                    .require("seats")?
-                    .parse::<u32>()
-                    .map_err(|_| UiError::BadRequest("seats: a whole number".into()))
-                    .and_then(|n| {
-                        domain::values::SeatCount::new(n)
-                            .map_err(|e| UiError::BadRequest(format!("seats: {e}")))
-                    })?,
-            },
-            Action::Maintenance => LicenseChange::ExtendMaintenance {
-                until: instant_field(&form, "until")?,
-            },
-            Action::Entitlements => {
-                let codes: Vec<&str> = form
-                    .get("features")
-                    .unwrap_or("")
-                    .split([',', ' '])
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .collect();
-                LicenseChange::ChangeEntitlements {
-                    features: domain::values::FeatureSet::parse(&codes)
-                        .map_err(bad("the features"))?,
-                }
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let id = license_id(&raw)?;
+    let action = Action::parse(&action)?;
+    let viewer = &form.viewer;
+    // Reach first (out of reach: 404 as unknown), then the permission (403). The API
+    // asks the permission first; both answer a foreign license as an unknown one.
+    state
+        .app
+        .licenses()
+        .get_for(&viewer.session.access, id, None)
+        .await?;
+    viewer
+        .principal()
+        .require(action.permission())
+        .map_err(|_| {
+            UiError::Forbidden(format!(
+                "you may not {} licenses",
+                action.label().to_lowercase()
+            ))
+        })?;
+    let context = viewer.command(form.get("form_key"), &format!("{}/{id}", action.name()));
+    let change = match action {
+        Action::Suspend => LicenseChange::Suspend {
+            reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
+        },
+        Action::Reinstate => LicenseChange::Reinstate,
+        Action::Revoke => LicenseChange::Revoke {
+            reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
+            category: domain::values::RevocationCategory::parse(
+                form.get("category").unwrap_or("unspecified"),
+            )
+            .map_err(bad("the category"))?,
+        },
+        Action::Renew => LicenseChange::Renew {
+            expires_at: instant_field(&form, "expires_at")?,
+        },
+        Action::Transfer => LicenseChange::Transfer {
+            organization_id: form
+                .require("organization_id")?
+                .parse()
+                .map_err(|_| UiError::BadRequest("the organization id is not an id".into()))?,
+        },
+        Action::Seats => LicenseChange::ChangeSeats {
+            seats: form
+                .require("seats")?
+                .parse::<u32>()
+                .map_err(|_| UiError::BadRequest("seats: a whole number".into()))
+                .and_then(|n| {
+                    domain::values::SeatCount::new(n)
+                        .map_err(|e| UiError::BadRequest(format!("seats: {e}")))
+                })?,
+        },
+        Action::Maintenance => LicenseChange::ExtendMaintenance {
+            until: instant_field(&form, "until")?,
+        },
+        Action::Entitlements => {
+            let codes: Vec<&str> = form
+                .get("features")
+                .unwrap_or("")
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            LicenseChange::ChangeEntitlements {
+                features: domain::values::FeatureSet::parse(&codes).map_err(bad("the features"))?,
             }
-            Action::RotateKey => {
-                let written = state.app.licenses().rotate_key(&context, id).await?;
-                // Shown once; a replay (the form posted twice) has no key to show.
-                return Ok(html(
-                    StatusCode::OK,
-                    &NewKey {
-                        nav: viewer.nav(),
-                        license_id: id.into(),
-                        key: written.view.key,
-                    },
-                ));
-            }
-        };
-        state.app.licenses().change(&context, id, change).await?;
-        after_change(&state, &format!("/licenses/{id}")).await
+        }
+        Action::RotateKey => {
+            let written = state.app.licenses().rotate_key(&context, id).await?;
+            // Shown once; a replay (the form posted twice) has no key to show.
+            return Ok(html(
+                StatusCode::OK,
+                &NewKey {
+                    nav: viewer.nav(),
+                    license_id: id.into(),
+                    key: written.view.key,
+                },
+            ));
+        }
     };
-    run.await.map_err(IntoResponse::into_response)
+    state.app.licenses().change(&context, id, change).await?;
+    after_change(&state, &format!("/licenses/{id}")).await
 }
 
 // ----- an organization (portal) -----
@@ -1124,26 +1119,22 @@ async fn confirm_deactivation(
 async fn deactivate(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        let installation_id: InstallationId = raw.parse().map_err(|_| UiError::NotFound)?;
-        let viewer = &form.viewer;
-        let context = viewer.command(
-            form.get("form_key"),
-            &format!("deactivate/{installation_id}"),
-        );
-        state
-            .app
-            .licenses()
-            .deactivate_installation(&context, &viewer.session.access, installation_id)
-            .await?;
-        let back = form
-            .get("back")
-            .filter(|b| application::sessions::is_local_path(b))
-            .unwrap_or("/");
-        after_change(&state, back).await
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let installation_id: InstallationId = raw.parse().map_err(|_| UiError::NotFound)?;
+    let viewer = &form.viewer;
+    let context = viewer.command(
+        form.get("form_key"),
+        &format!("deactivate/{installation_id}"),
+    );
+    state
+        .app
+        .licenses()
+        .deactivate_installation(&context, &viewer.session.access, installation_id)
+        .await?;
+    let back = form
+        .get("back")
+        .filter(|b| application::sessions::is_local_path(b))
+        .unwrap_or("/");
+    after_change(&state, back).await
 }

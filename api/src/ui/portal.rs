@@ -151,35 +151,31 @@ async fn users(
 async fn invite(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        let id = organization_id(&raw)?;
-        let email = Email::parse(form.require("email")?)
-            .map_err(|e| UiError::BadRequest(format!("the e-mail address: {e}")))?;
-        let role = Role::parse(form.require("role")?)
-            .map_err(|e| UiError::BadRequest(format!("the role: {e}")))?;
-        let viewer = &form.viewer;
-        let context = viewer.command(form.get("form_key"), &format!("invite/{id}"));
-        state
-            .app
-            .users()
-            .create(
-                &context,
-                &viewer.session.access,
-                id,
-                UserInput {
-                    email,
-                    roles: BTreeSet::from([role]),
-                    issuer: None,
-                    subject: None,
-                },
-            )
-            .await?;
-        after_change(&state, &format!("/organizations/{id}/users")).await
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let id = organization_id(&raw)?;
+    let email = Email::parse(form.require("email")?)
+        .map_err(|e| UiError::BadRequest(format!("the e-mail address: {e}")))?;
+    let role = Role::parse(form.require("role")?)
+        .map_err(|e| UiError::BadRequest(format!("the role: {e}")))?;
+    let viewer = &form.viewer;
+    let context = viewer.command(form.get("form_key"), &format!("invite/{id}"));
+    state
+        .app
+        .users()
+        .create(
+            &context,
+            &viewer.session.access,
+            id,
+            UserInput {
+                email,
+                roles: BTreeSet::from([role]),
+                issuer: None,
+                subject: None,
+            },
+        )
+        .await?;
+    after_change(&state, &format!("/organizations/{id}/users")).await
 }
 
 #[derive(Template)]
@@ -221,79 +217,71 @@ async fn confirm_impersonation(
 async fn impersonate(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        let id = user_id(&raw)?;
-        let viewer = &form.viewer;
-        if viewer.session.access.impersonation.is_some() {
-            return Err(UiError::BadRequest(
-                "end the present impersonation first".into(),
-            ));
-        }
-        let reason = Reason::parse(form.require("reason")?)
-            .map_err(|e| UiError::BadRequest(format!("the reason: {e}")))?;
-        let minutes: i64 = form
-            .get("minutes")
-            .unwrap_or("30")
-            .parse()
-            .ok()
-            .filter(|m| (1..=MAX_IMPERSONATION_MINUTES).contains(m))
-            .ok_or_else(|| {
-                UiError::BadRequest(format!(
-                    "the duration: 1 to {MAX_IMPERSONATION_MINUTES} minutes"
-                ))
-            })?;
-        let context = viewer.command(form.get("form_key"), &format!("impersonate/{id}"));
-        let started = state
-            .app
-            .start_impersonation(
-                &context,
-                &viewer.session.access,
-                id,
-                reason,
-                chrono::Duration::minutes(minutes),
-            )
-            .await?;
-        state
-            .app
-            .sessions()
-            .set_impersonation(&viewer.session.hash, Some(started.view.id))
-            .await?;
-        after_change(&state, "/").await
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let id = user_id(&raw)?;
+    let viewer = &form.viewer;
+    if viewer.session.access.impersonation.is_some() {
+        return Err(UiError::BadRequest(
+            "end the present impersonation first".into(),
+        ));
+    }
+    let reason = Reason::parse(form.require("reason")?)
+        .map_err(|e| UiError::BadRequest(format!("the reason: {e}")))?;
+    let minutes: i64 = form
+        .get("minutes")
+        .unwrap_or("30")
+        .parse()
+        .ok()
+        .filter(|m| (1..=MAX_IMPERSONATION_MINUTES).contains(m))
+        .ok_or_else(|| {
+            UiError::BadRequest(format!(
+                "the duration: 1 to {MAX_IMPERSONATION_MINUTES} minutes"
+            ))
+        })?;
+    let context = viewer.command(form.get("form_key"), &format!("impersonate/{id}"));
+    let started = state
+        .app
+        .start_impersonation(
+            &context,
+            &viewer.session.access,
+            id,
+            reason,
+            chrono::Duration::minutes(minutes),
+        )
+        .await?;
+    state
+        .app
+        .sessions()
+        .set_impersonation(&viewer.session.hash, Some(started.view.id))
+        .await?;
+    after_change(&state, "/").await
 }
 
 async fn end_impersonation(
     State(state): State<AppState>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        let viewer = &form.viewer;
-        if let Some(impersonation) = &viewer.session.access.impersonation {
-            let context = viewer.command(None, "end-impersonation");
-            // Ended from within itself, as the API's banner does; already ended is fine.
-            match state
-                .app
-                .revoke_token(&context, &viewer.session.access, impersonation.token)
-                .await
-            {
-                Ok(_) => {}
-                Err(application::AppError::Command(commands::CommandError::Rejected(_))) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        state
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let viewer = &form.viewer;
+    if let Some(impersonation) = &viewer.session.access.impersonation {
+        let context = viewer.command(None, "end-impersonation");
+        // Ended from within itself, as the API's banner does; already ended is fine.
+        match state
             .app
-            .sessions()
-            .set_impersonation(&viewer.session.hash, None)
-            .await?;
-        after_change(&state, "/").await
-    };
-    run.await.map_err(IntoResponse::into_response)
+            .revoke_token(&context, &viewer.session.access, impersonation.token)
+            .await
+        {
+            Ok(_) => {}
+            Err(application::AppError::Command(commands::CommandError::Rejected(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    state
+        .app
+        .sessions()
+        .set_impersonation(&viewer.session.hash, None)
+        .await?;
+    after_change(&state, "/").await
 }
 
 #[derive(Template)]
@@ -416,50 +404,42 @@ async fn answer_offline(
 async fn set_roles(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        let id = user_id(&raw)?;
-        let organization = organization_id(form.require("organization_id")?)?;
-        let roles = match form.get("role") {
-            None | Some("none") => BTreeSet::new(),
-            Some(r) => BTreeSet::from([
-                Role::parse(r).map_err(|e| UiError::BadRequest(format!("the role: {e}")))?
-            ]),
-        };
-        let viewer = &form.viewer;
-        let context = viewer.command(form.get("form_key"), &format!("roles/{id}/{organization}"));
-        state
-            .app
-            .users()
-            .set_roles(&context, &viewer.session.access, id, organization, roles)
-            .await?;
-        after_change(&state, &format!("/organizations/{organization}/users")).await
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let id = user_id(&raw)?;
+    let organization = organization_id(form.require("organization_id")?)?;
+    let roles = match form.get("role") {
+        None | Some("none") => BTreeSet::new(),
+        Some(r) => BTreeSet::from([
+            Role::parse(r).map_err(|e| UiError::BadRequest(format!("the role: {e}")))?
+        ]),
     };
-    run.await.map_err(IntoResponse::into_response)
+    let viewer = &form.viewer;
+    let context = viewer.command(form.get("form_key"), &format!("roles/{id}/{organization}"));
+    state
+        .app
+        .users()
+        .set_roles(&context, &viewer.session.access, id, organization, roles)
+        .await?;
+    after_change(&state, &format!("/organizations/{organization}/users")).await
 }
 
 /// Deactivates a user (`POST /v1/users/{id}/deactivate`): its logins and sessions end.
 async fn deactivate_user(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        let id = user_id(&raw)?;
-        let organization = organization_id(form.require("organization_id")?)?;
-        let viewer = &form.viewer;
-        let context = viewer.command(form.get("form_key"), &format!("deactivate-user/{id}"));
-        state
-            .app
-            .users()
-            .deactivate(&context, &viewer.session.access, id)
-            .await?;
-        after_change(&state, &format!("/organizations/{organization}/users")).await
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let id = user_id(&raw)?;
+    let organization = organization_id(form.require("organization_id")?)?;
+    let viewer = &form.viewer;
+    let context = viewer.command(form.get("form_key"), &format!("deactivate-user/{id}"));
+    state
+        .app
+        .users()
+        .deactivate(&context, &viewer.session.access, id)
+        .await?;
+    after_change(&state, &format!("/organizations/{organization}/users")).await
 }
 
 #[derive(Template)]
@@ -619,27 +599,23 @@ async fn downloads(
 async fn download(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    form: Result<UiForm, Response>,
-) -> Result<Response, Response> {
-    let form = form?;
-    let run = async {
-        let artifact: ArtifactId = raw.parse().map_err(|_| UiError::NotFound)?;
-        let license: LicenseId = form
-            .require("license_id")?
-            .parse()
-            .map_err(|_| UiError::NotFound)?;
-        let viewer = &form.viewer;
-        // Each press grants a new link (a link is for one transfer, five minutes): no form key.
-        let context = viewer.command(None, "download");
-        let granted = state
-            .app
-            .downloads()
-            .grant(&viewer.session.access, &context, artifact, license)
-            .await?;
-        // The link serves from the log, not a read model: no wait.
-        Ok::<_, UiError>(Redirect::to(&granted.view.url).into_response())
-    };
-    run.await.map_err(IntoResponse::into_response)
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let artifact: ArtifactId = raw.parse().map_err(|_| UiError::NotFound)?;
+    let license: LicenseId = form
+        .require("license_id")?
+        .parse()
+        .map_err(|_| UiError::NotFound)?;
+    let viewer = &form.viewer;
+    // Each press grants a new link (a link is for one transfer, five minutes): no form key.
+    let context = viewer.command(None, "download");
+    let granted = state
+        .app
+        .downloads()
+        .grant(&viewer.session.access, &context, artifact, license)
+        .await?;
+    // The link serves from the log, not a read model: no wait.
+    Ok(Redirect::to(&granted.view.url).into_response())
 }
 
 #[cfg(test)]
