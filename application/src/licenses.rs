@@ -363,9 +363,10 @@ impl Licenses<'_> {
     }
 
     /// The license now, or as it stood at `as_of`, for a principal that may read licenses at its
-    /// organization now (its history belongs to its present owner; a license transferred away
-    /// is no more the former owner's to read, at any instant); any other answers exactly as an
-    /// unknown license, whatever the instant asked.
+    /// organization now and, when it was held by another organization at `as_of`, at that one
+    /// too (a license transferred away is no more the former owner's to read, at any instant;
+    /// one transferred in shows its new owner nothing of its time with the former); any other
+    /// answers exactly as an unknown license.
     ///
     /// # Errors
     /// `LICENSE_NOT_FOUND` (unknown or out of reach), 403 where it may not read licenses;
@@ -379,12 +380,26 @@ impl Licenses<'_> {
         let now = self
             .authorize(access, id, Action::ReadLicenses, || license_not_found(id))
             .await?;
-        match as_of {
-            None => Ok(now),
-            // Vendors learn when a license did not exist yet; a customer reaching it learns
-            // nothing it could not read from its history.
-            Some(at) => self.get_as_of(id, at).await,
+        let Some(at) = as_of else {
+            return Ok(now);
+        };
+        // Vendors learn when a license did not exist yet; a customer reaching it learns
+        // nothing it could not read from its history.
+        let then = self.get_as_of(id, at).await?;
+        // A license transferred in: its past under its former owner is the former owner's. A
+        // caller who does not reach the organization that held it at `at` gets it as unknown
+        // then, as the former owner gets it now (vendor roles reach every organization).
+        if then.organization_id != now.organization_id {
+            self.app
+                .authorize_at(
+                    access,
+                    domain::ids::OrganizationId::from_uuid(then.organization_id),
+                    Action::ReadLicenses,
+                    || license_not_found(id),
+                )
+                .await?;
         }
+        Ok(then)
     }
 
     /// The license as it stood at `at` (the fold `ledger-replay state` shows too).

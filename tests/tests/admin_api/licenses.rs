@@ -197,3 +197,92 @@ async fn a_license_can_be_read_as_of_an_earlier_instant() {
     );
     app.stop().await;
 }
+
+/// A license transferred in shows its new owner nothing of its time with the former one: its
+/// past at an instant the former owner held it answers as unknown, as the present answers the
+/// former owner; vendors read both.
+#[tokio::test]
+async fn a_transferred_licenses_past_stays_its_former_owners() {
+    let app = TestApp::start().await;
+    let c = app.catalogue().await;
+    let acme = c.organization_id.clone();
+    let globex = app
+        .post(
+            "/v1/organizations",
+            json!({"name": "Globex", "kind": "customer"}),
+        )
+        .await;
+    let globex = globex.body["id"].as_str().unwrap().to_owned();
+    let license = app
+        .post(
+            "/v1/licenses",
+            json!({"policy_id": c.policy_id, "organization_id": globex}),
+        )
+        .await;
+    let id = license.body["id"].as_str().unwrap().to_owned();
+    let suspended = app
+        .post(
+            &format!("/v1/licenses/{id}/suspend"),
+            json!({"reason": "Globex unpaid invoice INV-778"}),
+        )
+        .await;
+    assert_eq!(suspended.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let then = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let moved = app
+        .post(
+            &format!("/v1/licenses/{id}/transfer"),
+            json!({"organization_id": acme}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    let token = |org: String| {
+        let app = &app;
+        async move {
+            let minted = app
+                .post(
+                    "/v1/tokens",
+                    json!({"role": "license_manager", "organization_id": org}),
+                )
+                .await;
+            minted.body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (acme_token, globex_token) = (token(acme.clone()).await, token(globex.clone()).await);
+    let as_of = format!("/v1/licenses/{id}?as_of={then}");
+    let now = format!("/v1/licenses/{id}");
+    let unknown = format!("/v1/licenses/{}?as_of={then}", uuid::Uuid::now_v7());
+    assert_eq!(
+        app.call_as(&acme_token, Method::GET, &now, None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let past = app
+        .call_as(&acme_token, Method::GET, &as_of, None, &[])
+        .await;
+    let none = app
+        .call_as(&acme_token, Method::GET, &unknown, None, &[])
+        .await;
+    assert_eq!(past.status, StatusCode::NOT_FOUND);
+    assert_eq!(past.code(), none.code());
+    assert!(
+        !format!("{:?}", past.body).contains("INV-778"),
+        "nothing of the former owner's time: {:?}",
+        past.body
+    );
+    assert_eq!(
+        app.call_as(&globex_token, Method::GET, &now, None, &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let vendor = app.get(&as_of).await;
+    assert_eq!(vendor.status, StatusCode::OK);
+    assert_eq!(vendor.body["organization_id"], json!(globex));
+    assert_eq!(
+        vendor.body["suspension_reason"],
+        "Globex unpaid invoice INV-778"
+    );
+}
