@@ -230,8 +230,8 @@ pub fn app_router(
     // The web UI (ADR 0025): HTML pages, not API operations, so not in the document; its own
     // form limit and CSRF check; the deadline; limited per address like the client routes
     // (a login start writes a row).
-    let mut ui_transfers = crate::ui::transfer_routes();
-    let mut ui = crate::ui::routes().layer(middleware::from_fn_with_state(
+    let mut ui_transfers = crate::ui::transfer_routes(&state);
+    let mut ui = crate::ui::routes(&state).layer(middleware::from_fn_with_state(
         request_timeout,
         limits::deadline,
     ));

@@ -168,6 +168,8 @@ struct Inner {
     ui: Option<crate::sessions::UiConfig>,
     /// Validation answers by code since the last flush (`usage`).
     tally: crate::usage::ValidationTally,
+    /// Seals the web UI's logins in flight into their cookies.
+    login_sealer: crate::sessions::LoginSealer,
 }
 
 impl std::fmt::Debug for App {
@@ -266,6 +268,7 @@ impl App {
                 .to_owned(),
             ui: config.ui.clone(),
             tally: crate::usage::ValidationTally::default(),
+            login_sealer: crate::sessions::LoginSealer::new(&pepper),
         })))
     }
 
@@ -401,6 +404,11 @@ impl App {
     /// The base URL of the links this server hands out (no trailing slash).
     pub fn public_url(&self) -> &str {
         &self.0.public_url
+    }
+
+    /// Seals the web UI's logins in flight.
+    pub(crate) fn login_sealer(&self) -> &crate::sessions::LoginSealer {
+        &self.0.login_sealer
     }
 
     /// The validation answers counted since the last flush.

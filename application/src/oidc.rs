@@ -222,11 +222,16 @@ struct Inner {
     http: Option<HttpClient>,
     /// The first issuer's endpoints for the web UI's login, and when they were read: a login
     /// page opened by anyone must not make the server fetch the provider's document each time.
-    endpoints: Mutex<Option<(Instant, Issuer, Endpoints)>>,
+    endpoints: Mutex<Option<(Instant, EndpointsRead)>>,
 }
+
+/// What reading the first issuer's endpoints gave.
+type EndpointsRead = Result<(Issuer, Endpoints), OidcRejection>;
 
 /// How long the web UI keeps the provider's endpoints before reading its document again.
 const ENDPOINTS_FOR: Duration = Duration::from_secs(300);
+/// How long a failure to read them is answered without asking the provider again.
+const ENDPOINTS_FAILURE_FOR: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Oidc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -477,15 +482,25 @@ impl Oidc {
     /// No issuer configured, the provider unreachable, or a document that names another issuer
     /// or lacks the endpoints.
     pub async fn endpoints(&self) -> Result<(Issuer, Endpoints), OidcRejection> {
-        let mut cached = self.0.endpoints.lock().await;
-        if let Some((at, issuer, endpoints)) = cached.as_ref()
-            && at.elapsed() < ENDPOINTS_FOR
+        // The lock is held to look, never while fetching: a provider that hangs does not queue
+        // every login behind one fetch. A failure is remembered a few seconds, so a provider
+        // that is down is not asked again by every login page.
         {
-            return Ok((issuer.clone(), endpoints.clone()));
+            let cached = self.0.endpoints.lock().await;
+            if let Some((at, result)) = cached.as_ref() {
+                let fresh_for = if result.is_ok() {
+                    ENDPOINTS_FOR
+                } else {
+                    ENDPOINTS_FAILURE_FOR
+                };
+                if at.elapsed() < fresh_for {
+                    return result.clone();
+                }
+            }
         }
-        let fresh = self.read_endpoints().await?;
-        *cached = Some((Instant::now(), fresh.0.clone(), fresh.1.clone()));
-        Ok(fresh)
+        let result = self.read_endpoints().await;
+        *self.0.endpoints.lock().await = Some((Instant::now(), result.clone()));
+        result
     }
 
     async fn read_endpoints(&self) -> Result<(Issuer, Endpoints), OidcRejection> {

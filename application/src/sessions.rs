@@ -2,12 +2,15 @@
 //!
 //! - **Login** is OpenID Connect's authorization code flow with PKCE (RFC 7636, S256) against
 //!   the first configured issuer, as the client `--ui-oidc-client-id`. [`Sessions::begin`]
-//!   stores what the callback must check (the `state`'s SHA-256, the `nonce`, the PKCE verifier)
-//!   and answers the provider's URL; the browser also gets the `state` in a cookie, so a
-//!   callback is only taken from the browser that started the login (no login CSRF).
-//!   [`Sessions::finish`] takes the login row once (deleted as it is read: a code replayed
-//!   finds nothing), exchanges the code, verifies the ID token (`aud` the client, the
-//!   login's `nonce`) and finds the user exactly as a bearer token's ([`crate::users`]).
+//!   keeps nothing on the server: what the callback must check (the `state`, the `nonce`, the
+//!   PKCE verifier, where to return, when it started) travels in a cookie sealed with
+//!   XChaCha20-Poly1305 under a key derived from the server's pepper, scoped to the callback
+//!   and living 10 minutes. So no flood of login pages fills a table or locks people out, and a
+//!   callback is only taken from the browser that started the login (no login CSRF): its sealed
+//!   state must equal the `state` the provider sends back. [`Sessions::finish`] opens the
+//!   cookie, exchanges the code (which the provider takes once: a replayed callback is
+//!   refused there), verifies the ID token (`aud` the client, the login's `nonce`) and finds
+//!   the user exactly as a bearer token's ([`crate::users`]).
 //! - **Sessions** live in `ui_sessions`: the browser holds a random 256-bit secret, the table
 //!   its SHA-256. Each session has a CSRF token its forms carry, an idle limit and an absolute
 //!   end. Every request reads the user's grants from its stream ([`crate::users::Users::access_of`]),
@@ -17,8 +20,8 @@
 //!   the session then acts with the impersonated user's access, read through the token's own
 //!   stream on every request (`App::impersonation_access`), until the token is revoked (the
 //!   banner's "End") or expires, when the session is its user's own again.
-//! - Expired logins and sessions are deleted whenever a login starts: no background job, and
-//!   the tables stay as small as the number of people logged in.
+//! - Expired sessions are deleted whenever a login completes: no background job, and the
+//!   table stays as small as the number of people logged in.
 //!
 //! Times are the ledger's clock (`App::now`), like everything else the ledger decides.
 
@@ -40,9 +43,6 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 pub const SCOPES: &str = "openid email profile";
 /// How often a session's `last_seen` is written (not on every page: one write per minute).
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
-/// The most logins in flight at once (started, not called back, younger than
-/// [`LOGIN_TIMEOUT`]).
-pub const MAX_PENDING_LOGINS: i64 = 10_000;
 /// The longest `return_to` kept (a path of this server).
 const MAX_RETURN_TO: usize = 2048;
 
@@ -77,9 +77,6 @@ pub enum LoginError {
     /// ID token was refused.
     #[error("the login was refused: {0}")]
     Refused(String),
-    /// Too many logins are in flight ([`MAX_PENDING_LOGINS`]): try again in a few minutes.
-    #[error("too many logins are in flight")]
-    Busy,
     /// The identity is no active user of the ledger.
     #[error("{0}")]
     NoUser(Unauthenticated),
@@ -104,8 +101,94 @@ impl From<commands::keys::EntropyError> for LoginError {
 pub struct LoginStarted {
     /// The provider's authorization URL, with every parameter.
     pub url: String,
-    /// The `state`, for the browser's cookie (the callback compares them).
-    pub state: String,
+    /// The sealed login, for the browser's cookie (base64url, a few hundred bytes).
+    pub cookie: String,
+}
+
+/// What a login's cookie holds, sealed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Pending {
+    state: String,
+    nonce: String,
+    verifier: String,
+    return_to: String,
+    /// Unix seconds, by the ledger's clock.
+    started: i64,
+}
+
+/// Seals and opens logins' cookies (XChaCha20-Poly1305, a key of its own derived from the
+/// pepper, like the idempotent answers').
+pub struct LoginSealer {
+    cipher: chacha20poly1305::XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for LoginSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginSealer").finish_non_exhaustive()
+    }
+}
+
+/// The associated data of a sealed login: a cookie of nothing else opens as one.
+const SEAL_AAD: &[u8] = b"license-ledger/ui-login/1";
+const SEAL_NONCE: usize = 24;
+
+impl LoginSealer {
+    /// A sealer whose key is HMAC-SHA256 of its own label under `pepper`.
+    pub fn new(pepper: &[u8; 32]) -> Self {
+        use chacha20poly1305::KeyInit;
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(pepper)
+            .expect("HMAC takes any key");
+        mac.update(b"license-ledger/ui-login-key/1");
+        let key: [u8; 32] = mac.finalize().into_bytes().into();
+        Self {
+            cipher: chacha20poly1305::XChaCha20Poly1305::new((&key).into()),
+        }
+    }
+
+    fn seal(&self, pending: &Pending) -> Result<String, AppError> {
+        use chacha20poly1305::aead::{Aead, Payload};
+        let nonce = commands::keys::entropy::<SEAL_NONCE>()?;
+        let json = serde_json::to_vec(pending)
+            .map_err(|_| AppError::Invariant("a pending login did not serialize"))?;
+        let sealed = self
+            .cipher
+            .encrypt(
+                chacha20poly1305::XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &json,
+                    aad: SEAL_AAD,
+                },
+            )
+            .map_err(|_| AppError::Invariant("a pending login could not be sealed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(base64ct::Base64UrlUnpadded::encode_string(&out))
+    }
+
+    fn open(&self, cookie: &str) -> Option<Pending> {
+        use chacha20poly1305::aead::{Aead, Payload};
+        // Ours are a few hundred bytes: anything much longer is not one.
+        if cookie.len() > 4096 {
+            return None;
+        }
+        let bytes = base64ct::Base64UrlUnpadded::decode_vec(cookie).ok()?;
+        if bytes.len() <= SEAL_NONCE {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(SEAL_NONCE);
+        let json = self
+            .cipher
+            .decrypt(
+                chacha20poly1305::XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: SEAL_AAD,
+                },
+            )
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
 }
 
 /// A session just created: the cookie's secret and where to go.
@@ -200,27 +283,13 @@ impl Sessions<'_> {
         } else {
             "/"
         };
-        let now = self.app.now();
-        self.prune(now).await?;
-        // Anyone may open the login page: logins in flight are bounded, so a flood fills no
-        // table (they expire after LOGIN_TIMEOUT).
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM ui_logins")
-            .fetch_one(self.app.pool())
-            .await?;
-        if pending >= MAX_PENDING_LOGINS {
-            return Err(LoginError::Busy);
-        }
-        sqlx::query(
-            "INSERT INTO ui_logins (state_hash, nonce, verifier, return_to, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(digest(&state))
-        .bind(&nonce)
-        .bind(&verifier)
-        .bind(return_to)
-        .bind(now)
-        .execute(self.app.pool())
-        .await?;
+        let cookie = self.app.login_sealer().seal(&Pending {
+            state: state.clone(),
+            nonce: nonce.clone(),
+            verifier,
+            return_to: return_to.to_owned(),
+            started: self.app.now().timestamp(),
+        })?;
         let mut url = url::Url::parse(&endpoints.authorization).map_err(|e| {
             LoginError::Provider(OidcRejection::Provider(format!(
                 "authorization endpoint {:?}: {e}",
@@ -238,12 +307,12 @@ impl Sessions<'_> {
             .append_pair("code_challenge_method", "S256");
         Ok(LoginStarted {
             url: url.into(),
-            state,
+            cookie,
         })
     }
 
-    /// Finishes the login `state` names with the provider's `code`: `browser_state` is the
-    /// state cookie of the browser that calls back. Creates the session.
+    /// Finishes the login `state` names with the provider's `code`: `browser_cookie` is the
+    /// login cookie of the browser that calls back. Creates the session.
     ///
     /// # Errors
     /// Refused (another browser's or an old login, a code or ID token the provider or the
@@ -252,35 +321,35 @@ impl Sessions<'_> {
         &self,
         state: &str,
         code: &str,
-        browser_state: Option<&str>,
+        browser_cookie: Option<&str>,
         request_id: &str,
     ) -> Result<NewSession, LoginError> {
         let config = self.config()?;
-        let same_browser = browser_state.is_some_and(|cookie| {
-            subtle::ConstantTimeEq::ct_eq(cookie.as_bytes(), state.as_bytes()).into()
-        });
-        if !same_browser {
+        // The login this browser started, sealed in its cookie: another browser has none
+        // (or another login's), and nobody can forge one.
+        let pending = browser_cookie
+            .and_then(|c| self.app.login_sealer().open(c))
+            .ok_or_else(|| {
+                LoginError::Refused("this browser started no login, or another one".into())
+            })?;
+        let same_login: bool =
+            subtle::ConstantTimeEq::ct_eq(pending.state.as_bytes(), state.as_bytes()).into();
+        if !same_login {
             return Err(LoginError::Refused(
                 "the callback's state is not the one this browser's login sent".into(),
             ));
         }
-        // Taken once: a second callback with the same state (a replayed code) finds nothing.
-        let row = sqlx::query(
-            "DELETE FROM ui_logins WHERE state_hash = $1 \
-             RETURNING nonce, verifier, return_to, created_at",
-        )
-        .bind(digest(state))
-        .fetch_optional(self.app.pool())
-        .await?
-        .ok_or_else(|| LoginError::Refused("no login waits for this state".into()))?;
-        let started: chrono::DateTime<chrono::Utc> = row.get("created_at");
         let now = self.app.now();
-        if now - started > chrono::Duration::from_std(LOGIN_TIMEOUT).unwrap_or_default() {
+        let age = now.timestamp().saturating_sub(pending.started);
+        if !(0..=i64::try_from(LOGIN_TIMEOUT.as_secs()).unwrap_or(i64::MAX)).contains(&age) {
             return Err(LoginError::Refused("the login took too long".into()));
         }
-        let nonce: String = row.get("nonce");
-        let verifier: String = row.get("verifier");
-        let return_to: String = row.get("return_to");
+        let Pending {
+            nonce,
+            verifier,
+            return_to,
+            ..
+        } = pending;
         let oidc = self.app.oidc();
         let (_, endpoints) = oidc.endpoints().await.map_err(LoginError::Provider)?;
         let id_token = oidc
@@ -316,6 +385,7 @@ impl Sessions<'_> {
                 "an identity resolved to a token",
             )));
         };
+        self.prune(now).await?;
         let token = random_token()?;
         let csrf = random_token()?;
         let lifetime = chrono::Duration::from_std(config.lifetime).unwrap_or(chrono::Duration::MAX);
@@ -380,7 +450,11 @@ impl Sessions<'_> {
                 None => self.set_impersonation(&hash, None).await?,
             }
         }
-        if now - last_seen >= chrono::Duration::from_std(TOUCH_EVERY).unwrap_or_default() {
+        // Written at most once a minute, and at least twice per idle limit: a session in use
+        // never reaches its limit between two writes.
+        let touch_every =
+            chrono::Duration::from_std(TOUCH_EVERY.min(config.idle / 2)).unwrap_or_default();
+        if now - last_seen >= touch_every {
             sqlx::query("UPDATE ui_sessions SET last_seen = $2 WHERE token_hash = $1")
                 .bind(&hash)
                 .bind(now)
@@ -429,15 +503,10 @@ impl Sessions<'_> {
         Ok(())
     }
 
-    /// Deletes logins older than [`LOGIN_TIMEOUT`] and sessions past their end or idle limit.
+    /// Deletes sessions past their end or idle limit.
     async fn prune(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), LoginError> {
         let config = self.config()?;
-        let login_timeout = chrono::Duration::from_std(LOGIN_TIMEOUT).unwrap_or_default();
         let idle = chrono::Duration::from_std(config.idle).unwrap_or(chrono::Duration::MAX);
-        sqlx::query("DELETE FROM ui_logins WHERE created_at < $1")
-            .bind(now - login_timeout)
-            .execute(self.app.pool())
-            .await?;
         sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= $1 OR last_seen <= $2")
             .bind(now)
             .bind(
@@ -469,6 +538,36 @@ mod tests {
             assert!(!is_local_path(foreign), "{foreign:?}");
         }
         assert!(!is_local_path(&format!("/{}", "a".repeat(MAX_RETURN_TO))));
+    }
+
+    #[test]
+    fn a_sealed_login_opens_only_unaltered_and_under_its_key() {
+        let sealer = LoginSealer::new(&[7; 32]);
+        let pending = Pending {
+            state: "s".into(),
+            nonce: "n".into(),
+            verifier: "v".into(),
+            return_to: "/licenses".into(),
+            started: 1,
+        };
+        let cookie = sealer.seal(&pending).unwrap();
+        let opened = sealer.open(&cookie).unwrap();
+        assert_eq!(
+            (opened.state, opened.return_to),
+            ("s".into(), "/licenses".into())
+        );
+        assert!(!cookie.contains("/licenses"), "sealed, not just encoded");
+        let mut altered = cookie.clone().into_bytes();
+        let last = altered.len() - 2;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        assert!(
+            sealer
+                .open(std::str::from_utf8(&altered).unwrap())
+                .is_none()
+        );
+        assert!(LoginSealer::new(&[8; 32]).open(&cookie).is_none());
+        assert!(sealer.open("").is_none());
+        assert!(sealer.open(&"A".repeat(5000)).is_none());
     }
 
     #[test]

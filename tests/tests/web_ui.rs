@@ -790,6 +790,21 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         "{answer}"
     );
     assert_eq!(count_events(&world.db, "InstallationActivated").await, 3);
+    // The page of an organization out of reach takes no file, whatever the file's key.
+    let foreign_page = world
+        .http
+        .post(world.url(&format!("/organizations/{}/offline", world.globex)))
+        .header(
+            COOKIE,
+            format!(
+                "ledger_session={}",
+                browser.cookie("ledger_session").await.unwrap().value
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_page.status(), StatusCode::NOT_FOUND);
 
     // With a valid CSRF token, what the API refuses the UI refuses: a customer may not lift
     // the vendor's suspension (403), nor reach another customer's installation or license
@@ -915,6 +930,9 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     // The vendor's pages are not the customer's.
     browser.goto(&world.url("/licenses")).await;
     assert_eq!(browser.text_of("main h1").await, "Not allowed");
+    // An error page keeps the navigation and the banner (and its End).
+    assert!(browser.exists(".impersonation button").await);
+    assert!(browser.exists("form.logout").await);
     assert_eq!(count_events(&world.db, "ImpersonationStarted").await, 1);
     browser.goto(&world.url("/")).await;
     browser.click(".impersonation button").await;

@@ -1,8 +1,8 @@
 //! The web UI's login and logout (API.md "Web UI"; ADR 0025):
 //!
 //! - `GET /auth/login?return_to=/path` starts a login (`application::sessions::Sessions::begin`)
-//!   and redirects to the provider, setting the login's `state` in a short-lived cookie scoped
-//!   to the callback;
+//!   and redirects to the provider, setting the login, sealed, in a short-lived cookie scoped
+//!   to the callback (nothing is stored on the server);
 //! - `GET /auth/callback?code=…&state=…` finishes it, sets the session cookie, and goes back to
 //!   `return_to`; a provider's `error` (the user cancelled, say) shows a page with it;
 //! - `POST /auth/logout` (a form with the CSRF token) ends the session and clears the cookie.
@@ -22,7 +22,7 @@ use super::{UiError, UiForm, cookie, html, secure, session_cookie};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 
-/// The login's `state` cookie. Behind https it is `__Host-` (so no sibling subdomain can plant
+/// The login's cookie (the login in flight, sealed). Behind https it is `__Host-` (so no sibling subdomain can plant
 /// its own state and finish the victim's login as the attacker) and hence `Path=/`; on plain
 /// http it is only sent to the callback.
 fn login_cookie(state: &AppState) -> (&'static str, &'static str) {
@@ -89,15 +89,6 @@ fn login_failed(e: &LoginError) -> Response {
                 true,
             )
         }
-        LoginError::Busy => {
-            tracing::warn!("web UI login refused: too many logins in flight");
-            failed(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again in a few minutes",
-                "Too many logins are under way on this server just now.",
-                true,
-            )
-        }
         LoginError::NoUser(why) => {
             tracing::info!(reason = %why, "web UI login: no active user");
             failed(
@@ -158,7 +149,7 @@ async fn login(State(state): State<AppState>, RawQuery(query): RawQuery) -> Resp
                 set_cookie(
                     &state,
                     name,
-                    &started.state,
+                    &started.cookie,
                     path,
                     Some(LOGIN_TIMEOUT.as_secs()),
                 ),
@@ -198,11 +189,11 @@ async fn callback(
         );
     };
     let (login_name, login_path) = login_cookie(&state);
-    let browser_state = cookie(&headers, login_name);
+    let browser_login = cookie(&headers, login_name);
     let finished = state
         .app
         .sessions()
-        .finish(&login_state, &code, browser_state, &request_id.0)
+        .finish(&login_state, &code, browser_login, &request_id.0)
         .await;
     let mut response = match finished {
         Ok(session) => {

@@ -31,7 +31,7 @@ use application::AppError;
 use application::sessions::Session;
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -98,7 +98,7 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// Every UI route, with the UI's headers. The server limits them per address like the client
 /// routes (`server::app_router`); logins in flight are bounded too (`application::sessions`).
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/ui/style.css", get(stylesheet))
         .merge(auth::routes())
@@ -106,14 +106,16 @@ pub fn routes() -> Router<AppState> {
         .merge(portal::routes())
         .merge(operations::routes())
         .merge(catalog::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), error_pages))
         .layer(middleware::from_fn(headers))
 }
 
 /// The UI's uploads: the headers, but neither the deadline nor a body limit (the artifact
 /// store's own limit applies), as the API's transfers.
-pub fn transfer_routes() -> Router<AppState> {
+pub fn transfer_routes(state: &AppState) -> Router<AppState> {
     catalog::transfer_routes()
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), error_pages))
         .layer(middleware::from_fn(headers))
 }
 
@@ -228,6 +230,52 @@ impl From<crate::error::ApiError> for UiError {
 struct ErrorPage<'a> {
     title: &'a str,
     detail: &'a str,
+    /// The navigation (and an impersonation's banner) when the request had a session.
+    nav: Option<Nav>,
+}
+
+/// An error page to render, left in the response's extensions by [`UiError`]: the layer
+/// [`error_pages`] renders it with the navigation of the request's session, if any.
+#[derive(Clone, Debug)]
+struct PendingError {
+    title: &'static str,
+    detail: String,
+}
+
+/// Renders the error pages [`UiError`] leaves, with the navigation bar and the impersonation
+/// banner of the request's session (looked up only for an error): a person who hit a 404
+/// keeps the way back and the banner's "End".
+async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let session_cookie = cookie(request.headers(), session_cookie(&state)).map(str::to_owned);
+    let response = next.run(request).await;
+    let Some(pending) = response.extensions().get::<PendingError>().cloned() else {
+        return response;
+    };
+    let nav = match session_cookie {
+        Some(token) => state
+            .app
+            .sessions()
+            .get(&token)
+            .await
+            .ok()
+            .flatten()
+            .map(|session| {
+                Viewer {
+                    session,
+                    request_id: String::new(),
+                }
+                .nav()
+            }),
+        None => None,
+    };
+    html(
+        response.status(),
+        &ErrorPage {
+            title: pending.title,
+            detail: &pending.detail,
+            nav,
+        },
+    )
 }
 
 impl IntoResponse for UiError {
@@ -247,7 +295,12 @@ impl IntoResponse for UiError {
                 "The server could not answer just now. Nothing was changed; try again in a moment.",
             ),
         };
-        html(status, &ErrorPage { title, detail })
+        let mut response = status.into_response();
+        response.extensions_mut().insert(PendingError {
+            title,
+            detail: detail.to_owned(),
+        });
+        response
     }
 }
 
@@ -448,6 +501,12 @@ impl FromRequest<AppState> for UiForm {
             .map_err(|_| UiError::BadRequest("the form is too large".into()).into_response())?;
         let mut fields: Vec<(String, String)> = Vec::new();
         for (name, value) in form_urlencoded::parse(&bytes) {
+            // The decoder replaces what is not UTF-8; a form of ours never sends that.
+            if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
+                return Err(
+                    UiError::BadRequest("the form is not UTF-8 text".into()).into_response()
+                );
+            }
             if fields.iter().any(|(n, _)| *n == name) {
                 return Err(
                     UiError::BadRequest(format!("the form sends {name} twice")).into_response()

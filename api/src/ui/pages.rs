@@ -855,8 +855,8 @@ async fn confirm_change(
         .require(action.permission())
         .map_err(|_| {
             UiError::Forbidden(format!(
-                "you may not {} licenses",
-                action.label().to_lowercase()
+                "{} is not among what you may do to licenses",
+                action.label()
             ))
         })?;
     Ok(html(
@@ -913,8 +913,8 @@ async fn change(
         .require(action.permission())
         .map_err(|_| {
             UiError::Forbidden(format!(
-                "you may not {} licenses",
-                action.label().to_lowercase()
+                "{} is not among what you may do to licenses",
+                action.label()
             ))
         })?;
     let context = viewer.command(form.get("form_key"), &format!("{}/{id}", action.name()));

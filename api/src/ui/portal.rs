@@ -291,6 +291,26 @@ struct OfflinePage {
     organization: OrgHeader,
 }
 
+/// Who may answer request files on organization `id`'s page: who manages installations there,
+/// or vendor support.
+async fn may_answer_here(
+    state: &AppState,
+    viewer: &Viewer,
+    id: OrganizationId,
+) -> Result<(), UiError> {
+    let access = &viewer.session.access;
+    if access.may_everywhere(Action::Support) {
+        // Vendor support reaches every organization; an unknown one is still unknown.
+        state.app.catalogue().organization(id).await?;
+        return Ok(());
+    }
+    state
+        .app
+        .authorize_organization(access, id, Action::ManageInstallations)
+        .await?;
+    Ok(())
+}
+
 /// The largest request file taken (the SDK writes well under 2 KiB).
 const MAX_REQUEST_FILE: usize = 64 * 1024;
 
@@ -300,18 +320,7 @@ async fn offline(
     Path(raw): Path<String>,
 ) -> Result<Response, UiError> {
     let id = organization_id(&raw)?;
-    // Who may answer here: who manages installations here (or vendor support).
-    state
-        .app
-        .authorize_organization(&viewer.session.access, id, Action::ManageInstallations)
-        .await
-        .or_else(|e| {
-            if viewer.session.access.may_everywhere(Action::Support) {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+    may_answer_here(&state, &viewer, id).await?;
     Ok(html(
         StatusCode::OK,
         &OfflinePage {
@@ -332,7 +341,12 @@ async fn answer_offline(
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, Response> {
     super::check_origin(&headers, &state).map_err(IntoResponse::into_response)?;
-    let _ = organization_id(&raw).map_err(IntoResponse::into_response)?;
+    let id = organization_id(&raw).map_err(IntoResponse::into_response)?;
+    // The page's organization as its GET checks it: a path out of reach is unknown, whatever
+    // the file (whose key decides the license).
+    may_answer_here(&state, &viewer, id)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let bad = |why: &str| UiError::BadRequest(why.to_owned()).into_response();
     let mut multipart = multipart.map_err(|_| bad("send the request file with the page's form"))?;
     let mut csrf: Option<Vec<u8>> = None;
