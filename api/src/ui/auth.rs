@@ -190,6 +190,26 @@ async fn callback(
     };
     let (login_name, login_path) = login_cookie(&state);
     let browser_login = cookie(&headers, login_name);
+    if browser_login.is_none() {
+        // The provider sends the browser back to the public URL: a login started under
+        // another name of this server (localhost for 127.0.0.1) left its cookie there.
+        let detail = format!(
+            "This browser started no login at {0}. If you opened this server under another \
+             address, open {0}/ instead and log in from there.",
+            state.app.public_url()
+        );
+        let mut response = failed(
+            StatusCode::BAD_REQUEST,
+            "The login did not complete",
+            &detail,
+            true,
+        );
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&state, login_name, "", login_path, Some(0)),
+        );
+        return response;
+    }
     let finished = state
         .app
         .sessions()

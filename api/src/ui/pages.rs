@@ -501,6 +501,18 @@ async fn organizations(
 
 // ----- license search -----
 
+#[cfg(test)]
+mod tests {
+    use super::search_prefix;
+
+    #[test]
+    fn a_pasted_key_is_cut_to_what_the_ledger_keeps() {
+        assert_eq!(search_prefix(" ACMEST-B3XCGQGW-AAAA-BBBB "), "ACMEST-B3XC");
+        assert_eq!(search_prefix("ACMEST-B3"), "ACMEST-B3");
+        assert_eq!(search_prefix("ACMEST"), "ACMEST");
+    }
+}
+
 #[derive(Template)]
 #[template(path = "licenses.html")]
 struct Licenses {
@@ -541,7 +553,7 @@ async fn licenses(
         product_id: q.uuid("product_id")?,
         policy_id: None,
         status,
-        key_prefix: q.get("key_prefix").map(str::to_owned),
+        key_prefix: q.get("key_prefix").map(search_prefix),
         expires_before,
         user_id: None,
     };
@@ -575,6 +587,20 @@ async fn licenses(
             next,
         },
     ))
+}
+
+/// What support types into the key-prefix field, as the search takes it: a whole key pasted
+/// (or more of it than the ledger keeps) is cut to the product's prefix and the next four
+/// characters, so nobody has to count; anything else goes as typed.
+fn search_prefix(typed: &str) -> String {
+    let typed = typed.trim();
+    let mut groups = typed.split('-');
+    match (groups.next(), groups.next()) {
+        (Some(product), Some(next)) if !product.is_empty() && !next.is_empty() => {
+            format!("{product}-{}", next.chars().take(4).collect::<String>())
+        }
+        _ => typed.to_owned(),
+    }
 }
 
 // ----- one license -----

@@ -48,7 +48,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/impersonation/end", post(end_impersonation))
         .route("/users/{id}/roles", post(set_roles))
-        .route("/users/{id}/deactivate", post(deactivate_user))
+        .route(
+            "/users/{id}/deactivate",
+            get(confirm_user_deactivation).post(deactivate_user),
+        )
         .route(
             "/organizations/{id}/offline",
             get(offline).post(answer_offline),
@@ -65,6 +68,10 @@ struct UserRow {
     email: String,
     status: String,
     roles: String,
+    /// Its role at this organization (the role select starts on it).
+    role_here: String,
+    /// The viewer itself (it does not deactivate itself from here).
+    is_viewer: bool,
 }
 
 #[derive(Template)]
@@ -81,14 +88,18 @@ struct UsersPage {
     form_key: String,
 }
 
-/// The roles the viewer may hand out: customer roles, and vendor roles for a vendor
-/// administrator (`users::check_may_grant` decides again on the post).
-fn grantable(viewer: &Viewer) -> Vec<&'static str> {
-    let vendor_admin = viewer.session.access.may_everywhere(Action::Administer);
+/// The roles the viewer may hand out at an organization of `organization_kind`: customer
+/// roles, and vendor roles at the vendor's own for a vendor administrator
+/// (`users::check_may_grant` decides again on the post).
+fn grantable(viewer: &Viewer, organization_kind: &str) -> Vec<&'static str> {
+    // Vendor roles are held at the vendor's organization only (the ledger refuses them
+    // elsewhere): offered there, to a vendor administrator.
+    let vendor_roles =
+        organization_kind == "vendor" && viewer.session.access.may_everywhere(Action::Administer);
     Role::ALL
         .iter()
         .copied()
-        .filter(|r| vendor_admin || !Role::parse(r).is_ok_and(Role::is_vendor))
+        .filter(|r| vendor_roles || !Role::parse(r).is_ok_and(Role::is_vendor))
         .collect()
 }
 
@@ -118,31 +129,43 @@ async fn users(
         .authorize_organization(access, id, Action::ManageUsers)
         .await
         .is_ok();
+    let roles = grantable(&viewer, &organization.kind);
+    let users = listed
+        .items
+        .into_iter()
+        .map(|u| UserRow {
+            role_here: u
+                .roles
+                .iter()
+                .find(|r| r.organization_id == organization.id)
+                .map(|r| r.role.clone())
+                .unwrap_or_default(),
+            is_viewer: matches!(
+                &viewer.session.access.kind,
+                application::access::PrincipalKind::User { id: me, .. } if Uuid::from(*me) == u.id
+            ),
+            id: u.id,
+            email: u.email,
+            status: u.status,
+            roles: u
+                .roles
+                .iter()
+                .map(|r| r.role.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
     Ok(html(
         StatusCode::OK,
         &UsersPage {
             nav: viewer.nav(),
             organization,
             more: listed.next_cursor.is_some(),
-            users: listed
-                .items
-                .into_iter()
-                .map(|u| UserRow {
-                    id: u.id,
-                    email: u.email,
-                    status: u.status,
-                    roles: u
-                        .roles
-                        .iter()
-                        .map(|r| r.role.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })
-                .collect(),
+            users,
             may_invite,
             may_impersonate: viewer.session.access.impersonation.is_none()
                 && viewer.session.access.may_everywhere(Action::Impersonate),
-            roles: grantable(&viewer),
+            roles,
             form_key: form_key(),
         },
     ))
@@ -436,6 +459,36 @@ async fn set_roles(
         .set_roles(&context, &viewer.session.access, id, organization, roles)
         .await?;
     after_change(&state, &format!("/organizations/{organization}/users")).await
+}
+
+#[derive(Template)]
+#[template(path = "confirm_user_deactivation.html")]
+struct ConfirmUserDeactivation {
+    nav: Nav,
+    user: application::users::UserView,
+    organization_id: Uuid,
+    form_key: String,
+}
+
+async fn confirm_user_deactivation(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, UiError> {
+    let id = user_id(&raw)?;
+    let user = state.app.users().get(&viewer.session.access, id).await?;
+    let q = super::pages::Query::of(query.as_deref());
+    let organization_id = q.uuid("organization_id")?.unwrap_or(user.organization_id);
+    Ok(html(
+        StatusCode::OK,
+        &ConfirmUserDeactivation {
+            nav: viewer.nav(),
+            user,
+            organization_id,
+            form_key: form_key(),
+        },
+    ))
 }
 
 /// Deactivates a user (`POST /v1/users/{id}/deactivate`): its logins and sessions end.

@@ -149,9 +149,15 @@ pub fn stacked_days(
     values: &[Vec<i64>],
 ) -> String {
     let total = |d: usize| -> i64 { values.iter().map(|v| v.get(d).copied().unwrap_or(0)).sum() };
-    let max = (0..days.len()).map(total).max().unwrap_or(0).max(1);
+    let busiest = (0..days.len()).map(total).max().unwrap_or(0);
+    let max = busiest.max(1);
     let n_days = i64::try_from(days.len()).unwrap_or(0);
-    let width = (DAY_WIDTH * n_days + 40).max(320);
+    // Wide enough for the days and for the legend's row.
+    let legend: i64 = series
+        .iter()
+        .map(|s| 26 + 7 * i64::try_from(s.name.chars().count()).unwrap_or(0))
+        .sum();
+    let width = (DAY_WIDTH * n_days + 40).max(38 + legend).max(320);
     let height = DAYS_HEIGHT + AXIS_HEIGHT + LEGEND_HEIGHT;
     let sums = series
         .iter()
@@ -160,7 +166,7 @@ pub fn stacked_days(
         .collect::<Vec<_>>()
         .join(", ");
     let desc = format!(
-        "{} days from {} to {}; totals {sums}; the busiest day has {max}",
+        "{} days from {} to {}; totals {sums}; at most {busiest} in a day (the series stack)",
         days.len(),
         days.first().map(ToString::to_string).unwrap_or_default(),
         days.last().map(ToString::to_string).unwrap_or_default(),
@@ -238,7 +244,7 @@ pub fn stacked_days(
             y + 10,
             esc(&s.name)
         );
-        x += 26 + 8 * i64::try_from(s.name.chars().count()).unwrap_or(0);
+        x += 26 + 7 * i64::try_from(s.name.chars().count()).unwrap_or(0);
     }
     svg.push_str("</svg>");
     svg
@@ -318,6 +324,6 @@ mod tests {
         assert!(svg.contains("class=\"ink ink-c\""));
         assert!(svg.contains("<pattern id=\"s-p1\""));
         assert!(svg.contains("refused: 4 on 2026-12-02"));
-        assert!(svg.contains("totals ok: 2, refused: 5; the busiest day has 4"));
+        assert!(svg.contains("totals ok: 2, refused: 5; at most 4 in a day"));
     }
 }
