@@ -572,6 +572,11 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     // A release through the browser: draft, upload a file, publish, and yank.
     browser.goto(&world.url("/products")).await;
     browser.click("table.products a").await;
+    let policies = browser.text_of("table.policies").await;
+    assert!(
+        policies.contains("Pro") && policies.contains("node_locked"),
+        "{policies}"
+    );
     browser.fill("input#version", "2.0.0").await;
     browser.click("form.draft button[type=submit]").await;
     browser.wait_for("form.upload").await;

@@ -1,8 +1,8 @@
 //! The vendor's products and releases (issue #18), with the permissions of their API routes:
 //! reading needs `Permission::Read`, every change `Permission::Admin`.
 //!
-//! - `/products`: the products; `/products/{id}`: one with its releases and a form that
-//!   drafts a release (`POST /v1/products/{id}/releases`).
+//! - `/products`: the products; `/products/{id}`: one with its policies (their terms), its
+//!   releases and a form that drafts a release (`POST /v1/products/{id}/releases`).
 //! - `/releases/{id}`: a release with its files; while a draft, an upload form (the file
 //!   streams into the artifact store, as `PUT /v1/releases/{id}/artifacts/{filename}`), and
 //!   publish; once published, yank with a reason.
@@ -87,11 +87,52 @@ async fn products(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
 struct ProductPage {
     nav: Nav,
     product: application::views::ProductView,
+    policies: Vec<PolicyRow>,
     releases: Vec<application::views::ReleaseView>,
     more: bool,
     may_change: bool,
     channels: Vec<&'static str>,
     form_key: String,
+}
+
+/// A policy as the product page lists it: its terms as `name: value` pairs.
+struct PolicyRow {
+    name: String,
+    version: u32,
+    retired: bool,
+    terms: Vec<(String, String)>,
+    prices: String,
+}
+
+impl PolicyRow {
+    fn of(p: application::views::PolicyView) -> Self {
+        let terms = match &p.terms {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    let value = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Array(items) => items
+                            .iter()
+                            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        other => other.to_string(),
+                    };
+                    (k.replace('_', " "), value)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            name: p.name,
+            version: p.version,
+            retired: p.retired,
+            terms,
+            prices: p.stripe_price_ids.join(", "),
+        }
+    }
 }
 
 fn product_id(raw: &str) -> Result<ProductId, UiError> {
@@ -110,6 +151,18 @@ async fn product(
     read(&viewer)?;
     let id = product_id(&raw)?;
     let product = state.app.catalogue().product(id).await?;
+    let policies = state
+        .app
+        .catalogue()
+        .policies(
+            Some(product.id),
+            application::catalogue::PageRequest {
+                cursor: None,
+                limit: 200,
+                order: Order::Asc,
+            },
+        )
+        .await?;
     let listed = state
         .app
         .releases()
@@ -128,6 +181,7 @@ async fn product(
         &ProductPage {
             nav: viewer.nav(),
             product,
+            policies: policies.items.into_iter().map(PolicyRow::of).collect(),
             more: listed.next_cursor.is_some(),
             releases: listed.items,
             may_change: admin(&viewer).is_ok(),
