@@ -507,18 +507,7 @@ impl Oidc {
         let issuer = self.0.issuers.first().ok_or_else(|| {
             OidcRejection::Provider("no OpenID Connect issuer is configured".into())
         })?;
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.as_str().trim_end_matches('/')
-        );
-        let discovery: Discovery = self.fetch_json(&url).await?;
-        if discovery.issuer != issuer.as_str() {
-            return Err(OidcRejection::Provider(format!(
-                "the discovery document names issuer {:?}, not {:?}",
-                discovery.issuer,
-                issuer.as_str()
-            )));
-        }
+        let discovery = self.discover(issuer).await?;
         let (Some(authorization), Some(token)) =
             (discovery.authorization_endpoint, discovery.token_endpoint)
         else {
@@ -678,6 +667,24 @@ impl Oidc {
         Ok(provider.keys.read().await)
     }
 
+    /// The issuer's discovery document, which must name the issuer exactly (OIDC Discovery
+    /// 4.3): what the keys and the web UI's endpoints are read from.
+    async fn discover(&self, issuer: &Issuer) -> Result<Discovery, OidcRejection> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.as_str().trim_end_matches('/')
+        );
+        let discovery: Discovery = self.fetch_json(&url).await?;
+        if discovery.issuer != issuer.as_str() {
+            return Err(OidcRejection::Provider(format!(
+                "the discovery document names issuer {:?}, not {:?}",
+                discovery.issuer,
+                issuer.as_str()
+            )));
+        }
+        Ok(discovery)
+    }
+
     async fn fetch_keys(
         &self,
         issuer: &Issuer,
@@ -685,21 +692,7 @@ impl Oidc {
     ) -> Result<Keys, OidcRejection> {
         let jwks_uri = match jwks_uri {
             Some(uri) => uri,
-            None => {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.as_str().trim_end_matches('/')
-                );
-                let discovery: Discovery = self.fetch_json(&url).await?;
-                if discovery.issuer != issuer.as_str() {
-                    return Err(OidcRejection::Provider(format!(
-                        "the discovery document names issuer {:?}, not {:?}",
-                        discovery.issuer,
-                        issuer.as_str()
-                    )));
-                }
-                discovery.jwks_uri
-            }
+            None => self.discover(issuer).await?.jwks_uri,
         };
         if issuer.as_str().starts_with("https://") && !jwks_uri.starts_with("https://") {
             return Err(OidcRejection::Provider(format!(
