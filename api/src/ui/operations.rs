@@ -87,20 +87,8 @@ async fn audit(
     vendor_read(&viewer, "the audit trail")?;
     let q = Query::of(raw.as_deref());
     let filter = audit_filter(&q)?;
-    let listed = state
-        .app
-        .audit(
-            &filter,
-            PageRequest {
-                cursor: q.get("cursor").map(str::to_owned),
-                limit: PAGE,
-                order: Order::Desc,
-            },
-        )
-        .await?;
-    let next = listed
-        .next_cursor
-        .map(|cursor| format!("/audit?{}", q.with("cursor", &cursor)));
+    let listed = state.app.audit(&filter, q.page(PAGE, Order::Desc)).await?;
+    let next = q.next("/audit", listed.next_cursor);
     Ok(html(
         StatusCode::OK,
         &AuditPage {
@@ -249,19 +237,9 @@ async fn billing(
     }
     let listed = state
         .app
-        .billing_events(
-            outcome,
-            event_type,
-            PageRequest {
-                cursor: q.get("cursor").map(str::to_owned),
-                limit: PAGE,
-                order: Order::Desc,
-            },
-        )
+        .billing_events(outcome, event_type, q.page(PAGE, Order::Desc))
         .await?;
-    let next = listed
-        .next_cursor
-        .map(|cursor| format!("/billing?{}", q.with("cursor", &cursor)));
+    let next = q.next("/billing", listed.next_cursor);
     Ok(html(
         StatusCode::OK,
         &BillingPage {

@@ -78,6 +78,21 @@ impl Query {
         s.finish()
     }
 
+    /// The page this query asks for: its `cursor`, `limit` items, in `order`.
+    pub fn page(&self, limit: i64, order: Order) -> PageRequest {
+        PageRequest {
+            cursor: self.get("cursor").map(str::to_owned),
+            limit,
+            order,
+        }
+    }
+
+    /// The link to the page after this one at `path` (this query, its cursor replaced), if a
+    /// page follows.
+    pub fn next(&self, path: &str, next_cursor: Option<String>) -> Option<String> {
+        next_cursor.map(|cursor| format!("{path}?{}", self.with("cursor", &cursor)))
+    }
+
     /// The query with `name` set to `value` (a next page's cursor), encoded.
     pub fn with(&self, name: &str, value: &str) -> String {
         let mut s = form_urlencoded::Serializer::new(self.without(name));
@@ -561,18 +576,9 @@ async fn licenses(
     let listed = state
         .app
         .catalogue()
-        .licenses(
-            query,
-            PageRequest {
-                cursor: q.get("cursor").map(str::to_owned),
-                limit: 50,
-                order: Order::Asc,
-            },
-        )
+        .licenses(query, q.page(50, Order::Asc))
         .await?;
-    let next = listed
-        .next_cursor
-        .map(|cursor| format!("/licenses?{}", q.with("cursor", &cursor)));
+    let next = q.next("/licenses", listed.next_cursor);
     Ok(html(
         StatusCode::OK,
         &Licenses {
@@ -871,20 +877,7 @@ async fn confirm_change(
 ) -> Result<Response, UiError> {
     let id = license_id(&raw)?;
     let action = Action::parse(&action)?;
-    let license = state
-        .app
-        .licenses()
-        .get_for(&viewer.session.access, id, None)
-        .await?;
-    viewer
-        .principal()
-        .require(action.permission())
-        .map_err(|_| {
-            UiError::Forbidden(format!(
-                "{} is not among what you may do to licenses",
-                action.label()
-            ))
-        })?;
+    let license = may_act(&state, &viewer, id, action).await?;
     Ok(html(
         StatusCode::OK,
         &ConfirmChange {
@@ -909,6 +902,33 @@ struct NewKey {
     key: Option<String>,
 }
 
+/// The license `id` now, once `viewer` may take `action` on it: reach first (out of reach:
+/// 404 as unknown), then the action's permission (403). The API asks the permission first;
+/// both answer a foreign license as an unknown one. The confirmation page and the post ask
+/// the same.
+async fn may_act(
+    state: &AppState,
+    viewer: &Viewer,
+    id: LicenseId,
+    action: Action,
+) -> Result<LicenseView, UiError> {
+    let license = state
+        .app
+        .licenses()
+        .get_for(&viewer.session.access, id, None)
+        .await?;
+    viewer
+        .principal()
+        .require(action.permission())
+        .map_err(|_| {
+            UiError::Forbidden(format!(
+                "{} is not among what you may do to licenses",
+                action.label()
+            ))
+        })?;
+    Ok(license)
+}
+
 /// A refusal of a form's field `what` (a value the domain does not take).
 fn bad(what: &'static str) -> impl Fn(domain::values::InvalidValue) -> UiError {
     move |e| UiError::BadRequest(format!("{what}: {e}"))
@@ -927,22 +947,7 @@ async fn change(
     let id = license_id(&raw)?;
     let action = Action::parse(&action)?;
     let viewer = &form.viewer;
-    // Reach first (out of reach: 404 as unknown), then the permission (403). The API
-    // asks the permission first; both answer a foreign license as an unknown one.
-    state
-        .app
-        .licenses()
-        .get_for(&viewer.session.access, id, None)
-        .await?;
-    viewer
-        .principal()
-        .require(action.permission())
-        .map_err(|_| {
-            UiError::Forbidden(format!(
-                "{} is not among what you may do to licenses",
-                action.label()
-            ))
-        })?;
+    may_act(&state, viewer, id, action).await?;
     let context = viewer.command(form.get("form_key"), &format!("{}/{id}", action.name()));
     let change = match action {
         Action::Suspend => LicenseChange::Suspend {

@@ -537,19 +537,9 @@ async fn organization_audit(
     let listed = state
         .app
         .portal()
-        .audit(
-            &viewer.session.access,
-            id,
-            PageRequest {
-                cursor: q.get("cursor").map(str::to_owned),
-                limit: 100,
-                order: Order::Desc,
-            },
-        )
+        .audit(&viewer.session.access, id, q.page(100, Order::Desc))
         .await?;
-    let next = listed
-        .next_cursor
-        .map(|cursor| format!("/organizations/{id}/audit?{}", q.with("cursor", &cursor)));
+    let next = q.next(&format!("/organizations/{id}/audit"), listed.next_cursor);
     Ok(html(
         StatusCode::OK,
         &OrganizationAudit {
