@@ -12,6 +12,7 @@ use domain::keys::SupportPrefixSearch;
 use domain::organization::Organization;
 use domain::policy::{Policy, PolicyAction, PolicyTerms};
 use domain::product::Product;
+use domain::reach::Action;
 use domain::status::LicenseStatus;
 use domain::values::Name;
 use projections::queries::{self, LicenseFilter, OrganizationFilter};
@@ -67,6 +68,34 @@ impl Catalogue<'_> {
         input: NewOrganization,
     ) -> Result<Written<OrganizationView>, AppError> {
         organization_written(self.app.ledger().register_organization(ctx, input).await?)
+    }
+
+    /// Whether `access` may register `input`: under a parent, whoever manages organizations
+    /// there (a customer administrator creates its locations; a parent out of reach answers
+    /// as an unknown one); a new root, vendor administration only. Partners receive other
+    /// customers' delegations and vendor organizations hold vendor roles: only the vendor's
+    /// administrators create those; a customer creates customers. The API and the web UI ask
+    /// the same.
+    ///
+    /// # Errors
+    /// `ORGANIZATION_NOT_FOUND` (the parent), 403; database errors.
+    pub async fn authorize_new_organization(
+        &self,
+        access: &crate::access::Access,
+        input: &NewOrganization,
+    ) -> Result<(), AppError> {
+        match input.parent_id {
+            Some(parent) => {
+                self.app
+                    .authorize_organization(access, parent, Action::ManageOrganizations)
+                    .await?;
+            }
+            None => self.app.authorize_everywhere(access, Action::Administer)?,
+        }
+        if input.kind != domain::values::OrganizationKind::Customer {
+            self.app.authorize_everywhere(access, Action::Administer)?;
+        }
+        Ok(())
     }
 
     /// Renames an organization.
@@ -345,6 +374,26 @@ impl Catalogue<'_> {
         }
         // `page` keeps the first `limit` and tells from the rest whether more follow.
         Ok(cursors.page(&scope, &window, rows, |a| a.installation_id, |a| a))
+    }
+
+    /// The display names of the organizations and products among `ids`, for pages that
+    /// would otherwise show ids. From the read models: one registered a moment ago may be
+    /// missing (the page shows its id). Names are not a secret of reach: a caller shows only
+    /// names of ids it was allowed to see.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn names(
+        &self,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<std::collections::HashMap<Uuid, String>, AppError> {
+        let mut ids: Vec<Uuid> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(queries::names(self.app.pool(), &ids)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     // ----- products -----

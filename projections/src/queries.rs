@@ -447,6 +447,24 @@ pub async fn organizations_by_id(
     .collect()
 }
 
+/// The display names of the organizations and products among `ids` that the read models hold
+/// (ids are UUIDs, unique across both): what a page shows in place of an id.
+///
+/// # Errors
+/// Database errors.
+pub async fn names(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT id, name FROM rm_organizations WHERE id = ANY($1) \
+         UNION ALL SELECT id, name FROM rm_products WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// Organizations that pass `filter`, a window of them by id.
 ///
 /// # Errors

@@ -71,37 +71,20 @@ async fn create_organization(
     State(state): State<AppState>,
     cmd: Command<CreateOrganization, ManagesOrganizations>,
 ) -> Result<Response, ApiError> {
-    // Under a parent: whoever manages organizations there (a customer administrator creates its
-    // locations); a new root: vendor administration only.
-    match cmd.body.parent_id {
-        Some(parent) => {
-            state
-                .app
-                .authorize_organization(&cmd.principal.access, parent, Action::ManageOrganizations)
-                .await?;
-        }
-        None => state
-            .app
-            .authorize_everywhere(&cmd.principal.access, Action::Administer)?,
-    }
-    // Partners receive other customers' delegations and vendor organizations hold vendor
-    // roles: only the vendor's administrators create those; a customer creates customers.
-    if cmd.body.kind != OrganizationKind::Customer {
-        state
-            .app
-            .authorize_everywhere(&cmd.principal.access, Action::Administer)?;
-    }
+    let input = NewOrganization {
+        name: cmd.body.name.into_name(),
+        kind: cmd.body.kind,
+        parent_id: cmd.body.parent_id,
+    };
+    state
+        .app
+        .catalogue()
+        .authorize_new_organization(&cmd.principal.access, &input)
+        .await?;
     let written = state
         .app
         .catalogue()
-        .create_organization(
-            &cmd.context,
-            NewOrganization {
-                name: cmd.body.name.into_name(),
-                kind: cmd.body.kind,
-                parent_id: cmd.body.parent_id,
-            },
-        )
+        .create_organization(&cmd.context, input)
         .await?;
     let location = format!("/v1/organizations/{}", written.view.id);
     Ok(answer(StatusCode::CREATED, Some(location), written))

@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod issue;
 pub mod operations;
 pub mod pages;
 pub mod portal;
@@ -66,9 +67,11 @@ pub const PATHS: &[&str] = &[
     "/auth/logout",
     "/auth/logged-out",
     "/licenses",
+    "/licenses/new",
     "/licenses/{id}",
     "/licenses/{id}/{action}",
     "/organizations",
+    "/organizations/new",
     "/organizations/{id}",
     "/installations/{id}/deactivate",
     "/organizations/{id}/users",
@@ -87,6 +90,9 @@ pub const PATHS: &[&str] = &[
     "/products",
     "/products/{id}",
     "/products/{id}/releases",
+    "/products/{id}/policies",
+    "/policies/{id}",
+    "/policies/{id}/retire",
     "/releases/{id}",
     "/releases/{id}/publish",
     "/releases/{id}/yank",
@@ -106,6 +112,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(portal::routes())
         .merge(operations::routes())
         .merge(catalog::routes())
+        .merge(issue::routes())
         .layer(middleware::from_fn_with_state(state.clone(), error_pages))
         .layer(middleware::from_fn(headers))
 }
@@ -193,11 +200,13 @@ impl From<AppError> for UiError {
                 Self::BadRequest(detail)
             }
             AppError::Command(commands::CommandError::Rejected(r)) => Self::Refused(r.to_string()),
-            // A form posted again with its key for another action, or a write that raced
-            // another: the person tries again, nothing broke.
+            // A form posted again with its key for another action or other fields, a write
+            // that raced another, or a value another record holds (an e-mail, an App GUID, a
+            // release's version): the person corrects it or tries again, nothing broke.
             AppError::Command(
                 e @ (commands::CommandError::IdempotencyKeyReused
-                | commands::CommandError::Conflict { .. }),
+                | commands::CommandError::Conflict { .. }
+                | commands::CommandError::ClaimTaken { .. }),
             ) => Self::Refused(e.to_string()),
             other => {
                 tracing::error!(error = %other, "web UI request failed");
@@ -372,14 +381,15 @@ impl Viewer {
 
     /// The context of a command this user causes from a form: its actor, the request, and the
     /// form's one-time key as the command's idempotency key, so a form posted twice (a double
-    /// click, a reload of the answer) records its change once.
-    pub fn command(&self, form_key: Option<&str>, action: &str) -> commands::CommandContext {
+    /// click, a reload of the answer) records its change once. `request` is what the key's
+    /// fingerprint covers (`UiForm::command`: the action and the form's fields).
+    pub fn command(&self, form_key: Option<&str>, request: &str) -> commands::CommandContext {
         let principal = self.principal();
         let mut context = commands::CommandContext::new(principal.actor(), &self.request_id);
         context.impersonated_by = principal.access.impersonated_by().cloned();
         if let Some(key) = form_key.filter(|k| is_form_key(k)) {
-            // The same key on another action is another request (refused as a reused key).
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{action}\n{key}"));
+            // The same key on another request is refused as a reused key.
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{request}\n{key}"));
             context.idempotency = Some(commands::Idempotency {
                 key: crate::idempotency::event_key(&principal, format!("ui:{key}")),
                 request_hash: hex::encode(digest),
@@ -389,14 +399,40 @@ impl Viewer {
     }
 }
 
+/// The names of the organizations and products a page shows, in place of their ids
+/// (`Catalogue::names`); an id the read models do not hold yet shows as itself.
+#[derive(Debug, Default)]
+pub struct Names(std::collections::HashMap<uuid::Uuid, String>);
+
+impl Names {
+    /// The names of `ids`, which the page's caller may see.
+    pub async fn of(
+        state: &AppState,
+        ids: impl IntoIterator<Item = uuid::Uuid>,
+    ) -> Result<Self, UiError> {
+        Ok(Self(state.app.catalogue().names(ids).await?))
+    }
+
+    /// What the page shows for `id`.
+    pub fn name(&self, id: &uuid::Uuid) -> String {
+        self.0.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+}
+
 /// How long a page shown after a change waits for the read models to hold it.
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A redirect to `to` once the read models hold what the request just changed (or
 /// [`SETTLE`] has passed): the page the person sees next shows their change.
 pub async fn after_change(state: &AppState, to: &str) -> Result<Response, UiError> {
-    state.app.settle(SETTLE).await?;
+    settled(state).await?;
     Ok(Redirect::to(to).into_response())
+}
+
+/// Waits until the read models hold what the request just changed (or [`SETTLE`] has
+/// passed), for a page rendered in the answer itself (a new key, shown once).
+pub async fn settled(state: &AppState) -> Result<(), UiError> {
+    Ok(state.app.settle(SETTLE).await?)
 }
 
 /// A form's one-time key: a UUID the page rendered.
@@ -477,6 +513,26 @@ impl UiForm {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.trim())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The context of the command this form causes (`Viewer::command`), its idempotency
+    /// fingerprint taken over `action` and every field the form sent but its token and key:
+    /// the same form posted twice records once, and its key posted again with other values
+    /// is refused (as the API refuses a key reused with another body), not answered with the
+    /// first change.
+    pub fn command(&self, action: &str) -> commands::CommandContext {
+        let mut fields: Vec<&(String, String)> = self
+            .fields
+            .iter()
+            .filter(|(n, _)| n != "csrf" && n != "form_key")
+            .collect();
+        fields.sort();
+        let mut request = action.to_owned();
+        for (name, value) in fields {
+            // Lengths first: no two different forms spell the same text.
+            request.push_str(&format!("\n{}:{name}={}:{value}", name.len(), value.len()));
+        }
+        self.viewer.command(self.get("form_key"), &request)
     }
 
     /// The value of field `name`.

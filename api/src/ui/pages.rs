@@ -30,7 +30,7 @@ use projections::queries::Order;
 use uuid::Uuid;
 
 use super::svg::{self, Bar, Pattern, Series};
-use super::{Nav, UiError, UiForm, Viewer, after_change, form_key, html};
+use super::{Names, Nav, UiError, UiForm, Viewer, after_change, form_key, html};
 use crate::auth::Permission;
 use crate::state::AppState;
 
@@ -456,6 +456,7 @@ struct Organizations {
     q: String,
     organizations: Vec<OrganizationLink>,
     more: bool,
+    may_register: bool,
 }
 
 /// The most organizations the vendor's tree shows at once.
@@ -497,6 +498,10 @@ async fn organizations(
             nav: viewer.nav(),
             q: q.get("q").unwrap_or_default().to_owned(),
             more: listed.next_cursor.is_some(),
+            may_register: viewer
+                .session
+                .access
+                .may_everywhere(domain::reach::Action::Administer),
             organizations: tree(
                 listed
                     .items
@@ -539,7 +544,9 @@ struct Licenses {
     statuses: Vec<&'static str>,
     searched: bool,
     licenses: Vec<LicenseView>,
+    names: Names,
     next: Option<String>,
+    may_issue: bool,
 }
 
 async fn licenses(
@@ -579,6 +586,14 @@ async fn licenses(
         .licenses(query, q.page(50, Order::Asc))
         .await?;
     let next = q.next("/licenses", listed.next_cursor);
+    let names = Names::of(
+        &state,
+        listed
+            .items
+            .iter()
+            .flat_map(|l| [l.organization_id, l.product_id]),
+    )
+    .await?;
     Ok(html(
         StatusCode::OK,
         &Licenses {
@@ -590,7 +605,9 @@ async fn licenses(
             statuses: LicenseStatus::ALL.iter().map(|s| s.as_str()).collect(),
             searched,
             licenses: listed.items,
+            names,
             next,
+            may_issue: viewer.principal().require(Permission::Admin).is_ok(),
         },
     ))
 }
@@ -653,6 +670,7 @@ struct LicensePage {
     events: Vec<EventRow>,
     events_complete: bool,
     actions: Vec<ActionLink>,
+    names: Names,
 }
 
 /// The most events the license page lists.
@@ -709,6 +727,7 @@ async fn license(
     } else {
         Vec::new()
     };
+    let names = Names::of(&state, [license.organization_id, license.product_id]).await?;
     Ok(html(
         StatusCode::OK,
         &LicensePage {
@@ -721,6 +740,7 @@ async fn license(
             events,
             events_complete,
             actions,
+            names,
             license,
         },
     ))
@@ -900,6 +920,8 @@ struct NewKey {
     nav: Nav,
     license_id: Uuid,
     key: Option<String>,
+    /// False: a regenerated key.
+    issued: bool,
 }
 
 /// The license `id` now, once `viewer` may take `action` on it: reach first (out of reach:
@@ -948,7 +970,7 @@ async fn change(
     let action = Action::parse(&action)?;
     let viewer = &form.viewer;
     may_act(&state, viewer, id, action).await?;
-    let context = viewer.command(form.get("form_key"), &format!("{}/{id}", action.name()));
+    let context = form.command(&format!("{}/{id}", action.name()));
     let change = match action {
         Action::Suspend => LicenseChange::Suspend {
             reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
@@ -1004,6 +1026,7 @@ async fn change(
                     nav: viewer.nav(),
                     license_id: id.into(),
                     key: written.view.key,
+                    issued: false,
                 },
             ));
         }
@@ -1056,6 +1079,9 @@ struct OrganizationPage {
     installations: Vec<InstallationRow>,
     more_installations: bool,
     may_manage_installations: bool,
+    may_issue: bool,
+    may_add_below: bool,
+    names: Names,
 }
 
 async fn organization(
@@ -1092,10 +1118,19 @@ async fn organization(
         )
         .await
         .is_ok();
+    let may_add_below = state
+        .app
+        .authorize_organization(access, id, domain::reach::Action::ManageOrganizations)
+        .await
+        .is_ok();
+    let names = Names::of(&state, licenses.items.iter().map(|l| l.product_id)).await?;
     Ok(html(
         StatusCode::OK,
         &OrganizationPage {
             nav: viewer.nav(),
+            may_issue: viewer.principal().require(Permission::Admin).is_ok(),
+            may_add_below,
+            names,
             organization,
             more_licenses: licenses.next_cursor.is_some(),
             licenses: licenses.items,
@@ -1154,10 +1189,7 @@ async fn deactivate(
 ) -> Result<Response, UiError> {
     let installation_id: InstallationId = raw.parse().map_err(|_| UiError::NotFound)?;
     let viewer = &form.viewer;
-    let context = viewer.command(
-        form.get("form_key"),
-        &format!("deactivate/{installation_id}"),
-    );
+    let context = form.command(&format!("deactivate/{installation_id}"));
     state
         .app
         .licenses()

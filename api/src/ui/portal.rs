@@ -182,7 +182,7 @@ async fn invite(
     let role = Role::parse(form.require("role")?)
         .map_err(|e| UiError::BadRequest(format!("the role: {e}")))?;
     let viewer = &form.viewer;
-    let context = viewer.command(form.get("form_key"), &format!("invite/{id}"));
+    let context = form.command(&format!("invite/{id}"));
     state
         .app
         .users()
@@ -262,7 +262,7 @@ async fn impersonate(
                 "the duration: 1 to {MAX_IMPERSONATION_MINUTES} minutes"
             ))
         })?;
-    let context = viewer.command(form.get("form_key"), &format!("impersonate/{id}"));
+    let context = form.command(&format!("impersonate/{id}"));
     let started = state
         .app
         .start_impersonation(
@@ -452,7 +452,7 @@ async fn set_roles(
         ]),
     };
     let viewer = &form.viewer;
-    let context = viewer.command(form.get("form_key"), &format!("roles/{id}/{organization}"));
+    let context = form.command(&format!("roles/{id}/{organization}"));
     state
         .app
         .users()
@@ -500,7 +500,7 @@ async fn deactivate_user(
     let id = user_id(&raw)?;
     let organization = organization_id(form.require("organization_id")?)?;
     let viewer = &form.viewer;
-    let context = viewer.command(form.get("form_key"), &format!("deactivate-user/{id}"));
+    let context = form.command(&format!("deactivate-user/{id}"));
     state
         .app
         .users()

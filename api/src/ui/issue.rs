@@ -1,0 +1,274 @@
+//! What the vendor's staff and customer administrators bring into the ledger from the UI, with
+//! the reach and permissions of the matching API routes:
+//!
+//! - `/organizations/new`: registers an organization (`POST /v1/organizations`): a root or any
+//!   kind for the vendor's administrators, a customer organization below one for whoever
+//!   manages organizations there (a customer administrator adds its locations).
+//! - `/licenses/new`: issues a license of a policy to an organization (`POST /v1/licenses`,
+//!   the administrator's); the next page shows its key, once.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use commands::ledger::{NewLicense, NewOrganization};
+use domain::Timestamp;
+use domain::ids::{OrganizationId, PolicyId};
+use domain::reach::Action;
+use domain::values::{FeatureSet, LicenseSource, Name, NewName, OrganizationKind, SeatCount};
+use projections::queries::Order;
+use uuid::Uuid;
+
+use super::pages::{OrgHeader, Query, parse_instant};
+use super::{Names, Nav, UiError, UiForm, Viewer, after_change, form_key, html, settled};
+use crate::auth::Permission;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/organizations/new",
+            get(new_organization).post(register_organization),
+        )
+        .route("/licenses/new", get(new_license).post(issue_license))
+}
+
+// ----- organizations -----
+
+#[derive(Template)]
+#[template(path = "new_organization.html")]
+struct NewOrganizationPage {
+    nav: Nav,
+    parent: Option<OrgHeader>,
+    kinds: Vec<&'static str>,
+    form_key: String,
+}
+
+/// The kinds `viewer` may register: every kind for the vendor's administrators, customers for
+/// the rest (as `Catalogue::authorize_new_organization` decides).
+fn kinds_for(viewer: &Viewer) -> Vec<&'static str> {
+    if viewer.session.access.may_everywhere(Action::Administer) {
+        OrganizationKind::ALL.to_vec()
+    } else {
+        vec![OrganizationKind::Customer.as_str()]
+    }
+}
+
+async fn new_organization(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let q = Query::of(raw.as_deref());
+    let parent_id: Option<OrganizationId> = q.uuid("parent_id")?.map(OrganizationId::from_uuid);
+    // The form is offered to whoever may post it: below a parent, a manager of organizations
+    // there (a parent out of reach is 404); a root, the vendor's administrators.
+    let probe = NewOrganization {
+        name: Name::parse("probe").map_err(|_| UiError::Unavailable)?,
+        kind: OrganizationKind::Customer,
+        parent_id,
+    };
+    state
+        .app
+        .catalogue()
+        .authorize_new_organization(&viewer.session.access, &probe)
+        .await?;
+    let parent = match parent_id {
+        Some(id) => Some(OrgHeader::of(&state, id).await?),
+        None => None,
+    };
+    Ok(html(
+        StatusCode::OK,
+        &NewOrganizationPage {
+            nav: viewer.nav(),
+            parent,
+            kinds: kinds_for(&viewer),
+            form_key: form_key(),
+        },
+    ))
+}
+
+async fn register_organization(
+    State(state): State<AppState>,
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let viewer = &form.viewer;
+    let parent_id = form
+        .get("parent_id")
+        .map(|raw| {
+            raw.parse::<OrganizationId>()
+                .map_err(|_| UiError::BadRequest("the parent is not an organization id".into()))
+        })
+        .transpose()?;
+    let input = NewOrganization {
+        name: NewName::parse(form.require("name")?)
+            .map_err(|e| UiError::BadRequest(format!("the name: {e}")))?
+            .into_name(),
+        kind: OrganizationKind::parse(form.get("kind").unwrap_or("customer"))
+            .map_err(|e| UiError::BadRequest(format!("the kind: {e}")))?,
+        parent_id,
+    };
+    state
+        .app
+        .catalogue()
+        .authorize_new_organization(&viewer.session.access, &input)
+        .await?;
+    let context = form.command("register-organization");
+    let written = state
+        .app
+        .catalogue()
+        .create_organization(&context, input)
+        .await?;
+    after_change(&state, &format!("/organizations/{}", written.view.id)).await
+}
+
+// ----- licenses -----
+
+/// A policy a license may be issued under, as the form offers it.
+struct PolicyChoice {
+    id: Uuid,
+    label: String,
+    selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "new_license.html")]
+struct NewLicensePage {
+    nav: Nav,
+    organization: Option<OrgHeader>,
+    policies: Vec<PolicyChoice>,
+    form_key: String,
+}
+
+fn admin(viewer: &Viewer) -> Result<(), UiError> {
+    viewer
+        .principal()
+        .require(Permission::Admin)
+        .map_err(|_| UiError::Forbidden("issuing licenses is the administrator's".into()))
+}
+
+/// The most policies the form offers (a vendor has tens).
+const MAX_POLICIES: i64 = 500;
+
+async fn new_license(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    admin(&viewer)?;
+    let q = Query::of(raw.as_deref());
+    let organization = match q.uuid("organization_id")? {
+        Some(id) => Some(OrgHeader::of(&state, OrganizationId::from_uuid(id)).await?),
+        None => None,
+    };
+    let chosen = q.uuid("policy_id")?;
+    let listed = state
+        .app
+        .catalogue()
+        .policies(
+            None,
+            application::catalogue::PageRequest {
+                cursor: None,
+                limit: MAX_POLICIES,
+                order: Order::Asc,
+            },
+        )
+        .await?;
+    let live: Vec<_> = listed.items.into_iter().filter(|p| !p.retired).collect();
+    let names = Names::of(&state, live.iter().map(|p| p.product_id)).await?;
+    let mut policies: Vec<PolicyChoice> = live
+        .into_iter()
+        .map(|p| PolicyChoice {
+            label: format!(
+                "{} — {} (version {})",
+                names.name(&p.product_id),
+                p.name,
+                p.version
+            ),
+            selected: Some(p.id) == chosen,
+            id: p.id,
+        })
+        .collect();
+    policies.sort_by(|a, b| a.label.cmp(&b.label));
+    Ok(html(
+        StatusCode::OK,
+        &NewLicensePage {
+            nav: viewer.nav(),
+            organization,
+            policies,
+            form_key: form_key(),
+        },
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "new_key.html")]
+struct Issued {
+    nav: Nav,
+    license_id: Uuid,
+    key: Option<String>,
+    issued: bool,
+}
+
+async fn issue_license(State(state): State<AppState>, form: UiForm) -> Result<Response, UiError> {
+    let viewer = &form.viewer;
+    admin(viewer)?;
+    let id_of = |field: &str, what: &str| -> Result<Uuid, UiError> {
+        form.require(field)?
+            .parse::<Uuid>()
+            .map_err(|_| UiError::BadRequest(format!("{what} is not an id")))
+    };
+    let organization_id = OrganizationId::from_uuid(id_of("organization_id", "the organization")?);
+    let policy_id = PolicyId::from_uuid(id_of("policy_id", "the policy")?);
+    let seats = form
+        .get("seats")
+        .map(|raw| {
+            raw.parse::<u32>()
+                .map_err(|_| UiError::BadRequest("seats: a whole number".into()))
+                .and_then(|n| {
+                    SeatCount::new(n).map_err(|e| UiError::BadRequest(format!("seats: {e}")))
+                })
+        })
+        .transpose()?;
+    let features = form
+        .get("features")
+        .map(|raw| {
+            let codes: Vec<&str> = raw
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            FeatureSet::parse(&codes).map_err(|e| UiError::BadRequest(format!("features: {e}")))
+        })
+        .transpose()?;
+    let expires_at: Option<Timestamp> = form.get("expires_at").map(parse_instant).transpose()?;
+    let context = form.command("issue-license");
+    let written = state
+        .app
+        .licenses()
+        .issue(
+            &context,
+            NewLicense {
+                policy_id,
+                organization_id,
+                seats,
+                features,
+                expires_at,
+                source: LicenseSource::Admin,
+            },
+        )
+        .await?;
+    // The key, this once (`None` when the form was posted twice: shown to the first post).
+    settled(&state).await?;
+    Ok(html(
+        StatusCode::CREATED,
+        &Issued {
+            nav: viewer.nav(),
+            license_id: written.view.license.id,
+            key: written.view.key,
+            issued: true,
+        },
+    ))
+}
