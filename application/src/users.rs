@@ -597,6 +597,24 @@ impl Users<'_> {
             .collect();
         let changed: BTreeSet<Role> = held.symmetric_difference(&roles).copied().collect();
         self.check_may_grant(access, &changed)?;
+        // A role at an organization outside the user's home subtree is a grant its own
+        // administrators can neither list nor revoke (lists go by home): the vendor's to give.
+        // Otherwise a partner, through a delegation, could grant its own people a role at the
+        // customer that outlives the customer's revocation of the delegation.
+        let granting = roles.iter().any(|r| !held.contains(r));
+        if granting && !access.may_everywhere(Action::Administer) {
+            let tree = self.app.tree().await?;
+            let within_home = tree
+                .tree()
+                .lineage(organization_id)
+                .any(|o| o == state.organization_id);
+            if !within_home {
+                return Err(AppError::Forbidden(format!(
+                    "{} may grant roles only at the user's own organization or below it",
+                    access.describe()
+                )));
+            }
+        }
         let mut done = written(
             self.app
                 .ledger()

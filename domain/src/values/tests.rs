@@ -128,11 +128,39 @@ fn a_new_name_must_show_something() {
         // A name of that kind already recorded still loads: the stored contract is `Name`'s.
         assert!(Name::parse(invisible).is_ok(), "{invisible:?}");
     }
-    for shown in ["Acme", "\u{200b}Acme", "株式会社", "Ünïcødé 😀", "#1", "Ω"] {
+    for shown in [
+        "Acme",
+        "株式会社",
+        "Ünïcødé 😀",
+        "#1",
+        "Ω",
+        "می\u{200c}خواهم",
+        "👩\u{200d}💻 Lab",
+    ] {
         assert!(NewName::parse(shown).is_ok(), "{shown:?}");
     }
     let json: Result<NewName, _> = serde_json::from_str("\"\\u200b\"");
     assert!(json.is_err());
+}
+
+#[test]
+fn a_new_name_may_not_reorder_or_hide_text() {
+    for sly in [
+        "Evil\u{202e}exe.gpj",
+        "\u{202d}Acme",
+        "Zero\u{200b}Width",
+        "A\u{2066}B\u{2069}",
+        "Word\u{2060}Joiner",
+        "\u{feff}Acme",
+    ] {
+        let err = NewName::parse(sly).unwrap_err();
+        assert!(
+            err.message().contains("reorders or hides"),
+            "{sly:?}: {err}"
+        );
+        // Recorded before the rule, it still loads.
+        assert!(Name::parse(sly).is_ok(), "{sly:?}");
+    }
 }
 
 #[test]
