@@ -256,6 +256,36 @@ impl Browser {
         }
     }
 
+    /// Clicks the element `css` that submits a form, and returns once the page that answers
+    /// it has replaced this one. A click returns before a slow answer arrives, and an answer
+    /// that redirects back to the same address shows no change of URL to wait for: the old
+    /// document is marked, and the wait ends when the marked document is gone.
+    pub async fn submit(&self, css: &str) {
+        self.eval("window.__ledgerLeaving = true; return true")
+            .await;
+        self.click(css).await;
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let left = self
+                .eval(
+                    "return window.__ledgerLeaving === undefined \
+                     && document.readyState === 'complete'",
+                )
+                .await;
+            if left == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail(format!(
+                    "the page did not answer the form of `{css}` within {:?}",
+                    self.wait
+                ))
+                .await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Replaces the value of the field `css` with `text`, typed as keystrokes.
     pub async fn fill(&self, css: &str, text: &str) {
         let element = self.wait_for(css).await;

@@ -678,6 +678,33 @@ async fn reach_follows_moves_and_delegations_from_the_next_request_on() {
     )
     .await;
     assert_eq!(onwards.status, StatusCode::FORBIDDEN, "{:?}", onwards.body);
+    // Nor grant its own people a role at the customer: the customer could neither list nor
+    // revoke that grant, and it would outlive the delegation. The customer's own people it
+    // administers.
+    let partner_admin_id = me.body["principal"]["id"].as_str().unwrap().to_owned();
+    let self_grant = as_user(
+        &app,
+        &partner_admin,
+        Method::PUT,
+        &format!("/v1/users/{partner_admin_id}/roles"),
+        Some(json!({"organization_id": other, "roles": ["customer_admin"]})),
+    )
+    .await;
+    assert_eq!(
+        self_grant.status,
+        StatusCode::FORBIDDEN,
+        "{:?}",
+        self_grant.body
+    );
+    let invited = as_user(
+        &app,
+        &partner_admin,
+        Method::POST,
+        &format!("/v1/organizations/{other}/users"),
+        Some(json!({"email": "new-at-other@example.com", "roles": ["license_manager"]})),
+    )
+    .await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{:?}", invited.body);
     let revoked = app
         .call(
             Method::DELETE,

@@ -442,7 +442,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     // of it (the product's prefix and four characters).
     browser.goto(&world.url("/licenses")).await;
     browser.fill("input#key_prefix", &world.key).await;
-    browser.click("form.search button[type=submit]").await;
+    browser.submit("form.search button[type=submit]").await;
     browser.wait_for("table.list").await;
     browser
         .click(&format!("a[href='/licenses/{}']", world.license_id))
@@ -465,7 +465,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     browser
         .fill("input#reason", "chargeback under review")
         .await;
-    browser.click("form.confirm button[type=submit]").await;
+    browser.submit("form.confirm button[type=submit]").await;
     browser
         .wait_for_url("the license page after suspending", |u| {
             u.path() == format!("/licenses/{}", world.license_id)
@@ -515,7 +515,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
             before_suspension.format("%Y-%m-%dT%H:%M:%S")
         ))
         .await;
-    browser.click("form.timetravel button[type=submit]").await;
+    browser.submit("form.timetravel button[type=submit]").await;
     browser.wait_for("p.banner").await;
     assert_eq!(browser.text_of("span.status").await, "active");
     let events = browser.text_of("table.events").await;
@@ -526,7 +526,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     // The audit trail, filtered to the license, and its export.
     browser.goto(&world.url("/audit")).await;
     browser.fill("input#license_id", &world.license_id).await;
-    browser.click("form.search button[type=submit]").await;
+    browser.submit("form.search button[type=submit]").await;
     browser.wait_for("table.audit").await;
     let trail = browser.text_of("table.audit").await;
     assert!(trail.contains("LicenseSuspended"), "{trail}");
@@ -554,7 +554,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
             .await
             .contains("evt_web_ui_1")
     );
-    browser.click("form.retry button").await;
+    browser.submit("form.retry button").await;
     browser
         .wait_for_url("the inbox after a retry", |u| u.path() == "/billing")
         .await;
@@ -578,7 +578,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         "{policies}"
     );
     browser.fill("input#version", "2.0.0").await;
-    browser.click("form.draft button[type=submit]").await;
+    browser.submit("form.draft button[type=submit]").await;
     browser.wait_for("form.upload").await;
     let file = std::env::temp_dir().join(format!("studio-2.0.0-{}.zip", uuid::Uuid::new_v4()));
     let bytes: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 253) as u8).collect();
@@ -589,7 +589,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         .send_keys(file.to_str().unwrap())
         .await
         .unwrap();
-    browser.click("form.upload button[type=submit]").await;
+    browser.submit("form.upload button[type=submit]").await;
     browser.wait_for("table.files").await;
     std::fs::remove_file(&file).unwrap();
     assert_eq!(
@@ -597,13 +597,13 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         hex::encode(sha2::Sha256::digest(&bytes))
     );
     browser.click("form.publish input[name=confirm]").await;
-    browser.click("form.publish button[type=submit]").await;
+    browser.submit("form.publish button[type=submit]").await;
     browser.wait_for("form.yank").await;
     assert_eq!(browser.text_of("h1 span.status").await, "published");
     browser.screenshot("release").await;
     browser.fill("input#reason", "crashes on start").await;
     browser.click("form.yank input[name=confirm]").await;
-    browser.click("form.yank button[type=submit]").await;
+    browser.submit("form.yank button[type=submit]").await;
     browser.wait_for("p.banner").await;
     assert_eq!(browser.text_of("h1 span.status").await, "yanked");
     assert_eq!(count_events(&world.db, "ReleasePublished").await, 2);
@@ -614,7 +614,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         .goto(&world.url(&format!("/licenses/{}", world.license_id)))
         .await;
     browser.click("a.action-rotate-key").await;
-    browser.click("form.confirm button[type=submit]").await;
+    browser.submit("form.confirm button[type=submit]").await;
     let new_key = browser
         .attribute_of("input#key", "value")
         .await
@@ -643,7 +643,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     assert_eq!(count_events(&world.db, "LicenseKeyRotated").await, 1);
 
     // Log out: the session ends on the server, not only in the browser.
-    browser.click("form.logout button").await;
+    browser.submit("form.logout button").await;
     browser
         .wait_for_url("the logged-out page", |u| u.path() == "/auth/logged-out")
         .await;
@@ -686,7 +686,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
         ))
         .await;
     browser.wait_for("form.confirm button.danger").await;
-    browser.click("form.confirm button.danger").await;
+    browser.submit("form.confirm button.danger").await;
     browser
         .wait_for_url("the organization page after deactivating", |u| {
             u.path() == format!("/organizations/{}", world.acme)
@@ -716,7 +716,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     browser
         .eval("document.getElementById('role').value = 'download_manager'")
         .await;
-    browser.click("form.invite button[type=submit]").await;
+    browser.submit("form.invite button[type=submit]").await;
     browser.wait_for("table.users").await;
     let users = browser.text_of("table.users").await;
     assert!(
@@ -731,13 +731,13 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
             "document.querySelector(\"{dora} select\").value = 'license_manager'"
         ))
         .await;
-    browser.click(&format!("{dora} form.roles button")).await;
+    browser.submit(&format!("{dora} form.roles button")).await;
     browser.wait_for("table.users").await;
     assert!(browser.text_of(dora).await.contains("license_manager"));
     browser
         .click("a[aria-label='Deactivate dora@acme.example']")
         .await;
-    browser.click("form.confirm button.danger").await;
+    browser.submit("form.confirm button.danger").await;
     browser.wait_for("table.users").await;
     let users = browser.text_of("table.users").await;
     assert!(users.contains("deactivated"), "{users}");
@@ -903,7 +903,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     // Vendor support acts as the customer's administrator: a banner on every page, the
     // portal as they see it, every change recorded as theirs and as support's; "End" stops it.
     browser.goto(&world.url("/")).await;
-    browser.click("form.logout button").await;
+    browser.submit("form.logout button").await;
     browser
         .wait_for_url("the logged-out page", |u| u.path() == "/auth/logged-out")
         .await;
@@ -918,7 +918,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     browser
         .fill("input#reason", "ticket 4711: cannot see downloads")
         .await;
-    browser.click("form.confirm button[type=submit]").await;
+    browser.submit("form.confirm button[type=submit]").await;
     browser.wait_for(".impersonation").await;
     assert!(
         browser
@@ -1249,4 +1249,337 @@ async fn id_tokens_are_checked_and_never_taken_for_access_tokens() {
             .await
             .is_err()
     );
+}
+
+/// A vendor starts selling without the API: defines a product and its policy, revises the
+/// policy, registers a customer and issues it a license whose key an application validates;
+/// retiring the policy takes it off the form. A customer administrator adds a location below
+/// its organization, and nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
+    let world = World::start().await;
+    let browser = Browser::start().await;
+    browser.goto(&world.url("/products")).await;
+    browser.login_through_idp("ada", "ada@vendor.example").await;
+    browser
+        .wait_for_url("the products after the login", |u| u.path() == "/products")
+        .await;
+
+    // A product: its key prefix given, its App GUID generated.
+    browser
+        .fill("form.product input#name", "Initech Draw")
+        .await;
+    browser
+        .click("select#kind option[value='application']")
+        .await;
+    browser.fill("form.product input#key_prefix", "DRAW").await;
+    browser.submit("form.product button[type=submit]").await;
+    browser
+        .wait_for_url("the new product's page", |u| {
+            u.path().starts_with("/products/")
+        })
+        .await;
+    assert_eq!(browser.text_of("main h1").await, "Initech Draw");
+    let page = browser.page_source().await;
+    let app_id = page
+        .split("App GUID <code>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the product's App GUID")
+        .to_owned();
+
+    // A policy of it: two seats, a year, a feature, offline allowed.
+    browser.fill("form.policy input#policy-name", "Team").await;
+    browser.fill("form.policy input#seats", "2").await;
+    browser
+        .fill("form.policy input#policy-features", "export, cloud")
+        .await;
+    browser
+        .click("form.policy input[name=offline_allowed]")
+        .await;
+    browser
+        .fill("form.policy input#offline_grace_days", "10")
+        .await;
+    browser.submit("form.policy button[type=submit]").await;
+    let policy_url = browser
+        .wait_for_url("the new policy's page", |u| {
+            u.path().starts_with("/policies/")
+        })
+        .await;
+    let policy_id = policy_url.path().rsplit('/').next().unwrap().to_owned();
+    let terms = browser.text_of("dl.facts").await;
+    assert!(terms.contains("seats") && terms.contains('2'), "{terms}");
+    assert!(terms.contains("cloud, export"), "{terms}");
+    browser.screenshot("policy").await;
+
+    // Revised: three seats from version 2 on; the form starts on the present terms.
+    assert_eq!(
+        browser
+            .attribute_of("input#seats", "value")
+            .await
+            .as_deref(),
+        Some("2")
+    );
+    browser.fill("form.policy input#seats", "3").await;
+    browser.submit("form.policy button[type=submit]").await;
+    assert!(browser.text_of("main h1").await.contains("version 2"));
+    let policy: Value = world
+        .http
+        .get(world.url(&format!("/v1/policies/{policy_id}")))
+        .bearer_auth(&world.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(policy["version"], 2, "{policy}");
+    assert_eq!(policy["seats"], 3, "{policy}");
+    assert_eq!(policy["offline_grace_days"], 10, "{policy}");
+
+    // A customer, registered from the organizations page.
+    browser.goto(&world.url("/organizations")).await;
+    browser.click("a[href='/organizations/new']").await;
+    browser.wait_for("form.organization").await;
+    browser
+        .fill("form.organization input#name", "Initech AG")
+        .await;
+    browser
+        .submit("form.organization button[type=submit]")
+        .await;
+    let initech_url = browser
+        .wait_for_url("the new organization's page", |u| {
+            u.path().starts_with("/organizations/") && !u.path().ends_with("/new")
+        })
+        .await;
+    let initech = initech_url.path().rsplit('/').next().unwrap().to_owned();
+    assert_eq!(browser.text_of("main h1").await, "Initech AG");
+
+    // Refused, and nothing recorded: a name that reorders the text after it, an App GUID
+    // another product holds, and the organization's form key posted again with another name.
+    let ada = world
+        .login(&IdpUser::verified("ada", "ada@vendor.example"))
+        .await;
+    let sly = world
+        .post_form(
+            "/organizations/new",
+            &ada,
+            "name=Evil%E2%80%AEexe.gpj&kind=customer",
+        )
+        .await;
+    assert_eq!(sly.status(), StatusCode::BAD_REQUEST);
+    let taken = world
+        .post_form(
+            "/products",
+            &ada,
+            &format!("name=Copycat&kind=application&app_id={app_id}"),
+        )
+        .await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    assert!(taken.text().await.unwrap().contains("taken"));
+    let key = "0b5d6c4e-52a4-4f0e-9a53-6a1f0f3b9e21";
+    let first = world
+        .post_form(
+            "/organizations/new",
+            &ada,
+            &format!("name=Hooli&kind=customer&form_key={key}"),
+        )
+        .await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let again = world
+        .post_form(
+            "/organizations/new",
+            &ada,
+            &format!("name=Hooli&kind=customer&form_key={key}"),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER, "a double submit");
+    assert_eq!(again.headers()[LOCATION], first.headers()[LOCATION]);
+    let other = world
+        .post_form(
+            "/organizations/new",
+            &ada,
+            &format!("name=Pied+Piper&kind=customer&form_key={key}"),
+        )
+        .await;
+    assert_eq!(
+        other.status(),
+        StatusCode::CONFLICT,
+        "the key with other fields"
+    );
+
+    // Its license, issued from its page; the key is shown once and validates.
+    browser
+        .click(&format!(
+            "a[href='/licenses/new?organization_id={initech}']"
+        ))
+        .await;
+    browser.wait_for("form.issue").await;
+    assert!(browser.text_of("main h1").await.contains("Initech AG"));
+    browser
+        .click(&format!("select#policy_id option[value='{policy_id}']"))
+        .await;
+    browser.submit("form.issue button[type=submit]").await;
+    browser.wait_for("input#key").await;
+    let key = browser
+        .attribute_of("input#key", "value")
+        .await
+        .expect("the key, shown once");
+    assert!(key.starts_with("DRAW-"), "{key}");
+    browser.screenshot("license-issued").await;
+    let answer: Value = world
+        .http
+        .post(world.url("/v1/validate"))
+        .header("X-App-Id", &app_id)
+        .json(&json!({"key": key}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["code"], "VALID", "{answer}");
+    assert_eq!(answer["license"]["seats"], 3, "version 2's seats: {answer}");
+
+    // The license list names the organization and the product.
+    browser
+        .goto(&world.url(&format!("/licenses?organization_id={initech}")))
+        .await;
+    browser.wait_for("table.list").await;
+    let row = browser.text_of("table.list tbody tr").await;
+    assert!(
+        row.contains("Initech AG") && row.contains("Initech Draw"),
+        "{row}"
+    );
+
+    // Retired, the policy leaves the form, and a post naming it is refused.
+    browser.goto(policy_url.as_str()).await;
+    browser.click("form.retire input[name=confirm]").await;
+    browser.submit("form.retire button[type=submit]").await;
+    assert!(browser.text_of("main h1").await.contains("retired"));
+    let form = world
+        .get_with_session(&format!("/licenses/new?organization_id={initech}"), &ada)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !form.contains(&policy_id),
+        "a retired policy is not offered"
+    );
+    let refused = world
+        .post_form(
+            "/licenses/new",
+            &ada,
+            &format!("organization_id={initech}&policy_id={policy_id}"),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert!(refused.text().await.unwrap().contains("retired"));
+
+    // ----- a customer administrator -----
+    let cam = world
+        .login(&IdpUser::verified("cam", "cam@acme.example"))
+        .await;
+    // Not the vendor's forms.
+    for path in ["/licenses/new", "/organizations/new"] {
+        let answer = world.get_with_session(path, &cam).await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let refused = world
+        .post_form(
+            "/licenses/new",
+            &cam,
+            &format!("organization_id={}&policy_id={policy_id}", world.acme),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    // A location below its own organization: offered customers only, and registered.
+    let form = world
+        .get_with_session(
+            &format!("/organizations/new?parent_id={}", world.acme),
+            &cam,
+        )
+        .await;
+    assert_eq!(form.status(), StatusCode::OK);
+    let form = form.text().await.unwrap();
+    assert!(!form.contains("value=\"partner\"") && !form.contains("value=\"vendor\""));
+    let added = world
+        .post_form(
+            "/organizations/new",
+            &cam,
+            &format!("parent_id={}&name=Acme+Berlin&kind=customer", world.acme),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let location = added.headers()[LOCATION].to_str().unwrap().to_owned();
+    let page = world
+        .get_with_session(&location, &cam)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Acme Berlin"), "{page}");
+    // Not a partner below it, nothing below a foreign organization (404 as an unknown one),
+    // and no root.
+    let partner = world
+        .post_form(
+            "/organizations/new",
+            &cam,
+            &format!("parent_id={}&name=Sneaky&kind=partner", world.acme),
+        )
+        .await;
+    assert_eq!(partner.status(), StatusCode::FORBIDDEN);
+    let foreign = world
+        .post_form(
+            "/organizations/new",
+            &cam,
+            &format!("parent_id={}&name=Sneaky&kind=customer", world.globex),
+        )
+        .await;
+    let unknown = world
+        .post_form(
+            "/organizations/new",
+            &cam,
+            &format!("parent_id={}&name=Sneaky&kind=customer", uuid_like()),
+        )
+        .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let root = world
+        .post_form("/organizations/new", &cam, "name=Sneaky&kind=customer")
+        .await;
+    assert_eq!(root.status(), StatusCode::FORBIDDEN);
+    let organizations: Value = world
+        .http
+        .get(world.url("/v1/organizations?q=Sneaky"))
+        .bearer_auth(&world.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        organizations["organizations"],
+        json!([]),
+        "nothing refused was registered: {organizations}"
+    );
+    let piper: Value = world
+        .http
+        .get(world.url("/v1/organizations?q=Pied"))
+        .bearer_auth(&world.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(piper["organizations"], json!([]), "{piper}");
+    browser.close().await;
+}
+
+/// An id no organization has.
+fn uuid_like() -> String {
+    "7d444840-9dc0-11d1-b245-5ffdce74fad2".to_owned()
 }
