@@ -597,8 +597,9 @@ pub struct AuditFilter {
     pub to: Option<Timestamp>,
     pub license_id: Option<Uuid>,
     pub actor: Option<String>,
-    /// Only what concerns these organizations: their licenses' events (the licenses they hold
-    /// now, whole histories), their own, and their users' (a customer's audit trail).
+    /// Only what concerns these organizations: their licenses' events (of the licenses they hold
+    /// now, those recorded while one of them held it), their own, and their users' (a
+    /// customer's audit trail).
     pub organizations: Option<Vec<Uuid>>,
 }
 
@@ -628,7 +629,18 @@ pub async fn audit(
         }
         if let Some(organizations) = &filter.organizations {
             let ids: Vec<String> = organizations.iter().map(ToString::to_string).collect();
-            q.push(" AND (license_id IN (SELECT id FROM rm_licenses WHERE organization_id = ANY(");
+            // A license's events while these organizations held it: the one that held it at
+            // an event is named by the stream's last issue or transfer up to that event. What
+            // happened under a former owner before a transfer stays the former owner's.
+            q.push(" AND ((license_id IN (SELECT id FROM rm_licenses WHERE organization_id = ANY(");
+            q.push_bind(organizations.clone());
+            q.push(
+                ")) AND (SELECT (h.payload->>'organization_id')::uuid FROM events h \
+                 WHERE h.aggregate_type = 'License' AND h.aggregate_id = rm_audit.license_id::text \
+                 AND h.event_type IN ('LicenseIssued', 'LicenseTransferred') \
+                 AND h.sequence <= rm_audit.sequence \
+                 ORDER BY h.sequence DESC LIMIT 1) = ANY(",
+            );
             q.push_bind(organizations.clone());
             q.push(")) OR (subject_type = 'Organization' AND subject_id = ANY(");
             q.push_bind(ids);

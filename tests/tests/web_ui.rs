@@ -1576,6 +1576,35 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(piper["organizations"], json!([]), "{piper}");
+
+    // Globex's license transferred to Acme: Acme's audit trail holds the transfer, not what
+    // happened under Globex before it (its issue, its installation's activation).
+    world
+        .api(
+            &format!("/v1/licenses/{}/transfer", world.globex_license),
+            json!({"organization_id": world.acme}),
+        )
+        .await;
+    let link = format!("/licenses/{}\"", world.globex_license);
+    let mut trail = String::new();
+    for _ in 0..50 {
+        trail = world
+            .get_with_session(&format!("/organizations/{}/audit", world.acme), &cam)
+            .await
+            .text()
+            .await
+            .unwrap();
+        if trail.contains(&link) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        trail.matches(&link).count(),
+        1,
+        "the transfer alone: {trail}"
+    );
+    assert!(trail.contains("LicenseTransferred"), "{trail}");
     browser.close().await;
 }
 
