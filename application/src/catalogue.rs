@@ -70,7 +70,7 @@ impl Catalogue<'_> {
         organization_written(self.app.ledger().register_organization(ctx, input).await?)
     }
 
-    /// Whether `access` may register `input`: under a parent, whoever manages organizations
+    /// Whether `access` may register an organization of `kind` below `parent_id`: under a parent, whoever manages organizations
     /// there (a customer administrator creates its locations; a parent out of reach answers
     /// as an unknown one); a new root, vendor administration only. Partners receive other
     /// customers' delegations and vendor organizations hold vendor roles: only the vendor's
@@ -82,9 +82,10 @@ impl Catalogue<'_> {
     pub async fn authorize_new_organization(
         &self,
         access: &crate::access::Access,
-        input: &NewOrganization,
+        parent_id: Option<OrganizationId>,
+        kind: domain::values::OrganizationKind,
     ) -> Result<(), AppError> {
-        match input.parent_id {
+        match parent_id {
             Some(parent) => {
                 self.app
                     .authorize_organization(access, parent, Action::ManageOrganizations)
@@ -92,7 +93,7 @@ impl Catalogue<'_> {
             }
             None => self.app.authorize_everywhere(access, Action::Administer)?,
         }
-        if input.kind != domain::values::OrganizationKind::Customer {
+        if kind != domain::values::OrganizationKind::Customer {
             self.app.authorize_everywhere(access, Action::Administer)?;
         }
         Ok(())

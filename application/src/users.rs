@@ -4,8 +4,10 @@
 //!
 //! Authorization: managing users at an organization needs `ManageUsers` there (reach); granting
 //! a vendor role needs `Administer` everywhere (vendor_admin), so a customer administrator can
-//! never hand out more than customer roles, and only within its own reach. A user that the
-//! principal does not reach answers exactly as an unknown one.
+//! never hand out more than customer roles, and only within its own reach; a role at an
+//! organization outside the tree of the user's home (neither above nor below it) is the vendor's
+//! to give (`set_roles`). A user that the principal does not reach answers exactly as an unknown
+//! one.
 
 use std::collections::BTreeSet;
 
@@ -571,7 +573,9 @@ impl Users<'_> {
     ///
     /// # Errors
     /// 404 for a user or organization out of reach, 403 without `ManageUsers` at the
-    /// organization or for a vendor role without `Administer`; refusals; infrastructure errors.
+    /// organization, for a vendor role without `Administer`, or for a role granted at an
+    /// organization neither above nor below the user's home without `Administer`; refusals;
+    /// infrastructure errors.
     pub async fn set_roles(
         &self,
         ctx: &CommandContext,
@@ -597,20 +601,22 @@ impl Users<'_> {
             .collect();
         let changed: BTreeSet<Role> = held.symmetric_difference(&roles).copied().collect();
         self.check_may_grant(access, &changed)?;
-        // A role at an organization outside the user's home subtree is a grant its own
-        // administrators can neither list nor revoke (lists go by home): the vendor's to give.
-        // Otherwise a partner, through a delegation, could grant its own people a role at the
-        // customer that outlives the customer's revocation of the delegation.
+        // A role at an organization unrelated to the user's home (neither on its lineage nor
+        // below it) is a grant that organization's administrators can neither list nor revoke
+        // (lists go by home): the vendor's to give. Otherwise a partner, through a delegation,
+        // could grant its own people a role at the customer that outlives the customer's
+        // revocation of the delegation. Within one tree it is ordinary: a corporate
+        // administrator gives a location's user a role at the corporation, or its own user one
+        // at a location.
         let granting = roles.iter().any(|r| !held.contains(r));
         if granting && !access.may_everywhere(Action::Administer) {
             let tree = self.app.tree().await?;
-            let within_home = tree
-                .tree()
-                .lineage(organization_id)
-                .any(|o| o == state.organization_id);
-            if !within_home {
+            let home = state.organization_id;
+            let related = tree.tree().lineage(organization_id).any(|o| o == home)
+                || tree.tree().lineage(home).any(|o| o == organization_id);
+            if !related {
                 return Err(AppError::Forbidden(format!(
-                    "{} may grant roles only at the user's own organization or below it",
+                    "{} may grant roles only within the user's own organization's tree",
                     access.describe()
                 )));
             }

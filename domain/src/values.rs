@@ -120,14 +120,12 @@ impl NewName {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let name = Name::parse(raw)?;
         require_visible(name.as_str(), "name")?;
-        // Bidirectional overrides, embeddings and isolates reorder what follows them on the
-        // screen ("Evil\u{202e}exe.gpj"), and a zero-width space or word joiner makes a
-        // lookalike of another name: what staff read must be what was typed.
+        // Bidirectional overrides, embeddings, isolates and marks reorder what follows them on
+        // the screen ("Evil\u{202e}exe.gpj"), and zero-width characters make a lookalike of
+        // another name: what staff read must be what was typed. Spaces stay, and so do the
+        // zero-width non-joiner and joiner, which some scripts and emoji need.
         if let Some(c) = name.as_str().chars().find(|c| {
-            matches!(
-                *c as u32,
-                0x200B | 0x202A..=0x202E | 0x2060 | 0x2066..=0x2069 | 0xFEFF
-            )
+            is_invisible(*c) && !c.is_whitespace() && !matches!(*c, '\u{200C}' | '\u{200D}')
         }) {
             return Err(InvalidValue::new(format!(
                 "name must not contain U+{:04X} (a character that reorders or hides text)",

@@ -259,7 +259,9 @@ impl Browser {
     /// Clicks the element `css` that submits a form, and returns once the page that answers
     /// it has replaced this one. A click returns before a slow answer arrives, and an answer
     /// that redirects back to the same address shows no change of URL to wait for: the old
-    /// document is marked, and the wait ends when the marked document is gone.
+    /// document is marked, and the wait ends when the marked document is gone. Not for a form
+    /// answered with an attachment (the page stays: use [`Browser::download`]), nor right after
+    /// another navigation that may still be under way (the mark would go with that page).
     pub async fn submit(&self, css: &str) {
         self.eval("window.__ledgerLeaving = true; return true")
             .await;

@@ -778,6 +778,35 @@ async fn reach_follows_moves_and_delegations_from_the_next_request_on() {
     .await;
     assert_eq!(lockout.status, StatusCode::FORBIDDEN, "{:?}", lockout.body);
 
+    // Within one tree a customer administrator grants both ways: a location's user a role at
+    // the corporation above it, and the corporation's own user one at the location.
+    let other_admin = user_at(&app, &idp, &other, "other-admin", json!(["customer_admin"])).await;
+    let up = as_user(
+        &app,
+        &other_admin,
+        Method::PUT,
+        &format!("/v1/users/{climber}/roles"),
+        Some(json!({"organization_id": other, "roles": ["customer_admin", "license_manager"]})),
+    )
+    .await;
+    assert_eq!(up.status, StatusCode::OK, "{:?}", up.body);
+    let at_home = app
+        .post(
+            &format!("/v1/organizations/{other}/users"),
+            json!({"email": "at-other@example.com", "roles": []}),
+        )
+        .await;
+    let at_home = id(&at_home.body);
+    let down = as_user(
+        &app,
+        &other_admin,
+        Method::PUT,
+        &format!("/v1/users/{at_home}/roles"),
+        Some(json!({"organization_id": sub, "roles": ["license_manager"]})),
+    )
+    .await;
+    assert_eq!(down.status, StatusCode::OK, "{:?}", down.body);
+
     // Two Authorization headers: neither is taken.
     let two = app
         .call_as(

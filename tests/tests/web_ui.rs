@@ -1376,7 +1376,13 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         )
         .await;
     assert_eq!(taken.status(), StatusCode::CONFLICT);
-    assert!(taken.text().await.unwrap().contains("taken"));
+    assert!(
+        taken
+            .text()
+            .await
+            .unwrap()
+            .contains("Another product already has this App GUID")
+    );
     let key = "0b5d6c4e-52a4-4f0e-9a53-6a1f0f3b9e21";
     let first = world
         .post_form(
@@ -1407,6 +1413,59 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         StatusCode::CONFLICT,
         "the key with other fields"
     );
+
+    // Vendor support reads products and policies but is offered none of these forms, and
+    // its posts are refused.
+    let vendor: Value = world
+        .http
+        .get(world.url("/v1/organizations?kind=vendor"))
+        .bearer_auth(&world.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let vendor = vendor["organizations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    world
+        .api(
+            &format!("/v1/organizations/{vendor}/users"),
+            json!({"email": "sam@vendor.example", "roles": ["vendor_support"]}),
+        )
+        .await;
+    let sam = world
+        .login(&IdpUser::verified("sam", "sam@vendor.example"))
+        .await;
+    for (path, form) in [
+        ("/products", "form class=\"product\""),
+        (policy_url.path(), "form class=\"policy\""),
+        (&format!("/organizations/{initech}"), "/licenses/new"),
+        ("/organizations", "/organizations/new"),
+    ] {
+        let page = world.get_with_session(path, &sam).await;
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        assert!(!page.text().await.unwrap().contains(form), "{path}: {form}");
+    }
+    for (path, fields) in [
+        ("/products", "name=Nope&kind=application".to_owned()),
+        (
+            &format!("/policies/{policy_id}/retire"),
+            "confirm=yes".to_owned(),
+        ),
+        (
+            "/licenses/new",
+            format!("organization_id={initech}&policy_id={policy_id}"),
+        ),
+        ("/organizations/new", "name=Nope&kind=customer".to_owned()),
+    ] {
+        let answer = world.post_form(path, &sam, &fields).await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let answer = world.get_with_session("/licenses/new", &sam).await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
 
     // Its license, issued from its page; the key is shown once and validates.
     browser
@@ -1440,6 +1499,32 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         .unwrap();
     assert_eq!(answer["code"], "VALID", "{answer}");
     assert_eq!(answer["license"]["seats"], 3, "version 2's seats: {answer}");
+
+    // The issue form posted twice (a double click, a reload) issues once; the second answer
+    // has no key to show.
+    let key_once = "5c0ffee0-1111-4222-8333-944455556666";
+    let fields = format!("organization_id={initech}&policy_id={policy_id}&form_key={key_once}");
+    let first = world.post_form("/licenses/new", &ada, &fields).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.text().await.unwrap().contains("id=\"key\""));
+    let again = world.post_form("/licenses/new", &ada, &fields).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again = again.text().await.unwrap();
+    assert!(
+        !again.contains("id=\"key\"") && again.contains("earlier press"),
+        "{again}"
+    );
+    let listed: Value = world
+        .http
+        .get(world.url(&format!("/v1/organizations/{initech}/licenses")))
+        .bearer_auth(&world.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["licenses"].as_array().unwrap().len(), 2, "{listed}");
 
     // The license list names the organization and the product.
     browser
@@ -1494,6 +1579,22 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         )
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    // An e-mail another user has: refused in the page's words, not a "try again".
+    let taken = world
+        .post_form(
+            &format!("/organizations/{}/users", world.acme),
+            &cam,
+            "email=ada%40vendor.example&role=license_manager",
+        )
+        .await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    assert!(
+        taken
+            .text()
+            .await
+            .unwrap()
+            .contains("Another user already has this e-mail address")
+    );
     // A location below its own organization: offered customers only, and registered.
     let form = world
         .get_with_session(

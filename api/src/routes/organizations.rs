@@ -79,7 +79,7 @@ async fn create_organization(
     state
         .app
         .catalogue()
-        .authorize_new_organization(&cmd.principal.access, &input)
+        .authorize_new_organization(&cmd.principal.access, input.parent_id, input.kind)
         .await?;
     let written = state
         .app

@@ -22,12 +22,11 @@ use domain::ids::{ProductId, ReleaseId};
 use domain::policy::{PolicyAction, PolicyTerms, PolicyTermsInput};
 use domain::release::Filename;
 use domain::values::{
-    Arch, Channel, FeatureSet, KeyPrefix, LicenseModel, Name, NewName, Platform, ProductKind,
-    Reason, SeatCount,
+    Arch, Channel, KeyPrefix, LicenseModel, Name, NewName, Platform, ProductKind, Reason, SeatCount,
 };
 use projections::queries::Order;
 
-use super::{Names, Nav, UiError, UiForm, Viewer, after_change, form_key, html};
+use super::{Names, Nav, UiError, UiForm, Viewer, after_change, feature_codes, form_key, html};
 use crate::auth::Permission;
 use crate::state::AppState;
 
@@ -51,16 +50,14 @@ pub fn transfer_routes() -> Router<AppState> {
 }
 
 fn read(viewer: &Viewer) -> Result<(), UiError> {
-    viewer
-        .principal()
-        .require(Permission::Read)
-        .map_err(|_| UiError::Forbidden("products and releases are the vendor's".into()))
+    viewer.require(Permission::Read, "products and releases are the vendor's")
 }
 
 fn admin(viewer: &Viewer) -> Result<(), UiError> {
-    viewer.principal().require(Permission::Admin).map_err(|_| {
-        UiError::Forbidden("changing products and releases is the administrator's".into())
-    })
+    viewer.require(
+        Permission::Admin,
+        "changing products, policies and releases is the administrator's",
+    )
 }
 
 #[derive(Template)]
@@ -237,13 +234,7 @@ async fn draft(
         .map(domain::release::Notes::parse)
         .transpose()
         .map_err(invalid("the notes"))?;
-    let codes: Vec<&str> = form
-        .get("entitlements")
-        .unwrap_or("")
-        .split([',', ' '])
-        .filter(|c| !c.is_empty())
-        .collect();
-    let entitlements = FeatureSet::parse(&codes).map_err(invalid("the entitlements"))?;
+    let entitlements = feature_codes(form.get("entitlements"), "the entitlements")?;
     let context = form.command(&format!("draft/{product_id}"));
     let written = state
         .app
@@ -390,14 +381,7 @@ fn policy_terms(form: &UiForm) -> Result<(Name, PolicyTerms), UiError> {
     let seats = number(form, "seats", "seats")?
         .ok_or_else(|| UiError::BadRequest("seats: a whole number".into()))?;
     let seats = SeatCount::new(seats).map_err(invalid("seats"))?;
-    let codes: Vec<&str> = form
-        .get("features")
-        .unwrap_or("")
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
-    let features = FeatureSet::parse(&codes).map_err(invalid("the features"))?;
+    let features = feature_codes(form.get("features"), "the features")?;
     let channels: Vec<Channel> = Channel::ALL
         .iter()
         .filter(|c| form.get(&format!("channel_{c}")).is_some())
@@ -451,6 +435,8 @@ struct PolicyPage {
     fields: PolicyFields,
     models: Vec<&'static str>,
     form_key: String,
+    /// The retirement's own one-time key (the revision's is `form_key`).
+    retire_key: String,
 }
 
 fn policy_id(raw: &str) -> Result<PolicyId, UiError> {
@@ -482,6 +468,7 @@ async fn policy(
             may_change: admin(&viewer).is_ok(),
             models: LicenseModel::ALL.to_vec(),
             form_key: form_key(),
+            retire_key: form_key(),
         },
     ))
 }

@@ -17,12 +17,14 @@ use commands::ledger::{NewLicense, NewOrganization};
 use domain::Timestamp;
 use domain::ids::{OrganizationId, PolicyId};
 use domain::reach::Action;
-use domain::values::{FeatureSet, LicenseSource, Name, NewName, OrganizationKind, SeatCount};
+use domain::values::{LicenseSource, NewName, OrganizationKind, SeatCount};
 use projections::queries::Order;
 use uuid::Uuid;
 
-use super::pages::{OrgHeader, Query, parse_instant};
-use super::{Names, Nav, UiError, UiForm, Viewer, after_change, form_key, html, settled};
+use super::pages::{NewKey, OrgHeader, Query, parse_instant};
+use super::{
+    Names, Nav, UiError, UiForm, Viewer, after_change, feature_codes, form_key, html, settled,
+};
 use crate::auth::Permission;
 use crate::state::AppState;
 
@@ -65,15 +67,14 @@ async fn new_organization(
     let parent_id: Option<OrganizationId> = q.uuid("parent_id")?.map(OrganizationId::from_uuid);
     // The form is offered to whoever may post it: below a parent, a manager of organizations
     // there (a parent out of reach is 404); a root, the vendor's administrators.
-    let probe = NewOrganization {
-        name: Name::parse("probe").map_err(|_| UiError::Unavailable)?,
-        kind: OrganizationKind::Customer,
-        parent_id,
-    };
     state
         .app
         .catalogue()
-        .authorize_new_organization(&viewer.session.access, &probe)
+        .authorize_new_organization(
+            &viewer.session.access,
+            parent_id,
+            OrganizationKind::Customer,
+        )
         .await?;
     let parent = match parent_id {
         Some(id) => Some(OrgHeader::of(&state, id).await?),
@@ -113,7 +114,7 @@ async fn register_organization(
     state
         .app
         .catalogue()
-        .authorize_new_organization(&viewer.session.access, &input)
+        .authorize_new_organization(&viewer.session.access, input.parent_id, input.kind)
         .await?;
     let context = form.command("register-organization");
     let written = state
@@ -139,14 +140,15 @@ struct NewLicensePage {
     nav: Nav,
     organization: Option<OrgHeader>,
     policies: Vec<PolicyChoice>,
+    /// A policy was named by the link (else the select starts on "choose").
+    chosen: bool,
+    /// More policies exist than the form lists.
+    more: bool,
     form_key: String,
 }
 
 fn admin(viewer: &Viewer) -> Result<(), UiError> {
-    viewer
-        .principal()
-        .require(Permission::Admin)
-        .map_err(|_| UiError::Forbidden("issuing licenses is the administrator's".into()))
+    viewer.require(Permission::Admin, "issuing licenses is the administrator's")
 }
 
 /// The most policies the form offers (a vendor has tens).
@@ -176,6 +178,7 @@ async fn new_license(
             },
         )
         .await?;
+    let more = listed.next_cursor.is_some();
     let live: Vec<_> = listed.items.into_iter().filter(|p| !p.retired).collect();
     let names = Names::of(&state, live.iter().map(|p| p.product_id)).await?;
     let mut policies: Vec<PolicyChoice> = live
@@ -197,19 +200,12 @@ async fn new_license(
         &NewLicensePage {
             nav: viewer.nav(),
             organization,
+            chosen: policies.iter().any(|p| p.selected),
             policies,
+            more,
             form_key: form_key(),
         },
     ))
-}
-
-#[derive(Template)]
-#[template(path = "new_key.html")]
-struct Issued {
-    nav: Nav,
-    license_id: Uuid,
-    key: Option<String>,
-    issued: bool,
 }
 
 async fn issue_license(State(state): State<AppState>, form: UiForm) -> Result<Response, UiError> {
@@ -232,16 +228,10 @@ async fn issue_license(State(state): State<AppState>, form: UiForm) -> Result<Re
                 })
         })
         .transpose()?;
+    // Blank: the policy's.
     let features = form
         .get("features")
-        .map(|raw| {
-            let codes: Vec<&str> = raw
-                .split([',', ' '])
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect();
-            FeatureSet::parse(&codes).map_err(|e| UiError::BadRequest(format!("features: {e}")))
-        })
+        .map(|raw| feature_codes(Some(raw), "the features"))
         .transpose()?;
     let expires_at: Option<Timestamp> = form.get("expires_at").map(parse_instant).transpose()?;
     let context = form.command("issue-license");
@@ -261,10 +251,14 @@ async fn issue_license(State(state): State<AppState>, form: UiForm) -> Result<Re
         )
         .await?;
     // The key, this once (`None` when the form was posted twice: shown to the first post).
-    settled(&state).await?;
+    // The license exists now: a failure to wait for the read models must not turn the only
+    // sight of its key into a "nothing was changed" page.
+    if let Err(e) = settled(&state).await {
+        tracing::warn!(error = ?e, "the read models were not awaited after an issue");
+    }
     Ok(html(
         StatusCode::CREATED,
-        &Issued {
+        &NewKey {
             nav: viewer.nav(),
             license_id: written.view.license.id,
             key: written.view.key,

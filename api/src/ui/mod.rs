@@ -8,7 +8,9 @@
 //!   the same [`application::access::Access`]: a page reaches what the user's API calls reach,
 //!   and what is out of reach is the same 404.
 //! - [`portal`]: an organization's users (invitations) and downloads.
-//! - [`catalog`]: products and releases (draft, upload, publish, yank).
+//! - [`catalog`]: products, their policies (define, revise, retire) and releases (draft, upload,
+//!   publish, yank).
+//! - [`issue`]: registering an organization and issuing a license (its key shown once).
 //! - [`operations`]: the audit trail (with its CSV export) and the billing inbox.
 //! - [`svg`]: the dashboard's plots.
 //!
@@ -200,19 +202,41 @@ impl From<AppError> for UiError {
                 Self::BadRequest(detail)
             }
             AppError::Command(commands::CommandError::Rejected(r)) => Self::Refused(r.to_string()),
-            // A form posted again with its key for another action or other fields, a write
-            // that raced another, or a value another record holds (an e-mail, an App GUID, a
-            // release's version): the person corrects it or tries again, nothing broke.
-            AppError::Command(
-                e @ (commands::CommandError::IdempotencyKeyReused
-                | commands::CommandError::Conflict { .. }
-                | commands::CommandError::ClaimTaken { .. }),
-            ) => Self::Refused(e.to_string()),
+            // A form posted again with other values, a write that raced another, or a value
+            // another record holds: the person corrects it or tries again, nothing broke. Said
+            // in the page's words, not the API's.
+            AppError::Command(commands::CommandError::IdempotencyKeyReused) => Self::Refused(
+                "This form was already sent with other values. Reload its page to start again."
+                    .into(),
+            ),
+            AppError::Command(commands::CommandError::ClaimTaken { ref scope, .. }) => {
+                Self::Refused(taken(scope).into())
+            }
+            AppError::Command(e @ commands::CommandError::Conflict { .. }) => {
+                Self::Refused(e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "web UI request failed");
                 Self::Unavailable
             }
         }
+    }
+}
+
+/// What a form's refusal says when a value it names is another record's (a claim's scope,
+/// `commands::ClaimScope`).
+fn taken(scope: &str) -> &'static str {
+    use domain::stream::ClaimScope;
+    if scope == ClaimScope::UserEmail.as_str() {
+        "Another user already has this e-mail address."
+    } else if scope == ClaimScope::AppId.as_str() {
+        "Another product already has this App GUID."
+    } else if scope == ClaimScope::ReleaseVersion.as_str() {
+        "This product already has a release of this version."
+    } else if scope == ClaimScope::UserIdentity.as_str() {
+        "Another user is already linked to this identity."
+    } else {
+        "Another record already holds this value."
     }
 }
 
@@ -372,6 +396,21 @@ impl Viewer {
         }
     }
 
+    /// The API's permission `permission` (everywhere, as the vendor routes ask it), or a 403
+    /// saying `refused`.
+    ///
+    /// # Errors
+    /// 403 without it.
+    pub fn require(
+        &self,
+        permission: crate::auth::Permission,
+        refused: &str,
+    ) -> Result<(), UiError> {
+        self.principal()
+            .require(permission)
+            .map_err(|_| UiError::Forbidden(refused.to_owned()))
+    }
+
     /// The API's principal for the same access, for the same permission checks.
     pub fn principal(&self) -> crate::auth::Principal {
         crate::auth::Principal {
@@ -417,6 +456,24 @@ impl Names {
     pub fn name(&self, id: &uuid::Uuid) -> String {
         self.0.get(id).cloned().unwrap_or_else(|| id.to_string())
     }
+}
+
+/// Feature codes as a form's text field takes them: separated by commas or spaces.
+///
+/// # Errors
+/// 400 naming `what` for a malformed code or too many.
+pub fn feature_codes(
+    text: Option<&str>,
+    what: &str,
+) -> Result<domain::values::FeatureSet, UiError> {
+    let codes: Vec<&str> = text
+        .unwrap_or("")
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    domain::values::FeatureSet::parse(&codes)
+        .map_err(|e| UiError::BadRequest(format!("{what}: {e}")))
 }
 
 /// How long a page shown after a change waits for the read models to hold it.

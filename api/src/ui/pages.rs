@@ -916,12 +916,13 @@ async fn confirm_change(
 
 #[derive(Template)]
 #[template(path = "new_key.html")]
-struct NewKey {
-    nav: Nav,
-    license_id: Uuid,
-    key: Option<String>,
-    /// False: a regenerated key.
-    issued: bool,
+pub struct NewKey {
+    pub nav: Nav,
+    pub license_id: Uuid,
+    /// `None` on a replay: the key was shown to the first post and is kept nowhere.
+    pub key: Option<String>,
+    /// True for a license just issued (`ui::issue`), false for a regenerated key.
+    pub issued: bool,
 }
 
 /// The license `id` now, once `viewer` may take `action` on it: reach first (out of reach:
@@ -1005,18 +1006,9 @@ async fn change(
         Action::Maintenance => LicenseChange::ExtendMaintenance {
             until: instant_field(&form, "until")?,
         },
-        Action::Entitlements => {
-            let codes: Vec<&str> = form
-                .get("features")
-                .unwrap_or("")
-                .split([',', ' '])
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect();
-            LicenseChange::ChangeEntitlements {
-                features: domain::values::FeatureSet::parse(&codes).map_err(bad("the features"))?,
-            }
-        }
+        Action::Entitlements => LicenseChange::ChangeEntitlements {
+            features: super::feature_codes(form.get("features"), "the features")?,
+        },
         Action::RotateKey => {
             let written = state.app.licenses().rotate_key(&context, id).await?;
             // Shown once; a replay (the form posted twice) has no key to show.

@@ -34,7 +34,7 @@ use projections::queries::Order;
 use uuid::Uuid;
 
 use super::pages::OrgHeader;
-use super::{Nav, UiError, UiForm, Viewer, after_change, form_key, html};
+use super::{Names, Nav, UiError, UiForm, Viewer, after_change, form_key, html};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -563,6 +563,7 @@ struct FileRow {
 }
 
 struct ReleaseRow {
+    product: String,
     version: String,
     channel: String,
     published: String,
@@ -609,12 +610,19 @@ async fn downloads(
         .releases(&viewer.session.access, id, None, None)
         .await?;
     let organization = OrgHeader::of(&state, id).await?;
+    // Products the organization's licenses see: their names are the customer's to read.
+    let names = Names::of(
+        &state,
+        visible.releases.iter().map(|r| r.release.product_id),
+    )
+    .await?;
     let releases = visible
         .releases
         .into_iter()
         .filter_map(|r| {
             let license_id = *r.license_ids.first()?;
             Some(ReleaseRow {
+                product: names.name(&r.release.product_id),
                 version: r.release.version,
                 channel: r.release.channel,
                 published: r

@@ -152,6 +152,10 @@ fn a_new_name_may_not_reorder_or_hide_text() {
         "A\u{2066}B\u{2069}",
         "Word\u{2060}Joiner",
         "\u{feff}Acme",
+        "Left\u{200e}Mark",
+        "Soft\u{00ad}Hyphen",
+        "Tag\u{e0041}",
+        "Invisible\u{2062}Times",
     ] {
         let err = NewName::parse(sly).unwrap_err();
         assert!(
