@@ -642,26 +642,54 @@ impl Users<'_> {
         access: &Access,
         id: UserId,
     ) -> Result<Written<UserView>, AppError> {
+        self.authorize_switch(access, id, "deactivate").await?;
+        let mut done = written(self.app.ledger().deactivate_user(ctx, id).await?)?;
+        self.hide_roles_out_of_reach(access, &mut done.view).await?;
+        Ok(done)
+    }
+
+    /// Reactivates user `id`: its tokens and logins work again, with the roles it held. An
+    /// active user is answered unchanged.
+    ///
+    /// # Errors
+    /// As [`Users::deactivate`].
+    pub async fn reactivate(
+        &self,
+        ctx: &CommandContext,
+        access: &Access,
+        id: UserId,
+    ) -> Result<Written<UserView>, AppError> {
+        self.authorize_switch(access, id, "reactivate").await?;
+        let mut done = written(self.app.ledger().reactivate_user(ctx, id).await?)?;
+        self.hide_roles_out_of_reach(access, &mut done.view).await?;
+        Ok(done)
+    }
+
+    /// Whether `access` may deactivate or reactivate (`verb`) user `id`: either takes or gives
+    /// back every role the user holds, so the caller must manage users wherever it holds one
+    /// (an administrator of a location must not lock out its parent's, nor bring back one its
+    /// parent's locked out) and may grant each of them.
+    async fn authorize_switch(
+        &self,
+        access: &Access,
+        id: UserId,
+        verb: &str,
+    ) -> Result<(), AppError> {
         let user = self.app.ledger().user(id).await?;
         let state = user.state().ok_or_else(|| user_not_found(id))?;
         self.authorize_user(access, id, state, Action::ManageUsers)
             .await?;
-        // Deactivating takes every role the user holds: the caller must manage users wherever
-        // it holds one (an administrator of a location must not lock out its parent's).
         for grant in &state.grants {
             self.app
                 .authorize_at(access, grant.organization_id, Action::ManageUsers, || {
                     AppError::Forbidden(format!(
-                        "{} may not deactivate a user who holds roles where it does not manage users",
+                        "{} may not {verb} a user who holds roles where it does not manage users",
                         access.describe()
                     ))
                 })
                 .await?;
         }
-        self.check_may_grant(access, &state.grants.iter().map(|g| g.role).collect())?;
-        let mut done = written(self.app.ledger().deactivate_user(ctx, id).await?)?;
-        self.hide_roles_out_of_reach(access, &mut done.view).await?;
-        Ok(done)
+        self.check_may_grant(access, &state.grants.iter().map(|g| g.role).collect())
     }
 
     /// Leaves in `view` only the roles at organizations the principal reaches: a user homed in

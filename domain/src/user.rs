@@ -76,6 +76,9 @@ pub enum UserAction {
         roles: BTreeSet<Role>,
     },
     Deactivate,
+    /// Undoes a deactivation: the user's tokens and logins work again, with the roles it held
+    /// (a deactivated user keeps its email and identity, so it cannot be invited anew).
+    Reactivate,
 }
 
 /// Events of a user's stream.
@@ -112,6 +115,8 @@ pub enum UserEvent {
     },
     #[serde(rename = "UserDeactivated")]
     Deactivated {},
+    #[serde(rename = "UserReactivated")]
+    Reactivated {},
 }
 
 impl DomainEvent for UserEvent {
@@ -123,6 +128,7 @@ impl DomainEvent for UserEvent {
             Self::RoleGranted { .. } => "RoleGranted",
             Self::RoleRevoked { .. } => "RoleRevoked",
             Self::Deactivated {} => "UserDeactivated",
+            Self::Reactivated {} => "UserReactivated",
         }
         .to_owned()
     }
@@ -140,6 +146,7 @@ impl VersionedEvent for UserEvent {
         ("RoleGranted", "1"),
         ("RoleRevoked", "1"),
         ("UserDeactivated", "1"),
+        ("UserReactivated", "1"),
     ];
 
     /// An email belongs to one user, and an identity to one user: the second registration,
@@ -162,9 +169,10 @@ impl VersionedEvent for UserEvent {
             } => vec![email(e), identity(issuer, subject)],
             Self::Invited { email: e, .. } => vec![email(e)],
             Self::InvitationClaimed { issuer, subject } => vec![identity(issuer, subject)],
-            Self::RoleGranted { .. } | Self::RoleRevoked { .. } | Self::Deactivated {} => {
-                Vec::new()
-            }
+            Self::RoleGranted { .. }
+            | Self::RoleRevoked { .. }
+            | Self::Deactivated {}
+            | Self::Reactivated {} => Vec::new(),
         }
     }
 }
@@ -282,6 +290,14 @@ impl User {
             (Self::Unknown, _) => return Err(DomainError::UserNotFound(id)),
             (Self::Known(state), _) => state,
         };
+        if matches!(cmd.action, UserAction::Reactivate) {
+            // Reactivating an active user changes nothing.
+            return Ok(if state.deactivated {
+                vec![UserEvent::Reactivated {}]
+            } else {
+                Vec::new()
+            });
+        }
         if state.deactivated {
             return Err(DomainError::UserDeactivated(id));
         }
@@ -341,6 +357,7 @@ impl User {
                 Ok(events)
             }
             UserAction::Deactivate => Ok(vec![UserEvent::Deactivated {}]),
+            UserAction::Reactivate => unreachable!("handled above"),
         }
     }
 }
@@ -428,6 +445,7 @@ impl Aggregate for User {
                         });
                     }
                     UserEvent::Deactivated {} => state.deactivated = true,
+                    UserEvent::Reactivated {} => state.deactivated = false,
                 }
             }
         }
@@ -697,6 +715,30 @@ mod tests {
         assert_eq!(user.state().unwrap().effective_grants().len(), 1);
         user.apply(UserEvent::Deactivated {});
         assert!(user.state().unwrap().effective_grants().is_empty());
+    }
+
+    #[test]
+    fn a_reactivated_user_holds_its_roles_again() {
+        Framework::with(())
+            .given(vec![invited(), UserEvent::Deactivated {}])
+            .when(cmd(UserAction::Reactivate))
+            .then_expect_events(vec![UserEvent::Reactivated {}]);
+        // An active user: nothing to undo.
+        Framework::with(())
+            .given(vec![invited()])
+            .when(cmd(UserAction::Reactivate))
+            .then_expect_events(vec![]);
+        let mut user = User::default();
+        user.apply(invited());
+        user.apply(UserEvent::InvitationClaimed {
+            issuer: identity("ana").issuer,
+            subject: identity("ana").subject,
+        });
+        user.apply(UserEvent::Deactivated {});
+        assert!(user.state().unwrap().effective_grants().is_empty());
+        user.apply(UserEvent::Reactivated {});
+        assert!(!user.state().unwrap().deactivated);
+        assert_eq!(user.state().unwrap().effective_grants().len(), 1);
     }
 
     #[test]

@@ -359,6 +359,7 @@ fn user_samples() -> Vec<UserEvent> {
             organization_id,
         },
         UserEvent::Deactivated {},
+        UserEvent::Reactivated {},
     ]
 }
 

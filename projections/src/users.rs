@@ -133,6 +133,16 @@ impl Projection for UsersProjection {
                 .execute(&mut *conn)
                 .await?
             }
+            UserEvent::Reactivated {} => {
+                sqlx::query(
+                    "UPDATE rm_users SET deactivated = false, updated_at = $2, version = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(v)
+                .execute(&mut *conn)
+                .await?
+            }
             UserEvent::Deactivated {} => {
                 sqlx::query(
                     "UPDATE rm_users SET deactivated = true, updated_at = $2, version = $3 WHERE id = $1",

@@ -531,6 +531,104 @@ async fn every_bad_token_answers_the_same_401() {
     app.stop().await;
 }
 
+/// A user deactivated by mistake comes back with its roles (its e-mail stays its own: it could
+/// not be invited anew), by whoever may deactivate it, and nobody else.
+#[tokio::test]
+async fn a_deactivated_user_is_reactivated_with_its_roles() {
+    let idp = TestIdp::start().await;
+    let app = start(&idp).await;
+    let acme = org(&app, "Acme", "customer", None).await;
+    let foreign = org(&app, "Foreign", "customer", None).await;
+    let cam = user_at(&app, &idp, &acme, "cam", json!(["customer_admin"])).await;
+    let fox = user_at(&app, &idp, &foreign, "fox", json!(["customer_admin"])).await;
+    let ana = user_at(&app, &idp, &acme, "ana", json!(["license_manager"])).await;
+    let ana_id = as_user(&app, &ana, Method::GET, "/v1/me", None).await.body["principal"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let off = as_user(
+        &app,
+        &cam,
+        Method::POST,
+        &format!("/v1/users/{ana_id}/deactivate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(off.status, StatusCode::OK, "{:?}", off.body);
+    let refused = as_user(&app, &ana, Method::GET, "/v1/me", None).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let anew = as_user(
+        &app,
+        &cam,
+        Method::POST,
+        &format!("/v1/organizations/{acme}/users"),
+        Some(json!({"email": "ana@example.com", "roles": ["license_manager"]})),
+    )
+    .await;
+    assert_eq!(anew.status, StatusCode::CONFLICT, "{:?}", anew.body);
+    assert_eq!(anew.body["code"], "EMAIL_TAKEN");
+
+    // A foreign administrator: the same 404 as for an unknown user.
+    let foreign_try = as_user(
+        &app,
+        &fox,
+        Method::POST,
+        &format!("/v1/users/{ana_id}/reactivate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(foreign_try.status, StatusCode::NOT_FOUND);
+
+    let on = as_user(
+        &app,
+        &cam,
+        Method::POST,
+        &format!("/v1/users/{ana_id}/reactivate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(on.status, StatusCode::OK, "{:?}", on.body);
+    assert_eq!(on.body["status"], "active", "{:?}", on.body);
+    assert_eq!(
+        on.body["roles"][0]["role"], "license_manager",
+        "{:?}",
+        on.body
+    );
+    let back = as_user(&app, &ana, Method::GET, "/v1/me", None).await;
+    assert_eq!(back.status, StatusCode::OK, "her token works again");
+    // An active user: answered unchanged, nothing recorded.
+    let again = as_user(
+        &app,
+        &cam,
+        Method::POST,
+        &format!("/v1/users/{ana_id}/reactivate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["version"], on.body["version"]);
+    // The list shows her active again.
+    app.projected().await;
+    let listed = as_user(
+        &app,
+        &cam,
+        Method::GET,
+        &format!("/v1/organizations/{acme}/users"),
+        None,
+    )
+    .await;
+    let row = listed.body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == ana_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(row["status"], "active", "{row}");
+    app.stop().await;
+}
+
 /// Registers `subject` (verified email `<subject>@example.com`) at `organization` with `roles`,
 /// linked to the provider's identity at once (vendor administration), and returns its token.
 async fn user_at(

@@ -248,6 +248,19 @@ impl World {
         body
     }
 
+    /// GETs `path` with the administration token and returns the answer's body.
+    async fn read(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.base)
     }
@@ -742,6 +755,23 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     let users = browser.text_of("table.users").await;
     assert!(users.contains("deactivated"), "{users}");
     assert_eq!(count_events(&world.db, "UserDeactivated").await, 1);
+    // A mistake: reactivated, with her role.
+    browser
+        .submit("button[aria-label='Reactivate dora@acme.example']")
+        .await;
+    let row = browser.text_of(dora).await;
+    // Still "invited": she never logged in.
+    assert!(
+        row.contains("invited") && !row.contains("deactivated") && row.contains("license_manager"),
+        "{row}"
+    );
+    assert_eq!(count_events(&world.db, "UserReactivated").await, 1);
+    // And deactivated again: she is not the customer's any more.
+    browser
+        .click("a[aria-label='Deactivate dora@acme.example']")
+        .await;
+    browser.submit("form.confirm button.danger").await;
+    assert!(browser.text_of("table.users").await.contains("deactivated"));
 
     // Download the release's file, and check it against the SHA-256 the page shows.
     browser
@@ -1323,16 +1353,7 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
     browser.fill("form.policy input#seats", "3").await;
     browser.submit("form.policy button[type=submit]").await;
     assert!(browser.text_of("main h1").await.contains("version 2"));
-    let policy: Value = world
-        .http
-        .get(world.url(&format!("/v1/policies/{policy_id}")))
-        .bearer_auth(&world.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let policy: Value = world.read(&format!("/v1/policies/{policy_id}")).await;
     assert_eq!(policy["version"], 2, "{policy}");
     assert_eq!(policy["seats"], 3, "{policy}");
     assert_eq!(policy["offline_grace_days"], 10, "{policy}");
@@ -1416,16 +1437,7 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
 
     // Vendor support reads products and policies but is offered none of these forms, and
     // its posts are refused.
-    let vendor: Value = world
-        .http
-        .get(world.url("/v1/organizations?kind=vendor"))
-        .bearer_auth(&world.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vendor: Value = world.read("/v1/organizations?kind=vendor").await;
     let vendor = vendor["organizations"][0]["id"]
         .as_str()
         .unwrap()
@@ -1515,15 +1527,8 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         "{again}"
     );
     let listed: Value = world
-        .http
-        .get(world.url(&format!("/v1/organizations/{initech}/licenses")))
-        .bearer_auth(&world.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .read(&format!("/v1/organizations/{initech}/licenses"))
+        .await;
     assert_eq!(listed["licenses"].as_array().unwrap().len(), 2, "{listed}");
 
     // The license list names the organization and the product.
@@ -1651,31 +1656,13 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         .post_form("/organizations/new", &cam, "name=Sneaky&kind=customer")
         .await;
     assert_eq!(root.status(), StatusCode::FORBIDDEN);
-    let organizations: Value = world
-        .http
-        .get(world.url("/v1/organizations?q=Sneaky"))
-        .bearer_auth(&world.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let organizations: Value = world.read("/v1/organizations?q=Sneaky").await;
     assert_eq!(
         organizations["organizations"],
         json!([]),
         "nothing refused was registered: {organizations}"
     );
-    let piper: Value = world
-        .http
-        .get(world.url("/v1/organizations?q=Pied"))
-        .bearer_auth(&world.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let piper: Value = world.read("/v1/organizations?q=Pied").await;
     assert_eq!(piper["organizations"], json!([]), "{piper}");
 
     // Globex's license transferred to Acme: Acme's audit trail holds the transfer, not what

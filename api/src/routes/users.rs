@@ -30,6 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_user))
         .routes(routes!(set_roles))
         .routes(routes!(deactivate_user))
+        .routes(routes!(reactivate_user))
         .routes(routes!(me))
 }
 
@@ -205,6 +206,30 @@ async fn deactivate_user(
         .app
         .users()
         .deactivate(&cmd.context, &cmd.principal.access, id)
+        .await?;
+    Ok(answer(StatusCode::OK, None, written))
+}
+
+/// Reactivates a deactivated user: its tokens and logins work again, with the roles it held
+/// (an active user is answered unchanged).
+#[utoipa::path(post, path = "/v1/users/{id}/reactivate", tag = "users", summary = "Reactivate a user",
+    params(("id" = uuid::Uuid, Path, description = "The user")),
+    request_body(content = Option<super::EmptyBody>, description = "Nothing, or `{}`"),
+    responses(
+        (status = 200, description = "Active", body = UserView),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ))]
+async fn reactivate_user(
+    State(state): State<AppState>,
+    PathParam(raw): PathParam,
+    cmd: Command<NoBody, ManagesUsers>,
+) -> Result<Response, ApiError> {
+    let id = user_id(&raw)?;
+    let written = state
+        .app
+        .users()
+        .reactivate(&cmd.context, &cmd.principal.access, id)
         .await?;
     Ok(answer(StatusCode::OK, None, written))
 }

@@ -81,6 +81,7 @@ pub const PATHS: &[&str] = &[
     "/impersonation/end",
     "/users/{id}/roles",
     "/users/{id}/deactivate",
+    "/users/{id}/reactivate",
     "/organizations/{id}/downloads",
     "/organizations/{id}/offline",
     "/organizations/{id}/audit",

@@ -52,6 +52,7 @@ pub fn routes() -> Router<AppState> {
             "/users/{id}/deactivate",
             get(confirm_user_deactivation).post(deactivate_user),
         )
+        .route("/users/{id}/reactivate", post(reactivate_user))
         .route(
             "/organizations/{id}/offline",
             get(offline).post(answer_offline),
@@ -505,6 +506,25 @@ async fn deactivate_user(
         .app
         .users()
         .deactivate(&context, &viewer.session.access, id)
+        .await?;
+    after_change(&state, &format!("/organizations/{organization}/users")).await
+}
+
+/// Reactivates a deactivated user (`POST /v1/users/{id}/reactivate`): it logs in again, with
+/// the roles it held. A form of one button on the users page: undoing is not destructive.
+async fn reactivate_user(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: UiForm,
+) -> Result<Response, UiError> {
+    let id = user_id(&raw)?;
+    let organization = organization_id(form.require("organization_id")?)?;
+    let viewer = &form.viewer;
+    let context = form.command(&format!("reactivate-user/{id}"));
+    state
+        .app
+        .users()
+        .reactivate(&context, &viewer.session.access, id)
         .await?;
     after_change(&state, &format!("/organizations/{organization}/users")).await
 }

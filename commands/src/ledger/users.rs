@@ -119,6 +119,23 @@ impl Ledger {
         Ok(self.store.execute(id, command, ctx).await?)
     }
 
+    /// Reactivates user `id`: its tokens authenticate again, with the roles it held.
+    ///
+    /// # Errors
+    /// Refusals and infrastructure errors.
+    pub async fn reactivate_user(
+        &self,
+        ctx: &CommandContext,
+        id: UserId,
+    ) -> Result<Outcome<User>, LedgerError> {
+        let command = UserCommand {
+            user_id: id,
+            at: self.now(),
+            action: UserAction::Reactivate,
+        };
+        Ok(self.store.execute(id, command, ctx).await?)
+    }
+
     /// User `id` as its stream says now.
     ///
     /// # Errors
