@@ -377,8 +377,8 @@ impl Catalogue<'_> {
         Ok(cursors.page(&scope, &window, rows, |a| a.installation_id, |a| a))
     }
 
-    /// The display names of the organizations and products among `ids`, for pages that
-    /// would otherwise show ids. From the read models: one registered a moment ago may be
+    /// The display names of the organizations and products among `ids` (and the key prefixes of
+    /// the licenses), for pages that would otherwise show ids. From the read models: one registered a moment ago may be
     /// missing (the page shows its id). Names are not a secret of reach: a caller shows only
     /// names of ids it was allowed to see.
     ///
@@ -395,6 +395,35 @@ impl Catalogue<'_> {
             .await?
             .into_iter()
             .collect())
+    }
+
+    /// The e-mail addresses of the users among `ids`, for an audit page's actors: every user
+    /// for the vendor (`within` `None`), else only those homed at organization `within` or
+    /// below it (the vendor's staff, and other customers' people, stay ids).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn user_emails(
+        &self,
+        ids: impl IntoIterator<Item = Uuid>,
+        within: Option<OrganizationId>,
+    ) -> Result<std::collections::HashMap<Uuid, String>, AppError> {
+        let mut ids: Vec<Uuid> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let homes: Option<Vec<Uuid>> = match within {
+            Some(id) => {
+                let tree = self.app.tree().await?;
+                Some(tree.tree().subtree(id).map(Uuid::from).collect())
+            }
+            None => None,
+        };
+        Ok(
+            queries::user_emails(self.app.pool(), &ids, homes.as_deref())
+                .await?
+                .into_iter()
+                .collect(),
+        )
     }
 
     // ----- products -----

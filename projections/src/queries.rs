@@ -447,8 +447,9 @@ pub async fn organizations_by_id(
     .collect()
 }
 
-/// The display names of the organizations and products among `ids` that the read models hold
-/// (ids are UUIDs, unique across both): what a page shows in place of an id.
+/// The display names of the organizations, products and policies among `ids` that the read
+/// models hold, and the key prefixes of the licenses (ids are UUIDs, unique across the four): what a page
+/// shows in place of an id.
 ///
 /// # Errors
 /// Database errors.
@@ -458,9 +459,34 @@ pub async fn names(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, s
     }
     sqlx::query_as(
         "SELECT id, name FROM rm_organizations WHERE id = ANY($1) \
-         UNION ALL SELECT id, name FROM rm_products WHERE id = ANY($1)",
+         UNION ALL SELECT id, name FROM rm_products WHERE id = ANY($1) \
+         UNION ALL SELECT id, name FROM rm_policies WHERE id = ANY($1) \
+         UNION ALL SELECT id, key_prefix FROM rm_licenses WHERE id = ANY($1)",
     )
     .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The e-mail addresses of the users among `ids`, of those homed at one of `homes` when given:
+/// what an audit page shows in place of an actor's id.
+///
+/// # Errors
+/// Database errors.
+pub async fn user_emails(
+    pool: &PgPool,
+    ids: &[Uuid],
+    homes: Option<&[Uuid]>,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT id, email FROM rm_users WHERE id = ANY($1) \
+         AND ($2::uuid[] IS NULL OR organization_id = ANY($2))",
+    )
+    .bind(ids)
+    .bind(homes)
     .fetch_all(pool)
     .await
 }

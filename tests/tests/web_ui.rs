@@ -1567,6 +1567,71 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
     assert_eq!(refused.status(), StatusCode::CONFLICT);
     assert!(refused.text().await.unwrap().contains("retired"));
 
+    // The search: a product's prefix alone lists its licenses; a pasted key is cut, and the
+    // page says what was compared.
+    let by_product = world
+        .get_with_session("/licenses?key_prefix=draw", &ada)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        by_product.contains("its licenses are listed") && by_product.contains("Initech AG"),
+        "{by_product}"
+    );
+    let pasted = world
+        .get_with_session(&format!("/licenses?key_prefix={key}-WRONG"), &ada)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(pasted.contains("is not compared"), "{pasted}");
+
+    // Time travel says why there is nothing to show before the issue, and refuses the future.
+    let license_id = world
+        .read(&format!("/v1/organizations/{initech}/licenses"))
+        .await["licenses"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = world
+        .get_with_session(
+            &format!("/licenses/{license_id}?at=2001-01-01T00:00:00"),
+            &ada,
+        )
+        .await;
+    assert_eq!(before.status(), StatusCode::BAD_REQUEST);
+    assert!(before.text().await.unwrap().contains("not issued yet"));
+    let future = world
+        .get_with_session(
+            &format!("/licenses/{license_id}?at=2999-01-01T00:00:00"),
+            &ada,
+        )
+        .await;
+    assert_eq!(future.status(), StatusCode::BAD_REQUEST);
+    assert!(future.text().await.unwrap().contains("in the future"));
+
+    // The vendor's staff adds an organization below Acme: the vendor's audit trail names Ada,
+    // Acme's keeps her an id (the vendor's staff are not the customer's to know by name).
+    let by_ada = world
+        .post_form(
+            "/organizations/new",
+            &ada,
+            &format!("parent_id={}&name=Acme+Hamburg&kind=customer", world.acme),
+        )
+        .await;
+    assert_eq!(by_ada.status(), StatusCode::SEE_OTHER);
+    let vendor_audit = world
+        .get_with_session("/audit", &ada)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        vendor_audit.contains("ada@vendor.example"),
+        "{vendor_audit}"
+    );
+
     // ----- a customer administrator -----
     let cam = world
         .login(&IdpUser::verified("cam", "cam@acme.example"))
@@ -1693,6 +1758,71 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         "the transfer alone: {trail}"
     );
     assert!(trail.contains("LicenseTransferred"), "{trail}");
+    assert!(
+        trail.contains("cam@acme.example"),
+        "its own people by e-mail"
+    );
+    assert!(
+        !trail.contains("ada@vendor.example") && trail.contains("user:"),
+        "the vendor's staff by id: {trail}"
+    );
+
+    // Her own role is not hers to change here (a slip would lock her out).
+    let users: Value = world
+        .read(&format!("/v1/organizations/{}/users", world.acme))
+        .await;
+    let cam_id = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "cam@acme.example")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = world
+        .get_with_session(&format!("/organizations/{}/users", world.acme), &cam)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains(&format!("/users/{cam_id}/roles")), "{page}");
+    let demoted = world
+        .post_form(
+            &format!("/users/{cam_id}/roles"),
+            &cam,
+            &format!("organization_id={}&role=none", world.acme),
+        )
+        .await;
+    assert_eq!(demoted.status(), StatusCode::FORBIDDEN);
+
+    // A license manager is not offered the users tab (it would answer 403).
+    world
+        .api(
+            &format!("/v1/organizations/{}/users", world.acme),
+            json!({"email": "lem@acme.example", "roles": ["license_manager"]}),
+        )
+        .await;
+    let lem = world
+        .login(&IdpUser::verified("lem", "lem@acme.example"))
+        .await;
+    let page = world
+        .get_with_session(&format!("/organizations/{}", world.acme), &lem)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains(&format!("/organizations/{}/users\"", world.acme)),
+        "{page}"
+    );
+    assert_eq!(
+        world
+            .get_with_session(&format!("/organizations/{}/users", world.acme), &lem)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
     browser.close().await;
 }
 

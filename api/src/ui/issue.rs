@@ -77,7 +77,7 @@ async fn new_organization(
         )
         .await?;
     let parent = match parent_id {
-        Some(id) => Some(OrgHeader::of(&state, id).await?),
+        Some(id) => Some(OrgHeader::of(&state, &viewer.session.access, id).await?),
         None => None,
     };
     Ok(html(
@@ -162,7 +162,14 @@ async fn new_license(
     admin(&viewer)?;
     let q = Query::of(raw.as_deref());
     let organization = match q.uuid("organization_id")? {
-        Some(id) => Some(OrgHeader::of(&state, OrganizationId::from_uuid(id)).await?),
+        Some(id) => Some(
+            OrgHeader::of(
+                &state,
+                &viewer.session.access,
+                OrganizationId::from_uuid(id),
+            )
+            .await?,
+        ),
         None => None,
     };
     let chosen = q.uuid("policy_id")?;

@@ -457,6 +457,33 @@ impl Names {
     pub fn name(&self, id: &uuid::Uuid) -> String {
         self.0.get(id).cloned().unwrap_or_else(|| id.to_string())
     }
+
+    /// With the e-mail addresses of the users among `actors` (audit actors, `user:<id>`):
+    /// all of them for the vendor (`within` `None`), else those homed at `within` or below.
+    pub async fn with_actors<'a>(
+        mut self,
+        state: &AppState,
+        actors: impl IntoIterator<Item = &'a str>,
+        within: Option<domain::ids::OrganizationId>,
+    ) -> Result<Self, UiError> {
+        let ids = actors.into_iter().filter_map(user_of);
+        self.0
+            .extend(state.app.catalogue().user_emails(ids, within).await?);
+        Ok(self)
+    }
+
+    /// What the page shows for an actor: a user's e-mail when known, else the actor as
+    /// recorded (`api_token:…`, `system`, a user out of the page's reach).
+    pub fn actor(&self, actor: &str) -> String {
+        user_of(actor)
+            .and_then(|id| self.0.get(&id).cloned())
+            .unwrap_or_else(|| actor.to_owned())
+    }
+}
+
+/// The user an audit actor names (`user:<id>`).
+fn user_of(actor: &str) -> Option<uuid::Uuid> {
+    actor.strip_prefix("user:")?.parse().ok()
 }
 
 /// Feature codes as a form's text field takes them: separated by commas or spaces.

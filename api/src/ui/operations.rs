@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use projections::queries::{AuditFilter, AuditRow, Order};
 
 use super::pages::{Query, parse_instant, show};
-use super::{Nav, UiError, UiForm, Viewer, after_change, html};
+use super::{Names, Nav, UiError, UiForm, Viewer, after_change, html};
 use crate::auth::Permission;
 use crate::state::AppState;
 
@@ -69,6 +69,7 @@ struct AuditPage {
     license_id: String,
     actor: String,
     entries: Vec<AuditRow>,
+    names: Names,
     next: Option<String>,
     export: String,
 }
@@ -89,9 +90,20 @@ async fn audit(
     let filter = audit_filter(&q)?;
     let listed = state.app.audit(&filter, q.page(PAGE, Order::Desc)).await?;
     let next = q.next("/audit", listed.next_cursor);
+    let actors: Vec<&str> = listed
+        .items
+        .iter()
+        .flat_map(|e| [Some(e.actor.as_str()), e.impersonated_by.as_deref()])
+        .flatten()
+        .collect();
+    let names = Names::of(&state, listed.items.iter().filter_map(|e| e.license_id))
+        .await?
+        .with_actors(&state, actors, None)
+        .await?;
     Ok(html(
         StatusCode::OK,
         &AuditPage {
+            names,
             nav: viewer.nav(),
             from: q.get("from").unwrap_or_default().to_owned(),
             to: q.get("to").unwrap_or_default().to_owned(),

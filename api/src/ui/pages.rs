@@ -547,6 +547,10 @@ struct Licenses {
     names: Names,
     next: Option<String>,
     may_issue: bool,
+    /// The products, for the product select: (id, name).
+    products: Vec<(String, String)>,
+    /// What the search did with a typed key prefix, when it is not plain.
+    note: Option<String>,
 }
 
 async fn licenses(
@@ -569,13 +573,47 @@ async fn licenses(
         })
         .transpose()?;
     let expires_before = q.get("expires_before").map(parse_instant).transpose()?;
+    let products = state
+        .app
+        .catalogue()
+        .products(PageRequest {
+            cursor: None,
+            limit: 500,
+            order: Order::Asc,
+        })
+        .await?
+        .items;
+    // A product's key prefix alone ("ACMEST") names the product: its licenses are listed. A
+    // pasted key is cut to what the ledger keeps of it, and the page says so: the search finds
+    // licenses, it does not check a key.
+    let typed = q.get("key_prefix");
+    let named_product = typed.filter(|t| !t.contains('-')).and_then(|t| {
+        products
+            .iter()
+            .find(|p| p.key_prefix.eq_ignore_ascii_case(t))
+    });
+    let key_prefix = typed.filter(|_| named_product.is_none()).map(search_prefix);
+    let note = match (named_product, typed, &key_prefix) {
+        (Some(p), _, _) => Some(format!(
+            "{} alone is the key prefix of {}: its licenses are listed.",
+            p.key_prefix, p.name
+        )),
+        (None, Some(typed), Some(kept)) if kept.as_str() != typed => Some(format!(
+            "Searched by {kept}, the start of the key the ledger keeps (it stores only a key's \
+             hash): the rest of what was typed is not compared. To check a whole key, validate it."
+        )),
+        _ => None,
+    };
     let query = LicenseQuery {
         organization_id: q.uuid("organization_id")?,
         include_descendants: q.get("include_descendants").is_some(),
-        product_id: q.uuid("product_id")?,
+        product_id: match named_product {
+            Some(p) => Some(p.id),
+            None => q.uuid("product_id")?,
+        },
         policy_id: None,
         status,
-        key_prefix: q.get("key_prefix").map(search_prefix),
+        key_prefix,
         expires_before,
         user_id: None,
     };
@@ -608,6 +646,11 @@ async fn licenses(
             names,
             next,
             may_issue: viewer.principal().require(Permission::Admin).is_ok(),
+            products: products
+                .into_iter()
+                .map(|p| (p.id.to_string(), p.name))
+                .collect(),
+            note,
         },
     ))
 }
@@ -689,8 +732,33 @@ async fn license(
     let id = license_id(&raw)?;
     let q = Query::of(query.as_deref());
     let at = q.get("at").map(parse_instant).transpose()?;
+    if at.is_some_and(|at| at > state.app.now()) {
+        return Err(UiError::BadRequest(
+            "That instant is in the future: a license's history ends now.".into(),
+        ));
+    }
     let access = &viewer.session.access;
-    let license = state.app.licenses().get_for(access, id, at).await?;
+    let license = match (state.app.licenses().get_for(access, id, at).await, at) {
+        (Err(application::AppError::NotFound { .. }), Some(at)) => {
+            // Say why, once the license itself is the viewer's to see (else: the same 404).
+            let now = state.app.licenses().get_for(access, id, None).await?;
+            let issued = now.created_at.unwrap_or(at);
+            return Err(UiError::BadRequest(if at < issued {
+                format!(
+                    "The license was not issued yet at {}: it was issued at {}.",
+                    show(&at),
+                    show(&issued)
+                )
+            } else {
+                format!(
+                    "At {} the license was another organization's: its past before it was \
+                     transferred here is not yours to see.",
+                    show(&at)
+                )
+            }));
+        }
+        (answer, _) => answer?,
+    };
     let nav = viewer.nav();
     // The events are the vendor's (as `GET /v1/licenses/{id}/events`); with `at`, those
     // recorded by then: the ones the state shown folds.
@@ -727,7 +795,18 @@ async fn license(
     } else {
         Vec::new()
     };
-    let names = Names::of(&state, [license.organization_id, license.product_id]).await?;
+    let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+    let names = Names::of(
+        &state,
+        [
+            license.organization_id,
+            license.product_id,
+            license.policy_id,
+        ],
+    )
+    .await?
+    .with_actors(&state, actors, None)
+    .await?;
     Ok(html(
         StatusCode::OK,
         &LicensePage {
@@ -1046,17 +1125,37 @@ pub struct OrgHeader {
     pub name: String,
     pub kind: String,
     pub closed: bool,
+    /// The tabs the viewer may open (the others would answer 403): its users, and offline
+    /// activation.
+    pub users_tab: bool,
+    pub offline_tab: bool,
 }
 
 impl OrgHeader {
-    /// The header of organization `id`, which the caller has authorized already.
-    pub async fn of(state: &AppState, id: OrganizationId) -> Result<Self, UiError> {
+    /// The header of organization `id`, which the caller has authorized already, with the
+    /// tabs `access` may open there.
+    pub async fn of(
+        state: &AppState,
+        access: &application::access::Access,
+        id: OrganizationId,
+    ) -> Result<Self, UiError> {
         let o = state.app.catalogue().organization(id).await?;
+        let may = |action| async move {
+            state
+                .app
+                .authorize_at(access, id, action, || {
+                    application::access::organization_not_found(id)
+                })
+                .await
+                .is_ok()
+        };
         Ok(Self {
             id: o.id,
             name: o.name,
             kind: o.kind,
             closed: o.closed,
+            users_tab: may(domain::reach::Action::ReadUsers).await,
+            offline_tab: may(domain::reach::Action::ManageInstallations).await,
         })
     }
 }
@@ -1099,7 +1198,7 @@ async fn organization(
         .portal()
         .installations(access, id, true, page())
         .await?;
-    let organization = OrgHeader::of(&state, id).await?;
+    let organization = OrgHeader::of(&state, access, id).await?;
     let may_manage_installations = state
         .app
         .authorize_at(

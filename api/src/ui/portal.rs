@@ -124,7 +124,7 @@ async fn users(
             },
         )
         .await?;
-    let organization = OrgHeader::of(&state, id).await?;
+    let organization = OrgHeader::of(&state, &viewer.session.access, id).await?;
     let may_invite = state
         .app
         .authorize_organization(access, id, Action::ManageUsers)
@@ -349,7 +349,7 @@ async fn offline(
         StatusCode::OK,
         &OfflinePage {
             nav: viewer.nav(),
-            organization: OrgHeader::of(&state, id).await?,
+            organization: OrgHeader::of(&state, &viewer.session.access, id).await?,
         },
     ))
 }
@@ -453,6 +453,16 @@ async fn set_roles(
         ]),
     };
     let viewer = &form.viewer;
+    // One's own role is changed by another administrator: a slip of the select would lock
+    // oneself out with no way back (the API, for scripts, allows it).
+    if matches!(
+        &viewer.session.access.kind,
+        application::access::PrincipalKind::User { id: me, .. } if *me == id
+    ) {
+        return Err(UiError::Forbidden(
+            "your own role is changed by another administrator".into(),
+        ));
+    }
     let context = form.command(&format!("roles/{id}/{organization}"));
     state
         .app
@@ -535,6 +545,7 @@ struct OrganizationAudit {
     nav: Nav,
     organization: OrgHeader,
     entries: Vec<projections::queries::AuditRow>,
+    names: Names,
     next: Option<String>,
 }
 
@@ -560,11 +571,24 @@ async fn organization_audit(
         .audit(&viewer.session.access, id, q.page(100, Order::Desc))
         .await?;
     let next = q.next(&format!("/organizations/{id}/audit"), listed.next_cursor);
+    // Its licenses' key prefixes, and its own people by e-mail (the vendor's staff and other
+    // organizations' people stay ids: not the customer's to know by name).
+    let actors: Vec<&str> = listed
+        .items
+        .iter()
+        .flat_map(|e| [Some(e.actor.as_str()), e.impersonated_by.as_deref()])
+        .flatten()
+        .collect();
+    let names = Names::of(&state, listed.items.iter().filter_map(|e| e.license_id))
+        .await?
+        .with_actors(&state, actors, Some(id))
+        .await?;
     Ok(html(
         StatusCode::OK,
         &OrganizationAudit {
+            names,
             nav: viewer.nav(),
-            organization: OrgHeader::of(&state, id).await?,
+            organization: OrgHeader::of(&state, &viewer.session.access, id).await?,
             entries: listed.items,
             next,
         },
@@ -629,7 +653,7 @@ async fn downloads(
         .portal()
         .releases(&viewer.session.access, id, None, None)
         .await?;
-    let organization = OrgHeader::of(&state, id).await?;
+    let organization = OrgHeader::of(&state, &viewer.session.access, id).await?;
     // Products the organization's licenses see: their names are the customer's to read.
     let names = Names::of(
         &state,
