@@ -656,16 +656,18 @@ pub async fn audit(
         if let Some(organizations) = &filter.organizations {
             let ids: Vec<String> = organizations.iter().map(ToString::to_string).collect();
             // A license's events while these organizations held it: the one that held it at
-            // an event is named by the stream's last issue or transfer up to that event. What
-            // happened under a former owner before a transfer stays the former owner's.
+            // an event is named by the stream's last issue or transfer up to that event (found
+            // through the partial index `rm_audit_license_holders`, then the event's payload).
+            // What happened under a former owner before a transfer stays the former owner's.
             q.push(" AND ((license_id IN (SELECT id FROM rm_licenses WHERE organization_id = ANY(");
             q.push_bind(organizations.clone());
             q.push(
                 ")) AND (SELECT (h.payload->>'organization_id')::uuid FROM events h \
-                 WHERE h.aggregate_type = 'License' AND h.aggregate_id = rm_audit.license_id::text \
-                 AND h.event_type IN ('LicenseIssued', 'LicenseTransferred') \
-                 AND h.sequence <= rm_audit.sequence \
-                 ORDER BY h.sequence DESC LIMIT 1) = ANY(",
+                 WHERE h.event_id = (SELECT t.event_id FROM rm_audit t \
+                 WHERE t.license_id = rm_audit.license_id \
+                 AND t.action IN ('LicenseIssued', 'LicenseTransferred') \
+                 AND t.position <= rm_audit.position \
+                 ORDER BY t.position DESC LIMIT 1)) = ANY(",
             );
             q.push_bind(organizations.clone());
             q.push(")) OR (subject_type = 'Organization' AND subject_id = ANY(");
