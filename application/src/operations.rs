@@ -105,6 +105,9 @@ pub enum Readiness {
     },
 }
 
+/// The longest an impersonation lasts.
+pub const MAX_IMPERSONATION: chrono::Duration = chrono::Duration::hours(1);
+
 impl App {
     /// The role a presented bearer token holds; `None` when it does not authenticate (unknown,
     /// revoked, expired or wrong secret: the caller cannot tell which).
@@ -261,6 +264,14 @@ impl App {
         ttl: chrono::Duration,
     ) -> Result<Written<ImpersonationView>, AppError> {
         self.authorize_everywhere(access, Action::Impersonate)?;
+        // Bounded here for every caller: a deactivation finds the impersonations to end among
+        // those recorded within this bound (`Users::deactivate`).
+        if ttl > MAX_IMPERSONATION {
+            return Err(AppError::InvalidField {
+                field: "ttl_seconds",
+                detail: "ttl_seconds: an impersonation lasts at most 3600 seconds".into(),
+            });
+        }
         let (outcome, secret) = self
             .ledger()
             .start_impersonation(ctx, user_id, reason, ttl)

@@ -495,6 +495,18 @@ impl Sessions<'_> {
         self.delete(&digest(token)).await
     }
 
+    /// Ends every session of user `user` (its deactivation).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn end_all_of(&self, user: UserId) -> Result<(), AppError> {
+        sqlx::query("DELETE FROM ui_sessions WHERE user_id = $1")
+            .bind(uuid::Uuid::from(user))
+            .execute(self.app.pool())
+            .await?;
+        Ok(())
+    }
+
     async fn delete(&self, hash: &[u8]) -> Result<(), AppError> {
         sqlx::query("DELETE FROM ui_sessions WHERE token_hash = $1")
             .bind(hash)

@@ -644,8 +644,42 @@ impl Users<'_> {
     ) -> Result<Written<UserView>, AppError> {
         self.authorize_switch(access, id, "deactivate").await?;
         let mut done = written(self.app.ledger().deactivate_user(ctx, id).await?)?;
+        self.end_everything_of(ctx, id).await?;
         self.hide_roles_out_of_reach(access, &mut done.view).await?;
         Ok(done)
+    }
+
+    /// What a deactivation ends at once, so that a reactivation brings none of it back: the
+    /// user's web sessions (a session left unused would otherwise open again), and the
+    /// impersonations it started or that act as it (revoked, as by their banner's "End"). A
+    /// retried deactivation ends what is left.
+    async fn end_everything_of(&self, ctx: &CommandContext, id: UserId) -> Result<(), AppError> {
+        self.app.sessions().end_all_of(id).await?;
+        let since =
+            self.app.now() - crate::operations::MAX_IMPERSONATION - chrono::Duration::minutes(5);
+        let tokens =
+            projections::queries::unrevoked_impersonations(self.app.pool(), id.into(), since)
+                .await?;
+        // Each revocation is a command of its own: the deactivation's idempotency key is its.
+        let mut plain = ctx.clone();
+        plain.idempotency = None;
+        for token in tokens {
+            match self
+                .app
+                .ledger()
+                .revoke_api_token(&plain, domain::ids::ApiTokenId::from_uuid(token))
+                .await
+            {
+                // Revoked meanwhile (its banner's "End", or a concurrent deactivation).
+                Err(commands::LedgerError::Command(commands::CommandError::Rejected(
+                    DomainError::ApiTokenAlreadyRevoked(_),
+                ))) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reactivates user `id`: its tokens and logins work again, with the roles it held. An

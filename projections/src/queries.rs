@@ -491,6 +491,31 @@ pub async fn user_emails(
     .await
 }
 
+/// The impersonations recorded since `since` that started as user `user` or by it, and are
+/// not revoked: what a deactivation of `user` revokes (every impersonation lasts at most an hour,
+/// so `since` bounds the read to the log's last hour through `events_recorded_at`).
+///
+/// # Errors
+/// Database errors.
+pub async fn unrevoked_impersonations(
+    pool: &PgPool,
+    user: Uuid,
+    since: Timestamp,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT e.aggregate_id::uuid FROM events e \
+         WHERE e.recorded_at >= $2 AND e.aggregate_type = 'ApiToken' \
+         AND e.event_type = 'ImpersonationStarted' \
+         AND (e.payload->>'user_id' = $1::text OR e.payload->>'started_by' = 'user:' || $1::text) \
+         AND NOT EXISTS (SELECT 1 FROM events r WHERE r.aggregate_type = 'ApiToken' \
+         AND r.aggregate_id = e.aggregate_id AND r.event_type = 'ApiTokenRevoked')",
+    )
+    .bind(user)
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
 /// Organizations that pass `filter`, a window of them by id.
 ///
 /// # Errors

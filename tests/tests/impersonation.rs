@@ -623,3 +623,66 @@ async fn support_acts_as_a_customer_user_and_the_audit_names_both() {
     );
     app.stop().await;
 }
+
+/// Deactivating a user ends the impersonations of it: revoked, so that reactivating the user
+/// does not bring a forgotten one back.
+#[tokio::test]
+async fn a_deactivation_ends_the_impersonations_of_the_user_for_good() {
+    let idp = TestIdp::start().await;
+    let db = TestDb::create().await;
+    let mut config = test_config(&db);
+    config.app.oidc.issuers = vec![domain::values::Issuer::parse(idp.issuer()).unwrap()];
+    let app = TestApp::start_with(db, config).await;
+    let c = app.catalogue().await;
+    let acme = c.organization_id.clone();
+    let ana = app
+        .post(
+            &format!("/v1/organizations/{acme}/users"),
+            json!({"email": "ana@acme.example", "roles": ["customer_admin"],
+                   "issuer": idp.issuer(), "subject": "ana-1"}),
+        )
+        .await;
+    let ana = id(&ana.body);
+    let support = app.token(domain::values::Role::VendorSupport).await;
+    let started = call(
+        &app,
+        &support,
+        Method::POST,
+        "/v1/impersonations",
+        Some(json!({"user_id": ana, "reason": "ticket 4712", "ttl_seconds": 900})),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{:?}", started.body);
+    let token = started.body["token"].as_str().unwrap().to_owned();
+    let me = call(&app, &token, Method::GET, "/v1/me", None).await;
+    assert_eq!(me.status, StatusCode::OK);
+
+    for step in ["deactivate", "reactivate"] {
+        let answer = app
+            .post(&format!("/v1/users/{ana}/{step}"), json!({}))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{step}: {:?}", answer.body);
+    }
+    let me = call(&app, &token, Method::GET, "/v1/me", None).await;
+    assert_eq!(
+        me.status,
+        StatusCode::UNAUTHORIZED,
+        "revoked at the deactivation: {:?}",
+        me.body
+    );
+    // A retried deactivation finds nothing left to revoke, and fails on nothing.
+    for step in ["deactivate", "deactivate"] {
+        let answer = app
+            .post(&format!("/v1/users/{ana}/{step}"), json!({}))
+            .await;
+        assert!(
+            matches!(
+                answer.status,
+                StatusCode::OK | StatusCode::UNPROCESSABLE_ENTITY
+            ),
+            "{step}: {:?}",
+            answer.body
+        );
+    }
+    app.stop().await;
+}

@@ -1795,6 +1795,18 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         )
         .await;
     assert_eq!(demoted.status(), StatusCode::FORBIDDEN);
+    let gone = world
+        .post_form(
+            &format!("/users/{cam_id}/deactivate"),
+            &cam,
+            &format!("organization_id={}", world.acme),
+        )
+        .await;
+    assert_eq!(
+        gone.status(),
+        StatusCode::FORBIDDEN,
+        "nor deactivate herself"
+    );
 
     // A license manager is not offered the users tab (it would answer 403).
     world
@@ -1823,6 +1835,40 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
             .status(),
         StatusCode::FORBIDDEN
     );
+    // Nor does its audit trail give it the people's e-mails the users page keeps from it.
+    let trail = world
+        .get_with_session(&format!("/organizations/{}/audit", world.acme), &lem)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        trail.contains("LicenseTransferred") && !trail.contains("cam@acme.example"),
+        "{trail}"
+    );
+
+    // Deactivated, her session ends at once: reactivated, she logs in anew (an unused session
+    // does not come back).
+    let lem_id = world
+        .read(&format!("/v1/organizations/{}/users", world.acme))
+        .await["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "lem@acme.example")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for step in ["deactivate", "reactivate"] {
+        world
+            .api(&format!("/v1/users/{lem_id}/{step}"), json!({}))
+            .await;
+    }
+    let after = world
+        .get_with_session(&format!("/organizations/{}", world.acme), &lem)
+        .await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER, "to the login");
     browser.close().await;
 }
 

@@ -437,6 +437,21 @@ async fn answer_offline(
         .into_response())
 }
 
+/// Refuses a change to one's own user from the users page (its role, its deactivation): a
+/// slip would lock oneself out with no way back; another administrator makes it (the API, for
+/// scripts, allows it).
+fn not_oneself(viewer: &Viewer, id: UserId) -> Result<(), UiError> {
+    if matches!(
+        &viewer.session.access.kind,
+        application::access::PrincipalKind::User { id: me, .. } if *me == id
+    ) {
+        return Err(UiError::Forbidden(
+            "another administrator changes your own user".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Sets a user's roles at an organization to the one chosen (`PUT /v1/users/{id}/roles`
 /// with one role; none chosen revokes them all there).
 async fn set_roles(
@@ -453,16 +468,7 @@ async fn set_roles(
         ]),
     };
     let viewer = &form.viewer;
-    // One's own role is changed by another administrator: a slip of the select would lock
-    // oneself out with no way back (the API, for scripts, allows it).
-    if matches!(
-        &viewer.session.access.kind,
-        application::access::PrincipalKind::User { id: me, .. } if *me == id
-    ) {
-        return Err(UiError::Forbidden(
-            "your own role is changed by another administrator".into(),
-        ));
-    }
+    not_oneself(viewer, id)?;
     let context = form.command(&format!("roles/{id}/{organization}"));
     state
         .app
@@ -489,6 +495,7 @@ async fn confirm_user_deactivation(
 ) -> Result<Response, UiError> {
     let id = user_id(&raw)?;
     let user = state.app.users().get(&viewer.session.access, id).await?;
+    not_oneself(&viewer, id)?;
     let q = super::pages::Query::of(query.as_deref());
     let organization_id = q.uuid("organization_id")?.unwrap_or(user.organization_id);
     Ok(html(
@@ -511,6 +518,7 @@ async fn deactivate_user(
     let id = user_id(&raw)?;
     let organization = organization_id(form.require("organization_id")?)?;
     let viewer = &form.viewer;
+    not_oneself(viewer, id)?;
     let context = form.command(&format!("deactivate-user/{id}"));
     state
         .app
@@ -571,14 +579,29 @@ async fn organization_audit(
         .audit(&viewer.session.access, id, q.page(100, Order::Desc))
         .await?;
     let next = q.next(&format!("/organizations/{id}/audit"), listed.next_cursor);
-    // Its licenses' key prefixes, and its own people by e-mail (the vendor's staff and other
-    // organizations' people stay ids: not the customer's to know by name).
-    let actors: Vec<&str> = listed
-        .items
-        .iter()
-        .flat_map(|e| [Some(e.actor.as_str()), e.impersonated_by.as_deref()])
-        .flatten()
-        .collect();
+    // Its licenses' key prefixes, and its own people by e-mail for a viewer that may read its
+    // users (the users page's permission); the vendor's staff and other organizations' people
+    // stay ids: not the customer's to know by name.
+    let reads_users = state
+        .app
+        .authorize_at(
+            &viewer.session.access,
+            id,
+            domain::reach::Action::ReadUsers,
+            || application::access::organization_not_found(id),
+        )
+        .await
+        .is_ok();
+    let actors: Vec<&str> = if reads_users {
+        listed
+            .items
+            .iter()
+            .flat_map(|e| [Some(e.actor.as_str()), e.impersonated_by.as_deref()])
+            .flatten()
+            .collect()
+    } else {
+        Vec::new()
+    };
     let names = Names::of(&state, listed.items.iter().filter_map(|e| e.license_id))
         .await?
         .with_actors(&state, actors, Some(id))
