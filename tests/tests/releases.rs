@@ -476,6 +476,16 @@ async fn a_release_is_drafted_uploaded_signed_published_and_yanked() {
         .await;
     assert_eq!(bad_from.status, 400);
     assert_eq!(bad_from.body["field"], "from");
+    // A product that does not exist.
+    let unknown = api
+        .send(
+            reqwest::Method::PUT,
+            "/v1/products/7d444840-9dc0-11d1-b245-5ffdce74fad2/upgrade-paths",
+            Some(json!({"from": "7.2", "to": "7.6.0"})),
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(unknown.body["code"], "PRODUCT_NOT_FOUND");
     let read = api
         .get(&format!("/v1/products/{product}/upgrade-paths"))
         .await;
