@@ -663,6 +663,13 @@ async fn every_administration_write_replays_from_memory_and_from_the_table() {
         ),
         (
             Method::POST,
+            "/v1/users/{id}/reactivate",
+            format!("/v1/users/{doomed_user}/reactivate"),
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
             "/v1/policies/{id}/retire",
             format!("/v1/policies/{p}/retire"),
             json!({}),
