@@ -93,10 +93,23 @@ impl Catalogue<'_> {
             }
             None => self.app.authorize_everywhere(access, Action::Administer)?,
         }
-        if kind != domain::values::OrganizationKind::Customer {
+        if !Self::registrable_kinds(access).contains(&kind) {
             self.app.authorize_everywhere(access, Action::Administer)?;
         }
         Ok(())
+    }
+
+    /// The kinds of organization `access` may register (where it may register at all):
+    /// every kind for the vendor's administrators, customers for anyone else.
+    pub fn registrable_kinds(
+        access: &crate::access::Access,
+    ) -> &'static [domain::values::OrganizationKind] {
+        use domain::values::OrganizationKind as K;
+        if access.may_everywhere(Action::Administer) {
+            &[K::Customer, K::Partner, K::Vendor]
+        } else {
+            &[K::Customer]
+        }
     }
 
     /// Renames an organization.

@@ -610,10 +610,12 @@ impl Users<'_> {
         // at a location.
         let granting = roles.iter().any(|r| !held.contains(r));
         if granting && !access.may_everywhere(Action::Administer) {
-            let tree = self.app.tree().await?;
-            let home = state.organization_id;
-            let related = tree.tree().lineage(organization_id).any(|o| o == home)
-                || tree.tree().lineage(home).any(|o| o == organization_id);
+            let related = self
+                .app
+                .tree()
+                .await?
+                .tree()
+                .on_one_line(organization_id, state.organization_id);
             if !related {
                 return Err(AppError::Forbidden(format!(
                     "{} may grant roles only within the user's own organization's tree",

@@ -251,6 +251,12 @@ impl Tree {
         .take(MAX_DEPTH + 1)
     }
 
+    /// Whether `a` and `b` stand on one line of descent: one is the other, or an ancestor of
+    /// it. Siblings, cousins and separate trees are not.
+    pub fn on_one_line(&self, a: OrganizationId, b: OrganizationId) -> bool {
+        self.lineage(a).any(|o| o == b) || self.lineage(b).any(|o| o == a)
+    }
+
     /// `id` and all its descendants, breadth first.
     pub fn subtree(&self, id: OrganizationId) -> impl Iterator<Item = OrganizationId> + '_ {
         let mut queue: VecDeque<OrganizationId> =

@@ -328,6 +328,15 @@ impl World {
             .unwrap()
     }
 
+    /// The page at `path` for the session `session`, as text.
+    async fn page(&self, path: &str, session: &str) -> String {
+        self.get_with_session(path, session)
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A GET with the browser's session cookie, as plain HTTP (for statuses a browser hides).
     async fn get_with_session(&self, path: &str, session: &str) -> reqwest::Response {
         self.http
@@ -882,12 +891,7 @@ async fn vendor_and_customer_do_their_daily_work_in_the_browser() {
     assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
     assert_eq!(foreign.text().await.unwrap(), unknown.text().await.unwrap());
     // Another site's form, even with the right token: refused before anything is read.
-    let home = world
-        .get_with_session("/", &customer)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let home = world.page("/", &customer).await;
     let cross_site = world
         .http
         .post(world.url("/auth/logout"))
@@ -1548,11 +1552,8 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
     browser.submit("form.retire button[type=submit]").await;
     assert!(browser.text_of("main h1").await.contains("retired"));
     let form = world
-        .get_with_session(&format!("/licenses/new?organization_id={initech}"), &ada)
-        .await
-        .text()
-        .await
-        .unwrap();
+        .page(&format!("/licenses/new?organization_id={initech}"), &ada)
+        .await;
     assert!(
         !form.contains(&policy_id),
         "a retired policy is not offered"
@@ -1569,22 +1570,14 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
 
     // The search: a product's prefix alone lists its licenses; a pasted key is cut, and the
     // page says what was compared.
-    let by_product = world
-        .get_with_session("/licenses?key_prefix=draw", &ada)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let by_product = world.page("/licenses?key_prefix=draw", &ada).await;
     assert!(
         by_product.contains("its licenses are listed") && by_product.contains("Initech AG"),
         "{by_product}"
     );
     let pasted = world
-        .get_with_session(&format!("/licenses?key_prefix={key}-WRONG"), &ada)
-        .await
-        .text()
-        .await
-        .unwrap();
+        .page(&format!("/licenses?key_prefix={key}-WRONG"), &ada)
+        .await;
     assert!(pasted.contains("is not compared"), "{pasted}");
 
     // Time travel says why there is nothing to show before the issue, and refuses the future.
@@ -1621,12 +1614,7 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         )
         .await;
     assert_eq!(by_ada.status(), StatusCode::SEE_OTHER);
-    let vendor_audit = world
-        .get_with_session("/audit", &ada)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let vendor_audit = world.page("/audit", &ada).await;
     assert!(
         vendor_audit.contains("ada@vendor.example"),
         "{vendor_audit}"
@@ -1684,12 +1672,7 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         .await;
     assert_eq!(added.status(), StatusCode::SEE_OTHER);
     let location = added.headers()[LOCATION].to_str().unwrap().to_owned();
-    let page = world
-        .get_with_session(&location, &cam)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = world.page(&location, &cam).await;
     assert!(page.contains("Acme Berlin"), "{page}");
     // Not a partner below it, nothing below a foreign organization (404 as an unknown one),
     // and no root.
@@ -1742,11 +1725,8 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
     let mut trail = String::new();
     for _ in 0..50 {
         trail = world
-            .get_with_session(&format!("/organizations/{}/audit", world.acme), &cam)
-            .await
-            .text()
-            .await
-            .unwrap();
+            .page(&format!("/organizations/{}/audit", world.acme), &cam)
+            .await;
         if trail.contains(&link) {
             break;
         }
@@ -1781,11 +1761,8 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         .unwrap()
         .to_owned();
     let page = world
-        .get_with_session(&format!("/organizations/{}/users", world.acme), &cam)
-        .await
-        .text()
-        .await
-        .unwrap();
+        .page(&format!("/organizations/{}/users", world.acme), &cam)
+        .await;
     assert!(!page.contains(&format!("/users/{cam_id}/roles")), "{page}");
     let demoted = world
         .post_form(
@@ -1819,11 +1796,8 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
         .login(&IdpUser::verified("lem", "lem@acme.example"))
         .await;
     let page = world
-        .get_with_session(&format!("/organizations/{}", world.acme), &lem)
-        .await
-        .text()
-        .await
-        .unwrap();
+        .page(&format!("/organizations/{}", world.acme), &lem)
+        .await;
     assert!(
         !page.contains(&format!("/organizations/{}/users\"", world.acme)),
         "{page}"
@@ -1837,11 +1811,8 @@ async fn a_vendor_sets_up_a_product_and_issues_a_license_in_the_browser() {
     );
     // Nor does its audit trail give it the people's e-mails the users page keeps from it.
     let trail = world
-        .get_with_session(&format!("/organizations/{}/audit", world.acme), &lem)
-        .await
-        .text()
-        .await
-        .unwrap();
+        .page(&format!("/organizations/{}/audit", world.acme), &lem)
+        .await;
     assert!(
         trail.contains("LicenseTransferred") && !trail.contains("cam@acme.example"),
         "{trail}"

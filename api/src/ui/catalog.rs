@@ -22,11 +22,14 @@ use domain::ids::{ProductId, ReleaseId};
 use domain::policy::{PolicyAction, PolicyTerms, PolicyTermsInput};
 use domain::release::Filename;
 use domain::values::{
-    Arch, Channel, KeyPrefix, LicenseModel, Name, NewName, Platform, ProductKind, Reason, SeatCount,
+    Arch, Channel, KeyPrefix, LicenseModel, Name, NewName, Platform, ProductKind, Reason,
 };
 use projections::queries::Order;
 
-use super::{Names, Nav, UiError, UiForm, Viewer, after_change, feature_codes, form_key, html};
+use super::{
+    Names, Nav, UiError, UiForm, Viewer, after_change, feature_codes, form_key, html, invalid,
+    seat_count,
+};
 use crate::auth::Permission;
 use crate::state::AppState;
 
@@ -214,10 +217,6 @@ async fn product(
     ))
 }
 
-fn invalid(what: &'static str) -> impl Fn(domain::values::InvalidValue) -> UiError {
-    move |e| UiError::BadRequest(format!("{what}: {e}"))
-}
-
 async fn draft(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -378,9 +377,7 @@ fn policy_terms(form: &UiForm) -> Result<(Name, PolicyTerms), UiError> {
         .map_err(invalid("the name"))?
         .into_name();
     let model = LicenseModel::parse(form.require("model")?).map_err(invalid("the model"))?;
-    let seats = number(form, "seats", "seats")?
-        .ok_or_else(|| UiError::BadRequest("seats: a whole number".into()))?;
-    let seats = SeatCount::new(seats).map_err(invalid("seats"))?;
+    let seats = seat_count(form.require("seats")?)?;
     let features = feature_codes(form.get("features"), "the features")?;
     let channels: Vec<Channel> = Channel::ALL
         .iter()

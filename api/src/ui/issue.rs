@@ -16,14 +16,14 @@ use axum::routing::get;
 use commands::ledger::{NewLicense, NewOrganization};
 use domain::Timestamp;
 use domain::ids::{OrganizationId, PolicyId};
-use domain::reach::Action;
-use domain::values::{LicenseSource, NewName, OrganizationKind, SeatCount};
+use domain::values::{LicenseSource, NewName, OrganizationKind};
 use projections::queries::Order;
 use uuid::Uuid;
 
 use super::pages::{NewKey, OrgHeader, Query, parse_instant};
 use super::{
-    Names, Nav, UiError, UiForm, Viewer, after_change, feature_codes, form_key, html, settled,
+    Names, Nav, UiError, UiForm, Viewer, after_change, feature_codes, form_key, html, invalid,
+    seat_count, settled,
 };
 use crate::auth::Permission;
 use crate::state::AppState;
@@ -46,16 +46,6 @@ struct NewOrganizationPage {
     parent: Option<OrgHeader>,
     kinds: Vec<&'static str>,
     form_key: String,
-}
-
-/// The kinds `viewer` may register: every kind for the vendor's administrators, customers for
-/// the rest (as `Catalogue::authorize_new_organization` decides).
-fn kinds_for(viewer: &Viewer) -> Vec<&'static str> {
-    if viewer.session.access.may_everywhere(Action::Administer) {
-        OrganizationKind::ALL.to_vec()
-    } else {
-        vec![OrganizationKind::Customer.as_str()]
-    }
 }
 
 async fn new_organization(
@@ -85,7 +75,10 @@ async fn new_organization(
         &NewOrganizationPage {
             nav: viewer.nav(),
             parent,
-            kinds: kinds_for(&viewer),
+            kinds: application::catalogue::Catalogue::registrable_kinds(&viewer.session.access)
+                .iter()
+                .map(|k| k.as_str())
+                .collect(),
             form_key: form_key(),
         },
     ))
@@ -105,10 +98,10 @@ async fn register_organization(
         .transpose()?;
     let input = NewOrganization {
         name: NewName::parse(form.require("name")?)
-            .map_err(|e| UiError::BadRequest(format!("the name: {e}")))?
+            .map_err(invalid("the name"))?
             .into_name(),
         kind: OrganizationKind::parse(form.get("kind").unwrap_or("customer"))
-            .map_err(|e| UiError::BadRequest(format!("the kind: {e}")))?,
+            .map_err(invalid("the kind"))?,
         parent_id,
     };
     state
@@ -225,16 +218,8 @@ async fn issue_license(State(state): State<AppState>, form: UiForm) -> Result<Re
     };
     let organization_id = OrganizationId::from_uuid(id_of("organization_id", "the organization")?);
     let policy_id = PolicyId::from_uuid(id_of("policy_id", "the policy")?);
-    let seats = form
-        .get("seats")
-        .map(|raw| {
-            raw.parse::<u32>()
-                .map_err(|_| UiError::BadRequest("seats: a whole number".into()))
-                .and_then(|n| {
-                    SeatCount::new(n).map_err(|e| UiError::BadRequest(format!("seats: {e}")))
-                })
-        })
-        .transpose()?;
+    // Blank: the policy's.
+    let seats = form.get("seats").map(seat_count).transpose()?;
     // Blank: the policy's.
     let features = form
         .get("features")

@@ -486,6 +486,21 @@ fn user_of(actor: &str) -> Option<uuid::Uuid> {
     actor.strip_prefix("user:")?.parse().ok()
 }
 
+/// A refusal of a form's field `what`: a value the domain does not take.
+pub fn invalid(what: &'static str) -> impl Fn(domain::values::InvalidValue) -> UiError {
+    move |e| UiError::BadRequest(format!("{what}: {e}"))
+}
+
+/// A seat count as a form's number field sends it.
+///
+/// # Errors
+/// 400 when it is not a whole number the domain takes.
+pub fn seat_count(raw: &str) -> Result<domain::values::SeatCount, UiError> {
+    raw.parse::<u32>()
+        .map_err(|_| UiError::BadRequest("seats: a whole number".into()))
+        .and_then(|n| domain::values::SeatCount::new(n).map_err(invalid("seats")))
+}
+
 /// Feature codes as a form's text field takes them: separated by commas or spaces.
 ///
 /// # Errors

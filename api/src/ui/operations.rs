@@ -33,10 +33,10 @@ const MAX_EXPORT: usize = 100_000;
 const PAGE: i64 = 100;
 
 fn vendor_read(viewer: &Viewer, what: &str) -> Result<(), UiError> {
-    viewer
-        .principal()
-        .require(Permission::Read)
-        .map_err(|_| UiError::Forbidden(format!("{what} is for the vendor's staff")))
+    viewer.require(
+        Permission::Read,
+        &format!("{what} is for the vendor's staff"),
+    )
 }
 
 /// The audit filter of a query, and the query without its cursor (for links).
@@ -287,9 +287,7 @@ async fn retry(
     form: UiForm,
 ) -> Result<Response, UiError> {
     form.viewer
-        .principal()
-        .require(Permission::Admin)
-        .map_err(|_| UiError::Forbidden("retrying is the administrator's".into()))?;
+        .require(Permission::Admin, "retrying is the administrator's")?;
     if id.is_empty()
         || id.chars().count() > domain::billing::stripe::MAX_EVENT_ID_CHARS
         || id.chars().any(char::is_control)

@@ -467,10 +467,10 @@ async fn organizations(
     viewer: Viewer,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
-    viewer
-        .principal()
-        .require(Permission::Read)
-        .map_err(|_| UiError::Forbidden("every organization is for the vendor's staff".into()))?;
+    viewer.require(
+        Permission::Read,
+        "every organization is for the vendor's staff",
+    )?;
     let q = Query::of(raw.as_deref());
     let text = q.get("q").map(str::to_owned);
     if text.as_deref().is_some_and(|t| t.chars().count() > 200) {
@@ -492,16 +492,24 @@ async fn organizations(
             },
         )
         .await?;
+    // The tree's "New organization…" registers a root: what the registration allows.
+    let may_register = state
+        .app
+        .catalogue()
+        .authorize_new_organization(
+            &viewer.session.access,
+            None,
+            domain::values::OrganizationKind::Customer,
+        )
+        .await
+        .is_ok();
     Ok(html(
         StatusCode::OK,
         &Organizations {
             nav: viewer.nav(),
             q: q.get("q").unwrap_or_default().to_owned(),
             more: listed.next_cursor.is_some(),
-            may_register: viewer
-                .session
-                .access
-                .may_everywhere(domain::reach::Action::Administer),
+            may_register,
             organizations: tree(
                 listed
                     .items
@@ -558,10 +566,10 @@ async fn licenses(
     viewer: Viewer,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
-    viewer
-        .principal()
-        .require(Permission::Read)
-        .map_err(|_| UiError::Forbidden("the license search is for the vendor's staff".into()))?;
+    viewer.require(
+        Permission::Read,
+        "the license search is for the vendor's staff",
+    )?;
     let q = Query::of(raw.as_deref());
     let status = q
         .get("status")
@@ -1031,11 +1039,6 @@ async fn may_act(
     Ok(license)
 }
 
-/// A refusal of a form's field `what` (a value the domain does not take).
-fn bad(what: &'static str) -> impl Fn(domain::values::InvalidValue) -> UiError {
-    move |e| UiError::BadRequest(format!("{what}: {e}"))
-}
-
 /// An instant of a form's `datetime-local` field (UTC), named `field`.
 fn instant_field(form: &UiForm, field: &str) -> Result<Timestamp, UiError> {
     parse_instant(form.require(field)?)
@@ -1053,15 +1056,15 @@ async fn change(
     let context = form.command(&format!("{}/{id}", action.name()));
     let change = match action {
         Action::Suspend => LicenseChange::Suspend {
-            reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
+            reason: Reason::parse(form.require("reason")?).map_err(super::invalid("the reason"))?,
         },
         Action::Reinstate => LicenseChange::Reinstate,
         Action::Revoke => LicenseChange::Revoke {
-            reason: Reason::parse(form.require("reason")?).map_err(bad("the reason"))?,
+            reason: Reason::parse(form.require("reason")?).map_err(super::invalid("the reason"))?,
             category: domain::values::RevocationCategory::parse(
                 form.get("category").unwrap_or("unspecified"),
             )
-            .map_err(bad("the category"))?,
+            .map_err(super::invalid("the category"))?,
         },
         Action::Renew => LicenseChange::Renew {
             expires_at: instant_field(&form, "expires_at")?,
@@ -1073,14 +1076,7 @@ async fn change(
                 .map_err(|_| UiError::BadRequest("the organization id is not an id".into()))?,
         },
         Action::Seats => LicenseChange::ChangeSeats {
-            seats: form
-                .require("seats")?
-                .parse::<u32>()
-                .map_err(|_| UiError::BadRequest("seats: a whole number".into()))
-                .and_then(|n| {
-                    domain::values::SeatCount::new(n)
-                        .map_err(|e| UiError::BadRequest(format!("seats: {e}")))
-                })?,
+            seats: super::seat_count(form.require("seats")?)?,
         },
         Action::Maintenance => LicenseChange::ExtendMaintenance {
             until: instant_field(&form, "until")?,

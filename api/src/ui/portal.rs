@@ -210,8 +210,8 @@ struct ConfirmImpersonation {
     form_key: String,
 }
 
-/// The longest impersonation (API.md: at most an hour).
-const MAX_IMPERSONATION_MINUTES: i64 = 60;
+/// The longest impersonation (API.md: at most an hour), as the application bounds it.
+const MAX_IMPERSONATION_MINUTES: i64 = application::operations::MAX_IMPERSONATION.num_minutes();
 
 fn user_id(raw: &str) -> Result<UserId, UiError> {
     raw.parse().map_err(|_| UiError::NotFound)
@@ -515,17 +515,7 @@ async fn deactivate_user(
     Path(raw): Path<String>,
     form: UiForm,
 ) -> Result<Response, UiError> {
-    let id = user_id(&raw)?;
-    let organization = organization_id(form.require("organization_id")?)?;
-    let viewer = &form.viewer;
-    not_oneself(viewer, id)?;
-    let context = form.command(&format!("deactivate-user/{id}"));
-    state
-        .app
-        .users()
-        .deactivate(&context, &viewer.session.access, id)
-        .await?;
-    after_change(&state, &format!("/organizations/{organization}/users")).await
+    switch_user(&state, &raw, &form, false).await
 }
 
 /// Reactivates a deactivated user (`POST /v1/users/{id}/reactivate`): it logs in again, with
@@ -535,16 +525,31 @@ async fn reactivate_user(
     Path(raw): Path<String>,
     form: UiForm,
 ) -> Result<Response, UiError> {
-    let id = user_id(&raw)?;
+    switch_user(&state, &raw, &form, true).await
+}
+
+/// Deactivates or reactivates (`active`) the user of path segment `raw`, never the viewer,
+/// and goes back to the users page of the form's organization.
+async fn switch_user(
+    state: &AppState,
+    raw: &str,
+    form: &UiForm,
+    active: bool,
+) -> Result<Response, UiError> {
+    let id = user_id(raw)?;
     let organization = organization_id(form.require("organization_id")?)?;
     let viewer = &form.viewer;
-    let context = form.command(&format!("reactivate-user/{id}"));
-    state
-        .app
-        .users()
-        .reactivate(&context, &viewer.session.access, id)
-        .await?;
-    after_change(&state, &format!("/organizations/{organization}/users")).await
+    not_oneself(viewer, id)?;
+    let users = state.app.users();
+    let access = &viewer.session.access;
+    if active {
+        let context = form.command(&format!("reactivate-user/{id}"));
+        users.reactivate(&context, access, id).await?;
+    } else {
+        let context = form.command(&format!("deactivate-user/{id}"));
+        users.deactivate(&context, access, id).await?;
+    }
+    after_change(state, &format!("/organizations/{organization}/users")).await
 }
 
 #[derive(Template)]

@@ -111,12 +111,7 @@ impl Ledger {
         ctx: &CommandContext,
         id: UserId,
     ) -> Result<Outcome<User>, LedgerError> {
-        let command = UserCommand {
-            user_id: id,
-            at: self.now(),
-            action: UserAction::Deactivate,
-        };
-        Ok(self.store.execute(id, command, ctx).await?)
+        self.switch_user(ctx, id, UserAction::Deactivate).await
     }
 
     /// Reactivates user `id`: its tokens authenticate again, with the roles it held.
@@ -128,10 +123,20 @@ impl Ledger {
         ctx: &CommandContext,
         id: UserId,
     ) -> Result<Outcome<User>, LedgerError> {
+        self.switch_user(ctx, id, UserAction::Reactivate).await
+    }
+
+    /// Runs `action` (deactivate or reactivate: no facts to look up) on user `id`.
+    async fn switch_user(
+        &self,
+        ctx: &CommandContext,
+        id: UserId,
+        action: UserAction,
+    ) -> Result<Outcome<User>, LedgerError> {
         let command = UserCommand {
             user_id: id,
             at: self.now(),
-            action: UserAction::Reactivate,
+            action,
         };
         Ok(self.store.execute(id, command, ctx).await?)
     }

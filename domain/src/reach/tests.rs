@@ -358,3 +358,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn organizations_on_one_line_of_descent() {
+    let t = sample();
+    assert!(
+        t.on_one_line(org(12), org(10)),
+        "a location and its corporation"
+    );
+    assert!(t.on_one_line(org(10), org(12)), "either way round");
+    assert!(t.on_one_line(org(11), org(11)));
+    assert!(!t.on_one_line(org(12), org(13)), "cousins");
+    assert!(!t.on_one_line(org(10), org(20)), "separate trees");
+    assert!(!t.on_one_line(org(10), org(99)), "unknown");
+}
