@@ -229,7 +229,7 @@ pub fn app_router(
     let mut jwks = Router::from(table.keys);
     // The web UI (ADR 0025): HTML pages, not API operations, so not in the document; its own
     // form limit and CSRF check; the deadline; limited per address like the client routes
-    // (a login start writes a row).
+    // (every page reads its session; a login's start is a sealed cookie, no row).
     let mut ui_transfers = crate::ui::transfer_routes(&state);
     let mut ui = crate::ui::routes(&state).layer(middleware::from_fn_with_state(
         request_timeout,
