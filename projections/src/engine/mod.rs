@@ -43,13 +43,13 @@ pub(crate) use fold::{
     HeldFold, LicenseRecord, RecordFields, RowFold, apply_folded, free_elsewhere,
 };
 pub use reader::{
-    AFTER_BELOW_HORIZON, COMMIT_ORDER, EVENT_COLUMNS, ReplayEvent, checkpoint, has_pending,
-    read_events, read_replay_events, read_replay_rows, recorded_event, replay_event,
-    row_checkpoint,
+    AFTER_BELOW_HORIZON, Ahead, COMMIT_ORDER, EVENT_COLUMNS, LOOK_AHEAD_ANY, LOOK_AHEAD_TYPED,
+    ReplayEvent, checkpoint, look_ahead, read_events, read_replay_events, read_replay_rows,
+    recorded_event, replay_event, row_checkpoint,
 };
 pub use runner::{
-    HELD_BACK_RETRY, ProjectorLag, ProjectorRunner, RunnerConfig, catch_up, catch_up_to_head,
-    ensure_checkpoint, lag, pending, rebuild, run_batch,
+    Clear, HELD_BACK_RETRY, ProjectorLag, ProjectorRunner, RunnerConfig, advance_over, catch_up,
+    catch_up_to_head, ensure_checkpoint, lag, rebuild, run_batch, run_batch_from,
 };
 
 /// Why a projection could not apply an event. The batch rolls back and is retried; the projector
@@ -123,8 +123,8 @@ pub trait ReplaySafe: Projection {
     }
 }
 
-/// Where a projector stands.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Where a projector stands. Ordered as the log is read: by transaction, then position.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Checkpoint {
     pub tx_id: i64,
     pub position: i64,

@@ -11,7 +11,9 @@ use sqlx::{Acquire, PgConnection, Postgres, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Checkpoint, Projection, ProjectionError, ReplaySafe, read_events};
+use super::{
+    Checkpoint, Projection, ProjectionError, ReplaySafe, checkpoint, look_ahead, read_events,
+};
 
 /// How far behind the log a projector is.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -49,6 +51,20 @@ pub async fn run_batch<'c, P: Projection + ?Sized>(
     projection: &P,
     limit: i64,
 ) -> Result<usize, ProjectionError> {
+    run_batch_from(conn, projection, limit, &Clear::default()).await
+}
+
+/// [`run_batch`], reading from past `clear` where it applies ([`Clear::start`]): what a runner
+/// knows to hold none of the projection's events is not read through again.
+///
+/// # Errors
+/// See [`run_batch`].
+pub async fn run_batch_from<'c, P: Projection + ?Sized>(
+    conn: impl Acquire<'c, Database = Postgres>,
+    projection: &P,
+    limit: i64,
+    clear: &Clear,
+) -> Result<usize, ProjectionError> {
     let mut tx = conn.begin().await?;
     let row = sqlx::query(
         "SELECT last_tx_id::text::bigint AS tx, last_position FROM projector_checkpoints \
@@ -67,7 +83,8 @@ pub async fn run_batch<'c, P: Projection + ?Sized>(
         tx_id: row.try_get("tx")?,
         position: row.try_get("last_position")?,
     };
-    let events = read_events(&mut tx, &checkpoint, projection.aggregate_types(), limit).await?;
+    let from = clear.start(&checkpoint);
+    let events = read_events(&mut tx, &from, projection.aggregate_types(), limit).await?;
     if events.is_empty() {
         tx.rollback().await?;
         return Ok(0);
@@ -91,26 +108,61 @@ pub async fn run_batch<'c, P: Projection + ?Sized>(
     Ok(events.len())
 }
 
-/// Whether any committed event of the projection's types lies after its checkpoint (horizon or
-/// not). One indexed query: the idle check that keeps a waiting projector cheap. On a pool or a
-/// connection.
+/// A stretch of the log past a projector's checkpoint that holds none of its events: no event of
+/// its types lies in `(base, to]`, and all of it is below the commit horizon, where no event can
+/// ever be added. A fact about the log, true for good once seen.
+///
+/// Why: a projector's checkpoint only moves when it applies an event, so one whose types are
+/// rare (products, policies, releases) would otherwise look through every other event since its
+/// last one on every wake-up, a cost growing with the log. The runner keeps this in memory, reads
+/// from its end, and writes it to the checkpoint now and then ([`advance_over`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Clear {
+    /// The stored checkpoint the stretch was seen from.
+    pub base: Checkpoint,
+    /// The last event of the stretch.
+    pub to: Checkpoint,
+}
+
+impl Clear {
+    /// Where to read from, given the stored checkpoint: the end of the stretch when the stretch
+    /// covers everything between the two (the checkpoint is at or past `base`); the checkpoint
+    /// otherwise, as after a rebuild moved it back.
+    pub fn start(&self, stored: &Checkpoint) -> Checkpoint {
+        if *stored >= self.base && self.to > *stored {
+            self.to.clone()
+        } else {
+            stored.clone()
+        }
+    }
+}
+
+/// Moves the stored checkpoint of `name` to the end of `clear` when the stretch covers what lies
+/// between them (the checkpoint is at or past its base, and before its end): the checkpoint then
+/// says where the projector stands for others too (lag, readiness, a restart). Returns whether
+/// it moved. A batch committed meanwhile, or a rebuild, leaves it as they left it.
 ///
 /// # Errors
 /// Database errors.
-pub async fn pending<'e, P: Projection + ?Sized>(
-    executor: impl sqlx::postgres::PgExecutor<'e>,
-    projection: &P,
+pub async fn advance_over(
+    conn: &mut PgConnection,
+    name: &str,
+    clear: &Clear,
 ) -> Result<bool, sqlx::Error> {
-    let types = super::reader::type_names(projection.aggregate_types());
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events e, projector_checkpoints c \
-         WHERE c.name = $1 AND (e.tx_id, e.global_position) > (c.last_tx_id, c.last_position) \
-           AND (cardinality($2::text[]) = 0 OR e.aggregate_type = ANY($2)))",
+    let done = sqlx::query(
+        "UPDATE projector_checkpoints SET last_tx_id = $4::text::xid8, last_position = $5, \
+                updated_at = now() \
+          WHERE name = $1 AND (last_tx_id, last_position) >= ($2::text::xid8, $3) \
+            AND (last_tx_id, last_position) < ($4::text::xid8, $5)",
     )
-    .bind(projection.name())
-    .bind(&types)
-    .fetch_one(executor)
-    .await
+    .bind(name)
+    .bind(clear.base.tx_id.to_string())
+    .bind(clear.base.position)
+    .bind(clear.to.tx_id.to_string())
+    .bind(clear.to.position)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Applies batches until the projector has reached the commit horizon; returns the total.
@@ -132,15 +184,16 @@ pub async fn catch_up<P: Projection + ?Sized>(
     }
 }
 
-/// [`catch_up`] on one connection (a runner's session).
+/// [`catch_up`] on one connection (a runner's session), reading from past `clear`.
 async fn catch_up_on<P: Projection + ?Sized>(
     conn: &mut PgConnection,
     projection: &P,
     batch_size: i64,
+    clear: &Clear,
 ) -> Result<usize, ProjectionError> {
     let mut total = 0;
     loop {
-        let n = run_batch(&mut *conn, projection, batch_size).await?;
+        let n = run_batch_from(&mut *conn, projection, batch_size, clear).await?;
         total += n;
         if n == 0 {
             return Ok(total);
@@ -362,14 +415,24 @@ impl ProjectorRunner {
         shutdown: &CancellationToken,
     ) -> Result<(), ProjectionError> {
         let name = self.projection.name();
+        let types = self.projection.aggregate_types();
         let mut held_back = Duration::ZERO;
+        // What this session has seen to hold none of the projection's events past its
+        // checkpoint, and when it last wrote that to the checkpoint.
+        let mut clear = Clear::default();
+        let mut written = tokio::time::Instant::now();
         loop {
-            // Idle is one cheap query; a batch transaction only when there is something to read.
-            if pending(&mut *session, self.projection.as_ref()).await? {
+            // Idle is two cheap queries (the checkpoint, then what lies past it); a batch
+            // transaction only when there is something to read.
+            let stored = checkpoint(&mut *session, name).await?;
+            let from = clear.start(&stored);
+            let ahead = look_ahead(&mut *session, &from, types).await?;
+            if ahead.pending {
                 let n = catch_up_on(
                     &mut *session,
                     self.projection.as_ref(),
                     self.config.batch_size,
+                    &clear,
                 )
                 .await?;
                 if n > 0 {
@@ -386,6 +449,21 @@ impl ProjectorRunner {
                 }
                 continue;
             }
+            // Nothing of ours past `from`: everything up to the head below the horizon is
+            // covered, from the stored checkpoint on.
+            if let Some(head) = ahead.head.filter(|head| *head > from) {
+                clear = Clear {
+                    base: stored.clone(),
+                    to: head,
+                };
+            }
+            // Written at most once per poll interval: a write per wake-up per projector would
+            // cost the command path its group commit, and the stretch in memory already spares
+            // this runner the reading; the checkpoint is for the others (lag, a restart).
+            if clear.start(&stored) > stored && written.elapsed() >= self.config.poll_interval {
+                advance_over(&mut *session, name, &clear).await?;
+                written = tokio::time::Instant::now();
+            }
             held_back = Duration::ZERO;
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -397,9 +475,38 @@ impl ProjectorRunner {
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {
                     // Polling doubles as the check that the session (and its lock) still
-                    // exists: `pending` fails on a lost connection and the session ends.
+                    // exists: the look-ahead fails on a lost connection and the session ends.
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Checkpoint, Clear};
+
+    fn at(tx_id: i64, position: i64) -> Checkpoint {
+        Checkpoint { tx_id, position }
+    }
+
+    #[test]
+    fn a_clear_stretch_is_read_past_only_while_it_covers_the_gap_to_the_checkpoint() {
+        let clear = Clear {
+            base: at(10, 5),
+            to: at(20, 9),
+        };
+        // At the base, or inside the stretch: read from its end.
+        assert_eq!(clear.start(&at(10, 5)), at(20, 9));
+        assert_eq!(clear.start(&at(15, 7)), at(20, 9));
+        // Past its end (a batch applied further): the checkpoint.
+        assert_eq!(clear.start(&at(21, 12)), at(21, 12));
+        assert_eq!(clear.start(&at(20, 9)), at(20, 9));
+        // Behind its base, as after a rebuild reset the checkpoint: the stretch says nothing of
+        // what lies between, so the checkpoint.
+        assert_eq!(clear.start(&at(0, 0)), at(0, 0));
+        assert_eq!(clear.start(&at(10, 4)), at(10, 4));
+        // None known.
+        assert_eq!(Clear::default().start(&at(3, 1)), at(3, 1));
     }
 }

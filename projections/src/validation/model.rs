@@ -181,8 +181,18 @@ impl ValidationModel {
         for _ in 0..500 {
             let after = self.read().checkpoint.clone();
             let mut conn = pool.acquire().await?;
-            // Idle is this one query.
-            if !engine::has_pending(&mut conn, &after, &[AggregateType::License]).await? {
+            // Idle is this one query. With nothing of ours ahead, the model moves past the
+            // other events below the horizon, so that the next look starts from there rather
+            // than from the last License event, however long ago that was.
+            let ahead = engine::look_ahead(&mut conn, &after, &[AggregateType::License]).await?;
+            if !ahead.pending {
+                if let Some(head) = ahead.head.filter(|head| *head > after) {
+                    let mut inner = self.write();
+                    // A refresh may have moved meanwhile; then it knows better.
+                    if inner.checkpoint == after {
+                        inner.checkpoint = head;
+                    }
+                }
                 break;
             }
             drop(conn);
