@@ -15,7 +15,10 @@ use crate::harness::{median, ratio_cell, ratios};
 use crate::validation::{sibling, start_ours, wrk_with};
 
 /// The Lua script of one arm: every request registers an organization; `keyed` adds a key no
-/// other request of any run carries (this run's nonce, the thread, a counter).
+/// other request carries: `run` (a nonce the caller draws afresh for every slice: wrk loads
+/// the script anew for each run, and its counters restart), the thread, a counter. Runs 1-3
+/// of BENCHMARKS.md drew one nonce per bench run, so from the second slice on the keyed arm
+/// was mostly replays of earlier answers, which execute nothing.
 fn script(token: &str, keyed: bool, run: &str) -> String {
     let key = if keyed {
         r#"headers["Idempotency-Key"] = run .. "-" .. tid .. "-" .. counter"#
@@ -92,9 +95,26 @@ pub async fn run(
     let plain = dir.join(format!("ledger-bench-plain-{run}.lua"));
     let keyed = dir.join(format!("ledger-bench-keyed-{run}.lua"));
     std::fs::write(&plain, script(&token, false, &run))?;
-    std::fs::write(&keyed, script(&token, true, &run))?;
+    // The keyed script is written before each keyed slice, with a nonce of its own.
+    let fresh_keys = || {
+        std::fs::write(
+            &keyed,
+            script(&token, true, &uuid::Uuid::now_v7().to_string()),
+        )
+    };
+    // Every keyed request must execute: the slice's new events are counted against its answers.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    let events = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await
+    };
     // Warm-up of both arms.
     wrk_with(&ours.addr, &plain, 2, 4)?;
+    fresh_keys()?;
     wrk_with(&ours.addr, &keyed, 2, 4)?;
     println!(
         "\n| connections | without keys /s | with keys /s | with / without (median, min-max) | p99 without / with (ms) | server CPU µs/request without / with | target |"
@@ -113,13 +133,30 @@ pub async fn run(
                 [true, false]
             };
             for keyed_arm in order {
-                let script = if keyed_arm { &keyed } else { &plain };
+                let script = if keyed_arm {
+                    fresh_keys()?;
+                    &keyed
+                } else {
+                    &plain
+                };
+                let events_before = events().await?;
                 let cpu_before = cpu_seconds(ours.child.id())?;
                 let (rps, p99) = wrk_with(&ours.addr, script, seconds, c)
                     .with_context(|| format!("wrk, keyed: {keyed_arm}"))?;
                 // The server's CPU per request, in µs (the pause below included: the answers
                 // written after the slice's responses).
                 tokio::time::sleep(Duration::from_millis(500)).await;
+                // Each answer wrk counted registered an organization (a replay would not).
+                #[allow(clippy::cast_precision_loss)]
+                let appended = (events().await? - events_before) as f64;
+                #[allow(clippy::cast_precision_loss)]
+                let answered = rps * seconds as f64;
+                if appended < answered * 0.98 {
+                    bail!(
+                        "keyed: {keyed_arm}: {answered:.0} answers but {appended:.0} new events: \
+                         requests were replayed, not executed"
+                    );
+                }
                 #[allow(clippy::cast_precision_loss)]
                 let us =
                     (cpu_seconds(ours.child.id())? - cpu_before) * 1e6 / (rps * seconds as f64);
