@@ -192,9 +192,14 @@ pub struct Ahead {
 /// event below the horizon, in one statement (one snapshot, so the two agree).
 ///
 /// The queries are written for the generic plan PostgreSQL settles on for a prepared statement
-/// run over and over: each is an `ORDER BY ... LIMIT 1` on the commit-order index, with no
-/// `cardinality($n) = 0 OR ...` (which no plan serves from an index). The `EXISTS` this
-/// replaces had a generic plan that read the whole table on every wake-up of every projector.
+/// run over and over. The `EXISTS` this replaces had a generic plan that read the whole table on
+/// every wake-up of every projector: costed to its first match, a sequential scan looked cheaper
+/// than the index. Each probe here is an `ORDER BY ... LIMIT 1` in the commit-order index's own
+/// order, which a plan serves from the index; the types are a statement of their own rather than
+/// `cardinality($n) = 0 OR ...`, so the filter is plain.
+///
+/// While a long transaction holds the horizon back, the typed probe reads the events committed
+/// since the position until it finds one of the types, as every reader of the log does then.
 ///
 /// # Errors
 /// Database errors.
@@ -226,21 +231,23 @@ pub async fn look_ahead(
 }
 
 /// [`look_ahead`] for every type.
+/// Spelled out rather than with [`COMMIT_ORDER`]: its probes read the index backwards too, and
+/// every column is qualified, so no output alias can shadow `tx_id`.
 pub const LOOK_AHEAD_ANY: &str = "SELECT \
-     (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-      ORDER BY tx_id, global_position LIMIT 1) IS NOT NULL AS pending, \
-     (SELECT ARRAY[tx_id::text::bigint, global_position] FROM events \
-      WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-      ORDER BY tx_id DESC, global_position DESC LIMIT 1) AS head";
+     (SELECT 1 FROM events WHERE (events.tx_id, events.global_position) > ($1::text::xid8, $2) \
+      ORDER BY events.tx_id, events.global_position LIMIT 1) IS NOT NULL AS pending, \
+     (SELECT ARRAY[events.tx_id::text::bigint, events.global_position] FROM events \
+      WHERE events.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+      ORDER BY events.tx_id DESC, events.global_position DESC LIMIT 1) AS head";
 
 /// [`look_ahead`] for the types in `$3`.
 pub const LOOK_AHEAD_TYPED: &str = "SELECT \
-     (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-        AND aggregate_type = ANY($3::text[]) \
-      ORDER BY tx_id, global_position LIMIT 1) IS NOT NULL AS pending, \
-     (SELECT ARRAY[tx_id::text::bigint, global_position] FROM events \
-      WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-      ORDER BY tx_id DESC, global_position DESC LIMIT 1) AS head";
+     (SELECT 1 FROM events WHERE (events.tx_id, events.global_position) > ($1::text::xid8, $2) \
+        AND events.aggregate_type = ANY($3::text[]) \
+      ORDER BY events.tx_id, events.global_position LIMIT 1) IS NOT NULL AS pending, \
+     (SELECT ARRAY[events.tx_id::text::bigint, events.global_position] FROM events \
+      WHERE events.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+      ORDER BY events.tx_id DESC, events.global_position DESC LIMIT 1) AS head";
 
 /// The checkpoint of projector `name` (zero when it has none yet).
 ///

@@ -113,7 +113,7 @@ pub async fn run_batch_from<'c, P: Projection + ?Sized>(
 /// ever be added. A fact about the log, true for good once seen.
 ///
 /// Why: a projector's checkpoint only moves when it applies an event, so one whose types are
-/// rare (products, policies, releases) would otherwise look through every other event since its
+/// rare (products, policies, users, releases, organizations) would otherwise look through every other event since its
 /// last one on every wake-up, a cost growing with the log. The runner keeps this in memory, reads
 /// from its end, and writes it to the checkpoint now and then ([`advance_over`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -382,6 +382,9 @@ impl ProjectorRunner {
     /// or an error ends the session.
     async fn lead(&mut self, shutdown: &CancellationToken) -> Result<(), ProjectionError> {
         let name = self.projection.name();
+        // Each time, not only at start: a missing row reads as position zero, and a batch
+        // then fails on it, which a start-up error would leave failing for good.
+        ensure_checkpoint(&self.pool, name).await?;
         let mut session: PoolConnection<Postgres> = self.pool.acquire().await?;
         let asked: Result<bool, sqlx::Error> =
             sqlx::query_scalar("SELECT pg_try_advisory_lock(5170, hashtext('projector:' || $1))")
