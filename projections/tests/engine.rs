@@ -401,6 +401,22 @@ async fn last_event(pool: &PgPool) -> engine::Checkpoint {
     engine::Checkpoint { tx_id, position }
 }
 
+/// Waits until the stored checkpoint of `Seen` is `target` (the runner writes it within a poll
+/// interval of moving there).
+async fn wait_for_checkpoint(pool: &PgPool, target: &engine::Checkpoint) {
+    for attempt in 0.. {
+        let at = stored_checkpoint(pool).await;
+        if at == *target {
+            return;
+        }
+        assert!(
+            attempt < 200,
+            "the checkpoint never reached {target:?}: it is at {at:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 fn quick_runner(pool: &PgPool, signal: &ChangeSignal) -> ProjectorRunner {
     ProjectorRunner::new(
         pool.clone(),
@@ -434,13 +450,7 @@ async fn a_runner_moves_its_checkpoint_past_the_events_of_other_projectors() {
     signal.bump();
     wait_until_seen(&pool, mine).await;
     let head = last_event(&pool).await;
-    for attempt in 0.. {
-        if stored_checkpoint(&pool).await == head {
-            break;
-        }
-        assert!(attempt < 200, "the checkpoint never reached the last event");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_checkpoint(&pool, &head).await;
     let lag = engine::lag(&pool, &Seen).await.unwrap();
     assert_eq!((lag.events_applied, lag.pending_events), (1, 0));
 
@@ -453,13 +463,7 @@ async fn a_runner_moves_its_checkpoint_past_the_events_of_other_projectors() {
     signal.bump();
     wait_until_seen(&pool, later).await;
     let head = last_event(&pool).await;
-    for attempt in 0.. {
-        if stored_checkpoint(&pool).await == head {
-            break;
-        }
-        assert!(attempt < 200, "the checkpoint never reached the last event");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_checkpoint(&pool, &head).await;
     stop.cancel();
     runner.await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM test_seen")
@@ -487,16 +491,8 @@ async fn a_late_commit_is_applied_after_the_runner_moved_past_later_events_of_ot
     }
     signal.bump();
     let before = last_event(&pool).await;
-    for attempt in 0.. {
-        if stored_checkpoint(&pool).await == before {
-            break;
-        }
-        assert!(
-            attempt < 200,
-            "the runner never moved past the others' events"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    // The runner moves past the others' events.
+    wait_for_checkpoint(&pool, &before).await;
     let mut slow = pool.begin().await.unwrap();
     let late = insert_note(&mut slow, "slow", 1).await; // the lower transaction id, committed last
     let (late_tx, late_position): (i64, i64) = sqlx::query_as(
