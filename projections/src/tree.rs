@@ -219,7 +219,7 @@ impl TreeModel {
                 engine::look_ahead(&mut conn, &after, &[AggregateType::Organization]).await?;
             drop(conn);
             if !ahead.pending {
-                if let Some(head) = ahead.head.filter(|head| *head > after) {
+                if let Some(head) = ahead.past(&after) {
                     let mut state = self.write();
                     if state.checkpoint == after {
                         state.checkpoint = head;

@@ -48,8 +48,8 @@ pub use reader::{
     recorded_event, replay_event, row_checkpoint,
 };
 pub use runner::{
-    Clear, HELD_BACK_RETRY, ProjectorLag, ProjectorRunner, RunnerConfig, advance_over, catch_up,
-    catch_up_to_head, ensure_checkpoint, lag, rebuild, run_batch, run_batch_from,
+    HELD_BACK_RETRY, ProjectorLag, ProjectorRunner, RunnerConfig, catch_up, catch_up_to_head,
+    ensure_checkpoint, lag, rebuild, run_batch,
 };
 
 /// Why a projection could not apply an event. The batch rolls back and is retried; the projector

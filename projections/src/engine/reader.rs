@@ -183,9 +183,21 @@ pub struct Ahead {
     pub pending: bool,
     /// The last event below the commit horizon, of any type. When nothing is `pending`, no event
     /// of the types lies between the position and this one, nor ever will: everything up to it
-    /// is committed or rolled back. A reader may move past it (a [`Clear`](super::Clear) range)
-    /// instead of looking through the same events of other types again on every wake-up.
+    /// is committed or rolled back. A reader may move past it ([`Ahead::past`]; a runner keeps
+    /// it as a `Clear` stretch) instead of looking through the same events of other types again
+    /// on every wake-up.
     pub head: Option<Checkpoint>,
+}
+
+impl Ahead {
+    /// Where a reader that looked from `from` may move to without reading: the head below the
+    /// horizon, when nothing of its types is pending and the head lies beyond `from`. The one
+    /// rule the runners, the validation model and the organization tree move by.
+    pub fn past(&self, from: &Checkpoint) -> Option<Checkpoint> {
+        self.head
+            .clone()
+            .filter(|head| !self.pending && head > from)
+    }
 }
 
 /// Whether committed events of `types` (every type when empty) lie after `after`, and the last

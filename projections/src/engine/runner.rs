@@ -59,7 +59,7 @@ pub async fn run_batch<'c, P: Projection + ?Sized>(
 ///
 /// # Errors
 /// See [`run_batch`].
-pub async fn run_batch_from<'c, P: Projection + ?Sized>(
+async fn run_batch_from<'c, P: Projection + ?Sized>(
     conn: impl Acquire<'c, Database = Postgres>,
     projection: &P,
     limit: i64,
@@ -117,18 +117,18 @@ pub async fn run_batch_from<'c, P: Projection + ?Sized>(
 /// last one on every wake-up, a cost growing with the log. The runner keeps this in memory, reads
 /// from its end, and writes it to the checkpoint now and then ([`advance_over`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Clear {
+pub(crate) struct Clear {
     /// The stored checkpoint the stretch was seen from.
-    pub base: Checkpoint,
+    base: Checkpoint,
     /// The last event of the stretch.
-    pub to: Checkpoint,
+    to: Checkpoint,
 }
 
 impl Clear {
     /// Where to read from, given the stored checkpoint: the end of the stretch when the stretch
     /// covers everything between the two (the checkpoint is at or past `base`); the checkpoint
     /// otherwise, as after a rebuild moved it back.
-    pub fn start(&self, stored: &Checkpoint) -> Checkpoint {
+    fn start(&self, stored: &Checkpoint) -> Checkpoint {
         if *stored >= self.base && self.to > *stored {
             self.to.clone()
         } else {
@@ -144,7 +144,7 @@ impl Clear {
 ///
 /// # Errors
 /// Database errors.
-pub async fn advance_over(
+async fn advance_over(
     conn: &mut PgConnection,
     name: &str,
     clear: &Clear,
@@ -454,7 +454,7 @@ impl ProjectorRunner {
             }
             // Nothing of ours past `from`: everything up to the head below the horizon is
             // covered, from the stored checkpoint on.
-            if let Some(head) = ahead.head.filter(|head| *head > from) {
+            if let Some(head) = ahead.past(&from) {
                 clear = Clear {
                     base: stored.clone(),
                     to: head,

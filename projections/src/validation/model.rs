@@ -186,7 +186,7 @@ impl ValidationModel {
             // than from the last License event, however long ago that was.
             let ahead = engine::look_ahead(&mut conn, &after, &[AggregateType::License]).await?;
             if !ahead.pending {
-                if let Some(head) = ahead.head.filter(|head| *head > after) {
+                if let Some(head) = ahead.past(&after) {
                     let mut inner = self.write();
                     // A refresh may have moved meanwhile; then it knows better.
                     if inner.checkpoint == after {
