@@ -209,22 +209,9 @@ async fn only_one_runner_is_active_and_a_standby_takes_over() {
     let pool = db.pool().await;
     create_seen(&pool).await;
     let signal = ChangeSignal::new();
-    let config = RunnerConfig {
-        batch_size: 50,
-        poll_interval: Duration::from_millis(20),
-        standby_interval: Duration::from_millis(50),
-    };
     let first = CancellationToken::new();
     let second = CancellationToken::new();
-    let run = |token: CancellationToken| {
-        let runner = ProjectorRunner::new(
-            pool.clone(),
-            Arc::new(Seen),
-            signal.subscribe(),
-            config.clone(),
-        );
-        tokio::spawn(runner.run(token))
-    };
+    let run = |token: CancellationToken| tokio::spawn(quick_runner(&pool, &signal).run(token));
     let a = run(first.clone());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let b = run(second.clone());
@@ -278,19 +265,8 @@ async fn a_runner_on_another_database_of_the_server_neither_counts_nor_blocks_th
     let pool = db.pool().await;
     create_seen(&pool).await;
     let signal = ChangeSignal::new();
-    let config = RunnerConfig {
-        batch_size: 50,
-        poll_interval: Duration::from_millis(20),
-        standby_interval: Duration::from_millis(50),
-    };
     let run = |pool: &PgPool, token: CancellationToken| {
-        let runner = ProjectorRunner::new(
-            pool.clone(),
-            Arc::new(Seen),
-            signal.subscribe(),
-            config.clone(),
-        );
-        tokio::spawn(runner.run(token))
+        tokio::spawn(quick_runner(pool, &signal).run(token))
     };
     let theirs_stop = CancellationToken::new();
     let theirs = run(&other_pool, theirs_stop.clone());
@@ -417,6 +393,7 @@ async fn wait_for_checkpoint(pool: &PgPool, target: &engine::Checkpoint) {
     }
 }
 
+/// A runner of `Seen` that polls every 20 ms and stands by for 50 ms between attempts.
 fn quick_runner(pool: &PgPool, signal: &ChangeSignal) -> ProjectorRunner {
     ProjectorRunner::new(
         pool.clone(),

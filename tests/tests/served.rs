@@ -105,6 +105,63 @@ async fn ledger_serve_signs_a_checkpoint_by_itself_within_its_interval() {
     db.drop_db().await;
 }
 
+/// The projector runners of `ledger serve` move their checkpoints past the events of other
+/// projectors (ADR 0003, "The idle look"): after writes that are all Organization events, the
+/// projectors that read none of them stand at the last event too, having applied nothing, so
+/// that neither their next look nor `/v1/projections` reads through those events again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_serve_moves_every_projector_past_the_events_it_does_not_read() {
+    let db = TestDb::create().await;
+    let data_dir = temp_data_dir();
+    let token = mint_token(BIN, &db);
+    let server = spawn_server(BIN, &db, &data_dir, &[]);
+    let client = reqwest::Client::new();
+    for i in 0..30 {
+        let created = client
+            .post(format!("{}/v1/organizations", server.base))
+            .bearer_auth(&token)
+            .json(&json!({"name": format!("Acme {i}"), "kind": "customer"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status().as_u16(), 201);
+    }
+    let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
+        .fetch_one(&db.pool().await)
+        .await
+        .unwrap();
+    let url = format!("{}/v1/projections", server.base);
+    let since = Instant::now();
+    let projections = loop {
+        let (status, body) = get(&client, &url, &token).await;
+        assert_eq!(status, 200, "{body}");
+        let all = body["projections"].as_array().unwrap().clone();
+        if all.iter().all(|p| p["last_position"] == last) {
+            break all;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "not every projector reached position {last}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let applied = |name: &str| {
+        projections
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no projector {name}"))["events_applied"]
+            .as_i64()
+    };
+    assert_eq!(applied("organizations"), Some(30));
+    for name in ["products", "policies", "licenses", "releases", "validation"] {
+        assert_eq!(applied(name), Some(0), "{name} applied nothing");
+    }
+    assert!(projections.iter().all(|p| p["pending_events"] == 0));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    db.drop_db().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_starts_every_background_job() {
     let app = TestApp::start().await;
